@@ -1,0 +1,246 @@
+"""Command-line interface: a thin shell over the library.
+
+``main(argv) -> int`` parses flags, turns them into config overrides, calls one library
+function, and turns any :class:`LandscapeError` into one line on stderr and exit code 1
+(2 for usage errors). ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from landscape import __version__
+from landscape.config import Config, config_from_dict, config_to_dict, apply_overrides, read_toml
+from landscape.errors import ConfigError, LandscapeError
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
+
+
+def command(name: str, help_text: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable[[argparse.ArgumentParser], None]]:
+    """Register ``add_arguments`` for subcommand ``name``; its handler is ``cmd_<name>``."""
+    def decorator(add: Callable[[argparse.ArgumentParser], None]) -> Callable[[argparse.ArgumentParser], None]:
+        COMMANDS[name] = (add, globals()[f"cmd_{name.replace('-', '_')}"], help_text)
+        return add
+    return decorator
+
+
+# --- shared flags ----------------------------------------------------------------------------------
+
+def _common(p: argparse.ArgumentParser, config_positional: bool = False) -> None:
+    if not config_positional:
+        p.add_argument("--config", type=Path, help="TOML config file whose sections override the defaults")
+    p.add_argument("--model", help="model name from the registry, or path/to/file.py:factory / package.module:factory")
+    p.add_argument("--data", help="dataset name from the registry, or path/to/file.py:function / package.module:function")
+    p.add_argument("--loss", help="loss name (surface, hessian: a comma-separated list is evaluated in one pass)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config value (TOML syntax for the value); repeatable")
+    p.add_argument("--unsafe-load", action="store_true",
+                   help="allow checkpoints that need arbitrary code to unpickle (only for files you trust)")
+
+
+def _overrides(args: argparse.Namespace, section_device: str, loss_key: str = "train.loss") -> list[str]:
+    out: list[str] = []
+    if args.model:
+        out.append(f"model.name={json.dumps(args.model)}")
+    if args.data:
+        out.append(f"data.name={json.dumps(args.data)}")
+    if args.loss:
+        if loss_key == "surface.losses":
+            names = [n.strip() for n in args.loss.split(",") if n.strip()]
+            out.append(f"surface.losses={json.dumps(names)}")
+        else:
+            out.append(f"{loss_key}={json.dumps(args.loss)}")
+    if args.device:
+        out.append(f"{section_device}.device={json.dumps(args.device)}")
+    return out + list(args.overrides)
+
+
+def _flag_overrides(args: argparse.Namespace, mapping: dict[str, str]) -> list[str]:
+    """``--flag value`` pairs that are plain config overrides (only those the user gave)."""
+    return [f"{key}={json.dumps(getattr(args, attr))}" for attr, key in mapping.items() if getattr(args, attr) is not None]
+
+
+def resolve_config(base: dict[str, Any] | None, config_file: Path | None, overrides: Sequence[str]) -> Config:
+    """defaults ← base (e.g. a checkpoint's config) ← config file ← flags."""
+    data: dict[str, Any] = json.loads(json.dumps(base or {}))
+    if config_file is not None:
+        for section, table in read_toml(config_file).items():
+            if isinstance(table, dict) and isinstance(data.get(section), dict):
+                data[section] = {**data[section], **table}
+            else:
+                data[section] = table
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+def _print(summary: Any) -> None:
+    print(json.dumps(summary, indent=2, default=str, allow_nan=True))
+
+
+# --- train -----------------------------------------------------------------------------------------
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from landscape.train import train
+
+    flags = _flag_overrides(args, {"epochs": "train.epochs", "lr": "train.lr", "seed": "train.seed",
+                                   "batch_size": "train.batch_size", "optimizer": "train.optimizer"})
+    cfg = resolve_config(None, args.config_file, _overrides(args, "train") + flags)
+    out = args.out or Path("runs") / (args.config_file.stem if args.config_file else "default")
+    result = train(cfg, out, overwrite=args.overwrite)
+    last = result.manifest["checkpoints"][-1]
+    print(f"trained {cfg.model.name} on {cfg.data.name} with {cfg.train.loss}: {len(result.checkpoints)} checkpoints in {out}; "
+          + ", ".join(f"{k} {last[k]:.4f}" for k in ("train_loss", "test_loss", "train_acc", "test_acc") if k in last))
+    return 0
+
+
+@command("train", "train a model and write a checkpoint every epoch (resumes a stopped run)")
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config_file", nargs="?", type=Path, metavar="CONFIG", help="TOML config (defaults: digits + mlp)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<config name>)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if DIR holds a run with other settings")
+    _common(p, config_positional=True)
+
+
+# --- surface ---------------------------------------------------------------------------------------
+
+SURFACE_FLAGS = {"x": "surface.x", "y": "surface.y", "split": "surface.split", "max_samples": "surface.max_samples",
+                 "bn": "surface.bn", "batch_size": "surface.batch_size", "points_per_call": "surface.points_per_call",
+                 "dir_type": "directions.dir_type", "norm": "directions.norm", "ignore": "directions.ignore",
+                 "seed": "directions.seed"}
+
+
+def surface_config(args: argparse.Namespace, ckpt: Any) -> Config:
+    base = config_to_dict(ckpt.config) if ckpt.config is not None else None
+    if base is None and not (args.model or args.config):
+        raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
+                          "name its model and data with --model/--data/--loss or --config FILE")
+    return resolve_config(base, args.config, _overrides(args, "surface", "surface.losses") + _flag_overrides(args, SURFACE_FLAGS))
+
+
+def cmd_surface(args: argparse.Namespace) -> int:
+    from landscape.checkpoint import load_checkpoint
+    from landscape.jobs import DirectionSource, run_surface
+
+    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
+    cfg = surface_config(args, ckpt)
+    if args.directions is not None and args.x is None:
+        from landscape.trajectory import default_grid_overrides
+
+        extra = default_grid_overrides(args.directions, two_d=args.y is not None or cfg.surface.y != "")
+        cfg = resolve_config(config_to_dict(cfg), None, extra)
+    source = DirectionSource(args.directions, args.target, args.target2)
+    summary = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
+                          unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt)
+    _print(summary)
+    return 0
+
+
+@command("surface", "evaluate the loss landscape on a 1D or 2D grid around a checkpoint (HDF5, resumable)")
+def _add_surface(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="surface file (.h5); re-running resumes it")
+    p.add_argument("--x", help="MIN:MAX:NUM along the first direction (default -1:1:51)")
+    p.add_argument("--y", help="MIN:MAX:NUM along the second direction (2D when given)")
+    p.add_argument("--dir-type", choices=["weights", "states"])
+    p.add_argument("--norm", choices=["filter", "layer", "weight", "none"])
+    p.add_argument("--ignore", choices=["biasbn", "none"])
+    p.add_argument("--seed", type=int, help="seed of the random directions")
+    p.add_argument("--directions", type=Path, help="use a saved direction file as is (ours, a trajectory, or the reference layout)")
+    p.add_argument("--target", type=Path, help="checkpoint B: x = θ_B − θ_A (linear interpolation)")
+    p.add_argument("--target2", type=Path, help="checkpoint C: y = θ_C − θ_A (plane through three models)")
+    p.add_argument("--split", choices=["train", "test", "both"])
+    p.add_argument("--max-samples", type=int, help="evaluate on the first N samples of each split (recorded)")
+    p.add_argument("--bn", choices=["fixed", "recompute"], help="BatchNorm statistics: the checkpoint's (default) or re-estimated")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--points-per-call", type=int, help="grid points per vectorized call (0 = choose by timing)")
+    p.add_argument("--max-points", type=int, default=250_000, help="refuse larger grids (default 250000)")
+    p.add_argument("--overwrite", action="store_true", help="replace a file made with other settings")
+    _common(p)
+
+
+# --- info ------------------------------------------------------------------------------------------
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from landscape.info import describe
+
+    _print(describe(args.file, unsafe=args.unsafe_load))
+    return 0
+
+
+@command("info", "describe a checkpoint, run folder, surface, trajectory or direction file")
+def _add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path)
+    p.add_argument("--unsafe-load", action="store_true")
+
+
+# --- entry points -------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landscape", description="Filter-normalized loss landscapes (Li et al., 2018).")
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add, _, help_text) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--x -1:1:51`` → ``--x=-1:1:51``: argparse would take ``-1:1:51`` for an option."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-\.?\d", token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
+        return int(exc.code or 0)
+    from landscape.progress import set_quiet
+
+    set_quiet(args.quiet)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    handler = COMMANDS[args.command][1]
+    try:
+        return handler(args)
+    except LandscapeError as err:
+        if args.debug:
+            raise
+        print(f"landscape {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"landscape {args.command}: interrupted; finished work is saved (re-run the same command to resume)", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug or a library error we did not anticipate: still one line
+        if args.debug:
+            raise
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"landscape {args.command}: error: {type(err).__name__}: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

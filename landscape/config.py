@@ -1,0 +1,313 @@
+"""Frozen, typed configs loaded from TOML, with flag and ``--set section.key=value`` overrides.
+
+A config file has one table per section (``[data]``, ``[model]``, ``[train]``, ...). Unknown
+sections or keys and values of the wrong type raise :class:`ConfigError` naming the key. The
+resolved config is saved beside every output (``config.toml`` in run folders, JSON in HDF5
+attributes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from landscape.errors import ConfigError
+
+T = TypeVar("T")
+
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["constant", "step", "cosine"]
+DirType = Literal["weights", "states"]
+Norm = Literal["filter", "layer", "weight", "none"]
+Ignore = Literal["biasbn", "none"]
+Split = Literal["train", "test", "both"]
+BNMode = Literal["fixed", "recompute"]
+Target = Literal["label", "input"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data, where it lives, and how it is cut."""
+
+    name: str = "digits"
+    root: str = "data"  # folder of file datasets (mnist, cifar10, ...)
+    download: bool = False  # fetch file datasets when missing (needs network)
+    target: Target = "label"  # "input": reconstruct the input (autoencoder task)
+    classes: tuple[int, ...] = ()  # keep only these classes, relabelled 0..k-1
+    binary: bool = False  # with two classes: one logit, targets 0/1
+    max_train: int = 0  # 0 = all
+    max_test: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the dataset builder
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mlp"
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the factory
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "cross_entropy"
+    optimizer: Optimizer = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: Schedule = "constant"
+    step_size: int = 10  # epochs between LR drops ("step")
+    gamma: float = 0.1
+    batch_size: int = 64
+    epochs: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    save_every_steps: int = 0  # 0 = one checkpoint per epoch only
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class DirectionsConfig:
+    dir_type: DirType = "weights"
+    norm: Norm = "filter"
+    ignore: Ignore = "biasbn"
+    seed: int = 123
+
+
+@dataclass(frozen=True)
+class SurfaceConfig:
+    x: str = "-1:1:51"
+    y: str = ""  # empty: 1D
+    losses: tuple[str, ...] = ()  # extra criteria; empty = the training loss
+    split: Split = "train"
+    max_samples: int = 0  # 0 = all
+    bn: BNMode = "fixed"
+    bn_batches: int = 8
+    batch_size: int = 0  # 0 = automatic
+    device: str = "cpu"
+    points_per_call: int = 0  # 0 = automatic (vectorized evaluation of several points)
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    kinds: tuple[str, ...] = ("contour", "filled", "heatmap", "surface3d", "line", "trajectory")
+    formats: tuple[str, ...] = ("pdf", "png")
+    metric: str = "train_loss"
+    levels: int = 30
+    vmin: float | None = None
+    vmax: float | None = None
+    log: bool = False
+    cmap: str = "viridis"
+    width: Literal["single", "double"] = "single"
+    dpi: int = 200
+    title: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The main job: train → trajectory → surfaces → plots."""
+
+    random_x: str = "-1:1:31"
+    random_y: str = "-1:1:31"
+    line_x: str = "-1:1:51"
+    pca_grid: int = 31  # points per axis of the PCA-plane surface
+    pca_margin: float = 0.3
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    losses: tuple[str, ...] = ("cross_entropy", "mse")
+    target_acc: float = 0.9
+    radius: float = 0.5  # flatness: mean loss increase within this radius
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    directions: DirectionsConfig = field(default_factory=DirectionsConfig)
+    surface: SurfaceConfig = field(default_factory=SurfaceConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in the field's own type."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key} = {value!r} is not allowed; choose one of {_type_name(tp)}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} = {value!r} has the wrong type; expected {' or '.join(_type_name(a) for a in args)}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} = {value!r} has the wrong type; expected a list")
+        (item,) = get_args(tp)[:1]
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} = {value!r} has the wrong type; expected a table")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} = {value!r} has the wrong type; expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r} has the wrong type; expected an integer")
+        return value
+    if tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise ConfigError(f"{key} = {value!r} has the wrong type; expected {tp.__name__}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{prefix}] must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "the top level"
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; known: {', '.join(sorted(names))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key)  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build a :class:`Config` from nested mappings, rejecting unknown keys and wrong types."""
+    return _build(Config, data, "")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) suitable for JSON, TOML and checkpoints."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value``; the value is read as TOML, falling back to a bare string."""
+    path, sep, raw = text.partition("=")
+    if not sep or not path.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return [p.strip() for p in path.strip().split(".")], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``section.key=value`` override applied."""
+    merged = json.loads(json.dumps(data))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = merged
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return merged
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path {str(p)!r} is a folder, not a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from err
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Load a TOML config (or the defaults when ``path`` is None) and apply overrides."""
+    data = read_toml(path) if path is not None else {}
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+    return str(value)
+
+
+def dumps_toml(data: Mapping[str, Any]) -> str:
+    """Write a two-level config dict as TOML (None values are left out: TOML has no null)."""
+    lines: list[str] = []
+    for section, table in data.items():
+        lines.append(f"[{section}]")
+        for key, value in table.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_config(config: Config, path: Path) -> None:
+    path.write_text(dumps_toml(config_to_dict(config)))
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences ``key: old → new`` between two nested settings dicts."""
+    a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+    return [f"{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}" for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]

@@ -1,0 +1,251 @@
+"""Datasets: a registry of builders that return tensors, and the user's own data.
+
+Every dataset ends up as a :class:`DataBundle`: train and test splits held as contiguous
+tensors (the surface engine moves them to the device once), plus the task they define.
+Builders return ``((train_inputs, train_targets), (test_inputs, test_targets))``; integer
+targets mean class labels, float targets mean regression.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from landscape.config import DataConfig
+from landscape.errors import DataError, RegistryError
+from landscape.registry import Registry, is_user_spec, load_callable
+
+Task = Literal["classification", "binary", "regression", "reconstruction"]
+Pair = tuple[Tensor, Tensor]
+Builder = Callable[..., tuple[Pair, Pair]]
+
+DATASETS: Registry[Builder] = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class TensorSplit:
+    """One split held as two tensors: ``inputs`` (n, *input_shape), ``targets`` (n, ...)."""
+
+    inputs: Tensor
+    targets: Tensor
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def subset(self, n: int) -> TensorSplit:
+        return TensorSplit(self.inputs[:n], self.targets[:n]) if 0 < n < len(self) else self
+
+    def to(self, device: torch.device | str) -> TensorSplit:
+        return TensorSplit(self.inputs.to(device).contiguous(), self.targets.to(device).contiguous())
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """Train and test splits plus the task they define (which sets the model's output shape)."""
+
+    name: str
+    train: TensorSplit
+    test: TensorSplit
+    task: Task
+    num_classes: int  # 0 for regression and reconstruction
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.inputs.shape[1:])
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        if self.task == "classification":
+            return (self.num_classes,)
+        if self.task == "binary":
+            return (1,)
+        return tuple(self.train.targets.shape[1:])
+
+    def split(self, name: str) -> TensorSplit:
+        if name not in ("train", "test"):
+            raise DataError(f"unknown split {name!r}; choose 'train' or 'test'")
+        return self.train if name == "train" else self.test
+
+
+# --- built-in datasets -------------------------------------------------------------------
+
+
+@DATASETS.register("digits")
+def digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[Pair, Pair]:
+    """The 8×8 handwritten digits (UCI; 1,797 images, 10 classes), shipped with the package.
+
+    Pixels are scaled from 0..16 to [0, 1]; images are (1, 8, 8). The train/test cut is a fixed
+    seeded permutation (80/20 by default), the same on every machine.
+    """
+    ref = resources.files("landscape").joinpath("data_files/digits.csv.gz")
+    with ref.open("rb") as raw, gzip.open(raw, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    images = torch.from_numpy(table[:, :-1] / 16.0).reshape(-1, 1, 8, 8)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(test_fraction * len(labels)))
+    test, train = order[:n_test], order[n_test:]
+    return (images[train], labels[train]), (images[test], labels[test])
+
+
+@DATASETS.register("linreg")
+def linreg(n_train: int = 256, n_test: int = 256, dim: int = 8, noise: float = 0.1, seed: int = 0) -> tuple[Pair, Pair]:
+    """Linear regression ``y = X w* + ε`` with Gaussian X; the least-squares optimum is known.
+
+    Targets are (n, 1) float32. With noise 0 the optimum is ``w*`` itself and the loss there is 0.
+    """
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(dim, 1, generator=g)
+    x = torch.randn(n_train + n_test, dim, generator=g)
+    y = x @ w + noise * torch.randn(n_train + n_test, 1, generator=g)
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+@DATASETS.register("blobs")
+def blobs(n_train: int = 600, n_test: int = 300, classes: int = 3, dim: int = 2, spread: float = 1.0, seed: int = 0) -> tuple[Pair, Pair]:
+    """Gaussian clusters around random centres: a small multi-class problem."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 3.0 * torch.randn(classes, dim, generator=g)
+    n = n_train + n_test
+    labels = torch.randint(0, classes, (n,), generator=g)
+    x = centres[labels] + spread * torch.randn(n, dim, generator=g)
+    return (x[:n_train], labels[:n_train]), (x[n_train:], labels[n_train:])
+
+
+@DATASETS.register("spirals")
+def spirals(n_train: int = 600, n_test: int = 300, noise: float = 0.1, seed: int = 0) -> tuple[Pair, Pair]:
+    """Two interleaved spirals: a binary problem that needs a non-linear model."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    labels = torch.randint(0, 2, (n,), generator=g)
+    t = 0.5 + 3.0 * math.pi * torch.rand(n, generator=g)
+    angle = t + math.pi * labels
+    x = torch.stack([t * torch.cos(angle), t * torch.sin(angle)], dim=1) / (3.0 * math.pi)
+    x = x + noise * torch.randn(n, 2, generator=g) / 3.0
+    return (x[:n_train], labels[:n_train]), (x[n_train:], labels[n_train:])
+
+
+def _images(name: str, root: str, download: bool) -> tuple[Pair, Pair]:
+    from landscape import datafiles
+
+    path = Path(root).expanduser()
+    if name == "cifar10":
+        (xtr, ytr), (xte, yte) = datafiles.load_cifar10(path, download=download)
+        mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+        std = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+        return ((xtr.float() / 255 - mean) / std, ytr), ((xte.float() / 255 - mean) / std, yte)
+    (xtr, ytr), (xte, yte) = datafiles.load_mnist_like(path, name, download=download)  # type: ignore[arg-type]
+    return (xtr.float().unsqueeze(1) / 255, ytr), (xte.float().unsqueeze(1) / 255, yte)
+
+
+for _name in ("mnist", "fashion-mnist", "cifar10"):
+    DATASETS.add(_name, lambda root="data", download=False, _n=_name: _images(_n, root, download))
+
+
+# --- user data and conversion -------------------------------------------------------------
+
+
+def _as_pair(obj: Any, what: str) -> Pair:
+    """Accept an ``(inputs, targets)`` pair of tensors/arrays or a map-style torch Dataset."""
+    if isinstance(obj, tuple | list) and len(obj) == 2 and not isinstance(obj, Dataset):
+        x, y = (torch.as_tensor(v) for v in obj)
+    elif isinstance(obj, Dataset):
+        try:
+            n = len(obj)  # type: ignore[arg-type]
+            items = [obj[i] for i in range(n)]
+            x = torch.stack([torch.as_tensor(a) for a, _ in items])
+            y = torch.stack([torch.as_tensor(b) for _, b in items])
+        except Exception as err:
+            raise DataError(f"{what}: cannot read the Dataset as (input, target) items: {err}") from err
+    else:
+        raise DataError(f"{what} must be a torch Dataset or an (inputs, targets) pair, got {type(obj).__name__}")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{what}: {x.shape[0]} inputs but {y.shape[0]} targets")
+    if x.shape[0] == 0:
+        raise DataError(f"{what} is empty")
+    return x, y
+
+
+def _raw(cfg: DataConfig) -> tuple[Pair, Pair]:
+    if is_user_spec(cfg.name):
+        fn = load_callable(cfg.name)
+        try:
+            result = fn(**cfg.options)
+        except TypeError as err:
+            raise DataError(f"calling {cfg.name!r} failed: {err}") from err
+    else:
+        builder = DATASETS.get(cfg.name)
+        options = dict(cfg.options)
+        if cfg.name in ("mnist", "fashion-mnist", "cifar10"):
+            options.update(root=cfg.root, download=cfg.download)
+        try:
+            result = builder(**options)
+        except TypeError as err:
+            raise DataError(f"dataset {cfg.name!r} rejected options {cfg.options}: {err}") from err
+    if not (isinstance(result, tuple | list) and len(result) == 2):
+        raise DataError(f"dataset {cfg.name!r} must return (train, test), got {type(result).__name__}")
+    return _as_pair(result[0], f"{cfg.name} train split"), _as_pair(result[1], f"{cfg.name} test split")
+
+
+def _select_classes(pair: Pair, classes: tuple[int, ...]) -> Pair:
+    x, y = pair
+    keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype))
+    relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+    return x[keep], relabel[y[keep]]
+
+
+def load_data(cfg: DataConfig) -> DataBundle:
+    """Build the :class:`DataBundle` that ``cfg`` describes (float32 inputs, contiguous)."""
+    train, test = _raw(cfg)
+    labels = not train[1].is_floating_point()
+    if cfg.classes:
+        if not labels:
+            raise DataError(f"data.classes = {list(cfg.classes)} needs class labels, but {cfg.name!r} has float targets")
+        train, test = _select_classes(train, cfg.classes), _select_classes(test, cfg.classes)
+    xtr, ytr = train[0].float().contiguous(), train[1]
+    xte, yte = test[0].float().contiguous(), test[1]
+    if not (torch.isfinite(xtr).all() and torch.isfinite(xte).all()):
+        raise DataError(f"dataset {cfg.name!r} has NaN or inf inputs")
+    task: Task
+    num_classes = 0
+    if cfg.target == "input":
+        task, ytr, yte = "reconstruction", xtr, xte
+    elif labels:
+        ytr, yte = ytr.long(), yte.long()
+        if ytr.ndim != 1 or yte.ndim != 1:
+            raise DataError(f"class labels must be one number per sample, got shape {tuple(ytr.shape)}")
+        if int(min(ytr.min(), yte.min())) < 0:
+            raise DataError(f"dataset {cfg.name!r} has negative class labels")
+        num_classes = int(max(ytr.max(), yte.max())) + 1
+        task = "classification"
+        if cfg.binary:
+            if num_classes != 2:
+                raise DataError(f"data.binary needs exactly 2 classes, {cfg.name!r} has {num_classes}; set data.classes = [a, b]")
+            task, ytr, yte = "binary", ytr.float().unsqueeze(1), yte.float().unsqueeze(1)
+    else:
+        ytr, yte = ytr.float(), yte.float()
+        ytr = ytr.unsqueeze(1) if ytr.ndim == 1 else ytr
+        yte = yte.unsqueeze(1) if yte.ndim == 1 else yte
+        if not (torch.isfinite(ytr).all() and torch.isfinite(yte).all()):
+            raise DataError(f"dataset {cfg.name!r} has NaN or inf targets")
+        task = "regression"
+    bundle = DataBundle(cfg.name, TensorSplit(xtr, ytr.contiguous()), TensorSplit(xte, yte.contiguous()), task, num_classes)
+    return replace(bundle, train=bundle.train.subset(cfg.max_train), test=bundle.test.subset(cfg.max_test))
+
+
+def dataset_names() -> list[str]:
+    return DATASETS.names()
+
+
+__all__ = ["DATASETS", "DataBundle", "TensorSplit", "Task", "load_data", "dataset_names", "RegistryError"]

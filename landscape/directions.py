@@ -1,0 +1,285 @@
+"""Directions in parameter space: random filter-normalized, target (interpolation), saved.
+
+The paper's method (Li et al., 2018, §4): draw a Gaussian direction ``d`` with the shape of the
+parameters and rescale each filter to the norm of the matching filter of the weights,
+``d_f ← d_f · ‖θ_f‖ / ‖d_f‖``, where a filter is a slice along dim 0 of a tensor with ndim > 1.
+Tensors with ndim ≤ 1 (biases, BatchNorm affine parameters) get a zero direction by default
+(``ignore = "biasbn"``); with ``ignore = "none"`` each is normalized as one block. Directions are
+dicts ``name → tensor`` keyed by parameter name (``dir_type = "weights"``) or state-dict key
+(``"states"``, BatchNorm running statistics included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape.config import DirectionsConfig
+from landscape.errors import DirectionError
+
+TensorDict = dict[str, Tensor]
+_EPS = 1e-10
+
+
+@dataclass(frozen=True)
+class Directions:
+    """One (1D) or two (2D) directions plus what produced them.
+
+    ``meta`` holds ``kind`` (random|target|pca|hessian), ``dir_type``, ``norm``, ``ignore``,
+    ``seed`` and optional extras such as ``explained_variance``.
+    """
+
+    x: TensorDict
+    y: TensorDict | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dims(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def dir_type(self) -> str:
+        return str(self.meta.get("dir_type", "weights"))
+
+    def cosine(self) -> float | None:
+        """Cosine of the angle between the two directions (None in 1D)."""
+        if self.y is None:
+            return None
+        dot = sum(float((self.x[k].double() * self.y[k].double()).sum()) for k in self.x)
+        nx, ny = norm(self.x), norm(self.y)
+        return dot / (nx * ny) if nx > 0 and ny > 0 else float("nan")
+
+    def fingerprint(self) -> str:
+        """sha256 over names, shapes and bytes of both directions."""
+        h = hashlib.sha256()
+        for which, d in (("x", self.x), ("y", self.y or {})):
+            for k in sorted(d):
+                t = d[k].detach().cpu().contiguous()
+                h.update(f"{which}/{k}/{tuple(t.shape)}/{t.dtype}".encode())
+                h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
+
+# --- the small algebra over tensor dicts ------------------------------------------------------
+
+
+def norm(d: Mapping[str, Tensor]) -> float:
+    return float(sum(float((t.double() ** 2).sum()) for t in d.values())) ** 0.5
+
+
+def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
+    return float(sum(float((a[k].double() * b[k].double()).sum()) for k in a))
+
+
+def target_tensors(model: nn.Module, dir_type: str) -> TensorDict:
+    """The tensors a direction moves: parameters (``weights``) or float state-dict entries (``states``)."""
+    if dir_type == "weights":
+        return {k: p.detach() for k, p in model.named_parameters()}
+    if dir_type == "states":
+        return {k: v.detach() for k, v in model.state_dict().items() if v.is_floating_point()}
+    raise DirectionError(f"unknown dir_type {dir_type!r}; choose 'weights' or 'states'")
+
+
+def normalize_(d: Tensor, w: Tensor, how: str) -> Tensor:
+    """Rescale direction ``d`` in place relative to weights ``w`` (filter/layer/weight/none)."""
+    if how == "filter" and d.ndim > 1:
+        # per filter f (slice along dim 0): d_f ← d_f · ‖w_f‖ / ‖d_f‖
+        dn = d.reshape(d.shape[0], -1).norm(dim=1)
+        wn = w.reshape(w.shape[0], -1).norm(dim=1)
+        d.mul_((wn / (dn + _EPS)).reshape(-1, *([1] * (d.ndim - 1))))
+    elif how in ("filter", "layer"):
+        d.mul_(w.norm() / (d.norm() + _EPS))
+    elif how == "weight":
+        d.mul_(w)
+    elif how != "none":
+        raise DirectionError(f"unknown norm {how!r}; choose filter, layer, weight or none")
+    return d
+
+
+def random_direction(model: nn.Module, cfg: DirectionsConfig, generator: torch.Generator) -> TensorDict:
+    """One Gaussian direction shaped like the targets of ``cfg.dir_type``, normalized per ``cfg.norm``.
+
+    Drawn on the CPU in float32 in name order from ``generator``, so a seed gives the same
+    direction bit for bit on any device.
+    """
+    out: TensorDict = {}
+    for name, w in target_tensors(model, cfg.dir_type).items():
+        w32 = w.detach().float().cpu()
+        d = torch.randn(w32.shape, generator=generator, dtype=torch.float32)
+        if cfg.ignore == "biasbn" and w32.ndim <= 1:
+            d.zero_()
+        else:
+            normalize_(d, w32, cfg.norm)
+        out[name] = d
+    return out
+
+
+def model_fingerprint(model: nn.Module) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+def random_directions(model: nn.Module, cfg: DirectionsConfig, dims: int) -> Directions:
+    """The paper's default: ``dims`` (1 or 2) seeded Gaussian directions, filter-normalized."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    x = random_direction(model, cfg, g)
+    y = random_direction(model, cfg, g) if dims == 2 else None
+    meta = {"kind": "random", "dir_type": cfg.dir_type, "norm": cfg.norm, "ignore": cfg.ignore, "seed": cfg.seed}
+    return Directions(x, y, meta)
+
+
+def target_direction(origin: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> TensorDict:
+    """``θ_B − θ_A`` over the tensors of ``origin`` (no normalization: α = 1 lands exactly on B)."""
+    missing = [k for k in origin if k not in target]
+    if missing:
+        raise DirectionError(f"the target checkpoint lacks {', '.join(missing[:4])}: it is another architecture")
+    out: TensorDict = {}
+    for k, a in origin.items():
+        b = target[k]
+        if tuple(a.shape) != tuple(b.shape):
+            raise DirectionError(f"target checkpoint tensor {k!r} has shape {tuple(b.shape)}, the model has {tuple(a.shape)}")
+        out[k] = b.detach().float().cpu() - a.detach().float().cpu()
+    return out
+
+
+def target_directions(model: nn.Module, state_b: Mapping[str, Tensor], state_c: Mapping[str, Tensor] | None,
+                      dir_type: str) -> Directions:
+    """Interpolation (Goodfellow et al.): x = θ_B − θ_A; y = θ_C − θ_A spans the plane through three models.
+
+    ``state_b``/``state_c`` are state dicts, which hold every parameter and buffer by name.
+    """
+    origin = target_tensors(model, dir_type)
+    x = target_direction(origin, state_b)
+    y = target_direction(origin, state_c) if state_c is not None else None
+    return Directions(x, y, {"kind": "target", "dir_type": dir_type, "norm": "none", "ignore": "none", "seed": -1})
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def write_directions(group: h5py.Group, dirs: Directions, model_fp: Mapping[str, list[int]] | None = None) -> None:
+    """Write ``dirs`` into ``group`` (a file root or a surface file's ``directions`` group)."""
+    for which, d in (("x", dirs.x), ("y", dirs.y)):
+        if d is None:
+            continue
+        g = group.require_group(which)
+        for k, t in d.items():
+            g.create_dataset(k, data=t.detach().cpu().float().numpy())
+    group.attrs["format"] = "landscape-directions"
+    for key, value in dirs.meta.items():
+        group.attrs[key] = value if not isinstance(value, dict | list) else json.dumps(value)
+    if model_fp is not None:
+        group.attrs["model_fingerprint"] = json.dumps(model_fp)
+    cos = dirs.cosine()
+    if cos is not None:
+        group.attrs["cosine"] = cos
+    group.attrs["fingerprint"] = dirs.fingerprint()
+
+
+def save_directions(path: str | Path, dirs: Directions, model: nn.Module | None = None) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    with h5py.File(tmp, "w") as f:
+        write_directions(f, dirs, model_fingerprint(model) if model is not None else None)
+    tmp.replace(p)
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _read_ours(group: h5py.Group) -> Directions:
+    x = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["x"].items()}
+    y = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["y"].items()} if "y" in group else None
+    meta = {k: _attr(v) for k, v in group.attrs.items() if k not in ("format", "fingerprint", "cosine", "model_fingerprint")}
+    return Directions(x, y, meta)
+
+
+def _read_reference(f: h5py.File, model: nn.Module, path: Path) -> Directions:
+    """The reference implementation's layout: ``xdirection``/``ydirection`` holding "0".."n-1"."""
+    xs = [np.asarray(f["xdirection"][str(i)][()]) for i in range(len(f["xdirection"]))]
+    ys = [np.asarray(f["ydirection"][str(i)][()]) for i in range(len(f["ydirection"]))] if "ydirection" in f else None
+    params = dict(model.named_parameters())
+    states = model.state_dict()
+    if len(xs) == len(params):
+        names, dir_type = list(params), "weights"
+    elif len(xs) == len(states):
+        names, dir_type = list(states), "states"
+    else:
+        raise DirectionError(f"direction file {str(path)!r} holds {len(xs)} tensors; the model has {len(params)} "
+                             f"parameters and {len(states)} state-dict entries: it was made for another architecture")
+    ref = params if dir_type == "weights" else states
+
+    def build(arrays: list[np.ndarray]) -> TensorDict:
+        out: TensorDict = {}
+        for i, (name, a) in enumerate(zip(names, arrays, strict=True)):
+            if tuple(a.shape) != tuple(ref[name].shape):
+                raise DirectionError(f"direction file {str(path)!r}: tensor {i} has shape {tuple(a.shape)} but "
+                                     f"{name!r} has {tuple(ref[name].shape)}: it was made for another architecture")
+            if ref[name].is_floating_point():
+                out[name] = torch.from_numpy(a.astype(np.float32))
+        return out
+
+    meta = {"kind": "reference", "dir_type": dir_type, "norm": "as-saved", "ignore": "as-saved", "seed": -1}
+    return Directions(build(xs), build(ys) if ys is not None else None, meta)
+
+
+def load_directions(path: str | Path, model: nn.Module) -> Directions:
+    """Read a direction file (ours, a surface or trajectory file's, or the reference layout) for ``model``.
+
+    The directions are used as saved: no normalization is applied again.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DirectionError(f"direction file {str(p)!r} does not exist")
+    try:
+        with h5py.File(p, "r") as f:
+            if "xdirection" in f:
+                dirs = _read_reference(f, model, p)
+            elif "x" in f:
+                dirs = _read_ours(f)
+            elif "directions" in f and "x" in f["directions"]:
+                dirs = _read_ours(f["directions"])
+            else:
+                raise DirectionError(f"{str(p)!r} holds no directions (expected groups x/y, directions/, or xdirection/ydirection)")
+    except OSError as err:
+        raise DirectionError(f"direction file {str(p)!r} is not a readable HDF5 file: {err}") from err
+    check_directions(dirs, model, p)
+    return dirs
+
+
+def check_directions(dirs: Directions, model: nn.Module, source: Path | str = "directions") -> None:
+    """Names and shapes must match the model's targets for the directions' ``dir_type``."""
+    targets = target_tensors(model, dirs.dir_type)
+    for which, d in (("x", dirs.x), ("y", dirs.y)):
+        if d is None:
+            continue
+        unknown = [k for k in d if k not in targets]
+        missing = [k for k in targets if k not in d]
+        bad = [f"{k} {tuple(d[k].shape)} vs {tuple(targets[k].shape)}" for k in d
+               if k in targets and tuple(d[k].shape) != tuple(targets[k].shape)]
+        if unknown or missing or bad:
+            detail = "; ".join(p for p in (
+                f"unknown tensors {', '.join(unknown[:3])}" if unknown else "",
+                f"missing tensors {', '.join(missing[:3])}" if missing else "",
+                f"shape mismatches {', '.join(bad[:3])}" if bad else "") if p)
+            raise DirectionError(f"{source}: direction {which} was made for another architecture ({detail})")
+
+
+def with_meta(dirs: Directions, **meta: Any) -> Directions:
+    return replace(dirs, meta={**dirs.meta, **meta})

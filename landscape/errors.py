@@ -1,0 +1,43 @@
+"""Exceptions raised by the library.
+
+Every error a user can cause is a :class:`LandscapeError`; the CLI turns it into one line on
+stderr and a non-zero exit code. Messages name the offending value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+
+class LandscapeError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ConfigError(LandscapeError):
+    """A config file, a flag or an override is missing, unknown or of the wrong type."""
+
+
+class RegistryError(LandscapeError):
+    """An unknown dataset, model or loss name, or a user spec that cannot be loaded."""
+
+
+class DataError(LandscapeError):
+    """A dataset is missing, unreadable or does not fit the task."""
+
+
+class ModelError(LandscapeError):
+    """A model cannot be built, or its output does not fit the data or the loss."""
+
+
+class CheckpointError(LandscapeError):
+    """A checkpoint is missing, corrupt, unsafe, or does not fit the architecture."""
+
+
+class DirectionError(LandscapeError):
+    """A direction file is missing, corrupt, or made for another model."""
+
+
+class GridError(LandscapeError):
+    """A grid specification is malformed or impossible."""
+
+
+class SurfaceFileError(LandscapeError):
+    """A surface file is corrupt, locked, or was made with different settings."""

@@ -1,0 +1,74 @@
+"""Build model and data from a config or from a checkpoint (the glue every command shares)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from landscape.checkpoint import Checkpoint, load_into
+from landscape.config import Config
+from landscape.data import DataBundle, load_data
+from landscape.errors import CheckpointError
+from landscape.losses import MetricSet
+from landscape.models import build_model
+
+
+@dataclass
+class Experiment:
+    config: Config
+    data: DataBundle
+    model: nn.Module
+
+    def metrics(self, losses: tuple[str, ...] | list[str] = ()) -> MetricSet:
+        return MetricSet(list(losses) or [self.config.train.loss], self.data.task, self.data.num_classes)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; a missing GPU is a clear error, not a crash later."""
+    from landscape.errors import ConfigError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device {name!r} is not a valid torch device (use cpu, cuda or cuda:N)") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} was asked for but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def build_experiment(config: Config, data: DataBundle | None = None) -> Experiment:
+    """Load the data and build a freshly initialised model (seeded by ``train.seed``)."""
+    data = data if data is not None else load_data(config.data)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model.name, data.input_shape, data.output_shape, dict(config.model.options))
+    # the loss must fit the task before anything long starts
+    MetricSet([config.train.loss], data.task, data.num_classes)
+    return Experiment(config, data, model)
+
+
+def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None) -> Experiment:
+    """Rebuild the experiment a checkpoint came from and load its weights.
+
+    ``config`` replaces the checkpoint's own (foreign checkpoints need one: they do not say which
+    model and data they belong to).
+    """
+    if config is None:
+        if ckpt.config is None:
+            raise CheckpointError(
+                f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
+                "name its model and data with --model/--data/--loss or a config file"
+            )
+        config = ckpt.config
+    exp = build_experiment(config)
+    load_into(exp.model, ckpt.state_dict, what=f"model {config.model.name!r}")
+    return exp
+
+
+def merge_sections(base: Config, **sections: object) -> Config:
+    return dataclasses.replace(base, **sections)  # type: ignore[arg-type]

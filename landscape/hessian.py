@@ -1,0 +1,470 @@
+"""Curvature of the loss: Hessian-vector products, extreme eigenvalues, and the trace.
+
+Everything here is matrix-free. A :class:`HessianProblem` fixes a model, a point in parameter
+space, the parameters the Hessian is restricted to, the evaluation batches and a per-sample
+loss; its only expensive operation is the Hessian-vector product (Pearlmutter's trick by double
+backpropagation: ``Hv = ∇_θ ⟨∇_θ L(θ), v⟩``). On top of it sit
+
+* :func:`lanczos` — the Lanczos algorithm with full reorthogonalization (float64 Krylov basis,
+  Ritz values from the tridiagonal matrix by ``numpy.linalg.eigh``), for the largest, smallest
+  or both ends of the spectrum;
+* :func:`power_iteration` — power iteration with projection deflation for the dominant
+  eigenpairs (what PyHessian calls the "top eigenvalues");
+* :func:`eig_extremes` — (λmax, λmin) from one Lanczos run, for the eigen-ratio maps
+  ``|λmin / λmax|`` of Li et al. (2018, §7);
+* :func:`hutchinson_trace` — Hutchinson's stochastic trace estimator with Rademacher probes;
+  :func:`exact_trace` and :func:`dense_hessian` probe every basis vector (tiny problems, tests).
+
+The caller's model is never written to: the loss is evaluated by
+``torch.func.functional_call`` on a dict of detached tensors, in eval mode (dropout off,
+BatchNorm on its running statistics), and every module's own mode is restored afterwards.
+Results carry their HVP count and wall time, so HVPs per second can be reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from landscape.errors import LandscapeError
+from landscape.evaluate import eval_mode
+
+Which = Literal["largest", "smallest", "both"]
+RelativeTo = Literal["eigenvalue", "norm"]
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (output, target) -> per-sample loss (n,)
+
+# ARPACK's floor for relative convergence tests: eps^(2/3) of float64, so that an eigenvalue
+# at (or near) zero is judged relative to the spectrum's scale instead of to itself.
+_EPS23 = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
+# An invariant Krylov subspace is declared when the new Lanczos vector is this small relative
+# to the largest ‖Hq‖ seen (float64 round-off after reorthogonalization is ~1e-15).
+_BREAKDOWN = 1e-10
+_Z95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal
+
+
+class HessianError(LandscapeError):
+    """A Hessian problem or a curvature computation was set up with invalid values."""
+
+
+@dataclass(frozen=True)
+class EigenResult:
+    """Eigenvalues of the (restricted) Hessian, with the evidence that they converged.
+
+    ``eigenvalues`` are in descending order; ``residuals[i]`` bounds ``‖Hv_i − λ_i v_i‖``
+    (for Lanczos the a-posteriori bound ``|β_m s_{m,i}|``); ``converged[i]`` says whether it
+    met the tolerance. ``eigenvectors[i]`` (unit 2-norm over all restricted parameters) holds
+    one tensor per restricted parameter, shaped and typed like it, in ``problem.names`` order.
+    """
+
+    eigenvalues: tuple[float, ...]
+    eigenvectors: tuple[tuple[Tensor, ...], ...] | None
+    residuals: tuple[float, ...]
+    converged: tuple[bool, ...]
+    iterations: int
+    hvps: int
+    seconds: float
+    method: str
+
+    @property
+    def all_converged(self) -> bool:
+        return all(self.converged)
+
+    @property
+    def hvps_per_second(self) -> float:
+        return self.hvps / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """A trace estimate with its standard error and normal-approximation 95 % interval."""
+
+    estimate: float
+    stderr: float
+    ci95: tuple[float, float]
+    samples: int
+    hvps: int
+    seconds: float
+
+    @property
+    def hvps_per_second(self) -> float:
+        return self.hvps / self.seconds if self.seconds > 0 else float("inf")
+
+
+class HessianProblem:
+    """The Hessian of ``L(θ) = (1/N) Σ_batches Σ_i loss_fn(model(x; θ), y)_i`` w.r.t. ``names``.
+
+    ``N`` is the total number of samples in ``batches``, so the result does not depend on how
+    the data is split. ``params`` overrides any parameter or buffer by name (e.g. the shifted
+    point ``θ* + αδ + βη``); unnamed ones are the model's own. The problem keeps detached
+    aliases of these tensors (no copy) and never writes to them.
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str], batches: Sequence[tuple[Tensor, Tensor]],
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+        self._model = model
+        self._loss_fn = loss_fn
+        self._batches = tuple(batches)
+        self._tensors = _point_tensors(model, params or {})
+        self.names: tuple[str, ...] = _checked_names(names, self._tensors)
+        if not self._batches:
+            raise HessianError("a Hessian problem needs at least one batch of evaluation data")
+        self.num_samples = sum(int(x.shape[0]) for x, _ in self._batches)
+        if self.num_samples == 0:
+            raise HessianError("the evaluation batches hold no samples")
+        chosen = [self._tensors[n] for n in self.names]
+        self.shapes: tuple[torch.Size, ...] = tuple(t.shape for t in chosen)
+        self.dtypes: tuple[torch.dtype, ...] = tuple(t.dtype for t in chosen)
+        self.device: torch.device = chosen[0].device
+        self.dim = sum(t.numel() for t in chosen)  # P, the size of the restricted Hessian
+
+    def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
+        """The same problem at another point: ``params`` overrides this problem's tensors."""
+        return HessianProblem(self._model, self.names, self._batches, self._loss_fn,
+                              params={**self._tensors, **params})
+
+    def as_dict(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
+        """Key a list in ``names`` order by parameter name (e.g. an eigenvector as a direction)."""
+        return dict(zip(self.names, tensors, strict=True))
+
+    # --- flat float64 view, used by the Krylov methods ----------------------------------------
+
+    def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Concatenate a list shaped like the restricted parameters into one float64 vector (P,)."""
+        return torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+
+    def unflatten(self, flat: Tensor) -> list[Tensor]:
+        """Split a vector (P,) into tensors shaped and typed like the restricted parameters."""
+        parts = torch.split(flat, [math.prod(s) for s in self.shapes])
+        return [p.reshape(s).to(d) for p, s, d in zip(parts, self.shapes, self.dtypes, strict=True)]
+
+    def hvp_flat(self, v: Tensor) -> Tensor:
+        """``H v`` for a flat vector (P,); computed in the parameters' dtype, returned in float64."""
+        return self.flatten(self.hvp(self.unflatten(v)))
+
+    # --- the two autograd kernels -----------------------------------------------------------
+
+    def loss_and_grad(self) -> tuple[float, list[Tensor]]:
+        """The mean loss and its gradient w.r.t. the restricted parameters (one pass over the data)."""
+        leaves = self._leaves()
+        total = 0.0
+        grad = [torch.zeros_like(t) for t in leaves]
+        with eval_mode(self._model), torch.enable_grad():
+            for x, y in self._batches:
+                loss = self._batch_loss(leaves, x, y)
+                for acc, g in zip(grad, _grad(loss, leaves), strict=True):
+                    acc.add_(g)
+                total += float(loss.detach())
+        return total, grad
+
+    def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
+        """Hessian-vector product by double backprop, accumulated over batches.
+
+        Per batch: ``g = ∂L_b/∂θ`` with ``create_graph=True``, then ``∂⟨g, v⟩/∂θ``. Costs
+        about two backward passes per batch.
+        """
+        leaves = self._leaves()
+        vs = self._checked_vector(v)
+        out = [torch.zeros_like(t) for t in leaves]
+        with eval_mode(self._model), torch.enable_grad():
+            for x, y in self._batches:
+                g = _grad(self._batch_loss(leaves, x, y), leaves, create_graph=True)
+                gv = torch.zeros((), dtype=torch.float64, device=self.device)
+                for gi, vi in zip(g, vs, strict=True):
+                    gv = gv + (gi * vi).sum()
+                if not gv.requires_grad:
+                    continue  # the gradient is constant in θ on this batch: its Hessian is zero
+                for acc, h in zip(out, _grad(gv, leaves), strict=True):
+                    acc.add_(h)
+        return out
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _leaves(self) -> list[Tensor]:
+        # Fresh autograd leaves aliasing the point's storage; the model's Parameters are untouched.
+        return [self._tensors[n].detach().requires_grad_(True) for n in self.names]
+
+    def _batch_loss(self, leaves: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
+        tensors = {**self._tensors, **dict(zip(self.names, leaves, strict=True))}
+        per_sample = self._loss_fn(functional_call(self._model, tensors, (x,)), y)
+        if tuple(per_sample.shape) != (x.shape[0],):
+            raise HessianError(f"loss_fn must return per-sample losses of shape ({x.shape[0]},), "
+                               f"got {tuple(per_sample.shape)}")
+        return per_sample.sum() / self.num_samples
+
+    def _checked_vector(self, v: Sequence[Tensor]) -> list[Tensor]:
+        if len(v) != len(self.names):
+            raise HessianError(f"vector has {len(v)} tensors, the problem has {len(self.names)} ({', '.join(self.names)})")
+        out = []
+        for t, name, shape, dtype in zip(v, self.names, self.shapes, self.dtypes, strict=True):
+            if t.shape != shape:
+                raise HessianError(f"vector tensor for {name!r} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+            out.append(t.detach().to(device=self.device, dtype=dtype))
+        return out
+
+
+def _point_tensors(model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Detached parameters of ``model`` with ``params`` (parameters or buffers) overriding them."""
+    own = {k: p.detach() for k, p in model.named_parameters()}
+    known = own | {k: b.detach() for k, b in model.named_buffers()}
+    for k, t in params.items():
+        if k not in known:
+            raise HessianError(f"params override {k!r} is neither a parameter nor a buffer of the model")
+        if t.shape != known[k].shape:
+            raise HessianError(f"params override {k!r} has shape {tuple(t.shape)}, the model has {tuple(known[k].shape)}")
+    return own | {k: t.detach() for k, t in params.items()}
+
+
+def _checked_names(names: Sequence[str], tensors: Mapping[str, Tensor]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        raise HessianError(f"names must be a sequence of parameter names, got the string {names!r}")
+    if not names:
+        raise HessianError("names is empty: choose at least one parameter to restrict the Hessian to")
+    if len(set(names)) != len(names):
+        raise HessianError(f"names has duplicates: {list(names)}")
+    for n in names:
+        if n not in tensors:
+            raise HessianError(f"unknown parameter {n!r}; the model has {', '.join(tensors)}")
+        if not tensors[n].is_floating_point():
+            raise HessianError(f"parameter {n!r} has dtype {tensors[n].dtype}; the Hessian needs floating point")
+    return tuple(names)
+
+
+def _grad(output: Tensor, inputs: Sequence[Tensor], *, create_graph: bool = False) -> tuple[Tensor, ...]:
+    # allow_unused + materialize_grads: a parameter the loss ignores has a zero gradient.
+    return torch.autograd.grad(output, inputs, create_graph=create_graph, allow_unused=True,
+                               materialize_grads=True)
+
+
+class _Operator:
+    """``v ↦ Hv`` on flat float64 vectors, counting HVPs (the algorithms' only cost)."""
+
+    def __init__(self, problem: HessianProblem) -> None:
+        self.problem = problem
+        self.calls = 0
+
+    def __call__(self, v: Tensor) -> Tensor:
+        self.calls += 1
+        return self.problem.hvp_flat(v)
+
+
+def _random_unit(generator: torch.Generator, dim: int, device: torch.device) -> Tensor:
+    # Drawn on the CPU so a seed gives the same start vector on any device.
+    v = torch.randn(dim, generator=generator, dtype=torch.float64)
+    return (v / v.norm()).to(device)
+
+
+def _orthogonalize_(w: Tensor, basis: Tensor) -> Tensor:
+    """Remove from ``w`` (in place) its components along the orthonormal rows of ``basis`` (j, P).
+
+    Classical Gram–Schmidt applied twice ("twice is enough", Kahan–Parlett), which keeps the
+    Lanczos basis orthogonal to working precision.
+    """
+    for _ in range(2):
+        w.sub_(basis.T @ (basis @ w))
+    return w
+
+
+def _check_common(k: int, max_iter: int, tol: float, dim: int) -> None:
+    if k < 1 or k > dim:
+        raise HessianError(f"k must be between 1 and the number of parameters ({dim}), got {k}")
+    if max_iter < 1:
+        raise HessianError(f"max_iter must be at least 1, got {max_iter}")
+    if not tol > 0:
+        raise HessianError(f"tol must be positive, got {tol}")
+
+
+def _wanted(num: int, k: int, which: Which) -> list[int]:
+    """Indices (into ascending Ritz values) of the requested end(s) of the spectrum, descending."""
+    top = list(range(max(num - k, 0), num))
+    bottom = list(range(min(k, num)))
+    picked = {"largest": top, "smallest": bottom, "both": sorted(set(top) | set(bottom))}[which]
+    return picked[::-1]
+
+
+def _thresholds(theta: np.ndarray, tol: float, relative_to: RelativeTo) -> np.ndarray:
+    scale = float(np.max(np.abs(theta))) if theta.size else 0.0
+    if relative_to == "norm":
+        return np.full_like(theta, tol * scale)
+    return tol * np.maximum(np.abs(theta), _EPS23 * scale)
+
+
+def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float = 1e-6, seed: int = 0,
+            which: Which = "largest", relative_to: RelativeTo = "eigenvalue", vectors: bool = True) -> EigenResult:
+    """Extreme eigenpairs of the Hessian by the Lanczos algorithm with full reorthogonalization.
+
+    The Krylov basis ``Q`` (m, P) is kept in float64 on the problem's device and every new
+    vector is reorthogonalized against all of it, so there are no ghost eigenvalues. After
+    each step the tridiagonal ``T_m = QᵀHQ`` is diagonalized (``numpy.linalg.eigh``); Ritz
+    pair i has the residual bound ``|β_m · s_{m,i}|`` (s_{m,i}: last entry of T's i-th
+    eigenvector). Iteration stops when every requested Ritz value has residual
+    ``< tol · max(|λ_i|, eps^(2/3)·‖T‖)`` (``relative_to="eigenvalue"``, ARPACK's test) or
+    ``< tol · ‖T‖`` (``"norm"``), or after ``min(max_iter, P)`` HVPs. ``which`` picks the
+    k algebraically largest, k smallest, or both (up to 2k values). If the Krylov space
+    becomes invariant before k values exist, it restarts from a fresh orthogonal vector. As any
+    single-vector Krylov method it may see a repeated eigenvalue only once.
+    """
+    if which not in get_args(Which):
+        raise HessianError(f"unknown which {which!r}; choose one of {', '.join(get_args(Which))}")
+    if relative_to not in get_args(RelativeTo):
+        raise HessianError(f"unknown relative_to {relative_to!r}; choose one of {', '.join(get_args(RelativeTo))}")
+    _check_common(k, max_iter, tol, problem.dim)
+    start = time.perf_counter()
+    op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
+    steps = min(max_iter, problem.dim)
+    needed = min(2 * k if which == "both" else k, problem.dim)
+    basis = torch.empty((steps, problem.dim), dtype=torch.float64, device=problem.device)
+    basis[0] = _random_unit(gen, problem.dim, problem.device)
+    alpha: list[float] = []
+    beta: list[float] = []  # beta[j] couples q_j and q_{j+1}
+    hq_max = 0.0
+    for j in range(steps):
+        w = op(basis[j])
+        hq_max = max(hq_max, float(w.norm()))
+        alpha.append(float(basis[j] @ w))
+        _orthogonalize_(w, basis[: j + 1])  # removes α_j q_j and β_{j-1} q_{j-1} too
+        beta.append(float(w.norm()))
+        theta, s = np.linalg.eigh(_tridiagonal(alpha, beta[:-1]))
+        idx = _wanted(j + 1, k, which)
+        residuals = np.abs(beta[-1] * s[-1, idx])
+        done = residuals < _thresholds(theta, tol, relative_to)[idx]
+        breakdown = beta[-1] <= _BREAKDOWN * hq_max
+        if j + 1 == steps or (j + 1 >= needed and (done.all() or breakdown)):
+            break
+        if breakdown:  # invariant subspace, too few Ritz values: restart orthogonally (T splits)
+            beta[-1] = 0.0
+            w = _orthogonalize_(_random_unit(gen, problem.dim, problem.device), basis[: j + 1])
+        basis[j + 1] = w / w.norm()
+    if beta[-1] <= _BREAKDOWN * hq_max:  # exact invariant subspace: the Ritz pairs are eigenpairs
+        residuals, done = np.zeros_like(residuals), np.ones_like(done)
+    m = len(alpha)
+    vecs = _ritz_vectors(problem, basis[:m], s[:, idx]) if vectors else None
+    return EigenResult(tuple(float(t) for t in theta[idx]), vecs, tuple(float(r) for r in residuals),
+                       tuple(bool(c) for c in done), m, op.calls, time.perf_counter() - start, "lanczos")
+
+
+def _tridiagonal(alpha: Sequence[float], offdiag: Sequence[float]) -> np.ndarray:
+    t = np.diag(np.asarray(alpha, dtype=np.float64))
+    if offdiag:
+        off = np.asarray(offdiag, dtype=np.float64)
+        t += np.diag(off, 1) + np.diag(off, -1)
+    return t
+
+
+def _ritz_vectors(problem: HessianProblem, basis: Tensor, s: np.ndarray) -> tuple[tuple[Tensor, ...], ...]:
+    # y_i = Qᵀ s_i: (P, m) @ (m, r) -> (P, r), one column per requested Ritz pair.
+    y = basis.T @ torch.from_numpy(np.ascontiguousarray(s)).to(basis.device)
+    return tuple(tuple(problem.unflatten(y[:, i] / y[:, i].norm())) for i in range(y.shape[1]))
+
+
+def power_iteration(problem: HessianProblem, k: int = 1, *, max_iter: int = 100, tol: float = 1e-6, seed: int = 0,
+                    vectors: bool = True) -> EigenResult:
+    """The k dominant eigenpairs (largest |λ|) by power iteration with projection deflation.
+
+    Eigenpair i iterates ``v ← P H v / ‖P H v‖`` where ``P = I − U Uᵀ`` projects out the
+    eigenvectors already found, until the residual ``‖Hv − λv‖`` with ``λ = vᵀHv`` is below
+    ``tol · max(|λ|, eps^(2/3)·|λ_1|)`` or ``max_iter`` HVPs were spent on it. Converges
+    linearly at rate ``|λ_{i+1}/λ_i|``; :func:`lanczos` is faster and also gets algebraically
+    smallest eigenvalues. Note that for an indefinite Hessian "dominant" may be negative.
+    """
+    _check_common(k, max_iter, tol, problem.dim)
+    start = time.perf_counter()
+    op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
+    found = torch.empty((0, problem.dim), dtype=torch.float64, device=problem.device)
+    values: list[float] = []
+    residuals: list[float] = []
+    converged: list[bool] = []
+    iterations = 0
+    for _ in range(k):
+        v = _orthogonalize_(_random_unit(gen, problem.dim, problem.device), found)
+        v = v / v.norm()
+        for _ in range(max_iter):
+            iterations += 1
+            hv = op(v)
+            lam = float(v @ hv)
+            res = float((hv - lam * v).norm())
+            scale = max(abs(lam), _EPS23 * (abs(values[0]) if values else abs(lam)))
+            if res < tol * scale or res == 0.0:
+                break
+            w = _orthogonalize_(hv, found)
+            if float(w.norm()) == 0.0:
+                break  # H vanishes on the complement of the found vectors: λ = 0 is exact here
+            v = w / w.norm()
+        values.append(lam)
+        residuals.append(res)
+        converged.append(res < tol * scale or res == 0.0)
+        found = torch.cat([found, v[None]])
+    order = sorted(range(k), key=lambda i: -values[i])
+    vecs = tuple(tuple(problem.unflatten(found[i])) for i in order) if vectors else None
+    return EigenResult(tuple(values[i] for i in order), vecs, tuple(residuals[i] for i in order),
+                       tuple(converged[i] for i in order), iterations, op.calls, time.perf_counter() - start, "power")
+
+
+def eig_extremes(problem: HessianProblem, *, tol: float = 1e-6, max_iter: int = 100,
+                 seed: int = 0) -> tuple[float, float, EigenResult]:
+    """(λmax, λmin) — λmin the algebraically smallest, i.e. most negative — for |λmin/λmax| maps.
+
+    Both come from ONE Lanczos run (``which="both"``): Krylov methods converge at both ends
+    of the spectrum at once, so this is cheaper and more accurate than the shift-and-repeat
+    route (top eigenvalue of ``H − λmax I``), whose second run has a gap ratio near 1. The
+    test is relative to ‖H‖ (``relative_to="norm"``): each Ritz value is then within
+    ``tol·|λmax|`` of an eigenvalue, so the ratio ``|λmin/λmax|`` is accurate to about ``tol``
+    even when λmin is tiny — an eigenvalue-relative test could never be met for λmin ≈ 0.
+    """
+    res = lanczos(problem, 1, max_iter=max_iter, tol=tol, seed=seed, which="both", relative_to="norm",
+                  vectors=False)
+    return res.eigenvalues[0], res.eigenvalues[-1], res
+
+
+def hutchinson_trace(problem: HessianProblem, *, samples: int = 100, seed: int = 0) -> TraceResult:
+    """Hutchinson's estimator ``tr H ≈ (1/n) Σ zᵀHz`` with Rademacher probes ``z ∈ {±1}^P``.
+
+    Each probe is unbiased with variance ``2 Σ_{i≠j} H_ij²``; the reported standard error is
+    the sample standard deviation over √n and the 95 % interval is ``estimate ± 1.96·stderr``
+    (normal approximation, honest for n ≳ 30).
+    """
+    if samples < 2:
+        raise HessianError(f"samples must be at least 2 to estimate an error, got {samples}")
+    start = time.perf_counter()
+    op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
+    draws = torch.empty(samples, dtype=torch.float64, device=problem.device)
+    for i in range(samples):
+        z = (torch.randint(0, 2, (problem.dim,), generator=gen) * 2 - 1).to(problem.device, torch.float64)
+        draws[i] = z @ op(z)
+    estimate = float(draws.mean())
+    stderr = float(draws.std(correction=1)) / math.sqrt(samples)
+    half = _Z95 * stderr
+    return TraceResult(estimate, stderr, (estimate - half, estimate + half), samples, op.calls,
+                       time.perf_counter() - start)
+
+
+def _basis_columns(problem: HessianProblem) -> Callable[[int], Tensor]:
+    op = _Operator(problem)
+
+    def column(i: int) -> Tensor:
+        e = torch.zeros(problem.dim, dtype=torch.float64, device=problem.device)
+        e[i] = 1.0
+        return op(e)
+
+    return column
+
+
+def exact_trace(problem: HessianProblem) -> TraceResult:
+    """``tr H = Σ_i e_iᵀ H e_i`` by probing every basis vector: P HVPs, for tiny problems."""
+    start = time.perf_counter()
+    column = _basis_columns(problem)
+    total = math.fsum(float(column(i)[i]) for i in range(problem.dim))
+    return TraceResult(total, 0.0, (total, total), problem.dim, problem.dim, time.perf_counter() - start)
+
+
+def dense_hessian(problem: HessianProblem) -> Tensor:
+    """The full restricted Hessian (P, P) in float64, column i = ``H e_i`` (P HVPs; tiny problems)."""
+    column = _basis_columns(problem)
+    return torch.stack([column(i) for i in range(problem.dim)], dim=1)

@@ -1,0 +1,85 @@
+"""``landscape info``: describe any file the tool reads or writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from landscape.errors import LandscapeError
+
+
+def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
+    from landscape.checkpoint import load_checkpoint, sha256_file
+
+    ckpt = load_checkpoint(path, unsafe=unsafe)
+    n_params = sum(int(t.numel()) for t in ckpt.state_dict.values() if t.is_floating_point())
+    out: dict[str, Any] = {"file": str(path), "type": "checkpoint", "format": "landscape" if ckpt.is_ours else "foreign",
+                           "sha256": sha256_file(path), "tensors": len(ckpt.state_dict), "float_values": n_params}
+    if ckpt.config is not None:
+        out.update(model=ckpt.config.model.name, model_options=ckpt.config.model.options, data=ckpt.config.data.name,
+                   loss=ckpt.config.train.loss, epoch=ckpt.epoch, step=ckpt.step, metrics=ckpt.metrics,
+                   input_shape=ckpt.extra.get("input_shape"), output_shape=ckpt.extra.get("output_shape"))
+    else:
+        out["first_tensors"] = {k: list(v.shape) for k, v in list(ckpt.state_dict.items())[:8]}
+    return out
+
+
+def _run_dir(path: Path) -> dict[str, Any]:
+    manifest = json.loads((path / "run.json").read_text())
+    ckpts = manifest.get("checkpoints", [])
+    cfg = manifest.get("config", {})
+    return {"file": str(path), "type": "run", "status": manifest.get("status"), "checkpoints": len(ckpts),
+            "model": cfg.get("model", {}).get("name"), "data": cfg.get("data", {}).get("name"),
+            "loss": cfg.get("train", {}).get("loss"), "last": ckpts[-1] if ckpts else None}
+
+
+def _h5(path: Path) -> dict[str, Any]:
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            is_trajectory = "trajectory" in f
+    except OSError as err:
+        raise LandscapeError(f"{str(path)!r} is not a readable HDF5 file: {err}") from err
+    if fmt == "landscape-surface":
+        from landscape.jobs import summarize
+        from landscape.surface_file import read_surface
+
+        sf = read_surface(path)
+        out = summarize(sf)
+        out.update(type="surface", metrics=sf.columns, x=[float(sf.grid.x[0]), float(sf.grid.x[-1]), len(sf.grid.x)],
+                   x_label=sf.attrs.get("x_label"), directions=sf.attrs.get("directions", {}),
+                   settings=sf.attrs["settings"], landscape_version=sf.attrs.get("landscape_version"))
+        if sf.grid.y is not None:
+            out.update(y=[float(sf.grid.y[0]), float(sf.grid.y[-1]), len(sf.grid.y)], y_label=sf.attrs.get("y_label"))
+        return out
+    with h5py.File(path, "r") as f:
+        groups = sorted(f.keys())
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in f.attrs.items()}
+        out = {"file": str(path), "type": "trajectory" if is_trajectory else "directions", "groups": groups,
+               "attributes": {k: v for k, v in attrs.items() if k != "model_fingerprint"}}
+        if "x" in f:
+            out["tensors"] = len(f["x"])
+        if is_trajectory:
+            t = f["trajectory"]
+            out["checkpoints"] = len(t["coords"])
+            out["epochs"] = [int(e) for e in t["epoch"][()]]
+    return out
+
+
+def describe(path: str | Path, unsafe: bool = False) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise LandscapeError(f"{str(p)!r} does not exist")
+    if p.is_dir():
+        if not (p / "run.json").exists():
+            raise LandscapeError(f"{str(p)!r} is a folder without run.json: not a run folder")
+        return _run_dir(p)
+    with p.open("rb") as fh:
+        magic = fh.read(8)
+    if magic == b"\x89HDF\r\n\x1a\n":
+        return _h5(p)
+    return _checkpoint(p, unsafe)

@@ -1,0 +1,155 @@
+"""Loss registry: per-sample criteria for every task, and accuracy where it is defined.
+
+Every criterion maps ``(output, target)`` to a per-sample loss of shape (n,), so one forward
+pass yields every requested metric as a sum over samples (exact means over any batching).
+Classification targets are class indices; MSE/L1/BCE compare the raw outputs with one-hot
+targets (as in Hui & Belkin's square-loss comparisons), hinge is the multi-class margin loss.
+Binary targets are 0/1 floats of shape (n, 1) against one logit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from landscape.data import Task
+from landscape.errors import ModelError
+from landscape.registry import Registry
+
+PerSample = Callable[[Tensor, Tensor, int], Tensor]
+
+ALL_TASKS = frozenset({"classification", "binary", "regression", "reconstruction"})
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A named per-sample loss and the tasks it applies to."""
+
+    name: str
+    fn: PerSample  # (output, target, num_classes) -> (n,)
+    tasks: frozenset[str]
+    description: str
+
+
+LOSSES: Registry[Criterion] = Registry("loss")
+
+
+def _mean_rest(t: Tensor) -> Tensor:
+    """Mean over every dim but the first: (n, ...) -> (n,)."""
+    return t.reshape(t.shape[0], -1).mean(dim=1)
+
+
+def _dense_target(output: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """One-hot class indices so that pointwise losses apply; other targets pass through."""
+    if target.dtype == torch.long:
+        return F.one_hot(target, num_classes).to(output.dtype)
+    return target.reshape(output.shape).to(output.dtype)
+
+
+def _register(name: str, tasks: frozenset[str], description: str) -> Callable[[PerSample], PerSample]:
+    def decorator(fn: PerSample) -> PerSample:
+        LOSSES.add(name, Criterion(name, fn, tasks, description))
+        return fn
+
+    return decorator
+
+
+@_register("cross_entropy", frozenset({"classification", "binary"}), "softmax cross-entropy (BCE with logits for one binary logit)")
+def _cross_entropy(out: Tensor, y: Tensor, c: int) -> Tensor:
+    if y.dtype != torch.long:
+        return _mean_rest(F.binary_cross_entropy_with_logits(out, y.reshape(out.shape), reduction="none"))
+    return F.cross_entropy(out, y, reduction="none")
+
+
+@_register("label_smoothing", frozenset({"classification"}), "cross-entropy with label smoothing 0.1")
+def _label_smoothing(out: Tensor, y: Tensor, c: int) -> Tensor:
+    return F.cross_entropy(out, y, reduction="none", label_smoothing=0.1)
+
+
+@_register("mse", ALL_TASKS, "mean squared error (one-hot targets for classes)")
+def _mse(out: Tensor, y: Tensor, c: int) -> Tensor:
+    return _mean_rest((out - _dense_target(out, y, c)) ** 2)
+
+
+@_register("l1", ALL_TASKS, "mean absolute error (one-hot targets for classes)")
+def _l1(out: Tensor, y: Tensor, c: int) -> Tensor:
+    return _mean_rest((out - _dense_target(out, y, c)).abs())
+
+
+@_register("smooth_l1", ALL_TASKS, "Huber-style smooth L1 with beta 1 (one-hot targets for classes)")
+def _smooth_l1(out: Tensor, y: Tensor, c: int) -> Tensor:
+    return _mean_rest(F.smooth_l1_loss(out, _dense_target(out, y, c), reduction="none"))
+
+
+@_register("bce", frozenset({"classification", "binary", "reconstruction"}), "binary cross-entropy with logits (per class, per logit or per pixel)")
+def _bce(out: Tensor, y: Tensor, c: int) -> Tensor:
+    return _mean_rest(F.binary_cross_entropy_with_logits(out, _dense_target(out, y, c), reduction="none"))
+
+
+@_register("hinge", frozenset({"classification", "binary"}), "multi-class margin (Weston–Watkins) hinge; max(0, 1 − y·f) for one logit")
+def _hinge(out: Tensor, y: Tensor, c: int) -> Tensor:
+    if y.dtype != torch.long:
+        sign = 2.0 * y.reshape(out.shape) - 1.0
+        return _mean_rest(torch.clamp(1.0 - sign * out, min=0.0))
+    return F.multi_margin_loss(out, y, reduction="none")
+
+
+def get_criterion(name: str, task: Task) -> Criterion:
+    """The registered criterion ``name``, checked against the data's task."""
+    crit = LOSSES.get(name)
+    if task not in crit.tasks:
+        raise ModelError(f"loss {name!r} does not apply to a {task} task; it applies to: {', '.join(sorted(crit.tasks))}")
+    return crit
+
+
+def correct(output: Tensor, target: Tensor) -> Tensor:
+    """Per-sample 0/1 correctness for class indices (argmax) or one binary logit (sign)."""
+    if target.dtype == torch.long:
+        return (output.argmax(dim=1) == target).to(output.dtype)
+    return ((output.reshape(target.shape) > 0) == (target > 0.5)).to(output.dtype).reshape(-1)
+
+
+class MetricSet:
+    """Every requested metric from one forward pass, accumulated as sums on the device.
+
+    Names: ``loss`` (the first criterion), each criterion by name when several are asked for,
+    and ``acc`` for classification and binary tasks.
+    """
+
+    def __init__(self, losses: Sequence[str], task: Task, num_classes: int) -> None:
+        if not losses:
+            raise ModelError("at least one loss is needed")
+        self.criteria = [get_criterion(name, task) for name in losses]
+        self.num_classes = num_classes
+        self.has_acc = task in ("classification", "binary")
+        self.names = ["loss"]
+        if len(self.criteria) > 1:
+            self.names += [c.name for c in self.criteria]
+        if self.has_acc:
+            self.names.append("acc")
+
+    def batch_sums(self, output: Tensor, target: Tensor) -> Tensor:
+        """Sum over the batch of each metric, in ``names`` order: shape (len(names),)."""
+        per = [c.fn(output, target, self.num_classes) for c in self.criteria]
+        sums = [per[0].sum()]
+        if len(per) > 1:
+            sums += [p.sum() for p in per]
+        if self.has_acc:
+            sums.append(correct(output, target).sum())
+        return torch.stack([s.to(torch.float64) for s in sums])
+
+    def check(self, output: Tensor, target: Tensor) -> None:
+        """Fail early, naming shapes or values, when the output or targets cannot meet the loss.
+
+        Called once on a first batch, so the hot loop never syncs with the host for checks.
+        """
+        want = (target.shape[0], self.num_classes) if target.dtype == torch.long else tuple(target.shape)
+        if tuple(output.shape) != tuple(want):
+            raise ModelError(f"the model returns shape {tuple(output.shape)} but the data and loss need {tuple(want)}")
+        if any(c.name == "bce" for c in self.criteria) and target.is_floating_point():
+            if not bool(((target >= 0) & (target <= 1)).all()):
+                raise ModelError("loss 'bce' needs targets in [0, 1]")

@@ -1,0 +1,281 @@
+"""The surface engine: metrics at every point ``θ(α, β) = θ* + α·δ + β·η`` of a 1D or 2D grid.
+
+Why it is fast: the evaluation data is moved to the device once as contiguous tensors; each
+grid point is written into preallocated parameters with fused ``torch._foreach_*`` ops, always
+from the pristine origin (no drift from accumulated updates); every metric comes from the same
+forward pass and is summed on the device; and, where it pays, K grid points are evaluated in one
+call with ``torch.func.vmap`` over stacked weights (K is chosen by timing the first points).
+Only tensors whose direction is non-zero are rewritten (biases and BatchNorm are zero by default).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from landscape.data import TensorSplit
+from landscape.directions import Directions, check_directions, target_tensors
+from landscape.errors import ConfigError, GridError
+from landscape.losses import MetricSet
+
+MAX_POINTS = 250_000  # larger grids need an explicit --max-points
+
+
+def parse_axis(spec: str, name: str = "x") -> np.ndarray:
+    """``MIN:MAX:NUM`` → ``np.linspace(MIN, MAX, NUM)``; an odd symmetric grid contains 0 exactly."""
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise GridError(f"--{name} {spec!r} must look like MIN:MAX:NUM, e.g. -1:1:51")
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+        num = int(parts[2])
+    except ValueError:
+        raise GridError(f"--{name} {spec!r}: MIN and MAX must be numbers and NUM an integer") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise GridError(f"--{name} {spec!r}: MIN and MAX must be finite")
+    if num < 2:
+        raise GridError(f"--{name} {spec!r}: NUM must be at least 2 (got {num})")
+    if not lo < hi:
+        raise GridError(f"--{name} {spec!r}: MIN must be smaller than MAX")
+    axis = np.linspace(lo, hi, num)
+    if lo == -hi and num % 2 == 1:
+        axis[num // 2] = 0.0  # exact origin, whatever the rounding
+    return axis
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Coordinates; results have shape ``(len(x),)`` or ``(len(x), len(y))``, ``A[i, j]`` at ``(x[i], y[j])``."""
+
+    x: np.ndarray
+    y: np.ndarray | None = None
+
+    @classmethod
+    def parse(cls, x: str, y: str = "", max_points: int = MAX_POINTS) -> Grid:
+        grid = cls(parse_axis(x, "x"), parse_axis(y, "y") if y else None)
+        if grid.size > max_points:
+            raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); "
+                            "pass --max-points N if you really mean it")
+        return grid
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def coords(self, flat_indices: np.ndarray | None = None) -> np.ndarray:
+        """(k, 2) array of (α, β) for flat (C-order) indices; β = 0 in 1D."""
+        idx = np.arange(self.size) if flat_indices is None else np.asarray(flat_indices)
+        if self.y is None:
+            return np.stack([self.x[idx], np.zeros(len(idx))], axis=1)
+        i, j = np.unravel_index(idx, self.shape)
+        return np.stack([self.x[i], self.y[j]], axis=1)
+
+
+def auto_batch_size(split: TensorSplit, budget: int = 1 << 21) -> int:
+    """Whole split when its inputs are small (≤ ``budget`` floats), else a slice of that size."""
+    per = max(1, int(np.prod(split.inputs.shape[1:])))
+    return max(1, min(len(split), max(64, budget // per)))
+
+
+def _is_bn(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.batchnorm._BatchNorm)
+
+
+class SurfaceEngine:
+    """Evaluates metrics at points of the plane spanned by ``directions`` around ``model``.
+
+    The caller's model is never touched: the engine works on a private copy on ``device``.
+    ``splits`` maps a split name (``train``/``test``) to its data; result columns are
+    ``<split>_<metric>`` in :attr:`columns` order.
+    """
+
+    def __init__(self, model: nn.Module, directions: Directions, splits: Mapping[str, TensorSplit],
+                 metrics: MetricSet, *, device: torch.device | str = "cpu", batch_size: int = 0,
+                 bn: str = "fixed", bn_data: TensorSplit | None = None, bn_batches: int = 8,
+                 points_per_call: int = 0) -> None:
+        check_directions(directions, model)
+        self.device = torch.device(device)
+        self.model = copy.deepcopy(model).to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.metrics = metrics
+        self.splits = {name: s.to(self.device) for name, s in splits.items()}
+        self.batch_sizes = {name: batch_size or auto_batch_size(s) for name, s in self.splits.items()}
+        self.columns = [f"{split}_{m}" for split in self.splits for m in metrics.names]
+        targets = target_tensors(self.model, directions.dir_type)
+        ys = directions.y or {}
+        # only tensors whose direction is non-zero need rewriting at every point
+        self.names = [k for k in directions.x if bool(directions.x[k].any()) or (k in ys and bool(ys[k].any()))]
+        self.params = [targets[k] for k in self.names]
+        self.origin = [t.clone() for t in self.params]
+        self.dx = [directions.x[k].to(self.device, t.dtype) for k, t in zip(self.names, self.params, strict=True)]
+        self.dy = [ys[k].to(self.device, t.dtype) for k, t in zip(self.names, self.params, strict=True)] if ys else None
+        self.bn = bn
+        self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
+        if bn == "recompute":
+            if directions.dir_type == "states":
+                raise ConfigError("--bn recompute re-estimates BatchNorm statistics, so it cannot be combined with "
+                                  "--dir-type states (which moves them along the directions)")
+            if bn_data is None:
+                raise ConfigError("--bn recompute needs training data")
+            n = min(len(bn_data), bn_batches * 128)
+            self.bn_data = TensorSplit(bn_data.inputs[:n], bn_data.targets[:n]).to(self.device)
+        self.points_per_call = points_per_call if bn == "fixed" else 1
+        self._check_first_batch()
+
+    def _check_first_batch(self) -> None:
+        for split in self.splits.values():
+            with torch.inference_mode():
+                out = self.model(split.inputs[:2])
+            self.metrics.check(out, split.targets[:2])
+
+    # --- one point at a time -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _set_point(self, a: float, b: float) -> None:
+        torch._foreach_copy_(self.params, self.origin)
+        torch._foreach_add_(self.params, self.dx, alpha=a)
+        if self.dy is not None:
+            torch._foreach_add_(self.params, self.dy, alpha=b)
+        if self.bn == "recompute":
+            self._recompute_bn()
+
+    @torch.no_grad()
+    def _recompute_bn(self) -> None:
+        """Re-estimate BatchNorm running statistics at this point (cumulative average over fixed batches)."""
+        saved = [m.momentum for m in self.bn_modules]
+        for m in self.bn_modules:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for start in range(0, len(self.bn_data), 128):
+            self.model(self.bn_data.inputs[start : start + 128])
+        for m, mom in zip(self.bn_modules, saved, strict=True):
+            m.momentum = mom
+            m.eval()
+
+    def _sums(self, forward: object, stacked: bool) -> Tensor:
+        """Metric means per split, concatenated in column order."""
+        cols = []
+        for name, split in self.splits.items():
+            bs = self.batch_sizes[name]
+            total = None
+            for start in range(0, len(split), bs):
+                x, y = split.inputs[start : start + bs], split.targets[start : start + bs]
+                s = forward(x, y)  # type: ignore[operator]
+                total = s if total is None else total + s
+            assert total is not None
+            cols.append(total / len(split))
+        return torch.cat(cols, dim=-1)
+
+    def _eval_single(self, coords: np.ndarray) -> Tensor:
+        out = torch.empty(len(coords), len(self.columns), dtype=torch.float64, device=self.device)
+        forward = lambda x, y: self.metrics.batch_sums(self.model(x), y)  # noqa: E731
+        for k, (a, b) in enumerate(coords):
+            self._set_point(float(a), float(b))
+            with torch.inference_mode():
+                out[k] = self._sums(forward, stacked=False)
+        return out
+
+    # --- K points per call with vmap over stacked weights -------------------------------------------
+
+    def _eval_stacked(self, coords: np.ndarray) -> Tensor:
+        a = torch.as_tensor(coords[:, 0], dtype=torch.float32, device=self.device)
+        b = torch.as_tensor(coords[:, 1], dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            stacked = {}
+            for i, name in enumerate(self.names):
+                shape = (-1,) + (1,) * self.origin[i].ndim
+                w = self.origin[i].unsqueeze(0) + a.view(shape).to(self.origin[i].dtype) * self.dx[i].unsqueeze(0)
+                if self.dy is not None:
+                    w = w + b.view(shape).to(self.origin[i].dtype) * self.dy[i].unsqueeze(0)
+                stacked[name] = w
+
+            def one(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+                return self.metrics.batch_sums(functional_call(self.model, params, (x,)), y)
+
+            batched = vmap(one, in_dims=(0, None, None))
+            return self._sums(lambda x, y: batched(stacked, x, y), stacked=True)
+
+    # --- public --------------------------------------------------------------------------------
+
+    def evaluate(self, coords: np.ndarray) -> np.ndarray:
+        """Metric values at each (α, β) row of ``coords``: (k, len(columns)) float64 on the host."""
+        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        if len(coords) == 0:
+            return np.empty((0, len(self.columns)))
+        k = self.points_per_call
+        if k <= 1:
+            return self._eval_single(coords).cpu().numpy()
+        parts = [self._eval_stacked(coords[s : s + k]) for s in range(0, len(coords), k)]
+        return torch.cat(parts).cpu().numpy()
+
+    def calibrate(self, coords: np.ndarray, candidates: Sequence[int] = (1, 4, 16, 64)) -> tuple[np.ndarray, int]:
+        """Pick points-per-call by timing real work on the first points; returns their values too.
+
+        Every candidate evaluates points the caller needs anyway, so nothing is wasted.
+        """
+        if self.points_per_call or self.bn != "fixed":
+            self.points_per_call = max(1, self.points_per_call)
+            return np.empty((0, len(self.columns))), 0
+        done: list[np.ndarray] = []
+        used, best, best_rate = 0, 1, 0.0
+        for k in candidates:
+            n = k if k > 1 else 2
+            if used + n > len(coords):
+                break
+            self.points_per_call = k
+            t0 = time.perf_counter()
+            try:
+                vals = self.evaluate(coords[used : used + n])
+            except (RuntimeError, NotImplementedError):
+                break  # a model vmap cannot batch: stay with what worked
+            rate = n / (time.perf_counter() - t0)
+            done.append(vals)
+            used += n
+            if rate > best_rate:
+                best, best_rate = k, rate
+            elif rate < 0.8 * best_rate:
+                break
+        self.points_per_call = best
+        return (np.concatenate(done) if done else np.empty((0, len(self.columns)))), used
+
+
+@dataclass(frozen=True)
+class SurfaceResult:
+    """Arrays of a computed surface: ``values[column]`` has the grid's shape."""
+
+    grid: Grid
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+
+
+def compute_surface(model: nn.Module, data: Mapping[str, TensorSplit] | TensorSplit, directions: Directions,
+                    x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float] | None = None, *,
+                    metrics: MetricSet, device: torch.device | str = "cpu", batch_size: int = 0,
+                    points_per_call: int = 1, bn: str = "fixed", bn_data: TensorSplit | None = None) -> SurfaceResult:
+    """Evaluate ``metrics`` on the grid ``x`` (× ``y``) around ``model`` without touching any file.
+
+    ``data`` is one split (named ``train``) or a mapping of split names to splits.
+    """
+    splits = {"train": data} if isinstance(data, TensorSplit) else dict(data)
+    grid = Grid(np.asarray(x, dtype=np.float64), None if y is None else np.asarray(y, dtype=np.float64))
+    if (grid.y is None) != (directions.y is None):
+        raise GridError("a 2D grid needs two directions and a 1D grid one")
+    engine = SurfaceEngine(model, directions, splits, metrics, device=device, batch_size=batch_size, bn=bn,
+                           bn_data=bn_data if bn_data is not None else splits.get("train"), points_per_call=points_per_call)
+    flat = engine.evaluate(grid.coords())
+    values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
+    return SurfaceResult(grid, values, np.ones(grid.shape, dtype=bool))

@@ -1,0 +1,189 @@
+"""The HDF5 surface file: created once, updated atomically, resumable, locked against a second writer.
+
+Layout (see README "File formats"): ``x``, ``y`` (2D), one float64 dataset per metric column,
+``done`` (bool), ``directions/`` (the direction layout), and attributes recording the settings.
+Updates are crash-safe: each flush copies the file to a temporary name, writes the new values
+there, fsyncs and renames it over the original, so a kill at any moment leaves a readable file
+whose ``done`` points hold exactly the values that were computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from landscape.config import diff_settings
+from landscape.directions import Directions, write_directions
+from landscape.errors import SurfaceFileError
+from landscape.surface import Grid
+
+FORMAT = "landscape-surface"
+CONVENTION = "metric arrays have shape (len(x), len(y)); A[i, j] is the value at (x[i], y[j])"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` for the duration; a second writer gets a clear error at once."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise SurfaceFileError(f"cannot create lock file {str(lock_path)!r}: {err.strerror}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SurfaceFileError(f"{str(path)!r} is being written by another process (lock {lock_path.name} is held)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class SurfaceFile:
+    """In-memory values of a surface plus the file they are flushed to."""
+
+    path: Path
+    grid: Grid
+    columns: list[str]
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+    attrs: dict[str, Any]
+    flush_interval: float = 5.0
+    _last_flush: float = 0.0
+
+    @property
+    def pending(self) -> np.ndarray:
+        """Flat (C-order) indices of the points not yet computed."""
+        return np.flatnonzero(~self.done.reshape(-1))
+
+    def record(self, flat_indices: np.ndarray, rows: np.ndarray) -> None:
+        for c, name in enumerate(self.columns):
+            self.values[name].reshape(-1)[flat_indices] = rows[:, c]
+        self.done.reshape(-1)[flat_indices] = True
+
+    def maybe_flush(self) -> bool:
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        """Atomically replace the file with one holding the current values."""
+        start = time.monotonic()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "r+") as f:
+                for name in self.columns:
+                    f[name][...] = self.values[name]
+                f["done"][...] = self.done
+                f.attrs["n_done"] = int(self.done.sum())
+            _fsync(tmp)
+            os.replace(tmp, self.path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            kind = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+            raise SurfaceFileError(f"cannot write {str(self.path)!r}: {kind}; the points already on disk are kept") from err
+        # never spend more than ~5 % of the time flushing, whatever the file size
+        self.flush_interval = max(self.flush_interval, 20 * (time.monotonic() - start))
+        self._last_flush = time.monotonic()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _json_attr(f: h5py.File, key: str) -> Any:
+    raw = f.attrs.get(key)
+    if raw is None:
+        raise SurfaceFileError(f"{f.filename!r} lacks the {key!r} attribute: not a landscape surface file")
+    return json.loads(raw)
+
+
+def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[str, Any], attrs: Mapping[str, Any],
+                 directions: Directions, model_fp: Mapping[str, list[int]], overwrite: bool = False) -> SurfaceFile:
+    """Resume ``path`` if it was made with the same ``settings``; create it when it does not exist.
+
+    Different settings raise :class:`SurfaceFileError` naming the differences (or, with
+    ``overwrite``, start afresh).
+    """
+    if path.exists() and not overwrite:
+        existing = read_surface(path)
+        changes = diff_settings(existing.attrs["settings"], settings)
+        if changes:
+            raise SurfaceFileError(f"{str(path)!r} was computed with other settings ({'; '.join(changes[:4])}); "
+                                   "pass --overwrite to replace it or choose another --out")
+        return SurfaceFile(path, existing.grid, existing.columns, existing.values, existing.done, existing.attrs)
+    values = {c: np.full(grid.shape, np.nan) for c in columns}
+    done = np.zeros(grid.shape, dtype=bool)
+    all_attrs = {**attrs, "settings": json.dumps(settings), "format": FORMAT, "format_version": 1,
+                 "convention": CONVENTION, "dims": 1 if grid.y is None else 2, "metrics": json.dumps(columns),
+                 "model_fingerprint": json.dumps(model_fp), "directions_fingerprint": directions.fingerprint()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("x", data=grid.x)
+            if grid.y is not None:
+                f.create_dataset("y", data=grid.y)
+            for c in columns:
+                f.create_dataset(c, data=values[c])
+            f.create_dataset("done", data=done)
+            write_directions(f.create_group("directions"), directions, model_fp)
+            for k, v in all_attrs.items():
+                f.attrs[k] = v
+            f.attrs["n_done"] = 0
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise SurfaceFileError(f"cannot create {str(path)!r}: {err.strerror or err}") from err
+    all_attrs["settings"] = json.loads(all_attrs["settings"])
+    return SurfaceFile(path, grid, columns, values, done, all_attrs)
+
+
+def read_surface(path: str | Path) -> SurfaceFile:
+    """Read a surface file's coordinates, metric arrays, ``done`` mask and attributes."""
+    p = Path(path)
+    if not p.is_file():
+        raise SurfaceFileError(f"surface file {str(p)!r} does not exist")
+    try:
+        with h5py.File(p, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise SurfaceFileError(f"{str(p)!r} is not a landscape surface file (no format attribute)")
+            columns = list(_json_attr(f, "metrics"))
+            grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)
+            values = {c: np.asarray(f[c][()], dtype=np.float64) for c in columns}
+            done = np.asarray(f["done"][()], dtype=bool)
+            attrs: dict[str, Any] = {}
+            for k, v in f.attrs.items():
+                attrs[k] = v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
+            attrs["settings"] = json.loads(attrs["settings"])
+            if "directions" in f:
+                d = f["directions"]
+                attrs["directions"] = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in d.attrs.items()}
+    except (OSError, KeyError, ValueError) as err:
+        raise SurfaceFileError(f"surface file {str(p)!r} is corrupt or truncated: {err}") from err
+    if done.shape != grid.shape or any(v.shape != grid.shape for v in values.values()):
+        raise SurfaceFileError(f"surface file {str(p)!r} is inconsistent: array shapes do not match the grid {grid.shape}")
+    return SurfaceFile(p, grid, columns, values, done, attrs)

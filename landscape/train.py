@@ -1,0 +1,199 @@
+"""Training with self-describing checkpoints, a run manifest, and exact resume.
+
+Layout of a run folder::
+
+    DIR/config.toml                resolved config
+    DIR/run.json                   manifest: every checkpoint with epoch, step, metrics
+    DIR/checkpoints/epoch_000.pt   initial weights (the start of the trajectory)
+    DIR/checkpoints/epoch_NNN.pt   after epoch NNN
+    DIR/checkpoints/step_SSSSSSS.pt  every ``train.save_every_steps`` steps, when asked
+
+The data order of epoch ``e`` is a permutation seeded by ``(seed, e)``, so a run stopped after
+any epoch resumes from its last checkpoint and ends bit-for-bit where an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from landscape.checkpoint import load_checkpoint, load_into, save_checkpoint
+from landscape.config import Config, TrainConfig, config_to_dict, diff_settings, save_config
+from landscape.errors import ConfigError, LandscapeError
+from landscape.evaluate import evaluate
+from landscape.experiment import Experiment, build_experiment, resolve_device
+from landscape.losses import get_criterion
+from landscape.progress import bar
+
+# settings that may change between a run and its resumption without changing the result
+_RESUMABLE_CHANGES = ("train.device", "train.threads", "train.epochs")
+
+
+class TrainingDiverged(LandscapeError):
+    """The training loss became NaN or inf."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        return [self.out_dir / c["file"] for c in self.manifest["checkpoints"]]
+
+    @property
+    def final(self) -> Path:
+        return self.checkpoints[-1]
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    if cfg.nesterov:
+        raise ConfigError(f"train.nesterov applies to sgd only, not {cfg.optimizer!r}")
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch learning-rate schedule."""
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, allow_nan=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _epoch_metrics(exp: Experiment, device: torch.device) -> dict[str, float]:
+    metrics = exp.metrics()
+    out: dict[str, float] = {}
+    for split in ("train", "test"):
+        values = evaluate(exp.model, exp.data.split(split).to(device), metrics)
+        out.update({f"{split}_{k}": v for k, v in values.items()})
+    return out
+
+
+class Trainer:
+    """One training run in ``out_dir``; :meth:`run` starts it or resumes it."""
+
+    def __init__(self, config: Config, out_dir: Path, overwrite: bool = False) -> None:
+        self.config = config
+        self.cfg = config.train
+        self.out_dir = out_dir
+        self.ckpt_dir = out_dir / "checkpoints"
+        self.manifest_path = out_dir / "run.json"
+        if config.train.epochs < 0 or config.train.batch_size < 1 or not math.isfinite(config.train.lr) or config.train.lr <= 0:
+            raise ConfigError("train.epochs must be ≥ 0, train.batch_size ≥ 1 and train.lr a positive number")
+        self.overwrite = overwrite
+
+    def _load_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{self.manifest_path} is corrupt ({err}); remove it or pass --overwrite") from err
+        changes = [d for d in diff_settings(manifest.get("config", {}), config_to_dict(self.config))
+                   if not d.startswith(_RESUMABLE_CHANGES)]
+        if changes and not self.overwrite:
+            raise ConfigError(f"{self.out_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
+                              "use another --out or pass --overwrite")
+        return None if changes else manifest
+
+    def run(self) -> RunResult:
+        if self.cfg.threads > 0:
+            torch.set_num_threads(self.cfg.threads)
+        device = resolve_device(self.cfg.device)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        manifest = self._load_manifest()
+        exp = build_experiment(self.config)
+        model = exp.model.to(device)
+        get_criterion(self.cfg.loss, exp.data.task)
+        opt = make_optimizer(self.cfg, list(model.parameters()))
+        sched = make_schedule(self.cfg, opt)
+        start_epoch, step = 1, 0
+        if manifest and manifest["checkpoints"]:
+            last = [c for c in manifest["checkpoints"] if c["kind"] == "epoch"][-1]
+            ckpt = load_checkpoint(self.out_dir / last["file"], map_location=device)
+            load_into(model, ckpt.state_dict, what=f"model {self.config.model.name!r}")
+            if "optimizer" in ckpt.extra:
+                opt.load_state_dict(ckpt.extra["optimizer"])
+                sched.load_state_dict(ckpt.extra["scheduler"])
+            start_epoch, step = int(last["epoch"]) + 1, int(last["step"])
+            manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["step"] <= step]
+        else:
+            manifest = {"config": config_to_dict(self.config), "checkpoints": [], "status": "running"}
+            self._save(exp, opt, sched, manifest, epoch=0, step=0, device=device)
+        manifest["config"] = config_to_dict(self.config)
+        save_config(self.config, self.out_dir / "config.toml")
+        self._train_epochs(exp, opt, sched, manifest, start_epoch, step, device)
+        manifest["status"] = "finished"
+        write_json_atomic(self.manifest_path, manifest)
+        return RunResult(self.out_dir, manifest)
+
+    def _save(self, exp: Experiment, opt: torch.optim.Optimizer, sched: Any, manifest: dict[str, Any],
+              *, epoch: int, step: int, device: torch.device, kind: str = "epoch") -> dict[str, float]:
+        metrics = _epoch_metrics(exp, device)
+        name = f"epoch_{epoch:03d}.pt" if kind == "epoch" else f"step_{step:07d}.pt"
+        save_checkpoint(self.ckpt_dir / name, exp.model, self.config, epoch=epoch, step=step, metrics=metrics,
+                        input_shape=exp.data.input_shape, output_shape=exp.data.output_shape,
+                        extra={"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "kind": kind})
+        manifest["checkpoints"].append({"file": f"checkpoints/{name}", "kind": kind, "epoch": epoch, "step": step, **metrics})
+        write_json_atomic(self.manifest_path, manifest)
+        return metrics
+
+    def _train_epochs(self, exp: Experiment, opt: torch.optim.Optimizer, sched: Any, manifest: dict[str, Any],
+                      start_epoch: int, step: int, device: torch.device) -> None:
+        cfg = self.cfg
+        crit = get_criterion(cfg.loss, exp.data.task)
+        train = exp.data.train.to(device)
+        n = len(train)
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        model = exp.model
+        with bar((cfg.epochs - start_epoch + 1) * steps_per_epoch, "train", unit="step") as pbar:
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)).to(device)
+                model.train()
+                for start in range(0, n, cfg.batch_size):
+                    idx = order[start : start + cfg.batch_size]
+                    loss = crit.fn(model(train.inputs[idx]), train.targets[idx], exp.data.num_classes).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    step += 1
+                    pbar.update(1)
+                    if cfg.save_every_steps and step % cfg.save_every_steps == 0:
+                        self._save(exp, opt, sched, manifest, epoch=epoch, step=step, device=device, kind="step")
+                        model.train()
+                sched.step()
+                metrics = self._save(exp, opt, sched, manifest, epoch=epoch, step=step, device=device)
+                if not math.isfinite(metrics["train_loss"]):
+                    manifest["status"] = "diverged"
+                    write_json_atomic(self.manifest_path, manifest)
+                    raise TrainingDiverged(f"training diverged at epoch {epoch} (train loss {metrics['train_loss']}); "
+                                           "lower train.lr — checkpoints so far are kept")
+                pbar.set_postfix(epoch=epoch, loss=f"{metrics['train_loss']:.4f}", test_acc=f"{metrics.get('test_acc', float('nan')):.3f}")
+
+
+def train(config: Config, out_dir: str | Path, overwrite: bool = False) -> RunResult:
+    """Train (or resume) the run described by ``config`` in ``out_dir``."""
+    return Trainer(config, Path(out_dir), overwrite).run()
