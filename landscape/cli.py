@@ -143,7 +143,9 @@ def cmd_surface(args: argparse.Namespace) -> int:
     source = DirectionSource(args.directions, args.target, args.target2)
     summary = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
                           unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt)
-    _print(summary)
+    from landscape.jobs import format_summary
+
+    print(format_summary(summary))
     return 0
 
 

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-
 from landscape import __version__
 from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.config import Config, config_to_dict
@@ -169,6 +167,20 @@ def summarize(sf: SurfaceFile, **extra: Any) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
-def set_threads(n: int) -> None:
-    if n > 0:
-        torch.set_num_threads(n)
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few human-readable lines for the terminal."""
+    grid = "×".join(str(n) for n in summary["grid"])
+    lines = [f"{summary['file']}: {len(summary['grid'])}D grid {grid}, {summary['done']}/{summary['total']} points done, "
+             f"{summary['diverged']} diverged (NaN/inf)"]
+    if summary.get("computed"):
+        lines.append(f"computed {summary['computed']} points in {summary['seconds']:.1f} s "
+                     f"({summary['points_per_second']:.1f} points/s, {summary.get('points_per_call', 1)} per call)")
+    elif "computed" in summary:
+        lines.append("nothing to compute: every point was already done")
+    if summary.get("cosine") is not None:
+        lines.append(f"cosine between the two directions: {summary['cosine']:+.4f}")
+    for name, best in summary.get("best", {}).items():
+        word = "max" if name.endswith("_acc") else "min"
+        at = ", ".join(f"{c:+.3g}" for c in best["at"])
+        lines.append(f"{word} {name} = {best['best']:.6g} at ({at})")
+    return "\n".join(lines)

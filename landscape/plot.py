@@ -25,29 +25,28 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib import patheffects
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.axis import Axis
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
-from matplotlib.transforms import blended_transform_factory
 
 from landscape.errors import ConfigError, GridError
 
 __all__ = [
-    "Width",
     "PanelKind",
+    "Width",
     "contour",
     "filled_contour",
     "heatmap",
-    "surface3d",
     "line",
-    "trajectory",
-    "panels",
     "lines_overlay",
-    "training_curves",
+    "panels",
     "save_figure",
+    "surface3d",
+    "training_curves",
+    "trajectory",
 ]
 
 Width = Literal["single", "double"]
@@ -98,7 +97,7 @@ class _Preset:
 
 _PRESETS: dict[str, _Preset] = {
     "single": _Preset(3.4, 0.80, 0.85, label=8.0, tick=7.0, title=9.0, max_point_labels=7),
-    "double": _Preset(7.0, 0.62, 0.70, label=10.0, tick=9.0, title=11.0, max_point_labels=12),
+    "double": _Preset(7.0, 0.62, 0.62, label=10.0, tick=9.0, title=11.0, max_point_labels=12),
 }
 
 
@@ -296,6 +295,16 @@ def _limits(fields: Sequence[_Field], style: _Style) -> tuple[float, float]:
     return lo, hi
 
 
+_LOG_SUBS: tuple[tuple[float, ...], ...] = (
+    (1.0,),
+    (1.0, 3.0),
+    (1.0, 2.0, 5.0),
+    (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
+    (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0),
+)
+
+
+
 def _nice(lo: float, hi: float, log: bool, count: int) -> FloatArray:
     """About ``count`` round values in [lo, hi], for levels and colourbar ticks.
 
@@ -317,15 +326,6 @@ def _nice(lo: float, hi: float, log: bool, count: int) -> FloatArray:
     if ticks.size >= 2:
         return np.asarray(ticks, dtype=np.float64)
     return np.geomspace(lo, hi, count) if log else np.linspace(lo, hi, count)
-
-
-_LOG_SUBS: tuple[tuple[float, ...], ...] = (
-    (1.0,),
-    (1.0, 3.0),
-    (1.0, 2.0, 5.0),
-    (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
-    (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0),
-)
 
 
 def _levels(style: _Style, lo: float, hi: float, filled: bool) -> FloatArray:
@@ -573,9 +573,10 @@ def contour(
 ) -> Figure:
     """Iso-loss lines of a 2D surface, every other line labelled, with a colourbar.
 
-    ``z`` has shape ``(len(x), len(y))``; ``done`` (same shape) marks computed points. Levels
-    are a count (default 13) spread over ``[vmin, vmax]`` (log-spaced when ``log``) or
-    explicit values. Diverged and uncomputed points are masked and counted in a note.
+    ``z`` has shape ``(len(x), len(y))``; ``done`` (same shape) marks computed points.
+    ``levels`` is explicit values, or about that many round values (default 12) in
+    ``[vmin, vmax]`` (1-2-5 per decade when ``log``). Diverged and uncomputed points are
+    masked, shaded (pink, grey) and counted in a note.
     """
     style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
     return _plane("lines", x, y, z, done, style)[0]
@@ -598,7 +599,7 @@ def filled_contour(
     width: Width = "single",
     title: str | None = None,
 ) -> Figure:
-    """Filled contour bands (default 25 levels) with thin iso-lines and a colourbar.
+    """Filled contour bands (about 20 levels) with thin iso-lines and a colourbar.
 
     Values beyond ``vmin``/``vmax`` fall in open-ended bands shown as arrows on the colourbar.
     Same array convention and masking as :func:`contour`.
@@ -709,6 +710,8 @@ def panels(
     style = replace(style, preset=preset)
     fig, axes = _panel_grid(preset, len(fields), shared)
     clabel = preset.width / columns >= _MIN_CLABEL_WIDTH
+    if not clabel:  # narrow panels: few x ticks, or labels of neighbours touch
+        axes[0].xaxis.set_major_locator(MaxNLocator(nbins=3, steps=[1, 2, 2.5, 5, 10]))
     mappables: list[ScalarMappable] = []
     for index, ((name, field), ax) in enumerate(zip(fields.items(), axes, strict=True)):
         lo, hi = _limits(list(fields.values()) if shared else [field], style)
@@ -844,14 +847,17 @@ def _draw_path3d(
 
 def _label3d(ax: Axes, style: _Style) -> None:
     preset = style.preset
-    ax.set_xlabel(style.x_label, fontsize=preset.label, labelpad=-2)
-    ax.set_ylabel(style.y_label, fontsize=preset.label, labelpad=-2)
+    ax.set_xlabel(style.x_label, fontsize=preset.label, labelpad=-3)
+    ax.set_ylabel(style.y_label, fontsize=preset.label, labelpad=-3)
     ax.set_zlabel(  # type: ignore[attr-defined]
-        _z_label(style.metric_label, style.log), fontsize=preset.label, labelpad=-2
+        _z_label(style.metric_label, style.log), fontsize=preset.label, labelpad=-3
     )
+    ticks = 4 if preset.width < 5 else 6  # 3D tick labels crowd quickly
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # type: ignore[attr-defined]
-        axis.set_major_locator(MaxNLocator(5))
+        axis.set_major_locator(MaxNLocator(ticks))
     ax.tick_params(axis="both", labelsize=preset.tick, pad=-2)
+    # Constrained layout does not see the projected z label: shrink the box to make room.
+    ax.set_box_aspect(None, zoom=0.9)  # type: ignore[arg-type]
     if style.title:
         ax.set_title(style.title, fontsize=preset.title)
 
@@ -924,22 +930,38 @@ def _log_ticks(axis: Axis, lo: float, hi: float) -> None:
 
 def _legend_above(fig: Figure, handles: Sequence[Line2D], preset: _Preset) -> None:
     """Legend above the axes, outside the data, so it never hides a curve."""
-    fig.legend(handles=list(handles), loc="outside upper center", ncols=min(len(handles), 3),
+    count = len(handles)
+    columns = count if count <= 3 else 2 if count == 4 else 3  # four entries: a 2 × 2 block
+    fig.legend(handles=list(handles), loc="outside upper center", ncols=columns,
                fontsize=preset.tick, frameon=False, handlelength=2.2)
 
 
+def _position_axis(ax: Axes, x: FloatArray, label: str, preset: _Preset) -> None:
+    """The x axis of a 1D slice: tight to the grid, a few round ticks that never touch."""
+    ax.set_xlim(x[0], x[-1])
+    bins = 5 if preset.width < 5 else 9
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=bins, steps=[1, 2, 2.5, 5, 10]))
+    ax.set_xlabel(label, fontsize=preset.label)
+
+
 def _mark_endpoints(ax: Axes, endpoints: Sequence[float] | None, preset: _Preset) -> None:
-    """Vertical dotted lines at the checkpoints, labelled A, B, C, ... at the top."""
+    """Vertical dotted lines at the checkpoints, labelled A, B, C, ... on a top axis.
+
+    The letters sit outside the data area, so they never collide with a curve that peaks at
+    a checkpoint (accuracy usually does).
+    """
     if not endpoints:
         return
     if len(endpoints) > 26:
         raise ConfigError(f"at most 26 endpoints can be labelled, got {len(endpoints)}")
-    at_top = blended_transform_factory(ax.transData, ax.transAxes)
-    for k, position in enumerate(endpoints):
+    letters = [chr(ord("A") + k) for k in range(len(endpoints))]
+    for position in endpoints:
         ax.axvline(position, color="0.35", lw=0.8, ls=":", zorder=1)
-        ax.annotate(chr(ord("A") + k), (position, 1.0), xycoords=at_top, xytext=(2, -2),
-                    textcoords="offset points", ha="left", va="top", fontsize=preset.label,
-                    fontweight="bold")
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(list(endpoints), labels=letters)
+    top.tick_params(labelsize=preset.label, length=2, pad=1)
+    for text in top.get_xticklabels():
+        text.set_fontweight("bold")
 
 
 def line(
@@ -969,8 +991,7 @@ def line(
     fig = _figure(preset)
     ax = fig.add_subplot()
     handles, diverged, hidden = _plot_curves(ax, xs, curves, computed, log, _LOSS_COLOURS)
-    ax.set_xlim(xs[0], xs[-1])
-    ax.set_xlabel(x_label, fontsize=preset.label)
+    _position_axis(ax, xs, x_label, preset)
     _value_axis(ax, metric_label, log, preset)
     if acc_curves:
         twin = ax.twinx()
@@ -1018,8 +1039,7 @@ def lines_overlay(
         handles += more
         diverged |= bad
         hidden |= nonpositive
-    ax.set_xlim(xs[0], xs[-1])
-    ax.set_xlabel(x_label, fontsize=preset.label)
+    _position_axis(ax, xs, x_label, preset)
     _value_axis(ax, metric_label, log, preset)
     _mark_endpoints(ax, endpoints, preset)
     _legend_above(fig, handles, preset)

@@ -1,0 +1,220 @@
+"""The surface engine against closed forms and an independent per-point loop."""
+
+from __future__ import annotations
+
+import copy
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from landscape.config import DirectionsConfig
+from landscape.data import TensorSplit
+from landscape.directions import Directions, random_directions, target_directions
+from landscape.errors import GridError
+from landscape.evaluate import evaluate
+from landscape.losses import MetricSet
+from landscape.surface import Grid, SurfaceEngine, compute_surface, parse_axis
+
+
+def linreg_problem(n: int = 64, d: int = 5) -> tuple[nn.Module, TensorSplit, np.ndarray, np.ndarray]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    model = nn.Linear(d, 1, bias=False).double()
+    return model, TensorSplit(x, y), x.numpy(), y.numpy()
+
+
+def test_linear_mse_surface_is_exactly_quadratic() -> None:
+    model, split, X, Y = linreg_problem()
+    dirs = random_directions(model, DirectionsConfig(norm="none"), dims=2)
+    xs, ys = np.linspace(-2, 1, 7), np.linspace(-1, 3, 5)  # non-square, asymmetric
+    res = compute_surface(model, split, dirs, xs, ys, metrics=MetricSet(["mse"], "regression", 0))
+    w = model.weight.detach().numpy().reshape(-1)
+    dx = dirs.x["weight"].double().numpy().reshape(-1)
+    dy = dirs.y["weight"].double().numpy().reshape(-1)  # type: ignore[index]
+    loss = res.values["train_loss"]
+    assert loss.shape == (7, 5)
+    for i, a in enumerate(xs):
+        for j, b in enumerate(ys):
+            r = X @ (w + a * dx + b * dy) - Y[:, 0]
+            assert loss[i, j] == pytest.approx(np.mean(r**2), rel=1e-10)
+
+
+@pytest.mark.parametrize("points_per_call", [1, 3, 16])
+def test_engine_matches_naive_dataloader_loop(points_per_call: int) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    model.eval()
+    with torch.no_grad():  # non-trivial BN statistics
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(50, 1, 8, 8)
+    y = torch.randint(0, 3, (50,))
+    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    metrics = MetricSet(["cross_entropy", "mse"], "classification", 3)
+    xs, ys = np.linspace(-1, 1, 4), np.linspace(-0.5, 0.5, 3)
+    res = compute_surface(model, TensorSplit(x, y), dirs, xs, ys, metrics=metrics, points_per_call=points_per_call,
+                          batch_size=16)
+    # the independent oracle: a fresh copy per point, weights set through the state dict, a DataLoader
+    origin = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = DataLoader(TensorDataset(x, y), batch_size=7)
+    for i, a in enumerate(xs):
+        for j, b in enumerate(ys):
+            state = {k: v + (a * dirs.x[k] + b * dirs.y[k] if k in dirs.x else 0) for k, v in origin.items()}  # type: ignore[index]
+            m = copy.deepcopy(model)
+            m.load_state_dict(state)
+            m.eval()
+            ce = mse = correct = 0.0
+            with torch.no_grad():
+                for xb, yb in loader:
+                    out = m(xb)
+                    ce += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
+                    mse += float(((out - nn.functional.one_hot(yb, 3).float()) ** 2).mean(dim=1).sum())
+                    correct += float((out.argmax(1) == yb).sum())
+            assert res.values["train_cross_entropy"][i, j] == pytest.approx(ce / 50, rel=1e-5)
+            assert res.values["train_mse"][i, j] == pytest.approx(mse / 50, rel=1e-5)
+            assert res.values["train_acc"][i, j] == pytest.approx(correct / 50, abs=1e-12)
+
+
+def test_origin_equals_model_loss_and_model_is_untouched() -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
+    metrics = MetricSet(["cross_entropy"], "classification", 3)
+    dirs = random_directions(model, DirectionsConfig(), 1)
+    res = compute_surface(model, TensorSplit(x, y), dirs, parse_axis("-1:1:5"), metrics=metrics)
+    own = evaluate(model, TensorSplit(x, y), metrics)
+    assert res.values["train_loss"][2] == pytest.approx(own["loss"], rel=1e-6)
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_interpolation_endpoints_are_both_models() -> None:
+    torch.manual_seed(2)
+    a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    b = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    metrics = MetricSet(["cross_entropy"], "classification", 2)
+    dirs = target_directions(a, b.state_dict(), None, "weights")
+    res = compute_surface(a, TensorSplit(x, y), dirs, [0.0, 0.5, 1.0], metrics=metrics)
+    assert res.values["train_loss"][0] == pytest.approx(evaluate(a, TensorSplit(x, y), metrics)["loss"], rel=1e-6)
+    assert res.values["train_loss"][2] == pytest.approx(evaluate(b, TensorSplit(x, y), metrics)["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("bn", ["fixed", "recompute"])
+def test_rescaling_a_conv_before_batchnorm_leaves_the_surface_unchanged(bn: str) -> None:
+    """Filter normalization removes the scale invariance that makes raw-direction plots misleading."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4, eps=1e-12), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    x, y = torch.randn(40, 1, 8, 8, dtype=torch.float64), torch.randint(0, 3, (40,))
+    net = net.double()
+    net.train()
+    with torch.no_grad():
+        net(x)  # realistic running statistics
+    net.eval()
+    scaled = copy.deepcopy(net)
+    c = 7.0
+    with torch.no_grad():
+        scaled[0].weight.mul_(c)
+        scaled[1].running_mean.mul_(c)
+        scaled[1].running_var.mul_(c * c)
+    metrics = MetricSet(["cross_entropy"], "classification", 3)
+    cfg = DirectionsConfig(seed=5)
+    grid = (np.linspace(-1, 1, 5), np.linspace(-1, 1, 3))
+    split = TensorSplit(x, y)
+    r1 = compute_surface(net, split, random_directions(net, cfg, 2), *grid, metrics=metrics, bn=bn)
+    r2 = compute_surface(scaled, split, random_directions(scaled, cfg, 2), *grid, metrics=metrics, bn=bn)
+    # float32 directions: the rescaled filter norms round differently in the last bit
+    np.testing.assert_allclose(r1.values["train_loss"], r2.values["train_loss"], rtol=1e-6)
+    # without normalization the two surfaces differ: the picture would depend on an irrelevant scale
+    r3 = compute_surface(scaled, split, random_directions(scaled, DirectionsConfig(seed=5, norm="none"), 2), *grid, metrics=metrics, bn=bn)
+    r4 = compute_surface(net, split, random_directions(net, DirectionsConfig(seed=5, norm="none"), 2), *grid, metrics=metrics, bn=bn)
+    assert not np.allclose(r3.values["train_loss"], r4.values["train_loss"], rtol=1e-3)
+
+
+def test_bn_recompute_uses_batch_statistics_of_the_moved_model() -> None:
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2)).double()
+    x, y = torch.randn(64, 3, dtype=torch.float64), torch.randint(0, 2, (64,))
+    metrics = MetricSet(["cross_entropy"], "classification", 2)
+    dirs = random_directions(net, DirectionsConfig(), 1)
+    res = compute_surface(net, TensorSplit(x, y), dirs, [0.5], metrics=metrics, bn="recompute")
+    oracle = copy.deepcopy(net)
+    with torch.no_grad():
+        for k, p in oracle.named_parameters():
+            p.add_(0.5 * dirs.x[k].double())
+        oracle[1].reset_running_stats()
+        oracle[1].momentum = None
+        oracle.train()
+        oracle(x)
+    assert res.values["train_loss"][0] == pytest.approx(evaluate(oracle, TensorSplit(x, y), metrics)["loss"], rel=1e-9)
+
+
+def test_diverged_points_are_recorded_not_fatal() -> None:
+    model, split, _, _ = linreg_problem()
+    model = model.float()
+    split = TensorSplit(split.inputs.float(), split.targets.float())
+    dirs = random_directions(model, DirectionsConfig(norm="none"), 1)
+    res = compute_surface(model, split, dirs, [0.0, 1e30], metrics=MetricSet(["mse"], "regression", 0))
+    assert np.isfinite(res.values["train_loss"][0]) and not np.isfinite(res.values["train_loss"][1])
+
+
+@pytest.mark.parametrize("spec", ["1:-1:0", "a:b:c", "0:0:1", "-1:1", "0:1:1", "nan:1:3", "1:1:5"])
+def test_impossible_grids_are_rejected(spec: str) -> None:
+    with pytest.raises(GridError):
+        parse_axis(spec)
+
+
+def test_grid_geometry() -> None:
+    assert parse_axis("-1:1:51")[25] == 0.0
+    grid = Grid.parse("-1:2:4", "0:1:3")
+    c = grid.coords()
+    assert c.shape == (12, 2) and tuple(c[5]) == (0.0, 1.0)  # flat index 5 = (i=1, j=2)
+    with pytest.raises(GridError, match="max-points"):
+        Grid.parse("-1:1:1001", "-1:1:1001")
+
+
+def test_1d_grid_with_2d_directions_is_an_error() -> None:
+    model, split, _, _ = linreg_problem()
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    with pytest.raises(GridError):
+        compute_surface(model, split, dirs, [0.0, 1.0], metrics=MetricSet(["mse"], "regression", 0))
+
+
+def test_engine_skips_zero_directions() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(torch.randn(5, 3), torch.randint(0, 2, (5,)))},
+                           MetricSet(["cross_entropy"], "classification", 2))
+    assert engine.names == ["0.weight", "2.weight"]  # biases are not rewritten at every point
+
+
+def test_directions_from_reference_file_reproduce_hand_computation(tmp_path) -> None:
+    from landscape.directions import load_directions
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(tuple(p.shape)).astype(np.float32) for p in model.parameters()]
+    with h5py.File(tmp_path / "ref.h5", "w") as f:
+        for i, a in enumerate(arrays):
+            f.require_group("xdirection").create_dataset(str(i), data=a)
+            f.require_group("ydirection").create_dataset(str(i), data=a[::-1].copy())
+    dirs = load_directions(tmp_path / "ref.h5", model)
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    metrics = MetricSet(["cross_entropy"], "classification", 2)
+    res = compute_surface(model, TensorSplit(x, y), dirs, [0.3], [-0.2], metrics=metrics)
+    hand = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, a in zip(hand.parameters(), arrays, strict=True):
+            p.add_(0.3 * torch.from_numpy(a) - 0.2 * torch.from_numpy(a[::-1].copy()))
+    assert res.values["train_loss"][0, 0] == pytest.approx(evaluate(hand, TensorSplit(x, y), metrics)["loss"], rel=1e-5)
+    assert isinstance(dirs, Directions)

@@ -1,0 +1,123 @@
+"""Surface files: layout, resume, settings guard, locking, interruption, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from landscape.cli import main
+from landscape.config import load_config
+from landscape.errors import SurfaceFileError
+from landscape.jobs import run_surface
+from landscape.surface import SurfaceEngine
+from landscape.surface_file import exclusive_lock, read_surface
+from landscape.train import train
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    cfg = load_config(None, ["train.epochs=1", "data.max_train=300", "data.max_test=100", "model.options={hidden=[16]}"])
+    return train(cfg, out).final
+
+
+def _cfg(*extra: str):  # noqa: ANN202
+    base = ["train.epochs=1", "data.max_train=300", "data.max_test=100", "model.options={hidden=[16]}"]
+    return load_config(None, base + list(extra))
+
+
+def test_file_layout_and_attributes(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.h5"
+    summary = run_surface(ckpt, out, _cfg('surface.x="-1:1:5"', 'surface.y="-2:2:3"', 'surface.split="both"',
+                                          'surface.losses=["cross_entropy","mse"]'))
+    assert summary["done"] == summary["total"] == 15
+    with h5py.File(out, "r") as f:
+        assert f["x"].shape == (5,) and f["y"].shape == (3,)
+        for name in ("train_loss", "train_acc", "test_loss", "train_mse", "test_cross_entropy"):
+            assert f[name].shape == (5, 3) and f[name].dtype == np.float64
+        assert f["done"].dtype == bool and f["done"][()].all()
+        assert "directions/x/0.weight" in f or any(k.endswith("weight") for k in f["directions/x"])
+        assert "A[i, j]" in f.attrs["convention"]
+        assert len(f.attrs["checkpoint_sha256"]) == 64
+        settings = json.loads(f.attrs["settings"])
+        assert settings["x"] == "-1:1:5" and settings["directions"]["norm"] == "filter"
+        assert f.attrs["x_label"].startswith("α")
+    sf = read_surface(out)
+    i0, j0 = 2, 1  # the origin
+    assert sf.values["train_acc"][i0, j0] == pytest.approx(json.loads(json.dumps(summary))["best"]["train_acc"]["best"], abs=0.2)
+
+
+def test_rerun_resumes_and_other_settings_are_refused(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.h5"
+    first = run_surface(ckpt, out, _cfg('surface.x="-1:1:7"'))
+    assert first["computed"] == 7
+    again = run_surface(ckpt, out, _cfg('surface.x="-1:1:7"'))
+    assert again["computed"] == 0  # nothing recomputed
+    with pytest.raises(SurfaceFileError, match="other settings.*surface|x: '-1:1:7' → '-1:1:9'"):
+        run_surface(ckpt, out, _cfg('surface.x="-1:1:9"'))
+    with pytest.raises(SurfaceFileError, match="seed"):
+        run_surface(ckpt, out, _cfg('surface.x="-1:1:7"', "directions.seed=1"))
+    replaced = run_surface(ckpt, out, _cfg('surface.x="-1:1:9"'), overwrite=True)
+    assert replaced["computed"] == 9
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg('surface.x="-1:1:6"', 'surface.y="-1:1:5"', "surface.points_per_call=1")
+    full = tmp_path / "full.h5"
+    run_surface(ckpt, full, cfg)
+    calls = {"n": 0}
+    original = SurfaceEngine.evaluate
+
+    def flaky(self: SurfaceEngine, coords: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, coords)
+
+    monkeypatch.setattr(SurfaceEngine, "evaluate", flaky)
+    part = tmp_path / "part.h5"
+    with pytest.raises(KeyboardInterrupt):
+        run_surface(ckpt, part, cfg)
+    partial = read_surface(part)
+    n_done = int(partial.done.sum())
+    assert 0 < n_done < 30
+    ref = read_surface(full)
+    np.testing.assert_array_equal(partial.values["train_loss"][partial.done], ref.values["train_loss"][partial.done])
+    assert np.isnan(partial.values["train_loss"][~partial.done]).all()
+    monkeypatch.setattr(SurfaceEngine, "evaluate", original)
+    resumed = run_surface(ckpt, part, cfg)
+    assert resumed["computed"] == 30 - n_done
+    np.testing.assert_allclose(read_surface(part).values["train_loss"], ref.values["train_loss"], rtol=1e-12)
+
+
+def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "s.h5"
+    with exclusive_lock(target):
+        with pytest.raises(SurfaceFileError, match="another process"):
+            with exclusive_lock(target):
+                pass
+
+
+def test_cli_surface_info_and_errors(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "c.h5"
+    assert main(["--quiet", "surface", str(ckpt), "--out", str(out), "--x", "-1:1:5", "--y", "-1:1:3", "--loss", "cross_entropy,l1"]) == 0
+    printed = capsys.readouterr().out
+    assert "15/15 points done" in printed and "min train_l1" in printed
+    assert main(["info", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["type"] == "surface" and info["done"] == 15 and "train_l1" in info["metrics"]
+    assert main(["surface", str(ckpt), "--out", str(out), "--x", "-1:1:7", "--y", "-1:1:3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and "Traceback" not in err[0]
+    assert main(["surface", str(ckpt), "--out", str(tmp_path / "d.h5"), "--x", "1:-1:0"]) == 1
+    assert "NUM must be at least 2" in capsys.readouterr().err
+    assert main(["surface", str(ckpt), "--out", str(tmp_path / "e.h5"), "--loss", "bogus"]) == 1
+    assert "unknown loss 'bogus'" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(out.read_bytes()[:200])
+    assert main(["info", str(corrupt)]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
