@@ -101,12 +101,16 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
     except pickle.UnpicklingError as err:
         if unsafe:
             raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {err}") from err
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torch's reason follows "WeightsUnpickler error:" (its first lines are boilerplate with ANSI codes)
+        text = str(err).split("WeightsUnpickler error:", 1)[-1].strip()
+        reason = text.splitlines()[0].split(". Please use", 1)[0] if text else type(err).__name__
+        if "Unsupported operand" in reason:  # a byte that is no pickle opcode: damaged data, not code
+            raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {reason}") from err
         raise CheckpointError(
             f"checkpoint {str(path)!r} was refused: loading it would run code from the file "
-            f"(weights_only=True refused it: {first}); if you trust the file, pass --unsafe-load"
+            f"(weights_only=True refused it: {reason}); if you trust the file, pass --unsafe-load"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
 
 

@@ -145,7 +145,8 @@ def cmd_surface(args: argparse.Namespace) -> int:
                           unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt)
     from landscape.jobs import format_summary
 
-    print(format_summary(summary))
+    if "grid" in summary:  # under torchrun only rank 0 has the whole picture
+        print(format_summary(summary))
     return 0
 
 
@@ -185,6 +186,54 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _add_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--unsafe-load", action="store_true")
+
+
+# --- trajectory ------------------------------------------------------------------------------------
+
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    from landscape.trajectory import compute_trajectory, run_checkpoints, save_trajectory, summary
+
+    inputs: list[Path] = args.inputs
+    if len(inputs) == 1 and inputs[0].is_dir():
+        checkpoints, source = run_checkpoints(inputs[0], args.include_steps), str(inputs[0])
+    elif any(p.is_dir() for p in inputs):
+        raise ConfigError("give one run folder or a list of checkpoint files, not both")
+    elif args.include_steps:
+        raise ConfigError("--include-steps applies to a run folder; list the step checkpoints you want instead")
+    else:
+        checkpoints, source = inputs, ""
+    model = None
+    if args.model or args.data or args.config or args.overrides:  # foreign checkpoints: say what they hold
+        from landscape.experiment import build_experiment
+
+        overrides = _flag_overrides(args, {"model": "model.name", "data": "data.name"}) + list(args.overrides)
+        model = build_experiment(resolve_config(None, args.config, overrides)).model
+    traj = compute_trajectory(checkpoints, model=model, dir_type=args.dir_type, ignore=args.ignore,
+                              center=args.center, unsafe=args.unsafe_load, source=source)
+    save_trajectory(args.out, traj)
+    _print({"file": str(args.out), **summary(traj),
+            "next": f"landscape surface {traj.meta['origin']} --directions {args.out} --out SURFACE.h5"})
+    return 0
+
+
+@command("trajectory", "PCA plane of an optimization path (run folder or checkpoints) and the path projected on it")
+def _add_trajectory(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", type=Path, metavar="RUN_DIR_OR_CHECKPOINTS",
+                   help="a run folder (its run.json lists the checkpoints) or checkpoint files in training order, final last")
+    p.add_argument("--out", type=Path, required=True, help="trajectory file (.h5); also a direction file for surface --directions")
+    p.add_argument("--include-steps", action="store_true", help="with a run folder: the step checkpoints too")
+    p.add_argument("--dir-type", choices=["weights", "states"], default="weights")
+    p.add_argument("--ignore", choices=["biasbn", "none"], default="biasbn",
+                   help="biasbn (default, as in the paper): tensors with ndim <= 1 stay out of the PCA, zero in the directions")
+    p.add_argument("--center", action="store_true",
+                   help="mean-centre the differences to the final point before the PCA (the paper does not)")
+    p.add_argument("--config", type=Path, help="for foreign checkpoints: a TOML config naming model and data")
+    p.add_argument("--model", help="for foreign checkpoints: model name or path/to/file.py:factory")
+    p.add_argument("--data", help="for foreign checkpoints: dataset name (gives the input and output shapes)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (with --model/--data/--config)")
+    p.add_argument("--unsafe-load", action="store_true",
+                   help="allow checkpoints that need arbitrary code to unpickle (only for files you trust)")
 
 
 # --- entry points -------------------------------------------------------------------------------------

@@ -266,15 +266,30 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     return config_from_dict(apply_overrides(data, overrides))
 
 
+def _toml_string(text: str) -> str:
+    """A pure-ASCII TOML basic string. (``json.dumps`` is not one: it escapes characters beyond
+    U+FFFF as surrogate pairs, which TOML rejects; TOML has ``\\UXXXXXXXX`` for them.)"""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value)
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_toml_string(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, float):
         return repr(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
     return str(value)

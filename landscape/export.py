@@ -14,6 +14,7 @@ import csv
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -38,9 +39,7 @@ def _grid(x: npt.ArrayLike, y: npt.ArrayLike | None) -> tuple[FloatArray, FloatA
     return _axis(x, "x"), None if y is None else _axis(y, "y")
 
 
-def _metrics(
-    metrics: Mapping[str, npt.ArrayLike], shape: tuple[int, ...]
-) -> dict[str, FloatArray]:
+def _metrics(metrics: Mapping[str, npt.ArrayLike], shape: tuple[int, ...]) -> dict[str, FloatArray]:
     """The metrics as float64 arrays, each checked against the grid shape."""
     if not metrics:
         raise ConfigError("nothing to export: metrics is empty")
@@ -84,9 +83,7 @@ def to_csv(
     return target
 
 
-def _csv_rows(
-    xs: FloatArray, ys: FloatArray | None, arrays: Mapping[str, FloatArray]
-) -> Iterator[list[str]]:
+def _csv_rows(xs: FloatArray, ys: FloatArray | None, arrays: Mapping[str, FloatArray]) -> Iterator[list[str]]:
     columns = list(arrays.values())
     for i, x in enumerate(xs):
         if ys is None:
@@ -116,8 +113,9 @@ def to_npz(
     target = Path(path)
     if target.suffix != ".npz":
         target = target.with_name(target.name + ".npz")
-    coordinates = {"x": xs} if ys is None else {"x": xs, "y": ys}
-    np.savez(target, **coordinates, **arrays)
+    payload: dict[str, Any] = {"x": xs} if ys is None else {"x": xs, "y": ys}
+    payload.update(arrays)
+    np.savez(target, **payload)
     return target
 
 
@@ -197,32 +195,34 @@ def _numbers(values: npt.NDArray[np.generic], per_line: int) -> str:
 def _vtp_document(points: FloatArray, values: FloatArray, triangles: IntArray, name: str) -> str:
     """The XML text of one PolyData piece: points, one point array, triangle polys."""
     offsets = 3 * np.arange(1, len(triangles) + 1, dtype=np.int64)
-    return "\n".join([
-        '<?xml version="1.0"?>',
-        '<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">',
-        "  <PolyData>",
-        f'    <Piece NumberOfPoints="{len(points)}" NumberOfVerts="0" NumberOfLines="0"'
-        f' NumberOfStrips="0" NumberOfPolys="{len(triangles)}">',
-        f"      <PointData Scalars={quoteattr(name)}>",
-        f'        <DataArray type="Float64" Name={quoteattr(name)} format="ascii">',
-        _numbers(values, 6),
-        "        </DataArray>",
-        "      </PointData>",
-        "      <Points>",
-        '        <DataArray type="Float64" NumberOfComponents="3" format="ascii">',
-        _numbers(points, 3),
-        "        </DataArray>",
-        "      </Points>",
-        "      <Polys>",
-        '        <DataArray type="Int64" Name="connectivity" format="ascii">',
-        _numbers(triangles, 3),
-        "        </DataArray>",
-        '        <DataArray type="Int64" Name="offsets" format="ascii">',
-        _numbers(offsets, 12),
-        "        </DataArray>",
-        "      </Polys>",
-        "    </Piece>",
-        "  </PolyData>",
-        "</VTKFile>",
-        "",
-    ])
+    return "\n".join(
+        [
+            '<?xml version="1.0"?>',
+            '<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">',
+            "  <PolyData>",
+            f'    <Piece NumberOfPoints="{len(points)}" NumberOfVerts="0" NumberOfLines="0"'
+            f' NumberOfStrips="0" NumberOfPolys="{len(triangles)}">',
+            f"      <PointData Scalars={quoteattr(name)}>",
+            f'        <DataArray type="Float64" Name={quoteattr(name)} format="ascii">',
+            _numbers(values, 6),
+            "        </DataArray>",
+            "      </PointData>",
+            "      <Points>",
+            '        <DataArray type="Float64" NumberOfComponents="3" format="ascii">',
+            _numbers(points, 3),
+            "        </DataArray>",
+            "      </Points>",
+            "      <Polys>",
+            '        <DataArray type="Int64" Name="connectivity" format="ascii">',
+            _numbers(triangles, 3),
+            "        </DataArray>",
+            '        <DataArray type="Int64" Name="offsets" format="ascii">',
+            _numbers(offsets, 12),
+            "        </DataArray>",
+            "      </Polys>",
+            "    </Piece>",
+            "  </PolyData>",
+            "</VTKFile>",
+            "",
+        ]
+    )

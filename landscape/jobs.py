@@ -6,6 +6,7 @@ This is the orchestration behind ``landscape surface``; the CLI only parses flag
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -18,11 +19,26 @@ from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.config import Config, config_to_dict
 from landscape.data import TensorSplit
 from landscape.directions import Directions, load_directions, model_fingerprint, random_directions, target_directions
-from landscape.errors import ConfigError, DirectionError
+from landscape.distributed import (
+    Group,
+    WorkQueue,
+    close_group,
+    decode_array,
+    encode_array,
+    flush_on_sigterm,
+    gather_counts,
+    init_group,
+    local_device,
+    share_setup,
+    wait_a_little,
+)
+from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.progress import bar
 from landscape.surface import MAX_POINTS, Grid, SurfaceEngine
 from landscape.surface_file import SurfaceFile, exclusive_lock, open_surface
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -96,53 +112,109 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     """Compute (or resume) the surface around ``checkpoint`` into ``out``; returns a summary.
 
     ``cfg`` defaults to the checkpoint's own config; its ``surface`` and ``directions`` sections
-    choose the grid, metrics and directions.
+    choose the grid, metrics and directions. Under ``torchrun`` the pending points are shared
+    among the ranks (see :mod:`landscape.distributed`); only rank 0 writes, and only rank 0's
+    summary is complete.
     """
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     exp = experiment_from_checkpoint(ckpt, cfg)
     cfg = cfg or exp.config
     s = cfg.surface
-    grid = Grid.parse(s.x, s.y, max_points)
-    dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
-    device = resolve_device(s.device)
     if s.max_samples < 0 or s.bn_batches < 1 or s.batch_size < 0 or s.points_per_call < 0:
         raise ConfigError("surface.max_samples, batch_size and points_per_call must be ≥ 0 and bn_batches ≥ 1")
-    metrics = exp.metrics(s.losses)
-    engine = SurfaceEngine(exp.model, dirs, _splits(exp, cfg), metrics, device=device, batch_size=s.batch_size,
-                           bn=s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches, points_per_call=s.points_per_call)
-    out_path = Path(out)
-    settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
-    attrs = {"landscape_version": __version__, "checkpoint": str(ckpt.path), "checkpoint_sha256": settings["checkpoint_sha256"],
-             "x_label": axis_label(dirs, "x"), "y_label": axis_label(dirs, "y") if grid.y is not None else "",
-             "config": str(config_to_dict(cfg))}
-    with exclusive_lock(out_path):
-        sf = open_surface(out_path, grid, engine.columns, settings, attrs, dirs, model_fingerprint(exp.model), overwrite)
-        computed, seconds = _fill(sf, engine)
-    return summarize(sf, computed=computed, seconds=seconds, total_seconds=time.perf_counter() - t_start,
-                     points_per_call=engine.points_per_call, cosine=dirs.cosine())
+    grid = Grid.parse(s.x, s.y, max_points)
+    dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
+    group = init_group(torch.device(s.device).type if s.device else "cpu")
+    try:
+        device = resolve_device(local_device(s.device, group))
+        engine = SurfaceEngine(exp.model, dirs, _splits(exp, cfg), exp.metrics(s.losses), device=device,
+                               batch_size=s.batch_size, bn=s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches,
+                               points_per_call=s.points_per_call)
+        settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
+        with contextlib.ExitStack() as stack:
+            sf = None
+            if group.is_main:
+                attrs = {"landscape_version": __version__, "checkpoint": str(ckpt.path),
+                         "checkpoint_sha256": settings["checkpoint_sha256"], "x_label": axis_label(dirs, "x"),
+                         "y_label": axis_label(dirs, "y") if grid.y is not None else ""}
+                try:
+                    stack.enter_context(exclusive_lock(Path(out)))
+                    sf = open_surface(Path(out), grid, engine.columns, settings, attrs, dirs,
+                                      model_fingerprint(exp.model), overwrite)
+                except LandscapeError as err:
+                    share_setup(group, "landscape/setup", None, str(err))
+                    raise
+                pending = sf.pending  # type: ignore[union-attr]
+                share_setup(group, "landscape/setup", encode_array(pending))
+            else:
+                pending = decode_array(share_setup(group, "landscape/setup", None))
+            counts, seconds = _fill(sf, engine, group, pending, grid.coords(pending))
+    finally:
+        close_group(group)
+    if sf is None:
+        return {"rank": group.rank, "computed": counts[0] if counts else 0}
+    return summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
+                     points_per_call=engine.points_per_call, cosine=dirs.cosine(),
+                     **({"points_per_rank": counts} if group.distributed else {}))
 
 
-def _fill(sf: SurfaceFile, engine: SurfaceEngine) -> tuple[int, float]:
-    """Evaluate every pending point, flushing to disk every few seconds and at the end."""
-    pending = sf.pending
-    coords = sf.grid.coords(pending)
+def _fill(sf: SurfaceFile | None, engine: SurfaceEngine, group: Group, pending: np.ndarray,
+          coords: np.ndarray) -> tuple[list[int], float]:
+    """Evaluate this rank's claims of the pending points; rank 0 records everything and flushes.
+
+    The first claim calibrates the points per call; after that each evaluation call is sized to
+    about a second of this rank's work, so flushes (every few seconds), progress and load
+    balance stay fine-grained whatever the model costs.
+    """
+    queue = WorkQueue(group, len(pending), prefix="landscape/work")
+    mine, rate = 0, 1.0
     t0 = time.perf_counter()
-    with bar(len(pending), "surface", unit="pt") as pbar:
+    if sf is not None:
+        flush_on_sigterm()
+
+    with bar(len(pending) if sf is not None else 0, "surface", unit="pt") as pbar:
+
+        def deliver(where: slice, rows: np.ndarray) -> None:
+            if sf is None:
+                queue.post(where, rows)
+                return
+            for w, r in [(where, rows), *queue.collect()]:
+                sf.record(pending[w], r)
+                queue.received += len(r)
+                pbar.update(len(r))
+            sf.maybe_flush()
+
         try:
-            vals, used = engine.calibrate(coords)
-            if used:
-                sf.record(pending[:used], vals)
-                pbar.update(used)
-            chunk = max(8, 4 * engine.points_per_call)
-            for start in range(used, len(pending), chunk):
-                sl = slice(start, start + chunk)
-                sf.record(pending[sl], engine.evaluate(coords[sl]))
-                pbar.update(len(coords[sl]))
+            first = queue.claim(86 if engine.points_per_call == 0 else engine.points_per_call)
+            if first is not None:
+                vals, used = engine.calibrate(coords[first])
+                if used:
+                    deliver(slice(first.start, first.start + used), vals)
+                    mine, rate = used, used / max(time.perf_counter() - t0, 1e-9)
+                where: slice | None = slice(first.start + used, first.stop)
+                while where is not None:
+                    start = where.start
+                    while start < where.stop:
+                        piece = slice(start, min(where.stop, start + max(engine.points_per_call, min(1024, int(rate)))))
+                        t1 = time.perf_counter()
+                        rows = engine.evaluate(coords[piece])
+                        rate = len(rows) / max(time.perf_counter() - t1, 1e-9)
+                        deliver(piece, rows)
+                        mine += len(rows)
+                        start = piece.stop
+                    where = queue.claim(max(engine.points_per_call, min(4096, int(4 * rate))))
+            while sf is not None and not queue.finished:  # rank 0 waits for the others' last rows
+                for w, r in queue.collect():
+                    sf.record(pending[w], r)
+                    queue.received += len(r)
+                    pbar.update(len(r))
                 sf.maybe_flush()
+                wait_a_little()
         finally:
-            sf.flush()  # on success, Ctrl-C or error: whatever was computed is on disk
-    return len(pending), time.perf_counter() - t0
+            if sf is not None:
+                sf.flush()  # on success, Ctrl-C, SIGTERM or error: whatever was computed is on disk
+    return gather_counts(group, "landscape/counts", mine), time.perf_counter() - t0
 
 
 def summarize(sf: SurfaceFile, **extra: Any) -> dict[str, Any]:
@@ -177,6 +249,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"({summary['points_per_second']:.1f} points/s, {summary.get('points_per_call', 1)} per call)")
     elif "computed" in summary:
         lines.append("nothing to compute: every point was already done")
+    if summary.get("points_per_rank"):
+        lines.append("points per rank: " + ", ".join(f"rank {r}: {n}" for r, n in enumerate(summary["points_per_rank"])))
     if summary.get("cosine") is not None:
         lines.append(f"cosine between the two directions: {summary['cosine']:+.4f}")
     for name, best in summary.get("best", {}).items():

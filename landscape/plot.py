@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import matplotlib
 import numpy as np
@@ -31,6 +31,7 @@ from matplotlib.colors import Colormap, ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 from landscape.errors import ConfigError, GridError
 
@@ -156,9 +157,7 @@ def _style(
     if log and vmax is not None and vmax <= 0:
         raise ConfigError(f"a log colour scale needs vmax > 0, got vmax={vmax}")
     _explicit_levels(levels, log)  # fail early on malformed levels
-    return _Style(
-        _preset(width), metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title
-    )
+    return _Style(_preset(width), metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
 
 
 def _axis(values: npt.ArrayLike, name: str, min_len: int = 2) -> FloatArray:
@@ -233,15 +232,12 @@ def _masks(values: FloatArray, computed: BoolArray, log: bool) -> tuple[BoolArra
     return diverged, hidden
 
 
-def _field(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, done: npt.ArrayLike | None,
-           log: bool) -> _Field:
+def _field(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, done: npt.ArrayLike | None, log: bool) -> _Field:
     """Validate a surface and turn it into a masked, transposed (ny, nx) array with its note."""
     xs, ys = _axis(x, "x"), _axis(y, "y")
     values = np.asarray(z, dtype=np.float64)
     if values.shape != (xs.size, ys.size):
-        raise GridError(
-            f"z has shape {values.shape}, expected (len(x), len(y)) = {(xs.size, ys.size)}"
-        )
+        raise GridError(f"z has shape {values.shape}, expected (len(x), len(y)) = {(xs.size, ys.size)}")
     computed = _computed(done, values.shape)
     diverged, hidden = _masks(values, computed, log)
     masked = ~computed | diverged | hidden
@@ -252,8 +248,8 @@ def _field(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, done: npt.Array
     return _Field(xs, ys, zt, missing.T, _note_text(computed, diverged, hidden))
 
 
-def _note(ax: Axes, text: str | None, preset: _Preset, *, three_d: bool = False) -> None:
-    """Small boxed text in the lower-left corner saying what is masked."""
+def _note(ax: Axes, text: str | None, preset: _Preset) -> None:
+    """Small boxed text saying what is masked: lower left, or upper left on a 3D axes."""
     if text is None:
         return
     style: dict[str, Any] = {
@@ -265,8 +261,8 @@ def _note(ax: Axes, text: str | None, preset: _Preset, *, three_d: bool = False)
         "zorder": 6,
         "bbox": {"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.6", "lw": 0.4, "alpha": 0.85},
     }
-    if three_d:
-        ax.text2D(0.0, 0.0, text, **style)  # type: ignore[attr-defined]
+    if isinstance(ax, Axes3D):  # the lower left holds the x axis label there
+        ax.text2D(0.0, 1.0, text, **{**style, "va": "top"})
     else:
         ax.text(0.02, 0.02, text, **style)
 
@@ -304,7 +300,6 @@ _LOG_SUBS: tuple[tuple[float, ...], ...] = (
 )
 
 
-
 def _nice(lo: float, hi: float, log: bool, count: int) -> FloatArray:
     """About ``count`` round values in [lo, hi], for levels and colourbar ticks.
 
@@ -313,6 +308,7 @@ def _nice(lo: float, hi: float, log: bool, count: int) -> FloatArray:
     back to evenly spaced ones.
     """
     tol = 1e-9 * max(abs(lo), abs(hi), hi - lo)
+    ticks: FloatArray
     if log:
         decades = 10.0 ** np.arange(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
         for subs in _LOG_SUBS:
@@ -321,10 +317,11 @@ def _nice(lo: float, hi: float, log: bool, count: int) -> FloatArray:
             if ticks.size >= count - 1:
                 break
     else:
-        ticks = MaxNLocator(nbins=count, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+        locator = MaxNLocator(nbins=count, steps=[1, 2, 2.5, 5, 10])
+        ticks = np.asarray(locator.tick_values(lo, hi), dtype=np.float64)
         ticks = ticks[(ticks >= lo - tol) & (ticks <= hi + tol)]
     if ticks.size >= 2:
-        return np.asarray(ticks, dtype=np.float64)
+        return ticks
     return np.geomspace(lo, hi, count) if log else np.linspace(lo, hi, count)
 
 
@@ -374,14 +371,32 @@ def _fmt_level(value: float, _position: float | None = None) -> str:
     return f"{value:.3g}"
 
 
-def _shade_missing(ax: Axes, field: _Field) -> None:
-    """Shade masked cells (grey: not computed yet, pink: diverged) under the surface."""
+def _shade_missing(ax: Axes, field: _Field, *, centred: bool) -> None:
+    """Shade what is masked (grey: not computed yet, pink: diverged) under the surface.
+
+    A heatmap (``centred``) misses whole cells around the points. A contour plot interpolates
+    between points, so it misses every grid square with a masked corner: shade those, with
+    their corners on the grid points, so no white gap is left between data and shading.
+    """
     if not field.missing.any():
         return
-    codes = np.ma.masked_equal(field.missing, 0)
-    ax.pcolormesh(_edges(field.x), _edges(field.y), codes, cmap=_MISSING_COLOURS,
-                  norm=Normalize(1, 2), shading="flat", zorder=0, rasterized=True,
-                  gid=MISSING_GID)
+    if centred:
+        xe, ye, codes = _edges(field.x), _edges(field.y), field.missing
+    else:
+        m = field.missing  # (ny, nx); a square takes the worst of its four corners
+        codes = np.maximum(np.maximum(m[:-1, :-1], m[1:, :-1]), np.maximum(m[:-1, 1:], m[1:, 1:]))
+        xe, ye = field.x, field.y
+    ax.pcolormesh(
+        xe,
+        ye,
+        np.ma.masked_equal(codes, 0),
+        cmap=_MISSING_COLOURS,
+        norm=Normalize(1, 2),
+        shading="flat",
+        zorder=0,
+        rasterized=True,
+        gid=MISSING_GID,
+    )
 
 
 # -------------------------------------------------------------------------- drawing blocks
@@ -406,7 +421,7 @@ def _draw(
     """Draw one surface on ``ax``; returns the artist a colourbar should follow, if any."""
     ax.set_xlim(field.x[0], field.x[-1])
     ax.set_ylim(field.y[0], field.y[-1])
-    _shade_missing(ax, field)
+    _shade_missing(ax, field, centred=kind == "heatmap")
     data = field.zt.compressed()
     if data.size == 0:
         return None
@@ -414,28 +429,28 @@ def _draw(
         xe, ye = _edges(field.x), _edges(field.y)
         ax.set_xlim(xe[0], xe[-1])
         ax.set_ylim(ye[0], ye[-1])
-        return ax.pcolormesh(
-            xe, ye, field.zt, norm=norm, cmap=cmap, shading="flat", rasterized=True
-        )
+        return ax.pcolormesh(xe, ye, field.zt, norm=norm, cmap=cmap, shading="flat", rasterized=True)
     # contour() warns when no level lies strictly inside the data range: skip the lines then.
     interior = bool(np.any((levels > data.min()) & (levels < data.max())))
     if kind == "filled":
         filled = ax.contourf(
-            field.x, field.y, field.zt, levels=levels, norm=norm, cmap=cmap,
+            field.x,
+            field.y,
+            field.zt,
+            levels=levels,
+            norm=norm,
+            cmap=cmap,
             extend=_extend(data, levels),
         )
         if interior:
-            ax.contour(field.x, field.y, field.zt, levels=levels, colors="k",
-                       linewidths=0.3, alpha=0.5)
+            ax.contour(field.x, field.y, field.zt, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
         return filled
     if not interior:
         return None
-    lines = ax.contour(field.x, field.y, field.zt, levels=levels, norm=norm, cmap=cmap,
-                       linewidths=0.9)
+    lines = ax.contour(field.x, field.y, field.zt, levels=levels, norm=norm, cmap=cmap, linewidths=0.9)
     if clabel:
         # Label every other line: enough to read values off, few enough to stay legible.
-        ax.clabel(lines, lines.levels[::2], inline=True, fontsize=preset.tick - 1,
-                  fmt=_fmt_level)
+        ax.clabel(lines, np.asarray(lines.levels)[::2], inline=True, fontsize=preset.tick - 1, fmt=_fmt_level)
     return lines
 
 
@@ -455,7 +470,7 @@ def _colorbar(
     bar.set_label(label, fontsize=preset.label)
     norm = mappable.norm
     lo, hi = float(norm.vmin), float(norm.vmax)  # type: ignore[arg-type]
-    bar.set_ticks(_nice(lo, hi, log, ticks))
+    bar.set_ticks(_nice(lo, hi, log, ticks).tolist())
     bar.ax.yaxis.set_major_formatter(FuncFormatter(_fmt_level))
     bar.minorticks_off()
     bar.ax.tick_params(labelsize=preset.tick)
@@ -520,8 +535,12 @@ def _label_points(ax: Axes, points: FloatArray, labels: Sequence[str], preset: _
         if all(np.hypot(*(seen[k] - seen[m])) >= 0.07 for m in placed):
             placed.append(k)
             ax.annotate(
-                labels[k], points[k], xytext=(3, 3), textcoords="offset points",
-                fontsize=preset.tick - 1, zorder=5,
+                labels[k],
+                points[k],
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=preset.tick - 1,
+                zorder=5,
                 path_effects=[patheffects.withStroke(linewidth=2.0, foreground="white")],
             )
 
@@ -538,12 +557,31 @@ def _draw_path(
     points = _path(path)
     if labels is not None and len(labels) != len(points):
         raise GridError(f"labels has {len(labels)} entries but path has {len(points)} points")
-    ax.plot(points[:, 0], points[:, 1], color=_PATH_COLOUR, lw=1.1, marker="o", ms=2.0,
-            zorder=3)
-    start = ax.plot(points[:1, 0], points[:1, 1], ls="none", marker="o", ms=5.5, mfc="white",
-                    mec="k", mew=0.9, zorder=4, label="start")[0]
-    end = ax.plot(points[-1:, 0], points[-1:, 1], ls="none", marker="*", ms=9.0, mfc="k",
-                  mec="white", mew=0.6, zorder=4, label="end")[0]
+    ax.plot(points[:, 0], points[:, 1], color=_PATH_COLOUR, lw=1.1, marker="o", ms=2.0, zorder=3)
+    start = ax.plot(
+        points[:1, 0],
+        points[:1, 1],
+        ls="none",
+        marker="o",
+        ms=5.5,
+        mfc="white",
+        mec="k",
+        mew=0.9,
+        zorder=4,
+        label="start",
+    )[0]
+    end = ax.plot(
+        points[-1:, 0],
+        points[-1:, 1],
+        ls="none",
+        marker="*",
+        ms=9.0,
+        mfc="k",
+        mec="white",
+        mew=0.6,
+        zorder=4,
+        label="end",
+    )[0]
     _include(ax, points)
     if labels is not None:
         _label_points(ax, points, labels, preset)
@@ -717,8 +755,7 @@ def panels(
         lo, hi = _limits(list(fields.values()) if shared else [field], style)
         levels_used = _levels(style, lo, hi, filled=draw_kind != "lines")
         norm = _norm(lo, hi, style.log)
-        drawn = _draw(ax, field, draw_kind, levels_used, norm, style.cmap, preset,
-                      clabel=clabel)
+        drawn = _draw(ax, field, draw_kind, levels_used, norm, style.cmap, preset, clabel=clabel)
         mappables.append(drawn if drawn is not None else ScalarMappable(norm=norm, cmap=cmap))
         if not shared:
             _colorbar(fig, mappables[-1], ax, style.metric_label, preset, log=log, ticks=4)
@@ -738,8 +775,9 @@ def panels(
 
 def _panel_fonts(preset: _Preset) -> _Preset:
     single = _PRESETS["single"]
-    return replace(preset, label=single.label, tick=single.tick, title=single.title,
-                   max_point_labels=single.max_point_labels)
+    return replace(
+        preset, label=single.label, tick=single.tick, title=single.title, max_point_labels=single.max_point_labels
+    )
 
 
 def _panel_grid(preset: _Preset, count: int, shared: bool) -> tuple[Figure, list[Axes]]:
@@ -784,7 +822,7 @@ def surface3d(
     Heights above ``vmax`` are clipped to ``vmax`` (a flat cap, noted); with ``log`` the
     height is ``log10`` of the metric. ``trajectory`` = (xs, ys, zs) in metric units is drawn
     on top of the surface as a line with markers. Masked points leave holes. ``levels`` is
-    accepted for a uniform signature and ignored.
+    accepted for a uniform signature; given as values, it only sets the colour range.
     """
     style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
     preset = style.preset
@@ -793,14 +831,22 @@ def surface3d(
     height = _height(field.zt.filled(np.nan), vmax, log)  # (ny, nx)
     h_lo, h_hi = _height(np.array([lo, hi]), None, log)
     fig = Figure(figsize=(preset.width, preset.width * preset.aspect3d), layout="constrained")
-    ax = fig.add_subplot(projection="3d", computed_zorder=False)
+    ax = cast(Axes3D, fig.add_subplot(projection="3d", computed_zorder=False))
     note = field.note
     if np.isfinite(height).any():
         grid_x, grid_y = np.meshgrid(field.x, field.y)  # (ny, nx), like height
         stride = max(1, math.ceil(max(height.shape) / _MAX_FACETS_PER_SIDE))
-        surface = ax.plot_surface(  # type: ignore[attr-defined]
-            grid_x, grid_y, height, cmap=cmap, norm=Normalize(h_lo, h_hi),
-            rstride=stride, cstride=stride, linewidth=0, antialiased=False, zorder=1,
+        surface = ax.plot_surface(
+            grid_x,
+            grid_y,
+            height,
+            cmap=cmap,
+            norm=Normalize(h_lo, h_hi),
+            rstride=stride,
+            cstride=stride,
+            linewidth=0,
+            antialiased=False,
+            zorder=1,
         )
         surface.set_gid("landscape-surface")
         if vmax is not None and np.nanmax(field.zt.filled(np.nan)) > vmax:
@@ -811,7 +857,7 @@ def surface3d(
         _draw_path3d(ax, trajectory, vmax, log)
     _label3d(ax, style)
     ax.view_init(elev=elev, azim=azim)
-    _note(ax, note, preset, three_d=True)
+    _note(ax, note, preset)
     return fig
 
 
@@ -829,35 +875,29 @@ def _z_label(metric_label: str, log: bool) -> str:
 
 
 def _draw_path3d(
-    ax: Axes,
+    ax: Axes3D,
     trajectory: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
     vmax: float | None,
     log: bool,
 ) -> None:
     xs, ys, zs = (np.asarray(a, dtype=np.float64) for a in trajectory)
     if not (xs.ndim == ys.ndim == zs.ndim == 1 and xs.size == ys.size == zs.size):
-        raise GridError(
-            f"trajectory needs three 1D arrays of one length, got {xs.shape}, {ys.shape}, "
-            f"{zs.shape}"
-        )
+        raise GridError(f"trajectory needs three 1D arrays of one length, got {xs.shape}, {ys.shape}, {zs.shape}")
     # computed_zorder=False on the axes: a higher zorder keeps the path above the surface.
-    ax.plot(xs, ys, _height(zs, vmax, log), color=_PATH_COLOUR, lw=1.2, marker="o", ms=2.5,
-            zorder=10)
+    ax.plot(xs, ys, _height(zs, vmax, log), color=_PATH_COLOUR, lw=1.2, marker="o", ms=2.5, zorder=10)
 
 
-def _label3d(ax: Axes, style: _Style) -> None:
+def _label3d(ax: Axes3D, style: _Style) -> None:
     preset = style.preset
     ax.set_xlabel(style.x_label, fontsize=preset.label, labelpad=-3)
     ax.set_ylabel(style.y_label, fontsize=preset.label, labelpad=-3)
-    ax.set_zlabel(  # type: ignore[attr-defined]
-        _z_label(style.metric_label, style.log), fontsize=preset.label, labelpad=-3
-    )
+    ax.set_zlabel(_z_label(style.metric_label, style.log), fontsize=preset.label, labelpad=-3)
     ticks = 4 if preset.width < 5 else 6  # 3D tick labels crowd quickly
-    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # type: ignore[attr-defined]
-        axis.set_major_locator(MaxNLocator(ticks))
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(ticks, steps=[1, 2, 2.5, 5, 10]))
     ax.tick_params(axis="both", labelsize=preset.tick, pad=-2)
     # Constrained layout does not see the projected z label: shrink the box to make room.
-    ax.set_box_aspect(None, zoom=0.9)  # type: ignore[arg-type]
+    ax.set_box_aspect(None, zoom=0.9)
     if style.title:
         ax.set_title(style.title, fontsize=preset.title)
 
@@ -875,7 +915,7 @@ def _family(name: str) -> str:
     lowered = name.lower()
     for split in ("train", "test"):
         if lowered.startswith(split):
-            return lowered[len(split):].strip("_- ") or split
+            return lowered[len(split) :].strip("_- ") or split
     return lowered
 
 
@@ -923,7 +963,7 @@ def _value_axis(ax: Axes, label: str, log: bool, preset: _Preset) -> None:
 
 
 def _log_ticks(axis: Axis, lo: float, hi: float) -> None:
-    axis.set_major_locator(FixedLocator(_nice(lo, hi, True, 5)))
+    axis.set_major_locator(FixedLocator(_nice(lo, hi, True, 5).tolist()))
     axis.set_major_formatter(FuncFormatter(_fmt_level))
     axis.set_minor_formatter(NullFormatter())
 
@@ -932,8 +972,14 @@ def _legend_above(fig: Figure, handles: Sequence[Line2D], preset: _Preset) -> No
     """Legend above the axes, outside the data, so it never hides a curve."""
     count = len(handles)
     columns = count if count <= 3 else 2 if count == 4 else 3  # four entries: a 2 × 2 block
-    fig.legend(handles=list(handles), loc="outside upper center", ncols=columns,
-               fontsize=preset.tick, frameon=False, handlelength=2.2)
+    fig.legend(
+        handles=list(handles),
+        loc="outside upper center",
+        ncols=columns,
+        fontsize=preset.tick,
+        frameon=False,
+        handlelength=2.2,
+    )
 
 
 def _position_axis(ax: Axes, x: FloatArray, label: str, preset: _Preset) -> None:
@@ -1034,8 +1080,7 @@ def lines_overlay(
     handles = []
     diverged, hidden = np.zeros_like(computed), np.zeros_like(computed)
     for k, (name, values) in enumerate(curves.items()):
-        more, bad, nonpositive = _plot_curves(ax, xs, {name: values}, computed, log,
-                                              [palette[k % 10]])
+        more, bad, nonpositive = _plot_curves(ax, xs, {name: values}, computed, log, [palette[k % 10]])
         handles += more
         diverged |= bad
         hidden |= nonpositive
@@ -1074,9 +1119,16 @@ def training_curves(
         ys = _curve(values, name, xs.size)
         shown = np.isfinite(ys) & (ys > 0 if log else True)
         dropped += int((~shown).sum())
-        handles += ax.plot(xs, np.where(shown, ys, np.nan), color=f"C{k % 10}",
-                           ls=_linestyle(name), lw=1.3, marker="o" if xs.size <= 30 else "",
-                           ms=2.5, label=name)
+        handles += ax.plot(
+            xs,
+            np.where(shown, ys, np.nan),
+            color=f"C{k % 10}",
+            ls=_linestyle(name),
+            lw=1.3,
+            marker="o" if xs.size <= 30 else "",
+            ms=2.5,
+            label=name,
+        )
     ax.set_xlabel(x_label, fontsize=preset.label)
     _value_axis(ax, metric_label, log, preset)
     if handles:
@@ -1084,8 +1136,7 @@ def training_curves(
     if title:
         ax.set_title(title, fontsize=preset.title)
     if dropped:
-        _note(ax, f"{_plural(dropped, 'value')} not finite{' or ≤ 0' if log else ''}, masked",
-              preset)
+        _note(ax, f"{_plural(dropped, 'value')} not finite{' or ≤ 0' if log else ''}, masked", preset)
     return fig
 
 

@@ -242,12 +242,15 @@ class SurfaceEngine:
                 vals = self.evaluate(coords[used : used + n])
             except (RuntimeError, NotImplementedError):
                 break  # a model vmap cannot batch: stay with what worked
-            rate = n / (time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            rate = n / elapsed
             done.append(vals)
             used += n
             if rate > best_rate:
                 best, best_rate = k, rate
             elif rate < 0.8 * best_rate:
+                break
+            if elapsed * 4 > 3.0:  # the next candidate would take too long (and too much memory)
                 break
         self.points_per_call = best
         return (np.concatenate(done) if done else np.empty((0, len(self.columns)))), used

@@ -159,6 +159,8 @@ def test_restriction_selects_one_block() -> None:
 class Saddle(nn.Module):
     """Ignores its input: every sample's loss is ½ θᵀAθ, A = R diag(3, 1, −0.5, −2) Rᵀ."""
 
+    a: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(5)
@@ -199,7 +201,8 @@ class Noisy(nn.Module):
         self.fc2 = nn.Linear(8, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.drop(torch.tanh(self.bn(self.fc1(x)))))
+        out: Tensor = self.fc2(self.drop(torch.tanh(self.bn(self.fc1(x)))))
+        return out
 
 
 def test_model_is_unchanged_and_mode_restored() -> None:
@@ -236,7 +239,8 @@ def test_hvp_matches_finite_differences_of_gradients() -> None:
     names = [k for k, _ in model.named_parameters()]  # biases included on purpose here
 
     def ce(out: Tensor, t: Tensor) -> Tensor:
-        return nn.functional.cross_entropy(out, t, reduction="none")
+        loss: Tensor = nn.functional.cross_entropy(out, t, reduction="none")
+        return loss
 
     problem = HessianProblem(model, names, split(x, y, [40, 24]), ce)
     g = torch.Generator().manual_seed(8)

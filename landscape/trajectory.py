@@ -1,0 +1,423 @@
+"""Optimizer trajectories in the plane of their first two principal components (Li et al., 2018, §7).
+
+Two random directions in a space of millions of dimensions are nearly orthogonal to any
+optimization path, so the paper plots the path in the plane spanned by the top two principal
+components of the matrix ``M`` whose row ``i`` is ``Δ_i = θ_i − θ_final`` (one row per checkpoint,
+oldest first; the final checkpoint is the origin and its row is zero).
+
+Algorithm, without ever forming ``M`` as a dense ``n × P`` float64 matrix:
+
+1. load the checkpoints one at a time and keep only ``Δ_i`` over the included tensors, in the
+   checkpoint's own float dtype (float32 for most models: ``n × P × 4`` bytes in all);
+2. accumulate the Gram matrix ``G = M Mᵀ`` (``n × n``) in float64, tensor by tensor and block of
+   columns by block of columns;
+3. eigendecompose ``G = U Λ Uᵀ`` (numpy ``eigh``): ``λ_k`` are the squared singular values of
+   ``M`` and ``λ_k / Σλ`` (with ``Σλ = trace G = ‖M‖²_F``) the explained-variance ratios;
+4. the principal directions are ``v_k = Mᵀ u_k / ‖Mᵀ u_k‖``, the right singular vectors of ``M``,
+   accumulated block by block again;
+5. each checkpoint's coordinates are the least-squares projection of ``Δ_i`` onto ``(v_1, v_2)``
+   (:func:`project`, exact for any two independent directions).
+
+As in the paper, the PCA is of the differences to the final point, **not** mean-centred: the
+components describe how the path approaches θ_final, which is the origin of the surface drawn
+under it. ``center=True`` mean-centres the rows first (``G ← J G J`` with ``J = I − 11ᵀ/n``),
+which orients the plane along the path's own spread; the plane still passes through θ_final.
+
+Directions live on the same tensors as surface directions (:func:`landscape.directions.target_tensors`):
+parameters (``dir_type = "weights"``) or float state-dict entries (``"states"``). With
+``ignore = "biasbn"`` (the default) tensors with ``ndim ≤ 1`` are left out of ``M`` and their
+direction entries are zero, so a trajectory file is a valid direction file for
+``landscape surface --directions``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape import __version__
+from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.directions import Directions, dot, model_fingerprint, target_tensors, write_directions
+from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
+
+TensorDict = dict[str, Tensor]
+_BLOCK = 1 << 24  # float64 elements of one (n, c) block of M: 128 MiB
+_RANK_TOL = 1e-10  # a second component explaining less than this is rounding noise
+_IGNORE = ("biasbn", "none")
+
+
+@dataclass(frozen=True, eq=False)
+class TrajectoryPoints:
+    """The path in the PCA plane, one row per checkpoint, oldest first; the last one is the origin."""
+
+    coords: np.ndarray  # (n, 2) float64: (α, β) of each checkpoint
+    epochs: np.ndarray  # (n,) int64, -1 where unknown
+    steps: np.ndarray  # (n,) int64, -1 where unknown
+    losses: np.ndarray  # (n,) float64: training loss recorded with the checkpoint, NaN where unknown
+    names: tuple[str, ...]  # the checkpoint files
+    explained_variance: np.ndarray  # (2,) ratios λ_k / Σλ of the two directions
+    meta: dict[str, Any]  # kind, dir_type, ignore, center, origin, origin_sha256, source, ...
+
+    @property
+    def axis_labels(self) -> tuple[str, str]:
+        r1, r2 = (100 * float(r) for r in self.explained_variance)
+        return f"PC1 ({r1:.1f} %)", f"PC2 ({r2:.1f} %)"
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory(TrajectoryPoints):
+    """:class:`TrajectoryPoints` plus the two unit directions and what they were made for."""
+
+    directions: Directions  # x = v_1, y = v_2 (unit norm, zero on excluded tensors)
+    spectrum: np.ndarray  # (n,) every explained-variance ratio, descending
+    fingerprint: dict[str, list[int]]  # the model's state-dict names and shapes
+
+
+# --- projection ---------------------------------------------------------------------------------
+
+
+def project_all(deltas: Sequence[Mapping[str, Tensor]], d1: Mapping[str, Tensor], d2: Mapping[str, Tensor]) -> np.ndarray:
+    """Least-squares coordinates ``(a, b)`` of each ``Δ ≈ a·d1 + b·d2``; returns (n, 2) float64.
+
+    Solves the normal equations ``[[d1·d1, d1·d2], [d2·d1, d2·d2]] [a, b]ᵀ = [d1·Δ, d2·Δ]ᵀ`` in
+    float64, so the answer is exact for directions that are neither orthogonal nor of unit norm.
+    A tensor of the directions that ``Δ`` lacks counts as zero in ``Δ``.
+    """
+    if set(d1) != set(d2):
+        raise DirectionError("the two directions must hold the same tensors")
+    gram = np.array([[dot(d1, d1), dot(d1, d2)], [dot(d2, d1), dot(d2, d2)]])  # (2, 2)
+    if not gram[0, 0] * gram[1, 1] - gram[0, 1] ** 2 > 1e-12 * gram[0, 0] * gram[1, 1]:
+        raise DirectionError("the two directions are parallel or zero: they span no plane to project onto")
+    rhs = np.zeros((len(deltas), 2))  # (n, 2)
+    for i, delta in enumerate(deltas):
+        unknown = [k for k in delta if k not in d1]
+        if unknown:
+            raise DirectionError(f"the directions lack tensors {', '.join(unknown[:3])} of the point to project")
+        rhs[i] = dot(delta, d1), dot(delta, d2)
+    return np.asarray(np.linalg.solve(gram, rhs.T).T)
+
+
+def project(delta: Mapping[str, Tensor], d1: Mapping[str, Tensor], d2: Mapping[str, Tensor]) -> tuple[float, float]:
+    """Least-squares ``(a, b)`` with ``delta ≈ a·d1 + b·d2`` for any two independent directions."""
+    a, b = project_all([delta], d1, d2)[0]
+    return float(a), float(b)
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+def run_checkpoints(run_dir: str | Path, include_steps: bool = False) -> list[Path]:
+    """The checkpoints of a run folder in the order of its ``run.json``, the final one last.
+
+    Epoch checkpoints (epoch 0 holds the initial weights) and, with ``include_steps``, the step
+    checkpoints between them; a step checkpoint saved at the same step as an epoch checkpoint
+    holds the same weights and is left out.
+    """
+    run = Path(run_dir)
+    manifest_path = run / "run.json"
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{str(run)!r} is not a run folder (it has no run.json)")
+    try:
+        entries = json.loads(manifest_path.read_text())["checkpoints"]
+        epoch_steps = {int(c["step"]) for c in entries if c["kind"] == "epoch"}
+        keep = [c["file"] for c in entries
+                if c["kind"] == "epoch" or (include_steps and int(c["step"]) not in epoch_steps)]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{str(manifest_path)!r} is not a readable run manifest: {err!r}") from err
+    if not keep:
+        raise CheckpointError(f"the run in {str(run)!r} lists no checkpoints yet")
+    return [run / name for name in keep]
+
+
+def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
+    """A model of the checkpoint's architecture; only its tensor names and shapes are used."""
+    from landscape.models import build_model
+
+    in_shape, out_shape = ckpt.extra.get("input_shape"), ckpt.extra.get("output_shape")
+    if ckpt.config is None or in_shape is None or out_shape is None:
+        raise CheckpointError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say which model it "
+                              "holds: pass model= (CLI: --model and --data, or --config FILE)")
+    return build_model(ckpt.config.model.name, in_shape, out_shape, dict(ckpt.config.model.options))
+
+
+def _check_fits(state: Mapping[str, Tensor], fp: Mapping[str, list[int]], path: Path) -> None:
+    """Every checkpoint must hold exactly the model's tensors with the model's shapes."""
+    missing = [k for k in fp if k not in state]
+    unexpected = [k for k in state if k not in fp]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(fp[k])}" for k in fp if k in state and list(state[k].shape) != fp[k]]
+    detail = "; ".join(part for part in (
+        f"missing {', '.join(missing[:3])}" if missing else "",
+        f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
+        f"shapes (checkpoint vs model) {', '.join(shapes[:3])}" if shapes else "") if part)
+    if detail:
+        raise CheckpointError(f"checkpoint {str(path)!r} is another architecture than the trajectory's model ({detail})")
+
+
+def _included(model: nn.Module, dir_type: str, ignore: str) -> tuple[TensorDict, list[str]]:
+    """The direction's tensors and, among them, those that enter the PCA."""
+    if ignore not in _IGNORE:
+        raise DirectionError(f"unknown ignore {ignore!r}; choose {' or '.join(repr(i) for i in _IGNORE)}")
+    targets = target_tensors(model, dir_type)
+    names = [k for k, t in targets.items() if not (ignore == "biasbn" and t.ndim <= 1)]
+    if not names:
+        raise DirectionError(f"the model has no {dir_type} tensor with ndim > 1 to move (try ignore='none')")
+    return targets, names
+
+
+def _delta(state: Mapping[str, Tensor], origin: Mapping[str, Tensor]) -> TensorDict:
+    """``θ − θ_final`` computed in float64, kept in the checkpoint's float dtype (at least float32)."""
+    out: TensorDict = {}
+    for k, o in origin.items():
+        t = state[k].detach().cpu()
+        out[k] = (t.double() - o.double()).to(torch.promote_types(t.dtype, torch.float32))
+    return out
+
+
+def _record(ckpt: Checkpoint) -> tuple[int, int, float]:
+    loss = ckpt.metrics.get("train_loss", math.nan)
+    return (-1 if ckpt.epoch is None else ckpt.epoch, -1 if ckpt.step is None else ckpt.step, float(loss))
+
+
+# --- PCA through the Gram matrix ----------------------------------------------------------------
+
+
+def _column_blocks(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str]) -> Iterator[tuple[str, int, int, Tensor]]:
+    """Yield ``(name, start, stop, block)``: columns ``start:stop`` of tensor ``name`` of M, (n, c) float64."""
+    width = max(1, _BLOCK // len(rows))
+    for k in names:
+        numel = rows[0][k].numel()
+        for start in range(0, numel, width):
+            stop = min(start + width, numel)
+            yield k, start, stop, torch.stack([r[k].reshape(-1)[start:stop] for r in rows]).double()
+
+
+def gram_matrix(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str]) -> np.ndarray:
+    """``G = M Mᵀ`` (n, n) float64 for the rows ``M_i`` = tensors ``names`` of ``rows[i]``, flattened."""
+    g = torch.zeros(len(rows), len(rows), dtype=torch.float64)
+    for _, _, _, block in _column_blocks(rows, names):
+        g += block @ block.T
+    return g.numpy()
+
+
+def combine_rows(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str], weights: np.ndarray) -> list[TensorDict]:
+    """``Mᵀ W`` as tensor dicts: column ``j`` of ``weights`` (n, m) gives ``Σ_i W[i, j]·rows[i]`` in float64."""
+    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))  # (n, m)
+    flat = {k: torch.zeros(w.shape[1], rows[0][k].numel(), dtype=torch.float64) for k in names}  # (m, p_k)
+    for k, start, stop, block in _column_blocks(rows, names):
+        flat[k][:, start:stop] = w.T @ block
+    return [{k: flat[k][j].reshape(rows[0][k].shape) for k in names} for j in range(w.shape[1])]
+
+
+def principal_directions(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str],
+                         center: bool = False) -> tuple[list[TensorDict], np.ndarray]:
+    """The top two principal directions of the rows (unit norm, float64) and every explained-variance ratio.
+
+    PCA of ``M`` (rows = ``rows``, not mean-centred unless ``center``) through the eigenvectors
+    ``u_k`` of its Gram matrix: ``v_k = Mᵀ u_k / ‖Mᵀ u_k‖``. Signs are fixed so that the largest
+    entry of each ``u_k`` is positive, which makes the result deterministic.
+    """
+    n = len(rows)
+    g = gram_matrix(rows, names)
+    j = np.eye(n) - 1.0 / n  # centring matrix J = I − 11ᵀ/n
+    if center:
+        g = j @ g @ j
+    lam, u = np.linalg.eigh(g)  # ascending
+    lam, u = np.clip(lam[::-1], 0.0, None), u[:, ::-1]
+    total = float(np.trace(g))
+    if not total > 0:
+        raise DirectionError("all checkpoints hold the same weights: there is no path to analyse")
+    ratios = lam / total
+    if ratios[1] <= _RANK_TOL:
+        raise DirectionError("the checkpoints lie on a line: a second principal direction does not exist")
+    w = u[:, :2].copy()  # (n, 2)
+    w *= np.sign(w[np.argmax(np.abs(w), axis=0), [0, 1]])
+    if center:
+        w = j @ w  # the direction is (J M)ᵀ u = Mᵀ (J u)
+    vecs = combine_rows(rows, names, w)
+    for v in vecs:
+        scale = 1.0 / math.sqrt(sum(float((t * t).sum()) for t in v.values()))
+        for t in v.values():
+            t.mul_(scale)
+    return vecs, ratios
+
+
+# --- the trajectory -------------------------------------------------------------------------------
+
+
+def compute_trajectory(checkpoints: Sequence[str | Path], *, model: nn.Module | None = None, dir_type: str = "weights",
+                       ignore: str = "biasbn", center: bool = False, unsafe: bool = False,
+                       source: str = "") -> Trajectory:
+    """PCA directions of an optimization path and each checkpoint's coordinates in their plane.
+
+    ``checkpoints`` are in training order; the last one is the origin θ_final. ``model`` gives
+    the architecture (tensor names and shapes; its weights are not used nor changed) and is
+    rebuilt from the final checkpoint when omitted (our checkpoints record their model). Each
+    checkpoint's recorded ``train_loss`` (the value in the run's ``run.json``) is kept, NaN when
+    it has none. ``source`` (e.g. the run folder) is recorded in the file.
+    """
+    paths = [Path(p) for p in checkpoints]
+    if len(paths) < 3:
+        raise DirectionError(f"a PCA plane needs at least 3 checkpoints, got {len(paths)}")
+    final = load_checkpoint(paths[-1], unsafe=unsafe)
+    model = model if model is not None else model_from_checkpoint(final)
+    targets, names = _included(model, dir_type, ignore)
+    fp = model_fingerprint(model)
+    _check_fits(final.state_dict, fp, paths[-1])
+    origin = {k: final.state_dict[k].detach().cpu() for k in names}
+    deltas: list[TensorDict] = []
+    records: list[tuple[int, int, float]] = []
+    for p in paths[:-1]:  # one checkpoint in memory at a time; only its Δ is kept
+        ckpt = load_checkpoint(p, unsafe=unsafe)
+        _check_fits(ckpt.state_dict, fp, p)
+        deltas.append(_delta(ckpt.state_dict, origin))
+        records.append(_record(ckpt))
+    deltas.append(_delta(final.state_dict, origin))  # zero row: θ_final − θ_final
+    records.append(_record(final))
+    vecs, ratios = principal_directions(deltas, names, center)
+    # the directions as they are saved (float32, zero on excluded tensors), so the coordinates
+    # are those of the exact vectors a surface will use
+    d1, d2 = ({k: (v[k].float() if k in v else torch.zeros(t.shape)) for k, t in targets.items()} for v in vecs)
+    coords = project_all(deltas, d1, d2)
+    meta: dict[str, Any] = {
+        "kind": "pca", "dir_type": dir_type, "norm": "none", "ignore": ignore, "seed": -1,
+        "explained_variance": np.asarray(ratios[:2], dtype=np.float64), "center": center,
+        "origin": str(paths[-1]), "origin_sha256": sha256_file(paths[-1]), "source": source,
+        "num_checkpoints": len(paths),
+    }
+    epochs, steps, losses = zip(*records, strict=True)
+    return Trajectory(coords=coords, epochs=np.asarray(epochs, dtype=np.int64), steps=np.asarray(steps, dtype=np.int64),
+                      losses=np.asarray(losses, dtype=np.float64), names=tuple(str(p) for p in paths),
+                      explained_variance=np.asarray(ratios[:2], dtype=np.float64), meta=meta,
+                      directions=Directions(d1, d2, meta), spectrum=ratios, fingerprint=fp)
+
+
+def trajectory_from_run(run_dir: str | Path, *, include_steps: bool = False, **kwargs: Any) -> Trajectory:
+    """:func:`compute_trajectory` over a run folder's checkpoints (see :func:`run_checkpoints`)."""
+    return compute_trajectory(run_checkpoints(run_dir, include_steps), source=str(run_dir), **kwargs)
+
+
+def summary(traj: TrajectoryPoints) -> dict[str, Any]:
+    """A short description: explained variance, number of checkpoints, extent of the path."""
+    c = traj.coords
+    return {"checkpoints": len(c), "explained_variance": [round(float(r), 6) for r in traj.explained_variance],
+            "x_extent": [float(c[:, 0].min()), float(c[:, 0].max())],
+            "y_extent": [float(c[:, 1].min()), float(c[:, 1].max())],
+            "start": [float(c[0, 0]), float(c[0, 1])], "origin": traj.meta.get("origin")}
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def save_trajectory(path: str | Path, traj: Trajectory, model: nn.Module | None = None) -> None:
+    """Write the trajectory file (a direction file plus group ``trajectory``) atomically.
+
+    The model fingerprint is ``model``'s when given, else the one recorded in ``traj``.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    fp = model_fingerprint(model) if model is not None else traj.fingerprint
+    try:
+        with h5py.File(tmp, "w") as f:
+            write_directions(f, traj.directions, fp)
+            f.attrs["explained_variance_all"] = np.asarray(traj.spectrum, dtype=np.float64)
+            f.attrs["landscape_version"] = __version__
+            g = f.create_group("trajectory")
+            g.create_dataset("coords", data=np.asarray(traj.coords, dtype=np.float64))
+            g.create_dataset("epoch", data=np.asarray(traj.epochs, dtype=np.int64))
+            g.create_dataset("step", data=np.asarray(traj.steps, dtype=np.int64))
+            g.create_dataset("loss", data=np.asarray(traj.losses, dtype=np.float64))
+            g.create_dataset("checkpoint", data=list(traj.names), dtype=h5py.string_dtype())
+            g.attrs["convention"] = ("row i is checkpoint i, oldest first, the last is the origin; coords[i] = (α, β), "
+                                     "the least-squares projection of θ_i − θ_final onto (x, y)")
+        tmp.replace(p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def load_trajectory(path: str | Path) -> TrajectoryPoints:
+    """Read the path of a trajectory file (coordinates, epochs, steps, losses, explained variance).
+
+    The directions are not read: :func:`landscape.directions.load_directions` does that for a model.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DirectionError(f"trajectory file {str(p)!r} does not exist")
+    try:
+        with h5py.File(p, "r") as f:
+            if "trajectory" not in f:
+                raise DirectionError(f"{str(p)!r} is not a trajectory file (no group 'trajectory'); "
+                                     "make one with `landscape trajectory`")
+            t = f["trajectory"]
+            coords = np.asarray(t["coords"][()], dtype=np.float64)
+            epochs = np.asarray(t["epoch"][()], dtype=np.int64)
+            steps = np.asarray(t["step"][()], dtype=np.int64)
+            losses = np.asarray(t["loss"][()], dtype=np.float64)
+            names = tuple(str(s) for s in t["checkpoint"].asstr()[()])
+            meta = {k: _plain(v) for k, v in f.attrs.items() if k not in ("model_fingerprint", "fingerprint", "format")}
+    except (OSError, KeyError) as err:
+        raise DirectionError(f"trajectory file {str(p)!r} is unreadable or incomplete: {err}") from err
+    ev = np.asarray(meta.get("explained_variance", [math.nan, math.nan]), dtype=np.float64)
+    return TrajectoryPoints(coords, epochs, steps, losses, names, ev, meta)
+
+
+def _stored_coords(path: Path) -> np.ndarray | None:
+    """The path's (n, 2) coordinates when ``path`` is a trajectory file, else None."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "trajectory" not in f or "coords" not in f["trajectory"]:
+                return None
+            return np.asarray(f["trajectory"]["coords"][()], dtype=np.float64)
+    except OSError:
+        return None  # missing or not HDF5: the direction loader reports it
+
+
+def path_axis(values: np.ndarray, num: int = 31, margin: float = 0.3) -> str:
+    """``MIN:MAX:NUM`` covering ``values`` and 0 with ``margin`` (a fraction of the range) on each side.
+
+    The spacing is chosen so that 0 falls on a grid node: the surface is evaluated at θ_final.
+    """
+    if num < 3:
+        raise GridError(f"a grid around a path needs at least 3 points per axis, got {num}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ConfigError(f"the margin around a path must be a fraction ≥ 0, got {margin}")
+    lo, hi = min(float(np.min(values)), 0.0), max(float(np.max(values)), 0.0)
+    span = hi - lo if hi > lo else 1.0
+    lo, hi = lo - margin * span, hi + margin * span
+    h = (hi - lo) / (num - 2)  # one interval spare for the shift that puts 0 on a node
+    below = math.ceil(-lo / h)  # nodes left of the origin, 1 ≤ below ≤ num − 2
+    start = -below * h
+    stop = start + (num - 1) * h  # ≥ hi
+    return f"{float(start)!r}:{float(stop)!r}:{num}"
+
+
+def default_grid_overrides(path: Path, two_d: bool, num: int = 31, margin: float = 0.3) -> list[str]:
+    """Config overrides for ``landscape surface --directions FILE`` without ``--x``.
+
+    For a trajectory file: ``surface.x`` and ``surface.y`` covering the projected path and the
+    origin with ``margin`` on each side, ``num`` points per axis. A PCA plane is 2D, so ``y`` is
+    always set whatever ``two_d`` says. Any other direction file keeps the default grid ([]).
+    """
+    coords = _stored_coords(Path(path))
+    if coords is None or coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
+        return []
+    x, y = path_axis(coords[:, 0], num, margin), path_axis(coords[:, 1], num, margin)
+    return [f"surface.x={json.dumps(x)}", f"surface.y={json.dumps(y)}"]

@@ -1,0 +1,79 @@
+"""Shared fixtures: small seeded configs, one tiny finished training run, user-file writers.
+
+Everything runs on the CPU in a few seconds. Progress bars are silenced for the whole session
+through ``LANDSCAPE_QUIET`` (the variable :func:`landscape.progress.bar` honours).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from landscape.config import Config, DataConfig, ModelConfig, TrainConfig
+from landscape.train import RunResult, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_progress_bars() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LANDSCAPE_QUIET", "1")
+        yield
+
+
+def small_config(**train: Any) -> Config:
+    """digits + a one-hidden-layer MLP (width 32), plain SGD; ``train`` overrides [train] keys."""
+    settings: dict[str, Any] = {"epochs": 2, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "seed": 0}
+    settings.update(train)
+    return Config(
+        data=DataConfig(name="digits"),
+        model=ModelConfig(name="mlp", options={"hidden": [32]}),
+        train=TrainConfig(**settings),
+    )
+
+
+@pytest.fixture
+def make_config() -> Callable[..., Config]:
+    """A factory: ``make_config(epochs=3, data=DataConfig(max_train=200))``.
+
+    Keyword ``data`` / ``model`` replace whole sections; every other keyword is a [train] key.
+    """
+
+    def factory(data: DataConfig | None = None, model: ModelConfig | None = None, **train: Any) -> Config:
+        config = small_config(**train)
+        if data is not None:
+            config = replace(config, data=data)
+        if model is not None:
+            config = replace(config, model=model)
+        return config
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Config:
+    return small_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_config: Config, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """digits + MLP trained for 2 epochs, once per session. Treat the folder as read-only."""
+    return train(tiny_config, tmp_path_factory.mktemp("tiny_run"))
+
+
+@pytest.fixture
+def write_py(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a dedented Python source file into ``tmp_path`` and return its path."""
+
+    def write(name: str, source: str) -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    return write
