@@ -168,6 +168,8 @@ def _fill(sf: SurfaceFile | None, engine: SurfaceEngine, group: Group, pending: 
     balance stay fine-grained whatever the model costs.
     """
     queue = WorkQueue(group, len(pending), prefix="landscape/work")
+    # claims of about a second of work, but never more than an eighth of a rank's fair share
+    fair_share = max(1, -(-len(pending) // (8 * group.world_size))) if group.distributed else 1 << 30
     mine, rate = 0, 1.0
     t0 = time.perf_counter()
     if sf is not None:
@@ -203,7 +205,7 @@ def _fill(sf: SurfaceFile | None, engine: SurfaceEngine, group: Group, pending: 
                         deliver(piece, rows)
                         mine += len(rows)
                         start = piece.stop
-                    where = queue.claim(max(engine.points_per_call, min(4096, int(4 * rate))))
+                    where = queue.claim(max(engine.points_per_call, min(fair_share, int(rate))))
             while sf is not None and not queue.finished:  # rank 0 waits for the others' last rows
                 for w, r in queue.collect():
                     sf.record(pending[w], r)

@@ -63,7 +63,8 @@ class SurfaceFile:
     values: dict[str, np.ndarray]
     done: np.ndarray
     attrs: dict[str, Any]
-    flush_interval: float = 5.0
+    # seconds between flushes; LANDSCAPE_FLUSH_SECONDS shortens it (crash tests)
+    flush_interval: float = float(os.environ.get("LANDSCAPE_FLUSH_SECONDS", "5"))
     _last_flush: float = 0.0
 
     @property

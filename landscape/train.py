@@ -112,8 +112,11 @@ class Trainer:
             manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"{self.manifest_path} is corrupt ({err}); remove it or pass --overwrite") from err
+        resumable = _RESUMABLE_CHANGES
+        if self.cfg.schedule == "cosine":  # its T_max is train.epochs: every epoch's LR depends on it
+            resumable = tuple(k for k in resumable if k != "train.epochs")
         changes = [d for d in diff_settings(manifest.get("config", {}), config_to_dict(self.config))
-                   if not d.startswith(_RESUMABLE_CHANGES)]
+                   if not d.startswith(resumable)]
         if changes and not self.overwrite:
             raise ConfigError(f"{self.out_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
                               "use another --out or pass --overwrite")

@@ -1,0 +1,89 @@
+"""Sharded surfaces under torchrun (gloo on CPU): same file as one process, survives a dead rank."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landscape.config import load_config
+from landscape.surface_file import read_surface
+from landscape.train import train
+
+ENV = {**os.environ, "LANDSCAPE_QUIET": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = load_config(None, ["train.epochs=1", "data.max_train=200", "data.max_test=50", "model.options={hidden=[16]}"])
+    return train(cfg, tmp_path_factory.mktemp("run")).final
+
+
+def torchrun(*args: str, nproc: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "landscape", "--quiet", *args]
+
+
+def test_two_ranks_write_the_same_file_as_one_process(ckpt: Path, tmp_path: Path) -> None:
+    grid = ["--x", "-1:1:9", "--y", "-1:1:7", "--split", "both", "--loss", "cross_entropy,mse"]
+    single = tmp_path / "single.h5"
+    subprocess.run([sys.executable, "-m", "landscape", "--quiet", "surface", str(ckpt), "--out", str(single), *grid],
+                   check=True, env=ENV, capture_output=True)
+    shard = tmp_path / "shard.h5"
+    proc = subprocess.run(torchrun("surface", str(ckpt), "--out", str(shard), *grid), env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "points per rank: rank 0:" in proc.stdout
+    a, b = read_surface(single), read_surface(shard)
+    assert a.columns == b.columns and b.done.all()
+    for c in a.columns:
+        np.testing.assert_allclose(b.values[c], a.values[c], rtol=1e-6, atol=1e-9)
+    assert a.attrs["settings"] == b.attrs["settings"]
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+@pytest.mark.slow
+def test_a_killed_rank_loses_nothing_and_the_relaunch_finishes(ckpt: Path, tmp_path: Path) -> None:
+    grid = ["--x", "-1:1:61", "--y", "-1:1:61", "--points-per-call", "1"]
+    reference = tmp_path / "ref.h5"
+    subprocess.run([sys.executable, "-m", "landscape", "--quiet", "surface", str(ckpt), "--out", str(reference), *grid],
+                   check=True, env=ENV, capture_output=True)
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen(torchrun("surface", str(ckpt), "--out", str(out), *grid), env={**ENV, "LANDSCAPE_FLUSH_SECONDS": "0.2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and read_surface(out).done.sum() > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [p for p in _children(proc.pid) if b"landscape" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert workers, "no worker processes found"
+    os.kill(max(workers), signal.SIGKILL)  # the higher pid: usually rank 1
+    proc.communicate(timeout=120)
+    partial = read_surface(out)  # the file always opens
+    ref = read_surface(reference)
+    n_done = int(partial.done.sum())
+    assert proc.returncode != 0 or n_done == partial.grid.size
+    np.testing.assert_allclose(partial.values["train_loss"][partial.done], ref.values["train_loss"][partial.done], rtol=1e-6)
+    again = subprocess.run(torchrun("surface", str(ckpt), "--out", str(out), *grid), env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{partial.grid.size}/{partial.grid.size} points done" in again.stdout
+    final = read_surface(out)
+    np.testing.assert_allclose(final.values["train_loss"], ref.values["train_loss"], rtol=1e-6)
