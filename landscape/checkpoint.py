@@ -10,9 +10,11 @@ without a DataParallel ``module.`` prefix) load too; the user then names model, 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -55,19 +57,34 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def atomic_torch_save(obj: object, path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the old file or the new one, never half of one.
+    A crash at any moment leaves either the old file or the new one, never half of one. A full
+    disk or an unwritable folder raises :class:`CheckpointError`; files already written stay.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {_os_reason(err)}") from err
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError | RuntimeError):  # torch reports a failed write as RuntimeError
+            raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {_os_reason(err)}; "
+                                  "the checkpoints already written are kept") from err
         raise
+
+
+def _os_reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return "the disk is full"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return _first_line(err)
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: Config, *, epoch: int, step: int,
@@ -91,6 +108,28 @@ def save_checkpoint(path: Path, model: nn.Module, config: Config, *, epoch: int,
     atomic_torch_save(payload, path)
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _refusal_reason(text: str) -> str:
+    """The line of torch's weights_only refusal that names the culprit, without its boilerplate.
+
+    Depending on the torch version the reason follows "WeightsUnpickler error:" or stands on a
+    line of its own ("Trying to load unsupported GLOBAL posix.system ..."), between paragraphs
+    of advice and ANSI colour codes.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).split("WeightsUnpickler error:", 1)[-1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+            return line.split(". Please use", 1)[0].rstrip(".")
+    advice = ("Weights only load failed", "Check the documentation", "Please file an issue", "In PyTorch")
+    rest = [ln for ln in lines if not ln.startswith(advice)]
+    return rest[0].rstrip(".") if rest else ""
+
+
 def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> Any:
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -100,10 +139,8 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
         return torch.load(path, map_location=map_location, weights_only=not unsafe)
     except pickle.UnpicklingError as err:
         if unsafe:
-            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {err}") from err
-        # torch's reason follows "WeightsUnpickler error:" (its first lines are boilerplate with ANSI codes)
-        text = str(err).split("WeightsUnpickler error:", 1)[-1].strip()
-        reason = text.splitlines()[0].split(". Please use", 1)[0] if text else type(err).__name__
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {_first_line(err)}") from err
+        reason = _refusal_reason(str(err)) or type(err).__name__
         if "Unsupported operand" in reason:  # a byte that is no pickle opcode: damaged data, not code
             raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {reason}") from err
         raise CheckpointError(

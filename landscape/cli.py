@@ -118,15 +118,15 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 SURFACE_FLAGS = {"x": "surface.x", "y": "surface.y", "split": "surface.split", "max_samples": "surface.max_samples",
                  "bn": "surface.bn", "batch_size": "surface.batch_size", "points_per_call": "surface.points_per_call",
                  "dir_type": "directions.dir_type", "norm": "directions.norm", "ignore": "directions.ignore",
-                 "seed": "directions.seed"}
+                 "seed": "directions.seed", "metric": "surface.metric"}
 
 
-def surface_config(args: argparse.Namespace, ckpt: Any) -> Config:
+def surface_config(args: argparse.Namespace, ckpt: Any, flags: dict[str, str] = SURFACE_FLAGS) -> Config:
     base = config_to_dict(ckpt.config) if ckpt.config is not None else None
     if base is None and not (args.model or args.config):
         raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
                           "name its model and data with --model/--data/--loss or --config FILE")
-    return resolve_config(base, args.config, _overrides(args, "surface", "surface.losses") + _flag_overrides(args, SURFACE_FLAGS))
+    return resolve_config(base, args.config, _overrides(args, "surface", "surface.losses") + _flag_overrides(args, flags))
 
 
 def cmd_surface(args: argparse.Namespace) -> int:
@@ -140,7 +140,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
 
         extra = default_grid_overrides(args.directions, two_d=args.y is not None or cfg.surface.y != "")
         cfg = resolve_config(config_to_dict(cfg), None, extra)
-    source = DirectionSource(args.directions, args.target, args.target2)
+    source = DirectionSource(args.directions, args.target, args.target2, hessian=args.hessian_directions)
     summary = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
                           unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt)
     from landscape.jobs import format_summary
@@ -168,6 +168,11 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn", choices=["fixed", "recompute"], help="BatchNorm statistics: the checkpoint's (default) or re-estimated")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--points-per-call", type=int, help="grid points per vectorized call (0 = choose by timing)")
+    p.add_argument("--metric", choices=["loss", "eig_ratio"],
+                   help="loss (default), or eig_ratio: Hessian λmax, λmin and |λmin/λmax| per point (datasets "
+                        "<split>_max_eig, _min_eig, _eig_ratio, _eig_converged; settings in [hessian] map_tol, map_max_iter)")
+    p.add_argument("--hessian-directions", action="store_true",
+                   help="x (and y) = the top Hessian eigenvectors at the checkpoint (unit norm; [hessian] tol, max_iter, seed)")
     p.add_argument("--max-points", type=int, default=250_000, help="refuse larger grids (default 250000)")
     p.add_argument("--overwrite", action="store_true", help="replace a file made with other settings")
     _common(p)
@@ -234,6 +239,46 @@ def _add_trajectory(p: argparse.ArgumentParser) -> None:
                    help="override a config value (with --model/--data/--config)")
     p.add_argument("--unsafe-load", action="store_true",
                    help="allow checkpoints that need arbitrary code to unpickle (only for files you trust)")
+
+
+# --- hessian ---------------------------------------------------------------------------------------
+
+HESSIAN_FLAGS = {"split": "surface.split", "max_samples": "surface.max_samples", "batch_size": "surface.batch_size",
+                 "dir_type": "directions.dir_type", "ignore": "directions.ignore", "top_k": "hessian.top_k",
+                 "tol": "hessian.tol", "max_iter": "hessian.max_iter", "trace_samples": "hessian.trace_samples",
+                 "seed": "hessian.seed"}
+
+
+def cmd_hessian(args: argparse.Namespace) -> int:
+    from landscape.checkpoint import load_checkpoint
+    from landscape.curvature import format_hessian, run_hessian
+
+    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
+    cfg = surface_config(args, ckpt, HESSIAN_FLAGS)
+    report = run_hessian(args.checkpoint, cfg, out=args.out, save_directions_to=args.save_directions,
+                         unsafe=args.unsafe_load, checkpoint_obj=ckpt)
+    print(format_hessian(report))
+    return 0
+
+
+@command("hessian", "top eigenvalues, smallest eigenvalue and trace of the loss Hessian at a checkpoint (JSON)")
+def _add_hessian(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="report file (.json)")
+    p.add_argument("--split", choices=["train", "test"])
+    p.add_argument("--max-samples", type=int, help="use the first N samples of the split (recorded)")
+    p.add_argument("--batch-size", type=int, help="samples per HVP batch (0 = automatic); does not change the values")
+    p.add_argument("--dir-type", choices=["weights", "states"], help="parameters (default) or float state-dict entries")
+    p.add_argument("--ignore", choices=["biasbn", "none"],
+                   help="biasbn (default): restrict the Hessian to tensors with ndim > 1, as the directions")
+    p.add_argument("--top-k", type=int, help="number of largest eigenvalues (default 5)")
+    p.add_argument("--tol", type=float, help="Lanczos residual tolerance (default 1e-6)")
+    p.add_argument("--max-iter", type=int, help="HVPs per Lanczos run (default 100)")
+    p.add_argument("--trace-samples", type=int, help="Hutchinson probes (default 100)")
+    p.add_argument("--seed", type=int, help="seed of the Lanczos start vectors and trace probes (default 0)")
+    p.add_argument("--save-directions", type=Path, metavar="FILE.h5",
+                   help="also write the top two eigenvectors as a direction file (landscape surface --directions)")
+    _common(p)
 
 
 # --- entry points -------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ attributes).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import os
 import tomllib
 import types
 import typing
@@ -30,6 +32,7 @@ Ignore = Literal["biasbn", "none"]
 Split = Literal["train", "test", "both"]
 BNMode = Literal["fixed", "recompute"]
 Target = Literal["label", "input"]
+SurfaceMetric = Literal["loss", "eig_ratio"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class SurfaceConfig:
     batch_size: int = 0  # 0 = automatic
     device: str = "cpu"
     points_per_call: int = 0  # 0 = automatic (vectorized evaluation of several points)
+    metric: SurfaceMetric = "loss"  # "eig_ratio": λmax, λmin and |λmin/λmax| of the Hessian per point
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,33 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class CompareConfig:
+    """``landscape compare``: one training per loss from the same seed, landscapes side by side."""
+
     losses: tuple[str, ...] = ("cross_entropy", "mse")
-    target_acc: float = 0.9
-    radius: float = 0.5  # flatness: mean loss increase within this radius
+    target_acc: float = 0.9  # steps/epochs until the test accuracy first reaches this
+    radius: float = 0.5  # flatness: mean increase and quadratic fit within this radius (α, β units)
+    x: str = "-1:1:31"  # 2D random-direction surface around each final model
+    y: str = "-1:1:31"
+    line_x: str = "-1:1:51"  # 1D slice along the same first direction
+    pca_grid: int = 31  # points per axis of the PCA-plane surfaces (one grid covering every path)
+    pca_margin: float = 0.3
+    floor: float = 1e-3  # ε of the relative loss 1 + (L − L(0)) / max(L(0), ε) and of the doubling radius
+
+
+@dataclass(frozen=True)
+class HessianConfig:
+    """Curvature settings: ``landscape hessian``, Hessian directions and eig_ratio maps.
+
+    The parameter set is the directions' rule (``directions.dir_type`` and ``ignore``).
+    """
+
+    top_k: int = 5
+    tol: float = 1e-6  # Lanczos residual test, relative to each eigenvalue (λmin: to ‖H‖)
+    max_iter: int = 100  # HVPs per Lanczos run
+    trace_samples: int = 100  # Hutchinson probes
+    seed: int = 0  # start vectors and probes
+    map_tol: float = 1e-3  # eig_ratio maps: per-point test relative to ‖H‖ (ratio accurate to ~tol)
+    map_max_iter: int = 100
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,7 @@ class Config:
     plot: PlotConfig = field(default_factory=PlotConfig)
     run: RunConfig = field(default_factory=RunConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    hessian: HessianConfig = field(default_factory=HessianConfig)
 
 
 def _type_name(tp: Any) -> str:
@@ -175,6 +204,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} = {value!r} has the wrong type; expected a table")
+        _check_plain(value, key)
         return dict(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -189,6 +219,25 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r} has the wrong type; expected {tp.__name__}")
         return value
     raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover
+
+
+_MAX_DEPTH = 32  # deeper nesting is no config anyone writes; it would only exhaust the stack
+
+
+def _check_plain(value: Any, key: str) -> None:
+    """Free-form tables (``options``) may hold strings, numbers, booleans, lists and tables only:
+    what JSON (HDF5 attributes, run.json) and TOML (config.toml) can both write back."""
+    stack = [(value, key, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ConfigError(f"{key} is nested more than {_MAX_DEPTH} levels deep")
+        if isinstance(item, Mapping):
+            stack.extend((v, f"{where}.{k}", depth + 1) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item))
+        elif not isinstance(item, str | int | float | bool):
+            raise ConfigError(f"{where} = {item!r} has the wrong type; expected a string, number, boolean, list or table")
 
 
 def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
@@ -230,12 +279,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"override {path.strip()!r}: the value is nested too deeply") from None
+    _check_plain(value, path.strip())
     return [p.strip() for p in path.strip().split(".")], value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``section.key=value`` override applied."""
-    merged = json.loads(json.dumps(data))
+    merged = copy.deepcopy(data)  # not a JSON round trip: TOML dates would break it (they are refused later, by key)
     for text in overrides:
         keys, value = parse_override(text)
         node = merged
@@ -258,6 +310,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config path {str(p)!r} is a folder, not a TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {err}") from err
+    except RecursionError:
+        raise ConfigError(f"config file {str(p)!r} nests tables or arrays too deeply") from None
+    except (OSError, ValueError) as err:  # a file in the path, a NUL byte, no permission
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {getattr(err, 'strerror', None) or err}") from err
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
@@ -308,7 +364,10 @@ def dumps_toml(data: Mapping[str, Any]) -> str:
 
 
 def save_config(config: Config, path: Path) -> None:
-    path.write_text(dumps_toml(config_to_dict(config)))
+    """Write ``config`` as TOML via a temporary file and a rename, so a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dumps_toml(config_to_dict(config)))
+    os.replace(tmp, path)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

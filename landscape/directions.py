@@ -251,7 +251,7 @@ def load_directions(path: str | Path, model: nn.Module) -> Directions:
         with h5py.File(p, "r") as f:
             if "xdirection" in f:
                 dirs = _read_reference(f, model, p)
-            elif "x" in f:
+            elif "x" in f and isinstance(f["x"], h5py.Group):  # a surface file has a dataset "x"
                 dirs = _read_ours(f)
             elif "directions" in f and "x" in f["directions"]:
                 dirs = _read_ours(f["directions"])

@@ -17,6 +17,7 @@ import numpy as np
 from landscape import __version__
 from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.config import Config, config_to_dict
+from landscape.curvature import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.data import TensorSplit
 from landscape.directions import Directions, load_directions, model_fingerprint, random_directions, target_directions
 from landscape.distributed import (
@@ -35,7 +36,7 @@ from landscape.distributed import (
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.progress import bar
-from landscape.surface import MAX_POINTS, Grid, SurfaceEngine
+from landscape.surface import MAX_POINTS, Evaluator, Grid, SurfaceEngine
 from landscape.surface_file import SurfaceFile, exclusive_lock, open_surface
 
 import torch
@@ -43,14 +44,19 @@ import torch
 
 @dataclass(frozen=True)
 class DirectionSource:
-    """Where the directions come from: random (default), a saved file, or target checkpoints."""
+    """Where the directions come from: random (default), a saved file, target checkpoints, or the Hessian."""
 
     file: Path | None = None
     target: Path | None = None
     target2: Path | None = None
+    hessian: bool = False  # the top Hessian eigenvectors at the checkpoint (see landscape.curvature)
 
 
 def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims: int, unsafe: bool = False) -> Directions:
+    if source.hessian:
+        if source.file is not None or source.target is not None or source.target2 is not None:
+            raise ConfigError("give either --hessian-directions or --directions/--target, not both")
+        return hessian_directions(exp, cfg, dims)
     if source.file is not None:
         if source.target is not None:
             raise ConfigError("give either --directions or --target, not both")
@@ -103,6 +109,8 @@ def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tu
         "directions": {**{k: v for k, v in dirs.meta.items() if isinstance(v, str | int | float)}, "fingerprint": dirs.fingerprint()},
         "x": grid_spec[0],
         "y": grid_spec[1],
+        # only non-default metrics are recorded, so files made before the key existed still resume
+        **({"metric": s.metric, "metric_options": eig_map_settings(cfg)} if s.metric != "loss" else {}),
     }
 
 
@@ -128,9 +136,13 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     group = init_group(torch.device(s.device).type if s.device else "cpu")
     try:
         device = resolve_device(local_device(s.device, group))
-        engine = SurfaceEngine(exp.model, dirs, _splits(exp, cfg), exp.metrics(s.losses), device=device,
-                               batch_size=s.batch_size, bn=s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches,
-                               points_per_call=s.points_per_call)
+        engine: Evaluator
+        if s.metric == "eig_ratio":
+            engine = eig_ratio_engine(exp, cfg, dirs, _splits(exp, cfg), device)
+        else:
+            engine = SurfaceEngine(exp.model, dirs, _splits(exp, cfg), exp.metrics(s.losses), device=device,
+                                   batch_size=s.batch_size, bn=s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches,
+                                   points_per_call=s.points_per_call)
         settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
         with contextlib.ExitStack() as stack:
             sf = None
@@ -159,7 +171,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                      **({"points_per_rank": counts} if group.distributed else {}))
 
 
-def _fill(sf: SurfaceFile | None, engine: SurfaceEngine, group: Group, pending: np.ndarray,
+def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.ndarray,
           coords: np.ndarray) -> tuple[list[int], float]:
     """Evaluate this rank's claims of the pending points; rank 0 records everything and flushes.
 

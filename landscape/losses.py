@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from landscape.data import Task
-from landscape.errors import ModelError
+from landscape.errors import ModelError, RegistryError
 from landscape.registry import Registry
 
 PerSample = Callable[[Tensor, Tensor, int], Tensor]
@@ -95,12 +95,29 @@ def _hinge(out: Tensor, y: Tensor, c: int) -> Tensor:
     if y.dtype != torch.long:
         sign = 2.0 * y.reshape(out.shape) - 1.0
         return _mean_rest(torch.clamp(1.0 - sign * out, min=0.0))
-    return F.multi_margin_loss(out, y, reduction="none")
+    # Σ_{j≠y} max(0, 1 − f_y + f_j) / C, as F.multi_margin_loss computes it, written out because
+    # that op has no vmap batching rule (surfaces evaluate many grid points in one call)
+    f_y = out.gather(1, y.unsqueeze(1))  # (n, 1)
+    margins = torch.clamp(1.0 - f_y + out, min=0.0)  # (n, C); the j = y entry is exactly 1
+    return (margins.sum(dim=1) - 1.0) / out.shape[1]
+
+
+# Short names accepted wherever a loss is named (``--loss ce,mse,l1``). The criterion keeps its
+# registered name, so metric datasets are still called ``train_cross_entropy``, ``train_l1``.
+ALIASES: dict[str, str] = {"ce": "cross_entropy", "xent": "cross_entropy", "mae": "l1"}
+
+
+def canonical_loss_name(name: str) -> str:
+    """The registered name behind ``name`` (``ce`` → ``cross_entropy``); other names unchanged."""
+    return ALIASES.get(name, name)
 
 
 def get_criterion(name: str, task: Task) -> Criterion:
-    """The registered criterion ``name``, checked against the data's task."""
-    crit = LOSSES.get(name)
+    """The registered criterion ``name`` (or an alias of it), checked against the data's task."""
+    if name not in LOSSES and name not in ALIASES:
+        aliases = ", ".join(f"{a} → {n}" for a, n in ALIASES.items())
+        raise RegistryError(f"unknown loss {name!r}; known: {', '.join(LOSSES.names())} (aliases: {aliases})")
+    crit = LOSSES.get(canonical_loss_name(name))
     if task not in crit.tasks:
         raise ModelError(f"loss {name!r} does not apply to a {task} task; it applies to: {', '.join(sorted(crit.tasks))}")
     return crit

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,10 @@ class SurfaceFile:
     values: dict[str, np.ndarray]
     done: np.ndarray
     attrs: dict[str, Any]
-    # seconds between flushes; LANDSCAPE_FLUSH_SECONDS shortens it (crash tests)
-    flush_interval: float = float(os.environ.get("LANDSCAPE_FLUSH_SECONDS", "5"))
+    # seconds between flushes: 5, stretched so flushing stays under ~5 % of the time; the
+    # environment variable LANDSCAPE_FLUSH_SECONDS fixes it instead (crash tests flush very often)
+    flush_interval: float = field(default_factory=lambda: _env_flush_seconds() or 5.0)
+    adaptive_flush: bool = field(default_factory=lambda: _env_flush_seconds() is None)
     _last_flush: float = 0.0
 
     @property
@@ -101,9 +103,23 @@ class SurfaceFile:
                 tmp.unlink()
             kind = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
             raise SurfaceFileError(f"cannot write {str(self.path)!r}: {kind}; the points already on disk are kept") from err
-        # never spend more than ~5 % of the time flushing, whatever the file size
-        self.flush_interval = max(self.flush_interval, 20 * (time.monotonic() - start))
+        if self.adaptive_flush:  # never spend more than ~5 % of the time flushing, whatever the file size
+            self.flush_interval = max(self.flush_interval, 20 * (time.monotonic() - start))
         self._last_flush = time.monotonic()
+
+
+def _env_flush_seconds() -> float | None:
+    """``LANDSCAPE_FLUSH_SECONDS`` as a number of seconds ≥ 0, or None when it is not set."""
+    raw = os.environ.get("LANDSCAPE_FLUSH_SECONDS", "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise SurfaceFileError(f"LANDSCAPE_FLUSH_SECONDS={raw!r} must be a number of seconds ≥ 0")
+    return seconds
 
 
 def _fsync(path: Path) -> None:
@@ -129,7 +145,10 @@ def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[s
     ``overwrite``, start afresh).
     """
     if path.exists() and not overwrite:
-        existing = read_surface(path)
+        try:
+            existing = read_surface(path)
+        except SurfaceFileError as err:
+            raise SurfaceFileError(f"{err}; pass --overwrite to start it afresh or choose another --out") from err
         changes = diff_settings(existing.attrs["settings"], settings)
         if changes:
             raise SurfaceFileError(f"{str(path)!r} was computed with other settings ({'; '.join(changes[:4])}); "
@@ -172,7 +191,9 @@ def read_surface(path: str | Path) -> SurfaceFile:
         with h5py.File(p, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise SurfaceFileError(f"{str(p)!r} is not a landscape surface file (no format attribute)")
-            columns = list(_json_attr(f, "metrics"))
+            columns = _json_attr(f, "metrics")
+            if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+                raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'metrics' attribute is not a list of names")
             grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)
             values = {c: np.asarray(f[c][()], dtype=np.float64) for c in columns}
             done = np.asarray(f["done"][()], dtype=bool)
@@ -180,10 +201,12 @@ def read_surface(path: str | Path) -> SurfaceFile:
             for k, v in f.attrs.items():
                 attrs[k] = v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
             attrs["settings"] = json.loads(attrs["settings"])
+            if not isinstance(attrs["settings"], dict):
+                raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'settings' attribute is not a table")
             if "directions" in f:
                 d = f["directions"]
                 attrs["directions"] = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in d.attrs.items()}
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:  # h5py/json on damaged bytes
         raise SurfaceFileError(f"surface file {str(p)!r} is corrupt or truncated: {err}") from err
     if done.shape != grid.shape or any(v.shape != grid.shape for v in values.values()):
         raise SurfaceFileError(f"surface file {str(p)!r} is inconsistent: array shapes do not match the grid {grid.shape}")

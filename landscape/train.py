@@ -14,6 +14,7 @@ any epoch resumes from its last checkpoint and ends bit-for-bit where an uninter
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -39,6 +40,10 @@ _RESUMABLE_CHANGES = ("train.device", "train.threads", "train.epochs")
 
 class TrainingDiverged(LandscapeError):
     """The training loss became NaN or inf."""
+
+
+class RunFolderError(LandscapeError):
+    """The run folder cannot be created or written (a file in the way, a full disk)."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +79,21 @@ def make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.l
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, allow_nan=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write to a temporary file, fsync, rename: readers see the old manifest or the new one."""
+    tmp = ""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, allow_nan=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        raise RunFolderError(f"cannot write {str(path)!r}: {reason}; the checkpoints already written are kept") from err
 
 
 def _epoch_metrics(exp: Experiment, device: torch.device) -> dict[str, float]:
@@ -126,7 +139,10 @@ class Trainer:
         if self.cfg.threads > 0:
             torch.set_num_threads(self.cfg.threads)
         device = resolve_device(self.cfg.device)
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunFolderError(f"cannot create the run folder {str(self.ckpt_dir)!r}: {err.strerror or err}") from err
         manifest = self._load_manifest()
         exp = build_experiment(self.config)
         model = exp.model.to(device)

@@ -36,8 +36,17 @@ def test_round_trip(tmp_path: Path) -> None:
     model = _mlp([16])
     path = tmp_path / "ckpt.pt"
     metrics = {"train_loss": 0.25, "test_acc": 0.875}
-    save_checkpoint(path, model, CONFIG, epoch=3, step=120, metrics=metrics, input_shape=(1, 8, 8),
-                    output_shape=(10,), extra={"kind": "epoch"})
+    save_checkpoint(
+        path,
+        model,
+        CONFIG,
+        epoch=3,
+        step=120,
+        metrics=metrics,
+        input_shape=(1, 8, 8),
+        output_shape=(10,),
+        extra={"kind": "epoch"},
+    )
     ckpt = load_checkpoint(path)
     assert ckpt.is_ours
     assert ckpt.config == CONFIG
@@ -59,7 +68,9 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_saving_over_an_existing_checkpoint_replaces_it(tmp_path: Path) -> None:
     path = tmp_path / "c.pt"
     for epoch, seed in ((1, 0), (2, 1)):
-        save_checkpoint(path, _mlp([8], seed), CONFIG, epoch=epoch, step=0, metrics={}, input_shape=(64,), output_shape=(10,))
+        save_checkpoint(
+            path, _mlp([8], seed), CONFIG, epoch=epoch, step=0, metrics={}, input_shape=(64,), output_shape=(10,)
+        )
     ckpt = load_checkpoint(path)
     assert ckpt.epoch == 2
     _assert_same_weights(ckpt.state_dict, _mlp([8], 1).state_dict())
@@ -110,7 +121,7 @@ def test_a_checkpoint_without_tensors_is_refused(tmp_path: Path) -> None:
 def test_our_format_with_a_broken_config(tmp_path: Path) -> None:
     path = tmp_path / "x.pt"
     torch.save({"format": FORMAT, "state_dict": {}, "config": {"train": {"lr": "fast"}}, "epoch": 0, "step": 0}, path)
-    with pytest.raises(CheckpointError, match="unreadable config.*train.lr"):
+    with pytest.raises(CheckpointError, match=r"unreadable config.*train\.lr"):
         load_checkpoint(path)
 
 
@@ -143,7 +154,7 @@ def test_missing_and_unexpected_keys_are_listed() -> None:
 def test_a_different_architecture_fails_without_touching_the_model() -> None:
     model = _mlp([16, 16])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(CheckpointError, match="missing keys: fc2.weight, fc2.bias"):
+    with pytest.raises(CheckpointError, match=r"missing keys: fc2\.weight, fc2\.bias"):
         load_into(model, _mlp([16]).state_dict())
     _assert_same_weights(model.state_dict(), before)
 

@@ -152,7 +152,9 @@ def test_user_model_spec(write_py: WritePy, tmp_path: Path, capsys: pytest.Captu
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _fails_cleanly(capsys, ["train", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "r")], "nope.toml", "does not exist")
+    _fails_cleanly(
+        capsys, ["train", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "r")], "nope.toml", "does not exist"
+    )
 
 
 def test_invalid_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,7 +171,9 @@ def test_unknown_key_in_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_unknown_key_in_an_override(tiny_toml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _fails_cleanly(capsys, ["train", str(tiny_toml), "--out", str(tmp_path / "r"), "--set", "train.lr_max=1"], "'lr_max'")
+    _fails_cleanly(
+        capsys, ["train", str(tiny_toml), "--out", str(tmp_path / "r"), "--set", "train.lr_max=1"], "'lr_max'"
+    )
 
 
 def test_wrong_type_in_an_override(tiny_toml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,13 +225,17 @@ def test_model_whose_output_does_not_fit(write_py: WritePy, tmp_path: Path, caps
     _fails_cleanly(capsys, ["train", "--model", spec, "--out", str(tmp_path / "r")], "returns shape (2, 3)", "(2, 10)")
 
 
-def test_user_code_raising_anything_is_still_one_line(write_py: WritePy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_code_raising_anything_is_still_one_line(
+    write_py: WritePy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_py("boom.py", "def make():\n    raise ValueError('the disk is full')\n")
     _fails_cleanly(capsys, ["train", "--data", f"{path}:make", "--out", str(tmp_path / "r")], "the disk is full")
 
 
 @pytest.mark.parametrize(("flag", "spec"), [("--x", "1:-1:0"), ("--x", "-1:1:1"), ("--x", "-1:1"), ("--y", "a:b:3")])
-def test_bad_grid(tiny_run: RunResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, spec: str) -> None:
+def test_bad_grid(
+    tiny_run: RunResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, spec: str
+) -> None:
     out = tmp_path / "s.h5"
     _fails_cleanly(capsys, ["surface", str(tiny_run.final), "--out", str(out), flag, spec], f"{flag} {spec!r}")
     assert not out.exists()
@@ -265,7 +273,14 @@ def test_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["frobnicate"], ["train", "--epochs", "many"], ["train", "--optimizer", "lbfgs"], ["surface"], ["info", "a", "b"]],
+    [
+        [],
+        ["frobnicate"],
+        ["train", "--epochs", "many"],
+        ["train", "--optimizer", "lbfgs"],
+        ["surface"],
+        ["info", "a", "b"],
+    ],
 )
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(argv) == 2

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,7 +79,11 @@ def test_toml_file_is_loaded_into_typed_sections(tmp_path: Path) -> None:
         ("train.lr=0.05", ["train", "lr"], 0.05),
         ("train.lr=1e-3", ["train", "lr"], 0.001),
         ("data.classes=[3, 8]", ["data", "classes"], [3, 8]),
-        ("model.options={hidden = [8], activation = 'tanh'}", ["model", "options"], {"hidden": [8], "activation": "tanh"}),
+        (
+            "model.options={hidden = [8], activation = 'tanh'}",
+            ["model", "options"],
+            {"hidden": [8], "activation": "tanh"},
+        ),
         ("data.binary=true", ["data", "binary"], True),
         ('data.name="digits"', ["data", "name"], "digits"),
         ("data.name=digits", ["data", "name"], "digits"),  # bare string: not TOML, kept as text
@@ -125,7 +129,7 @@ def test_apply_overrides_does_not_mutate_its_input() -> None:
 
 @pytest.mark.parametrize("text", ["train.lr", "=3", "  =3"])
 def test_malformed_override_is_rejected(text: str) -> None:
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_override(text)
 
 
@@ -237,7 +241,9 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
 
 NON_DEFAULT = Config(
     data=DataConfig(name="path/to/my data.py:make", classes=(3, 8), binary=True, max_train=100, options={"noise": 0.0}),
-    model=ModelConfig(name="mlp", options={"hidden": [16, 8], "nested": {"a": [1.5, -2], "b": "q\"uote\\"}, "empty": {}}),
+    model=ModelConfig(
+        name="mlp", options={"hidden": [16, 8], "nested": {"a": [1.5, -2], "b": 'q"uote\\'}, "empty": {}}
+    ),
     train=TrainConfig(optimizer="adamw", lr=3e-4, weight_decay=5e-4, schedule="cosine", nesterov=False, epochs=3),
     surface=SurfaceConfig(x="-0.5:0.5:11", y="-1:1:5", losses=("mse", "hinge"), split="both", bn="recompute"),
     plot=PlotConfig(kinds=("contour",), vmin=-1.25, vmax=1e12, log=True, width="double", title=False),
@@ -259,7 +265,9 @@ _FLOATS = st.floats(allow_nan=False, allow_infinity=True)
 
 @settings(max_examples=60, deadline=None)
 @given(name=_TEXT, lr=_FLOATS, epochs=st.integers(-(2**63), 2**63 - 1), option=_TEXT, value=_FLOATS)
-def test_round_trip_of_arbitrary_strings_and_numbers(name: str, lr: float, epochs: int, option: str, value: float) -> None:
+def test_round_trip_of_arbitrary_strings_and_numbers(
+    name: str, lr: float, epochs: int, option: str, value: float
+) -> None:
     config = Config(
         data=DataConfig(name=name),
         model=ModelConfig(options={option: [value, name]}),

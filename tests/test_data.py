@@ -57,8 +57,12 @@ def test_digits_split_is_a_partition_of_the_shipped_table() -> None:
     table = _digits_table()
     mine = np.concatenate(
         [
-            np.concatenate([data.train.inputs.reshape(-1, 64).double().numpy() * 16, data.train.targets[:, None].numpy()], 1),
-            np.concatenate([data.test.inputs.reshape(-1, 64).double().numpy() * 16, data.test.targets[:, None].numpy()], 1),
+            np.concatenate(
+                [data.train.inputs.reshape(-1, 64).double().numpy() * 16, data.train.targets[:, None].numpy()], 1
+            ),
+            np.concatenate(
+                [data.test.inputs.reshape(-1, 64).double().numpy() * 16, data.test.targets[:, None].numpy()], 1
+            ),
         ]
     )
     np.testing.assert_array_equal(_sorted_rows(np.round(mine)), _sorted_rows(table))
@@ -140,7 +144,7 @@ def test_binary_gives_float_column_targets() -> None:
 
 
 def test_binary_needs_exactly_two_classes() -> None:
-    with pytest.raises(DataError, match="exactly 2 classes.*has 10"):
+    with pytest.raises(DataError, match=r"exactly 2 classes.*has 10"):
         load_data(DataConfig(binary=True))
 
 
@@ -227,7 +231,7 @@ def test_user_function_returning_datasets(write_py: WritePy) -> None:
 
 def test_user_file_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.py"
-    with pytest.raises(RegistryError, match="nowhere.py.*does not exist"):
+    with pytest.raises(RegistryError, match=r"nowhere\.py.*does not exist"):
         load_data(DataConfig(name=f"{missing}:make"))
 
 
@@ -273,7 +277,7 @@ def test_non_finite_values_are_rejected(write_py: WritePy, where: str, value: st
 
 def test_user_function_rejecting_the_options(write_py: WritePy) -> None:
     path = write_py("opts.py", "def make(n=1):\n    raise AssertionError('not reached')\n")
-    with pytest.raises(DataError, match="calling .*failed.*'m'"):
+    with pytest.raises(DataError, match=r"calling .*failed.*'m'"):
         load_data(DataConfig(name=f"{path}:make", options={"m": 3}))
 
 

@@ -194,7 +194,27 @@ def test_engine_skips_zero_directions() -> None:
     dirs = random_directions(model, DirectionsConfig(), 2)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(torch.randn(5, 3), torch.randint(0, 2, (5,)))},
                            MetricSet(["cross_entropy"], "classification", 2))
-    assert engine.names == ["0.weight", "2.weight"]  # biases are not rewritten at every point
+    # biases are not rewritten at every point; the first layer is precomputed (linear in its weights)
+    assert engine.stem_name == "0" and engine.names == ["2.weight"]
+
+
+@pytest.mark.parametrize("points_per_call", [1, 5])
+def test_first_layer_precomputation_is_exact(points_per_call: int) -> None:
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = torch.randn(40, 3, 4, dtype=torch.float64), torch.randint(0, 3, (40,))
+    dirs = random_directions(model, DirectionsConfig(ignore="none"), 2)  # the bias moves too
+    metrics = MetricSet(["cross_entropy"], "classification", 3)
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=points_per_call, batch_size=16)
+    assert engine.stem_name == "1"
+    coords = np.array([[0.5, -0.25], [-1.0, 2.0], [0.0, 0.0]])
+    fast = engine.evaluate(coords)
+    for (a, b), row in zip(coords, fast, strict=True):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for k, p in moved.named_parameters():
+                p.add_(a * dirs.x[k].double() + b * dirs.y[k].double())  # type: ignore[index]
+        assert row[0] == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)["loss"], rel=1e-12)
 
 
 def test_directions_from_reference_file_reproduce_hand_computation(tmp_path) -> None:

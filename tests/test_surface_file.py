@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(ckpt: Path, tmp_pat
 
     def flaky(self: SurfaceEngine, coords: np.ndarray) -> np.ndarray:
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:  # the first call (the calibration claim) succeeds
             raise KeyboardInterrupt
         return original(self, coords)
 

@@ -95,7 +95,9 @@ def test_shipped_digits_configs_reach_95_percent(name: str, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("schedule", ["constant", "step"])
-def test_resume_ends_exactly_where_an_uninterrupted_run_does(make_config: MakeConfig, tmp_path: Path, schedule: str) -> None:
+def test_resume_ends_exactly_where_an_uninterrupted_run_does(
+    make_config: MakeConfig, tmp_path: Path, schedule: str
+) -> None:
     def config(epochs: int) -> Config:
         return make_config(data=SMALL, batch_size=50, epochs=epochs, schedule=schedule, step_size=1, gamma=0.5)
 
@@ -118,7 +120,7 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_does(make_config: MakeCo
 def test_extending_a_cosine_run_is_refused(make_config: MakeConfig, tmp_path: Path) -> None:
     """Cosine's period is train.epochs, so a longer run is a different run, not a continuation."""
     train(make_config(data=SMALL, batch_size=50, epochs=1, schedule="cosine"), tmp_path)
-    with pytest.raises(ConfigError, match="train.epochs: 1 → 2"):
+    with pytest.raises(ConfigError, match=r"train\.epochs: 1 → 2"):
         train(make_config(data=SMALL, batch_size=50, epochs=2, schedule="cosine"), tmp_path)
 
 
@@ -214,14 +216,14 @@ def test_nesterov_is_for_sgd_only(make_config: MakeConfig, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("bad", [{"epochs": -1}, {"batch_size": 0}, {"lr": 0.0}, {"lr": float("nan")}])
 def test_invalid_training_numbers(make_config: MakeConfig, tmp_path: Path, bad: dict[str, float]) -> None:
-    with pytest.raises(ConfigError, match="train.epochs must be"):
+    with pytest.raises(ConfigError, match=r"train\.epochs must be"):
         train(make_config(**bad), tmp_path)
 
 
 def test_divergence_stops_with_a_clear_error(make_config: MakeConfig, tmp_path: Path) -> None:
     config = make_config(data=DataConfig(name="linreg"), model=ModelConfig(name="linear"),
                          loss="mse", lr=1e3, momentum=0.0, epochs=10)  # fmt: skip
-    with pytest.raises(TrainingDiverged, match="lower train.lr"):
+    with pytest.raises(TrainingDiverged, match=r"lower train\.lr"):
         train(config, tmp_path)
     manifest = json.loads((tmp_path / "run.json").read_text())
     assert manifest["status"] == "diverged"

@@ -1,0 +1,442 @@
+"""Curvature jobs: ``landscape hessian``, eigenvalue-ratio maps and Hessian directions.
+
+The numerical kernels live in :mod:`landscape.hessian` (matrix-free Hessian-vector products,
+Lanczos, Hutchinson); this module ties them to checkpoints, configs and files:
+
+* :func:`run_hessian` — the top-k eigenvalues (Lanczos, eigenvalue-relative residual test),
+  the algebraically smallest eigenvalue (Lanczos, ‖H‖-relative test: λmin is often ≈ 0),
+  Hutchinson's trace with its 95 % interval (and the exact trace for P ≤ 2000), HVPs per
+  second, and optionally the top two eigenvectors as a direction file;
+* :class:`EigenRatioEngine` — a drop-in for :class:`~landscape.surface.SurfaceEngine` whose
+  columns are ``<split>_max_eig``, ``<split>_min_eig``, ``<split>_eig_ratio`` (= |λmin/λmax|,
+  Li et al. 2018, §7) and ``<split>_eig_converged`` (1.0 when the Lanczos test was met), so
+  ``landscape surface --metric eig_ratio`` files resume and flush like any surface;
+* :func:`hessian_directions` — the top eigenvectors as the x/y directions (kind ``hessian``).
+
+The Hessian is restricted to the tensors the directions' rule picks (``directions.dir_type``
+and ``ignore``; by default the weights with ndim > 1, so biases and BatchNorm are excluded as in
+the random directions). Models are evaluated in eval mode, BatchNorm on its running statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape import __version__
+from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.config import Config, config_to_dict
+from landscape.data import TensorSplit
+from landscape.directions import Directions, check_directions, save_directions, target_tensors
+from landscape.errors import ConfigError
+from landscape.evaluate import eval_mode
+from landscape.experiment import Experiment, experiment_from_checkpoint, resolve_device
+from landscape.hessian import (
+    EigenResult,
+    HessianError,
+    HessianProblem,
+    LossFn,
+    TraceResult,
+    eig_extremes,
+    exact_trace,
+    hutchinson_trace,
+    lanczos,
+)
+from landscape.losses import get_criterion
+from landscape.surface import auto_batch_size
+
+EIG_METRICS = ("max_eig", "min_eig", "eig_ratio", "eig_converged")  # columns per split, in order
+EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
+
+Batches = list[tuple[Tensor, Tensor]]
+
+
+# --- what the Hessian is of --------------------------------------------------------------------
+
+
+def parameter_names(model: nn.Module, dir_type: str = "weights", ignore: str = "biasbn") -> list[str]:
+    """The tensors the Hessian is restricted to, by the directions' rule.
+
+    ``dir_type`` picks parameters (``weights``) or float state-dict entries (``states``);
+    ``ignore = "biasbn"`` drops every tensor with ndim ≤ 1 (biases, BatchNorm), ``"none"`` keeps them.
+    """
+    if ignore not in ("biasbn", "none"):
+        raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn' or 'none'")
+    names = [k for k, t in target_tensors(model, dir_type).items()
+             if t.is_floating_point() and (ignore == "none" or t.ndim > 1)]
+    if not names:
+        raise HessianError(f"the model has no tensors for a Hessian with dir_type={dir_type!r}, ignore={ignore!r} "
+                           "(try ignore = 'none')")
+    return names
+
+
+def hessian_loss(cfg: Config) -> str:
+    """The one loss whose Hessian is taken: ``surface.losses`` when given, else the training loss."""
+    losses = cfg.surface.losses or (cfg.train.loss,)
+    if len(losses) != 1:
+        raise ConfigError(f"the Hessian is of one loss; got {len(losses)} ({', '.join(losses)}): pass a single --loss")
+    return losses[0]
+
+
+def hessian_split(cfg: Config, allow_both: bool) -> str:
+    """``surface.split`` for a Hessian; ``both`` means the training split where allowed."""
+    split = cfg.surface.split
+    if split == "both":
+        if not allow_both:
+            raise ConfigError("a Hessian is of one split: choose --split train or --split test")
+        return "train"
+    return split
+
+
+def per_sample_loss(exp: Experiment, name: str) -> LossFn:
+    """``(output, target) -> (n,)`` for the registered criterion ``name`` on the data's task."""
+    criterion = get_criterion(name, exp.data.task)
+    num_classes = exp.data.num_classes
+
+    def loss_fn(output: Tensor, target: Tensor) -> Tensor:
+        return criterion.fn(output, target, num_classes)
+
+    return loss_fn
+
+
+def split_batches(split: TensorSplit, batch_size: int = 0) -> Batches:
+    """Contiguous slices of a split (already on its device); 0 = :func:`auto_batch_size`."""
+    if batch_size < 0:
+        raise ConfigError(f"surface.batch_size must be ≥ 0, got {batch_size}")
+    bs = batch_size or auto_batch_size(split)
+    return [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A Hessian problem at the checkpoint plus what it was built from (for timing and reports)."""
+
+    problem: HessianProblem
+    model: nn.Module  # a private copy on the device
+    batches: Batches
+    loss_fn: LossFn
+    loss: str
+    split: str
+
+
+def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool = True) -> Setup:
+    """The Hessian of the configured loss on the configured split, at the checkpoint, on ``device``."""
+    loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
+    if cfg.surface.max_samples < 0:
+        raise ConfigError(f"surface.max_samples must be ≥ 0, got {cfg.surface.max_samples}")
+    split = exp.data.split(split_name).subset(cfg.surface.max_samples).to(device)
+    model = copy.deepcopy(exp.model).to(device).eval()
+    with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
+        exp.metrics([loss]).check(model(split.inputs[:2]), split.targets[:2])
+    batches = split_batches(split, cfg.surface.batch_size)
+    loss_fn = per_sample_loss(exp, loss)
+    names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
+    return Setup(HessianProblem(model, names, batches, loss_fn), model, batches, loss_fn, loss, split_name)
+
+
+# --- Hessian directions ------------------------------------------------------------------------
+
+
+def _canonical_sign(problem: HessianProblem, vector: Sequence[Tensor]) -> float:
+    """+1 or −1 so that the largest-magnitude entry is positive (eigenvectors have no sign)."""
+    flat = problem.flatten(vector)
+    return 1.0 if float(flat[int(flat.abs().argmax())]) >= 0 else -1.0
+
+
+def eigen_directions(problem: HessianProblem, result: EigenResult, model: nn.Module, dir_type: str,
+                     **meta: Any) -> Directions:
+    """The first one or two eigenvectors of ``result`` as directions x (and y), kind ``hessian``.
+
+    Each is unit-norm on the restricted tensors and zero on every other target tensor of
+    ``dir_type``; signs are canonical (largest entry positive). ``meta`` is recorded as well.
+    """
+    if not result.eigenvectors:
+        raise HessianError("the eigen result holds no eigenvectors (run lanczos with vectors=True)")
+    targets = target_tensors(model, dir_type)
+
+    def direction(vector: Sequence[Tensor]) -> dict[str, Tensor]:
+        sign = _canonical_sign(problem, vector)
+        own = problem.as_dict(vector)
+        return {k: (sign * own[k]).detach().float().cpu() if k in own else torch.zeros(t.shape, dtype=torch.float32)
+                for k, t in targets.items()}
+
+    vecs = result.eigenvectors[:2]
+    n = len(vecs)
+    info = {"kind": "hessian", "dir_type": dir_type, "norm": "none", "eigenvalues": list(result.eigenvalues[:n]),
+            "residuals": list(result.residuals[:n]), "converged": [bool(c) for c in result.converged[:n]], **meta}
+    return Directions(direction(vecs[0]), direction(vecs[1]) if n > 1 else None, info)
+
+
+def hessian_directions(exp: Experiment, cfg: Config, dims: int) -> Directions:
+    """The top ``dims`` (1 or 2) Hessian eigenvectors at the checkpoint as surface directions.
+
+    Computed by Lanczos (``hessian.tol``, ``max_iter``, ``seed``) on ``surface.split`` (``both``:
+    the training split) with the configured loss, on ``surface.device``.
+    """
+    s = setup(exp, cfg, resolve_device(cfg.surface.device))
+    h = cfg.hessian
+    res = lanczos(s.problem, dims, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed)
+    return eigen_directions(s.problem, res, exp.model, cfg.directions.dir_type, ignore=cfg.directions.ignore,
+                            seed=h.seed, loss=s.loss, split=s.split)
+
+
+# --- eigenvalue-ratio maps ---------------------------------------------------------------------
+
+
+def eig_ratio(lam_max: float, lam_min: float) -> float:
+    """|λmin/λmax|: 0 for a convex point, large where negative curvature dominates; NaN for H = 0."""
+    if lam_max == 0.0:
+        return math.nan if lam_min == 0.0 else math.inf
+    return abs(lam_min / lam_max)
+
+
+class EigenRatioEngine:
+    """λmax, λmin and |λmin/λmax| of the restricted Hessian at points ``θ* + α·δ + β·η``.
+
+    Same interface as :class:`~landscape.surface.SurfaceEngine` (``columns``, ``evaluate``,
+    ``calibrate``, ``points_per_call``), so the surface job drives it unchanged. Each point and
+    split costs one Lanczos run (:func:`~landscape.hessian.eig_extremes`, residuals relative
+    to ‖H‖ below ``tol``) from the same seeded start vector, so a point's values do not depend
+    on the order or the process that computed it. The caller's model is never touched.
+    """
+
+    def __init__(self, model: nn.Module, directions: Directions, splits: Mapping[str, TensorSplit], loss_fn: LossFn,
+                 names: Sequence[str], *, device: torch.device | str = "cpu", batch_size: int = 0,
+                 tol: float = 1e-3, max_iter: int = 100, seed: int = 0) -> None:
+        check_directions(directions, model)
+        self.device = torch.device(device)
+        self.model = copy.deepcopy(model).to(self.device).eval()
+        self.columns = [f"{split}_{m}" for split in splits for m in EIG_METRICS]
+        self.points_per_call = 1  # one Lanczos run per point: nothing to vectorize
+        self.tol, self.max_iter, self.seed = tol, max_iter, seed
+        self.hvps, self.seconds = 0, 0.0  # totals over every point, for cost reports
+        targets = target_tensors(self.model, directions.dir_type)
+        ys = directions.y or {}
+        # only tensors whose direction is non-zero move; the rest stay the model's own
+        moved = [k for k in directions.x if bool(directions.x[k].any()) or (k in ys and bool(ys[k].any()))]
+        self.origin = {k: targets[k] for k in moved}  # aliases of the private copy, never written
+        self.dx = {k: directions.x[k].to(self.device, targets[k].dtype) for k in moved}
+        self.dy = {k: ys[k].to(self.device, targets[k].dtype) for k in moved} if directions.y is not None else None
+        self.problems = {name: HessianProblem(self.model, names, split_batches(split.to(self.device), batch_size), loss_fn)
+                         for name, split in splits.items()}
+
+    def point(self, a: float, b: float) -> dict[str, Tensor]:
+        """``θ* + a·δ + b·η`` for the moved tensors, as new tensors (the origin is untouched)."""
+        out = {}
+        for k, w in self.origin.items():
+            p = w + a * self.dx[k]
+            out[k] = p if self.dy is None else p + b * self.dy[k]
+        return out
+
+    def _row(self, problem: HessianProblem) -> list[float]:
+        try:
+            lam_max, lam_min, res = eig_extremes(problem, tol=self.tol, max_iter=self.max_iter, seed=self.seed)
+        except np.linalg.LinAlgError:  # NaN/inf curvature at a diverged point: a legitimate NaN value
+            return [math.nan] * len(EIG_METRICS)
+        self.hvps += res.hvps
+        self.seconds += res.seconds
+        return [lam_max, lam_min, eig_ratio(lam_max, lam_min), float(res.all_converged)]
+
+    def evaluate(self, coords: np.ndarray) -> np.ndarray:
+        """Values at each (α, β) row of ``coords``: (k, len(columns)) float64 on the host."""
+        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        out = np.empty((len(coords), len(self.columns)))
+        for i, (a, b) in enumerate(coords):
+            params = self.point(float(a), float(b))
+            out[i] = [v for problem in self.problems.values() for v in self._row(problem.at(params))]
+        return out
+
+    def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]:
+        """Nothing to tune (one point per call); evaluates no point."""
+        return np.empty((0, len(self.columns))), 0
+
+
+def eig_ratio_engine(exp: Experiment, cfg: Config, directions: Directions, splits: Mapping[str, TensorSplit],
+                     device: torch.device) -> EigenRatioEngine:
+    """The engine behind ``landscape surface --metric eig_ratio`` for a config."""
+    if cfg.surface.bn != "fixed":
+        raise ConfigError("--metric eig_ratio takes the Hessian with the checkpoint's BatchNorm statistics; "
+                          "it cannot be combined with --bn recompute")
+    h = cfg.hessian
+    if not h.map_tol > 0 or h.map_max_iter < 1:
+        raise ConfigError(f"hessian.map_tol must be > 0 and map_max_iter ≥ 1, got {h.map_tol} and {h.map_max_iter}")
+    loss = hessian_loss(cfg)
+    names = parameter_names(exp.model, cfg.directions.dir_type, cfg.directions.ignore)
+    return EigenRatioEngine(exp.model, directions, splits, per_sample_loss(exp, loss), names, device=device,
+                            batch_size=cfg.surface.batch_size, tol=h.map_tol, max_iter=h.map_max_iter, seed=h.seed)
+
+
+def eig_map_settings(cfg: Config) -> dict[str, Any]:
+    """What, beyond the usual surface settings, determines the values of an eig_ratio map."""
+    h = cfg.hessian
+    return {"dir_type": cfg.directions.dir_type, "ignore": cfg.directions.ignore, "tol": h.map_tol,
+            "max_iter": h.map_max_iter, "seed": h.seed}
+
+
+# --- landscape hessian -------------------------------------------------------------------------
+
+
+def forward_seconds(model: nn.Module, batches: Batches, loss_fn: LossFn, repeats: int = 3) -> float:
+    """Best-of-``repeats`` seconds for one loss evaluation over ``batches`` (one loss-surface point)."""
+    best = math.inf
+    with eval_mode(model), torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
+            for x, y in batches:
+                total += loss_fn(model(x), y).sum()
+            float(total)  # wait for the device
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _check_hessian_settings(cfg: Config, dim: int) -> None:
+    h = cfg.hessian
+    if not 1 <= h.top_k <= dim:
+        raise ConfigError(f"hessian.top_k = {h.top_k} must be between 1 and the number of parameters P = {dim}")
+    if not h.tol > 0 or h.max_iter < 1 or h.trace_samples < 2:
+        raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples ≥ 2; got {h.tol}, {h.max_iter}, "
+                          f"{h.trace_samples}")
+
+
+def _eigen_report(res: EigenResult, tol: float, relative_to: str) -> dict[str, Any]:
+    return {"method": res.method, "tol": tol, "relative_to": relative_to, "iterations": res.iterations,
+            "hvps": res.hvps, "seconds": res.seconds, "residuals": list(res.residuals),
+            "converged": list(res.converged)}
+
+
+def _trace_report(res: TraceResult) -> dict[str, Any]:
+    return {"estimate": res.estimate, "stderr": res.stderr, "ci95": list(res.ci95), "samples": res.samples,
+            "hvps": res.hvps, "seconds": res.seconds}
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """JSON has no NaN/inf: they become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON atomically (a temporary file renamed over ``path``)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, p)
+
+
+def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
+                save_directions_to: str | Path | None = None, unsafe: bool = False,
+                checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
+    """Eigenvalues, trace and speed of the loss Hessian at ``checkpoint``; returns the report.
+
+    ``cfg`` defaults to the checkpoint's own; its ``hessian`` section sets k, tolerances,
+    iterations, probes and seed; ``surface`` the loss, split, samples, batch size and device;
+    ``directions`` the parameter set. The report (JSON-ready, NaN/inf as None) is written to
+    ``out`` when given; ``save_directions_to`` also writes the top two eigenvectors as a
+    direction file (kind ``hessian``) for ``landscape surface --directions``.
+    """
+    t_start = time.perf_counter()
+    ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
+    exp = experiment_from_checkpoint(ckpt, cfg)
+    cfg = cfg or exp.config
+    device = resolve_device(cfg.surface.device)
+    s = setup(exp, cfg, device, allow_both=False)
+    problem, h = s.problem, cfg.hessian
+    _check_hessian_settings(cfg, problem.dim)
+    loss, grad = problem.loss_and_grad()
+    top = lanczos(problem, h.top_k, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
+                  vectors=save_directions_to is not None)
+    # λmin is often ≈ 0, where an eigenvalue-relative test can never be met: test it against ‖H‖
+    bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
+                     relative_to="norm", vectors=False)
+    trace = hutchinson_trace(problem, samples=h.trace_samples, seed=h.seed)
+    exact = exact_trace(problem) if problem.dim <= EXACT_TRACE_MAX_DIM else None
+    runs: list[EigenResult | TraceResult] = [top, bottom, trace, *([exact] if exact is not None else [])]
+    hvps, hvp_seconds = sum(r.hvps for r in runs), sum(r.seconds for r in runs)
+    fwd = forward_seconds(s.model, s.batches, s.loss_fn)
+    full = config_to_dict(cfg)
+    report: dict[str, Any] = {
+        "checkpoint": str(ckpt.path),
+        "checkpoint_sha256": sha256_file(ckpt.path),
+        "landscape_version": __version__,
+        "settings": {"loss": s.loss, "split": s.split, "max_samples": cfg.surface.max_samples,
+                     "num_samples": problem.num_samples, "batch_size": cfg.surface.batch_size, "device": str(device),
+                     **{k: v for k, v in full["hessian"].items() if not k.startswith("map_")}, "data": full["data"], "model": full["model"]},
+        "parameters": {"dir_type": cfg.directions.dir_type, "ignore": cfg.directions.ignore, "dim": problem.dim,
+                       "names": list(problem.names), "shapes": [list(sh) for sh in problem.shapes]},
+        "loss": loss,
+        "grad_norm": math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad)),
+        "eigenvalues": list(top.eigenvalues),
+        "eigenvalues_convergence": _eigen_report(top, h.tol, "eigenvalue"),
+        "min_eigenvalue": bottom.eigenvalues[0],
+        "min_eigenvalue_convergence": _eigen_report(bottom, h.tol, "norm"),
+        "eig_ratio": eig_ratio(top.eigenvalues[0], bottom.eigenvalues[0]),
+        "trace": _trace_report(trace),
+        "exact_trace": exact.estimate if exact is not None else None,
+        "hvps": hvps,
+        "hvp_seconds": hvp_seconds,
+        "hvps_per_second": hvps / hvp_seconds if hvp_seconds > 0 else None,
+        # one loss-surface point is one forward pass over the data; one HVP is worth this many
+        "forward_seconds": fwd,
+        "hvp_cost_in_forward_passes": (hvp_seconds / hvps) / fwd if hvps and fwd > 0 else None,
+    }
+    if save_directions_to is not None:
+        dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, ignore=cfg.directions.ignore,
+                                seed=h.seed, loss=s.loss, split=s.split)
+        save_directions(save_directions_to, dirs, exp.model)
+        report["directions_file"] = str(save_directions_to)
+    report["seconds"] = time.perf_counter() - t_start
+    report = _finite_or_none(report)
+    if out is not None:
+        write_json(out, report)
+        report["file"] = str(out)
+    return report
+
+
+def _status(conv: Mapping[str, Any]) -> str:
+    n, ok = len(conv["converged"]), sum(conv["converged"])
+    word = "converged" if ok == n else f"{ok}/{n} converged — raise --max-iter or --tol"
+    return f"{word}, {conv['iterations']} Lanczos steps, max residual {max(conv['residuals']):.2g}"
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.6g}"
+
+
+def format_hessian(report: Mapping[str, Any]) -> str:
+    """A few human-readable lines for the terminal."""
+    st, par, tr = report["settings"], report["parameters"], report["trace"]
+    lines = [f"Hessian of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
+             f"tensors ({par['dir_type']}, ignore {par['ignore']}): P = {par['dim']:,}; loss {_num(report['loss'])}, "
+             f"‖grad‖ {_num(report['grad_norm'])}",
+             "top eigenvalues: " + ", ".join(_num(v) for v in report["eigenvalues"])
+             + f" ({_status(report['eigenvalues_convergence'])})",
+             f"λmin = {_num(report['min_eigenvalue'])} ({_status(report['min_eigenvalue_convergence'])}); "
+             f"|λmin/λmax| = {_num(report['eig_ratio'])}",
+             f"trace ≈ {_num(tr['estimate'])} ± {_num(tr['stderr'])} (95 % CI [{_num(tr['ci95'][0])}, "
+             f"{_num(tr['ci95'][1])}], {tr['samples']} Rademacher probes)"
+             + (f"; exact trace {_num(report['exact_trace'])}" if report.get("exact_trace") is not None else "")]
+    rate, cost = report.get("hvps_per_second"), report.get("hvp_cost_in_forward_passes")
+    lines.append(f"{report['hvps']} HVPs in {report['hvp_seconds']:.2f} s ({_num(rate)} HVPs/s on {st['device']}; "
+                 f"one HVP ≈ {_num(cost)} loss evaluations)")
+    written = [report[k] for k in ("file", "directions_file") if report.get(k)]
+    if written:
+        lines.append("wrote " + " and ".join(written))
+    return "\n".join(lines)

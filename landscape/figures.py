@@ -1,0 +1,358 @@
+"""Figures from files: a surface file (and optionally a trajectory file) → PDF/PNG/SVG files.
+
+The layer between the HDF5 files and the pure array functions of :mod:`landscape.plot`. It
+reads a surface (:func:`landscape.surface_file.read_surface`) and a trajectory
+(:func:`landscape.trajectory.load_trajectory`), decides which kinds of figure apply to them,
+labels the axes from the files' own attributes, and saves each figure as
+``<out_dir>/<stem>_<kind>.<fmt>``.
+
+Kinds (:data:`KINDS`):
+
+- ``contour``, ``filled``, ``heatmap``, ``surface3d``: one 2D metric; ``surface3d`` also draws
+  the optimizer path on the surface when a trajectory is given;
+- ``trajectory``: the path of a trajectory file over the contours of its PCA plane;
+- ``line``: a 1D slice, loss and accuracy on twin axes (train solid, test dashed), the two
+  models marked when the slice is an interpolation;
+- ``panels``: one panel per criterion when the file holds several losses, each with its own
+  colour scale (values of different criteria are not comparable).
+
+Array convention (docs/CONTRACTS.md): ``A[i, j]`` is the value at ``(x[i], y[j])``; the plot
+functions transpose for matplotlib. Diverged (NaN/inf) and not yet computed points are masked
+there, given the file's ``done`` mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from matplotlib.figure import Figure
+
+from landscape import plot
+from landscape.errors import ConfigError, GridError, LandscapeError
+from landscape.surface_file import SurfaceFile, read_surface
+from landscape.trajectory import TrajectoryPoints, load_trajectory
+
+__all__ = ["FORMATS", "KINDS", "applicable_kinds", "bilinear", "plot_surface_file", "resolve_metric"]
+
+KINDS = ("contour", "filled", "heatmap", "surface3d", "line", "trajectory", "panels")
+FORMATS = ("pdf", "png", "svg")
+_SPLIT_WORDS = {"train": "training", "test": "test"}
+_METRIC_WORDS = {"loss": "loss", "acc": "accuracy"}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything one figure needs: the surface, the chosen metric, the path, the style."""
+
+    sf: SurfaceFile
+    metric: str
+    path: TrajectoryPoints | None
+    style: dict[str, Any]  # keyword options shared by the plot functions
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.sf.grid.x
+
+    @property
+    def y(self) -> np.ndarray:
+        assert self.sf.grid.y is not None  # only 2D kinds ask
+        return self.sf.grid.y
+
+    @property
+    def z(self) -> np.ndarray:
+        return self.sf.values[self.metric]
+
+    def plane(self) -> dict[str, Any]:
+        """Options of the 2D plot functions: labels from the file, masks from ``done``."""
+        return {"done": self.sf.done, "metric_label": metric_label(self.metric), "x_label": self.sf.attrs.get("x_label") or "α",
+                "y_label": self.sf.attrs.get("y_label") or "β", **self.style}
+
+
+# --- names and labels -------------------------------------------------------------------------------
+
+
+def metric_label(name: str) -> str:
+    """``train_loss`` → "training loss", ``test_acc`` → "test accuracy", ``train_mse`` → "training mse"."""
+    split, _, what = name.partition("_")
+    if split not in _SPLIT_WORDS or not what:
+        return name.replace("_", " ")
+    return f"{_SPLIT_WORDS[split]} {_METRIC_WORDS.get(what, what.replace('_', ' '))}"
+
+
+def resolve_metric(columns: Sequence[str], metric: str, source: str = "the file") -> str:
+    """``metric`` when ``columns`` hold it; otherwise a :class:`ConfigError` listing what they hold."""
+    if metric not in columns:
+        raise ConfigError(f"{source} has no metric {metric!r}; available: {', '.join(columns)}")
+    return metric
+
+
+def criteria(sf: SurfaceFile, split: str) -> list[str]:
+    """The per-criterion columns of one split (``train_cross_entropy``, ``train_mse``, ...).
+
+    A file evaluated under several losses holds ``<split>_loss`` (the first criterion again),
+    one column per criterion and ``<split>_acc``; a single-loss file holds no such columns.
+    """
+    prefix = f"{split}_"
+    return [c for c in sf.columns if c.startswith(prefix) and c[len(prefix):] not in ("loss", "acc")]
+
+
+def _split_of(metric: str) -> str:
+    split = metric.partition("_")[0]
+    return split if split in _SPLIT_WORDS else "train"
+
+
+def _title(sf: SurfaceFile, title: bool | str | None) -> str | None:
+    """The figure title: the caller's text, none, or "<model> on <data>" from the file's settings."""
+    if isinstance(title, str):
+        return title or None
+    if not title:
+        return None
+    settings = sf.attrs.get("settings", {})
+    model = settings.get("model", {}).get("name")
+    data = settings.get("data", {}).get("name")
+    return f"{model} on {data}" if model and data else None
+
+
+# --- which kinds apply ------------------------------------------------------------------------------
+
+
+def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict[str, str | None]:
+    """For every kind: None when it applies to this file, else why not (for error messages)."""
+    dims = 1 if sf.grid.y is None else 2
+    two_d = None if dims == 2 else f"needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)"
+    found = criteria(sf, _split_of(metric))
+    return {
+        "contour": two_d,
+        "filled": two_d,
+        "heatmap": two_d,
+        "surface3d": two_d,
+        "line": None if dims == 1 else f"needs a 1D surface, and {str(sf.path)!r} is 2D",
+        "trajectory": two_d or (None if has_trajectory else "needs a trajectory file (--trajectory FILE.h5)"),
+        "panels": two_d or (None if len(found) > 1 else
+                            f"needs a surface evaluated under several losses (surface --loss a,b); "
+                            f"{str(sf.path)!r} holds {', '.join(sf.columns)}"),
+    }
+
+
+def _choose(kinds: Sequence[str] | None, reasons: dict[str, str | None], lenient: bool) -> list[str]:
+    """The kinds to draw: those asked for (all when None) that apply; an explicit misfit raises."""
+    asked = list(dict.fromkeys(KINDS if kinds is None else kinds))
+    unknown = [k for k in asked if k not in KINDS]
+    if unknown:
+        raise ConfigError(f"unknown figure kind {unknown[0]!r}; choose from {', '.join(KINDS)}")
+    if kinds is not None and not lenient:
+        for kind in asked:
+            if reasons[kind] is not None:
+                raise LandscapeError(f"figure kind {kind!r} {reasons[kind]}")
+    return [k for k in asked if reasons[k] is None]
+
+
+# --- the path on the plane ----------------------------------------------------------------------------
+
+
+def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of the grid values ``z`` (len(x), len(y)) at ``points`` (n, 2).
+
+    Returns (n,) float64: NaN outside the grid, and wherever a corner of the enclosing cell is
+    NaN (a diverged or uncomputed point). Exact for any function linear in x and y.
+    """
+    px, py = points[:, 0], points[:, 1]
+    i = np.clip(np.searchsorted(x, px, side="right") - 1, 0, len(x) - 2)  # cell [x[i], x[i+1]]
+    j = np.clip(np.searchsorted(y, py, side="right") - 1, 0, len(y) - 2)
+    tx = (px - x[i]) / (x[i + 1] - x[i])  # (n,) in [0, 1] inside the grid
+    ty = (py - y[j]) / (y[j + 1] - y[j])
+    value = ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i + 1, j]
+             + (1 - tx) * ty * z[i, j + 1] + tx * ty * z[i + 1, j + 1])
+    inside = (px >= x[0]) & (px <= x[-1]) & (py >= y[0]) & (py <= y[-1])
+    return np.where(inside, value, np.nan)
+
+
+def path_heights(job: _Job) -> np.ndarray:
+    """Height of each checkpoint on the surface: its recorded loss, or the surface interpolated there.
+
+    The trajectory file records each checkpoint's training loss over the whole training set;
+    it is used when the figure shows exactly that (``train_loss`` of a surface evaluated on the
+    whole split). Otherwise, and for checkpoints without a record, the surface is interpolated
+    at the checkpoint's projected coordinates.
+    """
+    assert job.path is not None
+    z = np.where(job.sf.done & np.isfinite(job.z), job.z, np.nan)
+    heights = bilinear(job.x, job.y, z, job.path.coords)
+    same_quantity = job.metric == "train_loss" and not job.sf.attrs.get("settings", {}).get("max_samples", 0)
+    if same_quantity:
+        recorded = job.path.losses
+        heights = np.where(np.isfinite(recorded), recorded, heights)
+    return heights
+
+
+def _directions_fingerprint(trajectory: Path) -> str | None:
+    try:
+        with h5py.File(trajectory, "r") as f:
+            value = f.attrs.get("fingerprint")
+    except OSError:
+        return None  # load_trajectory has already said what is wrong with the file
+    return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
+
+
+def _check_same_plane(sf: SurfaceFile, trajectory: Path) -> None:
+    """A path's coordinates mean something only in the plane of its own PCA directions."""
+    ours, theirs = sf.attrs.get("directions_fingerprint"), _directions_fingerprint(trajectory)
+    if ours and theirs and ours != theirs:
+        raise LandscapeError(f"trajectory {str(trajectory)!r} was not computed in the plane of {str(sf.path)!r} "
+                             "(their directions differ): compute the surface with "
+                             f"`landscape surface CHECKPOINT --directions {trajectory}`")
+
+
+def _epoch_labels(path: TrajectoryPoints) -> list[str]:
+    return [str(int(e)) if e >= 0 else str(k) for k, e in enumerate(path.epochs)]
+
+
+def _path_labels(sf: SurfaceFile, path: TrajectoryPoints) -> tuple[str, str]:
+    """Axis labels with the explained variance: the surface's own when they carry it."""
+    x_label, y_label = sf.attrs.get("x_label", ""), sf.attrs.get("y_label", "")
+    if str(x_label).startswith("PC") and str(y_label).startswith("PC"):
+        return str(x_label), str(y_label)
+    return path.axis_labels
+
+
+# --- one function per kind ------------------------------------------------------------------------------
+
+
+def _contour(job: _Job) -> Figure:
+    return plot.contour(job.x, job.y, job.z, **job.plane())
+
+
+def _filled(job: _Job) -> Figure:
+    return plot.filled_contour(job.x, job.y, job.z, **job.plane())
+
+
+def _heatmap(job: _Job) -> Figure:
+    return plot.heatmap(job.x, job.y, job.z, **job.plane())
+
+
+def _surface3d(job: _Job) -> Figure:
+    path = None
+    if job.path is not None:
+        path = (job.path.coords[:, 0], job.path.coords[:, 1], path_heights(job))
+    return plot.surface3d(job.x, job.y, job.z, path, **job.plane())
+
+
+def _trajectory(job: _Job) -> Figure:
+    assert job.path is not None
+    x_label, y_label = _path_labels(job.sf, job.path)
+    options = {**job.plane(), "x_label": x_label, "y_label": y_label}
+    return plot.trajectory(job.x, job.y, job.z, job.path.coords, labels=_epoch_labels(job.path), **options)
+
+
+def _line(job: _Job) -> Figure:
+    """Loss (left) and accuracy (right) of both splits along the slice."""
+    what = job.metric.partition("_")[2]
+    family = "loss" if what == "acc" else what
+    curves = {metric_label(f"{s}_{family}").replace("training", "train"): job.sf.values[f"{s}_{family}"]
+              for s in _SPLIT_WORDS if f"{s}_{family}" in job.sf.values}
+    accs = {metric_label(f"{s}_acc").replace("training", "train"): job.sf.values[f"{s}_acc"]
+            for s in _SPLIT_WORDS if f"{s}_acc" in job.sf.values}
+    endpoints = [0.0, 1.0] if job.sf.attrs.get("directions", {}).get("kind") == "target" else None
+    label = "loss" if family == "loss" else family.replace("_", " ")
+    return plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
+                     x_label=job.sf.attrs.get("x_label") or "α", log=job.style["log"], endpoints=endpoints,
+                     width=job.style["width"], title=job.style["title"])
+
+
+def _panels(job: _Job) -> Figure:
+    """One panel per criterion, each with its own levels and colourbar."""
+    columns = criteria(job.sf, _split_of(job.metric))
+    prefix = f"{_split_of(job.metric)}_"
+    zs = {c[len(prefix):].replace("_", " "): job.sf.values[c] for c in columns}
+    dones = dict.fromkeys(zs, job.sf.done)
+    options = {**job.plane(), "metric_label": f"{_SPLIT_WORDS[_split_of(job.metric)]} loss", "width": "double"}
+    del options["done"]
+    return plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
+
+
+_DRAW: dict[str, Callable[[_Job], Figure]] = {
+    "contour": _contour,
+    "filled": _filled,
+    "heatmap": _heatmap,
+    "surface3d": _surface3d,
+    "line": _line,
+    "trajectory": _trajectory,
+    "panels": _panels,
+}
+
+
+# --- the public entry point --------------------------------------------------------------------------------
+
+
+def _check_options(formats: Sequence[str], levels: int | None, dpi: int) -> None:
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"unknown figure format {unknown[0] if unknown else '(none given)'!r}; choose from {', '.join(FORMATS)}")
+    if levels is not None and levels < 2:
+        raise ConfigError(f"levels must be at least 2, got {levels}")
+    if dpi < 10:
+        raise ConfigError(f"dpi must be at least 10, got {dpi}")
+
+
+def plot_surface_file(
+    surface: str | Path,
+    out_dir: str | Path,
+    *,
+    trajectory: str | Path | None = None,
+    kinds: Sequence[str] | None = None,
+    lenient: bool = False,
+    formats: Sequence[str] = ("pdf", "png"),
+    metric: str = "train_loss",
+    levels: int | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    log: bool = False,
+    cmap: str = "viridis",
+    width: plot.Width = "single",
+    dpi: int = 200,
+    title: bool | str | None = True,
+) -> list[Path]:
+    """Draw the figures of a surface file; returns the files written, ``<out_dir>/<stem>_<kind>.<fmt>``.
+
+    ``kinds`` None draws every kind that applies to the file (2D kinds for a 2D surface,
+    ``line`` for a 1D one, ``trajectory`` with a trajectory file, ``panels`` for several
+    losses). A kind named in ``kinds`` that does not apply raises :class:`LandscapeError`,
+    unless ``lenient`` (for a list of defaults meant for any file): then it is skipped.
+    ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...). ``title`` True
+    gives "<model> on <data>", a string that text, False none.
+    """
+    _check_options(formats, levels, dpi)
+    sf = read_surface(surface)
+    chosen = resolve_metric(sf.columns, metric, repr(str(surface)))
+    path = load_trajectory(trajectory) if trajectory is not None else None
+    selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
+    if path is not None and ({"trajectory", "surface3d"} & set(selected)):
+        _check_same_plane(sf, Path(trajectory))  # type: ignore[arg-type]
+    style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width,
+             "title": _title(sf, title)}
+    job = _Job(sf, chosen, path, style)
+    stem = Path(out_dir) / Path(surface).stem
+    written: list[Path] = []
+    for kind in selected:
+        figure = _DRAW[kind](job)
+        written += plot.save_figure(figure, stem.with_name(f"{stem.name}_{kind}"), formats, dpi)
+    return written
+
+
+def plot_training_curves(run_json: dict[str, Any], out_stem: Path, *, formats: Sequence[str] = ("pdf", "png"),
+                         width: plot.Width = "single", dpi: int = 200, title: str | None = None) -> list[Path]:
+    """Loss against epoch for both splits, from a run manifest (``run.json``); returns the files."""
+    epochs = [c for c in run_json.get("checkpoints", []) if c.get("kind") == "epoch"]
+    if not epochs:
+        raise GridError("the run lists no epoch checkpoints to draw")
+    x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
+    curves = {f"{metric_label(name).replace('training', 'train')}": (x, np.array([c.get(name, math.nan) for c in epochs]))
+              for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
+    figure = plot.training_curves(curves, width=width, title=title, log=True)
+    return plot.save_figure(figure, out_stem, formats, dpi)
