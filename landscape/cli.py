@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape import __version__
-from landscape.config import Config, config_from_dict, config_to_dict, apply_overrides, read_toml
+from landscape.config import Config, apply_overrides, config_from_dict, config_to_dict, read_toml
 from landscape.errors import ConfigError, LandscapeError
 
 Handler = Callable[[argparse.Namespace], int]

@@ -12,13 +12,14 @@ import copy
 import dataclasses
 import json
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import tomllib
 
 from landscape.errors import ConfigError
 
@@ -100,10 +101,10 @@ class SurfaceConfig:
 
 @dataclass(frozen=True)
 class PlotConfig:
-    kinds: tuple[str, ...] = ("contour", "filled", "heatmap", "surface3d", "line", "trajectory")
+    kinds: tuple[str, ...] = ("contour", "filled", "heatmap", "surface3d", "line", "trajectory", "panels")
     formats: tuple[str, ...] = ("pdf", "png")
     metric: str = "train_loss"
-    levels: int = 30
+    levels: int | None = None  # about this many contour levels; None: automatic (12 lines, 20 bands)
     vmin: float | None = None
     vmax: float | None = None
     log: bool = False
@@ -267,7 +268,8 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain nested dict (tuples become lists) suitable for JSON, TOML and checkpoints."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    plain: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(config)))
+    return plain
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

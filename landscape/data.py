@@ -93,7 +93,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[Pair, Pair]:
     images = torch.from_numpy(table[:, :-1] / 16.0).reshape(-1, 1, 8, 8)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    n_test = int(round(test_fraction * len(labels)))
+    n_test = round(test_fraction * len(labels))
     test, train = order[:n_test], order[n_test:]
     return (images[train], labels[train]), (images[test], labels[test])
 
@@ -248,4 +248,4 @@ def dataset_names() -> list[str]:
     return DATASETS.names()
 
 
-__all__ = ["DATASETS", "DataBundle", "TensorSplit", "Task", "load_data", "dataset_names", "RegistryError"]
+__all__ = ["DATASETS", "DataBundle", "RegistryError", "Task", "TensorSplit", "dataset_names", "load_data"]

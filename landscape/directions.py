@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,7 +74,7 @@ class Directions:
 
 
 def norm(d: Mapping[str, Tensor]) -> float:
-    return float(sum(float((t.double() ** 2).sum()) for t in d.values())) ** 0.5
+    return math.sqrt(sum(float((t.double() ** 2).sum()) for t in d.values()))
 
 
 def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
 from landscape import __version__
 from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.config import Config, config_to_dict
@@ -38,8 +40,6 @@ from landscape.experiment import Experiment, experiment_from_checkpoint, resolve
 from landscape.progress import bar
 from landscape.surface import MAX_POINTS, Evaluator, Grid, SurfaceEngine
 from landscape.surface_file import SurfaceFile, exclusive_lock, open_surface
-
-import torch
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,6 @@ class MetricSet:
         want = (target.shape[0], self.num_classes) if target.dtype == torch.long else tuple(target.shape)
         if tuple(output.shape) != tuple(want):
             raise ModelError(f"the model returns shape {tuple(output.shape)} but the data and loss need {tuple(want)}")
-        if any(c.name == "bce" for c in self.criteria) and target.is_floating_point():
-            if not bool(((target >= 0) & (target <= 1)).all()):
-                raise ModelError("loss 'bce' needs targets in [0, 1]")
+        bce = any(c.name == "bce" for c in self.criteria)
+        if bce and target.is_floating_point() and not bool(((target >= 0) & (target <= 1)).all()):
+            raise ModelError("loss 'bce' needs targets in [0, 1]")

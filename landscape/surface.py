@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import numpy as np
 import torch
@@ -114,7 +114,7 @@ class Evaluator(Protocol):
     def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]: ...
 
 
-def _is_bn(m: nn.Module) -> bool:
+def _is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
     return isinstance(m, nn.modules.batchnorm._BatchNorm)
 
 
@@ -125,6 +125,10 @@ class _LinearStem(nn.Module):
     grid point costs two axpys instead of the layer. ``coef`` holds (α, β); under ``vmap`` it is
     stacked to (K, 2) like any other tensor. ``key`` names the batch being evaluated.
     """
+
+    coef: Tensor
+    cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]]
+    key: tuple[str, int]
 
     def __init__(self, cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]], device: torch.device) -> None:
         super().__init__()
@@ -199,7 +203,7 @@ class SurfaceEngine:
 
     def _use_channels_last(self) -> None:
         """NHWC convolutions are markedly faster on CPUs (oneDNN); values agree to float32 rounding."""
-        self.model.to(memory_format=torch.channels_last)
+        self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         targets = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
         self.params = [targets[k].detach() for k in self.names]  # the layout change made new tensors
         self.splits = {name: TensorSplit(s.inputs.contiguous(memory_format=torch.channels_last) if s.inputs.ndim == 4

@@ -125,7 +125,7 @@ class Trainer:
             manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"{self.manifest_path} is corrupt ({err}); remove it or pass --overwrite") from err
-        resumable = _RESUMABLE_CHANGES
+        resumable: tuple[str, ...] = _RESUMABLE_CHANGES
         if self.cfg.schedule == "cosine":  # its T_max is train.epochs: every epoch's LR depends on it
             resumable = tuple(k for k in resumable if k != "train.epochs")
         changes = [d for d in diff_settings(manifest.get("config", {}), config_to_dict(self.config))
@@ -196,7 +196,7 @@ class Trainer:
                     idx = order[start : start + cfg.batch_size]
                     loss = crit.fn(model(train.inputs[idx]), train.targets[idx], exp.data.num_classes).mean()
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward()  # type: ignore[no-untyped-call]
                     opt.step()
                     step += 1
                     pbar.update(1)
