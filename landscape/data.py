@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from landscape.config import DataConfig
-from landscape.errors import DataError, RegistryError
+from landscape.errors import DataError, LandscapeError, RegistryError
 from landscape.registry import Registry, is_user_spec, load_callable
 
 Task = Literal["classification", "binary", "regression", "reconstruction"]
@@ -181,8 +181,10 @@ def _raw(cfg: DataConfig) -> tuple[Pair, Pair]:
         fn = load_callable(cfg.name)
         try:
             result = fn(**cfg.options)
-        except TypeError as err:
-            raise DataError(f"calling {cfg.name!r} failed: {err}") from err
+        except LandscapeError:
+            raise
+        except Exception as err:  # the user's code: any failure is reported as a data problem
+            raise DataError(f"calling {cfg.name!r} failed: {type(err).__name__}: {err}") from err
     else:
         builder = DATASETS.get(cfg.name)
         options = dict(cfg.options)
@@ -199,6 +201,11 @@ def _raw(cfg: DataConfig) -> tuple[Pair, Pair]:
 
 def _select_classes(pair: Pair, classes: tuple[int, ...]) -> Pair:
     x, y = pair
+    present = sorted({int(v) for v in torch.unique(y).tolist()})
+    absent = [c for c in classes if c not in present]
+    if absent or len(set(classes)) != len(classes):  # a negative index would silently wrap around
+        raise DataError(f"data.classes = {list(classes)} must name distinct labels present in the data; "
+                        f"{'absent: ' + str(absent) if absent else 'repeated labels'} (the labels are {present[:20]})")
     keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype))
     relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
     relabel[torch.tensor(classes)] = torch.arange(len(classes))

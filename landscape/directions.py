@@ -260,6 +260,8 @@ def load_directions(path: str | Path, model: nn.Module) -> Directions:
                 raise DirectionError(f"{str(p)!r} holds no directions (expected groups x/y, directions/, or xdirection/ydirection)")
     except OSError as err:
         raise DirectionError(f"direction file {str(p)!r} is not a readable HDF5 file: {err}") from err
+    except (KeyError, ValueError, TypeError, AttributeError) as err:  # damaged layout: a group for a dataset, text for numbers
+        raise DirectionError(f"direction file {str(p)!r} is damaged: {str(err).strip() or type(err).__name__}") from err
     check_directions(dirs, model, p)
     return dirs
 

@@ -133,18 +133,26 @@ class Trainer:
         if changes and not self.overwrite:
             raise ConfigError(f"{self.out_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
                               "use another --out or pass --overwrite")
+        if not changes:
+            done = max((int(c["epoch"]) for c in manifest.get("checkpoints", [])), default=0)
+            if done > self.cfg.epochs and not self.overwrite:
+                raise ConfigError(f"{self.out_dir} already holds {done} epochs, more than train.epochs = {self.cfg.epochs}; "
+                                  "use another --out or pass --overwrite")
         return None if changes else manifest
 
     def run(self) -> RunResult:
         if self.cfg.threads > 0:
             torch.set_num_threads(self.cfg.threads)
         device = resolve_device(self.cfg.device)
+        manifest = self._load_manifest()
+        exp = build_experiment(self.config)  # fails early (unknown model, ...) before any folder is made
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise RunFolderError(f"cannot create the run folder {str(self.ckpt_dir)!r}: {err.strerror or err}") from err
-        manifest = self._load_manifest()
-        exp = build_experiment(self.config)
+        if manifest is None:  # a fresh start: stale checkpoints of an overwritten run must not linger
+            for stale in self.ckpt_dir.glob("*.pt"):
+                stale.unlink()
         model = exp.model.to(device)
         get_criterion(self.cfg.loss, exp.data.task)
         opt = make_optimizer(self.cfg, list(model.parameters()))
