@@ -281,6 +281,130 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
     _common(p)
 
 
+# --- compare ---------------------------------------------------------------------------------------
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from landscape.compare import format_rows, run_compare
+
+    overrides = _flag_overrides(args, {"epochs": "train.epochs", "seed": "train.seed"})
+    if args.losses:
+        overrides.append(f"compare.losses={json.dumps([n.strip() for n in args.losses.split(',') if n.strip()])}")
+    if args.device:
+        overrides += [f"train.device={json.dumps(args.device)}", f"surface.device={json.dumps(args.device)}"]
+    cfg = resolve_config(None, args.config_file, overrides + list(args.overrides))
+    result = run_compare(cfg, args.out, overwrite=args.overwrite, log=lambda msg: print(f"compare: {msg}", file=sys.stderr))
+    print(format_rows(result.rows))
+    print(f"\n{'computed: ' + ', '.join(result.work) if result.work else 'nothing to compute: every training and surface was done'}")
+    print(f"table: {args.out / 'summary.md'}; figures: {args.out / 'figures'}")
+    return 0
+
+
+@command("compare", "train one model per loss from the same initial weights and compare their landscapes")
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config_file", type=Path, metavar="CONFIG", help="TOML config with model, data, [train] and [compare] losses")
+    p.add_argument("--out", type=Path, required=True, help="folder: one run per loss, summary.csv/.md, figures/ (re-running resumes)")
+    p.add_argument("--losses", help="comma-separated losses to compare (overrides compare.losses)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int, help="training seed: the initial weights and data order shared by every loss")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (training and surfaces)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config value (TOML syntax for the value); repeatable")
+    p.add_argument("--overwrite", action="store_true", help="replace runs and surfaces made with other settings")
+
+
+# --- plot ------------------------------------------------------------------------------------------
+
+PLOT_FLAGS = {"metric": "plot.metric", "levels": "plot.levels", "vmin": "plot.vmin", "vmax": "plot.vmax",
+              "log": "plot.log", "cmap": "plot.cmap", "width": "plot.width", "dpi": "plot.dpi", "title": "plot.title"}
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from landscape.figures import applicable_kinds_of, plot_surface_file
+
+    formats = _comma_list(args.format)
+    flags = _flag_overrides(args, PLOT_FLAGS) + ([f"plot.formats={json.dumps(formats)}"] if formats is not None else [])
+    p = resolve_config(None, args.config, flags + list(args.overrides)).plot
+    kinds = _comma_list(args.kind)
+    written = plot_surface_file(args.file, args.out, trajectory=args.trajectory, kinds=p.kinds if kinds is None else kinds,
+                                lenient=kinds is None, formats=p.formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
+                                vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title)
+    if not written:
+        raise LandscapeError(f"none of the kinds {', '.join(p.kinds)} applies to {str(args.file)!r}; "
+                             f"it takes --kind {','.join(applicable_kinds_of(args.file, p.metric, args.trajectory is not None))}")
+    for path in written:
+        print(path)
+    return 0
+
+
+@command("plot", "draw a surface file (and a trajectory over it) as contour, filled, heatmap, 3D, line, trajectory, panels")
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, metavar="FILE.h5", help="surface file")
+    p.add_argument("--trajectory", type=Path, metavar="FILE.h5", help="trajectory file: the path over its PCA-plane surface")
+    p.add_argument("--out", type=Path, required=True, help="folder of the figures, named <surface stem>_<kind>.<format>")
+    p.add_argument("--kind", help="comma-separated: contour,filled,heatmap,surface3d,line,trajectory,panels "
+                                  "(default: every kind of [plot] kinds that applies to the file)")
+    p.add_argument("--format", help="comma-separated: pdf,png,svg (default pdf,png)")
+    p.add_argument("--metric", help="a dataset of the file: train_loss (default), test_loss, train_acc, train_mse, ...")
+    p.add_argument("--levels", type=int, help="about this many contour levels")
+    p.add_argument("--vmin", type=float, help="lower end of the colour scale")
+    p.add_argument("--vmax", type=float, help="upper end of the colour scale (3D: heights clipped there)")
+    p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None, help="log colour scale and log10 heights")
+    p.add_argument("--cmap", help="matplotlib colormap name (default viridis)")
+    p.add_argument("--width", choices=["single", "double"], help="printed width: one journal column (3.4 in) or two (7 in)")
+    p.add_argument("--dpi", type=int, help="resolution of raster formats (default 200)")
+    p.add_argument("--no-title", dest="title", action="store_const", const=False, default=None, help="no figure title")
+    p.add_argument("--config", type=Path, help="TOML config whose [plot] section sets the defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (TOML syntax for the value); repeatable")
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from landscape.figures import export_surface_file
+
+    path = export_surface_file(args.file, args.format, args.out, metric=args.metric, log=args.log, zmax=args.zmax)
+    print(path)
+    return 0
+
+
+@command("export", "write a surface file as ParaView .vtp, long-format .csv or NumPy .npz")
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, metavar="FILE.h5", help="surface file")
+    p.add_argument("--format", choices=["vtp", "csv", "npz"], required=True)
+    p.add_argument("--out", type=Path, help="file to write (default: FILE with the format's suffix)")
+    p.add_argument("--metric", help="csv/npz: only this metric (default all, plus a done column); vtp: the height "
+                                    "(default train_loss)")
+    p.add_argument("--log", action="store_true", help="vtp: height = log10 of the metric")
+    p.add_argument("--zmax", type=float, help="vtp: clip heights at this value (in the metric's units)")
+
+
+# --- run -------------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from landscape.pipeline import format_stage, run_pipeline
+
+    device = [f"surface.device={json.dumps(args.device)}"] if args.device else []
+    cfg = resolve_config(None, args.config_file, _overrides(args, "train") + device)
+    out = args.out or Path("runs") / args.config_file.stem
+    print(f"landscape run {args.config_file} → {out}", flush=True)
+    run_pipeline(cfg, out, overwrite=args.overwrite, report=lambda stage: print("  " + format_stage(stage), flush=True))
+    print(f"figures in {out / 'figures'}; surfaces in {out / 'surfaces'}; trajectory {out / 'trajectory.h5'}")
+    return 0
+
+
+@command("run", "the whole job: train, trajectory, random and PCA-plane surfaces, every figure (each stage resumes)")
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config_file", type=Path, metavar="CONFIG", help="TOML config ([data], [model], [train], [run], [plot], ...)")
+    p.add_argument("--out", type=Path, help="job folder (default runs/<config name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace results in DIR made with other settings, training included")
+    _common(p, config_positional=True)
+
+
 # --- entry points -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,7 +135,7 @@ class CompareConfig:
     x: str = "-1:1:31"  # 2D random-direction surface around each final model
     y: str = "-1:1:31"
     line_x: str = "-1:1:51"  # 1D slice along the same first direction
-    pca_grid: int = 31  # points per axis of the PCA-plane surfaces (one grid covering every path)
+    pca_grid: int = 31  # points per axis (odd) of the PCA-plane surfaces: ±(1 + pca_margin)·R, R = path radius
     pca_margin: float = 0.3
     floor: float = 1e-3  # ε of the relative loss 1 + (L − L(0)) / max(L(0), ε) and of the doubling radius
 

@@ -201,13 +201,8 @@ def _raw(cfg: DataConfig) -> tuple[Pair, Pair]:
 
 def _select_classes(pair: Pair, classes: tuple[int, ...]) -> Pair:
     x, y = pair
-    present = sorted({int(v) for v in torch.unique(y).tolist()})
-    absent = [c for c in classes if c not in present]
-    if absent or len(set(classes)) != len(classes):  # a negative index would silently wrap around
-        raise DataError(f"data.classes = {list(classes)} must name distinct labels present in the data; "
-                        f"{'absent: ' + str(absent) if absent else 'repeated labels'} (the labels are {present[:20]})")
     keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype))
-    relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
+    relabel = torch.full((max(int(y.max()), *classes) + 1,), -1, dtype=torch.int64)
     relabel[torch.tensor(classes)] = torch.arange(len(classes))
     return x[keep], relabel[y[keep]]
 
@@ -219,6 +214,11 @@ def load_data(cfg: DataConfig) -> DataBundle:
     if cfg.classes:
         if not labels:
             raise DataError(f"data.classes = {list(cfg.classes)} needs class labels, but {cfg.name!r} has float targets")
+        present = sorted({int(v) for v in torch.cat([train[1].reshape(-1), test[1].reshape(-1)]).unique().tolist()})
+        absent = [c for c in cfg.classes if c not in present]
+        if absent or len(set(cfg.classes)) != len(cfg.classes):  # a negative label would silently wrap around
+            raise DataError(f"data.classes = {list(cfg.classes)} must name distinct labels of {cfg.name!r}; "
+                            f"{'not among them: ' + str(absent) if absent else 'some are repeated'} (labels: {present[:20]})")
         train, test = _select_classes(train, cfg.classes), _select_classes(test, cfg.classes)
     xtr, ytr = train[0].float().contiguous(), train[1]
     xte, yte = test[0].float().contiguous(), test[1]

@@ -34,6 +34,8 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as err:
         raise ConfigError(f"device {name!r} is not a valid torch device (use cpu, cuda or cuda:N)") from err
+    if device.type not in ("cpu", "cuda"):  # meta, mps, xpu, ...: tensors without data or an untested backend
+        raise ConfigError(f"device {name!r} is not supported; use cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} was asked for but CUDA is not available on this machine")

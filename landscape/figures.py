@@ -38,7 +38,18 @@ from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.surface_file import SurfaceFile, read_surface
 from landscape.trajectory import TrajectoryPoints, load_trajectory
 
-__all__ = ["FORMATS", "KINDS", "applicable_kinds", "bilinear", "plot_surface_file", "resolve_metric"]
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "applicable_kinds",
+    "applicable_kinds_of",
+    "bilinear",
+    "export_surface_file",
+    "path_heights",
+    "plot_surface_file",
+    "plot_training_curves",
+    "resolve_metric",
+]
 
 KINDS = ("contour", "filled", "heatmap", "surface3d", "line", "trajectory", "panels")
 FORMATS = ("pdf", "png", "svg")
@@ -83,6 +94,11 @@ def metric_label(name: str) -> str:
     if split not in _SPLIT_WORDS or not what:
         return name.replace("_", " ")
     return f"{_SPLIT_WORDS[split]} {_METRIC_WORDS.get(what, what.replace('_', ' '))}"
+
+
+def _legend_label(name: str) -> str:
+    """``train_loss`` → "train loss": short, and starting with the split (plot.line styles by it)."""
+    return metric_label(name).replace("training ", "train ", 1)
 
 
 def resolve_metric(columns: Sequence[str], metric: str, source: str = "the file") -> str:
@@ -140,6 +156,13 @@ def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict
     }
 
 
+def applicable_kinds_of(surface: str | Path, metric: str = "train_loss", has_trajectory: bool = False) -> list[str]:
+    """The kinds that apply to a surface file (for messages and callers that want all of them)."""
+    sf = read_surface(surface)
+    reasons = applicable_kinds(sf, resolve_metric(sf.columns, metric, repr(str(surface))), has_trajectory)
+    return [k for k in KINDS if reasons[k] is None]
+
+
 def _choose(kinds: Sequence[str] | None, reasons: dict[str, str | None], lenient: bool) -> list[str]:
     """The kinds to draw: those asked for (all when None) that apply; an explicit misfit raises."""
     asked = list(dict.fromkeys(KINDS if kinds is None else kinds))
@@ -173,21 +196,20 @@ def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, points: np.ndarray) ->
     return np.where(inside, value, np.nan)
 
 
-def path_heights(job: _Job) -> np.ndarray:
-    """Height of each checkpoint on the surface: its recorded loss, or the surface interpolated there.
+def path_heights(sf: SurfaceFile, metric: str, path: TrajectoryPoints) -> np.ndarray:
+    """Height of each checkpoint on the surface (n,): its recorded loss, or the surface interpolated there.
 
     The trajectory file records each checkpoint's training loss over the whole training set;
     it is used when the figure shows exactly that (``train_loss`` of a surface evaluated on the
     whole split). Otherwise, and for checkpoints without a record, the surface is interpolated
     at the checkpoint's projected coordinates.
     """
-    assert job.path is not None
-    z = np.where(job.sf.done & np.isfinite(job.z), job.z, np.nan)
-    heights = bilinear(job.x, job.y, z, job.path.coords)
-    same_quantity = job.metric == "train_loss" and not job.sf.attrs.get("settings", {}).get("max_samples", 0)
-    if same_quantity:
-        recorded = job.path.losses
-        heights = np.where(np.isfinite(recorded), recorded, heights)
+    if sf.grid.y is None:
+        raise GridError(f"{str(sf.path)!r} is 1D: a path in a plane has no height on it")
+    z = np.where(sf.done & np.isfinite(sf.values[metric]), sf.values[metric], np.nan)
+    heights = bilinear(sf.grid.x, sf.grid.y, z, path.coords)
+    if metric == "train_loss" and not sf.attrs.get("settings", {}).get("max_samples", 0):
+        heights = np.where(np.isfinite(path.losses), path.losses, heights)
     return heights
 
 
@@ -239,7 +261,7 @@ def _heatmap(job: _Job) -> Figure:
 def _surface3d(job: _Job) -> Figure:
     path = None
     if job.path is not None:
-        path = (job.path.coords[:, 0], job.path.coords[:, 1], path_heights(job))
+        path = (job.path.coords[:, 0], job.path.coords[:, 1], path_heights(job.sf, job.metric, job.path))
     return plot.surface3d(job.x, job.y, job.z, path, **job.plane())
 
 
@@ -254,10 +276,9 @@ def _line(job: _Job) -> Figure:
     """Loss (left) and accuracy (right) of both splits along the slice."""
     what = job.metric.partition("_")[2]
     family = "loss" if what == "acc" else what
-    curves = {metric_label(f"{s}_{family}").replace("training", "train"): job.sf.values[f"{s}_{family}"]
+    curves = {_legend_label(f"{s}_{family}"): job.sf.values[f"{s}_{family}"]
               for s in _SPLIT_WORDS if f"{s}_{family}" in job.sf.values}
-    accs = {metric_label(f"{s}_acc").replace("training", "train"): job.sf.values[f"{s}_acc"]
-            for s in _SPLIT_WORDS if f"{s}_acc" in job.sf.values}
+    accs = {_legend_label(f"{s}_acc"): job.sf.values[f"{s}_acc"] for s in _SPLIT_WORDS if f"{s}_acc" in job.sf.values}
     endpoints = [0.0, 1.0] if job.sf.attrs.get("directions", {}).get("kind") == "target" else None
     label = "loss" if family == "loss" else family.replace("_", " ")
     return plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
@@ -332,8 +353,8 @@ def plot_surface_file(
     chosen = resolve_metric(sf.columns, metric, repr(str(surface)))
     path = load_trajectory(trajectory) if trajectory is not None else None
     selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
-    if path is not None and ({"trajectory", "surface3d"} & set(selected)):
-        _check_same_plane(sf, Path(trajectory))  # type: ignore[arg-type]
+    if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
+        _check_same_plane(sf, Path(trajectory))
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width,
              "title": _title(sf, title)}
     job = _Job(sf, chosen, path, style)
@@ -352,7 +373,75 @@ def plot_training_curves(run_json: dict[str, Any], out_stem: Path, *, formats: S
     if not epochs:
         raise GridError("the run lists no epoch checkpoints to draw")
     x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
-    curves = {f"{metric_label(name).replace('training', 'train')}": (x, np.array([c.get(name, math.nan) for c in epochs]))
+    curves = {_legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
               for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
     figure = plot.training_curves(curves, width=width, title=title, log=True)
     return plot.save_figure(figure, out_stem, formats, dpi)
+
+
+# --- curvature maps (landscape surface --metric eig_ratio) --------------------------------------------
+
+# An eig-ratio surface holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.curvature).
+_METRIC_WORDS.update({"max_eig": "λmax", "min_eig": "λmin", "eig_ratio": "|λmin/λmax|",
+                      "eig_converged": "Lanczos converged (1/0)"})
+
+
+def eig_ratio_heatmap(sf: SurfaceFile, split: str = "train", *, cmap: str = "magma", vmax: float | None = None,
+                      width: plot.Width = "single", title: str | None = None) -> Figure:
+    """|λmin/λmax| of an eig-ratio surface (Li et al. 2018, §7) as a heatmap.
+
+    The ratio is ≥ 0, so the colour scale is sequential and starts at 0: dark where the
+    landscape is locally convex (λmin ≈ 0), bright where negative curvature is as strong as the
+    positive. Diverged and not yet computed points are masked.
+    """
+    metric = resolve_metric(sf.columns, f"{split}_eig_ratio", repr(str(sf.path)))
+    if sf.grid.y is None:
+        raise GridError(f"an eig-ratio heatmap needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)")
+    return plot.heatmap(sf.grid.x, sf.grid.y, sf.values[metric], done=sf.done, metric_label="|λmin/λmax|",
+                        x_label=sf.attrs.get("x_label") or "α", y_label=sf.attrs.get("y_label") or "β",
+                        vmin=0.0, vmax=vmax, cmap=cmap, width=width, title=title)
+
+
+def plot_eig_ratio_file(surface: str | Path, out_dir: str | Path, *, split: str = "train",
+                        formats: Sequence[str] = ("pdf", "png"), dpi: int = 200) -> list[Path]:
+    """Save :func:`eig_ratio_heatmap` of a surface file as ``<out_dir>/<stem>_eig_ratio.<fmt>``."""
+    _check_options(formats, None, dpi)
+    sf = read_surface(surface)
+    figure = eig_ratio_heatmap(sf, split, title=_title(sf, True))
+    return plot.save_figure(figure, Path(out_dir) / f"{Path(surface).stem}_eig_ratio", formats, dpi)
+
+
+# --- export ------------------------------------------------------------------------------------------------
+
+EXPORT_FORMATS = ("vtp", "csv", "npz")
+
+
+def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = None, *, metric: str | None = None,
+                        log: bool = False, zmax: float | None = None) -> Path:
+    """Write a surface file as ``vtp`` (one metric as a height field), ``csv`` or ``npz``; returns the path.
+
+    ``csv`` and ``npz`` hold every metric (or only ``metric``) as stored in the file, plus a
+    ``done`` column (1 computed, 0 not yet), so a diverged point (NaN, done) and a missing one
+    (NaN, not done) stay apart. ``vtp`` draws ``metric`` (default ``train_loss``) with
+    not-computed points left as holes; ``log`` and ``zmax`` shape its heights (vtp only).
+    The default ``out`` is the surface file with the format's suffix.
+    """
+    from landscape.export import to_csv, to_npz, to_vtp
+
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
+    sf = read_surface(surface)
+    target = Path(out) if out is not None else Path(surface).with_suffix(f".{fmt}")
+    source = repr(str(surface))
+    if fmt == "vtp":
+        if sf.grid.y is None:
+            raise GridError(f"{source} is a 1D surface; vtp needs a 2D one (use csv or npz)")
+        name = resolve_metric(sf.columns, metric or "train_loss", source)
+        z = np.where(sf.done, sf.values[name], np.nan)
+        return to_vtp(target, sf.grid.x, sf.grid.y, z, log=log, zmax=zmax, name=name)
+    if log or zmax is not None:
+        raise ConfigError(f"--log and --zmax shape the heights of a vtp surface; they do not apply to {fmt}")
+    names = [resolve_metric(sf.columns, metric, source)] if metric else sf.columns
+    arrays = {**{n: sf.values[n] for n in names}, "done": sf.done.astype(np.float64)}
+    writer = to_csv if fmt == "csv" else to_npz
+    return writer(target, sf.grid.x, sf.grid.y, arrays)

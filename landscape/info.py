@@ -29,12 +29,15 @@ def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
 
 
 def _run_dir(path: Path) -> dict[str, Any]:
-    manifest = json.loads((path / "run.json").read_text())
-    ckpts = manifest.get("checkpoints", [])
-    cfg = manifest.get("config", {})
-    return {"file": str(path), "type": "run", "status": manifest.get("status"), "checkpoints": len(ckpts),
-            "model": cfg.get("model", {}).get("name"), "data": cfg.get("data", {}).get("name"),
-            "loss": cfg.get("train", {}).get("loss"), "last": ckpts[-1] if ckpts else None}
+    try:
+        manifest = json.loads((path / "run.json").read_text())
+        ckpts = manifest.get("checkpoints", [])
+        cfg = manifest.get("config", {})
+        return {"file": str(path), "type": "run", "status": manifest.get("status"), "checkpoints": len(ckpts),
+                "model": cfg.get("model", {}).get("name"), "data": cfg.get("data", {}).get("name"),
+                "loss": cfg.get("train", {}).get("loss"), "last": ckpts[-1] if ckpts else None}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError, KeyError, IndexError) as err:
+        raise LandscapeError(f"{str(path / 'run.json')!r} is not a readable run manifest: {type(err).__name__}: {err}") from err
 
 
 def _h5(path: Path) -> dict[str, Any]:
@@ -56,17 +59,20 @@ def _h5(path: Path) -> dict[str, Any]:
         if sf.grid.y is not None:
             out.update(y=[float(sf.grid.y[0]), float(sf.grid.y[-1]), len(sf.grid.y)], y_label=sf.attrs.get("y_label"))
         return out
-    with h5py.File(path, "r") as f:
-        groups = sorted(f.keys())
-        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in f.attrs.items()}
-        out = {"file": str(path), "type": "trajectory" if is_trajectory else "directions", "groups": groups,
-               "attributes": {k: v for k, v in attrs.items() if k != "model_fingerprint"}}
-        if "x" in f:
-            out["tensors"] = len(f["x"])
-        if is_trajectory:
-            t = f["trajectory"]
-            out["checkpoints"] = len(t["coords"])
-            out["epochs"] = [int(e) for e in t["epoch"][()]]
+    try:
+        with h5py.File(path, "r") as f:
+            groups = sorted(f.keys())
+            attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in f.attrs.items()}
+            out = {"file": str(path), "type": "trajectory" if is_trajectory else "directions", "groups": groups,
+                   "attributes": {k: v for k, v in attrs.items() if k != "model_fingerprint"}}
+            if "x" in f:
+                out["tensors"] = len(f["x"])
+            if is_trajectory:
+                t = f["trajectory"]
+                out["checkpoints"] = len(t["coords"])
+                out["epochs"] = [int(e) for e in t["epoch"][()]]
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:  # a damaged or foreign layout
+        raise LandscapeError(f"{str(path)!r} is an HDF5 file this tool cannot describe: {type(err).__name__}: {err}") from err
     return out
 
 

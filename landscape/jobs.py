@@ -226,7 +226,7 @@ def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.n
                 sf.maybe_flush()
                 wait_a_little()
         finally:
-            if sf is not None:
+            if sf is not None and queue.received:  # an untouched file keeps its bytes and its mtime
                 sf.flush()  # on success, Ctrl-C, SIGTERM or error: whatever was computed is on disk
     return gather_counts(group, "landscape/counts", mine), time.perf_counter() - t0
 

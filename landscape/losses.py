@@ -33,6 +33,9 @@ class Criterion:
     fn: PerSample  # (output, target, num_classes) -> (n,)
     tasks: frozenset[str]
     description: str
+    # Decision threshold on one binary output: 0 for logits and margins (bce, hinge); 0.5 for the
+    # losses that regress the output onto the 0/1 target (mse, l1), whose midpoint decides.
+    binary_threshold: float = 0.0
 
 
 LOSSES: Registry[Criterion] = Registry("loss")
@@ -50,9 +53,10 @@ def _dense_target(output: Tensor, target: Tensor, num_classes: int) -> Tensor:
     return target.reshape(output.shape).to(output.dtype)
 
 
-def _register(name: str, tasks: frozenset[str], description: str) -> Callable[[PerSample], PerSample]:
+def _register(name: str, tasks: frozenset[str], description: str,
+              binary_threshold: float = 0.0) -> Callable[[PerSample], PerSample]:
     def decorator(fn: PerSample) -> PerSample:
-        LOSSES.add(name, Criterion(name, fn, tasks, description))
+        LOSSES.add(name, Criterion(name, fn, tasks, description, binary_threshold))
         return fn
 
     return decorator
@@ -70,17 +74,17 @@ def _label_smoothing(out: Tensor, y: Tensor, c: int) -> Tensor:
     return F.cross_entropy(out, y, reduction="none", label_smoothing=0.1)
 
 
-@_register("mse", ALL_TASKS, "mean squared error (one-hot targets for classes)")
+@_register("mse", ALL_TASKS, "mean squared error (one-hot targets for classes)", binary_threshold=0.5)
 def _mse(out: Tensor, y: Tensor, c: int) -> Tensor:
     return _mean_rest((out - _dense_target(out, y, c)) ** 2)
 
 
-@_register("l1", ALL_TASKS, "mean absolute error (one-hot targets for classes)")
+@_register("l1", ALL_TASKS, "mean absolute error (one-hot targets for classes)", binary_threshold=0.5)
 def _l1(out: Tensor, y: Tensor, c: int) -> Tensor:
     return _mean_rest((out - _dense_target(out, y, c)).abs())
 
 
-@_register("smooth_l1", ALL_TASKS, "Huber-style smooth L1 with beta 1 (one-hot targets for classes)")
+@_register("smooth_l1", ALL_TASKS, "Huber-style smooth L1 with beta 1 (one-hot targets for classes)", binary_threshold=0.5)
 def _smooth_l1(out: Tensor, y: Tensor, c: int) -> Tensor:
     return _mean_rest(F.smooth_l1_loss(out, _dense_target(out, y, c), reduction="none"))
 
@@ -123,18 +127,19 @@ def get_criterion(name: str, task: Task) -> Criterion:
     return crit
 
 
-def correct(output: Tensor, target: Tensor) -> Tensor:
-    """Per-sample 0/1 correctness for class indices (argmax) or one binary logit (sign)."""
+def correct(output: Tensor, target: Tensor, threshold: float = 0.0) -> Tensor:
+    """Per-sample 0/1 correctness for class indices (argmax) or one binary output (``> threshold``)."""
     if target.dtype == torch.long:
         return (output.argmax(dim=1) == target).to(output.dtype)
-    return ((output.reshape(target.shape) > 0) == (target > 0.5)).to(output.dtype).reshape(-1)
+    return ((output.reshape(target.shape) > threshold) == (target > 0.5)).to(output.dtype).reshape(-1)
 
 
 class MetricSet:
     """Every requested metric from one forward pass, accumulated as sums on the device.
 
     Names: ``loss`` (the first criterion), each criterion by name when several are asked for,
-    and ``acc`` for classification and binary tasks.
+    and ``acc`` for classification and binary tasks. A binary ``acc`` uses the first criterion's
+    decision threshold (0 for a logit, 0.5 for an output regressed onto 0/1).
     """
 
     def __init__(self, losses: Sequence[str], task: Task, num_classes: int) -> None:
@@ -156,7 +161,7 @@ class MetricSet:
         if len(per) > 1:
             sums += [p.sum() for p in per]
         if self.has_acc:
-            sums.append(correct(output, target).sum())
+            sums.append(correct(output, target, self.criteria[0].binary_threshold).sum())
         return torch.stack([s.to(torch.float64) for s in sums])
 
     def check(self, output: Tensor, target: Tensor) -> None:

@@ -968,8 +968,12 @@ def _log_ticks(axis: Axis, lo: float, hi: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _legend_above(fig: Figure, handles: Sequence[Line2D], preset: _Preset) -> None:
-    """Legend above the axes, outside the data, so it never hides a curve."""
+def _legend_above(fig: Figure, handles: Sequence[Line2D], preset: _Preset, title: str | None = None) -> None:
+    """Legend above the axes, outside the data, so it never hides a curve.
+
+    A figure title goes in the legend's own title: as an axes title it would sit between the
+    legend and the axes, and a suptitle is laid out on top of an outside legend.
+    """
     count = len(handles)
     columns = count if count <= 3 else 2 if count == 4 else 3  # four entries: a 2 × 2 block
     fig.legend(
@@ -979,6 +983,8 @@ def _legend_above(fig: Figure, handles: Sequence[Line2D], preset: _Preset) -> No
         fontsize=preset.tick,
         frameon=False,
         handlelength=2.2,
+        title=title,
+        title_fontsize=preset.title,
     )
 
 
@@ -1048,9 +1054,7 @@ def line(
         twin.yaxis.label.set_color(_ACC_COLOURS[0])
         ax.yaxis.label.set_color(_LOSS_COLOURS[0])
     _mark_endpoints(ax, endpoints, preset)
-    _legend_above(fig, handles, preset)
-    if title:
-        ax.set_title(title, fontsize=preset.title)
+    _legend_above(fig, handles, preset, title)
     _note(ax, _note_text(computed, diverged, hidden), preset)
     return fig
 
@@ -1087,9 +1091,7 @@ def lines_overlay(
     _position_axis(ax, xs, x_label, preset)
     _value_axis(ax, metric_label, log, preset)
     _mark_endpoints(ax, endpoints, preset)
-    _legend_above(fig, handles, preset)
-    if title:
-        ax.set_title(title, fontsize=preset.title)
+    _legend_above(fig, handles, preset, title)
     _note(ax, _note_text(computed, diverged, hidden), preset)
     return fig
 
@@ -1132,8 +1134,8 @@ def training_curves(
     ax.set_xlabel(x_label, fontsize=preset.label)
     _value_axis(ax, metric_label, log, preset)
     if handles:
-        _legend_above(fig, handles, preset)
-    if title:
+        _legend_above(fig, handles, preset, title)
+    elif title:
         ax.set_title(title, fontsize=preset.title)
     if dropped:
         _note(ax, f"{_plural(dropped, 'value')} not finite{' or ≤ 0' if log else ''}, masked", preset)

@@ -306,10 +306,11 @@ class SurfaceEngine:
 
     @torch.no_grad()
     def _set_point(self, a: float, b: float) -> None:
-        torch._foreach_copy_(self.params, self.origin)
-        torch._foreach_add_(self.params, self.dx, alpha=a)
-        if self.dy is not None:
-            torch._foreach_add_(self.params, self.dy, alpha=b)
+        if self.params:  # empty when the stem took over every moved tensor (e.g. a bias-free linear model)
+            torch._foreach_copy_(self.params, self.origin)
+            torch._foreach_add_(self.params, self.dx, alpha=a)
+            if self.dy is not None:
+                torch._foreach_add_(self.params, self.dy, alpha=b)
         if self.stem is not None:
             self.stem.coef.copy_(torch.tensor([a, b]))
         if self.bn == "recompute":

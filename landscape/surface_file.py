@@ -36,8 +36,11 @@ CONVENTION = "metric arrays have shape (len(x), len(y)); A[i, j] is the value at
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold ``<path>.lock`` for the duration; a second writer gets a clear error at once."""
+    if path.name in ("", ".", "..") or path.is_dir():
+        raise SurfaceFileError(f"{str(path)!r} is a folder; name the surface file, e.g. {str(path / 'surface.h5')!r}")
     lock_path = path.with_name(path.name + ".lock")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # --out may name a folder that does not exist yet
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
         raise SurfaceFileError(f"cannot create lock file {str(lock_path)!r}: {err.strerror}") from err

@@ -116,11 +116,60 @@ def run_case(case: Case, points_per_call: int) -> dict[str, float]:
             "max_rel_diff": float(np.max(np.abs(ours[:, 0] - base[:, 0]) / np.abs(base[:, 0])))}
 
 
+def scale_out(grid: tuple[str, str]) -> None:
+    """Whole commands: 1 process × 2 threads against 2 processes × 1 thread (torchrun, gloo)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from landscape.config import load_config
+    from landscape.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "LANDSCAPE_QUIET": "1"}
+        ckpt = train(load_config("configs/digits_cnn.toml", ["train.epochs=1"]), Path(tmp) / "run").final
+        args = ["surface", str(ckpt), "--x", "-1:1:" + grid[0], "--y", "-1:1:" + grid[1]]
+        runs = {
+            "1 process × 2 threads": [sys.executable, "-m", "landscape", "--quiet", "--threads", "2", *args],
+            "2 processes × 1 thread": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                       "-m", "landscape", "--quiet", "--threads", "1", *args],
+        }
+        n = int(grid[0]) * int(grid[1])
+        for name, cmd in runs.items():
+            out = Path(tmp) / f"{len(cmd)}.h5"
+            t0 = time.perf_counter()
+            subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
+            dt = time.perf_counter() - t0
+            print(f"digits CNN {grid[0]}×{grid[1]}, {name:24s}: {dt:6.1f} s whole command, {n / dt:7.1f} points/s", flush=True)
+
+
+def memory_check(params_m: int = 25) -> None:
+    """Peak RSS while evaluating a surface of a ~25M-parameter model (one rank's footprint)."""
+    import resource
+
+    width = int((params_m * 1e6) ** 0.5)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
+    p = sum(t.numel() for t in model.parameters())
+    x, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
+    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, MetricSet(["cross_entropy"], "classification", 10),
+                           points_per_call=1)
+    engine.evaluate(Grid.parse("-1:1:3", "-1:1:3").coords())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"memory: model of {p / 1e6:.1f}M parameters ({4 * p / 2**20:.0f} MiB float32): peak RSS {peak:.0f} MiB "
+          f"({peak - rss0:.0f} MiB above start, {(peak - rss0) * 2**20 / (4 * p):.1f}× the model)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="mlp,cnn,resnet20")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--points-per-call", type=int, default=0, help="0 = the engine's automatic choice")
+    parser.add_argument("--scale", action="store_true", help="also: 2 processes × 1 thread vs 1 process × 2 threads")
+    parser.add_argument("--memory", action="store_true", help="also: peak RSS with a 25M-parameter model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device cpu")
@@ -130,6 +179,10 @@ def main() -> None:
         r = run_case(case, args.points_per_call)
         print(f"{case.name:38s} {r['points']:6d} {r['baseline']:15.1f} {r['ours']:11.1f} {r['ours'] / r['baseline']:6.1f}x "
               f"{r['k']:3d} {r['max_rel_diff']:12.1e}", flush=True)
+    if args.scale:
+        scale_out(("21", "21"))
+    if args.memory:
+        memory_check()
 
 
 if __name__ == "__main__":

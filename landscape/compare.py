@@ -1,0 +1,771 @@
+"""Compare loss landscapes across loss choices: why does one objective train better than another?
+
+``landscape compare CONFIG --out DIR`` trains the config's model on its data once per loss in
+``[compare] losses``, every run from the same initial weights (``train.seed`` seeds the
+initialization, and the architecture does not depend on the loss) and with the same data order
+(epoch ``e`` is a permutation seeded by ``(train.seed, e)``). For each loss it then computes
+
+- the optimizer trajectory in its PCA plane (Li et al. 2018, §7) and the loss surface of that
+  plane on ``±(1 + compare.pca_margin)·R`` along both components, ``R`` the largest distance of a
+  checkpoint from the final model in that plane (``DIR/<loss>/surface_pca.h5``);
+- the 2D surface around the final model along two filter-normalized random directions drawn
+  with ``directions.seed`` — the same Gaussian draw for every loss (``DIR/<loss>/surface_2d.h5``);
+- the 1D slice along the first of those directions (``DIR/<loss>/slice_1d.h5``).
+
+Every surface is evaluated under the run's own training loss (dataset ``<split>_loss``), under
+every compared criterion (``<split>_<name>``, so each model can also be judged by the others'
+yardstick) and, for classification and binary tasks, the accuracy (``<split>_acc``). Re-running
+resumes: finished trainings, trajectories and surfaces are checked against the config and reused,
+and the tables and figures are rewritten only when the config or one of their input files changed.
+
+Outputs: ``DIR/summary.csv`` and ``DIR/summary.md`` (one row per loss), ``DIR/flatness_by_criterion.csv``
+(every model under every criterion) and figures in ``DIR/figures/`` (PDF and PNG).
+
+Figures of merit (computed from the stored surface files; α, β in filter-normalized units)
+------------------------------------------------------------------------------------------
+
+Let ``L(α, β)`` be a metric on the 2D grid, ``L(α)`` the same metric on the 1D slice and
+``L(0)`` its value at the trained model (the grid's origin, which must be a grid node).
+
+- **mean increase within r** — the mean of ``L(α, β) − L(0)`` over the grid points with
+  ``√(α² + β²) ≤ r`` (points within 1e-9·r outside the circle count, so that rounding of the grid
+  coordinates does not drop points that lie on it). A diverged point in the disc makes it inf/NaN.
+- **doubling radius** — along the 1D slice, on each side of the origin, the first ``|α|`` at
+  which ``L(α) ≥ L(0) + max(L(0), ε)``, located by linear interpolation between the last grid
+  point below that threshold and the first one at or above it (a non-finite point counts as
+  above, at its own position); the smaller of the two sides is reported. When ``L(0) ≥ ε`` this
+  is where the loss doubles; ``ε`` (``compare.floor``) keeps it meaningful when ``L(0) ≈ 0``
+  (e.g. a hinge loss at zero), where it becomes the radius at which the loss first exceeds ``ε``.
+  ``inf`` when the threshold is not reached inside the slice.
+- **curvature at the centre** — the least-squares fit
+  ``L ≈ a·α² + b·αβ + c·β² + d·α + e·β + f`` over the grid points within ``r`` (as above, finite
+  values only); the Hessian of the fit is ``[[2a, b], [b, 2c]]``. Reported: its two eigenvalues
+  ``λ_max ≥ λ_min`` and their mean ``(λ_max + λ_min) / 2 = a + c``.
+- **relative loss** (common scale of the relative panels and the overlaid 1D slices) —
+  ``1 + (L − L(0)) / max(L(0), ε)``: ``L / L(0)`` when ``L(0) ≥ ε``. It is unitless, so models
+  trained with different criteria share one logarithmic colour scale, and it crosses 2 exactly
+  at the doubling radius.
+- **steps (epochs) to target** — the training step (and ``step / steps per epoch``) of the first
+  saved checkpoint whose test accuracy is ``≥ compare.target_acc``; blank if none is. The
+  resolution is that of the checkpoints (every epoch, or ``train.save_every_steps``).
+
+:data:`DEFINITIONS` holds these texts keyed by the table's column names.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.figure import Figure
+
+from landscape import __version__, plot
+from landscape.checkpoint import load_checkpoint, sha256_file
+from landscape.config import Config, DirectionsConfig, config_to_dict, diff_settings
+from landscape.errors import ConfigError, GridError, LandscapeError
+from landscape.experiment import experiment_from_checkpoint
+from landscape.jobs import DirectionSource, make_directions, run_surface, surface_settings
+from landscape.losses import LOSSES, canonical_loss_name
+from landscape.surface import Grid
+from landscape.surface_file import SurfaceFile, read_surface
+from landscape.train import train, write_json_atomic
+from landscape.trajectory import (
+    TrajectoryPoints,
+    load_trajectory,
+    run_checkpoints,
+    save_trajectory,
+    trajectory_from_run,
+)
+
+FloatArray = npt.NDArray[np.float64]
+Log = Callable[[str], None]
+
+DEFINITIONS: dict[str, str] = {
+    "final_train_loss": "training loss of the final checkpoint under the run's own criterion (units differ between rows)",
+    "final_test_loss": "test loss of the final checkpoint under the run's own criterion",
+    "final_train_acc": "training accuracy of the final checkpoint",
+    "final_test_acc": "test accuracy of the final checkpoint",
+    "steps_to_target": "training steps until the first saved checkpoint with test accuracy ≥ target_acc (blank: never)",
+    "epochs_to_target": "the same in epochs: step / steps per epoch",
+    "loss_at_origin": "L(0): the metric at the trained model, the origin of the surfaces",
+    "mean_increase": "mean of L(α, β) − L(0) over the 2D grid points with √(α² + β²) ≤ r",
+    "doubling_radius": ("along the 1D slice, the smaller over both sides of the first |α| with "
+                        "L(α) ≥ L(0) + max(L(0), ε), linearly interpolated between grid points; inf if never"),
+    "curvature_mean": ("mean of the two eigenvalues of the Hessian [[2a, b], [b, 2c]] of the least-squares fit "
+                       "a·α² + b·αβ + c·β² + d·α + e·β + f over the 2D grid points within r"),
+    "curvature_max": "the larger eigenvalue of that Hessian",
+    "curvature_min": "the smaller eigenvalue of that Hessian",
+    "relative_loss": "1 + (L − L(0)) / max(L(0), ε), i.e. L / L(0) when L(0) ≥ ε (the common scale of the figures)",
+}
+"""Definitions of the figures of merit, keyed by the column names of ``summary.csv``."""
+
+_ON_CIRCLE = 1e-9  # relative tolerance for points on the circle of radius r
+_MIN_FIT_POINTS = 6  # unknowns of the quadratic fit
+
+
+def definitions() -> dict[str, str]:
+    """A copy of :data:`DEFINITIONS` (column name → definition), e.g. for the README."""
+    return dict(DEFINITIONS)
+
+
+# --- figures of merit (pure numpy) -----------------------------------------------------------------
+
+
+def origin_index(axis: npt.ArrayLike, name: str = "x") -> int:
+    """Index of the grid node at 0 (within 1e-9 of the axis span); an error when there is none."""
+    a = np.asarray(axis, dtype=np.float64)
+    i = int(np.argmin(np.abs(a)))
+    span = float(a.max() - a.min()) if a.size > 1 else 1.0
+    if abs(a[i]) > 1e-9 * span:
+        raise GridError(f"the {name} axis {a.min():g}:{a.max():g}:{a.size} has no node at 0: flatness is measured "
+                        "around the trained model, so use an odd symmetric grid such as -1:1:31")
+    return i
+
+
+def _disc(x: FloatArray, y: FloatArray, radius: float) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """Grid coordinates (len(x), len(y)) and the mask of points with √(α² + β²) ≤ r."""
+    if not (math.isfinite(radius) and radius > 0):
+        raise ConfigError(f"compare.radius must be a positive number, got {radius}")
+    alpha, beta = np.meshgrid(x, y, indexing="ij")  # A[i, j] at (x[i], y[j])
+    inside = np.hypot(alpha, beta) <= radius * (1.0 + _ON_CIRCLE)
+    return alpha, beta, inside
+
+
+def mean_increase(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, radius: float) -> float:
+    """Mean of ``z − z(0)`` over the grid points within ``radius`` of the origin (see module docstring)."""
+    xs, ys, zs = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
+    centre = zs[origin_index(xs, "x"), origin_index(ys, "y")]
+    _, _, inside = _disc(xs, ys, radius)
+    return float(np.mean(zs[inside] - centre))
+
+
+def doubling_radius(x: npt.ArrayLike, z: npt.ArrayLike, floor: float = 1e-3) -> float:
+    """Smallest ``|α|`` (over both sides) where ``z`` first reaches ``z(0) + max(z(0), floor)``.
+
+    Linear interpolation between the grid points around the crossing; ``inf`` when neither side
+    reaches the threshold, NaN when ``z(0)`` is not finite.
+    """
+    xs, zs = np.asarray(x, float), np.asarray(z, float)
+    i0 = origin_index(xs, "x")
+    centre = zs[i0]
+    if not math.isfinite(centre):
+        return math.nan
+    threshold = centre + max(centre, floor)
+    right = _first_crossing(np.abs(xs[i0:]), zs[i0:], threshold)
+    left = _first_crossing(np.abs(xs[: i0 + 1][::-1]), zs[: i0 + 1][::-1], threshold)
+    return min(right, left)
+
+
+def _first_crossing(r: FloatArray, z: FloatArray, threshold: float) -> float:
+    """First ``r`` (increasing from 0) where ``z`` reaches ``threshold``; ``r[0]`` is the origin."""
+    for k in range(1, len(r)):
+        if not math.isfinite(z[k]):
+            return float(r[k])
+        if z[k] >= threshold:
+            below = z[k - 1]
+            return float(r[k - 1] + (threshold - below) / (z[k] - below) * (r[k] - r[k - 1]))
+    return math.inf
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """Quadratic fit ``a·α² + b·αβ + c·β² + d·α + e·β + f`` and its Hessian's eigenvalues."""
+
+    coefficients: tuple[float, float, float, float, float, float]  # a, b, c, d, e, f
+    eigenvalues: tuple[float, float]  # λ_max ≥ λ_min of [[2a, b], [b, 2c]]
+    points: int  # grid points in the fit
+
+    @property
+    def mean(self) -> float:
+        return 0.5 * (self.eigenvalues[0] + self.eigenvalues[1])
+
+    @property
+    def hessian(self) -> FloatArray:
+        a, b, c = self.coefficients[:3]
+        return np.array([[2 * a, b], [b, 2 * c]])
+
+
+def curvature(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, radius: float) -> Curvature:
+    """Least-squares quadratic fit over the finite grid points within ``radius`` (see module docstring)."""
+    xs, ys, zs = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
+    alpha, beta, inside = _disc(xs, ys, radius)
+    use = inside & np.isfinite(zs)
+    if int(use.sum()) < _MIN_FIT_POINTS:
+        raise GridError(f"only {int(use.sum())} finite grid points lie within r = {radius}; a quadratic fit needs "
+                        f"{_MIN_FIT_POINTS}: raise compare.radius or refine the grid")
+    a_, b_ = alpha[use], beta[use]
+    design = np.stack([a_ * a_, a_ * b_, b_ * b_, a_, b_, np.ones_like(a_)], axis=1)  # (k, 6)
+    coef, *_ = np.linalg.lstsq(design, zs[use], rcond=None)
+    a, b, c = coef[:3]
+    lam = np.linalg.eigvalsh(np.array([[2 * a, b], [b, 2 * c]]))  # ascending
+    return Curvature(tuple(float(v) for v in coef), (float(lam[1]), float(lam[0])), int(use.sum()))  # type: ignore[arg-type]
+
+
+def relative_loss(z: npt.ArrayLike, centre: float, floor: float = 1e-3) -> FloatArray:
+    """``1 + (z − L(0)) / max(L(0), floor)``: ``z / L(0)`` unless ``L(0)`` is below ``floor``."""
+    return np.asarray(1.0 + (np.asarray(z, float) - centre) / max(centre, floor), dtype=np.float64)
+
+
+# --- one loss: its files, config and cached work ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossPaths:
+    """Where the outputs of one loss live: ``DIR/<loss>/``."""
+
+    run: Path
+
+    @property
+    def trajectory(self) -> Path:
+        return self.run / "trajectory.h5"
+
+    @property
+    def surface_2d(self) -> Path:
+        return self.run / "surface_2d.h5"
+
+    @property
+    def slice_1d(self) -> Path:
+        return self.run / "slice_1d.h5"
+
+    @property
+    def surface_pca(self) -> Path:
+        return self.run / "surface_pca.h5"
+
+
+def compared_losses(config: Config) -> tuple[str, ...]:
+    """``compare.losses`` with aliases resolved; unknown or repeated names are errors."""
+    names = tuple(canonical_loss_name(n) for n in config.compare.losses)
+    unknown = [n for n in names if n not in LOSSES]
+    if unknown:
+        raise ConfigError(f"compare.losses: unknown loss {unknown[0]!r}; known: {', '.join(LOSSES.names())}")
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"compare.losses must name distinct losses, got {list(config.compare.losses)}")
+    return names
+
+
+def training_config(config: Config, loss: str) -> Config:
+    """What a run depends on: data, model and recipe with ``train.loss`` replaced.
+
+    Other sections are left at their defaults, so that changing a plotting or flatness setting
+    never invalidates a finished training.
+    """
+    return Config(data=config.data, model=config.model, train=dataclasses.replace(config.train, loss=loss))
+
+
+def surface_config(config: Config, loss: str, x: str, y: str) -> Config:
+    """The surface job's config: the run's own loss first (dataset ``<split>_loss``), then the others."""
+    others = tuple(n for n in compared_losses(config) if n != loss)
+    surface = dataclasses.replace(config.surface, x=x, y=y, losses=(loss, *others), metric="loss")
+    return dataclasses.replace(training_config(config, loss), surface=surface, directions=config.directions)
+
+
+def _is_trained(cfg: Config, run: Path) -> bool:
+    """True when ``run`` holds a finished training of exactly ``cfg`` (device and threads aside)."""
+    manifest_path = run / "run.json"
+    if not manifest_path.is_file():
+        return False
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        epochs = [c["epoch"] for c in manifest["checkpoints"] if c["kind"] == "epoch"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False  # let the trainer report what is wrong with it
+    changes = [d for d in diff_settings(manifest.get("config", {}), config_to_dict(cfg))
+               if not d.startswith(("train.device", "train.threads"))]
+    return manifest.get("status") == "finished" and not changes and bool(epochs) and epochs[-1] == cfg.train.epochs
+
+
+def _trajectory_is_current(path: Path, checkpoints: Sequence[Path], directions: DirectionsConfig) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        meta = load_trajectory(path).meta
+    except LandscapeError:
+        return False
+    return (meta.get("origin_sha256") == sha256_file(checkpoints[-1]) and meta.get("num_checkpoints") == len(checkpoints)
+            and meta.get("dir_type") == directions.dir_type and meta.get("ignore") == directions.ignore)
+
+
+def _surface_is_current(out: Path, checkpoint: Path, cfg: Config, source: DirectionSource) -> bool:
+    """True when ``out`` is complete and was computed with exactly the settings ``cfg`` gives."""
+    if not out.is_file():
+        return False
+    try:
+        sf = read_surface(out)
+    except LandscapeError:
+        return False  # run_surface reports it
+    if not sf.done.all():
+        return False
+    ckpt = load_checkpoint(checkpoint)
+    exp = experiment_from_checkpoint(ckpt, cfg)
+    dims = 2 if cfg.surface.y else 1
+    settings = surface_settings(cfg, sha256_file(checkpoint), make_directions(exp, cfg, source, dims), (cfg.surface.x, cfg.surface.y))
+    return not diff_settings(sf.attrs["settings"], settings)
+
+
+def _ensure_surface(checkpoint: Path, out: Path, cfg: Config, source: DirectionSource, overwrite: bool, log: Log) -> bool:
+    """Compute (or finish) the surface unless it is already complete; True when work was done."""
+    if _surface_is_current(out, checkpoint, cfg, source):
+        return False
+    Grid.parse(cfg.surface.x, cfg.surface.y)  # a malformed grid fails before anything runs
+    log(f"surface {out} ({cfg.surface.x}{' × ' + cfg.surface.y if cfg.surface.y else ''})")
+    run_surface(checkpoint, out, cfg, source=source, overwrite=overwrite)
+    return True
+
+
+def prepare_loss(config: Config, loss: str, out_dir: Path, overwrite: bool = False, log: Log = lambda _: None) -> list[str]:
+    """Train, trace and survey one loss in ``out_dir/<loss>``: run, trajectory and three surfaces.
+
+    Returns what was computed (empty when everything was already there).
+    """
+    paths = LossPaths(out_dir / loss)
+    done: list[str] = []
+    tcfg = training_config(config, loss)
+    if not _is_trained(tcfg, paths.run):
+        log(f"training with {loss} in {paths.run}")
+        train(tcfg, paths.run, overwrite=overwrite)
+        done.append(f"train {loss}")
+    checkpoints = run_checkpoints(paths.run)
+    if not _trajectory_is_current(paths.trajectory, checkpoints, config.directions):
+        log(f"trajectory {paths.trajectory}")
+        traj = trajectory_from_run(paths.run, dir_type=config.directions.dir_type, ignore=config.directions.ignore)
+        save_trajectory(paths.trajectory, traj)
+        done.append(f"trajectory {loss}")
+    cc = config.compare
+    final = checkpoints[-1]
+    if _ensure_surface(final, paths.surface_2d, surface_config(config, loss, cc.x, cc.y), DirectionSource(), overwrite, log):
+        done.append(f"surface_2d {loss}")
+    if _ensure_surface(final, paths.slice_1d, surface_config(config, loss, cc.line_x, ""), DirectionSource(), overwrite, log):
+        done.append(f"slice_1d {loss}")
+    grid = pca_grid(load_trajectory(paths.trajectory), cc.pca_grid, cc.pca_margin)
+    if _ensure_surface(final, paths.surface_pca, surface_config(config, loss, grid, grid),
+                       DirectionSource(file=paths.trajectory), overwrite, log):
+        done.append(f"surface_pca {loss}")
+    return done
+
+
+def path_radius(traj: TrajectoryPoints) -> float:
+    """``R``: the largest distance of a checkpoint from the final one in the PCA plane."""
+    return float(np.max(np.hypot(traj.coords[:, 0], traj.coords[:, 1])))
+
+
+def pca_grid(traj: TrajectoryPoints, num: int, margin: float) -> str:
+    """``MIN:MAX:NUM`` of both PCA axes: ``±(1 + margin)·R`` with ``num`` (odd) points, 0 on a node.
+
+    Every loss gets the same grid in units of its own ``R``, so the panels of the trajectory
+    figure share axes (``PC / R``) while each grid depends on its own path only.
+    """
+    radius = path_radius(traj)
+    if not (math.isfinite(radius) and radius > 0):
+        raise GridError(f"the path of {traj.meta.get('source', 'a run')} does not leave its final point: no PCA plane to draw")
+    extent = (1.0 + margin) * radius
+    return f"{-extent!r}:{extent!r}:{num}"
+
+
+# --- the whole comparison ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossResult:
+    """What one loss produced, read back from its files."""
+
+    loss: str
+    manifest: dict[str, Any]
+    trajectory: TrajectoryPoints
+    surface_2d: SurfaceFile
+    slice_1d: SurfaceFile
+    surface_pca: SurfaceFile
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    out_dir: Path
+    results: list[LossResult]
+    rows: list[dict[str, Any]]  # summary.csv
+    criterion_rows: list[dict[str, Any]]  # flatness_by_criterion.csv
+    files: list[Path]
+    work: list[str] = field(default_factory=list)  # what this call computed; empty when all was reused
+
+
+def load_results(out_dir: str | Path, losses: Sequence[str]) -> list[LossResult]:
+    """Read every loss's run manifest, trajectory and surfaces from ``out_dir``."""
+    out: list[LossResult] = []
+    for loss in losses:
+        p = LossPaths(Path(out_dir) / loss)
+        manifest = json.loads((p.run / "run.json").read_text())
+        out.append(LossResult(loss, manifest, load_trajectory(p.trajectory), read_surface(p.surface_2d),
+                              read_surface(p.slice_1d), read_surface(p.surface_pca)))
+    return out
+
+
+def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, log: Log = lambda _: None) -> CompareResult:
+    """Train every loss of ``config.compare.losses``, compute its surfaces, write the table and figures.
+
+    Resumes: only what is missing or incomplete is computed (``CompareResult.work`` lists it);
+    tables and figures (``plot.formats`` at ``plot.dpi``) are redrawn only when the config or an
+    input file changed. ``overwrite`` replaces outputs made with other settings instead of stopping
+    with an error.
+    """
+    out = Path(out_dir)
+    losses = compared_losses(config)
+    _check_settings(config)
+    work: list[str] = []
+    for loss in losses:
+        work += prepare_loss(config, loss, out, overwrite, log)
+    results = load_results(out, losses)
+    rows = summary_rows(results, config)
+    criterion_rows = flatness_by_criterion(results, config)
+    stamp = _stamp(out, losses, config)
+    files = _unchanged_outputs(out, stamp)
+    if files is None:  # something changed (or was never written): redraw
+        files = write_tables(out, rows, criterion_rows, config)
+        for name, fig in make_figures(results, config).items():
+            files += plot.save_figure(fig, out / "figures" / name, formats=config.plot.formats, dpi=config.plot.dpi)
+        _write_stamp(out, stamp, files)
+    return CompareResult(out, results, rows, criterion_rows, files, work)
+
+
+_STAMP = ".compare_outputs.json"
+
+
+def _stamp(out: Path, losses: Sequence[str], config: Config) -> str:
+    """sha256 of what the tables and figures are drawn from: the config, the input files' sizes and mtimes."""
+    inputs = {}
+    for loss in losses:
+        p = LossPaths(out / loss)
+        for f in (p.run / "run.json", p.trajectory, p.surface_2d, p.slice_1d, p.surface_pca):
+            st = f.stat()
+            inputs[str(f.relative_to(out))] = [st.st_size, st.st_mtime_ns]
+    text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unchanged_outputs(out: Path, stamp: str) -> list[Path] | None:
+    """The files written for ``stamp`` when they are all still there, else None."""
+    try:
+        record = json.loads((out / _STAMP).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    files = [out / f for f in record.get("files", [])]
+    return files if record.get("stamp") == stamp and files and all(f.is_file() for f in files) else None
+
+
+def _write_stamp(out: Path, stamp: str, files: Sequence[Path]) -> None:
+    write_json_atomic(out / _STAMP, {"stamp": stamp, "files": [str(f.relative_to(out)) for f in files]})
+
+
+def _check_settings(config: Config) -> None:
+    cc = config.compare
+    if not (math.isfinite(cc.floor) and cc.floor > 0):
+        raise ConfigError(f"compare.floor must be a positive number, got {cc.floor}")
+    if not 0 <= cc.target_acc <= 1:
+        raise ConfigError(f"compare.target_acc must lie in [0, 1], got {cc.target_acc}")
+    if cc.pca_grid < 3 or cc.pca_grid % 2 == 0 or not (math.isfinite(cc.pca_margin) and cc.pca_margin >= 0):
+        raise ConfigError(f"compare.pca_grid must be odd and ≥ 3 (so the final model is a node) and pca_margin ≥ 0, "
+                          f"got {cc.pca_grid} and {cc.pca_margin}")
+    if config.train.epochs < 2:
+        raise ConfigError(f"train.epochs = {config.train.epochs}: a trajectory needs at least 3 checkpoints (epochs ≥ 2)")
+    for spec in (cc.x, cc.y, cc.line_x):
+        origin_index(Grid.parse(spec).x, "compare grid " + spec)
+    if not (math.isfinite(cc.radius) and cc.radius > 0):
+        raise ConfigError(f"compare.radius must be a positive number, got {cc.radius}")
+
+
+# --- the tables ------------------------------------------------------------------------------------
+
+
+def _prefix(sf: SurfaceFile) -> str:
+    """The split whose columns measure flatness: train unless only test was evaluated."""
+    return "test" if sf.attrs["settings"].get("split") == "test" else "train"
+
+
+def column(sf: SurfaceFile, criterion: str | None = None) -> str:
+    """Dataset holding ``criterion`` (None: the run's own loss) in a compare surface file."""
+    prefix = _prefix(sf)
+    if criterion is None or len(sf.attrs["settings"]["losses"]) == 1:
+        return f"{prefix}_loss"
+    return f"{prefix}_{criterion}"
+
+
+def has_accuracy(sf: SurfaceFile) -> bool:
+    return f"{_prefix(sf)}_acc" in sf.columns
+
+
+def steps_to_target(manifest: Mapping[str, Any], target: float) -> tuple[int, float] | None:
+    """(step, epochs) of the first checkpoint with test accuracy ≥ ``target``; None if there is none."""
+    checkpoints = manifest["checkpoints"]
+    per_epoch = next((c["step"] / c["epoch"] for c in checkpoints if c["kind"] == "epoch" and c["epoch"] > 0), math.nan)
+    for c in checkpoints:
+        acc = c.get("test_acc")
+        if acc is not None and acc >= target:
+            return int(c["step"]), float(c["step"] / per_epoch) if c["step"] else 0.0
+    return None
+
+
+def flatness(surface_2d: SurfaceFile, slice_1d: SurfaceFile, col: str, radius: float, floor: float) -> dict[str, float]:
+    """The flatness figures of one metric column (see :data:`DEFINITIONS`)."""
+    x, y = surface_2d.grid.x, surface_2d.grid.y
+    if y is None:
+        raise GridError(f"{surface_2d.path} is a 1D surface; flatness needs the 2D one")
+    z = surface_2d.values[col]
+    fit = curvature(x, y, z, radius)
+    return {
+        "loss_at_origin": float(z[origin_index(x, "x"), origin_index(y, "y")]),
+        "mean_increase": mean_increase(x, y, z, radius),
+        "doubling_radius": doubling_radius(slice_1d.grid.x, slice_1d.values[col], floor),
+        "curvature_mean": fit.mean,
+        "curvature_max": fit.eigenvalues[0],
+        "curvature_min": fit.eigenvalues[1],
+    }
+
+
+def summary_rows(results: Sequence[LossResult], config: Config) -> list[dict[str, Any]]:
+    """One row per loss: final metrics, speed to the target accuracy, flatness under the own loss."""
+    cc = config.compare
+    rows = []
+    for r in results:
+        final = r.manifest["checkpoints"][-1]
+        row: dict[str, Any] = {"loss": r.loss, "final_train_loss": final["train_loss"], "final_test_loss": final["test_loss"]}
+        if "test_acc" in final:
+            reached = steps_to_target(r.manifest, cc.target_acc)
+            row |= {"final_train_acc": final["train_acc"], "final_test_acc": final["test_acc"],
+                    "steps_to_target": reached[0] if reached else None, "epochs_to_target": reached[1] if reached else None}
+        row |= flatness(r.surface_2d, r.slice_1d, column(r.surface_2d), cc.radius, cc.floor)
+        rows.append(row)
+    return rows
+
+
+def flatness_by_criterion(results: Sequence[LossResult], config: Config) -> list[dict[str, Any]]:
+    """Every trained model's flatness under every compared criterion (one unit per criterion)."""
+    cc = config.compare
+    rows = []
+    for r in results:
+        for crit in r.surface_2d.attrs["settings"]["losses"]:
+            figures = flatness(r.surface_2d, r.slice_1d, column(r.surface_2d, crit), cc.radius, cc.floor)
+            rows.append({"trained_with": r.loss, "evaluated_with": crit, **figures})
+    return rows
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # full precision; inf and nan as Python writes them
+    return str(value)
+
+
+def _md_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "> slice" if value > 0 else "−inf"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
+    lines += ["| " + " | ".join(_md_value(row[k]) for k in keys) + " |" for row in rows]
+    return lines
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(rows[0]))
+        writer.writerows([[_csv_value(v) for v in row.values()] for row in rows])
+
+
+def write_tables(out: Path, rows: Sequence[Mapping[str, Any]], criterion_rows: Sequence[Mapping[str, Any]],
+                 config: Config) -> list[Path]:
+    """``summary.csv``, ``summary.md`` (both tables with their definitions) and ``flatness_by_criterion.csv``."""
+    cc = config.compare
+    write_csv(out / "summary.csv", rows)
+    write_csv(out / "flatness_by_criterion.csv", criterion_rows)
+    keys = [k for k in rows[0] if k in DEFINITIONS] + ["relative_loss"]
+    notes = [f"- `{k}`: {DEFINITIONS[k]}" for k in keys]
+    target = f", target accuracy = {cc.target_acc}" if "steps_to_target" in rows[0] else " (no accuracy: not a classification task)"
+    text = [f"# Loss comparison: {config.model.name} on {config.data.name}", "",
+            f"r = {cc.radius}, ε = {cc.floor}{target}; α, β in filter-normalized units; "
+            "flatness under each run's own training loss.", "", *_markdown(rows), "",
+            "## Every model under every criterion", "", *_markdown(criterion_rows), "", "## Definitions", "", *notes, ""]
+    (out / "summary.md").write_text("\n".join(text))
+    return [out / "summary.csv", out / "summary.md", out / "flatness_by_criterion.csv"]
+
+
+def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The summary as a Markdown table (what the CLI prints)."""
+    return "\n".join(_markdown(rows))
+
+
+# --- the figures -------------------------------------------------------------------------------------
+
+
+def _log_scale(values: Sequence[FloatArray]) -> bool:
+    """A log colour scale when every value is positive and they span at least a decade."""
+    finite = np.concatenate([v[np.isfinite(v)] for v in values])
+    return bool(finite.size) and bool((finite > 0).all()) and float(finite.max()) >= 10 * float(finite.min())
+
+
+def _loss_scale(zs: dict[str, FloatArray], label: str, floor: float) -> tuple[dict[str, FloatArray], bool, str]:
+    """(values, log, label) for panels of losses spanning decades.
+
+    Positive values get a log colour scale. A loss that reaches exactly 0 (a hinge beyond its
+    margin) cannot, so it is shown as ``log10 max(L, ε)`` on a linear scale instead.
+    """
+    finite = np.concatenate([v[np.isfinite(v)] for v in zs.values()])
+    if _log_scale(list(zs.values())) or not finite.size or float(finite.min()) < 0 or float(finite.max()) < 10 * floor:
+        return zs, _log_scale(list(zs.values())), label
+    with np.errstate(invalid="ignore"):
+        return {k: np.log10(np.maximum(v, floor)) for k, v in zs.items()}, False, f"log$_{{10}}$ max({label}, ε)"
+
+
+def _centre(sf: SurfaceFile, col: str) -> float:
+    x, y = sf.grid.x, sf.grid.y
+    i = origin_index(x, "x")
+    return float(sf.values[col][i] if y is None else sf.values[col][i, origin_index(y, "y")])
+
+
+def trajectory_figure(results: Sequence[LossResult], floor: float = 1e-3) -> Figure:
+    """One panel per loss: its PCA-plane surface (own loss, own colour scale) with its path on top.
+
+    Each loss has its own PCA plane and path radius ``R`` (the farthest checkpoint from the final
+    one, in parameter units since the PCA directions have unit norm, given in the panel title);
+    coordinates are divided by ``R`` so that every path fills its panel.
+    """
+    radius = path_radius(results[0].trajectory)
+    first = results[0].surface_pca
+    if first.grid.y is None:
+        raise GridError(f"{first.path} is a 1D surface; the PCA plane needs the 2D one")
+    zs: dict[str, FloatArray] = {}
+    paths: dict[str, FloatArray] = {}
+    dones: dict[str, npt.NDArray[np.bool_]] = {}
+    for r in results:
+        ev = 100 * np.asarray(r.trajectory.explained_variance)
+        name = f"{r.loss}\nR = {path_radius(r.trajectory):.3g}, PCs {ev[0]:.0f} + {ev[1]:.0f} %"
+        zs[name] = r.surface_pca.values[column(r.surface_pca)]
+        paths[name] = r.trajectory.coords / path_radius(r.trajectory)
+        dones[name] = r.surface_pca.done
+    zs, log, label = _loss_scale(zs, "train loss (own)", floor)
+    return plot.panels(first.grid.x / radius, first.grid.y / radius, zs, shared=False, kind="contour", paths=paths,
+                       dones=dones, metric_label=label, x_label="PC1 / R", y_label="PC2 / R", log=log,
+                       title="Optimizer paths in each run's PCA plane")
+
+
+def _random_panels(results: Sequence[LossResult], zs: Mapping[str, FloatArray], **options: Any) -> Figure:
+    sf = results[0].surface_2d
+    if sf.grid.y is None:
+        raise GridError(f"{sf.path} is a 1D surface; the panels need the 2D one")
+    return plot.panels(sf.grid.x, sf.grid.y, zs, x_label=str(sf.attrs.get("x_label", "α")),
+                       y_label=str(sf.attrs.get("y_label", "β")), **options)
+
+
+def raw_figure(results: Sequence[LossResult], floor: float = 1e-3) -> Figure:
+    """Random-direction surfaces under each run's own loss, each panel with its own colour scale."""
+    zs, log, label = _loss_scale({r.loss: r.surface_2d.values[column(r.surface_2d)] for r in results},
+                                 "train loss (own)", floor)
+    return _random_panels(results, zs, shared=False, kind="contour", metric_label=label, log=log,
+                          title="Each run under its own loss (own scales)")
+
+
+def relative_figure(results: Sequence[LossResult], floor: float) -> Figure:
+    """The same surfaces as :func:`raw_figure` as relative loss, on one shared log scale."""
+    zs = {}
+    for r in results:
+        col = column(r.surface_2d)
+        zs[r.loss] = relative_loss(r.surface_2d.values[col], _centre(r.surface_2d, col), floor)
+    return _random_panels(results, zs, shared=True, kind="filled", log=_log_scale(list(zs.values())),
+                          metric_label="1 + (L − L(0)) / max(L(0), ε)",
+                          title="Relative loss (L / L(0)), shared scale")
+
+
+def accuracy_figure(results: Sequence[LossResult]) -> Figure:
+    """Training accuracy around each final model, on the absolute scale [0, 1] shared by all panels."""
+    zs = {r.loss: r.surface_2d.values[f"{_prefix(r.surface_2d)}_acc"] for r in results}
+    return _random_panels(results, zs, shared=True, kind="filled", vmin=0.0, vmax=1.0,
+                          metric_label="train accuracy", title="Accuracy, shared scale")
+
+
+def criterion_figure(results: Sequence[LossResult], criterion: str, floor: float = 1e-3) -> Figure:
+    """Every model evaluated under one ``criterion``: same units, so one shared scale."""
+    zs, log, label = _loss_scale({f"trained with {r.loss}": r.surface_2d.values[column(r.surface_2d, criterion)]
+                                  for r in results}, f"train {criterion}", floor)
+    return _random_panels(results, zs, shared=True, kind="filled", log=log, metric_label=label,
+                          title=f"Every model under {criterion}")
+
+
+def slices_figure(results: Sequence[LossResult], floor: float) -> Figure:
+    """The 1D slices overlaid as relative loss (log scale); the dotted line at 2 marks doubling."""
+    sf = results[0].slice_1d
+    curves = {}
+    for r in results:
+        col = column(r.slice_1d)
+        curves[r.loss] = relative_loss(r.slice_1d.values[col], _centre(r.slice_1d, col), floor)
+    fig = plot.lines_overlay(sf.grid.x, curves, metric_label="1 + (L − L(0)) / max(L(0), ε)", log=True,
+                             x_label=str(sf.attrs.get("x_label", "α")), width="single")
+    fig.axes[0].axhline(2.0, color="0.4", lw=0.8, ls=":", zorder=1)
+    return fig
+
+
+def slices_accuracy_figure(results: Sequence[LossResult]) -> Figure:
+    sf = results[0].slice_1d
+    curves = {r.loss: r.slice_1d.values[f"{_prefix(r.slice_1d)}_acc"] for r in results}
+    return plot.lines_overlay(sf.grid.x, curves, metric_label="train accuracy",
+                              x_label=str(sf.attrs.get("x_label", "α")), width="single")
+
+
+def _history(manifest: Mapping[str, Any], key: str) -> tuple[FloatArray, FloatArray]:
+    """(epochs, values) over the saved checkpoints; step checkpoints at fractional epochs."""
+    checkpoints = manifest["checkpoints"]
+    per_epoch = next((c["step"] / c["epoch"] for c in checkpoints if c["kind"] == "epoch" and c["epoch"] > 0), 1.0)
+    epochs = np.array([c["step"] / per_epoch for c in checkpoints], dtype=np.float64)
+    return epochs, np.array([c.get(key, math.nan) for c in checkpoints], dtype=np.float64)
+
+
+def training_loss_figure(results: Sequence[LossResult]) -> Figure:
+    """Training loss of each run divided by its value at initialization (criteria differ in units)."""
+    curves = {}
+    for r in results:
+        epochs, loss = _history(r.manifest, "train_loss")
+        curves[r.loss] = (epochs, loss / loss[0])
+    return plot.training_curves(curves, metric_label="train loss / initial", log=True, width="single")
+
+
+def training_accuracy_figure(results: Sequence[LossResult], target: float) -> Figure:
+    """Test accuracy of each run (comparable across losses); the dotted line is the target."""
+    curves = {r.loss: _history(r.manifest, "test_acc") for r in results}
+    fig = plot.training_curves(curves, metric_label="test accuracy", width="single")
+    fig.axes[0].axhline(target, color="0.4", lw=0.8, ls=":", zorder=1)
+    return fig
+
+
+def make_figures(results: Sequence[LossResult], config: Config) -> dict[str, Figure]:
+    """Every comparison figure by file name (without suffix)."""
+    floor = config.compare.floor
+    figures = {"trajectories": trajectory_figure(results, floor), "surfaces_raw": raw_figure(results, floor),
+               "surfaces_relative": relative_figure(results, floor), "slices": slices_figure(results, floor),
+               "training_loss": training_loss_figure(results)}
+    if has_accuracy(results[0].surface_2d):
+        figures |= {"surfaces_accuracy": accuracy_figure(results), "slices_accuracy": slices_accuracy_figure(results),
+                    "training_accuracy": training_accuracy_figure(results, config.compare.target_acc)}
+    if len(results) > 1:
+        for crit in results[0].surface_2d.attrs["settings"]["losses"]:
+            figures[f"surfaces_under_{crit}"] = criterion_figure(results, crit, floor)
+    return figures
+
+
+__all__ = [
+    "DEFINITIONS", "CompareResult", "Curvature", "LossPaths", "LossResult", "curvature", "definitions",
+    "doubling_radius", "flatness", "load_results", "make_figures", "mean_increase", "relative_loss", "run_compare",
+    "steps_to_target", "summary_rows",
+]

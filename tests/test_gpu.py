@@ -1,0 +1,39 @@
+"""The CUDA path: skipped cleanly without a GPU (CI here is CPU-only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.config import DirectionsConfig
+from landscape.data import TensorSplit
+from landscape.directions import random_directions
+from landscape.losses import MetricSet
+from landscape.surface import compute_surface
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+@pytest.mark.parametrize("points_per_call", [1, 8])
+def test_cuda_surface_equals_cpu_surface(points_per_call: int) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10)).eval()
+    x, y = torch.randn(300, 1, 8, 8), torch.randint(0, 10, (300,))
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    metrics = MetricSet(["cross_entropy", "mse"], "classification", 10)
+    grid = (np.linspace(-1, 1, 5), np.linspace(-1, 1, 4))
+    cpu = compute_surface(model, TensorSplit(x, y), dirs, *grid, metrics=metrics)
+    gpu = compute_surface(model, TensorSplit(x, y), dirs, *grid, metrics=metrics, device="cuda", points_per_call=points_per_call)
+    for name, values in cpu.values.items():
+        np.testing.assert_allclose(gpu.values[name], values, rtol=1e-4, atol=1e-6)
+    assert next(model.parameters()).device.type == "cpu"  # the caller's model stayed where it was
+
+
+def test_cuda_training_and_surface_cli(tmp_path) -> None:  # noqa: ANN001
+    from landscape.cli import main
+
+    assert main(["--quiet", "train", "configs/digits_mlp.toml", "--out", str(tmp_path / "run"), "--epochs", "2", "--device", "cuda"]) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "epoch_002.pt"
+    assert main(["--quiet", "surface", str(ckpt), "--out", str(tmp_path / "s.h5"), "--x", "-1:1:5", "--device", "cuda"]) == 0
