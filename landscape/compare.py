@@ -437,14 +437,17 @@ _STAMP = ".compare_outputs.json"
 
 
 def _stamp(out: Path, losses: Sequence[str], config: Config) -> str:
-    """sha256 of what the tables and figures are drawn from: the config, the input files' sizes and mtimes."""
+    """sha256 of what the tables and figures come from: config, input files (size, mtime), drawing code."""
     inputs = {}
     for loss in losses:
         p = LossPaths(out / loss)
         for f in (p.run / "run.json", p.trajectory, p.surface_2d, p.slice_1d, p.surface_pca):
             st = f.stat()
             inputs[str(f.relative_to(out))] = [st.st_size, st.st_mtime_ns]
-    text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__}, sort_keys=True)
+    # the drawing code too, so that a changed figure function redraws even within one version
+    code = [hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in (__file__, plot.__file__)]
+    text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__, "code": code},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -618,7 +621,7 @@ def _log_scale(values: Sequence[FloatArray]) -> bool:
 
 
 def _loss_scale(zs: dict[str, FloatArray], label: str, floor: float) -> tuple[dict[str, FloatArray], bool, str]:
-    """(values, log, label) for panels of losses spanning decades.
+    """(values, log, label) for panels of losses that together span decades.
 
     Positive values get a log colour scale. A loss that reaches exactly 0 (a hinge beyond its
     margin) cannot, so it is shown as ``log10 max(L, ε)`` on a linear scale instead.

@@ -214,7 +214,7 @@ def load_data(cfg: DataConfig) -> DataBundle:
     if cfg.classes:
         if not labels:
             raise DataError(f"data.classes = {list(cfg.classes)} needs class labels, but {cfg.name!r} has float targets")
-        present = sorted({int(v) for v in torch.cat([train[1].reshape(-1), test[1].reshape(-1)]).unique().tolist()})
+        present = sorted({int(v) for v in torch.cat([train[1].reshape(-1), test[1].reshape(-1)]).tolist()})
         absent = [c for c in cfg.classes if c not in present]
         if absent or len(set(cfg.classes)) != len(cfg.classes):  # a negative label would silently wrap around
             raise DataError(f"data.classes = {list(cfg.classes)} must name distinct labels of {cfg.name!r}; "

@@ -542,6 +542,10 @@ def test_corrupt_surface_files(name: str, bad_files: dict[str, Path], ckpt: Path
     copy = tmp_path / name  # the resume attempt must leave the damaged file as it was
     shutil.copyfile(bad_files[name], copy)
     fails_cleanly(["info", str(copy)], capsys, "corrupt|truncated|not a readable|inconsistent")
+    readers = {"plot": ["--out", str(tmp_path / "figures")], "export": ["--format", "csv"]}
+    for command in (c for c in readers if c in ACTIONS):
+        fails_cleanly([command, str(copy), *readers[command]], capsys, "corrupt|truncated|inconsistent|not a landscape surface")
+    assert not (tmp_path / "figures").exists() or not any((tmp_path / "figures").iterdir())
     line = fails_cleanly(["surface", str(ckpt), "--out", str(copy), "--x=-1:1:5", "--y=-1:1:3"], capsys,
                          "corrupt|truncated|inconsistent|not a landscape surface")
     assert "--overwrite" in line
