@@ -316,6 +316,10 @@ def _nice(lo: float, hi: float, log: bool, count: int) -> FloatArray:
             ticks = ticks[(ticks >= lo - tol) & (ticks <= hi + tol)]
             if ticks.size >= count - 1:
                 break
+        if ticks.size < max(4, count // 2):  # less than a decade: round linear values read better
+            linear = np.asarray(MaxNLocator(nbins=count, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi), dtype=np.float64)
+            linear = linear[(linear >= lo - tol) & (linear <= hi + tol) & (linear > 0)]
+            ticks = linear if linear.size > ticks.size else ticks
     else:
         locator = MaxNLocator(nbins=count, steps=[1, 2, 2.5, 5, 10])
         ticks = np.asarray(locator.tick_values(lo, hi), dtype=np.float64)
