@@ -12,14 +12,13 @@ import copy
 import dataclasses
 import json
 import os
+import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
-
-import tomllib
 
 from landscape.errors import ConfigError
 

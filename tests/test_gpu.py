@@ -31,7 +31,7 @@ def test_cuda_surface_equals_cpu_surface(points_per_call: int) -> None:
     assert next(model.parameters()).device.type == "cpu"  # the caller's model stayed where it was
 
 
-def test_cuda_training_and_surface_cli(tmp_path) -> None:  # noqa: ANN001
+def test_cuda_training_and_surface_cli(tmp_path) -> None:
     from landscape.cli import main
 
     assert main(["--quiet", "train", "configs/digits_mlp.toml", "--out", str(tmp_path / "run"), "--epochs", "2", "--device", "cuda"]) == 0

@@ -25,7 +25,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train(cfg, out).final
 
 
-def _cfg(*extra: str):  # noqa: ANN202
+def _cfg(*extra: str):
     base = ["train.epochs=1", "data.max_train=300", "data.max_test=100", "model.options={hidden=[16]}"]
     return load_config(None, base + list(extra))
 
@@ -57,7 +57,7 @@ def test_rerun_resumes_and_other_settings_are_refused(ckpt: Path, tmp_path: Path
     assert first["computed"] == 7
     again = run_surface(ckpt, out, _cfg('surface.x="-1:1:7"'))
     assert again["computed"] == 0  # nothing recomputed
-    with pytest.raises(SurfaceFileError, match="other settings.*surface|x: '-1:1:7' → '-1:1:9'"):
+    with pytest.raises(SurfaceFileError, match=r"other settings \(x: '-1:1:7' → '-1:1:9'\)"):
         run_surface(ckpt, out, _cfg('surface.x="-1:1:9"'))
     with pytest.raises(SurfaceFileError, match="seed"):
         run_surface(ckpt, out, _cfg('surface.x="-1:1:7"', "directions.seed=1"))
@@ -96,10 +96,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(ckpt: Path, tmp_pat
 
 def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
     target = tmp_path / "s.h5"
-    with exclusive_lock(target):
-        with pytest.raises(SurfaceFileError, match="another process"):
-            with exclusive_lock(target):
-                pass
+    with exclusive_lock(target), pytest.raises(SurfaceFileError, match="another process"), exclusive_lock(target):
+        pass
 
 
 def test_cli_surface_info_and_errors(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
