@@ -162,7 +162,7 @@ class MetricSet:
             sums += [p.sum() for p in per]
         if self.has_acc:
             sums.append(correct(output, target, self.criteria[0].binary_threshold).sum())
-        return torch.stack([s.to(torch.float64) for s in sums])
+        return torch.stack(sums).to(torch.float64)
 
     def check(self, output: Tensor, target: Tensor) -> None:
         """Fail early, naming shapes or values, when the output or targets cannot meet the loss.

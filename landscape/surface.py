@@ -11,6 +11,7 @@ Only tensors whose direction is non-zero are rewritten (biases and BatchNorm are
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -129,16 +130,21 @@ class _LinearStem(nn.Module):
     coef: Tensor
     cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]]
     key: tuple[str, int]
+    point: tuple[float, float] | None
 
     def __init__(self, cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]], device: torch.device) -> None:
         super().__init__()
         self.register_buffer("coef", torch.zeros(2, device=device))
         self.cache = cache
         self.key: tuple[str, int] = ("", 0)
+        self.point: tuple[float, float] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         base, ux, uy = self.cache[self.key]
-        out = base + self.coef[0] * ux
+        if self.point is not None:  # one point: two fused axpys, no tensor indexing
+            out = torch.add(base, ux, alpha=self.point[0])
+            return out if uy is None else out.add_(uy, alpha=self.point[1])
+        out = base + self.coef[0] * ux  # K points under vmap: coef is stacked to (K, 2)
         return out if uy is None else out + self.coef[1] * uy
 
 
@@ -191,6 +197,10 @@ class SurfaceEngine:
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
             self._use_channels_last()
         if bn == "fixed":
+            self._fold_batchnorm()
+        if batch_size == 0:
+            self._choose_batch_sizes()
+        if bn == "fixed":
             self._install_stem(directions)
 
     def _check_first_batch(self) -> None:
@@ -208,6 +218,118 @@ class SurfaceEngine:
         self.params = [targets[k].detach() for k in self.names]  # the layout change made new tensors
         self.splits = {name: TensorSplit(s.inputs.contiguous(memory_format=torch.channels_last) if s.inputs.ndim == 4
                                          else s.inputs, s.targets) for name, s in self.splits.items()}
+
+    @torch.no_grad()
+    def _fold_batchnorm(self) -> None:
+        """Fold each eval-mode BatchNorm into the convolution that feeds it.
+
+        ``BN(W∗x + b) = s·(W∗x + b − μ) + β`` with ``s = γ / √(σ² + ε)``: a convolution with
+        weight ``s·W`` and bias ``s·(b − μ) + β``. That is linear in ``W``, so the origin and the
+        directions are folded once and every grid point skips a pass over the activations. Only
+        when the BatchNorm itself does not move (its parameters and statistics have zero
+        directions, the default); checked against the unfolded model before it is kept.
+        """
+        moving = set(self.names)
+        pairs = []
+        for parent_name, parent in self.model.named_modules():
+            kids = list(parent.named_children())
+            for (conv_key, conv), (bn_key, norm) in itertools.pairwise(kids):
+                prefix = f"{parent_name}." if parent_name else ""
+                if not (type(conv) is nn.Conv2d and type(norm) is nn.BatchNorm2d and norm.num_features == conv.out_channels
+                        and norm.running_mean is not None and norm.running_var is not None):
+                    continue
+                if any(k.startswith(f"{prefix}{bn_key}.") for k in moving):
+                    continue
+                pairs.append((parent, prefix + conv_key, conv_key, conv, bn_key, norm))
+        if not pairs:
+            return
+        reference = copy.deepcopy(self.model)
+        saved = (list(self.params), list(self.origin), list(self.dx), list(self.dy) if self.dy is not None else None)
+        for parent, conv_name, conv_key, conv, bn_key, norm in pairs:
+            mean, var = norm.running_mean, norm.running_var
+            assert mean is not None and var is not None  # checked when the pair was chosen
+            inv_std = torch.rsqrt(var + norm.eps)
+            s = norm.weight * inv_std if norm.affine else inv_std
+            shift = norm.bias if norm.affine else torch.zeros_like(mean)
+            bias0 = conv.bias if conv.bias is not None else torch.zeros_like(mean)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
+                              conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,  # type: ignore[arg-type]
+                              device=self.device, dtype=conv.weight.dtype)
+            fused.weight.requires_grad_(False).copy_(conv.weight * s.view(-1, 1, 1, 1))
+            fused.bias.requires_grad_(False).copy_(s * (bias0 - mean) + shift)  # type: ignore[union-attr]
+            if conv.weight.is_contiguous(memory_format=torch.channels_last):
+                fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            setattr(parent, conv_key, fused)
+            setattr(parent, bn_key, nn.Identity())
+            for key, scale in (("weight", s.view(-1, 1, 1, 1)), ("bias", s)):
+                name = f"{conv_name}.{key}"
+                if name in self.names:
+                    i = self.names.index(name)
+                    self.params[i] = getattr(fused, key).detach()
+                    self.origin[i] = self.origin[i] * scale
+                    self.dx[i] = self.dx[i] * scale
+                    if self.dy is not None:
+                        self.dy[i] = self.dy[i] * scale
+        if not self._same_outputs(reference, saved[2], saved[3]):
+            self.model = reference
+            self.params, self.origin, self.dx, dy = saved
+            self.dy = dy
+            targets = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+            self.params = [targets[k].detach() for k in self.names]
+            self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
+
+    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor], dys: list[Tensor] | None) -> bool:
+        """The engine's model at an off-origin point against ``reference`` moved there by hand."""
+        a, b = 0.37, -0.21 if self.dy is not None else 0.0
+        x = next(iter(self.splits.values())).inputs[:64]
+        targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
+        ref_params = [targets[k].detach() for k in self.names]
+        ref_origin = [t.clone() for t in ref_params]
+        try:
+            with torch.inference_mode():
+                self._set_point(a, b)
+                fast = self.model(x)
+            with torch.no_grad():
+                for i, p in enumerate(ref_params):
+                    p.add_(dxs[i], alpha=a)
+                    if dys is not None:
+                        p.add_(dys[i], alpha=b)
+            with torch.inference_mode():
+                slow = reference(x)
+        except RuntimeError:
+            return False
+        finally:
+            with torch.no_grad():
+                for p, o in zip(ref_params, ref_origin, strict=True):
+                    p.copy_(o)
+        return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5))
+
+    ACTIVATION_BYTES = 4 << 20  # per batch, for the widest layer: keeps working sets cache-sized
+
+    def _choose_batch_sizes(self) -> None:
+        """Batch size from the widest activation: measured once on a few samples.
+
+        Large batches amortize per-call overhead (small models take the whole split at once),
+        but convolutions slow down when a layer's output no longer fits in cache.
+        """
+        widest = 0
+
+        def hook(mod: nn.Module, args: object, out: object) -> None:
+            nonlocal widest
+            if isinstance(out, Tensor):
+                widest = max(widest, out.numel() * out.element_size())
+
+        handles = [m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())]
+        probe = 8
+        try:
+            with torch.inference_mode():
+                self.model(next(iter(self.splits.values())).inputs[:probe])
+        finally:
+            for h in handles:
+                h.remove()
+        per_sample = max(1, widest // probe)
+        size = max(32, self.ACTIVATION_BYTES // per_sample)
+        self.batch_sizes = {name: min(len(s), size) for name, s in self.splits.items()}
 
     def _find_stem(self) -> str | None:
         """Name of the Linear/Conv layer that receives the raw input (a view of it), if any."""
@@ -292,7 +414,10 @@ class SurfaceEngine:
                 stem.key = (split_name, 0)
                 stem.coef.copy_(torch.tensor([a, b]))
                 self._set_point(a, b)
-                fast = self.model(x)
+                fast = self.model(x)  # the vmap path (coef)
+                stem.point = (a, b)
+                fast_point = self.model(x)  # the one-point path
+                stem.point = None
                 setattr(parent, child, layer)
                 self._set_point(a, b)
                 slow = self.model(x)
@@ -300,7 +425,7 @@ class SurfaceEngine:
             return False
         finally:
             setattr(parent, child, stem)
-        return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5))
+        return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5) and torch.allclose(fast_point, slow, rtol=1e-4, atol=1e-5))
 
     # --- one point at a time -------------------------------------------------------------------
 
@@ -312,7 +437,7 @@ class SurfaceEngine:
             if self.dy is not None:
                 torch._foreach_add_(self.params, self.dy, alpha=b)
         if self.stem is not None:
-            self.stem.coef.copy_(torch.tensor([a, b]))
+            self.stem.point = (a, b)
         if self.bn == "recompute":
             self._recompute_bn()
 
@@ -369,6 +494,7 @@ class SurfaceEngine:
                     w = w + b.view(shape).to(self.origin[i].dtype) * self.dy[i].unsqueeze(0)
                 stacked[name] = w
             if self.stem is not None:
+                self.stem.point = None
                 stacked[f"{self.stem_name}.coef"] = torch.stack([a, b], dim=1)
 
             def one(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -393,8 +519,14 @@ class SurfaceEngine:
     def calibrate(self, coords: np.ndarray, candidates: Sequence[int] = (1, 4, 16, 64)) -> tuple[np.ndarray, int]:
         """Pick points-per-call by timing real work on the first points; returns their values too.
 
-        Every candidate evaluates points the caller needs anyway, so nothing is wasted.
+        Every candidate evaluates points the caller needs anyway, so nothing is wasted. On the CPU
+        one point per call is used without timing: the intra-op threads already keep the cores
+        busy with one point, and ``vmap``'s first call costs more than it could save (measured on
+        the digits MLP and CNN and ResNet-20). On a GPU a small model cannot fill the device, so
+        stacking K points pays.
         """
+        if self.device.type == "cpu" and not self.points_per_call:
+            self.points_per_call = 1
         if self.points_per_call or self.bn != "fixed":
             self.points_per_call = max(1, self.points_per_call)
             return np.empty((0, len(self.columns))), 0

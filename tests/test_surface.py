@@ -238,3 +238,29 @@ def test_directions_from_reference_file_reproduce_hand_computation(tmp_path) -> 
             p.add_(0.3 * torch.from_numpy(a) - 0.2 * torch.from_numpy(a[::-1].copy()))
     assert res.values["train_loss"][0, 0] == pytest.approx(evaluate(hand, TensorSplit(x, y), metrics)["loss"], rel=1e-5)
     assert isinstance(dirs, Directions)
+
+
+def test_batchnorm_is_folded_only_when_it_does_not_move() -> None:
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(3, 3), nn.Unflatten(1, (3, 1, 1)), nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(64, 3))
+    model.eval()
+    x, y = torch.randn(30, 3), torch.randint(0, 2, (30,))
+    metrics = MetricSet(["cross_entropy"], "classification", 2)
+    split = {"train": TensorSplit(x, y)}
+    fixed = SurfaceEngine(model, random_directions(model, DirectionsConfig(), 2), split, metrics)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fixed.model.modules())
+    moving = SurfaceEngine(model, random_directions(model, DirectionsConfig(ignore="none"), 2), split, metrics)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in moving.model.modules()) == 2
+    coords = np.array([[0.5, -0.3], [-1.0, 1.0]])
+    for engine, cfg in ((fixed, DirectionsConfig()), (moving, DirectionsConfig(ignore="none"))):
+        dirs = random_directions(model, cfg, 2)
+        for (a, b), row in zip(coords, engine.evaluate(coords), strict=True):
+            moved = copy.deepcopy(model)
+            with torch.no_grad():
+                for k, p in moved.named_parameters():
+                    p.add_(a * dirs.x[k] + b * dirs.y[k])  # type: ignore[index]
+            assert row[0] == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)["loss"], rel=1e-5)
