@@ -39,6 +39,7 @@ class Case:
     make: Callable[[], tuple[nn.Module, TensorSplit, int]]
     grid: tuple[str, str]
     rtol: float
+    pipeline: bool = False  # the baseline reads images through the paper's per-item transforms
 
 
 def digits_case(model_name: str, options: dict[str, object]) -> Callable[[], tuple[nn.Module, TensorSplit, int]]:
@@ -49,16 +50,43 @@ def digits_case(model_name: str, options: dict[str, object]) -> Callable[[], tup
     return make
 
 
+class CifarStyleImages(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """What the paper's code iterates at every grid point: torchvision's CIFAR10 with
+    ``ToTensor()`` and ``Normalize``. Each item is a uint8 HWC image turned into a PIL image,
+    then into a float CHW tensor in [0, 1], then normalized per channel (written here by hand,
+    torchvision is not a dependency). The values equal the preprocessed tensors the engine uses."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.images, self.labels, self.mean, self.std = images, labels, mean.view(3, 1, 1), std.view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        pic = Image.fromarray(self.images[i])
+        chw = torch.from_numpy(np.array(pic, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+        return (chw - self.mean) / self.std, int(self.labels[i])
+
+
+def cifar_images() -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor, TensorSplit]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(1000, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=1000)
+    mean, std = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2470, 0.2435, 0.2616])
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    return images, labels, mean, std, TensorSplit(x.contiguous(), torch.from_numpy(labels))
+
+
 def cifar_like_resnet() -> tuple[nn.Module, TensorSplit, int]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1000, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (1000,), generator=g)
+    split = cifar_images()[-1]
     torch.manual_seed(0)
     model = build_model("resnet20", (3, 32, 32), (10,), {})
     model.train()
     with torch.no_grad():  # realistic BatchNorm statistics
-        model(x[:256])
-    return model.eval(), TensorSplit(x, y), 10
+        model(split.inputs[:256])
+    return model.eval(), split, 10
 
 
 CASES = {
@@ -66,16 +94,20 @@ CASES = {
     "cnn": Case("digits CNN (width 16, BN)", digits_case("cnn", {}), ("-1:1:11", "-1:1:11"), 1e-5),
     "cnn8": Case("digits CNN (width 8, BN)", digits_case("cnn", {"width": 8}), ("-1:1:15", "-1:1:15"), 1e-5),
     "resnet20": Case("ResNet-20, 1,000 CIFAR-sized images", cifar_like_resnet, ("-1:1:3", "-1:1:3"), 1e-4),
+    "resnet20-pipeline": Case("ResNet-20, same, paper's image pipeline", cifar_like_resnet, ("-1:1:3", "-1:1:3"), 1e-4,
+                              pipeline=True),
 }
 
 
-def faithful_loop(model: nn.Module, dirs: Directions, split: TensorSplit, coords: np.ndarray) -> np.ndarray:
+def faithful_loop(model: nn.Module, dirs: Directions, split: TensorSplit, coords: np.ndarray,
+                  dataset: torch.utils.data.Dataset | None = None) -> np.ndarray:  # type: ignore[type-arg]
     """The reference implementation's per-point evaluation, reproduced faithfully."""
     net = copy.deepcopy(model).eval()
     params = list(net.parameters())
     names = [n for n, _ in net.named_parameters()]
     origin = [p.data.clone() for p in params]
-    loader = DataLoader(TensorDataset(split.inputs, split.targets), batch_size=128, shuffle=False)
+    loader = DataLoader(dataset if dataset is not None else TensorDataset(split.inputs, split.targets),
+                        batch_size=128, shuffle=False)
     criterion = nn.CrossEntropyLoss()
     out = np.empty((len(coords), 2))
     for k, (a, b) in enumerate(coords):
@@ -107,10 +139,11 @@ def run_case(case: Case, points_per_call: int, rounds: int) -> dict[str, float]:
     model, split, num_classes = case.make()
     dirs = random_directions(model, DirectionsConfig(), dims=2)
     coords = Grid.parse(*case.grid).coords()
+    dataset = CifarStyleImages(*cifar_images()[:4]) if case.pipeline else None
     t_base, t_ours = [], []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        base = faithful_loop(model, dirs, split, coords)
+        base = faithful_loop(model, dirs, split, coords, dataset)
         t_base.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         ours, k = engine_run(model, dirs, split, coords, num_classes, points_per_call)
@@ -171,7 +204,7 @@ def memory_check(params_m: int = 25) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="mlp,cnn,cnn8,resnet20")
+    parser.add_argument("--models", default="mlp,cnn,cnn8,resnet20,resnet20-pipeline")
     parser.add_argument("--rounds", type=int, default=3, help="alternate baseline and engine this many times (median)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--points-per-call", type=int, default=0, help="0 = the engine's automatic choice")
