@@ -241,6 +241,23 @@ def _array_reconstruct() -> Callable[..., Any]:
     return reconstruct
 
 
+def _array_frombuffer() -> Callable[..., Any]:
+    """numpy's out-of-band buffer constructor (pickle protocol 5 arrays)."""
+    try:
+        numeric = importlib.import_module("numpy._core.numeric")
+    except ModuleNotFoundError:  # pragma: no cover - numpy 1.x
+        numeric = importlib.import_module("numpy.core.numeric")
+    frombuffer: Callable[..., Any] = numeric._frombuffer
+    return frombuffer
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What Python 3's protocol-2 pickles call (``_codecs.encode``) to rebuild bytes; only latin-1."""
+    if encoding != "latin1" or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 # (module, name) -> object: the only globals a pickled numpy uint8 array needs. Old pickles
 # (CIFAR's, made with numpy 1.x) name numpy.core, newer ones numpy._core; both map to the
 # same function, so a refused name never reaches an import.
@@ -249,6 +266,11 @@ _PICKLE_ALLOWED: Final[Mapping[tuple[str, str], Any]] = {
     ("numpy._core.multiarray", "_reconstruct"): _array_reconstruct(),
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # batches re-saved by Python 3: protocol 2 spells bytes through _codecs.encode, protocol 5
+    # stores array data out of band
+    ("_codecs", "encode"): _latin1_bytes,
+    ("numpy.core.numeric", "_frombuffer"): _array_frombuffer(),
+    ("numpy._core.numeric", "_frombuffer"): _array_frombuffer(),
 }
 
 # What unpickling a damaged stream can raise besides UnpicklingError (see the pickle docs).

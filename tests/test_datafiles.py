@@ -475,3 +475,16 @@ def test_load_cifar10_download_failure_names_the_url(tmp_path: Path, monkeypatch
     assert "cannot download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in str(info.value)
     assert "Temporary failure" in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 5])
+def test_cifar_batches_resaved_by_python3_load(tmp_path: Path, protocol: int) -> None:
+    rng = np.random.default_rng(protocol)
+    rows = rng.integers(0, 256, size=(4, 3072), dtype=np.uint8)
+    batch = {b"data": rows, b"labels": [1, 2, 3, 4]}
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch, protocol=protocol))
+    images, labels = datafiles.read_cifar_batch(path)
+    assert images.shape == (4, 3, 32, 32)
+    np.testing.assert_array_equal(images.reshape(4, -1).numpy(), rows)
+    assert labels.tolist() == [1, 2, 3, 4]
