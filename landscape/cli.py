@@ -415,7 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add, _, help_text) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text, description=help_text))
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add(p)
+        # the global flags are accepted after the command too (SUPPRESS: unset unless given there)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+        p.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="torch intra-op threads")
     return parser
 
 

@@ -297,3 +297,14 @@ def test_python_dash_m_version() -> None:
     done = subprocess.run([sys.executable, "-m", "landscape", "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"landscape {__version__}"
+
+
+def test_global_flags_work_after_the_command_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from landscape.cli import main as cli_main
+    from landscape.progress import set_quiet
+
+    try:
+        assert cli_main(["info", str(tmp_path / "missing.pt"), "--quiet", "--threads", "1"]) == 1
+        assert capsys.readouterr().err.startswith("landscape info: error:")
+    finally:
+        set_quiet(False)
