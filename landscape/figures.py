@@ -57,6 +57,12 @@ _SPLIT_WORDS = {"train": "training", "test": "test"}
 _METRIC_WORDS = {"loss": "loss", "acc": "accuracy"}
 
 
+def _wide_positive(values: np.ndarray) -> bool:
+    """Positive finite values whose max/min exceeds 100."""
+    finite = values[np.isfinite(values)]
+    return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
+
+
 @dataclass(frozen=True)
 class _Job:
     """Everything one figure needs: the surface, the chosen metric, the path, the style."""
@@ -333,7 +339,7 @@ def plot_surface_file(
     levels: int | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
-    log: bool = False,
+    log: bool | None = None,
     cmap: str = "viridis",
     width: plot.Width = "single",
     dpi: int = 200,
@@ -346,7 +352,9 @@ def plot_surface_file(
     losses). A kind named in ``kinds`` that does not apply raises :class:`LandscapeError`,
     unless ``lenient`` (for a list of defaults meant for any file): then it is skipped.
     ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...). ``title`` True
-    gives "<model> on <data>", a string that text, False none.
+    gives "<model> on <data>", a string that text, False none. ``log`` None chooses: a log
+    scale for a positive loss spanning more than two decades (a basin near zero would otherwise
+    hold no contour at all), linear otherwise.
     """
     _check_options(formats, levels, dpi)
     sf = read_surface(surface)
@@ -355,6 +363,8 @@ def plot_surface_file(
     selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
     if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
         _check_same_plane(sf, Path(trajectory))
+    if log is None:
+        log = _wide_positive(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width,
              "title": _title(sf, title)}
     job = _Job(sf, chosen, path, style)
