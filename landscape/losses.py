@@ -161,7 +161,9 @@ class MetricSet:
         if len(per) > 1:
             sums += [p.sum() for p in per]
         if self.has_acc:
-            sums.append(correct(output, target, self.criteria[0].binary_threshold).sum())
+            # a diverged output has no prediction: NaN/inf anywhere makes the accuracy NaN too
+            # (output.sum() * 0 is 0 for finite outputs; no host sync)
+            sums.append(correct(output, target, self.criteria[0].binary_threshold).sum() + output.sum() * 0)
         return torch.stack(sums).to(torch.float64)
 
     def check(self, output: Tensor, target: Tensor) -> None:

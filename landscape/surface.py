@@ -193,6 +193,7 @@ class SurfaceEngine:
         self.points_per_call = points_per_call if bn == "fixed" else 1
         self.stem: _LinearStem | None = None
         self.stem_name = ""
+        self.variances: list[Tensor] = []
         self._check_first_batch()
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
             self._use_channels_last()
@@ -202,6 +203,7 @@ class SurfaceEngine:
             self._choose_batch_sizes()
         if bn == "fixed":
             self._install_stem(directions)
+        self.variances = [t for k, t in zip(self.names, self.params, strict=True) if k.endswith("running_var")]
 
     def _check_first_batch(self) -> None:
         for split in self.splits.values():
@@ -436,6 +438,10 @@ class SurfaceEngine:
             torch._foreach_add_(self.params, self.dx, alpha=a)
             if self.dy is not None:
                 torch._foreach_add_(self.params, self.dy, alpha=b)
+        if self.variances:
+            # running variances moved along a direction (--dir-type states) can cross zero, which
+            # would make BatchNorm divide by the square root of a negative number: keep them ≥ 0
+            torch._foreach_clamp_min_(self.variances, 0.0)
         if self.stem is not None:
             self.stem.point = (a, b)
         if self.bn == "recompute":

@@ -264,3 +264,26 @@ def test_batchnorm_is_folded_only_when_it_does_not_move() -> None:
                 for k, p in moved.named_parameters():
                     p.add_(a * dirs.x[k] + b * dirs.y[k])  # type: ignore[index]
             assert row[0] == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)["loss"], rel=1e-5)
+
+
+def test_moved_running_variances_never_go_negative() -> None:
+    """Extrapolating past B along θ_B − θ_A (states) must not make BatchNorm take √(negative)."""
+    torch.manual_seed(8)
+    a = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        a[1].running_var.fill_(2.0)
+        b[1].running_var.fill_(0.5)  # at α = 2 the straight line gives −1
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    dirs = target_directions(a, b.state_dict(), None, "states")
+    res = compute_surface(a, TensorSplit(x, y), dirs, [0.0, 1.0, 2.0], metrics=MetricSet(["cross_entropy"], "classification", 2))
+    assert np.isfinite(res.values["train_loss"]).all()
+
+
+def test_accuracy_of_a_diverged_point_is_nan_not_a_number_of_hits() -> None:
+    metrics = MetricSet(["cross_entropy"], "classification", 3)
+    out = torch.tensor([[1.0, 0.0, 0.0], [float("nan"), 0.0, 0.0]])
+    sums = metrics.batch_sums(out, torch.tensor([0, 0]))
+    assert np.isnan(sums[0].item()) and np.isnan(sums[1].item())
+    finite = metrics.batch_sums(out[:1], torch.tensor([0]))
+    assert finite[1].item() == 1.0
