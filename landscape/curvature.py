@@ -54,6 +54,7 @@ from landscape.hessian import (
     lanczos,
 )
 from landscape.losses import get_criterion
+from landscape.progress import bar
 from landscape.surface import auto_batch_size
 
 EIG_METRICS = ("max_eig", "min_eig", "eig_ratio", "eig_converged")  # columns per split, in order
@@ -361,13 +362,25 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     problem, h = s.problem, cfg.hessian
     _check_hessian_settings(cfg, problem.dim)
     loss, grad = problem.loss_and_grad()
-    top = lanczos(problem, h.top_k, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
-                  vectors=save_directions_to is not None)
-    # λmin is often ≈ 0, where an eigenvalue-relative test can never be met: test it against ‖H‖
-    bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
-                     relative_to="norm", vectors=False)
-    trace = hutchinson_trace(problem, samples=h.trace_samples, seed=h.seed)
-    exact = exact_trace(problem) if problem.dim <= EXACT_TRACE_MAX_DIM else None
+    exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM
+    # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
+    budget = 2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
+    with bar(budget, "hessian", unit="HVP") as pbar:
+        plain_hvp = problem.hvp
+
+        def counted_hvp(v: Sequence[Tensor]) -> list[Tensor]:
+            pbar.update(1)
+            return plain_hvp(v)
+
+        problem.hvp = counted_hvp  # type: ignore[method-assign]
+        top = lanczos(problem, h.top_k, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
+                      vectors=save_directions_to is not None)
+        # λmin is often ≈ 0, where an eigenvalue-relative test can never be met: test it against ‖H‖
+        bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
+                         relative_to="norm", vectors=False)
+        trace = hutchinson_trace(problem, samples=h.trace_samples, seed=h.seed)
+        exact = exact_trace(problem) if exact_wanted else None
+        problem.hvp = plain_hvp  # type: ignore[method-assign]
     runs: list[EigenResult | TraceResult] = [top, bottom, trace, *([exact] if exact is not None else [])]
     hvps, hvp_seconds = sum(r.hvps for r in runs), sum(r.seconds for r in runs)
     fwd = forward_seconds(s.model, s.batches, s.loss_fn)
