@@ -11,9 +11,11 @@ command again.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,12 +167,24 @@ class TerminateRequested(KeyboardInterrupt):
     """SIGTERM (torchrun stopping the group after a worker died): unwind and flush."""
 
 
-def flush_on_sigterm() -> None:
-    """Turn SIGTERM into an exception so ``finally`` blocks save finished work."""
+@contextlib.contextmanager
+def flush_on_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM raises so ``finally`` blocks save finished work; then the old handler returns.
+
+    Only in the main thread (where Python delivers signals); elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
     def handler(signum: int, frame: object) -> None:
         raise TerminateRequested()
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def wait_a_little() -> None:

@@ -182,11 +182,19 @@ def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.n
     queue = WorkQueue(group, len(pending), prefix="landscape/work")
     # claims of about a second of work, but never more than an eighth of a rank's fair share
     fair_share = max(1, -(-len(pending) // (8 * group.world_size))) if group.distributed else 1 << 30
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if sf is not None:
+            stack.enter_context(flush_on_sigterm())
+        mine = _evaluate_claims(sf, engine, queue, pending, coords, fair_share)
+    return gather_counts(group, "landscape/counts", mine), time.perf_counter() - t0
+
+
+def _evaluate_claims(sf: SurfaceFile | None, engine: Evaluator, queue: WorkQueue, pending: np.ndarray,
+                     coords: np.ndarray, fair_share: int) -> int:
+    """The claim loop of :func:`_fill`; returns how many points this rank evaluated."""
     mine, rate = 0, 1.0
     t0 = time.perf_counter()
-    if sf is not None:
-        flush_on_sigterm()
-
     with bar(len(pending) if sf is not None else 0, "surface", unit="pt") as pbar:
 
         def deliver(where: slice, rows: np.ndarray) -> None:
@@ -200,7 +208,7 @@ def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.n
             sf.maybe_flush()
 
         try:
-            first = queue.claim(86 if engine.points_per_call == 0 else engine.points_per_call)
+            first = queue.claim(min(fair_share, 86) if engine.points_per_call == 0 else engine.points_per_call)
             if first is not None:
                 vals, used = engine.calibrate(coords[first])
                 if used:
@@ -228,7 +236,7 @@ def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.n
         finally:
             if sf is not None and queue.received:  # an untouched file keeps its bytes and its mtime
                 sf.flush()  # on success, Ctrl-C, SIGTERM or error: whatever was computed is on disk
-    return gather_counts(group, "landscape/counts", mine), time.perf_counter() - t0
+    return mine
 
 
 def summarize(sf: SurfaceFile, **extra: Any) -> dict[str, Any]:
