@@ -251,8 +251,4 @@ def load_data(cfg: DataConfig) -> DataBundle:
     return replace(bundle, train=bundle.train.subset(cfg.max_train), test=bundle.test.subset(cfg.max_test))
 
 
-def dataset_names() -> list[str]:
-    return DATASETS.names()
-
-
-__all__ = ["DATASETS", "DataBundle", "RegistryError", "Task", "TensorSplit", "dataset_names", "load_data"]
+__all__ = ["DATASETS", "DataBundle", "RegistryError", "Task", "TensorSplit", "load_data"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -70,7 +69,3 @@ def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None) -
     exp = build_experiment(config)
     load_into(exp.model, ckpt.state_dict, what=f"model {config.model.name!r}")
     return exp
-
-
-def merge_sections(base: Config, **sections: object) -> Config:
-    return dataclasses.replace(base, **sections)  # type: ignore[arg-type]
