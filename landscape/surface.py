@@ -148,6 +148,32 @@ class _LinearStem(nn.Module):
         return out if uy is None else out + self.coef[1] * uy
 
 
+class _FastConv(nn.Module):
+    """A Conv2d (and, in a Sequential, the ReLU after it) through oneDNN's fused entry point.
+
+    Same values as ``relu(conv(x))``; on the CPU the fused call skips a pass over the
+    activations and most of the dispatch overhead. It keeps the convolution's own parameter
+    tensors, so parameter names and in-place point updates are unchanged. It has no ``vmap``
+    batching rule, so it is used with one point per call only.
+    """
+
+    def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
+        super().__init__()
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.stride, self.padding = list(conv.stride), list(conv.padding)  # type: ignore[arg-type]
+        self.dilation, self.groups = list(conv.dilation), conv.groups
+        self.attr = "relu" if relu else "none"
+
+    def forward(self, x: Tensor) -> Tensor:
+        op = torch.ops.mkldnn._convolution_pointwise
+        return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], "")  # type: ignore[no-any-return]
+
+
+def _fast_conv_available() -> bool:
+    return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_convolution_pointwise")  # type: ignore[no-untyped-call]
+
+
 STEM_CACHE_BYTES = 1 << 30  # precompute the first layer only when its three outputs fit in this
 
 
@@ -203,6 +229,8 @@ class SurfaceEngine:
             self._choose_batch_sizes()
         if bn == "fixed":
             self._install_stem(directions)
+        if self.device.type == "cpu" and self.points_per_call <= 1:
+            self._use_fast_convolutions()
         self.variances = [t for k, t in zip(self.names, self.params, strict=True) if k.endswith("running_var")]
 
     def _check_first_batch(self) -> None:
@@ -280,10 +308,46 @@ class SurfaceEngine:
             self.params = [targets[k].detach() for k in self.names]
             self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
 
+    @torch.no_grad()
+    def _use_fast_convolutions(self) -> None:
+        """Swap float32 Conv2d layers for :class:`_FastConv`, fusing a ReLU that directly follows
+        inside a Sequential (where child order is execution order); kept only if the outputs
+        at an off-origin point equal those of the unmodified model."""
+        if not _fast_conv_available():
+            return
+        swaps = []
+        for parent in self.model.modules():
+            kids = [(k, m) for k, m in parent.named_children() if not isinstance(m, nn.Identity)]
+            for i, (key, conv) in enumerate(kids):
+                if not (type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+                        and conv.weight.dtype == torch.float32):
+                    continue
+                nxt = kids[i + 1] if i + 1 < len(kids) else None
+                fuse = isinstance(parent, nn.Sequential) and nxt is not None and type(nxt[1]) is nn.ReLU
+                swaps.append((parent, key, conv, nxt[0] if fuse and nxt is not None else None))
+        if not swaps:
+            return
+        reference = copy.deepcopy(self.model)
+        undo = []
+        for parent, key, conv, relu_key in swaps:
+            undo.append((parent, key, conv, relu_key, getattr(parent, relu_key) if relu_key else None))
+            setattr(parent, key, _FastConv(conv, relu=relu_key is not None))
+            if relu_key is not None:
+                setattr(parent, relu_key, nn.Identity())
+        dxs, dys = self.dx, self.dy
+        if not self._same_outputs(reference, dxs, dys):
+            for parent, key, conv, relu_key, relu in reversed(undo):
+                setattr(parent, key, conv)
+                if relu_key is not None:
+                    setattr(parent, relu_key, relu)
+
     def _same_outputs(self, reference: nn.Module, dxs: list[Tensor], dys: list[Tensor] | None) -> bool:
         """The engine's model at an off-origin point against ``reference`` moved there by hand."""
         a, b = 0.37, -0.21 if self.dy is not None else 0.0
-        x = next(iter(self.splits.values())).inputs[:64]
+        split_name, split = next(iter(self.splits.items()))
+        x = split.inputs[: self.batch_sizes[split_name]]  # the first batch: what a stem has cached
+        for stem in [m for m in reference.modules() if isinstance(m, _LinearStem)] + ([self.stem] if self.stem else []):
+            stem.key, stem.point = (split_name, 0), (a, b)
         targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
         ref_params = [targets[k].detach() for k in self.names]
         ref_origin = [t.clone() for t in ref_params]
@@ -304,6 +368,7 @@ class SurfaceEngine:
             with torch.no_grad():
                 for p, o in zip(ref_params, ref_origin, strict=True):
                     p.copy_(o)
+                self._reset_to_origin()
         return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5))
 
     ACTIVATION_BYTES = 4 << 20  # per batch, for the widest layer: keeps working sets cache-sized
@@ -427,7 +492,16 @@ class SurfaceEngine:
             return False
         finally:
             setattr(parent, child, stem)
+            self._reset_to_origin()
         return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5) and torch.allclose(fast_point, slow, rtol=1e-4, atol=1e-5))
+
+    @torch.no_grad()
+    def _reset_to_origin(self) -> None:
+        """Back to θ*: later set-up steps (the first-layer cache) are computed from the origin."""
+        if self.params:
+            torch._foreach_copy_(self.params, self.origin)
+        if self.stem is not None:
+            self.stem.point = None
 
     # --- one point at a time -------------------------------------------------------------------
 

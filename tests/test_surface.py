@@ -287,3 +287,46 @@ def test_accuracy_of_a_diverged_point_is_nan_not_a_number_of_hits() -> None:
     assert np.isnan(sums[0].item()) and np.isnan(sums[1].item())
     finite = metrics.batch_sums(out[:1], torch.tensor([0]))
     assert finite[1].item() == 1.0
+
+
+class _Block(nn.Module):
+    """Not a Sequential: its ReLU is a function call, so only the convolution may be swapped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)) + x)
+
+
+def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
+    """BN folding, the first-layer cache and fused conv+ReLU, each verified, then checked by hand."""
+    from landscape.surface import _fast_conv_available, _FastConv
+
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), _Block(),
+                          nn.Flatten(), nn.Linear(4 * 36, 3))
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(64, 1, 6, 6))
+    model.eval()
+    x, y = torch.randn(40, 1, 6, 6), torch.randint(0, 3, (40,))
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    metrics = MetricSet(["cross_entropy", "mse"], "classification", 3)
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, batch_size=16)
+    assert engine.stem_name == "0"  # the folded first convolution is precomputed
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.model.modules())
+    if _fast_conv_available():
+        assert sum(isinstance(m, _FastConv) for m in engine.model.modules()) == 2
+    coords = np.array([[0.5, -0.3], [-1.0, 0.8], [0.0, 0.0]])
+    for (a, b), row in zip(coords, engine.evaluate(coords), strict=True):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for k, p in moved.named_parameters():
+                p.add_(a * dirs.x[k] + b * dirs.y[k])  # type: ignore[index]
+        want = evaluate(moved, TensorSplit(x, y), metrics)
+        assert row[1] == pytest.approx(want["cross_entropy"], rel=1e-5)
+        assert row[2] == pytest.approx(want["mse"], rel=1e-5)
