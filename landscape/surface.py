@@ -344,7 +344,8 @@ class SurfaceEngine:
         """The engine's model at an off-origin point against ``reference`` moved there by hand."""
         a, b = 0.37, -0.21 if self.dy is not None else 0.0
         split_name, split = next(iter(self.splits.items()))
-        x = split.inputs[: self.batch_sizes[split_name]]  # the first batch: what a stem has cached
+        # with a first-layer cache, the first batch exactly (what it holds); else a few samples suffice
+        x = split.inputs[: self.batch_sizes[split_name] if self.stem is not None else 64]
         for stem in [m for m in reference.modules() if isinstance(m, _LinearStem)] + ([self.stem] if self.stem else []):
             stem.key, stem.point = (split_name, 0), (a, b)
         targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
