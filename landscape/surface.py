@@ -371,7 +371,8 @@ class SurfaceEngine:
                 self._reset_to_origin()
         return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5))
 
-    ACTIVATION_BYTES = 4 << 20  # per batch, for the widest layer: keeps working sets cache-sized
+    # per batch, for the widest layer: cache-sized working sets on a CPU; on a GPU, big batches
+    ACTIVATION_BYTES = {"cpu": 4 << 20, "cuda": 256 << 20}
 
     def _choose_batch_sizes(self) -> None:
         """Batch size from the widest activation: measured once on a few samples.
@@ -395,7 +396,7 @@ class SurfaceEngine:
             for h in handles:
                 h.remove()
         per_sample = max(1, widest // probe)
-        size = max(32, self.ACTIVATION_BYTES // per_sample)
+        size = max(32, self.ACTIVATION_BYTES.get(self.device.type, 4 << 20) // per_sample)
         self.batch_sizes = {name: min(len(s), size) for name, s in self.splits.items()}
 
     def _find_stem(self) -> str | None:
