@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeGuard
+from typing import ClassVar, Protocol, TypeGuard
 
 import numpy as np
 import torch
@@ -372,7 +372,7 @@ class SurfaceEngine:
         return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5))
 
     # per batch, for the widest layer: cache-sized working sets on a CPU; on a GPU, big batches
-    ACTIVATION_BYTES = {"cpu": 4 << 20, "cuda": 256 << 20}
+    ACTIVATION_BYTES: ClassVar[Mapping[str, int]] = {"cpu": 4 << 20, "cuda": 256 << 20}
 
     def _choose_batch_sizes(self) -> None:
         """Batch size from the widest activation: measured once on a few samples.
