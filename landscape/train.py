@@ -19,7 +19,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +96,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise RunFolderError(f"cannot write {str(path)!r}: {reason}; the checkpoints already written are kept") from err
 
 
-def _epoch_metrics(exp: Experiment, device: torch.device) -> dict[str, float]:
+def _epoch_metrics(exp: Experiment) -> dict[str, float]:
+    """Train and test metrics; the data is already on the model's device."""
     metrics = exp.metrics()
     out: dict[str, float] = {}
     for split in ("train", "test"):
-        values = evaluate(exp.model, exp.data.split(split).to(device), metrics)
+        values = evaluate(exp.model, exp.data.split(split), metrics)
         out.update({f"{split}_{k}": v for k, v in values.items()})
     return out
 
@@ -154,6 +155,8 @@ class Trainer:
             for stale in self.ckpt_dir.glob("*.pt"):
                 stale.unlink()
         model = exp.model.to(device)
+        # both splits go to the device once; every epoch's training and evaluation reuse them
+        exp.data = replace(exp.data, train=exp.data.train.to(device), test=exp.data.test.to(device))
         get_criterion(self.cfg.loss, exp.data.task)
         opt = make_optimizer(self.cfg, list(model.parameters()))
         sched = make_schedule(self.cfg, opt)
@@ -169,7 +172,7 @@ class Trainer:
             manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["step"] <= step]
         else:
             manifest = {"config": config_to_dict(self.config), "checkpoints": [], "status": "running"}
-            self._save(exp, opt, sched, manifest, epoch=0, step=0, device=device)
+            self._save(exp, opt, sched, manifest, epoch=0, step=0)
         manifest["config"] = config_to_dict(self.config)
         save_config(self.config, self.out_dir / "config.toml")
         self._train_epochs(exp, opt, sched, manifest, start_epoch, step, device)
@@ -178,8 +181,8 @@ class Trainer:
         return RunResult(self.out_dir, manifest)
 
     def _save(self, exp: Experiment, opt: torch.optim.Optimizer, sched: Any, manifest: dict[str, Any],
-              *, epoch: int, step: int, device: torch.device, kind: str = "epoch") -> dict[str, float]:
-        metrics = _epoch_metrics(exp, device)
+              *, epoch: int, step: int, kind: str = "epoch") -> dict[str, float]:
+        metrics = _epoch_metrics(exp)
         name = f"epoch_{epoch:03d}.pt" if kind == "epoch" else f"step_{step:07d}.pt"
         save_checkpoint(self.ckpt_dir / name, exp.model, self.config, epoch=epoch, step=step, metrics=metrics,
                         input_shape=exp.data.input_shape, output_shape=exp.data.output_shape,
@@ -192,7 +195,7 @@ class Trainer:
                       start_epoch: int, step: int, device: torch.device) -> None:
         cfg = self.cfg
         crit = get_criterion(cfg.loss, exp.data.task)
-        train = exp.data.train.to(device)
+        train = exp.data.train
         n = len(train)
         steps_per_epoch = math.ceil(n / cfg.batch_size)
         model = exp.model
@@ -209,10 +212,10 @@ class Trainer:
                     step += 1
                     pbar.update(1)
                     if cfg.save_every_steps and step % cfg.save_every_steps == 0:
-                        self._save(exp, opt, sched, manifest, epoch=epoch, step=step, device=device, kind="step")
+                        self._save(exp, opt, sched, manifest, epoch=epoch, step=step, kind="step")
                         model.train()
                 sched.step()
-                metrics = self._save(exp, opt, sched, manifest, epoch=epoch, step=step, device=device)
+                metrics = self._save(exp, opt, sched, manifest, epoch=epoch, step=step)
                 if not math.isfinite(metrics["train_loss"]):
                     manifest["status"] = "diverged"
                     write_json_atomic(self.manifest_path, manifest)
