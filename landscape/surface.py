@@ -139,6 +139,13 @@ class _LinearStem(nn.Module):
         self.key: tuple[str, int] = ("", 0)
         self.point: tuple[float, float] | None = None
 
+    def __deepcopy__(self, memo: dict[int, object]) -> _LinearStem:
+        """Copies share the cache: it is read-only, and it can be as large as the data's first layer."""
+        clone = _LinearStem(self.cache, self.coef.device)
+        clone.coef.copy_(self.coef)
+        clone.key, clone.point = self.key, self.point
+        return clone
+
     def forward(self, x: Tensor) -> Tensor:
         base, ux, uy = self.cache[self.key]
         if self.point is not None:  # one point: two fused axpys, no tensor indexing
