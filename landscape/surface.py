@@ -203,7 +203,7 @@ class SurfaceEngine:
             p.requires_grad_(False)
         self.metrics = metrics
         self.splits = {name: s.to(self.device) for name, s in splits.items()}
-        self.batch_sizes = {name: batch_size or auto_batch_size(s) for name, s in self.splits.items()}
+        self.batch_sizes = {name: batch_size for name in self.splits} if batch_size else self._activation_batch_sizes()
         self.columns = [f"{split}_{m}" for split in self.splits for m in metrics.names]
         targets = target_tensors(self.model, directions.dir_type)
         ys = directions.y or {}
@@ -232,8 +232,6 @@ class SurfaceEngine:
             self._use_channels_last()
         if bn == "fixed":
             self._fold_batchnorm()
-        if batch_size == 0:
-            self._choose_batch_sizes()
         if bn == "fixed":
             self._install_stem(directions)
         if self.device.type == "cpu" and self.points_per_call <= 1:
@@ -381,7 +379,7 @@ class SurfaceEngine:
     # per batch, for the widest layer: cache-sized working sets on a CPU; on a GPU, big batches
     ACTIVATION_BYTES: ClassVar[Mapping[str, int]] = {"cpu": 4 << 20, "cuda": 256 << 20}
 
-    def _choose_batch_sizes(self) -> None:
+    def _activation_batch_sizes(self) -> dict[str, int]:
         """Batch size from the widest activation: measured once on a few samples.
 
         Large batches amortize per-call overhead (small models take the whole split at once),
@@ -404,7 +402,7 @@ class SurfaceEngine:
                 h.remove()
         per_sample = max(1, widest // probe)
         size = max(32, self.ACTIVATION_BYTES.get(self.device.type, 4 << 20) // per_sample)
-        self.batch_sizes = {name: min(len(s), size) for name, s in self.splits.items()}
+        return {name: min(len(s), size) for name, s in self.splits.items()}
 
     def _find_stem(self) -> str | None:
         """Name of the Linear/Conv layer that receives the raw input (a view of it), if any."""
