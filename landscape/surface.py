@@ -131,6 +131,7 @@ class _LinearStem(nn.Module):
     cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]]
     key: tuple[str, int]
     point: tuple[float, float] | None
+    relu: bool  # also apply the ReLU that follows (set when that ReLU is taken out of a Sequential)
 
     def __init__(self, cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]], device: torch.device) -> None:
         super().__init__()
@@ -138,21 +139,26 @@ class _LinearStem(nn.Module):
         self.cache = cache
         self.key: tuple[str, int] = ("", 0)
         self.point: tuple[float, float] | None = None
+        self.relu = False
 
     def __deepcopy__(self, memo: dict[int, object]) -> _LinearStem:
         """Copies share the cache: it is read-only, and it can be as large as the data's first layer."""
         clone = _LinearStem(self.cache, self.coef.device)
         clone.coef.copy_(self.coef)
-        clone.key, clone.point = self.key, self.point
+        clone.key, clone.point, clone.relu = self.key, self.point, self.relu
         return clone
 
     def forward(self, x: Tensor) -> Tensor:
         base, ux, uy = self.cache[self.key]
-        if self.point is not None:  # one point: two fused axpys, no tensor indexing
+        if self.point is not None:  # one point: two fused axpys on a fresh tensor, no tensor indexing
             out = torch.add(base, ux, alpha=self.point[0])
-            return out if uy is None else out.add_(uy, alpha=self.point[1])
+            if uy is not None:
+                out.add_(uy, alpha=self.point[1])
+            return out.clamp_min_(0.0) if self.relu else out
         out = base + self.coef[0] * ux  # K points under vmap: coef is stacked to (K, 2)
-        return out if uy is None else out + self.coef[1] * uy
+        if uy is not None:
+            out = out + self.coef[1] * uy
+        return torch.relu(out) if self.relu else out
 
 
 class _FastConv(nn.Module):
@@ -232,10 +238,8 @@ class SurfaceEngine:
             self._use_channels_last()
         if bn == "fixed":
             self._fold_batchnorm()
-        if bn == "fixed":
             self._install_stem(directions)
-        if self.device.type == "cpu" and self.points_per_call <= 1:
-            self._use_fast_convolutions()
+        self._fuse_relus()
         self.variances = [t for k, t in zip(self.names, self.params, strict=True) if k.endswith("running_var")]
 
     def _check_first_batch(self) -> None:
@@ -251,6 +255,11 @@ class SurfaceEngine:
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         targets = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
         self.params = [targets[k].detach() for k in self.names]  # the layout change made new tensors
+        # origin and directions in the parameters' own layout, so every point's rewrite is a plain copy
+        self.origin = [torch.empty_like(p).copy_(o) for p, o in zip(self.params, self.origin, strict=True)]
+        self.dx = [torch.empty_like(p).copy_(d) for p, d in zip(self.params, self.dx, strict=True)]
+        if self.dy is not None:
+            self.dy = [torch.empty_like(p).copy_(d) for p, d in zip(self.params, self.dy, strict=True)]
         self.splits = {name: TensorSplit(s.inputs.contiguous(memory_format=torch.channels_last) if s.inputs.ndim == 4
                                          else s.inputs, s.targets) for name, s in self.splits.items()}
 
@@ -314,35 +323,39 @@ class SurfaceEngine:
             self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
 
     @torch.no_grad()
-    def _use_fast_convolutions(self) -> None:
-        """Swap each float32 Conv2d directly followed by a ReLU inside a Sequential (where child
-        order is execution order) for a fused :class:`_FastConv`; kept only if the outputs at an
-        off-origin point equal those of the unmodified model."""
-        if not _fast_conv_available():
-            return
-        swaps = []
+    def _fuse_relus(self) -> None:
+        """Let the layer before each ReLU inside a Sequential (where child order is execution
+        order) apply it, saving a pass over the activations: the first-layer stand-in clamps its
+        own fresh output; on the CPU a float32 Conv2d becomes a fused :class:`_FastConv` (one
+        point per call only; a lone convolution gains nothing, measured on ResNet-20). Kept only if
+        the outputs at an off-origin point equal those of the unmodified model."""
+        fast_conv = self.device.type == "cpu" and self.points_per_call <= 1 and _fast_conv_available()
+        swaps: list[tuple[nn.Module, str, nn.Module, str]] = []
         for parent in self.model.modules():
+            if not isinstance(parent, nn.Sequential):
+                continue
             kids = [(k, m) for k, m in parent.named_children() if not isinstance(m, nn.Identity)]
-            for i, (key, conv) in enumerate(kids):
-                if not (type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
-                        and conv.weight.dtype == torch.float32):
-                    continue
-                nxt = kids[i + 1] if i + 1 < len(kids) else None
-                # only where a ReLU can be fused: a lone convolution gains nothing (measured on ResNet-20)
-                if isinstance(parent, nn.Sequential) and nxt is not None and type(nxt[1]) is nn.ReLU:
-                    swaps.append((parent, key, conv, nxt[0]))
+            for (key, layer), (relu_key, relu) in itertools.pairwise(kids):
+                conv_ok = (fast_conv and type(layer) is nn.Conv2d and layer.padding_mode == "zeros"
+                           and isinstance(layer.padding, tuple) and layer.weight.dtype == torch.float32)
+                if type(relu) is nn.ReLU and (conv_ok or isinstance(layer, _LinearStem)):
+                    swaps.append((parent, key, layer, relu_key))
         if not swaps:
             return
         reference = copy.deepcopy(self.model)
         undo = []
-        for parent, key, conv, relu_key in swaps:
-            undo.append((parent, key, conv, relu_key, getattr(parent, relu_key)))
-            setattr(parent, key, _FastConv(conv, relu=True))
+        for parent, key, layer, relu_key in swaps:
+            undo.append((parent, key, layer, relu_key, getattr(parent, relu_key)))
+            if isinstance(layer, _LinearStem):
+                layer.relu = True
+            else:
+                setattr(parent, key, _FastConv(layer, relu=True))  # type: ignore[arg-type]
             setattr(parent, relu_key, nn.Identity())
-        dxs, dys = self.dx, self.dy
-        if not self._same_outputs(reference, dxs, dys):
-            for parent, key, conv, relu_key, relu in reversed(undo):
-                setattr(parent, key, conv)
+        if not self._same_outputs(reference, self.dx, self.dy):
+            for parent, key, layer, relu_key, relu in reversed(undo):
+                if isinstance(layer, _LinearStem):
+                    layer.relu = False
+                setattr(parent, key, layer)
                 setattr(parent, relu_key, relu)
 
     def _same_outputs(self, reference: nn.Module, dxs: list[Tensor], dys: list[Tensor] | None) -> bool:
@@ -453,6 +466,9 @@ class SurfaceEngine:
                         uy = None
                         if dy is not None:
                             uy = functional_call(layer, dict(dy) | self._zero_bias(layer, dy), (inp,))
+                        # the three in one memory layout: mixed layouts make every point's axpy ~4× slower
+                        ux = torch.empty_like(base).copy_(ux)
+                        uy = None if uy is None else torch.empty_like(base).copy_(uy)
                         nbytes += base.numel() * base.element_size() * (2 if uy is None else 3)
                         if nbytes > STEM_CACHE_BYTES:
                             return

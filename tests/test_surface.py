@@ -318,6 +318,10 @@ def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
     metrics = MetricSet(["cross_entropy", "mse"], "classification", 3)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, batch_size=16)
     assert engine.stem_name == "0"  # the folded first convolution is precomputed
+    assert engine.stem is not None and engine.stem.relu  # ... and applies the ReLU after it
+    assert sum(isinstance(m, nn.ReLU) for m in engine.model.modules()) == (0 if _fast_conv_available() else 1)
+    cached = next(iter(engine.stem.cache.values()))
+    assert all(t.stride() == cached[0].stride() for t in cached if t is not None)  # one layout for all three
     assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.model.modules())
     if _fast_conv_available():
         assert sum(isinstance(m, _FastConv) for m in engine.model.modules()) == 1  # conv → ReLU in the Sequential
