@@ -183,6 +183,31 @@ class _FastConv(nn.Module):
         return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], "")  # type: ignore[no-any-return]
 
 
+class _MaxPool2x2(nn.Module):
+    """A 2×2, stride-2 MaxPool2d as two elementwise maxima (rows, then columns).
+
+    Exactly the same values; on the CPU with channels-last activations it is about twice as fast
+    as the pooling kernel (which also computes indices). Odd sizes fall back to the pool itself.
+    """
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.pool = pool
+
+    @staticmethod
+    def applies(pool: nn.Module) -> bool:
+        def pair(v: object) -> tuple[object, ...]:
+            return tuple(v) if isinstance(v, tuple | list) else (v, v)
+        return (type(pool) is nn.MaxPool2d and pair(pool.kernel_size) == (2, 2) and pair(pool.stride) == (2, 2)
+                and pair(pool.padding) == (0, 0) and pair(pool.dilation) == (1, 1) and not pool.return_indices)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[-2] % 2 or x.shape[-1] % 2:
+            return self.pool(x)  # type: ignore[no-any-return]
+        rows = torch.maximum(x[:, :, 0::2], x[:, :, 1::2])
+        return torch.maximum(rows[:, :, :, 0::2], rows[:, :, :, 1::2])
+
+
 def _fast_conv_available() -> bool:
     return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_convolution_pointwise")  # type: ignore[no-untyped-call]
 
@@ -239,7 +264,7 @@ class SurfaceEngine:
         if bn == "fixed":
             self._fold_batchnorm()
             self._install_stem(directions)
-        self._fuse_relus()
+        self._use_fast_layers()
         self.variances = [t for k, t in zip(self.names, self.params, strict=True) if k.endswith("running_var")]
 
     def _check_first_batch(self) -> None:
@@ -323,14 +348,19 @@ class SurfaceEngine:
             self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
 
     @torch.no_grad()
-    def _fuse_relus(self) -> None:
-        """Let the layer before each ReLU inside a Sequential (where child order is execution
-        order) apply it, saving a pass over the activations: the first-layer stand-in clamps its
-        own fresh output; on the CPU a float32 Conv2d becomes a fused :class:`_FastConv` (one
-        point per call only; a lone convolution gains nothing, measured on ResNet-20). Kept only if
-        the outputs at an off-origin point equal those of the unmodified model."""
-        fast_conv = self.device.type == "cpu" and self.points_per_call <= 1 and _fast_conv_available()
-        swaps: list[tuple[nn.Module, str, nn.Module, str]] = []
+    def _use_fast_layers(self) -> None:
+        """Swap layers for faster equivalents, kept only if the outputs at an off-origin point
+        equal those of the unmodified model.
+
+        The layer before each ReLU inside a Sequential (where child order is execution order)
+        applies it, saving a pass over the activations: the first-layer stand-in clamps its own
+        fresh output; on the CPU a float32 Conv2d becomes a fused :class:`_FastConv` (one point per
+        call only; a lone convolution gains nothing, measured on ResNet-20). On the CPU 2×2
+        max-pools become :class:`_MaxPool2x2`.
+        """
+        cpu = self.device.type == "cpu"
+        fast_conv = cpu and self.points_per_call <= 1 and _fast_conv_available()
+        fusions: list[tuple[nn.Module, str, nn.Module, str]] = []
         for parent in self.model.modules():
             if not isinstance(parent, nn.Sequential):
                 continue
@@ -339,24 +369,28 @@ class SurfaceEngine:
                 conv_ok = (fast_conv and type(layer) is nn.Conv2d and layer.padding_mode == "zeros"
                            and isinstance(layer.padding, tuple) and layer.weight.dtype == torch.float32)
                 if type(relu) is nn.ReLU and (conv_ok or isinstance(layer, _LinearStem)):
-                    swaps.append((parent, key, layer, relu_key))
-        if not swaps:
+                    fusions.append((parent, key, layer, relu_key))
+        pools = [(parent, key, pool) for parent in self.model.modules() for key, pool in parent.named_children()
+                 if cpu and _MaxPool2x2.applies(pool)]
+        if not fusions and not pools:
             return
         reference = copy.deepcopy(self.model)
-        undo = []
-        for parent, key, layer, relu_key in swaps:
-            undo.append((parent, key, layer, relu_key, getattr(parent, relu_key)))
+        undo: list[tuple[nn.Module, str, nn.Module]] = []
+        for parent, key, layer, relu_key in fusions:
+            undo += [(parent, key, layer), (parent, relu_key, getattr(parent, relu_key))]
             if isinstance(layer, _LinearStem):
                 layer.relu = True
             else:
                 setattr(parent, key, _FastConv(layer, relu=True))  # type: ignore[arg-type]
             setattr(parent, relu_key, nn.Identity())
+        for parent, key, pool in pools:
+            undo.append((parent, key, pool))
+            setattr(parent, key, _MaxPool2x2(pool))  # type: ignore[arg-type]
         if not self._same_outputs(reference, self.dx, self.dy):
-            for parent, key, layer, relu_key, relu in reversed(undo):
+            for parent, key, layer in reversed(undo):
                 if isinstance(layer, _LinearStem):
                     layer.relu = False
                 setattr(parent, key, layer)
-                setattr(parent, relu_key, relu)
 
     def _same_outputs(self, reference: nn.Module, dxs: list[Tensor], dys: list[Tensor] | None) -> bool:
         """The engine's model at an off-origin point against ``reference`` moved there by hand."""

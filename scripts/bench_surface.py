@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape.config import DataConfig, DirectionsConfig
@@ -133,6 +133,40 @@ def engine_run(model: nn.Module, dirs: Directions, split: TensorSplit, coords: n
     return np.concatenate([first, rest]) if used else rest, engine.points_per_call
 
 
+def compute_floor(model: nn.Module, split: TensorSplit, repeats: int = 5) -> tuple[float, float]:
+    """Seconds and FLOPs per point of the work no engine can skip: every Conv2d and Linear layer
+    except the first (linear in its weights for fixed input, so it can be precomputed), each run
+    alone, back to back, on its own captured input in channels-last layout, hot in cache, at the
+    fastest of several batch sizes. Activations, pooling, the loss and all per-call overhead count
+    as free, so no per-point loop can beat it on this machine."""
+    net = copy.deepcopy(model).eval()
+    image = split.inputs.ndim == 4
+    if image:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    layers = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    best, flops = float("inf"), 0.0
+    for bs in sorted({min(len(split), b) for b in (64, 128, 256, 512)}):
+        x = split.inputs[:bs]
+        x = x.contiguous(memory_format=torch.channels_last) if image else x
+        seen: list[tuple[nn.Module, Tensor, int]] = []
+        hooks = [m.register_forward_hook(lambda m, a, o, seen=seen: seen.append((m, a[0], o.numel()))) for m in layers]
+        with torch.inference_mode():
+            net(x)
+        for h in hooks:
+            h.remove()
+        work = [(m, inp) for m, inp, _ in seen[1:]]  # seen[0] received the raw input
+        flops = sum(2.0 * n * m.weight[0].numel() for m, _, n in seen[1:]) * len(split) / bs  # type: ignore[index]
+        with torch.inference_mode():
+            for m, inp in work:
+                m(inp)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for m, inp in work:
+                    m(inp)
+                best = min(best, (time.perf_counter() - t0) * len(split) / bs)
+    return best, flops
+
+
 def run_case(case: Case, points_per_call: int, rounds: int) -> dict[str, float]:
     """Alternate the two loops ``rounds`` times and keep the median of each: a busy or
     throttled machine then slows both alike instead of whichever ran second."""
@@ -140,8 +174,9 @@ def run_case(case: Case, points_per_call: int, rounds: int) -> dict[str, float]:
     dirs = random_directions(model, DirectionsConfig(), dims=2)
     coords = Grid.parse(*case.grid).coords()
     dataset = CifarStyleImages(*cifar_images()[:4]) if case.pipeline else None
-    t_base, t_ours = [], []
+    t_base, t_ours, t_floor = [], [], []
     for _ in range(rounds):
+        t_floor.append(compute_floor(model, split)[0])
         t0 = time.perf_counter()
         base = faithful_loop(model, dirs, split, coords, dataset)
         t_base.append(time.perf_counter() - t0)
@@ -150,8 +185,10 @@ def run_case(case: Case, points_per_call: int, rounds: int) -> dict[str, float]:
         t_ours.append(time.perf_counter() - t0)
         np.testing.assert_allclose(ours[:, 0], base[:, 0], rtol=case.rtol, atol=1e-7)
         np.testing.assert_allclose(ours[:, 1], base[:, 1], atol=1.5 / len(split))
+    flops = compute_floor(model, split, repeats=1)[1]
     return {"points": len(coords), "baseline": len(coords) / float(np.median(t_base)),
             "ours": len(coords) / float(np.median(t_ours)), "k": k,
+            "floor": 1.0 / float(np.median(t_floor)), "gflop": flops / 1e9,
             "max_rel_diff": float(np.max(np.abs(ours[:, 0] - base[:, 0]) / np.abs(base[:, 0])))}
 
 
@@ -214,12 +251,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device cpu; "
           f"median of {args.rounds} alternating rounds, whole process (engine set-up included)")
-    print(f"{'case':38s} {'points':>6s} {'faithful pts/s':>15s} {'ours pts/s':>11s} {'ratio':>7s} {'K':>3s} {'max rel diff':>12s}")
+    print("floor: the layers no engine can skip, alone (see compute_floor); ceiling = floor / faithful")
+    print(f"{'case':38s} {'points':>6s} {'faithful pts/s':>15s} {'ours pts/s':>11s} {'ratio':>7s} {'K':>3s} {'max rel diff':>12s}"
+          f" {'GFLOP/pt':>9s} {'floor pts/s':>12s} {'ceiling':>8s} {'ours/floor':>10s}")
     for key in args.models.split(","):
         case = CASES[key]
         r = run_case(case, args.points_per_call, args.rounds)
         print(f"{case.name:38s} {r['points']:6d} {r['baseline']:15.1f} {r['ours']:11.1f} {r['ours'] / r['baseline']:6.1f}x "
-              f"{r['k']:3d} {r['max_rel_diff']:12.1e}", flush=True)
+              f"{r['k']:3d} {r['max_rel_diff']:12.1e} {r['gflop']:9.3f} {r['floor']:12.1f} {r['floor'] / r['baseline']:7.1f}x"
+              f" {100 * r['ours'] / r['floor']:9.0f}%", flush=True)
     if args.scale:
         scale_out(("21", "21"))
     if args.memory:

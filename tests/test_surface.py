@@ -303,12 +303,12 @@ class _Block(nn.Module):
 
 def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
     """BN folding, the first-layer cache and fused conv+ReLU, each verified, then checked by hand."""
-    from landscape.surface import _fast_conv_available, _FastConv
+    from landscape.surface import _fast_conv_available, _FastConv, _MaxPool2x2
 
     torch.manual_seed(9)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), _Block(),
-                          nn.Flatten(), nn.Linear(4 * 36, 3))
+                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), _Block(),
+                          nn.Flatten(), nn.Linear(4 * 9, 3))
     model.train()
     with torch.no_grad():
         model(torch.randn(64, 1, 6, 6))
@@ -323,6 +323,7 @@ def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
     cached = next(iter(engine.stem.cache.values()))
     assert all(t.stride() == cached[0].stride() for t in cached if t is not None)  # one layout for all three
     assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.model.modules())
+    assert sum(isinstance(m, _MaxPool2x2) for m in engine.model.modules()) == 1
     if _fast_conv_available():
         assert sum(isinstance(m, _FastConv) for m in engine.model.modules()) == 1  # conv → ReLU in the Sequential
     coords = np.array([[0.5, -0.3], [-1.0, 0.8], [0.0, 0.0]])
@@ -334,3 +335,48 @@ def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
         want = evaluate(moved, TensorSplit(x, y), metrics)
         assert row[1] == pytest.approx(want["cross_entropy"], rel=1e-5)
         assert row[2] == pytest.approx(want["mse"], rel=1e-5)
+
+
+@pytest.mark.parametrize("size", [(8, 6), (7, 6), (5, 5)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_two_by_two_max_pool_equals_max_pool2d(size: tuple[int, int], ceil_mode: bool) -> None:
+    """Even sizes take the two-maxima path, odd ones fall back; both equal MaxPool2d bit for bit."""
+    from landscape.surface import _MaxPool2x2
+
+    pool = nn.MaxPool2d(2, ceil_mode=ceil_mode)
+    assert _MaxPool2x2.applies(pool)
+    assert not _MaxPool2x2.applies(nn.MaxPool2d(3, 2)) and not _MaxPool2x2.applies(nn.MaxPool2d(2, padding=1))
+    x = torch.randn(3, 5, *size)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xl = x.contiguous(memory_format=layout)
+        assert torch.equal(_MaxPool2x2(pool)(xl), pool(xl))
+
+
+def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> None:
+    """The registry's CNN (max-pool, fused conv+ReLU, folded BN, first-layer cache) and a small
+    ResNet (residual adds, projection shortcuts) against the model moved by hand."""
+    from landscape.models import build_model
+    from landscape.surface import _MaxPool2x2
+
+    torch.manual_seed(3)
+    x, y = torch.randn(24, 1, 8, 8), torch.randint(0, 4, (24,))
+    for name, options in (("cnn", {"width": 4}), ("resnet20", {"width": 4})):
+        model = build_model(name, (1, 8, 8), (4,), options)
+        model.train()
+        with torch.no_grad():
+            model(x)  # non-trivial BatchNorm statistics
+        model.eval()
+        dirs = random_directions(model, DirectionsConfig(), 2)
+        metrics = MetricSet(["cross_entropy"], "classification", 4)
+        coords = np.array([[0.4, -0.7], [-0.9, 0.2]])
+        engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
+        if name == "cnn":
+            assert any(isinstance(m, _MaxPool2x2) for m in engine.model.modules())
+        got = engine.evaluate(coords)
+        for (a, b), row in zip(coords, got, strict=True):
+            moved = copy.deepcopy(model)
+            with torch.no_grad():
+                for k, p in moved.named_parameters():
+                    p.add_(a * dirs.x[k] + b * dirs.y[k])  # type: ignore[index]
+            want = evaluate(moved, TensorSplit(x, y), metrics)
+            assert row[0] == pytest.approx(want[metrics.names[0]], rel=1e-5), name
