@@ -141,12 +141,15 @@ class _LinearStem(nn.Module):
         self.point: tuple[float, float] | None = None
         self.relu = False
 
+    def clone(self) -> _LinearStem:
+        """A copy that shares the cache: it is read-only, and it can be as large as the data's first layer."""
+        twin = _LinearStem(self.cache, self.coef.device)
+        twin.coef.copy_(self.coef)
+        twin.key, twin.point, twin.relu = self.key, self.point, self.relu
+        return twin
+
     def __deepcopy__(self, memo: dict[int, object]) -> _LinearStem:
-        """Copies share the cache: it is read-only, and it can be as large as the data's first layer."""
-        clone = _LinearStem(self.cache, self.coef.device)
-        clone.coef.copy_(self.coef)
-        clone.key, clone.point, clone.relu = self.key, self.point, self.relu
-        return clone
+        return self.clone()
 
     def forward(self, x: Tensor) -> Tensor:
         base, ux, uy = self.cache[self.key]
@@ -162,25 +165,34 @@ class _LinearStem(nn.Module):
 
 
 class _FastConv(nn.Module):
-    """A Conv2d (and, in a Sequential, the ReLU after it) through oneDNN's fused entry point.
+    """A Conv2d and what follows it — a ReLU, or a residual add then a ReLU — in one call to
+    oneDNN's fused entry point: ``relu(conv(x) [+ other])``.
 
-    Same values as ``relu(conv(x))``; on the CPU the fused call skips a pass over the
-    activations and most of the dispatch overhead. It keeps the convolution's own parameter
-    tensors, so parameter names and in-place point updates are unchanged. It has no ``vmap``
-    batching rule, so it is used with one point per call only.
+    Same values as the unfused ops; on the CPU each fused op saves a pass over the activations.
+    It keeps the convolution's own parameter tensors, so parameter names and in-place point
+    updates are unchanged. It has no ``vmap`` batching rule, so it is used with one point per
+    call only.
     """
 
-    def __init__(self, conv: nn.Conv2d, relu: bool) -> None:
+    def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.weight = conv.weight
         self.bias = conv.bias
         self.stride, self.padding = list(conv.stride), list(conv.padding)  # type: ignore[arg-type]
         self.dilation, self.groups = list(conv.dilation), conv.groups
-        self.attr = "relu" if relu else "none"
 
-    def forward(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def applies(conv: nn.Module) -> bool:
+        return (type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+                and conv.weight.dtype == torch.float32)
+
+    def forward(self, x: Tensor, other: Tensor | None = None) -> Tensor:
         op = torch.ops.mkldnn._convolution_pointwise
-        return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr, [], "")  # type: ignore[no-any-return]
+        if other is None:
+            return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,  # type: ignore[no-any-return]
+                      "relu", [], "")
+        return op.binary(x, other, self.weight, self.bias, self.padding, self.stride, self.dilation,  # type: ignore[no-any-return]
+                         self.groups, "add", None, "relu", [], "")
 
 
 class _MaxPool2x2(nn.Module):
@@ -206,6 +218,83 @@ class _MaxPool2x2(nn.Module):
             return self.pool(x)  # type: ignore[no-any-return]
         rows = torch.maximum(x[:, :, 0::2], x[:, :, 1::2])
         return torch.maximum(rows[:, :, :, 0::2], rows[:, :, :, 1::2])
+
+
+class _Tracer(torch.fx.Tracer):
+    """Traces through everything but the engine's own stand-ins, which keep per-point state or
+    branch on shapes."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _LinearStem | _MaxPool2x2) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _is_relu(node: torch.fx.Node | None, modules: Mapping[str, nn.Module]) -> bool:
+    if node is None:
+        return False
+    if node.op == "call_function":
+        return node.target in (torch.relu, torch.relu_, nn.functional.relu)
+    if node.op == "call_method":
+        return node.target in ("relu", "relu_")
+    return node.op == "call_module" and type(modules[str(node.target)]) is nn.ReLU
+
+
+def _only_user(node: torch.fx.Node) -> torch.fx.Node | None:
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _fuse_traced(model: nn.Module, fast_conv: bool) -> torch.fx.GraphModule | None:
+    """``model`` traced, with each ReLU (and residual add) folded into the layer before it.
+
+    The result shares ``model``'s layers (the fused convolutions share their tensors), so
+    parameter names are unchanged. ``None`` when the forward cannot be traced or nothing fuses.
+    """
+    import operator
+
+    try:
+        graph = _Tracer().trace(model)
+    except Exception:  # tracing runs arbitrary user code on proxies: any failure means "not traceable"
+        return None
+    modules = dict(model.named_modules())
+    for node in list(graph.nodes):  # Identity (a folded BatchNorm) would hide a ReLU from its layer
+        if node.op == "call_module" and type(modules[str(node.target)]) is nn.Identity and len(node.args) == 1:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    swaps: dict[str, nn.Module] = {}
+    for node in list(graph.nodes):
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        layer, nxt = modules[str(node.target)], _only_user(node)
+        if nxt is None:
+            continue
+        if isinstance(layer, _LinearStem) and _is_relu(nxt, modules):
+            stem = layer.clone()
+            stem.relu = True
+            swaps[str(node.target)] = stem
+        elif fast_conv and _FastConv.applies(layer) and _is_relu(nxt, modules):
+            swaps[str(node.target)] = _FastConv(layer)  # type: ignore[arg-type]
+        elif (fast_conv and _FastConv.applies(layer) and nxt.op == "call_function" and nxt.target in (operator.add, torch.add)
+              and len(nxt.args) == 2 and not nxt.kwargs and all(isinstance(a, torch.fx.Node) for a in nxt.args)
+              and nxt.args[0] is not nxt.args[1] and _is_relu(_only_user(nxt), modules)):
+            other = nxt.args[1] if nxt.args[0] is node else nxt.args[0]
+            nxt.prepend(node)  # the residual is computed before the fused call that reads it
+            node.args = (node.args[0], other)
+            swaps[str(node.target)] = _FastConv(layer)  # type: ignore[arg-type]
+            nxt.replace_all_uses_with(node)
+            graph.erase_node(nxt)
+            nxt = _only_user(node)
+        else:
+            continue
+        assert nxt is not None
+        nxt.replace_all_uses_with(node)
+        graph.erase_node(nxt)
+    if not swaps:
+        return None
+    graph.lint()
+    fused = torch.fx.GraphModule(model, graph)
+    for target, new in swaps.items():
+        parent_name, _, child = target.rpartition(".")
+        setattr(fused.get_submodule(parent_name), child, new)
+    return fused
 
 
 def _fast_conv_available() -> bool:
@@ -340,57 +429,48 @@ class SurfaceEngine:
                     if self.dy is not None:
                         self.dy[i] = self.dy[i] * scale
         if not self._same_outputs(reference, saved[2], saved[3]):
-            self.model = reference
-            self.params, self.origin, self.dx, dy = saved
-            self.dy = dy
-            targets = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-            self.params = [targets[k].detach() for k in self.names]
-            self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
+            _, self.origin, self.dx, self.dy = saved
+            self._adopt(reference)
+
+    def _adopt(self, model: nn.Module) -> None:
+        """Make ``model`` the engine's model: the moved tensors, the stand-in and BatchNorms are its own."""
+        self.model = model
+        targets = dict(model.named_parameters()) | dict(model.named_buffers())
+        self.params = [targets[k].detach() for k in self.names]
+        self.bn_modules = [m for m in model.modules() if _is_bn(m)]
+        if self.stem is not None:
+            stem = model.get_submodule(self.stem_name)
+            assert isinstance(stem, _LinearStem)
+            self.stem = stem
 
     @torch.no_grad()
     def _use_fast_layers(self) -> None:
-        """Swap layers for faster equivalents, kept only if the outputs at an off-origin point
+        """Swap layers for faster equivalents; kept only if the outputs at an off-origin point
         equal those of the unmodified model.
 
-        The layer before each ReLU inside a Sequential (where child order is execution order)
-        applies it, saving a pass over the activations: the first-layer stand-in clamps its own
-        fresh output; on the CPU a float32 Conv2d becomes a fused :class:`_FastConv` (one point per
-        call only; a lone convolution gains nothing, measured on ResNet-20). On the CPU 2×2
-        max-pools become :class:`_MaxPool2x2`.
+        On the CPU, 2×2 max-pools become :class:`_MaxPool2x2`. Then the forward is traced with
+        ``torch.fx`` and what follows a layer is folded into it: the first-layer stand-in applies a
+        ReLU on its own fresh output; on the CPU a float32 Conv2d followed by a ReLU, or by a
+        residual add and a ReLU (a ResNet block), becomes one fused :class:`_FastConv` call (one
+        point per call only). A model that cannot be traced keeps its layers as they are.
         """
         cpu = self.device.type == "cpu"
-        fast_conv = cpu and self.points_per_call <= 1 and _fast_conv_available()
-        fusions: list[tuple[nn.Module, str, nn.Module, str]] = []
-        for parent in self.model.modules():
-            if not isinstance(parent, nn.Sequential):
-                continue
-            kids = [(k, m) for k, m in parent.named_children() if not isinstance(m, nn.Identity)]
-            for (key, layer), (relu_key, relu) in itertools.pairwise(kids):
-                conv_ok = (fast_conv and type(layer) is nn.Conv2d and layer.padding_mode == "zeros"
-                           and isinstance(layer.padding, tuple) and layer.weight.dtype == torch.float32)
-                if type(relu) is nn.ReLU and (conv_ok or isinstance(layer, _LinearStem)):
-                    fusions.append((parent, key, layer, relu_key))
-        pools = [(parent, key, pool) for parent in self.model.modules() for key, pool in parent.named_children()
+        candidate = copy.deepcopy(self.model)  # shares the stand-in's cache
+        pools = [(parent, key, pool) for parent in candidate.modules() for key, pool in parent.named_children()
                  if cpu and _MaxPool2x2.applies(pool)]
-        if not fusions and not pools:
-            return
-        reference = copy.deepcopy(self.model)
-        undo: list[tuple[nn.Module, str, nn.Module]] = []
-        for parent, key, layer, relu_key in fusions:
-            undo += [(parent, key, layer), (parent, relu_key, getattr(parent, relu_key))]
-            if isinstance(layer, _LinearStem):
-                layer.relu = True
-            else:
-                setattr(parent, key, _FastConv(layer, relu=True))  # type: ignore[arg-type]
-            setattr(parent, relu_key, nn.Identity())
         for parent, key, pool in pools:
-            undo.append((parent, key, pool))
             setattr(parent, key, _MaxPool2x2(pool))  # type: ignore[arg-type]
+        fused = _fuse_traced(candidate, cpu and self.points_per_call <= 1 and _fast_conv_available())
+        if fused is not None:
+            names = dict(fused.named_parameters()) | dict(fused.named_buffers())
+            if all(k in names for k in self.names) and (not self.stem_name or self.stem_name in dict(fused.named_modules())):
+                candidate = fused
+        if candidate is not fused and not pools:
+            return
+        reference = self.model
+        self._adopt(candidate)
         if not self._same_outputs(reference, self.dx, self.dy):
-            for parent, key, layer in reversed(undo):
-                if isinstance(layer, _LinearStem):
-                    layer.relu = False
-                setattr(parent, key, layer)
+            self._adopt(reference)
 
     def _same_outputs(self, reference: nn.Module, dxs: list[Tensor], dys: list[Tensor] | None) -> bool:
         """The engine's model at an off-origin point against ``reference`` moved there by hand."""
