@@ -354,14 +354,15 @@ def test_two_by_two_max_pool_equals_max_pool2d(size: tuple[int, int], ceil_mode:
 
 
 def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> None:
-    """The registry's CNN (max-pool, fused conv+ReLU, folded BN, first-layer cache) and a small
-    ResNet (residual adds, projection shortcuts) against the model moved by hand."""
+    """The registry's CNN (max-pool, fused conv+ReLU, folded BN, first-layer cache), small ResNets
+    (residual adds fused by tracing, projection shortcuts), VGG and MLP against the model moved by hand."""
     from landscape.models import build_model
-    from landscape.surface import _MaxPool2x2
+    from landscape.surface import _fast_conv_available, _FastConv, _MaxPool2x2
 
     torch.manual_seed(3)
     x, y = torch.randn(24, 1, 8, 8), torch.randint(0, 4, (24,))
-    for name, options in (("cnn", {"width": 4}), ("resnet20", {"width": 4})):
+    for name, options in (("cnn", {"width": 4}), ("resnet20", {"width": 4}), ("resnet20_noshort", {"width": 4}),
+                          ("vgg9", {"width": 4}), ("mlp", {})):
         model = build_model(name, (1, 8, 8), (4,), options)
         model.train()
         with torch.no_grad():
@@ -373,6 +374,8 @@ def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> Non
         engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
         if name == "cnn":
             assert any(isinstance(m, _MaxPool2x2) for m in engine.model.modules())
+        if name == "resnet20" and _fast_conv_available():  # every block's relu(conv2(h) + shortcut) in one call
+            assert sum(isinstance(m, _FastConv) for m in engine.model.modules()) == 2 * 9
         got = engine.evaluate(coords)
         for (a, b), row in zip(coords, got, strict=True):
             moved = copy.deepcopy(model)
@@ -381,3 +384,37 @@ def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> Non
                     p.add_(a * dirs.x[k] + b * dirs.y[k])  # type: ignore[index]
             want = evaluate(moved, TensorSplit(x, y), metrics)
             assert row[0] == pytest.approx(want[metrics.names[0]], rel=1e-5), name
+
+
+class _Branchy(nn.Module):
+    """A forward that branches on data: it cannot be traced, so no layer is fused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        if float(h.mean()) > 0:  # data-dependent control flow
+            h = torch.relu(self.conv2(h))
+        return self.fc(h.flatten(1))
+
+
+def test_untraceable_model_keeps_its_layers_and_its_values() -> None:
+    from landscape.surface import _FastConv
+
+    torch.manual_seed(5)
+    model = _Branchy().eval()
+    x, y = torch.randn(20, 1, 4, 4), torch.randint(0, 2, (20,))
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    metrics = MetricSet(["cross_entropy"], "classification", 2)
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
+    assert not any(isinstance(m, _FastConv) for m in engine.model.modules())
+    (value,) = engine.evaluate(np.array([[0.3, 0.6]]))[:, 0]
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for k, p in moved.named_parameters():
+            p.add_(0.3 * dirs.x[k] + 0.6 * dirs.y[k])  # type: ignore[index]
+    assert value == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)[metrics.names[0]], rel=1e-5)
