@@ -242,11 +242,13 @@ def _only_user(node: torch.fx.Node) -> torch.fx.Node | None:
     return next(iter(node.users)) if len(node.users) == 1 else None
 
 
-def _fuse_traced(model: nn.Module, fast_conv: bool) -> torch.fx.GraphModule | None:
-    """``model`` traced, with each ReLU (and residual add) folded into the layer before it.
+def _fuse_traced(model: nn.Module, cpu: bool, fast_conv: bool) -> torch.fx.GraphModule | None:
+    """``model`` traced, with each ReLU (and residual add) folded into the layer before it and,
+    on the CPU, 2×2 max-pools swapped for :class:`_MaxPool2x2`.
 
-    The result shares ``model``'s layers (the fused convolutions share their tensors), so
-    parameter names are unchanged. ``None`` when the forward cannot be traced or nothing fuses.
+    The result shares ``model``'s layers and tensors (the fused convolutions hold the
+    convolutions' own), so parameter names are unchanged and ``model`` itself is left as it is.
+    ``None`` when the forward cannot be traced or nothing changes.
     """
     import operator
 
@@ -264,6 +266,9 @@ def _fuse_traced(model: nn.Module, fast_conv: bool) -> torch.fx.GraphModule | No
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
             continue
         layer, nxt = modules[str(node.target)], _only_user(node)
+        if cpu and _MaxPool2x2.applies(layer):
+            swaps[str(node.target)] = _MaxPool2x2(layer)  # type: ignore[arg-type]
+            continue
         if nxt is None:
             continue
         if isinstance(layer, _LinearStem) and _is_relu(nxt, modules):
@@ -445,43 +450,42 @@ class SurfaceEngine:
 
     @torch.no_grad()
     def _use_fast_layers(self) -> None:
-        """Swap layers for faster equivalents; kept only if the outputs at an off-origin point
-        equal those of the unmodified model.
+        """Swap layers for faster equivalents, found by tracing the forward with ``torch.fx``;
+        kept only if the outputs at an off-origin point equal those of the unmodified model.
 
-        On the CPU, 2×2 max-pools become :class:`_MaxPool2x2`. Then the forward is traced with
-        ``torch.fx`` and what follows a layer is folded into it: the first-layer stand-in applies a
-        ReLU on its own fresh output; on the CPU a float32 Conv2d followed by a ReLU, or by a
-        residual add and a ReLU (a ResNet block), becomes one fused :class:`_FastConv` call (one
-        point per call only). A model that cannot be traced keeps its layers as they are.
+        What follows a layer is folded into it: the first-layer stand-in applies a ReLU on its own
+        fresh output; on the CPU a float32 Conv2d followed by a ReLU, or by a residual add and a
+        ReLU (a ResNet block), becomes one fused :class:`_FastConv` call (one point per call only);
+        on the CPU 2×2 max-pools become :class:`_MaxPool2x2`. The traced model shares every layer
+        and tensor with the original, so nothing is copied. A model that cannot be traced keeps
+        its layers as they are.
         """
         cpu = self.device.type == "cpu"
-        candidate = copy.deepcopy(self.model)  # shares the stand-in's cache
-        pools = [(parent, key, pool) for parent in candidate.modules() for key, pool in parent.named_children()
-                 if cpu and _MaxPool2x2.applies(pool)]
-        for parent, key, pool in pools:
-            setattr(parent, key, _MaxPool2x2(pool))  # type: ignore[arg-type]
-        fused = _fuse_traced(candidate, cpu and self.points_per_call <= 1 and _fast_conv_available())
-        if fused is not None:
-            names = dict(fused.named_parameters()) | dict(fused.named_buffers())
-            if all(k in names for k in self.names) and (not self.stem_name or self.stem_name in dict(fused.named_modules())):
-                candidate = fused
-        if candidate is not fused and not pools:
+        fused = _fuse_traced(self.model, cpu, cpu and self.points_per_call <= 1 and _fast_conv_available())
+        if fused is None:
+            return
+        names = dict(fused.named_parameters()) | dict(fused.named_buffers()) | dict(fused.named_modules())
+        if not all(k in names for k in self.names) or (self.stem_name and self.stem_name not in names):
             return
         reference = self.model
-        self._adopt(candidate)
-        if not self._same_outputs(reference, self.dx, self.dy):
+        self._adopt(fused)
+        if not self._same_outputs(reference, None, None):
             self._adopt(reference)
 
-    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor], dys: list[Tensor] | None) -> bool:
-        """The engine's model at an off-origin point against ``reference`` moved there by hand."""
+    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor] | None, dys: list[Tensor] | None) -> bool:
+        """The engine's model at an off-origin point against ``reference`` moved there by hand
+        along ``dxs``/``dys``; ``dxs=None`` when ``reference`` shares the engine's tensors, which
+        the point then moves for both."""
         a, b = 0.37, -0.21 if self.dy is not None else 0.0
         split_name, split = next(iter(self.splits.items()))
         # with a first-layer cache, the first batch exactly (what it holds); else a few samples suffice
         x = split.inputs[: self.batch_sizes[split_name] if self.stem is not None else 64]
         for stem in [m for m in reference.modules() if isinstance(m, _LinearStem)] + ([self.stem] if self.stem else []):
             stem.key, stem.point = (split_name, 0), (a, b)
-        targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
-        ref_params = [targets[k].detach() for k in self.names]
+        ref_params: list[Tensor] = []
+        if dxs is not None:
+            targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
+            ref_params = [targets[k].detach() for k in self.names]
         ref_origin = [t.clone() for t in ref_params]
         try:
             with torch.inference_mode():
@@ -489,12 +493,12 @@ class SurfaceEngine:
                 fast = self.model(x)
             with torch.no_grad():
                 for i, p in enumerate(ref_params):
-                    p.add_(dxs[i], alpha=a)
+                    p.add_(dxs[i], alpha=a)  # type: ignore[index]
                     if dys is not None:
                         p.add_(dys[i], alpha=b)
             with torch.inference_mode():
                 slow = reference(x)
-        except RuntimeError:
+        except (RuntimeError, KeyError):
             return False
         finally:
             with torch.no_grad():

@@ -8,6 +8,11 @@ timed as a user sees it: building the engine (data to device, directions, calibr
 points per call) is included. Both use the same thread count, grid, model and data, and the
 values are checked to agree.
 
+Each case also reports a floor measured in the same run: the time of the layers no engine can
+skip (every Conv2d and Linear but the first), each run alone on its own input, hot in cache, at
+the best batch size. Its ratio to the faithful loop ("ceiling") is the most any per-point engine
+could gain on this machine without doing fewer floating-point operations.
+
     python scripts/bench_surface.py                 # digits MLP, digits CNN, ResNet-20 (1,000 CIFAR-sized images)
     python scripts/bench_surface.py --models mlp --threads 1
 """

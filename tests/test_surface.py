@@ -418,3 +418,24 @@ def test_untraceable_model_keeps_its_layers_and_its_values() -> None:
         for k, p in moved.named_parameters():
             p.add_(0.3 * dirs.x[k] + 0.6 * dirs.y[k])  # type: ignore[index]
     assert value == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)[metrics.names[0]], rel=1e-5)
+
+
+def test_a_wrong_fused_layer_is_caught_at_set_up_and_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set-up check compares the traced model with the original at an off-origin point."""
+    from landscape import surface
+
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x, y = torch.randn(30, 5), torch.randint(0, 3, (30,))
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    metrics = MetricSet(["cross_entropy"], "classification", 3)
+    good = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
+    assert good.stem is not None and good.stem.relu
+    def skewed(self: surface._LinearStem) -> surface._LinearStem:  # a stand-in whose values are off by 1 %
+        return surface._LinearStem({k: (1.01 * b, u, v) for k, (b, u, v) in self.cache.items()}, torch.device("cpu"))
+
+    monkeypatch.setattr(surface._LinearStem, "clone", skewed)
+    bad = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
+    assert bad.stem is not None and not bad.stem.relu and not isinstance(bad.model, torch.fx.GraphModule)
+    coords = np.array([[0.2, -0.4], [0.9, 0.1]])
+    np.testing.assert_allclose(bad.evaluate(coords), good.evaluate(coords), rtol=1e-6)
