@@ -227,7 +227,8 @@ def scale_out(grid: tuple[str, str]) -> None:
 
 
 def memory_check(params_m: int = 25) -> None:
-    """Peak RSS while evaluating a surface of a ~25M-parameter model (one rank's footprint)."""
+    """Peak RSS while evaluating a surface of a ~25M-parameter model (one rank's footprint);
+    meaningful only in a process that has done nothing else (``--memory`` starts one)."""
     import resource
 
     width = int((params_m * 1e6) ** 0.5)
@@ -252,8 +253,12 @@ def main() -> None:
     parser.add_argument("--points-per-call", type=int, default=0, help="0 = the engine's automatic choice")
     parser.add_argument("--scale", action="store_true", help="also: 2 processes × 1 thread vs 1 process × 2 threads")
     parser.add_argument("--memory", action="store_true", help="also: peak RSS with a 25M-parameter model")
+    parser.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)  # the fresh process --memory runs
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        memory_check()
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device cpu; "
           f"median of {args.rounds} alternating rounds, whole process (engine set-up included)")
     print("floor: the layers no engine can skip, alone (see compute_floor); ceiling = floor / faithful")
@@ -267,8 +272,11 @@ def main() -> None:
               f" {100 * r['ours'] / r['floor']:9.0f}%", flush=True)
     if args.scale:
         scale_out(("21", "21"))
-    if args.memory:
-        memory_check()
+    if args.memory:  # in a fresh process: the peak RSS of this one already includes the cases above
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, __file__, "--memory-probe", "--threads", str(args.threads)], check=True)
 
 
 if __name__ == "__main__":
