@@ -6,10 +6,14 @@ from the pristine origin (no drift from accumulated updates); every metric comes
 forward pass and is summed on the device; and, where it pays, K grid points are evaluated in one
 call with ``torch.func.vmap`` over stacked weights (K is chosen by timing the first points).
 Only tensors whose direction is non-zero are rewritten (biases and BatchNorm are zero by default).
+What is linear in (α, β) is computed once (the first layer; fixed BatchNorm folded into the
+convolution before it), and the traced forward folds ReLUs and residual adds into the layer
+before them; every such rewrite is checked against the unmodified model before it is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -117,6 +121,10 @@ class Evaluator(Protocol):
 
 def _is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
     return isinstance(m, nn.modules.batchnorm._BatchNorm)
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the layer it watches has run."""
 
 
 class _LinearStem(nn.Module):
@@ -570,7 +578,13 @@ class SurfaceEngine:
         dy = {k.rsplit(".", 1)[1]: self.dy[i] for k, i in idx.items()} if self.dy is not None else None
         cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]] = {}
         captured: list[Tensor] = []
-        hook = layer.register_forward_hook(lambda m, args, out: captured.extend([args[0], out]))
+
+        def capture(m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+            if not captured:  # the model's own call (not the direction terms below)
+                captured.extend([args[0], out])
+                raise _StopForward  # the rest of the model is not needed
+
+        hook = layer.register_forward_hook(capture)
         nbytes = 0
         try:
             with torch.inference_mode():
@@ -578,7 +592,8 @@ class SurfaceEngine:
                     bs = self.batch_sizes[split_name]
                     for start in range(0, len(split), bs):
                         captured.clear()
-                        self.model(split.inputs[start : start + bs])
+                        with contextlib.suppress(_StopForward):
+                            self.model(split.inputs[start : start + bs])
                         inp, base = captured
                         ux = functional_call(layer, dict(dx) | self._zero_bias(layer, dx), (inp,))
                         uy = None

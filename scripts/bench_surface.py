@@ -226,13 +226,26 @@ def scale_out(grid: tuple[str, str]) -> None:
             print(f"digits CNN {grid[0]}×{grid[1]}, {name:24s}: {dt:6.1f} s whole command, {n / dt:7.1f} points/s", flush=True)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ``ru_maxrss``
+    (the fallback elsewhere) is inherited from the parent across fork and exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_check(params_m: int = 25) -> None:
     """Peak RSS while evaluating a surface of a ~25M-parameter model (one rank's footprint);
     meaningful only in a process that has done nothing else (``--memory`` starts one)."""
-    import resource
-
     width = int((params_m * 1e6) ** 0.5)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = peak_rss_mib()
     model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
     p = sum(t.numel() for t in model.parameters())
     x, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
@@ -240,7 +253,7 @@ def memory_check(params_m: int = 25) -> None:
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, MetricSet(["cross_entropy"], "classification", 10),
                            points_per_call=1)
     engine.evaluate(Grid.parse("-1:1:3", "-1:1:3").coords())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(f"memory: model of {p / 1e6:.1f}M parameters ({4 * p / 2**20:.0f} MiB float32): peak RSS {peak:.0f} MiB "
           f"({peak - rss0:.0f} MiB above start, {(peak - rss0) * 2**20 / (4 * p):.1f}× the model)", flush=True)
 
