@@ -70,7 +70,7 @@ from matplotlib.figure import Figure
 
 from landscape import __version__, plot
 from landscape.checkpoint import load_checkpoint, sha256_file
-from landscape.config import Config, DirectionsConfig, config_to_dict, diff_settings
+from landscape.config import Config, DirectionsConfig, config_changes, config_to_dict, diff_settings
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.experiment import experiment_from_checkpoint
 from landscape.jobs import DirectionSource, make_directions, run_surface, surface_settings
@@ -278,7 +278,7 @@ def _is_trained(cfg: Config, run: Path) -> bool:
         epochs = [c["epoch"] for c in manifest["checkpoints"] if c["kind"] == "epoch"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return False  # let the trainer report what is wrong with it
-    changes = [d for d in diff_settings(manifest.get("config", {}), config_to_dict(cfg))
+    changes = [d for d in config_changes(manifest.get("config", {}), cfg)
                if not d.startswith(("train.device", "train.threads"))]
     return manifest.get("status") == "finished" and not changes and bool(epochs) and epochs[-1] == cfg.train.epochs
 

@@ -386,3 +386,17 @@ def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences ``key: old → new`` between two nested settings dicts."""
     a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
     return [f"{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}" for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
+
+
+def config_changes(saved: Mapping[str, Any], config: Config) -> list[str]:
+    """:func:`diff_settings` between a config saved by a run and ``config``.
+
+    Keys the saved config lacks (written by an older version, before the key existed) count as
+    their defaults, so upgrading the tool does not make finished runs look different; a saved
+    config this version cannot read is compared as it is.
+    """
+    try:
+        old: Mapping[str, Any] = config_to_dict(config_from_dict(saved))
+    except ConfigError:
+        old = saved
+    return diff_settings(old, config_to_dict(config))

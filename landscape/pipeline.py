@@ -36,7 +36,7 @@ from typing import Any
 import h5py
 
 from landscape.checkpoint import sha256_file
-from landscape.config import Config, apply_overrides, config_from_dict, config_to_dict, diff_settings, save_config
+from landscape.config import Config, apply_overrides, config_changes, config_from_dict, config_to_dict, save_config
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.figures import plot_surface_file, plot_training_curves
 from landscape.jobs import DirectionSource, run_surface
@@ -94,7 +94,7 @@ def _finished(out: Path, cfg: Config) -> bool:
         return False
     epochs = [c["epoch"] for c in manifest.get("checkpoints", []) if c.get("kind") == "epoch"]
     return (manifest.get("status") == "finished" and bool(epochs) and epochs[-1] == cfg.train.epochs
-            and not diff_settings(manifest.get("config", {}), config_to_dict(cfg)))
+            and not config_changes(manifest.get("config", {}), cfg))
 
 
 def _train(cfg: Config, out: Path, overwrite: bool) -> tuple[str, str]:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from landscape.checkpoint import load_checkpoint, load_into, save_checkpoint
-from landscape.config import Config, TrainConfig, config_to_dict, diff_settings, save_config
+from landscape.config import Config, TrainConfig, config_changes, config_to_dict, save_config
 from landscape.errors import ConfigError, LandscapeError
 from landscape.evaluate import evaluate
 from landscape.experiment import Experiment, build_experiment, resolve_device
@@ -129,7 +129,7 @@ class Trainer:
         resumable: tuple[str, ...] = _RESUMABLE_CHANGES
         if self.cfg.schedule == "cosine":  # its T_max is train.epochs: every epoch's LR depends on it
             resumable = tuple(k for k in resumable if k != "train.epochs")
-        changes = [d for d in diff_settings(manifest.get("config", {}), config_to_dict(self.config))
+        changes = [d for d in config_changes(manifest.get("config", {}), self.config)
                    if not d.startswith(resumable)]
         if changes and not self.overwrite:
             raise ConfigError(f"{self.out_dir} holds a run with other settings ({'; '.join(changes[:3])}); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -83,6 +84,20 @@ def test_running_a_finished_run_again_changes_nothing(make_config: MakeConfig, t
     again = train(config, tmp_path)
     assert again.manifest["checkpoints"] == first.manifest["checkpoints"]
     assert {p.name: sha256_file(p) for p in again.checkpoints} == hashes
+
+
+def test_a_run_saved_before_a_setting_existed_still_resumes(make_config: MakeConfig, tmp_path: Path) -> None:
+    """A run folder written by an older version lacks keys added since: they count as their defaults."""
+    config = make_config(data=SMALL, batch_size=50, epochs=1)
+    first = train(config, tmp_path)
+    manifest_path = tmp_path / "run.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["compare"]["floor"], manifest["config"]["directions"]["seed"]
+    manifest_path.write_text(json.dumps(manifest))
+    again = train(config, tmp_path)
+    assert [c["epoch"] for c in again.manifest["checkpoints"]] == [c["epoch"] for c in first.manifest["checkpoints"]]
+    with pytest.raises(ConfigError, match=r"compare.floor: 0.001 → 0.5"):  # a real difference is still one
+        train(dataclasses.replace(config, compare=dataclasses.replace(config.compare, floor=0.5)), tmp_path)
 
 
 @pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn"])
