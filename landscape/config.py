@@ -388,8 +388,11 @@ def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}" for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
 
 
-def config_changes(saved: Mapping[str, Any], config: Config) -> list[str]:
-    """:func:`diff_settings` between a config saved by a run and ``config``.
+TRAINING_SECTIONS = ("data", "model", "train")  # all that a training run depends on
+
+
+def config_changes(saved: Mapping[str, Any], config: Config, sections: Sequence[str] = TRAINING_SECTIONS) -> list[str]:
+    """:func:`diff_settings` between a config saved by a run and ``config``, in ``sections``.
 
     Keys the saved config lacks (written by an older version, before the key existed) count as
     their defaults, so upgrading the tool does not make finished runs look different; a saved
@@ -399,4 +402,5 @@ def config_changes(saved: Mapping[str, Any], config: Config) -> list[str]:
         old: Mapping[str, Any] = config_to_dict(config_from_dict(saved))
     except ConfigError:
         old = saved
-    return diff_settings(old, config_to_dict(config))
+    new = config_to_dict(config)
+    return diff_settings({k: old.get(k, {}) for k in sections}, {k: new[k] for k in sections})

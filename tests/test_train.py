@@ -87,7 +87,8 @@ def test_running_a_finished_run_again_changes_nothing(make_config: MakeConfig, t
 
 
 def test_a_run_saved_before_a_setting_existed_still_resumes(make_config: MakeConfig, tmp_path: Path) -> None:
-    """A run folder written by an older version lacks keys added since: they count as their defaults."""
+    """A run folder written by an older version lacks keys added since: they count as their defaults;
+    only the sections training depends on are compared."""
     config = make_config(data=SMALL, batch_size=50, epochs=1)
     first = train(config, tmp_path)
     manifest_path = tmp_path / "run.json"
@@ -96,8 +97,12 @@ def test_a_run_saved_before_a_setting_existed_still_resumes(make_config: MakeCon
     manifest_path.write_text(json.dumps(manifest))
     again = train(config, tmp_path)
     assert [c["epoch"] for c in again.manifest["checkpoints"]] == [c["epoch"] for c in first.manifest["checkpoints"]]
-    with pytest.raises(ConfigError, match=r"compare.floor: 0.001 → 0.5"):  # a real difference is still one
-        train(dataclasses.replace(config, compare=dataclasses.replace(config.compare, floor=0.5)), tmp_path)
+    # settings that do not shape training (plots, comparisons) may change; a training setting may not
+    later = dataclasses.replace(config, compare=dataclasses.replace(config.compare, floor=0.5),
+                                plot=dataclasses.replace(config.plot, levels=12))
+    assert train(later, tmp_path).manifest["checkpoints"] == again.manifest["checkpoints"]
+    with pytest.raises(ConfigError, match=r"data.max_train: 200 → 150"):
+        train(dataclasses.replace(config, data=dataclasses.replace(config.data, max_train=150)), tmp_path)
 
 
 @pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn"])
