@@ -133,6 +133,10 @@ def _refusal_reason(text: str) -> str:
 def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> Any:
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if path.is_dir():
+        inside = sorted(path.glob("*.pt")) or sorted(path.glob("checkpoints/epoch_*.pt"))  # a run folder: its last epoch
+        hint = f", e.g. {str(inside[-1])!r}" if inside else ""
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder: name a checkpoint file in it{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} is not a file")
     try:

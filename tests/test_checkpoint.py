@@ -165,7 +165,12 @@ def test_a_different_architecture_fails_without_touching_the_model() -> None:
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "none.pt")
-    with pytest.raises(CheckpointError, match="is not a file"):
+    with pytest.raises(CheckpointError, match=r"is a folder: name a checkpoint file in it$"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("epoch_000.pt", "epoch_002.pt", "epoch_001.pt"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is a folder: .*, e\.g\. '.*epoch_002\.pt'"):  # a run folder: its last epoch
         load_checkpoint(tmp_path)
 
 
