@@ -65,6 +65,12 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
         b = load_checkpoint(source.target, unsafe=unsafe).state_dict
         c = load_checkpoint(source.target2, unsafe=unsafe).state_dict if source.target2 is not None else None
         dirs = target_directions(exp.model, b, c, cfg.directions.dir_type)
+        # float state (BatchNorm statistics) that differs between the models but is not moved
+        state = exp.model.state_dict()
+        unmoved = [k for k, v in state.items() if k not in dirs.x and v.is_floating_point() and k in b
+                   and b[k].shape == v.shape and not torch.equal(b[k].to(v.device, v.dtype), v)]
+        if unmoved:
+            dirs.meta["unmoved"] = len(unmoved)
     else:
         if source.target2 is not None:
             raise ConfigError("--target2 needs --target")
@@ -167,8 +173,15 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     if sf is None:
         return {"rank": group.rank, "computed": counts[0] if counts else 0}
     return summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
-                     points_per_call=engine.points_per_call, cosine=dirs.cosine(),
+                     points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=_notes(dirs),
                      **({"points_per_rank": counts} if group.distributed else {}))
+
+
+def _notes(dirs: Directions) -> list[str]:
+    if not dirs.meta.get("unmoved"):
+        return []
+    return [f"α = 1 is not exactly the target: {dirs.meta['unmoved']} state entries (BatchNorm statistics) differ "
+            "between the models and stay at the first one's with --dir-type weights; pass --dir-type states to move them too"]
 
 
 def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.ndarray,
@@ -275,6 +288,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("points per rank: " + ", ".join(f"rank {r}: {n}" for r, n in enumerate(summary["points_per_rank"])))
     if summary.get("cosine") is not None:
         lines.append(f"cosine between the two directions: {summary['cosine']:+.4f}")
+    lines += [f"note: {n}" for n in summary.get("notes", [])]
     for name, best in summary.get("best", {}).items():
         word = "max" if name.endswith("_acc") else "min"
         at = ", ".join(f"{c:+.3g}" for c in best["at"])

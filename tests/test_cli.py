@@ -308,3 +308,23 @@ def test_global_flags_work_after_the_command_too(tmp_path: Path, capsys: pytest.
         assert capsys.readouterr().err.startswith("landscape info: error:")
     finally:
         set_quiet(False)
+
+
+def test_interpolating_batchnorm_models_says_when_alpha_one_is_not_the_target(
+        make_config: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --dir-type weights the BatchNorm statistics stay at A's, so α = 1 is not B: the summary
+    says so; with --dir-type states α = 1 is B exactly (its recorded training loss)."""
+    from landscape.config import DataConfig, ModelConfig
+    from landscape.surface_file import read_surface
+    from landscape.train import train
+
+    run = train(make_config(data=DataConfig(max_train=200, max_test=50), model=ModelConfig(name="cnn", options={"width": 4}),
+                            batch_size=50, epochs=1), tmp_path / "run")
+    a, b = run.checkpoints[0], run.checkpoints[-1]
+    base = ["--quiet", "surface", str(a), "--target", str(b), "--x", "0:1:3"]
+    assert main([*base, "--out", str(tmp_path / "w.h5")]) == 0
+    assert "note: α = 1 is not exactly the target: " in capsys.readouterr().out
+    assert main([*base, "--dir-type", "states", "--out", str(tmp_path / "s.h5")]) == 0
+    assert "note:" not in capsys.readouterr().out
+    surface = read_surface(tmp_path / "s.h5")
+    assert surface.values["train_loss"][-1] == pytest.approx(load_checkpoint(b).metrics["train_loss"], rel=1e-5)
