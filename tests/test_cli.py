@@ -328,3 +328,15 @@ def test_interpolating_batchnorm_models_says_when_alpha_one_is_not_the_target(
     assert "note:" not in capsys.readouterr().out
     surface = read_surface(tmp_path / "s.h5")
     assert surface.values["train_loss"][-1] == pytest.approx(load_checkpoint(b).metrics["train_loss"], rel=1e-5)
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tiny_run: RunResult) -> None:
+    """`landscape info RUN | head -1`: the reader is gone before the output is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "landscape", "info", str(tiny_run.out_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the child has imported torch and printed anything
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
