@@ -359,6 +359,7 @@ class SurfaceEngine:
         self.points_per_call = points_per_call if bn == "fixed" else 1
         self.stem: _LinearStem | None = None
         self.stem_name = ""
+        self.channels_last = False
         self.variances: list[Tensor] = []
         self._check_first_batch()
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
@@ -378,17 +379,29 @@ class SurfaceEngine:
     # --- layout and first-layer precomputation (set up once) ----------------------------------
 
     def _use_channels_last(self) -> None:
-        """NHWC convolutions are markedly faster on CPUs (oneDNN); values agree to float32 rounding."""
+        """NHWC convolutions are markedly faster on CPUs (oneDNN); values agree to float32 rounding.
+
+        Kept only if the forward still runs: a model that ``.view()``s a convolution's output
+        needs NCHW strides and stays as it is.
+        """
+        splits = {name: TensorSplit(s.inputs.contiguous(memory_format=torch.channels_last) if s.inputs.ndim == 4
+                                    else s.inputs, s.targets) for name, s in self.splits.items()}
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        try:
+            with torch.inference_mode():
+                self.model(next(iter(splits.values())).inputs[:2])
+        except RuntimeError:
+            splits = self.splits
+            self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        self.channels_last = splits is not self.splits
         targets = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        self.params = [targets[k].detach() for k in self.names]  # the layout change made new tensors
+        self.params = [targets[k].detach() for k in self.names]  # each layout change made new tensors
+        self.splits = splits
         # origin and directions in the parameters' own layout, so every point's rewrite is a plain copy
         self.origin = [torch.empty_like(p).copy_(o) for p, o in zip(self.params, self.origin, strict=True)]
         self.dx = [torch.empty_like(p).copy_(d) for p, d in zip(self.params, self.dx, strict=True)]
         if self.dy is not None:
             self.dy = [torch.empty_like(p).copy_(d) for p, d in zip(self.params, self.dy, strict=True)]
-        self.splits = {name: TensorSplit(s.inputs.contiguous(memory_format=torch.channels_last) if s.inputs.ndim == 4
-                                         else s.inputs, s.targets) for name, s in self.splits.items()}
 
     @torch.no_grad()
     def _fold_batchnorm(self) -> None:
@@ -428,7 +441,7 @@ class SurfaceEngine:
                               device=self.device, dtype=conv.weight.dtype)
             fused.weight.requires_grad_(False).copy_(conv.weight * s.view(-1, 1, 1, 1))
             fused.bias.requires_grad_(False).copy_(s * (bias0 - mean) + shift)  # type: ignore[union-attr]
-            if conv.weight.is_contiguous(memory_format=torch.channels_last):
+            if self.channels_last:
                 fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             setattr(parent, conv_key, fused)
             setattr(parent, bn_key, nn.Identity())

@@ -439,3 +439,39 @@ def test_a_wrong_fused_layer_is_caught_at_set_up_and_dropped(monkeypatch: pytest
     assert bad.stem is not None and not bad.stem.relu and not isinstance(bad.model, torch.fx.GraphModule)
     coords = np.array([[0.2, -0.4], [0.9, 0.1]])
     np.testing.assert_allclose(bad.evaluate(coords), good.evaluate(coords), rtol=1e-6)
+
+
+class _Viewer(nn.Module):
+    """Flattens a convolution's output with .view(), which needs NCHW strides (common in user code)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)  # one input channel: its weight is both NCHW- and NHWC-contiguous
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 36, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn2(self.conv2(torch.relu(self.bn(self.conv(x))))))
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_a_model_that_views_conv_outputs_keeps_its_layout_and_values() -> None:
+    torch.manual_seed(8)
+    model = _Viewer()
+    with torch.no_grad():
+        model(torch.randn(50, 1, 6, 6))  # non-trivial BatchNorm statistics
+    model.eval()
+    x, y = torch.randn(30, 1, 6, 6), torch.randint(0, 3, (30,))
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    metrics = MetricSet(["cross_entropy"], "classification", 3)
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
+    assert not engine.channels_last
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.model.modules())  # folded all the same
+    (value,) = engine.evaluate(np.array([[-0.4, 0.3]]))[:, 0]
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for k, p in moved.named_parameters():
+            p.add_(-0.4 * dirs.x[k] + 0.3 * dirs.y[k])  # type: ignore[index]
+    assert value == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)[metrics.names[0]], rel=1e-5)
