@@ -171,6 +171,9 @@ class MetricSet:
 
         Called once on a first batch, so the hot loop never syncs with the host for checks.
         """
+        if not isinstance(output, Tensor):
+            raise ModelError(f"the model returns a {type(output).__name__}, not a tensor: wrap it so that its forward "
+                             "returns the outputs the loss compares with the targets (e.g. the logits)")
         want = (target.shape[0], self.num_classes) if target.dtype == torch.long else tuple(target.shape)
         if tuple(output.shape) != tuple(want):
             raise ModelError(f"the model returns shape {tuple(output.shape)} but the data and loss need {tuple(want)}")

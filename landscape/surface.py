@@ -519,7 +519,7 @@ class SurfaceEngine:
                         p.add_(dys[i], alpha=b)
             with torch.inference_mode():
                 slow = reference(x)
-        except (RuntimeError, KeyError):
+        except Exception:  # a stand-in can make any user forward fail: then it is simply not used
             return False
         finally:
             with torch.no_grad():
@@ -624,7 +624,7 @@ class SurfaceEngine:
         stem = _LinearStem(cache, self.device)
         setattr(parent, child, stem)
         keep = [i for i, k in enumerate(self.names) if k not in idx]
-        if not self._stem_is_exact(stem, layer, parent, child):
+        if not self._stem_is_exact(stem, layer, parent, child, keep):
             setattr(parent, child, layer)
             return
         self.stem, self.stem_name = stem, name
@@ -639,13 +639,22 @@ class SurfaceEngine:
         bias = getattr(layer, "bias", None)
         return {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
 
-    def _stem_is_exact(self, stem: _LinearStem, layer: nn.Module, parent: nn.Module, child: str) -> bool:
-        """Compare with the real layer at one off-origin point; anything unexpected disables the stem."""
+    def _stem_is_exact(self, stem: _LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
+        """Compare with the real layer at one off-origin point; anything unexpected disables the stem.
+
+        The stand-in's side runs as evaluation will: only the tensors in ``keep`` move, the
+        layer's own stay at the origin. A layer whose tensors are also used elsewhere (tied
+        weights) therefore fails the comparison instead of freezing them there.
+        """
         a, b = 0.37, -0.21 if self.dy is not None else 0.0
         split_name, split = next(iter(self.splits.items()))
         x = split.inputs[: self.batch_sizes[split_name]]
+        full = (self.params, self.origin, self.dx, self.dy)
         try:
             with torch.inference_mode():
+                self._reset_to_origin()
+                self.params, self.origin = [self.params[i] for i in keep], [self.origin[i] for i in keep]
+                self.dx, self.dy = [self.dx[i] for i in keep], [self.dy[i] for i in keep] if self.dy is not None else None
                 stem.key = (split_name, 0)
                 stem.coef.copy_(torch.tensor([a, b]))
                 self._set_point(a, b)
@@ -653,12 +662,14 @@ class SurfaceEngine:
                 stem.point = (a, b)
                 fast_point = self.model(x)  # the one-point path
                 stem.point = None
+                self.params, self.origin, self.dx, self.dy = full
                 setattr(parent, child, layer)
                 self._set_point(a, b)
                 slow = self.model(x)
-        except (RuntimeError, KeyError):
+        except Exception:  # a stand-in can make any user forward fail: then it is simply not used
             return False
         finally:
+            self.params, self.origin, self.dx, self.dy = full
             setattr(parent, child, stem)
             self._reset_to_origin()
         return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5) and torch.allclose(fast_point, slow, rtol=1e-4, atol=1e-5))

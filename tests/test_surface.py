@@ -475,3 +475,56 @@ def test_a_model_that_views_conv_outputs_keeps_its_layout_and_values() -> None:
         for k, p in moved.named_parameters():
             p.add_(-0.4 * dirs.x[k] + 0.3 * dirs.y[k])  # type: ignore[index]
     assert value == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)[metrics.names[0]], rel=1e-5)
+
+
+class _Tied(nn.Module):
+    """The first layer's weight is used again later: the first-layer cache must not take it over."""
+
+    def __init__(self, functional: bool) -> None:
+        super().__init__()
+        self.l1 = nn.Linear(6, 6)
+        self.l2 = nn.Linear(6, 6)
+        self.l2.weight = self.l1.weight  # tied through a second module
+        self.out = nn.Linear(6, 3)
+        self.functional = functional
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.l2(torch.relu(self.l1(x))))
+        if self.functional:  # and used once more by name
+            return self.out(h) + nn.functional.linear(h, self.l1.weight)[:, :3]
+        return self.out(h)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_tied_first_layer_weights_move_everywhere_they_are_used(functional: bool) -> None:
+    torch.manual_seed(4)
+    model = _Tied(functional).eval()
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    dirs = random_directions(model, DirectionsConfig(), 2)
+    metrics = MetricSet(["cross_entropy"], "classification", 3)
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
+    assert engine.stem is None  # refused: its tensor would stay at the origin where it is used again
+    (value,) = engine.evaluate(np.array([[0.8, -0.6]]))[:, 0]
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for k, p in moved.named_parameters():
+            p.add_(0.8 * dirs.x[k] - 0.6 * dirs.y[k])  # type: ignore[index]
+    assert value == pytest.approx(evaluate(moved, TensorSplit(x, y), metrics)[metrics.names[0]], rel=1e-5)
+
+
+def test_a_model_returning_a_tuple_is_named_as_the_problem() -> None:
+    from landscape.errors import ModelError
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.fc(x), x
+
+    model = Pair()
+    dirs = random_directions(model, DirectionsConfig(), 1)
+    with pytest.raises(ModelError, match="returns a tuple, not a tensor"):
+        SurfaceEngine(model, dirs, {"train": TensorSplit(torch.randn(8, 4), torch.randint(0, 2, (8,)))},
+                      MetricSet(["cross_entropy"], "classification", 2))
