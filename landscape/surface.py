@@ -139,7 +139,7 @@ class _LinearStem(nn.Module):
     cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]]
     key: tuple[str, int]
     point: tuple[float, float] | None
-    relu: bool  # also apply the ReLU that follows (set when that ReLU is taken out of a Sequential)
+    relu: bool  # also apply the ReLU that follows it in the traced forward (see _fuse_traced)
 
     def __init__(self, cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]], device: torch.device) -> None:
         super().__init__()
