@@ -65,7 +65,10 @@ def load_callable(spec: str) -> Callable[..., object]:
     if target.endswith(".py"):
         path = Path(target).expanduser()
         if not path.is_file():
-            raise RegistryError(f"user file {str(path)!r} (from {spec!r}) does not exist")
+            where = f" in {str(Path.cwd())!r}" if not path.is_absolute() else ""
+            raise RegistryError(f"user file {str(path)!r} (from {spec!r}) does not exist{where}; a relative path is read "
+                                "from the current folder: run where it was given, or name the file again "
+                                "(--model/--data path/to/file.py:function)")
         module_name = f"landscape_user_{abs(hash(str(path.resolve())))}"
         module = sys.modules.get(module_name)
         if module is None:

@@ -229,10 +229,13 @@ def test_user_function_returning_datasets(write_py: WritePy) -> None:
     assert data.train.targets.tolist() == [i % 3 for i in range(9)]
 
 
-def test_user_file_that_does_not_exist(tmp_path: Path) -> None:
+def test_user_file_that_does_not_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "nowhere.py"
-    with pytest.raises(RegistryError, match=r"nowhere\.py.*does not exist"):
+    with pytest.raises(RegistryError, match=r"nowhere\.py.*does not exist;"):
         load_data(DataConfig(name=f"{missing}:make"))
+    monkeypatch.chdir(tmp_path)  # a relative path (as saved in a checkpoint) read from another folder
+    with pytest.raises(RegistryError, match=r"does not exist in '.*'; a relative path is read from the current folder"):
+        load_data(DataConfig(name="nowhere.py:make"))
 
 
 def test_user_file_without_the_function(write_py: WritePy) -> None:
