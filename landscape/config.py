@@ -106,7 +106,7 @@ class PlotConfig:
     levels: int | None = None  # about this many contour levels; None: automatic (12 lines, 20 bands)
     vmin: float | None = None
     vmax: float | None = None
-    log: bool | None = None  # None: log scale when a positive loss spans more than two decades
+    log: bool | None = None  # None: log scale when a positive loss spans more than a decade
     cmap: str = "viridis"
     width: Literal["single", "double"] = "single"
     dpi: int = 200

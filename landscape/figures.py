@@ -58,9 +58,9 @@ _METRIC_WORDS = {"loss": "loss", "acc": "accuracy"}
 
 
 def _wide_positive(values: np.ndarray) -> bool:
-    """Positive finite values whose max/min exceeds 100."""
+    """Positive finite values spanning more than a decade (max/min above 10)."""
     finite = values[np.isfinite(values)]
-    return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
+    return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 10)
 
 
 @dataclass(frozen=True)
@@ -353,8 +353,8 @@ def plot_surface_file(
     unless ``lenient`` (for a list of defaults meant for any file): then it is skipped.
     ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...). ``title`` True
     gives "<model> on <data>", a string that text, False none. ``log`` None chooses: a log
-    scale for a positive loss spanning more than two decades (a basin near zero would otherwise
-    hold no contour at all), linear otherwise.
+    scale for a positive loss spanning more than a decade (round linear levels would leave the
+    basin around a trained model without a single contour), linear otherwise.
     """
     _check_options(formats, levels, dpi)
     sf = read_surface(surface)
