@@ -9,6 +9,7 @@ targets mean class labels, float targets mean regression.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -75,6 +76,19 @@ class DataBundle:
         if name not in ("train", "test"):
             raise DataError(f"unknown split {name!r}; choose 'train' or 'test'")
         return self.train if name == "train" else self.test
+
+    def fingerprint(self) -> str:
+        """sha256 of both splits' tensors (values, shapes, dtypes): the same data give the same text.
+
+        Checkpoints record it, so a surface computed later can tell when a data function is not
+        deterministic or its files changed (the surface would then not be around the model's
+        own training loss).
+        """
+        h = hashlib.sha256()
+        for t in (self.train.inputs, self.train.targets, self.test.inputs, self.test.targets):
+            h.update(f"{tuple(t.shape)}{t.dtype};".encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().data)
+        return h.hexdigest()
 
 
 # --- built-in datasets -------------------------------------------------------------------

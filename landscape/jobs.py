@@ -134,6 +134,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     exp = experiment_from_checkpoint(ckpt, cfg)
     cfg = cfg or exp.config
+    notes = _data_notes(ckpt, cfg, exp)
     s = cfg.surface
     if s.max_samples < 0 or s.bn_batches < 1 or s.batch_size < 0 or s.points_per_call < 0:
         raise ConfigError("surface.max_samples, batch_size and points_per_call must be ≥ 0 and bn_batches ≥ 1")
@@ -173,8 +174,18 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     if sf is None:
         return {"rank": group.rank, "computed": counts[0] if counts else 0}
     return summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
-                     points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=_notes(dirs),
+                     points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _notes(dirs),
                      **({"points_per_rank": counts} if group.distributed else {}))
+
+
+def _data_notes(ckpt: Checkpoint, cfg: Config, exp: Experiment) -> list[str]:
+    """Say so when the checkpoint's own data settings now give other data than it was trained on."""
+    recorded = ckpt.extra.get("data_sha256")
+    if not recorded or ckpt.config is None or cfg.data != ckpt.config.data or exp.data.fingerprint() == recorded:
+        return []
+    return [f"the data differ from those this checkpoint was trained on (data settings {cfg.data.name!r} unchanged): "
+            "a data function that is not deterministic, or files that changed; the surface is not around the "
+            "model's own training loss"]
 
 
 def _notes(dirs: Directions) -> list[str]:

@@ -118,6 +118,7 @@ class Trainer:
         if config.train.epochs < 0 or config.train.batch_size < 1 or not math.isfinite(config.train.lr) or config.train.lr <= 0:
             raise ConfigError("train.epochs must be ≥ 0, train.batch_size ≥ 1 and train.lr a positive number")
         self.overwrite = overwrite
+        self.data_sha256 = ""  # of the run's data, recorded in every checkpoint
 
     def _load_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
@@ -154,6 +155,7 @@ class Trainer:
         if manifest is None:  # a fresh start: stale checkpoints of an overwritten run must not linger
             for stale in self.ckpt_dir.glob("*.pt"):
                 stale.unlink()
+        self.data_sha256 = exp.data.fingerprint()  # before the splits move to the device
         model = exp.model.to(device)
         # both splits go to the device once; every epoch's training and evaluation reuse them
         exp.data = replace(exp.data, train=exp.data.train.to(device), test=exp.data.test.to(device))
@@ -186,7 +188,8 @@ class Trainer:
         name = f"epoch_{epoch:03d}.pt" if kind == "epoch" else f"step_{step:07d}.pt"
         save_checkpoint(self.ckpt_dir / name, exp.model, self.config, epoch=epoch, step=step, metrics=metrics,
                         input_shape=exp.data.input_shape, output_shape=exp.data.output_shape,
-                        extra={"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "kind": kind})
+                        extra={"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "kind": kind,
+                               "data_sha256": self.data_sha256})
         manifest["checkpoints"].append({"file": f"checkpoints/{name}", "kind": kind, "epoch": epoch, "step": step, **metrics})
         write_json_atomic(self.manifest_path, manifest)
         return metrics

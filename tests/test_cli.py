@@ -340,3 +340,29 @@ def test_a_closed_pipe_ends_the_command_quietly(tiny_run: RunResult) -> None:
         err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_a_surface_on_other_data_than_the_training_data_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Checkpoints record a fingerprint of their data; a data function that gives other data on
+    the next call (unseeded randomness) is named in the surface's summary."""
+    (tmp_path / "mydata.py").write_text(
+        "import torch\n"
+        "CALLS = [0]\n"
+        "def fixed():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    x = torch.randn(60, 5, generator=g)\n"
+        "    return (x[:40], (x[:40, 0] > 0).long()), (x[40:], (x[40:, 0] > 0).long())\n"
+        "def drifting():\n"
+        "    CALLS[0] += 1\n"
+        "    g = torch.Generator().manual_seed(CALLS[0])\n"
+        "    x = torch.randn(60, 5, generator=g)\n"
+        "    return (x[:40], (x[:40, 0] > 0).long()), (x[40:], (x[40:, 0] > 0).long())\n")
+    for fn, noted in (("fixed", False), ("drifting", True)):
+        run = tmp_path / fn
+        assert main(["--quiet", "train", "--data", f"{tmp_path / 'mydata.py'}:{fn}", "--model", "mlp", "--epochs", "1",
+                     "--out", str(run)]) == 0
+        capsys.readouterr()
+        assert main(["--quiet", "surface", str(run / "checkpoints" / "epoch_001.pt"), "--x", "-1:1:3",
+                     "--out", str(tmp_path / f"{fn}.h5")]) == 0
+        out = capsys.readouterr().out
+        assert ("note: the data differ from those this checkpoint was trained on" in out) is noted, out
