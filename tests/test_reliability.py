@@ -118,6 +118,23 @@ def freeze_during(proc: subprocess.Popen[bytes], writing: Callable[[], bool], rn
         os.kill(proc.pid, signal.SIGCONT)
 
 
+def freeze_outside_writes(proc: subprocess.Popen[bytes], writing: Callable[[], bool], rng: random.Random) -> None:
+    """SIGSTOP ``proc`` at a moment when ``writing()`` does not hold, so the SIGKILL that follows
+    lands in training. With a checkpoint every few steps of a tiny model most of the wall time is
+    spent writing, so a kill at a random moment alone rarely lands anywhere else."""
+    for _ in range(500):
+        if proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while not stopped(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.0002)
+        if not writing():
+            return
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(rng.uniform(0.0, 0.002))
+
+
 def parallel(trials: Sequence[Callable[[], str]]) -> list[str]:
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures = [pool.submit(t) for t in trials]
@@ -291,9 +308,10 @@ def train_chain(reference_run: tuple[Path, float], run: Path, seed: int, modes: 
         try:
             if mode == "write":  # while a checkpoint, run.json or config.toml is being written
                 freeze_during(proc, lambda known=planted: bool(temp_files(run) - known), rng)
-            else:  # a random moment once this process has written its first manifest
+            else:  # a random moment, outside any write, once this process has written its first manifest
                 wait_until(lambda old=before: manifest_path.exists() and manifest_path.stat().st_ino != old, proc, poll=0.002)
                 time.sleep(rng.uniform(0.0, active))
+                freeze_outside_writes(proc, lambda known=planted: bool(temp_files(run) - known), rng)
         finally:
             sigkill(proc)
         manifest = check_manifest(run)
