@@ -22,7 +22,8 @@ def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
     if ckpt.config is not None:
         out.update(model=ckpt.config.model.name, model_options=ckpt.config.model.options, data=ckpt.config.data.name,
                    loss=ckpt.config.train.loss, epoch=ckpt.epoch, step=ckpt.step, metrics=ckpt.metrics,
-                   input_shape=ckpt.extra.get("input_shape"), output_shape=ckpt.extra.get("output_shape"))
+                   input_shape=ckpt.extra.get("input_shape"), output_shape=ckpt.extra.get("output_shape"),
+                   data_sha256=ckpt.extra.get("data_sha256"))
     else:
         out["first_tensors"] = {k: list(v.shape) for k, v in list(ckpt.state_dict.items())[:8]}
     return out
