@@ -113,10 +113,9 @@ def test_info_on_a_checkpoint(tiny_run: RunResult, capsys: pytest.CaptureFixture
     assert info["float_values"] == (64 * 32 + 32) + (32 * 10 + 10)
     last = tiny_run.manifest["checkpoints"][-1]
     assert info["metrics"] == {k: last[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    from landscape.checkpoint import load_checkpoint as load
     from landscape.experiment import experiment_from_checkpoint
 
-    assert info["data_sha256"] == experiment_from_checkpoint(load(path)).data.fingerprint()  # the data it was trained on
+    assert info["data_sha256"] == experiment_from_checkpoint(load_checkpoint(path)).data.fingerprint()  # its training data
 
 
 def test_info_on_a_foreign_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
