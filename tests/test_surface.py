@@ -528,3 +528,27 @@ def test_a_model_returning_a_tuple_is_named_as_the_problem() -> None:
     with pytest.raises(ModelError, match="returns a tuple, not a tensor"):
         SurfaceEngine(model, dirs, {"train": TensorSplit(torch.randn(8, 4), torch.randint(0, 2, (8,)))},
                       MetricSet(["cross_entropy"], "classification", 2))
+
+
+def test_vmap_over_the_traced_model_equals_one_point_per_call() -> None:
+    """K points per call (vmap over stacked weights) through the traced model, its 2×2 pools and
+    fused first layer, against one point per call (fused convolutions)."""
+    from landscape.models import build_model
+    from landscape.surface import _MaxPool2x2
+
+    torch.manual_seed(12)
+    x, y = torch.randn(40, 1, 8, 8), torch.randint(0, 4, (40,))
+    coords = np.array([[0.3, -0.2], [0.7, 0.1], [-0.5, 0.5], [0.0, 0.0], [1.0, -1.0]])
+    for name in ("cnn", "vgg9", "resnet20"):
+        model = build_model(name, (1, 8, 8), (4,), {"width": 4})
+        model.train()
+        with torch.no_grad():
+            model(x)
+        model.eval()
+        dirs = random_directions(model, DirectionsConfig(), 2)
+        metrics = MetricSet(["cross_entropy"], "classification", 4)
+        one = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=1).evaluate(coords)
+        stacked = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=4)
+        assert isinstance(stacked.model, torch.fx.GraphModule)
+        assert (name == "resnet20") != any(isinstance(m, _MaxPool2x2) for m in stacked.model.modules())
+        np.testing.assert_allclose(stacked.evaluate(coords), one, rtol=1e-5, atol=1e-7, err_msg=name)
