@@ -174,7 +174,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     if sf is None:
         return {"rank": group.rank, "computed": counts[0] if counts else 0}
     return summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
-                     points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _notes(dirs),
+                     points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
                      **({"points_per_rank": counts} if group.distributed else {}))
 
 
@@ -188,7 +188,7 @@ def _data_notes(ckpt: Checkpoint, cfg: Config, exp: Experiment) -> list[str]:
             "model's own training loss"]
 
 
-def _notes(dirs: Directions) -> list[str]:
+def _target_notes(dirs: Directions) -> list[str]:
     if not dirs.meta.get("unmoved"):
         return []
     return [f"α = 1 is not exactly the target: {dirs.meta['unmoved']} state entries (BatchNorm statistics) differ "

@@ -28,7 +28,7 @@ from torch import nn
 
 from landscape.checkpoint import load_checkpoint, load_into, save_checkpoint
 from landscape.config import Config, TrainConfig, config_changes, config_to_dict, save_config
-from landscape.errors import ConfigError, LandscapeError
+from landscape.errors import ConfigError, DataError, LandscapeError
 from landscape.evaluate import evaluate
 from landscape.experiment import Experiment, build_experiment, resolve_device
 from landscape.losses import get_criterion
@@ -166,6 +166,10 @@ class Trainer:
         if manifest and manifest["checkpoints"]:
             last = [c for c in manifest["checkpoints"] if c["kind"] == "epoch"][-1]
             ckpt = load_checkpoint(self.out_dir / last["file"], map_location=device)
+            if ckpt.extra.get("data_sha256", self.data_sha256) != self.data_sha256:
+                raise DataError(f"the data differ from those the run in {self.out_dir} was trained on so far (same data "
+                                "settings): a data function that is not deterministic, or files that changed; "
+                                "use another --out or pass --overwrite")
             load_into(model, ckpt.state_dict, what=f"model {self.config.model.name!r}")
             if "optimizer" in ckpt.extra:
                 opt.load_state_dict(ckpt.extra["optimizer"])

@@ -369,3 +369,8 @@ def test_a_surface_on_other_data_than_the_training_data_says_so(tmp_path: Path, 
                      "--out", str(tmp_path / f"{fn}.h5")]) == 0
         out = capsys.readouterr().out
         assert ("note: the data differ from those this checkpoint was trained on" in out) is noted, out
+    # resuming a run on other data would mix two datasets in one run: refused; the same data resume
+    for fn, code in (("drifting", 1), ("fixed", 0)):
+        assert main(["--quiet", "train", "--data", f"{tmp_path / 'mydata.py'}:{fn}", "--model", "mlp", "--epochs", "2",
+                     "--out", str(tmp_path / fn)]) == code
+        assert ("the data differ from those the run in" in capsys.readouterr().err) is (code == 1)
