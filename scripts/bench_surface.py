@@ -10,7 +10,7 @@ values are checked to agree.
 
 Each case also reports a floor measured in the same run: the time of the layers no engine can
 skip (every Conv2d and Linear but the first), each run alone on its own input, hot in cache, at
-the best batch size. Its ratio to the faithful loop ("ceiling") is the most any per-point engine
+the best batch size from 64 to 2,048 (or the whole split). Its ratio to the faithful loop ("ceiling") is the most any per-point engine
 could gain on this machine without doing fewer floating-point operations.
 
     python scripts/bench_surface.py                 # digits MLP, digits CNN, ResNet-20 (1,000 CIFAR-sized images)
@@ -150,7 +150,7 @@ def compute_floor(model: nn.Module, split: TensorSplit, repeats: int = 5) -> tup
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     layers = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     best, flops = float("inf"), 0.0
-    for bs in sorted({min(len(split), b) for b in (64, 128, 256, 512)}):
+    for bs in sorted({min(len(split), b) for b in (64, 128, 256, 512, 1024, 2048)}):
         x = split.inputs[:bs]
         x = x.contiguous(memory_format=torch.channels_last) if image else x
         seen: list[tuple[nn.Module, Tensor, int]] = []
