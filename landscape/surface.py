@@ -17,6 +17,7 @@ import contextlib
 import copy
 import itertools
 import math
+import operator
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from landscape.directions import Directions, check_directions, target_tensors
 from landscape.errors import ConfigError, GridError
 from landscape.losses import MetricSet
 
+_Moved = tuple[list[str], list[Tensor], list[Tensor], list[Tensor], list[Tensor] | None]  # names, params, origin, dx, dy
 MAX_POINTS = 250_000  # larger grids need an explicit --max-points
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -121,6 +123,11 @@ class Evaluator(Protocol):
 
 def _is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
     return isinstance(m, nn.modules.batchnorm._BatchNorm)
+
+
+def _in_layout_of(ref: Tensor, t: Tensor) -> Tensor:
+    """``t``'s values in ``ref``'s memory layout (strides), so elementwise ops on the two run fast."""
+    return torch.empty_like(ref).copy_(t)
 
 
 class _StopForward(Exception):
@@ -258,8 +265,6 @@ def _fuse_traced(model: nn.Module, cpu: bool, fast_conv: bool) -> torch.fx.Graph
     convolutions' own), so parameter names are unchanged and ``model`` itself is left as it is.
     ``None`` when the forward cannot be traced or nothing changes.
     """
-    import operator
-
     try:
         graph = _Tracer().trace(model)
     except Exception:  # tracing runs arbitrary user code on proxies: any failure means "not traceable"
@@ -398,10 +403,10 @@ class SurfaceEngine:
         self.params = [targets[k].detach() for k in self.names]  # each layout change made new tensors
         self.splits = splits
         # origin and directions in the parameters' own layout, so every point's rewrite is a plain copy
-        self.origin = [torch.empty_like(p).copy_(o) for p, o in zip(self.params, self.origin, strict=True)]
-        self.dx = [torch.empty_like(p).copy_(d) for p, d in zip(self.params, self.dx, strict=True)]
+        self.origin = [_in_layout_of(p, o) for p, o in zip(self.params, self.origin, strict=True)]
+        self.dx = [_in_layout_of(p, d) for p, d in zip(self.params, self.dx, strict=True)]
         if self.dy is not None:
-            self.dy = [torch.empty_like(p).copy_(d) for p, d in zip(self.params, self.dy, strict=True)]
+            self.dy = [_in_layout_of(p, d) for p, d in zip(self.params, self.dy, strict=True)]
 
     @torch.no_grad()
     def _fold_batchnorm(self) -> None:
@@ -613,8 +618,8 @@ class SurfaceEngine:
                         if dy is not None:
                             uy = functional_call(layer, dict(dy) | self._zero_bias(layer, dy), (inp,))
                         # the three in one memory layout: mixed layouts make every point's axpy ~4× slower
-                        ux = torch.empty_like(base).copy_(ux)
-                        uy = None if uy is None else torch.empty_like(base).copy_(uy)
+                        ux = _in_layout_of(base, ux)
+                        uy = None if uy is None else _in_layout_of(base, uy)
                         nbytes += base.numel() * base.element_size() * (2 if uy is None else 3)
                         if nbytes > STEM_CACHE_BYTES:
                             return
@@ -628,11 +633,16 @@ class SurfaceEngine:
             setattr(parent, child, layer)
             return
         self.stem, self.stem_name = stem, name
-        self.names = [self.names[i] for i in keep]
-        self.params = [self.params[i] for i in keep]
-        self.origin = [self.origin[i] for i in keep]
-        self.dx = [self.dx[i] for i in keep]
+        self._keep_moved(keep)
+
+    def _keep_moved(self, keep: Sequence[int]) -> _Moved:
+        """Narrow the moved tensors (names, parameters, origin, directions) to the indices ``keep``;
+        returns the lists as they were, to restore them."""
+        before = (self.names, self.params, self.origin, self.dx, self.dy)
+        self.names, self.params = [self.names[i] for i in keep], [self.params[i] for i in keep]
+        self.origin, self.dx = [self.origin[i] for i in keep], [self.dx[i] for i in keep]
         self.dy = [self.dy[i] for i in keep] if self.dy is not None else None
+        return before
 
     @staticmethod
     def _zero_bias(layer: nn.Module, given: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -649,12 +659,10 @@ class SurfaceEngine:
         a, b = 0.37, -0.21 if self.dy is not None else 0.0
         split_name, split = next(iter(self.splits.items()))
         x = split.inputs[: self.batch_sizes[split_name]]
-        full = (self.params, self.origin, self.dx, self.dy)
+        self._reset_to_origin()
+        full = self._keep_moved(keep)
         try:
             with torch.inference_mode():
-                self._reset_to_origin()
-                self.params, self.origin = [self.params[i] for i in keep], [self.origin[i] for i in keep]
-                self.dx, self.dy = [self.dx[i] for i in keep], [self.dy[i] for i in keep] if self.dy is not None else None
                 stem.key = (split_name, 0)
                 stem.coef.copy_(torch.tensor([a, b]))
                 self._set_point(a, b)
@@ -662,14 +670,14 @@ class SurfaceEngine:
                 stem.point = (a, b)
                 fast_point = self.model(x)  # the one-point path
                 stem.point = None
-                self.params, self.origin, self.dx, self.dy = full
+                self.names, self.params, self.origin, self.dx, self.dy = full
                 setattr(parent, child, layer)
                 self._set_point(a, b)
                 slow = self.model(x)
         except Exception:  # a stand-in can make any user forward fail: then it is simply not used
             return False
         finally:
-            self.params, self.origin, self.dx, self.dy = full
+            self.names, self.params, self.origin, self.dx, self.dy = full
             setattr(parent, child, stem)
             self._reset_to_origin()
         return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5) and torch.allclose(fast_point, slow, rtol=1e-4, atol=1e-5))
