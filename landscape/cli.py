@@ -88,7 +88,7 @@ def _print(summary: Any) -> None:
 # --- train -----------------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from landscape.train import train
+    from landscape.workflows.train import train
 
     flags = _flag_overrides(args, {"epochs": "train.epochs", "lr": "train.lr", "seed": "train.seed",
                                    "batch_size": "train.batch_size", "optimizer": "train.optimizer"})
@@ -131,20 +131,20 @@ def surface_config(args: argparse.Namespace, ckpt: Any, flags: dict[str, str] = 
 
 
 def cmd_surface(args: argparse.Namespace) -> int:
-    from landscape.checkpoint import load_checkpoint
-    from landscape.jobs import DirectionSource, run_surface
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.surface import DirectionSource, run_surface
 
     ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
     cfg = surface_config(args, ckpt)
     if args.directions is not None and args.x is None:
-        from landscape.trajectory import default_grid_overrides
+        from landscape.workflows.trajectory import default_grid_overrides
 
         extra = default_grid_overrides(args.directions, two_d=args.y is not None or cfg.surface.y != "")
         cfg = resolve_config(config_to_dict(cfg), None, extra)
     source = DirectionSource(args.directions, args.target, args.target2, hessian=args.hessian_directions)
     summary = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
                           unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt)
-    from landscape.jobs import format_summary
+    from landscape.workflows.surface import format_summary
 
     if "grid" in summary:  # under torchrun only rank 0 has the whole picture
         print(format_summary(summary))
@@ -182,7 +182,7 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
 # --- info ------------------------------------------------------------------------------------------
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from landscape.info import describe
+    from landscape.workflows.info import describe
 
     _print(describe(args.file, unsafe=args.unsafe_load))
     return 0
@@ -197,7 +197,7 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 # --- trajectory ------------------------------------------------------------------------------------
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from landscape.trajectory import compute_trajectory, run_checkpoints, save_trajectory, summary
+    from landscape.workflows.trajectory import compute_trajectory, run_checkpoints, save_trajectory, summary
 
     inputs: list[Path] = args.inputs
     if len(inputs) == 1 and inputs[0].is_dir():
@@ -210,7 +210,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         checkpoints, source = inputs, ""
     model = None
     if args.model or args.data or args.config or args.overrides:  # foreign checkpoints: say what they hold
-        from landscape.experiment import build_experiment
+        from landscape.zoo.experiment import build_experiment
 
         overrides = _flag_overrides(args, {"model": "model.name", "data": "data.name"}) + list(args.overrides)
         model = build_experiment(resolve_config(None, args.config, overrides)).model
@@ -251,8 +251,8 @@ HESSIAN_FLAGS = {"split": "surface.split", "max_samples": "surface.max_samples",
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
-    from landscape.checkpoint import load_checkpoint
-    from landscape.curvature import format_hessian, run_hessian
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.hessian import format_hessian, run_hessian
 
     ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
     cfg = surface_config(args, ckpt, HESSIAN_FLAGS)
@@ -285,7 +285,7 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
 # --- compare ---------------------------------------------------------------------------------------
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from landscape.compare import format_rows, run_compare
+    from landscape.workflows.compare import format_rows, run_compare
 
     overrides = _flag_overrides(args, {"epochs": "train.epochs", "seed": "train.seed"})
     if args.losses:
@@ -324,7 +324,7 @@ def _comma_list(text: str | None) -> list[str] | None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from landscape.figures import applicable_kinds_of, plot_surface_file
+    from landscape.figures.files import applicable_kinds_of, plot_surface_file
 
     formats = _comma_list(args.format)
     flags = _flag_overrides(args, PLOT_FLAGS) + ([f"plot.formats={json.dumps(formats)}"] if formats is not None else [])
@@ -366,7 +366,7 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
 # --- export ----------------------------------------------------------------------------------------
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from landscape.figures import export_surface_file
+    from landscape.figures.files import export_surface_file
 
     path = export_surface_file(args.file, args.format, args.out, metric=args.metric, log=args.log, zmax=args.zmax)
     print(path)
@@ -387,7 +387,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 # --- run -------------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from landscape.pipeline import format_stage, run_pipeline
+    from landscape.workflows.run import format_stage, run_pipeline
 
     device = [f"surface.device={json.dumps(args.device)}"] if args.device else []
     cfg = resolve_config(None, args.config_file, _overrides(args, "train") + device)
@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
         return int(exc.code or 0)
-    from landscape.progress import set_quiet
+    from landscape.engine.progress import set_quiet
 
     set_quiet(args.quiet)
     if args.threads > 0:

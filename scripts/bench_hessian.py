@@ -2,9 +2,9 @@
 """Benchmark: Hessian-vector products per second, and one eig-ratio point against one loss point.
 
 Both surfaces are timed with the engines ``landscape surface`` uses, on the same checkpoint,
-data, directions and grid: :class:`~landscape.surface.SurfaceEngine` for the loss (once one
+data, directions and grid: :class:`~landscape.engine.surface.SurfaceEngine` for the loss (once one
 point per call, once with the points per call it picks by timing) and
-:class:`~landscape.curvature.EigenRatioEngine` for ``--metric eig_ratio`` (one Lanczos run per
+:class:`~landscape.workflows.hessian.EigenRatioEngine` for ``--metric eig_ratio`` (one Lanczos run per
 point, ``hessian.map_tol``). HVPs are timed on their own with random vectors.
 
     landscape train configs/digits_mlp.toml --out /tmp/h_mlp
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape.checkpoint import load_checkpoint
-from landscape.curvature import eig_ratio_engine, forward_seconds, setup
-from landscape.directions import random_directions
-from landscape.experiment import experiment_from_checkpoint, resolve_device
-from landscape.hessian import HessianProblem
-from landscape.surface import Evaluator, Grid, SurfaceEngine
+from landscape.engine.directions import random_directions
+from landscape.engine.hessian import HessianProblem
+from landscape.engine.surface import Evaluator, Grid, SurfaceEngine
+from landscape.io.checkpoint import load_checkpoint
+from landscape.workflows.hessian import eig_ratio_engine, forward_seconds, setup
+from landscape.zoo.experiment import experiment_from_checkpoint, resolve_device
 
 
 def hvps_per_second(problem: HessianProblem, hvps: int) -> float:

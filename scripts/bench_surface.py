@@ -32,11 +32,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape.config import DataConfig, DirectionsConfig
-from landscape.data import TensorSplit, load_data
-from landscape.directions import Directions, random_directions
-from landscape.losses import MetricSet
-from landscape.models import build_model
-from landscape.surface import Grid, SurfaceEngine
+from landscape.engine.directions import Directions, random_directions
+from landscape.engine.losses import MetricSet
+from landscape.engine.surface import Grid, SurfaceEngine
+from landscape.zoo.data import TensorSplit, load_data
+from landscape.zoo.models import build_model
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def scale_out(grid: tuple[str, str]) -> None:
     from pathlib import Path
 
     from landscape.config import load_config
-    from landscape.train import train
+    from landscape.workflows.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "LANDSCAPE_QUIET": "1"}

@@ -1,7 +1,7 @@
 """Shared fixtures: small seeded configs, one tiny finished training run, user-file writers.
 
 Everything runs on the CPU in a few seconds. Progress bars are silenced for the whole session
-through ``LANDSCAPE_QUIET`` (the variable :func:`landscape.progress.bar` honours).
+through ``LANDSCAPE_QUIET`` (the variable :func:`landscape.engine.progress.bar` honours).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from landscape.config import Config, DataConfig, ModelConfig, TrainConfig
-from landscape.train import RunResult, train
+from landscape.workflows.train import RunResult, train
 
 REPO = Path(__file__).resolve().parents[1]
 

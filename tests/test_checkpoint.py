@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.checkpoint import FORMAT, load_checkpoint, load_into, save_checkpoint, sha256_file
 from landscape.config import Config, ModelConfig, TrainConfig
 from landscape.errors import CheckpointError
-from landscape.models import build_model
+from landscape.io.checkpoint import FORMAT, load_checkpoint, load_into, save_checkpoint, sha256_file
+from landscape.zoo.models import build_model
 
 
 def _mlp(hidden: list[int], seed: int = 0) -> nn.Module:

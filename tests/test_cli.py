@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from landscape import __version__
-from landscape.checkpoint import load_checkpoint
 from landscape.cli import main
 from landscape.errors import LandscapeError
-from landscape.train import RunResult
+from landscape.io.checkpoint import load_checkpoint
+from landscape.workflows.train import RunResult
 
 WritePy = Callable[[str, str], Path]
 
@@ -113,7 +113,7 @@ def test_info_on_a_checkpoint(tiny_run: RunResult, capsys: pytest.CaptureFixture
     assert info["float_values"] == (64 * 32 + 32) + (32 * 10 + 10)
     last = tiny_run.manifest["checkpoints"][-1]
     assert info["metrics"] == {k: last[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    from landscape.experiment import experiment_from_checkpoint
+    from landscape.zoo.experiment import experiment_from_checkpoint
 
     assert info["data_sha256"] == experiment_from_checkpoint(load_checkpoint(path)).data.fingerprint()  # its training data
 
@@ -304,7 +304,7 @@ def test_python_dash_m_version() -> None:
 
 def test_global_flags_work_after_the_command_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from landscape.cli import main as cli_main
-    from landscape.progress import set_quiet
+    from landscape.engine.progress import set_quiet
 
     try:
         assert cli_main(["info", str(tmp_path / "missing.pt"), "--quiet", "--threads", "1"]) == 1
@@ -318,8 +318,8 @@ def test_interpolating_batchnorm_models_says_when_alpha_one_is_not_the_target(
     """With --dir-type weights the BatchNorm statistics stay at A's, so α = 1 is not B: the summary
     says so; with --dir-type states α = 1 is B exactly (its recorded training loss)."""
     from landscape.config import DataConfig, ModelConfig
-    from landscape.surface_file import read_surface
-    from landscape.train import train
+    from landscape.io.surface_file import read_surface
+    from landscape.workflows.train import train
 
     run = train(make_config(data=DataConfig(max_train=200, max_test=50), model=ModelConfig(name="cnn", options={"width": 4}),
                             batch_size=50, epochs=1), tmp_path / "run")

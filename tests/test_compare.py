@@ -16,7 +16,10 @@ import pytest
 import torch
 
 from landscape.cli import main
-from landscape.compare import (
+from landscape.config import Config, load_config
+from landscape.engine.losses import MetricSet, correct, get_criterion
+from landscape.errors import ConfigError, GridError, RegistryError, SurfaceFileError
+from landscape.workflows.compare import (
     DEFINITIONS,
     CompareResult,
     curvature,
@@ -28,9 +31,6 @@ from landscape.compare import (
     run_compare,
     trajectory_figure,
 )
-from landscape.config import Config, load_config
-from landscape.errors import ConfigError, GridError, RegistryError, SurfaceFileError
-from landscape.losses import MetricSet, correct, get_criterion
 
 LOSSES = ("cross_entropy", "mse", "l1")
 

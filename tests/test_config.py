@@ -26,11 +26,11 @@ from landscape.config import (
     parse_override,
     save_config,
 )
-from landscape.data import DATASETS
+from landscape.engine.losses import LOSSES
 from landscape.errors import ConfigError
-from landscape.losses import LOSSES
-from landscape.models import MODELS
-from landscape.registry import is_user_spec
+from landscape.zoo.data import DATASETS
+from landscape.zoo.models import MODELS
+from landscape.zoo.registry import is_user_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "configs").glob("*.toml"))

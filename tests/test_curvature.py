@@ -17,14 +17,14 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from landscape.checkpoint import load_checkpoint, sha256_file
 from landscape.cli import main
 from landscape.config import DataConfig
-from landscape.curvature import eig_ratio, parameter_names
-from landscape.data import load_data
-from landscape.directions import load_directions
-from landscape.experiment import experiment_from_checkpoint
-from landscape.surface_file import read_surface
+from landscape.engine.directions import load_directions
+from landscape.io.checkpoint import load_checkpoint, sha256_file
+from landscape.io.surface_file import read_surface
+from landscape.workflows.hessian import eig_ratio, parameter_names
+from landscape.zoo.data import load_data
+from landscape.zoo.experiment import experiment_from_checkpoint
 
 LINREG = """
     [data]

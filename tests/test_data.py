@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from landscape.config import DataConfig
-from landscape.data import DATASETS, load_data
 from landscape.errors import DataError, RegistryError
+from landscape.zoo.data import DATASETS, load_data
 
 WritePy = Callable[[str, str], Path]
 
 
 def _digits_table() -> np.ndarray:
     """The shipped CSV read directly (64 pixel columns 0..16, then the label): the oracle."""
-    ref = resources.files("landscape").joinpath("data_files/digits.csv.gz")
+    ref = resources.files("landscape").joinpath("zoo/data_files/digits.csv.gz")
     with ref.open("rb") as raw, gzip.open(raw, "rt") as fh:
         return np.loadtxt(fh, delimiter=",")
 

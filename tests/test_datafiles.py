@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import datafiles
-from landscape.datafiles import load_cifar10, load_mnist_like, read_cifar_batch, read_idx
 from landscape.errors import DataError
+from landscape.zoo import datafiles
+from landscape.zoo.datafiles import load_cifar10, load_mnist_like, read_cifar_batch, read_idx
 
 MNIST_STEMS = (
     "train-images-idx3-ubyte",

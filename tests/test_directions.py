@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from landscape.config import DirectionsConfig
-from landscape.directions import (
+from landscape.engine.directions import (
     Directions,
     load_directions,
     random_directions,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from landscape.config import load_config
-from landscape.surface_file import read_surface
-from landscape.train import train
+from landscape.io.surface_file import read_surface
+from landscape.workflows.train import train
 
 ENV = {**os.environ, "LANDSCAPE_QUIET": "1", "OMP_NUM_THREADS": "1"}
 

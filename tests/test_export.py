@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from landscape import export
 from landscape.errors import ConfigError, GridError
+from landscape.io import export
 
 X = np.linspace(-1.0, 2.0, 5)
 Y = np.linspace(-3.0, 3.0, 6)

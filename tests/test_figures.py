@@ -1,6 +1,6 @@
 """``landscape plot`` and ``landscape export``: files in, figures and plain formats out.
 
-Synthetic surface files (written through :func:`landscape.surface_file.open_surface`, so they are
+Synthetic surface files (written through :func:`landscape.io.surface_file.open_surface`, so they are
 real surface files with exactly chosen values) cover the shapes that matter: non-square grids,
 partial surfaces, diverged points, several criteria, 1D slices and interpolations. One real
 trajectory of the session's tiny training run, with the surface of its PCA plane, covers the
@@ -19,12 +19,12 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from landscape.checkpoint import load_checkpoint
 from landscape.cli import main
 from landscape.config import Config, SurfaceConfig, apply_overrides, config_from_dict, config_to_dict
-from landscape.directions import Directions
+from landscape.engine.directions import Directions
+from landscape.engine.surface import Grid
 from landscape.errors import ConfigError, LandscapeError
-from landscape.figures import (
+from landscape.figures.files import (
     applicable_kinds_of,
     bilinear,
     export_surface_file,
@@ -32,11 +32,11 @@ from landscape.figures import (
     plot_surface_file,
     plot_training_curves,
 )
-from landscape.jobs import DirectionSource, run_surface
-from landscape.surface import Grid
-from landscape.surface_file import open_surface, read_surface
-from landscape.train import RunResult
-from landscape.trajectory import default_grid_overrides, load_trajectory, save_trajectory, trajectory_from_run
+from landscape.io.checkpoint import load_checkpoint
+from landscape.io.surface_file import open_surface, read_surface
+from landscape.workflows.surface import DirectionSource, run_surface
+from landscape.workflows.train import RunResult
+from landscape.workflows.trajectory import default_grid_overrides, load_trajectory, save_trajectory, trajectory_from_run
 
 # A tilted bowl on a non-square grid (7 × 5): z[i, j] at (X[i], Y[j]).
 X = np.linspace(-1.0, 1.0, 7)
@@ -320,7 +320,7 @@ def test_export_errors(args: list[str], error: type[Exception], message: str, tm
 def test_log_scale_is_chosen_for_a_loss_spanning_more_than_a_decade() -> None:
     """A trained model's basin (0.035) under a rim of 3.5 gets log levels: round linear levels
     (0.5, 1, …) would leave the basin without a contour."""
-    from landscape.figures import _wide_positive
+    from landscape.figures.files import _wide_positive
 
     assert _wide_positive(np.array([0.035, 0.4, 3.5]))
     assert not _wide_positive(np.array([0.5, 1.0, 3.5]))  # within a decade: linear

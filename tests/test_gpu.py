@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from landscape.config import DirectionsConfig
-from landscape.data import TensorSplit
-from landscape.directions import random_directions
-from landscape.losses import MetricSet
-from landscape.surface import compute_surface
+from landscape.engine.directions import random_directions
+from landscape.engine.losses import MetricSet
+from landscape.engine.surface import compute_surface
+from landscape.zoo.data import TensorSplit
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

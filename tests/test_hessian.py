@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from landscape.hessian import (
+from landscape.engine.hessian import (
     EigenResult,
     HessianError,
     HessianProblem,

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from landscape.data import TensorSplit
+from landscape.engine.evaluate import evaluate
+from landscape.engine.losses import ALL_TASKS, LOSSES, MetricSet, correct, get_criterion
 from landscape.errors import ModelError, RegistryError
-from landscape.evaluate import evaluate
-from landscape.losses import ALL_TASKS, LOSSES, MetricSet, correct, get_criterion
+from landscape.zoo.data import TensorSplit
 
 TASKS = sorted(ALL_TASKS)
 N, C = 7, 4

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from landscape.errors import ModelError, RegistryError
-from landscape.models import MODELS, build_model, check_output_shape, model_fingerprint, model_options
+from landscape.zoo.models import MODELS, build_model, check_output_shape, model_fingerprint, model_options
 
 # (64,) is the flat digits layout, (1, 8, 8) the image one, (3, 32, 32) CIFAR.
 SHAPES = [(64,), (1, 8, 8), (3, 32, 32)]
@@ -208,7 +208,7 @@ def test_user_spec_with_options_only(user_file: Path) -> None:
 
 
 def test_user_spec_module_path() -> None:
-    model = build_model("landscape.models:mlp", (64,), (3,), {"hidden": [5]})
+    model = build_model("landscape.zoo.models:mlp", (64,), (3,), {"hidden": [5]})
     assert model_fingerprint(model)["fc1.weight"] == [5, 64]
 
 

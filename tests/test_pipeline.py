@@ -9,7 +9,7 @@ import pytest
 from landscape.cli import main
 from landscape.config import load_config
 from landscape.errors import ConfigError
-from landscape.pipeline import run_pipeline, training_config
+from landscape.workflows.run import run_pipeline, training_config
 
 TINY = """
 [data]

@@ -25,8 +25,8 @@ from matplotlib.path import Path as MplPath
 from matplotlib.text import Annotation
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from landscape import plot
 from landscape.errors import ConfigError, GridError
+from landscape.figures import plot
 
 # The asymmetric plane: largest at (x, y) = (2, 3), rising 10× faster along y.
 PX = np.linspace(-1.0, 2.0, 5)

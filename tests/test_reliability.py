@@ -43,13 +43,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from landscape.checkpoint import load_checkpoint
 from landscape.cli import build_parser, main
 from landscape.config import Config, config_from_dict, config_to_dict, dumps_toml, load_config, parse_override
+from landscape.engine.surface import Grid
 from landscape.errors import CheckpointError, ConfigError, GridError, LandscapeError, SurfaceFileError
-from landscape.surface import Grid
-from landscape.surface_file import read_surface
-from landscape.train import train
+from landscape.io.checkpoint import load_checkpoint
+from landscape.io.surface_file import read_surface
+from landscape.workflows.train import train
 
 ENV = {**os.environ, "LANDSCAPE_QUIET": "1", "OMP_NUM_THREADS": "1", "LANDSCAPE_FLUSH_SECONDS": "0"}
 SMALL = ["data.max_train=300", "data.max_test=100", "model.options={hidden=[16]}"]
@@ -575,8 +575,8 @@ def test_corrupt_surface_files(name: str, bad_files: dict[str, Path], ckpt: Path
 def test_directions_for_another_architecture(ckpt: Path, bad_files: dict[str, Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from landscape.config import DirectionsConfig
-    from landscape.directions import random_directions, save_directions
-    from landscape.models import build_model
+    from landscape.engine.directions import random_directions, save_directions
+    from landscape.zoo.models import build_model
 
     wider = build_model("mlp", (1, 8, 8), (10,), {"hidden": [32]})
     save_directions(tmp_path / "wider.h5", random_directions(wider, DirectionsConfig(), 2), wider)
@@ -837,7 +837,7 @@ def bounded(argv: list[str], checkpoint: Path, folder: Path) -> list[str]:
 @contextlib.contextmanager
 def isolated(folder: Path) -> Iterator[tuple[io.StringIO, io.StringIO]]:
     """Run inside ``folder`` with captured output; restore torch's thread count and the quiet flag."""
-    from landscape.progress import set_quiet
+    from landscape.engine.progress import set_quiet
 
     threads, cwd = torch.get_num_threads(), os.getcwd()
     out, err = io.StringIO(), io.StringIO()

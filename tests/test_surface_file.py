@@ -11,11 +11,11 @@ import pytest
 
 from landscape.cli import main
 from landscape.config import load_config
+from landscape.engine.surface import SurfaceEngine
 from landscape.errors import SurfaceFileError
-from landscape.jobs import run_surface
-from landscape.surface import SurfaceEngine
-from landscape.surface_file import exclusive_lock, read_surface
-from landscape.train import train
+from landscape.io.surface_file import exclusive_lock, read_surface
+from landscape.workflows.surface import run_surface
+from landscape.workflows.train import train
 
 
 @pytest.fixture(scope="module")

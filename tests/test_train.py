@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from landscape.checkpoint import load_checkpoint, sha256_file
 from landscape.config import Config, DataConfig, ModelConfig, load_config
-from landscape.data import load_data
 from landscape.errors import ConfigError
-from landscape.experiment import experiment_from_checkpoint
-from landscape.train import RunResult, TrainingDiverged, train
+from landscape.io.checkpoint import load_checkpoint, sha256_file
+from landscape.workflows.train import RunResult, TrainingDiverged, train
+from landscape.zoo.data import load_data
+from landscape.zoo.experiment import experiment_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MakeConfig = Callable[..., Config]

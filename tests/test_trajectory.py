@@ -14,16 +14,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from landscape.checkpoint import load_checkpoint, save_checkpoint
 from landscape.cli import main
 from landscape.config import Config, config_from_dict
-from landscape.directions import Directions, load_directions, save_directions
+from landscape.engine.directions import Directions, load_directions, save_directions
+from landscape.engine.surface import parse_axis
 from landscape.errors import CheckpointError, DirectionError
-from landscape.models import build_model
-from landscape.surface import parse_axis
-from landscape.surface_file import read_surface
-from landscape.train import RunResult, train
-from landscape.trajectory import (
+from landscape.io.checkpoint import load_checkpoint, save_checkpoint
+from landscape.io.surface_file import read_surface
+from landscape.workflows.train import RunResult, train
+from landscape.workflows.trajectory import (
     compute_trajectory,
     default_grid_overrides,
     load_trajectory,
@@ -33,6 +32,7 @@ from landscape.trajectory import (
     run_checkpoints,
     save_trajectory,
 )
+from landscape.zoo.models import build_model
 
 IN, OUT = (6,), (3,)
 

@@ -26,13 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.checkpoint import load_checkpoint, load_into, save_checkpoint
 from landscape.config import Config, TrainConfig, config_changes, config_to_dict, save_config
+from landscape.engine.evaluate import evaluate
+from landscape.engine.losses import get_criterion
+from landscape.engine.progress import bar
 from landscape.errors import ConfigError, DataError, LandscapeError
-from landscape.evaluate import evaluate
-from landscape.experiment import Experiment, build_experiment, resolve_device
-from landscape.losses import get_criterion
-from landscape.progress import bar
+from landscape.io.checkpoint import load_checkpoint, load_into, save_checkpoint
+from landscape.zoo.experiment import Experiment, build_experiment, resolve_device
 
 # settings that may change between a run and its resumption without changing the result
 _RESUMABLE_CHANGES = ("train.device", "train.threads", "train.epochs")

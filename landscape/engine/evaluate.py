@@ -8,8 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from landscape.data import TensorSplit
-from landscape.losses import MetricSet
+from landscape.engine.losses import MetricSet
+from landscape.zoo.data import TensorSplit
 
 
 @contextmanager

@@ -68,23 +68,24 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure
 
-from landscape import __version__, plot
-from landscape.checkpoint import load_checkpoint, sha256_file
+from landscape import __version__
 from landscape.config import Config, DirectionsConfig, config_changes, config_to_dict, diff_settings
+from landscape.engine.losses import LOSSES, canonical_loss_name
+from landscape.engine.surface import Grid
 from landscape.errors import ConfigError, GridError, LandscapeError
-from landscape.experiment import experiment_from_checkpoint
-from landscape.jobs import DirectionSource, make_directions, run_surface, surface_settings
-from landscape.losses import LOSSES, canonical_loss_name
-from landscape.surface import Grid
-from landscape.surface_file import SurfaceFile, read_surface
-from landscape.train import train, write_json_atomic
-from landscape.trajectory import (
+from landscape.figures import plot
+from landscape.io.checkpoint import load_checkpoint, sha256_file
+from landscape.io.surface_file import SurfaceFile, read_surface
+from landscape.workflows.surface import DirectionSource, make_directions, run_surface, surface_settings
+from landscape.workflows.train import train, write_json_atomic
+from landscape.workflows.trajectory import (
     TrajectoryPoints,
     load_trajectory,
     run_checkpoints,
     save_trajectory,
     trajectory_from_run,
 )
+from landscape.zoo.experiment import experiment_from_checkpoint
 
 FloatArray = npt.NDArray[np.float64]
 Log = Callable[[str], None]

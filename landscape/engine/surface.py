@@ -28,10 +28,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from landscape.data import TensorSplit
-from landscape.directions import Directions, check_directions, target_tensors
+from landscape.engine.directions import Directions, check_directions, target_tensors
+from landscape.engine.losses import MetricSet
 from landscape.errors import ConfigError, GridError
-from landscape.losses import MetricSet
+from landscape.zoo.data import TensorSplit
 
 _Moved = tuple[list[str], list[Tensor], list[Tensor], list[Tensor], list[Tensor] | None]  # names, params, origin, dx, dy
 MAX_POINTS = 250_000  # larger grids need an explicit --max-points

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.errors import ModelError
-from landscape.registry import Registry, is_user_spec, load_callable
+from landscape.zoo.registry import Registry, is_user_spec, load_callable
 
 # factory(input_shape, output_shape, **options) -> nn.Module
 ModelFactory = Callable[..., nn.Module]

@@ -3,11 +3,11 @@
 Every stage resumes instead of redoing, so re-running the same command after an interruption
 (or after raising ``train.epochs``) does only what is missing:
 
-- **train** resumes from ``run.json`` (:func:`landscape.train.train`); a finished run with the
+- **train** resumes from ``run.json`` (:func:`landscape.workflows.train.train`); a finished run with the
   asked number of epochs is not touched;
 - **trajectory** (the PCA plane of the run, Li et al. §7) is recomputed only when its file is
   missing, older than the run's final checkpoint, or made with other direction settings;
-- **surfaces** resume from their ``done`` mask (:func:`landscape.jobs.run_surface`); a surface
+- **surfaces** resume from their ``done`` mask (:func:`landscape.workflows.surface.run_surface`); a surface
   made around another final checkpoint (the run was trained further) is computed afresh;
 - **figures** are cheap and always redrawn, so a change in ``[plot]`` shows at once.
 
@@ -35,13 +35,13 @@ from typing import Any
 
 import h5py
 
-from landscape.checkpoint import sha256_file
 from landscape.config import Config, apply_overrides, config_changes, config_from_dict, config_to_dict, save_config
 from landscape.errors import ConfigError, SurfaceFileError
-from landscape.figures import plot_surface_file, plot_training_curves
-from landscape.jobs import DirectionSource, run_surface
-from landscape.train import train
-from landscape.trajectory import (
+from landscape.figures.files import plot_surface_file, plot_training_curves
+from landscape.io.checkpoint import sha256_file
+from landscape.workflows.surface import DirectionSource, run_surface
+from landscape.workflows.train import train
+from landscape.workflows.trajectory import (
     default_grid_overrides,
     load_trajectory,
     run_checkpoints,

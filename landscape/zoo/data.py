@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from landscape.config import DataConfig
 from landscape.errors import DataError, LandscapeError, RegistryError
-from landscape.registry import Registry, is_user_spec, load_callable
+from landscape.zoo.registry import Registry, is_user_spec, load_callable
 
 Task = Literal["classification", "binary", "regression", "reconstruction"]
 Pair = tuple[Tensor, Tensor]
@@ -101,7 +101,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[Pair, Pair]:
     Pixels are scaled from 0..16 to [0, 1]; images are (1, 8, 8). The train/test cut is a fixed
     seeded permutation (80/20 by default), the same on every machine.
     """
-    ref = resources.files("landscape").joinpath("data_files/digits.csv.gz")
+    ref = resources.files("landscape").joinpath("zoo/data_files/digits.csv.gz")
     with ref.open("rb") as raw, gzip.open(raw, "rt") as fh:
         table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
     images = torch.from_numpy(table[:, :-1] / 16.0).reshape(-1, 1, 8, 8)
@@ -150,7 +150,7 @@ def spirals(n_train: int = 600, n_test: int = 300, noise: float = 0.1, seed: int
 
 
 def _images(name: str, root: str, download: bool) -> tuple[Pair, Pair]:
-    from landscape import datafiles
+    from landscape.zoo import datafiles
 
     path = Path(root).expanduser()
     if name == "cifar10":

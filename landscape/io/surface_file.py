@@ -25,9 +25,9 @@ import h5py
 import numpy as np
 
 from landscape.config import diff_settings
-from landscape.directions import Directions, write_directions
+from landscape.engine.directions import Directions, write_directions
+from landscape.engine.surface import Grid
 from landscape.errors import SurfaceFileError
-from landscape.surface import Grid
 
 FORMAT = "landscape-surface"
 CONVENTION = "metric arrays have shape (len(x), len(y)); A[i, j] is the value at (x[i], y[j])"

@@ -1,8 +1,8 @@
 """Figures from files: a surface file (and optionally a trajectory file) → PDF/PNG/SVG files.
 
-The layer between the HDF5 files and the pure array functions of :mod:`landscape.plot`. It
-reads a surface (:func:`landscape.surface_file.read_surface`) and a trajectory
-(:func:`landscape.trajectory.load_trajectory`), decides which kinds of figure apply to them,
+The layer between the HDF5 files and the pure array functions of :mod:`landscape.figures.plot`. It
+reads a surface (:func:`landscape.io.surface_file.read_surface`) and a trajectory
+(:func:`landscape.workflows.trajectory.load_trajectory`), decides which kinds of figure apply to them,
 labels the axes from the files' own attributes, and saves each figure as
 ``<out_dir>/<stem>_<kind>.<fmt>``.
 
@@ -33,10 +33,10 @@ import h5py
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape import plot
 from landscape.errors import ConfigError, GridError, LandscapeError
-from landscape.surface_file import SurfaceFile, read_surface
-from landscape.trajectory import TrajectoryPoints, load_trajectory
+from landscape.figures import plot
+from landscape.io.surface_file import SurfaceFile, read_surface
+from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
 
 __all__ = [
     "FORMATS",
@@ -391,7 +391,7 @@ def plot_training_curves(run_json: dict[str, Any], out_stem: Path, *, formats: S
 
 # --- curvature maps (landscape surface --metric eig_ratio) --------------------------------------------
 
-# An eig-ratio surface holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.curvature).
+# An eig-ratio surface holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.workflows.hessian).
 _METRIC_WORDS.update({"max_eig": "λmax", "min_eig": "λmin", "eig_ratio": "|λmin/λmax|",
                       "eig_converged": "Lanczos converged (1/0)"})
 
@@ -436,7 +436,7 @@ def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = 
     not-computed points left as holes; ``log`` and ``zmax`` shape its heights (vtp only).
     The default ``out`` is the surface file with the format's suffix.
     """
-    from landscape.export import to_csv, to_npz, to_vtp
+    from landscape.io.export import to_csv, to_npz, to_vtp
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")

@@ -34,8 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from landscape.engine.evaluate import eval_mode
 from landscape.errors import LandscapeError
-from landscape.evaluate import eval_mode
 
 Which = Literal["largest", "smallest", "both"]
 RelativeTo = Literal["eigenvalue", "norm"]

@@ -13,7 +13,7 @@ from landscape.errors import LandscapeError
 
 
 def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
-    from landscape.checkpoint import load_checkpoint, sha256_file
+    from landscape.io.checkpoint import load_checkpoint, sha256_file
 
     ckpt = load_checkpoint(path, unsafe=unsafe)
     n_params = sum(int(t.numel()) for t in ckpt.state_dict.values() if t.is_floating_point())
@@ -49,8 +49,8 @@ def _h5(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise LandscapeError(f"{str(path)!r} is not a readable HDF5 file: {err}") from err
     if fmt == "landscape-surface":
-        from landscape.jobs import summarize
-        from landscape.surface_file import read_surface
+        from landscape.io.surface_file import read_surface
+        from landscape.workflows.surface import summarize
 
         sf = read_surface(path)
         out = summarize(sf)

@@ -17,12 +17,20 @@ import numpy as np
 import torch
 
 from landscape import __version__
-from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.config import Config, config_to_dict
-from landscape.curvature import eig_map_settings, eig_ratio_engine, hessian_directions
-from landscape.data import TensorSplit
-from landscape.directions import Directions, load_directions, model_fingerprint, random_directions, target_directions
-from landscape.distributed import (
+from landscape.engine.directions import (
+    Directions,
+    load_directions,
+    model_fingerprint,
+    random_directions,
+    target_directions,
+)
+from landscape.engine.progress import bar
+from landscape.engine.surface import MAX_POINTS, Evaluator, Grid, SurfaceEngine
+from landscape.errors import ConfigError, DirectionError, LandscapeError
+from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.io.surface_file import SurfaceFile, exclusive_lock, open_surface
+from landscape.workflows._distributed import (
     Group,
     WorkQueue,
     close_group,
@@ -35,11 +43,9 @@ from landscape.distributed import (
     share_setup,
     wait_a_little,
 )
-from landscape.errors import ConfigError, DirectionError, LandscapeError
-from landscape.experiment import Experiment, experiment_from_checkpoint, resolve_device
-from landscape.progress import bar
-from landscape.surface import MAX_POINTS, Evaluator, Grid, SurfaceEngine
-from landscape.surface_file import SurfaceFile, exclusive_lock, open_surface
+from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
+from landscape.zoo.data import TensorSplit
+from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class DirectionSource:
     file: Path | None = None
     target: Path | None = None
     target2: Path | None = None
-    hessian: bool = False  # the top Hessian eigenvectors at the checkpoint (see landscape.curvature)
+    hessian: bool = False  # the top Hessian eigenvectors at the checkpoint (see landscape.workflows.hessian)
 
 
 def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims: int, unsafe: bool = False) -> Directions:
@@ -127,7 +133,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
 
     ``cfg`` defaults to the checkpoint's own config; its ``surface`` and ``directions`` sections
     choose the grid, metrics and directions. Under ``torchrun`` the pending points are shared
-    among the ranks (see :mod:`landscape.distributed`); only rank 0 writes, and only rank 0's
+    among the ranks (see :mod:`landscape.workflows._distributed`); only rank 0 writes, and only rank 0's
     summary is complete.
     """
     t_start = time.perf_counter()

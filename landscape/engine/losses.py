@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from landscape.data import Task
 from landscape.errors import ModelError, RegistryError
-from landscape.registry import Registry
+from landscape.zoo.data import Task
+from landscape.zoo.registry import Registry
 
 PerSample = Callable[[Tensor, Tensor, int], Tensor]
 

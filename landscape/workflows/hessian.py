@@ -1,13 +1,13 @@
 """Curvature jobs: ``landscape hessian``, eigenvalue-ratio maps and Hessian directions.
 
-The numerical kernels live in :mod:`landscape.hessian` (matrix-free Hessian-vector products,
+The numerical kernels live in :mod:`landscape.engine.hessian` (matrix-free Hessian-vector products,
 Lanczos, Hutchinson); this module ties them to checkpoints, configs and files:
 
 * :func:`run_hessian` — the top-k eigenvalues (Lanczos, eigenvalue-relative residual test),
   the algebraically smallest eigenvalue (Lanczos, ‖H‖-relative test: λmin is often ≈ 0),
   Hutchinson's trace with its 95 % interval (and the exact trace for P ≤ 2000), HVPs per
   second, and optionally the top two eigenvectors as a direction file;
-* :class:`EigenRatioEngine` — a drop-in for :class:`~landscape.surface.SurfaceEngine` whose
+* :class:`EigenRatioEngine` — a drop-in for :class:`~landscape.engine.surface.SurfaceEngine` whose
   columns are ``<split>_max_eig``, ``<split>_min_eig``, ``<split>_eig_ratio`` (= |λmin/λmax|,
   Li et al. 2018, §7) and ``<split>_eig_converged`` (1.0 when the Lanczos test was met), so
   ``landscape surface --metric eig_ratio`` files resume and flush like any surface;
@@ -35,14 +35,10 @@ import torch
 from torch import Tensor, nn
 
 from landscape import __version__
-from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.config import Config, config_to_dict
-from landscape.data import TensorSplit
-from landscape.directions import Directions, check_directions, save_directions, target_tensors
-from landscape.errors import ConfigError
-from landscape.evaluate import eval_mode
-from landscape.experiment import Experiment, experiment_from_checkpoint, resolve_device
-from landscape.hessian import (
+from landscape.engine.directions import Directions, check_directions, save_directions, target_tensors
+from landscape.engine.evaluate import eval_mode
+from landscape.engine.hessian import (
     EigenResult,
     HessianError,
     HessianProblem,
@@ -53,9 +49,13 @@ from landscape.hessian import (
     hutchinson_trace,
     lanczos,
 )
-from landscape.losses import get_criterion
-from landscape.progress import bar
-from landscape.surface import auto_batch_size
+from landscape.engine.losses import get_criterion
+from landscape.engine.progress import bar
+from landscape.engine.surface import auto_batch_size
+from landscape.errors import ConfigError
+from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.zoo.data import TensorSplit
+from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
 
 EIG_METRICS = ("max_eig", "min_eig", "eig_ratio", "eig_converged")  # columns per split, in order
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
@@ -205,9 +205,9 @@ def eig_ratio(lam_max: float, lam_min: float) -> float:
 class EigenRatioEngine:
     """λmax, λmin and |λmin/λmax| of the restricted Hessian at points ``θ* + α·δ + β·η``.
 
-    Same interface as :class:`~landscape.surface.SurfaceEngine` (``columns``, ``evaluate``,
+    Same interface as :class:`~landscape.engine.surface.SurfaceEngine` (``columns``, ``evaluate``,
     ``calibrate``, ``points_per_call``), so the surface job drives it unchanged. Each point and
-    split costs one Lanczos run (:func:`~landscape.hessian.eig_extremes`, residuals relative
+    split costs one Lanczos run (:func:`~landscape.engine.hessian.eig_extremes`, residuals relative
     to ‖H‖ below ``tol``) from the same seeded start vector, so a point's values do not depend
     on the order or the process that computed it. The caller's model is never touched.
     """

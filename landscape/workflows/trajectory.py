@@ -23,7 +23,7 @@ components describe how the path approaches θ_final, which is the origin of the
 under it. ``center=True`` mean-centres the rows first (``G ← J G J`` with ``J = I − 11ᵀ/n``),
 which orients the plane along the path's own spread; the plane still passes through θ_final.
 
-Directions live on the same tensors as surface directions (:func:`landscape.directions.target_tensors`):
+Directions live on the same tensors as surface directions (:func:`landscape.engine.directions.target_tensors`):
 parameters (``dir_type = "weights"``) or float state-dict entries (``"states"``). With
 ``ignore = "biasbn"`` (the default) tensors with ``ndim ≤ 1`` are left out of ``M`` and their
 direction entries are zero, so a trajectory file is a valid direction file for
@@ -45,9 +45,9 @@ import torch
 from torch import Tensor, nn
 
 from landscape import __version__
-from landscape.checkpoint import Checkpoint, load_checkpoint, sha256_file
-from landscape.directions import Directions, dot, model_fingerprint, target_tensors, write_directions
+from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors, write_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
+from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 
 TensorDict = dict[str, Tensor]
 _BLOCK = 1 << 24  # float64 elements of one (n, c) block of M: 128 MiB
@@ -140,7 +140,7 @@ def run_checkpoints(run_dir: str | Path, include_steps: bool = False) -> list[Pa
 
 def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     """A model of the checkpoint's architecture; only its tensor names and shapes are used."""
-    from landscape.models import build_model
+    from landscape.zoo.models import build_model
 
     in_shape, out_shape = ckpt.extra.get("input_shape"), ckpt.extra.get("output_shape")
     if ckpt.config is None or in_shape is None or out_shape is None:
@@ -356,7 +356,7 @@ def _plain(value: Any) -> Any:
 def load_trajectory(path: str | Path) -> TrajectoryPoints:
     """Read the path of a trajectory file (coordinates, epochs, steps, losses, explained variance).
 
-    The directions are not read: :func:`landscape.directions.load_directions` does that for a model.
+    The directions are not read: :func:`landscape.engine.directions.load_directions` does that for a model.
     """
     p = Path(path)
     if not p.is_file():

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from landscape.checkpoint import Checkpoint, load_into
 from landscape.config import Config
-from landscape.data import DataBundle, load_data
+from landscape.engine.losses import MetricSet
 from landscape.errors import CheckpointError
-from landscape.losses import MetricSet
-from landscape.models import build_model
+from landscape.io.checkpoint import Checkpoint, load_into
+from landscape.zoo.data import DataBundle, load_data
+from landscape.zoo.models import build_model
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Figures: matplotlib figures from arrays, and the layer that draws them from files."""

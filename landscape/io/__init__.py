@@ -1,0 +1,1 @@
+"""Files: checkpoints, surface/direction/trajectory files, the run folder, export, atomic writes."""
