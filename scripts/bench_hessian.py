@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from landscape.engine.directions import random_directions
+from landscape.engine.grid import Grid
 from landscape.engine.hessian import HessianProblem
-from landscape.engine.surface import Evaluator, Grid, SurfaceEngine
+from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.io.checkpoint import load_checkpoint
 from landscape.workflows.hessian import eig_ratio_engine, forward_seconds, setup
 from landscape.zoo.experiment import experiment_from_checkpoint, resolve_device

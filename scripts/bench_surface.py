@@ -33,8 +33,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from landscape.config import DataConfig, DirectionsConfig
 from landscape.engine.directions import Directions, random_directions
+from landscape.engine.grid import Grid
 from landscape.engine.losses import MetricSet
-from landscape.engine.surface import Grid, SurfaceEngine
+from landscape.engine.surface import SurfaceEngine
 from landscape.zoo.data import TensorSplit, load_data
 from landscape.zoo.models import build_model
 

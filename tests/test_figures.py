@@ -22,7 +22,7 @@ from matplotlib.image import imread
 from landscape.cli import main
 from landscape.config import Config, SurfaceConfig, apply_overrides, config_from_dict, config_to_dict
 from landscape.engine.directions import Directions
-from landscape.engine.surface import Grid
+from landscape.engine.grid import Grid
 from landscape.errors import ConfigError, LandscapeError
 from landscape.figures.files import (
     applicable_kinds_of,

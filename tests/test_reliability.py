@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 
 from landscape.cli import build_parser, main
 from landscape.config import Config, config_from_dict, config_to_dict, dumps_toml, load_config, parse_override
-from landscape.engine.surface import Grid
+from landscape.engine.grid import Grid
 from landscape.errors import CheckpointError, ConfigError, GridError, LandscapeError, SurfaceFileError
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import read_surface

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from landscape.config import DirectionsConfig
 from landscape.engine.directions import Directions, random_directions, target_directions
 from landscape.engine.evaluate import evaluate
+from landscape.engine.grid import Grid, parse_axis
 from landscape.engine.losses import MetricSet
-from landscape.engine.surface import Grid, SurfaceEngine, compute_surface, parse_axis
+from landscape.engine.surface import SurfaceEngine, compute_surface
 from landscape.errors import GridError
 from landscape.zoo.data import TensorSplit
 
@@ -303,7 +304,7 @@ class _Block(nn.Module):
 
 def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
     """BN folding, the first-layer cache and fused conv+ReLU, each verified, then checked by hand."""
-    from landscape.engine.surface import _fast_conv_available, _FastConv, _MaxPool2x2
+    from landscape.engine.rewrites import _fast_conv_available, _FastConv, _MaxPool2x2
 
     torch.manual_seed(9)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
@@ -342,7 +343,7 @@ def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_two_by_two_max_pool_equals_max_pool2d(size: tuple[int, int], ceil_mode: bool) -> None:
     """Even sizes take the two-maxima path, odd ones fall back; both equal MaxPool2d bit for bit."""
-    from landscape.engine.surface import _MaxPool2x2
+    from landscape.engine.rewrites import _MaxPool2x2
 
     pool = nn.MaxPool2d(2, ceil_mode=ceil_mode)
     assert _MaxPool2x2.applies(pool)
@@ -356,7 +357,7 @@ def test_two_by_two_max_pool_equals_max_pool2d(size: tuple[int, int], ceil_mode:
 def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> None:
     """The registry's CNN (max-pool, fused conv+ReLU, folded BN, first-layer cache), small ResNets
     (residual adds fused by tracing, projection shortcuts), VGG and MLP against the model moved by hand."""
-    from landscape.engine.surface import _fast_conv_available, _FastConv, _MaxPool2x2
+    from landscape.engine.rewrites import _fast_conv_available, _FastConv, _MaxPool2x2
     from landscape.zoo.models import build_model
 
     torch.manual_seed(3)
@@ -403,7 +404,7 @@ class _Branchy(nn.Module):
 
 
 def test_untraceable_model_keeps_its_layers_and_its_values() -> None:
-    from landscape.engine.surface import _FastConv
+    from landscape.engine.rewrites import _FastConv
 
     torch.manual_seed(5)
     model = _Branchy().eval()
@@ -422,7 +423,7 @@ def test_untraceable_model_keeps_its_layers_and_its_values() -> None:
 
 def test_a_wrong_fused_layer_is_caught_at_set_up_and_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     """The set-up check compares the traced model with the original at an off-origin point."""
-    from landscape.engine import surface
+    from landscape.engine import rewrites
 
     torch.manual_seed(6)
     model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
@@ -431,10 +432,10 @@ def test_a_wrong_fused_layer_is_caught_at_set_up_and_dropped(monkeypatch: pytest
     metrics = MetricSet(["cross_entropy"], "classification", 3)
     good = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert good.stem is not None and good.stem.relu
-    def skewed(self: surface._LinearStem) -> surface._LinearStem:  # a stand-in whose values are off by 1 %
-        return surface._LinearStem({k: (1.01 * b, u, v) for k, (b, u, v) in self.cache.items()}, torch.device("cpu"))
+    def skewed(self: rewrites._LinearStem) -> rewrites._LinearStem:  # a stand-in whose values are off by 1 %
+        return rewrites._LinearStem({k: (1.01 * b, u, v) for k, (b, u, v) in self.cache.items()}, torch.device("cpu"))
 
-    monkeypatch.setattr(surface._LinearStem, "clone", skewed)
+    monkeypatch.setattr(rewrites._LinearStem, "clone", skewed)
     bad = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert bad.stem is not None and not bad.stem.relu and not isinstance(bad.model, torch.fx.GraphModule)
     coords = np.array([[0.2, -0.4], [0.9, 0.1]])
@@ -533,7 +534,7 @@ def test_a_model_returning_a_tuple_is_named_as_the_problem() -> None:
 def test_vmap_over_the_traced_model_equals_one_point_per_call() -> None:
     """K points per call (vmap over stacked weights) through the traced model, its 2×2 pools and
     fused first layer, against one point per call (fused convolutions)."""
-    from landscape.engine.surface import _MaxPool2x2
+    from landscape.engine.rewrites import _MaxPool2x2
     from landscape.zoo.models import build_model
 
     torch.manual_seed(12)

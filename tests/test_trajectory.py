@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from landscape.cli import main
 from landscape.config import Config, config_from_dict
 from landscape.engine.directions import Directions, load_directions, save_directions
-from landscape.engine.surface import parse_axis
+from landscape.engine.grid import parse_axis
 from landscape.errors import CheckpointError, DirectionError
 from landscape.io.checkpoint import load_checkpoint, save_checkpoint
 from landscape.io.surface_file import read_surface

@@ -26,7 +26,7 @@ import numpy as np
 
 from landscape.config import diff_settings
 from landscape.engine.directions import Directions, write_directions
-from landscape.engine.surface import Grid
+from landscape.engine.grid import Grid
 from landscape.errors import SurfaceFileError
 
 FORMAT = "landscape-surface"

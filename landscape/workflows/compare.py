@@ -70,8 +70,8 @@ from matplotlib.figure import Figure
 
 from landscape import __version__
 from landscape.config import Config, DirectionsConfig, config_changes, config_to_dict, diff_settings
+from landscape.engine.grid import Grid
 from landscape.engine.losses import LOSSES, canonical_loss_name
-from landscape.engine.surface import Grid
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.figures import plot
 from landscape.io.checkpoint import load_checkpoint, sha256_file

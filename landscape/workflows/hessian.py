@@ -38,6 +38,7 @@ from landscape import __version__
 from landscape.config import Config, config_to_dict
 from landscape.engine.directions import Directions, check_directions, save_directions, target_tensors
 from landscape.engine.evaluate import eval_mode
+from landscape.engine.grid import auto_batch_size
 from landscape.engine.hessian import (
     EigenResult,
     HessianError,
@@ -51,7 +52,6 @@ from landscape.engine.hessian import (
 )
 from landscape.engine.losses import get_criterion
 from landscape.engine.progress import bar
-from landscape.engine.surface import auto_batch_size
 from landscape.errors import ConfigError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.zoo.data import TensorSplit

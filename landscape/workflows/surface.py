@@ -25,8 +25,9 @@ from landscape.engine.directions import (
     random_directions,
     target_directions,
 )
+from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.progress import bar
-from landscape.engine.surface import MAX_POINTS, Evaluator, Grid, SurfaceEngine
+from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.surface_file import SurfaceFile, exclusive_lock, open_surface
