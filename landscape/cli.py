@@ -159,7 +159,8 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
     p.add_argument("--y", help="MIN:MAX:NUM along the second direction (2D when given)")
     p.add_argument("--dir-type", choices=["weights", "states"])
     p.add_argument("--norm", choices=["filter", "layer", "weight", "none"])
-    p.add_argument("--ignore", choices=["biasbn", "none"])
+    p.add_argument("--ignore", choices=["biasbn", "none", "random1d"],
+                   help="tensors with ndim <= 1: biasbn (default) zero, none (the paper) the tensor itself, random1d a random direction rescaled to the tensor's norm")
     p.add_argument("--seed", type=int, help="seed of the random directions")
     p.add_argument("--directions", type=Path, help="use a saved direction file as is (ours, a trajectory, or the reference layout)")
     p.add_argument("--target", type=Path, help="checkpoint B: x = θ_B − θ_A (linear interpolation)")
@@ -229,10 +230,14 @@ def _add_trajectory(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="trajectory file (.h5); also a direction file for surface --directions")
     p.add_argument("--include-steps", action="store_true", help="with a run folder: the step checkpoints too")
     p.add_argument("--dir-type", choices=["weights", "states"], default="weights")
-    p.add_argument("--ignore", choices=["biasbn", "none"], default="biasbn",
+    p.add_argument("--ignore", choices=["biasbn", "none", "random1d"], default="biasbn",
                    help="biasbn (default, as in the paper): tensors with ndim <= 1 stay out of the PCA, zero in the directions")
-    p.add_argument("--center", action="store_true",
-                   help="mean-centre the differences to the final point before the PCA (the paper does not)")
+    centring = p.add_mutually_exclusive_group()
+    centring.add_argument("--center", dest="center", action="store_true", default=True,
+                          help="mean-centre the differences to the final point before the PCA (default: "
+                               "the paper's code fits sklearn's PCA, which centres)")
+    centring.add_argument("--uncentered", dest="center", action="store_false",
+                          help="PCA of the raw differences to the final point (not mean-centred)")
     p.add_argument("--config", type=Path, help="for foreign checkpoints: a TOML config naming model and data")
     p.add_argument("--model", help="for foreign checkpoints: model name or path/to/file.py:factory")
     p.add_argument("--data", help="for foreign checkpoints: dataset name (gives the input and output shapes)")
@@ -270,7 +275,7 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-samples", type=int, help="use the first N samples of the split (recorded)")
     p.add_argument("--batch-size", type=int, help="samples per HVP batch (0 = automatic); does not change the values")
     p.add_argument("--dir-type", choices=["weights", "states"], help="parameters (default) or float state-dict entries")
-    p.add_argument("--ignore", choices=["biasbn", "none"],
+    p.add_argument("--ignore", choices=["biasbn", "none", "random1d"],
                    help="biasbn (default): restrict the Hessian to tensors with ndim > 1, as the directions")
     p.add_argument("--top-k", type=int, help="number of largest eigenvalues (default 5)")
     p.add_argument("--tol", type=float, help="Lanczos residual tolerance (default 1e-6)")

@@ -28,7 +28,7 @@ Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["constant", "step", "cosine"]
 DirType = Literal["weights", "states"]
 Norm = Literal["filter", "layer", "weight", "none"]
-Ignore = Literal["biasbn", "none"]
+Ignore = Literal["biasbn", "none", "random1d"]
 Split = Literal["train", "test", "both"]
 BNMode = Literal["fixed", "recompute"]
 Target = Literal["label", "input"]
@@ -48,6 +48,7 @@ class DataConfig:
     max_train: int = 0  # 0 = all
     max_test: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # passed to the dataset builder
+    resize: int = 0  # images (n, c, h, w) resampled to resize × resize (bilinear); 0 = as they come
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class RunConfig:
     line_x: str = "-1:1:51"
     pca_grid: int = 31  # points per axis of the PCA-plane surface
     pca_margin: float = 0.3
+    pca_center: bool = True  # mean-centred PCA of the path (the paper's, via sklearn); false: uncentred
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,13 @@
 The paper's method (Li et al., 2018, §4): draw a Gaussian direction ``d`` with the shape of the
 parameters and rescale each filter to the norm of the matching filter of the weights,
 ``d_f ← d_f · ‖θ_f‖ / ‖d_f‖``, where a filter is a slice along dim 0 of a tensor with ndim > 1.
-Tensors with ndim ≤ 1 (biases, BatchNorm affine parameters) get a zero direction by default
-(``ignore = "biasbn"``); with ``ignore = "none"`` each is normalized as one block. Directions are
+Tensors with ndim ≤ 1 (biases, BatchNorm affine parameters, and under ``states`` the BatchNorm
+running statistics) get a zero direction by default (``ignore = "biasbn"``). With
+``ignore = "none"`` each gets the tensor itself as its direction, ``d = θ`` (the paper's code,
+``net_plotter.normalize_directions_for_weights``: moving by ``α`` scales it by ``1 + α``); with
+``ignore = "random1d"`` each keeps its Gaussian draw, rescaled as one block to the tensor's norm
+(``norm = "filter"``/``"layer"``; otherwise per ``norm``). The Gaussian is drawn for every tensor
+in all three cases, so the directions of the other tensors do not depend on ``ignore``. Directions are
 dicts ``name → tensor`` keyed by parameter name (``dir_type = "weights"``) or state-dict key
 (``"states"``, BatchNorm running statistics included).
 """
@@ -118,6 +123,8 @@ def random_direction(model: nn.Module, cfg: DirectionsConfig, generator: torch.G
         d = torch.randn(w32.shape, generator=generator, dtype=torch.float32)
         if cfg.ignore == "biasbn" and w32.ndim <= 1:
             d.zero_()
+        elif cfg.ignore == "none" and w32.ndim <= 1:
+            d.copy_(w32)  # the paper's choice: the tensor itself
         else:
             normalize_(d, w32, cfg.norm)
         out[name] = d

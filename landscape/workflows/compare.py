@@ -337,7 +337,8 @@ def prepare_loss(config: Config, loss: str, out_dir: Path, overwrite: bool = Fal
     checkpoints = run_checkpoints(paths.run)
     if not _trajectory_is_current(paths.trajectory, checkpoints, config.directions):
         log(f"trajectory {paths.trajectory}")
-        traj = trajectory_from_run(paths.run, dir_type=config.directions.dir_type, ignore=config.directions.ignore)
+        traj = trajectory_from_run(paths.run, dir_type=config.directions.dir_type, ignore=config.directions.ignore,
+                                   center=config.run.pca_center)
         save_trajectory(paths.trajectory, traj)
         done.append(f"trajectory {loss}")
     cc = config.compare

@@ -72,10 +72,10 @@ def parameter_names(model: nn.Module, dir_type: str = "weights", ignore: str = "
     ``dir_type`` picks parameters (``weights``) or float state-dict entries (``states``);
     ``ignore = "biasbn"`` drops every tensor with ndim ≤ 1 (biases, BatchNorm), ``"none"`` keeps them.
     """
-    if ignore not in ("biasbn", "none"):
-        raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn' or 'none'")
+    if ignore not in ("biasbn", "none", "random1d"):
+        raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn', 'none' or 'random1d'")
     names = [k for k, t in target_tensors(model, dir_type).items()
-             if t.is_floating_point() and (ignore == "none" or t.ndim > 1)]
+             if t.is_floating_point() and (ignore != "biasbn" or t.ndim > 1)]
     if not names:
         raise HessianError(f"the model has no tensors for a Hessian with dir_type={dir_type!r}, ignore={ignore!r} "
                            "(try ignore = 'none')")

@@ -121,7 +121,8 @@ def _trajectory(cfg: Config, out: Path) -> tuple[str, str]:
     path, final = out / TRAJECTORY, run_checkpoints(out)[-1]
     if _trajectory_current(path, final, cfg):
         return "skipped", f"{path.name} is newer than {final.name}"
-    traj = trajectory_from_run(out, dir_type=cfg.directions.dir_type, ignore=cfg.directions.ignore)
+    traj = trajectory_from_run(out, dir_type=cfg.directions.dir_type, ignore=cfg.directions.ignore,
+                               center=cfg.run.pca_center)
     save_trajectory(path, traj)
     pc1, pc2 = traj.axis_labels
     return "done", f"{len(traj.coords)} checkpoints, {pc1}, {pc2}"

@@ -26,6 +26,7 @@ from landscape.engine.directions import (
     target_directions,
 )
 from landscape.engine.grid import MAX_POINTS, Grid
+from landscape.engine.pca import pca_axis_label
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DirectionError, LandscapeError
@@ -92,7 +93,8 @@ def axis_label(dirs: Directions, which: str) -> str:
     if kind == "pca":
         ev = dirs.meta.get("explained_variance", [float("nan")] * 2)
         i = 0 if which == "x" else 1
-        return f"PC{i + 1} ({100 * float(ev[i]):.1f} %)"
+        center = dirs.meta.get("center")
+        return pca_axis_label(i, float(ev[i]), None if center is None else bool(center))
     if kind == "target":
         return "α (0 = A, 1 = B)" if which == "x" else "β (0 = A, 1 = C)"
     if kind == "hessian":

@@ -5,23 +5,26 @@ optimization path, so the paper plots the path in the plane spanned by the top t
 components of the matrix ``M`` whose row ``i`` is ``Δ_i = θ_i − θ_final`` (one row per checkpoint,
 oldest first; the final checkpoint is the origin and its row is zero).
 
-Algorithm, without ever forming ``M`` as a dense ``n × P`` float64 matrix:
+Algorithm (:mod:`landscape.engine.pca`), without ever forming ``M`` as a dense ``n × P`` matrix:
 
 1. load the checkpoints one at a time and keep only ``Δ_i`` over the included tensors, in the
    checkpoint's own float dtype (float32 for most models: ``n × P × 4`` bytes in all);
 2. accumulate the Gram matrix ``G = M Mᵀ`` (``n × n``) in float64, tensor by tensor and block of
    columns by block of columns;
-3. eigendecompose ``G = U Λ Uᵀ`` (numpy ``eigh``): ``λ_k`` are the squared singular values of
-   ``M`` and ``λ_k / Σλ`` (with ``Σλ = trace G = ‖M‖²_F``) the explained-variance ratios;
-4. the principal directions are ``v_k = Mᵀ u_k / ‖Mᵀ u_k‖``, the right singular vectors of ``M``,
-   accumulated block by block again;
-5. each checkpoint's coordinates are the least-squares projection of ``Δ_i`` onto ``(v_1, v_2)``
-   (:func:`project`, exact for any two independent directions).
+3. centre it, ``G ← J G J`` with ``J = I − 11ᵀ/n`` (the Gram matrix of the mean-centred rows);
+4. eigendecompose ``G = U Λ Uᵀ`` (numpy ``eigh``): ``λ_k`` are the squared singular values of
+   ``J M`` and ``λ_k / trace G`` the explained-variance ratios;
+5. the principal directions are ``v_k = Mᵀ J u_k / ‖Mᵀ J u_k‖``, the right singular vectors of
+   ``J M``, accumulated block by block again;
+6. each checkpoint's coordinates are the least-squares projection of ``Δ_i`` (not centred: the
+   origin of the plane is θ_final) onto ``(v_1, v_2)`` (:func:`project`); the directions are
+   orthonormal, so this is the paper's dot product ``⟨Δ_i, v_k⟩``.
 
-As in the paper, the PCA is of the differences to the final point, **not** mean-centred: the
-components describe how the path approaches θ_final, which is the origin of the surface drawn
-under it. ``center=True`` mean-centres the rows first (``G ← J G J`` with ``J = I − 11ᵀ/n``),
-which orients the plane along the path's own spread; the plane still passes through θ_final.
+As in the paper's code (``projection.setup_PCA_directions`` fits ``sklearn.decomposition.PCA``,
+which always subtracts the mean of the rows), the PCA is **mean-centred** by default: the plane
+is oriented along the path's own spread and still passes through θ_final. ``center=False``
+(CLI ``--uncentered``) skips step 3: the components then describe how the path approaches
+θ_final. The choice is recorded in the file (attribute ``center``) and in the axis labels.
 
 Directions live on the same tensors as surface directions (:func:`landscape.engine.directions.target_tensors`):
 parameters (``dir_type = "weights"``) or float state-dict entries (``"states"``). With
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,13 +49,15 @@ from torch import Tensor, nn
 
 from landscape import __version__
 from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors, write_directions
+from landscape.engine.pca import combine_rows as combine_rows  # re-exported: the PCA used to live here
+from landscape.engine.pca import gram_matrix as gram_matrix
+from landscape.engine.pca import pca_axis_label
+from landscape.engine.pca import principal_directions as principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 
 TensorDict = dict[str, Tensor]
-_BLOCK = 1 << 24  # float64 elements of one (n, c) block of M: 128 MiB
-_RANK_TOL = 1e-10  # a second component explaining less than this is rounding noise
-_IGNORE = ("biasbn", "none")
+_IGNORE = ("biasbn", "none", "random1d")  # PCA: "none" and "random1d" both keep ndim ≤ 1 tensors
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +74,9 @@ class TrajectoryPoints:
 
     @property
     def axis_labels(self) -> tuple[str, str]:
-        r1, r2 = (100 * float(r) for r in self.explained_variance)
-        return f"PC1 ({r1:.1f} %)", f"PC2 ({r2:.1f} %)"
+        center = self.meta.get("center")
+        which = None if center is None else bool(center)
+        return pca_axis_label(0, self.explained_variance[0], which), pca_axis_label(1, self.explained_variance[1], which)
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,74 +193,11 @@ def _record(ckpt: Checkpoint) -> tuple[int, int, float]:
     return (-1 if ckpt.epoch is None else ckpt.epoch, -1 if ckpt.step is None else ckpt.step, float(loss))
 
 
-# --- PCA through the Gram matrix ----------------------------------------------------------------
-
-
-def _column_blocks(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str]) -> Iterator[tuple[str, int, int, Tensor]]:
-    """Yield ``(name, start, stop, block)``: columns ``start:stop`` of tensor ``name`` of M, (n, c) float64."""
-    width = max(1, _BLOCK // len(rows))
-    for k in names:
-        numel = rows[0][k].numel()
-        for start in range(0, numel, width):
-            stop = min(start + width, numel)
-            yield k, start, stop, torch.stack([r[k].reshape(-1)[start:stop] for r in rows]).double()
-
-
-def gram_matrix(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str]) -> np.ndarray:
-    """``G = M Mᵀ`` (n, n) float64 for the rows ``M_i`` = tensors ``names`` of ``rows[i]``, flattened."""
-    g = torch.zeros(len(rows), len(rows), dtype=torch.float64)
-    for _, _, _, block in _column_blocks(rows, names):
-        g += block @ block.T
-    return g.numpy()
-
-
-def combine_rows(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str], weights: np.ndarray) -> list[TensorDict]:
-    """``Mᵀ W`` as tensor dicts: column ``j`` of ``weights`` (n, m) gives ``Σ_i W[i, j]·rows[i]`` in float64."""
-    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))  # (n, m)
-    flat = {k: torch.zeros(w.shape[1], rows[0][k].numel(), dtype=torch.float64) for k in names}  # (m, p_k)
-    for k, start, stop, block in _column_blocks(rows, names):
-        flat[k][:, start:stop] = w.T @ block
-    return [{k: flat[k][j].reshape(rows[0][k].shape) for k in names} for j in range(w.shape[1])]
-
-
-def principal_directions(rows: Sequence[Mapping[str, Tensor]], names: Sequence[str],
-                         center: bool = False) -> tuple[list[TensorDict], np.ndarray]:
-    """The top two principal directions of the rows (unit norm, float64) and every explained-variance ratio.
-
-    PCA of ``M`` (rows = ``rows``, not mean-centred unless ``center``) through the eigenvectors
-    ``u_k`` of its Gram matrix: ``v_k = Mᵀ u_k / ‖Mᵀ u_k‖``. Signs are fixed so that the largest
-    entry of each ``u_k`` is positive, which makes the result deterministic.
-    """
-    n = len(rows)
-    g = gram_matrix(rows, names)
-    j = np.eye(n) - 1.0 / n  # centring matrix J = I − 11ᵀ/n
-    if center:
-        g = j @ g @ j
-    lam, u = np.linalg.eigh(g)  # ascending
-    lam, u = np.clip(lam[::-1], 0.0, None), u[:, ::-1]
-    total = float(np.trace(g))
-    if not total > 0:
-        raise DirectionError("all checkpoints hold the same weights: there is no path to analyse")
-    ratios = lam / total
-    if ratios[1] <= _RANK_TOL:
-        raise DirectionError("the checkpoints lie on a line: a second principal direction does not exist")
-    w = u[:, :2].copy()  # (n, 2)
-    w *= np.sign(w[np.argmax(np.abs(w), axis=0), [0, 1]])
-    if center:
-        w = j @ w  # the direction is (J M)ᵀ u = Mᵀ (J u)
-    vecs = combine_rows(rows, names, w)
-    for v in vecs:
-        scale = 1.0 / math.sqrt(sum(float((t * t).sum()) for t in v.values()))
-        for t in v.values():
-            t.mul_(scale)
-    return vecs, ratios
-
-
 # --- the trajectory -------------------------------------------------------------------------------
 
 
 def compute_trajectory(checkpoints: Sequence[str | Path], *, model: nn.Module | None = None, dir_type: str = "weights",
-                       ignore: str = "biasbn", center: bool = False, unsafe: bool = False,
+                       ignore: str = "biasbn", center: bool = True, unsafe: bool = False,
                        source: str = "") -> Trajectory:
     """PCA directions of an optimization path and each checkpoint's coordinates in their plane.
 
@@ -262,7 +205,8 @@ def compute_trajectory(checkpoints: Sequence[str | Path], *, model: nn.Module | 
     the architecture (tensor names and shapes; its weights are not used nor changed) and is
     rebuilt from the final checkpoint when omitted (our checkpoints record their model). Each
     checkpoint's recorded ``train_loss`` (the value in the run's ``run.json``) is kept, NaN when
-    it has none. ``source`` (e.g. the run folder) is recorded in the file.
+    it has none. ``source`` (e.g. the run folder) is recorded in the file. ``center`` chooses the
+    mean-centred PCA (default, the paper's) or the uncentred one.
     """
     paths = [Path(p) for p in checkpoints]
     if len(paths) < 3:

@@ -221,9 +221,26 @@ def _select_classes(pair: Pair, classes: tuple[int, ...]) -> Pair:
     return x[keep], relabel[y[keep]]
 
 
+def resize_images(x: Tensor, size: int, name: str) -> Tensor:
+    """Images ``(n, c, h, w)`` resampled to ``(n, c, size, size)`` by bilinear interpolation
+    (``align_corners=False``; PyTorch's antialiasing when shrinking)."""
+    if size < 1:
+        raise DataError(f"data.resize = {size} must be a positive image size (or 0 to keep the images as they are)")
+    if x.ndim != 4:
+        raise DataError(f"data.resize = {size} needs images (n, channels, height, width); {name!r} has inputs of shape {tuple(x.shape[1:])}")
+    if tuple(x.shape[2:]) == (size, size):
+        return x
+    shrink = size < x.shape[2] or size < x.shape[3]
+    return torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
+                                           antialias=shrink)
+
+
 def load_data(cfg: DataConfig) -> DataBundle:
     """Build the :class:`DataBundle` that ``cfg`` describes (float32 inputs, contiguous)."""
     train, test = _raw(cfg)
+    if cfg.resize:
+        train = (resize_images(train[0], cfg.resize, cfg.name), train[1])
+        test = (resize_images(test[0], cfg.resize, cfg.name), test[1])
     labels = not train[1].is_floating_point()
     if cfg.classes:
         if not labels:
