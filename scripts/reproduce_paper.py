@@ -66,23 +66,26 @@ class Scale:
     vgg_epochs: int
     line_points: int
     pca_grid: int
-    step_size: int
-    extra: tuple[str, ...] = field(default_factory=tuple)
+    resnet_step: int  # epochs between learning-rate drops
+    vgg_step: int
+    extra: tuple[str, ...] = field(default_factory=tuple)  # added to every surface command
 
 
-FULL = Scale("full", max_train=384, eval_samples=96, resnet_width=4, resnet_epochs=5, resnet_batch=64,
-             depths=(20, 56), widths=(2, 4, 8), grid2d=7, eig_grid=3, eig_samples=32, eig_iter=8,
-             vgg_width=8, vgg_epochs=12, line_points=17, pca_grid=9, step_size=10)
-MINI = Scale("mini", max_train=64, eval_samples=16, resnet_width=2, resnet_epochs=2, resnet_batch=32,
-             depths=(20,), widths=(1, 2), grid2d=3, eig_grid=2, eig_samples=8, eig_iter=3,
-             vgg_width=2, vgg_epochs=3, line_points=5, pca_grid=5, step_size=2)
+FULL = Scale("full", max_train=768, eval_samples=128, resnet_width=4, resnet_epochs=15, resnet_batch=64,
+             depths=(20, 56), widths=(2, 4, 8), grid2d=11, eig_grid=3, eig_samples=32, eig_iter=10,
+             vgg_width=8, vgg_epochs=60, line_points=25, pca_grid=13, resnet_step=10, vgg_step=30)
+MINI = Scale("mini", max_train=48, eval_samples=8, resnet_width=1, resnet_epochs=2, resnet_batch=16,
+             depths=(20,), widths=(1, 2), grid2d=3, eig_grid=2, eig_samples=4, eig_iter=2,
+             vgg_width=1, vgg_epochs=2, line_points=3, pca_grid=3, resnet_step=1, vgg_step=1,
+             extra=("--points-per-call", "1"))
 
 
 class Runner:
     """Calls the ``landscape`` CLI and keeps a log of the commands and their wall time."""
 
-    def __init__(self, work: Path, threads: int) -> None:
+    def __init__(self, work: Path, threads: int, extra: tuple[str, ...] = ()) -> None:
         self.work = work
+        self.extra = extra
         self.threads = threads
         self.log: list[tuple[str, float]] = []
 
@@ -112,7 +115,7 @@ class Runner:
 
     def surface(self, ckpt: Path, name: str, *args: str) -> dict[str, np.ndarray]:
         out = self.work / "surfaces" / f"{name}.h5"
-        self("surface", str(ckpt), "--out", str(out), *args)
+        self("surface", str(ckpt), "--out", str(out), *args, *self.extra)
         return read_h5(out)
 
 
@@ -132,6 +135,12 @@ def mean_rise(z: np.ndarray) -> float:
     return float(np.mean(z - z[c]))
 
 
+def basin(z: np.ndarray, rise: float = 1.0) -> float:
+    """Fraction of the plotted plane where L − L(0) < ``rise``: the area of the basin around the model."""
+    c = tuple(s // 2 for s in z.shape)
+    return float(np.mean(z - z[c] < rise))
+
+
 def curvature_at(x: np.ndarray, y: np.ndarray, at: float, half: float) -> float:
     """Second derivative of a quadratic fitted to the points with |x − at| ≤ half (least squares)."""
     keep = np.abs(x - at) <= half + 1e-12
@@ -148,8 +157,8 @@ def fmt(v: float, digits: int = 3) -> str:
 # --- the experiments ----------------------------------------------------------------------------
 
 
-def common(s: Scale, epochs: int, batch: int | None = None) -> list[str]:
-    out = [f"data.max_train={s.max_train}", f"train.epochs={epochs}", f"train.step_size={s.step_size}"]
+def common(s: Scale, epochs: int, step: int, batch: int | None = None) -> list[str]:
+    out = [f"data.max_train={s.max_train}", f"train.epochs={epochs}", f"train.step_size={step}"]
     if batch is not None:
         out.append(f"train.batch_size={batch}")
     return out
@@ -166,14 +175,15 @@ def skip_connections(run: Runner, s: Scale, img: Path) -> tuple[list[str], dict[
     for depth in s.depths:
         for kind in rows:
             name = f"resnet{depth}" + ("_noshort" if kind == "noshort" else "")
-            r = run.train(name, name, [*common(s, s.resnet_epochs, s.resnet_batch), f"model.options.width={s.resnet_width}"])
+            r = run.train(name, name, [*common(s, s.resnet_epochs, s.resnet_step, s.resnet_batch), f"model.options.width={s.resnet_width}"])
             surf = run.surface(r["final"], f"{name}_2d", *grid_args(s.grid2d), "--max-samples", str(s.eval_samples))
             eig = run.surface(r["final"], f"{name}_eig", *grid_args(s.eig_grid), "--max-samples", str(s.eig_samples),
                               "--metric", "eig_ratio", "--set", f"hessian.map_max_iter={s.eig_iter}")
             ratio = eig["train_eig_ratio"]
             rows[kind][depth] = {"err": 1 - r["metrics"]["test_acc"], "z": surf["train_loss"], "x": surf["x"],
                                  "ratio": ratio, "ex": eig["x"], "mean_ratio": float(np.nanmean(ratio)),
-                                 "max_ratio": float(np.nanmax(ratio)), "rise": mean_rise(surf["train_loss"])}
+                                 "max_ratio": float(np.nanmax(ratio)), "rise": mean_rise(surf["train_loss"]),
+                                 "basin": basin(surf["train_loss"])}
     fig, axes = plt.subplots(2, len(s.depths), figsize=(3.2 * len(s.depths), 6.0), squeeze=False, constrained_layout=True)
     fig2, axes2 = plt.subplots(2, len(s.depths), figsize=(3.2 * len(s.depths), 6.0), squeeze=False, constrained_layout=True)
     for i, kind in enumerate(rows):
@@ -181,7 +191,7 @@ def skip_connections(run: Runner, s: Scale, img: Path) -> tuple[list[str], dict[
             d = rows[kind][depth]
             label = f"ResNet-{depth}" + ("-noshort" if kind == "noshort" else "")
             ax = axes[i][j]
-            cs = ax.contour(d["x"], d["x"], d["z"].T, levels=np.linspace(d["z"].min(), d["z"].min() + 3.0, 16), cmap="viridis")
+            cs = ax.contour(d["x"], d["x"], d["z"].T, levels=np.linspace(d["z"].min(), d["z"].min() + 10.0, 21), cmap="viridis")
             ax.clabel(cs, cs.levels[::4], fontsize=6)
             ax.set_title(f"{label}\ntest error {100 * d['err']:.1f} %", fontsize=9)
             ax.set_aspect("equal")
@@ -190,18 +200,19 @@ def skip_connections(run: Runner, s: Scale, img: Path) -> tuple[list[str], dict[
                             vmin=0, vmax=1, cmap="viridis")
             ax2.set_title(f"{label}\nmean |λmin/λmax| {d['mean_ratio']:.3f}", fontsize=9)
     fig2.colorbar(im, ax=axes2, shrink=0.6, label="|λmin/λmax|")
-    fig.suptitle("Fig. 5: train loss, filter-normalized random plane (levels: L(0) … L(0)+3)", fontsize=9)
+    fig.suptitle("Fig. 5: train loss, filter-normalized random plane (contours: min … min + 10 in steps of 0.5, as the paper's)", fontsize=9)
     fig2.suptitle("Fig. 7: |λmin/λmax| of the Hessian over the same plane", fontsize=9)
     fig.savefig(img / "fig5_skip_connections.png", dpi=90)
     fig2.savefig(img / "fig7_eig_ratio.png", dpi=90)
     plt.close(fig)
     plt.close(fig2)
-    lines = ["| model | test error | mean |λmin/λmax| | max |λmin/λmax| | mean L − L(0) on the plane |", "|---|---|---|---|---|"]
+    lines = ["| model | test error | mean \\|λmin/λmax\\| | max \\|λmin/λmax\\| | mean L − L(0) on the plane | basin: share of the plane with L − L(0) < 1 |",
+             "|---|---|---|---|---|---|"]
     for kind in rows:
         for depth in s.depths:
             d = rows[kind][depth]
             lines.append(f"| ResNet-{depth}{'-noshort' if kind == 'noshort' else ''} | {100 * d['err']:.1f} % | "
-                         f"{fmt(d['mean_ratio'])} | {fmt(d['max_ratio'])} | {fmt(d['rise'])} |")
+                         f"{fmt(d['mean_ratio'])} | {fmt(d['max_ratio'])} | {fmt(d['rise'])} | {d['basin']:.2f} |")
     more = all(rows["noshort"][d]["mean_ratio"] > rows["resnet"][d]["mean_ratio"] for d in s.depths)
     grows = all(a < b for a, b in itertools.pairwise([rows["noshort"][d]["mean_ratio"] for d in s.depths]))
     verdict = {"noshort_less_convex_at_every_depth": more, "noshort_nonconvexity_grows_with_depth": grows if len(s.depths) > 1 else None}
@@ -215,24 +226,27 @@ def width(run: Runner, s: Scale, img: Path) -> tuple[list[str], dict[str, Any]]:
     for w in s.widths:
         name = f"resnet{depth}"
         tag = f"{name}_w{w}" if w != s.resnet_width else name  # the width of the skip study is shared with it
-        r = run.train(name, tag, [*common(s, s.resnet_epochs, s.resnet_batch), f"model.options.width={w}"])
+        r = run.train(name, tag, [*common(s, s.resnet_epochs, s.resnet_step, s.resnet_batch), f"model.options.width={w}"])
         surf = run.surface(r["final"], f"{tag}_2d", *grid_args(s.grid2d), "--max-samples", str(s.eval_samples))
-        res[w] = {"err": 1 - r["metrics"]["test_acc"], "z": surf["train_loss"], "x": surf["x"], "rise": mean_rise(surf["train_loss"])}
+        res[w] = {"err": 1 - r["metrics"]["test_acc"], "z": surf["train_loss"], "x": surf["x"], "rise": mean_rise(surf["train_loss"]),
+                  "basin": basin(surf["train_loss"])}
     fig, axes = plt.subplots(1, len(s.widths), figsize=(3.2 * len(s.widths), 3.3), squeeze=False, constrained_layout=True)
     for j, w in enumerate(s.widths):
         d = res[w]
         ax = axes[0][j]
-        cs = ax.contour(d["x"], d["x"], d["z"].T, levels=np.linspace(d["z"].min(), d["z"].min() + 3.0, 16), cmap="viridis")
+        cs = ax.contour(d["x"], d["x"], d["z"].T, levels=np.linspace(d["z"].min(), d["z"].min() + 10.0, 21), cmap="viridis")
         ax.clabel(cs, cs.levels[::4], fontsize=6)
         ax.set_title(f"ResNet-{depth}, width {w} (k={w / s.widths[0]:g})\ntest error {100 * d['err']:.1f} %", fontsize=9)
         ax.set_aspect("equal")
-    fig.suptitle("Fig. 6: wider nets (levels: L(0) … L(0)+3)", fontsize=9)
+    fig.suptitle("Fig. 6: wider nets (contours: min … min + 10 in steps of 0.5, as the paper's)", fontsize=9)
     fig.savefig(img / "fig6_width.png", dpi=90)
     plt.close(fig)
-    lines = ["| base width | test error | mean L − L(0) on the plane |", "|---|---|---|"]
-    lines += [f"| {w} | {100 * res[w]['err']:.1f} % | {fmt(res[w]['rise'])} |" for w in s.widths]
+    lines = ["| base width | test error | mean L − L(0) on the plane | basin: share of the plane with L − L(0) < 1 |", "|---|---|---|---|"]
+    lines += [f"| {w} | {100 * res[w]['err']:.1f} % | {fmt(res[w]['rise'])} | {res[w]['basin']:.2f} |" for w in s.widths]
     rises = [res[w]["rise"] for w in s.widths]
-    return lines, {"flatter_with_width": all(a > b for a, b in itertools.pairwise(rises))}
+    basins = [res[w]["basin"] for w in s.widths]
+    return lines, {"flatter_with_width": all(a > b for a, b in itertools.pairwise(rises)),
+                   "basin_grows_with_width": all(a < b for a, b in itertools.pairwise(basins))}
 
 
 def batch_size(run: Runner, s: Scale, img: Path) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
@@ -240,7 +254,7 @@ def batch_size(run: Runner, s: Scale, img: Path) -> tuple[list[str], dict[str, A
     runs: dict[str, dict[str, Any]] = {}
     for cfg in ("vgg9_sb", "vgg9_lb", "vgg9_sb_wd", "vgg9_lb_wd"):
         batch = None if "_sb" in cfg else s.max_train  # large batch: the whole training subset
-        runs[cfg] = run.train(cfg, cfg, [*common(s, s.vgg_epochs, batch), f"model.options.width={s.vgg_width}"])
+        runs[cfg] = run.train(cfg, cfg, [*common(s, s.vgg_epochs, s.vgg_step, batch), f"model.options.width={s.vgg_width}"])
     interp: dict[str, dict[str, Any]] = {}
     for wd in ("", "_wd"):
         sb, lb = runs[f"vgg9_sb{wd}"], runs[f"vgg9_lb{wd}"]
@@ -370,7 +384,7 @@ comparison the paper states, not written by hand. Wall time {wall / 60:.1f} min 
 The paper trains on CIFAR-10 (50,000 images of 32×32, 300 epochs). Here: the 8×8 digits,
 **{s.max_train} training images** (the first {s.max_train} of the fixed 1,437-image training split; test
 error on all 360 test images), **{s.resnet_epochs} epochs** for the ResNets (batch {s.resnet_batch}) and **{s.vgg_epochs}
-epochs** for VGG-9, the learning rate divided by 10 every {s.step_size} epochs; ResNets of base width
+epochs** for VGG-9 (batch 128), the learning rate divided by 10 every {s.resnet_step} (ResNets) and {s.vgg_step} (VGG-9) epochs; ResNets of base width
 **{s.resnet_width}** (paper: 16), VGG-9 of width **{s.vgg_width}** (paper: 64). Depths {', '.join(map(str, s.depths))}
 (the paper also has 110: its training alone would take longer than the hour allowed here; rerun with
 `--depths 20,56,110`). 2D surfaces on a {s.grid2d}×{s.grid2d} grid over [−1, 1]² (paper: 51×51),
@@ -399,6 +413,7 @@ is the paper's own recipe.
 {chr(10).join(f2_lines)}
 
 - The mean loss rise over the plane falls as the width grows: {yes(f2['flatter_with_width'])}
+- The basin (share of the plane within 1 of L(0)) grows with the width: {yes(f2['basin_grows_with_width'])}
 
 ## 3. Small vs large batch, and why filter normalization (paper Fig. 3 and 4)
 
@@ -453,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     img = out / "img" / "repro"
     img.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    run = Runner(work, args.threads)
+    run = Runner(work, args.threads, s.extra)
     t0 = time.perf_counter()
     sections: dict[str, Any] = {}
     sections["skip"] = skip_connections(run, s, img)

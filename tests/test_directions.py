@@ -49,11 +49,14 @@ def test_layer_weight_and_none_norms() -> None:
     torch.testing.assert_close(weight, raw * w)
 
 
-def test_ignore_none_normalizes_biases_as_one_block() -> None:
+def test_ignore_none_gives_biases_themselves_random1d_a_rescaled_draw() -> None:
     model = conv_bn_net()
-    d = random_directions(model, DirectionsConfig(ignore="none"), 1).x
     b = dict(model.named_parameters())["0.bias"].detach()
-    assert float(d["0.bias"].norm()) == pytest.approx(float(b.norm()), rel=1e-5)
+    d = random_directions(model, DirectionsConfig(ignore="none"), 1).x  # the paper's rule: d = θ
+    assert torch.equal(d["0.bias"], b)
+    r = random_directions(model, DirectionsConfig(ignore="random1d"), 1).x  # ours: one block, ‖d‖ = ‖θ‖
+    assert float(r["0.bias"].norm()) == pytest.approx(float(b.norm()), rel=1e-5)
+    assert not torch.allclose(r["0.bias"] / r["0.bias"].norm(), b / b.norm())
 
 
 def test_states_directions_cover_running_statistics() -> None:

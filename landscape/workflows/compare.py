@@ -284,7 +284,7 @@ def _is_trained(cfg: Config, run: Path) -> bool:
     return manifest.get("status") == "finished" and not changes and bool(epochs) and epochs[-1] == cfg.train.epochs
 
 
-def _trajectory_is_current(path: Path, checkpoints: Sequence[Path], directions: DirectionsConfig) -> bool:
+def _trajectory_is_current(path: Path, checkpoints: Sequence[Path], directions: DirectionsConfig, center: bool = True) -> bool:
     if not path.is_file():
         return False
     try:
@@ -292,7 +292,8 @@ def _trajectory_is_current(path: Path, checkpoints: Sequence[Path], directions: 
     except LandscapeError:
         return False
     return (meta.get("origin_sha256") == sha256_file(checkpoints[-1]) and meta.get("num_checkpoints") == len(checkpoints)
-            and meta.get("dir_type") == directions.dir_type and meta.get("ignore") == directions.ignore)
+            and meta.get("dir_type") == directions.dir_type and meta.get("ignore") == directions.ignore
+            and bool(meta.get("center", False)) == center)  # files without it were uncentred
 
 
 def _surface_is_current(out: Path, checkpoint: Path, cfg: Config, source: DirectionSource) -> bool:
@@ -335,7 +336,7 @@ def prepare_loss(config: Config, loss: str, out_dir: Path, overwrite: bool = Fal
         train(tcfg, paths.run, overwrite=overwrite)
         done.append(f"train {loss}")
     checkpoints = run_checkpoints(paths.run)
-    if not _trajectory_is_current(paths.trajectory, checkpoints, config.directions):
+    if not _trajectory_is_current(paths.trajectory, checkpoints, config.directions, config.run.pca_center):
         log(f"trajectory {paths.trajectory}")
         traj = trajectory_from_run(paths.run, dir_type=config.directions.dir_type, ignore=config.directions.ignore,
                                    center=config.run.pca_center)

@@ -114,7 +114,8 @@ def _trajectory_current(path: Path, final: Path, cfg: Config) -> bool:
     if not path.is_file() or path.stat().st_mtime < final.stat().st_mtime:
         return False
     meta = load_trajectory(path).meta
-    return meta.get("dir_type") == cfg.directions.dir_type and meta.get("ignore") == cfg.directions.ignore
+    return (meta.get("dir_type") == cfg.directions.dir_type and meta.get("ignore") == cfg.directions.ignore
+            and bool(meta.get("center", False)) == cfg.run.pca_center)  # files without it were uncentred
 
 
 def _trajectory(cfg: Config, out: Path) -> tuple[str, str]:
