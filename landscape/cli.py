@@ -348,7 +348,8 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder of the figures, named <surface stem>_<kind>.<format>")
     p.add_argument("--kind", help="comma-separated: contour,filled,heatmap,surface3d,line,trajectory,panels "
                                   "(default: every kind of [plot] kinds that applies to the file)")
-    p.add_argument("--format", help="comma-separated: pdf,png,svg (default pdf,png)")
+    p.add_argument("--format", help="comma-separated: pdf,png,svg,html (default pdf,png); html: one self-contained "
+                                    "interactive page per 2D surface, <stem>_interactive.html (needs the interactive extra)")
     p.add_argument("--metric", help="a dataset of the file: train_loss (default), test_loss, train_acc, train_mse, ...")
     p.add_argument("--levels", type=int, help="about this many contour levels")
     p.add_argument("--vmin", type=float, help="lower end of the colour scale")

@@ -41,3 +41,7 @@ class GridError(LandscapeError):
 
 class SurfaceFileError(LandscapeError):
     """A surface file is corrupt, locked, or was made with different settings."""
+
+
+class MissingExtraError(LandscapeError):
+    """An optional extra (a package the default install leaves out) is needed and not installed."""
