@@ -2,7 +2,7 @@
 
 ``landscape run`` and ``landscape compare`` write it next to their figures. The page links every
 file of the folder's ``figures/`` (PNG shown as a picture, each linking to itself; PDF and SVG
-linked beside it; the interactive views listed first), shows the resolved config as TOML and
+linked beside it) and every interactive view of ``interactive/`` (listed first), shows the resolved config as TOML and
 the numbers as tables. It is plain HTML with inline CSS: no script, nothing fetched, so it
 opens anywhere, and its links are relative, so the folder can be moved or zipped.
 """
@@ -76,11 +76,9 @@ def _table(table: Table) -> str:
     return f"<h3>{html.escape(table.title)}</h3>{note}<table><tr>{head}</tr>{body}</table>"
 
 
-def _figures(folder: Path) -> _Figures:
+def _figures(folders: Sequence[Path]) -> _Figures:
     found = _Figures()
-    if not folder.is_dir():
-        return found
-    for path in sorted(folder.iterdir()):
+    for path in sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir()):
         if path.name.endswith(SUFFIX):
             found.views.append(path)
         elif path.suffix in _ORDER:
@@ -118,14 +116,14 @@ def _figure_section(root: Path, figures: _Figures) -> str:
 
 
 def write_index(folder: str | Path, *, title: str, settings: str, tables: Sequence[Table] = (),
-                files: Sequence[Path] = (), figures_dir: str | Path = "figures") -> Path:
-    """Write ``<folder>/index.html``: title, tables, links to ``files``, every figure of ``figures_dir``, settings.
+                files: Sequence[Path] = (), figure_dirs: Sequence[str] = ("figures", "interactive")) -> Path:
+    """Write ``<folder>/index.html``: title, tables, links to ``files``, every figure and view of ``figure_dirs``, settings.
 
     ``settings`` is the resolved config as TOML text; ``files`` are other outputs worth a link
     (tables as CSV/Markdown, the trajectory, ...). Returns the path.
     """
     root = Path(folder)
-    figures = _figures(root / figures_dir)
+    figures = _figures([root / d for d in figure_dirs])
     listed = "".join(f'<li><a href="{_link(root, f)}">{html.escape(Path(os.path.relpath(f, root)).as_posix())}</a></li>'
                      for f in files if Path(f).exists())
     page = "\n".join([

@@ -418,14 +418,17 @@ def write_interactive(surface: str | Path, out_dir: str | Path, *, trajectory: s
 
 
 def write_views(surfaces: Sequence[tuple[Path, Path | None, str]], out_dir: Path, *, metric: str = "train_loss",
-                log: bool | None = None, title: bool | str | None = True) -> list[Path]:
-    """The interactive view of each 2D surface, given as (surface file, trajectory or None, name), when plotly is here.
+                log: bool | None = None, title: bool | str | None = True, required: bool = False) -> list[Path]:
+    """The interactive view of each 2D surface, given as (surface file, trajectory or None, name).
 
     For ``landscape run`` and ``landscape compare``: without plotly nothing is written and no error
-    raised (their index page says how to get the views); 1D surfaces are skipped, and a surface
+    raised (their index page says how to get the views), unless ``required`` (the user asked for
+    the format ``html``): then :class:`MissingExtraError`. 1D surfaces are skipped, and a surface
     without ``metric`` opens on its first column.
     """
     if not plotly_available():
+        if required:
+            require_plotly()
         return []
     written: list[Path] = []
     for surface, trajectory, name in surfaces:

@@ -20,7 +20,7 @@ and the tables and figures are rewritten only when the config or one of their in
 
 Outputs: ``DIR/summary.csv`` and ``DIR/summary.md`` (one row per loss), ``DIR/flatness_by_criterion.csv``
 (every model under every criterion), figures in ``DIR/figures/`` (PDF and PNG), the 2D surfaces as
-interactive pages ``DIR/figures/<loss>_surface_{2d,pca}_interactive.html`` when plotly is installed,
+interactive pages ``DIR/interactive/<loss>_surface_{2d,pca}_interactive.html`` when plotly is installed,
 and ``DIR/index.html``, one page with the tables, every figure and the settings.
 
 Figures of merit (computed from the stored surface files; α, β in filter-normalized units)
@@ -77,7 +77,7 @@ from landscape.engine.losses import LOSSES, canonical_loss_name
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.figures import plot
 from landscape.figures.index_page import Table, write_index
-from landscape.figures.interactive import require_plotly, write_views
+from landscape.figures.interactive import plotly_available, write_views
 from landscape.io.checkpoint import load_checkpoint, sha256_file
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.workflows.surface import DirectionSource, make_directions, run_surface, surface_settings
@@ -435,8 +435,8 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
         for name, fig in make_figures(results, config).items():
             files += plot.save_figure(fig, out / "figures" / name, formats=[f for f in config.plot.formats if f != "html"],
                                       dpi=config.plot.dpi)
+        files += write_compare_index(out, config, losses, rows, criterion_rows)
         _write_stamp(out, stamp, files)
-    files += write_compare_index(out, config, losses, rows, criterion_rows)
     return CompareResult(out, results, rows, criterion_rows, files, work)
 
 
@@ -446,9 +446,7 @@ def write_compare_index(out: Path, config: Config, losses: Sequence[str], rows: 
     views = [view for loss in losses for view in ((LossPaths(out / loss).surface_2d, None, f"{loss}_surface_2d"),
              (LossPaths(out / loss).surface_pca, LossPaths(out / loss).trajectory, f"{loss}_surface_pca"))]
     p = config.plot
-    if "html" in p.formats:  # asked for explicitly: an error without plotly (otherwise the views are a bonus)
-        require_plotly()
-    written = write_views(views, out / "figures", metric=p.metric, log=p.log, title=p.title)
+    written = write_views(views, out / "interactive", metric=p.metric, log=p.log, title=p.title, required="html" in p.formats)
     tables = [Table("Summary", rows, "One row per loss; definitions in summary.md."),
               Table("Every model under every criterion", criterion_rows)]
     others = [out / name for name in ("summary.md", "summary.csv", "flatness_by_criterion.csv")]
@@ -469,7 +467,8 @@ def _stamp(out: Path, losses: Sequence[str], config: Config) -> str:
             inputs[str(f.relative_to(out))] = [st.st_size, st.st_mtime_ns]
     # the drawing code too, so that a changed figure function redraws even within one version
     code = [hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in (__file__, plot.__file__)]
-    text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__, "code": code},
+    text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__, "code": code,
+                       "views": plotly_available()},  # installing plotly later writes the interactive views
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -20,7 +20,8 @@ Layout of DIR::
     DIR/surfaces/random_1d.h5                  1D slice along the first of them, train and test
     DIR/surfaces/pca_2d.h5                     2D, in the plane of the trajectory
     DIR/figures/<surface>_<kind>.<fmt>         every figure that applies, plus training_curves
-    DIR/figures/<surface>_interactive.html     the 2D surfaces as interactive pages (when plotly is installed)
+    DIR/interactive/<surface>_interactive.html the 2D surfaces as interactive pages (when plotly is installed;
+                                               plot.formats with "html": required)
     DIR/index.html                             one page linking all of it, with the settings and the numbers
 """
 
@@ -185,20 +186,19 @@ def _surface(job: SurfaceJob, out: Path, final: Path, final_sha: str, overwrite:
 def _figures(cfg: Config, out: Path, jobs: list[SurfaceJob]) -> tuple[str, str]:
     p = cfg.plot
     folder = out / "figures"
+    formats = [f for f in p.formats if f != "html"]  # html: the interactive views, in DIR/interactive/
     written: list[Path] = []
     for job in jobs:
         trajectory = out / TRAJECTORY if job.with_trajectory else None
         written += plot_surface_file(out / "surfaces" / f"{job.name}.h5", folder, trajectory=trajectory, kinds=p.kinds,
-                                     lenient=True, formats=p.formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
-                                     vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title)
+                                     lenient=True, formats=formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
+                                     vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title) if formats else []
     manifest = json.loads((out / "run.json").read_text())
-    written += plot_training_curves(manifest, folder / "training_curves", formats=[f for f in p.formats if f != "html"],
-                                    width=p.width, dpi=p.dpi)
-    if "html" not in p.formats:  # the interactive views too, when plotly is installed (index.html says how otherwise)
-        written += write_views([(out / "surfaces" / f"{job.name}.h5", out / TRAJECTORY if job.with_trajectory else None,
-                                 job.name) for job in jobs], folder, metric=p.metric, log=p.log, title=p.title)
+    written += plot_training_curves(manifest, folder / "training_curves", formats=formats, width=p.width, dpi=p.dpi)
+    views = [(out / "surfaces" / f"{job.name}.h5", out / TRAJECTORY if job.with_trajectory else None, job.name) for job in jobs]
+    written += write_views(views, out / "interactive", metric=p.metric, log=p.log, title=p.title, required="html" in p.formats)
     written.append(write_run_index(out, [out / "surfaces" / f"{job.name}.h5" for job in jobs]))
-    return "done", f"{len(written)} files in {folder} and {out / 'index.html'}"
+    return "done", f"{len(written)} files in {folder}, {out / 'interactive'} and {out / 'index.html'}"
 
 
 # --- the job ----------------------------------------------------------------------------------------
