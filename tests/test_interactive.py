@@ -187,6 +187,25 @@ def test_the_path_sits_on_the_surface_and_carries_epoch_labels(tmp_path: Path) -
     assert list(on_plane[0].text) == ["0", "1", "2", "3"]
 
 
+def test_arrays_in_memory_make_the_same_view_as_their_file(tmp_path: Path) -> None:
+    """What the Python API's Surface offers (x, y, values, done, attrs) is enough; done None: all computed."""
+    need_plotly()
+    from types import SimpleNamespace
+
+    from landscape.figures.interactive import interactive_figure
+
+    surface = SimpleNamespace(x=X, y=Y, values=four_columns(), done=None, attrs={})
+    fig = interactive_figure(surface, path_points(), metric="test_acc")  # type: ignore[arg-type]
+    np.testing.assert_allclose(as_array(traces(fig, "test_acc|linear")["heatmap"].z), (ACC - 0.05).T, rtol=1e-5)
+    assert "partial" not in (fig.figure.layout.title.text or "")
+    assert '"state": {"split": "test", "quantity": "acc", "scale": "linear"}' in fig.script
+    saved = fig.save(tmp_path / "a" / "v.html").read_bytes()
+    assert saved == fig.save(tmp_path / "b.html").read_bytes()  # the same figure, the same bytes
+    assert saved.decode() == fig.to_html(div_id=re.search(r'id="(landscape-[0-9a-f]+)"', saved.decode()).group(1))  # type: ignore[union-attr]
+    inline = fig._repr_html_()
+    assert inline.startswith("<div") and "<html" not in inline and "Plotly.newPlot" in inline
+
+
 def test_a_1d_surface_has_no_interactive_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     need_plotly()
     from landscape.figures.interactive import interactive_figure
@@ -394,3 +413,28 @@ def test_the_page_draws_surface_and_path_in_chromium_and_fetches_nothing(pca_pag
         return int(((a[..., 0] > 0.85) & (a[..., 1] < 0.35) & (a[..., 2] < 0.35)).sum())
 
     assert red(left) > 30 and red(right) > 30, (red(left), red(right))
+
+
+# --- landscape run and compare --------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # a whole (tiny) landscape run: ~25 s on a busy 2-core machine
+def test_run_writes_the_views_of_its_2d_surfaces_and_an_index_linking_everything(tmp_path: Path) -> None:
+    need_plotly()
+    from test_pipeline import TINY
+
+    from landscape.config import load_config
+    from landscape.workflows.run import run_pipeline
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    out = tmp_path / "job"
+    run_pipeline(load_config(config), out)
+    assert sorted(p.name for p in (out / "interactive").iterdir()) == ["pca_2d_interactive.html", "random_2d_interactive.html"]
+    page = (out / "index.html").read_text()
+    hrefs = set(re.findall(r'href="([^"]+)"', page))
+    everything = {f"{d}/{p.name}" for d in ("figures", "interactive") for p in (out / d).iterdir()}
+    assert everything <= hrefs and len(everything) == 13  # 11 figures (test_pipeline.FIGURES) and 2 views
+    final = json.loads((out / "run.json").read_text())["checkpoints"][-1]
+    assert f"<td>{final['train_loss']:.4g}</td>" in page
+    assert "random_x = &quot;-1:1:5&quot;" in page  # the resolved config

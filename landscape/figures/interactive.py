@@ -27,6 +27,7 @@ How it is drawn:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -185,17 +186,23 @@ class InteractiveFigure:
     figure: Any  # plotly.graph_objects.Figure (plotly is an optional extra: not imported at module level)
     script: str
 
-    def to_html(self, full_html: bool = True) -> str:
+    def to_html(self, full_html: bool = True, div_id: str | None = None) -> str:
+        """The page (``full_html``) or a ``<div>`` with its scripts; ``div_id`` None: a random id."""
         return str(self.figure.to_html(full_html=full_html, include_plotlyjs=True, include_mathjax=False,
-                                       post_script=self.script, config={"displaylogo": False, "responsive": True}))
+                                       post_script=self.script, div_id=div_id,
+                                       config={"displaylogo": False, "responsive": True}))
 
     def save(self, path: str | Path) -> Path:
-        """Write the page to ``path`` (atomically: a temporary file renamed over it); returns the path."""
+        """Write the page to ``path`` (atomically: a temporary file renamed over it); returns the path.
+
+        The plot's element id is a hash of the figure, so the same surface gives the same bytes.
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
+        digest = hashlib.sha256((self.figure.to_json() + self.script).encode()).hexdigest()[:16]
         try:
-            tmp.write_text(self.to_html(), encoding="utf-8")
+            tmp.write_text(self.to_html(div_id=f"landscape-{digest}"), encoding="utf-8")
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(OSError):
@@ -280,20 +287,21 @@ def _group_traces(go: ModuleType, sf: SurfaceFile, column: _Column, scale: str, 
     zt = _plain(z.T)  # (ny, nx): plotly's rows are y
     xs, ys = _plain(x), _plain(y)
     traces: list[tuple[Any, int]] = [
+        # slightly see-through, so that the path lying on the surface is not hidden where it dips under a fold
         (go.Surface(x=xs, y=ys, z=zt, customdata=custom, hovertemplate=hover, colorscale="Viridis", showscale=False,
-                    name=label, connectgaps=False), 1),
+                    name=label, connectgaps=False, opacity=0.85), 1),
         (go.Heatmap(x=xs, y=ys, z=zt, customdata=custom, hovertemplate=hover, colorscale="Viridis", name=label,
                     connectgaps=False, zsmooth=False, colorbar={"title": {"text": label, "side": "right"}, "len": 0.9}), 2),
     ]
     if column.complete:  # contour lines interpolate between grid points: only where nothing is missing
-        traces.append((go.Contour(x=xs, y=ys, z=zt, contours={"coloring": "lines"}, ncontours=16, showscale=False,
+        traces.append((go.Contour(x=xs, y=ys, z=zt, contours={"coloring": "none"}, ncontours=16, showscale=False,
                                   line={"color": "rgba(255,255,255,0.55)", "width": 1}, hoverinfo="skip", name=label), 2))
     if path is not None:
         heights = files.path_heights(sf, column.name, path)
         heights = _log10(heights) if scale == "log" else heights
         traces.append((go.Scatter3d(x=_plain(path.coords[:, 0]), y=_plain(path.coords[:, 1]), z=_plain(heights),
                                     mode="lines+markers+text", text=files._epoch_labels(path), textposition="top center",
-                                    marker={"size": 3, "color": _PATH_COLOUR}, line={"color": _PATH_COLOUR, "width": 5},
+                                    marker={"size": 4, "color": _PATH_COLOUR}, line={"color": _PATH_COLOUR, "width": 7},
                                     textfont={"color": "black", "size": 10}, name="optimizer path",
                                     hovertemplate="epoch %{text}<extra></extra>"), 1))
     return traces
@@ -314,6 +322,28 @@ def _shared_traces(go: ModuleType, path: TrajectoryPoints | None) -> list[tuple[
     cursor3d = go.Scatter3d(x=[None], y=[None], z=[None], mode="markers", hoverinfo="skip", showlegend=False,
                             name="cursor", marker={"size": 5, "color": "white", "line": {"color": "black", "width": 2}})
     return [(path2d, 2), (cursor2d, 2), (cursor3d, 1)]
+
+
+def _eye(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> dict[str, float]:
+    """Camera position: on the downhill side of the surface, so its slopes face the viewer.
+
+    A least-squares plane ``z ≈ a + b·u + c·v`` over the grid in the scene's unit coordinates
+    (u, v in [-1, 1]) gives the uphill direction (b, c); the camera looks from the opposite side
+    (a slope rising away from the viewer hides nothing in front of it, e.g. the optimizer path).
+    A bowl without a tilt keeps the default corner.
+    """
+    u = (x - x.mean()) / max(np.ptp(x) / 2, 1e-12)
+    v = (y - y.mean()) / max(np.ptp(y) / 2, 1e-12)
+    uu, vv = np.meshgrid(u, v, indexing="ij")  # (len(x), len(y)), as z
+    ok = np.isfinite(z)
+    b, c = (0.0, 0.0)
+    if ok.sum() >= 3 and np.ptp(z[ok]) > 0:
+        design = np.column_stack([np.ones(ok.sum()), uu[ok], vv[ok]])
+        _, b, c = np.linalg.lstsq(design, (z[ok] - z[ok].min()) / np.ptp(z[ok]), rcond=None)[0]
+    if math.hypot(b, c) < 0.1:
+        return {"x": 1.45, "y": -1.45, "z": 1.0}
+    r = 2.05 / math.hypot(b, c)
+    return {"x": float(-b * r), "y": float(-c * r), "z": 1.0}
 
 
 def _buttons(name: str, options: list[tuple[str, str]], active: str, x: float) -> dict[str, Any]:
@@ -342,9 +372,9 @@ def _layout(fig: Any, sf: SurfaceFile, columns: list[_Column], first: _Column, s
         updatemenus=menus, showlegend=False, paper_bgcolor="white", hovermode="closest",
         scene={"xaxis": {"title": {"text": x_label}}, "yaxis": {"title": {"text": y_label}},
                "zaxis": {"title": {"text": label}}, "aspectmode": "manual",
-               "aspectratio": {"x": 1.0, "y": 1.0, "z": 0.7}, "camera": {"eye": {"x": 1.45, "y": -1.45, "z": 1.0}}},
+               "aspectratio": {"x": 1.0, "y": 1.0, "z": 0.7}, "camera": {"eye": _eye(sf.grid.x, np.asarray(sf.grid.y), first.z)}},
         xaxis={"title": {"text": x_label}, "constrain": "domain"},
-        yaxis={"title": {"text": y_label}, "scaleanchor": "x", "scaleratio": 1},
+        yaxis={"title": {"text": y_label}},
         annotations=[{"text": "", "name": "status", "xref": "paper", "yref": "paper", "x": 1.0, "y": 1.13, "xanchor": "right",
                       "yanchor": "top", "showarrow": False, "font": {"color": "#b00020"}},
                      *[{"text": menu["name"], "xref": "paper", "yref": "paper", "x": menu["x"], "y": 1.17, "xanchor": "left",
