@@ -143,7 +143,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
         cfg = resolve_config(config_to_dict(cfg), None, extra)
     source = DirectionSource(args.directions, args.target, args.target2, hessian=args.hessian_directions)
     summary = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
-                          unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt)
+                          unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt, preview=args.preview)
     from landscape.workflows.surface import format_summary
 
     if "grid" in summary:  # under torchrun only rank 0 has the whole picture
@@ -176,6 +176,8 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
                    help="x (and y) = the top Hessian eigenvectors at the checkpoint (unit norm; [hessian] tol, max_iter, seed)")
     p.add_argument("--max-points", type=int, default=250_000, help="refuse larger grids (default 250000)")
     p.add_argument("--overwrite", action="store_true", help="replace a file made with other settings")
+    p.add_argument("--preview", type=Path, metavar="DIR",
+                   help="redraw the figure into DIR (PNG) at every flush, to watch the coarse-to-fine grid fill in")
     _common(p)
 
 
