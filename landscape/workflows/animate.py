@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from landscape.engine.grid import Grid
 from landscape.engine.progress import bar
 from landscape.errors import AnimationError, CheckpointError
 from landscape.figures.animate import (
+    Frame,
     PlaneStyle,
     check_output,
     evolution_frames,
@@ -142,7 +144,7 @@ def _auto_log(values: np.ndarray, metric: str, log: bool | None) -> bool:
 # --- path and surface3d ----------------------------------------------------------------------------------
 
 
-def _path(run: Path, options: AnimateOptions, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, int, list[str]]:
+def _path(run: Path, options: AnimateOptions, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Iterator[Frame], int, list[str]]:
     traj_file = _needed(run / "trajectory.h5", "the optimizer's path", run)
     surface_file = _needed(run / "surfaces" / "pca_2d.h5", "the surface of the path's plane", run)
     full = read_surface(surface_file)
@@ -215,7 +217,7 @@ def evolution_surfaces(run: Path, options: AnimateOptions) -> list[tuple[Path, P
 
 
 def _evolution(run: Path, options: AnimateOptions, curves: dict[str, tuple[np.ndarray, np.ndarray]],
-               manifest: dict[str, Any]) -> tuple[Any, int, list[str]]:
+               manifest: dict[str, Any]) -> tuple[Iterator[Frame], int, list[str]]:
     pairs = evolution_surfaces(run, options)
     surfaces = [read_surface(f) for _, f in pairs]
     metric = resolve_metric(surfaces[0].columns, options.metric, repr(str(pairs[0][1])))
