@@ -133,6 +133,24 @@ def test_both_views_hold_the_values_transposed_with_gaps_where_not_computed(tmp_
     assert "partial: 54 of 63 points" in fig.figure.layout.title.text
 
 
+def test_a_partial_coarse_to_fine_file_shows_its_finest_complete_level(tmp_path: Path) -> None:
+    need_plotly()
+    from landscape.engine.grid import level_indices, level_strides
+    from landscape.figures.interactive import interactive_figure
+
+    idx = level_indices(LOSS.shape, level_strides(LOSS.shape)[-2])  # the level below the full grid
+    done = np.zeros(LOSS.shape, dtype=bool)
+    done[np.ix_(*idx)] = True
+    done[1, 1] = True  # and one point of the next level
+    fig = interactive_figure(write_surface(tmp_path / "s.h5", four_columns(), done))
+    heatmap = traces(fig, "train_loss|linear")["heatmap"]
+    np.testing.assert_allclose(heatmap.x, X[idx[0]], rtol=1e-5)
+    np.testing.assert_allclose(heatmap.y, Y[idx[1]], rtol=1e-5)
+    np.testing.assert_allclose(as_array(heatmap.z), LOSS[np.ix_(*idx)].T, rtol=1e-5)  # complete: no gap
+    n = len(idx[0]) * len(idx[1])
+    assert f"partial: {n + 1} of 63 points; {len(idx[0])}×{len(idx[1])} level shown" in fig.figure.layout.title.text
+
+
 def test_log_scale_is_log10_of_losses_and_accuracy_stays_linear(tmp_path: Path) -> None:
     need_plotly()
     from landscape.figures.interactive import interactive_figure

@@ -18,10 +18,12 @@ How it is drawn:
   and picks the group), the log group exists for positive columns other than accuracy;
 - array convention (docs/CONTRACTS.md): ``A[i, j]`` is the value at ``(x[i], y[j])``; plotly's
   ``z[row][col]`` is at ``(x[col], y[row])``, so every array is transposed here;
-- points not yet computed (a partial file's ``done`` mask) and diverged points are gaps: the
-  heatmap leaves them blank and the surface has holes there. Nothing is interpolated; contour
-  lines, which would be, are drawn only for a column computed and finite everywhere. A partial
-  file is marked "partial: N of M points" in the title.
+- a partial file (``landscape surface`` computes coarse levels first) is drawn at its finest
+  complete level, as ``landscape plot`` does (:func:`landscape.figures.files.coarse_view`), and
+  marked "partial: N of M points" in the title; points not computed in what is drawn (a file
+  with no complete level) and diverged points are gaps: the heatmap leaves them blank and the
+  surface has holes there. Nothing is interpolated; contour lines, which would be, are drawn
+  only for a column computed and finite everywhere.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def _as_surface_file(surface: str | Path | SurfaceFile | SurfaceLike) -> Surface
 def _as_path(sf: SurfaceFile, trajectory: str | Path | TrajectoryPoints | None) -> TrajectoryPoints | None:
     if trajectory is None or isinstance(trajectory, TrajectoryPoints):
         return trajectory
-    files._check_same_plane(sf, Path(trajectory))
+    files.check_same_plane(sf, Path(trajectory))
     return load_trajectory(trajectory)
 
 
@@ -227,7 +229,7 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     go = require_plotly()
     from plotly.subplots import make_subplots
 
-    sf = _as_surface_file(surface)
+    sf, partial = files.coarse_view(_as_surface_file(surface))  # a partial file: its finest complete level
     if sf.grid.y is None:
         raise GridError(f"an interactive view needs a 2D surface, and {str(sf.path)!r} is 1D")
     first = files.resolve_metric(sf.columns, metric, repr(str(sf.path)))
@@ -262,7 +264,7 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     for key, indices in groups.items():
         for i in indices:
             fig.data[i].visible = key == start
-    _layout(fig, sf, columns, _by_name(columns, first), start, labels[start], x_label, y_label, title)
+    _layout(fig, sf, columns, _by_name(columns, first), start, labels[start], x_label, y_label, title, partial)
     spec = {"groups": groups, "labels": labels, "always": always, "cursor2d": always[1], "cursor3d": always[2],
             "columns": {f"{c.split}|{c.quantity}": c.name for c in columns},
             "state": {"split": _by_name(columns, first).split, "quantity": _by_name(columns, first).quantity,
@@ -355,7 +357,7 @@ def _buttons(name: str, options: list[tuple[str, str]], active: str, x: float) -
 
 
 def _layout(fig: Any, sf: SurfaceFile, columns: list[_Column], first: _Column, start: str, label: str, x_label: str,
-            y_label: str, title: bool | str | None) -> None:
+            y_label: str, title: bool | str | None, partial: str | None) -> None:
     splits = list(dict.fromkeys(c.split for c in columns))
     quantities = list(dict.fromkeys(c.quantity for c in columns))
     has_log = any("log" in c.scales for c in columns)
@@ -364,9 +366,9 @@ def _layout(fig: Any, sf: SurfaceFile, columns: list[_Column], first: _Column, s
     if has_log:
         menus.append(_buttons("scale", [("linear", "linear"), ("log10", "log")], start.partition("|")[2], 0.62))
     text = files._title(sf, title) or ""
-    n, m = int(sf.done.sum()), sf.done.size
-    if n < m:
-        text = f"{text} — partial: {n} of {m} points (gaps not computed)" if text else f"partial: {n} of {m} points"
+    if partial:
+        mark = partial.replace("\n", "; ") + ("" if sf.done.all() else "; gaps: not computed")
+        text = f"{text} — {mark}" if text else mark
     fig.update_layout(
         title={"text": text, "x": 0.5, "y": 0.98, "yanchor": "top"}, height=_HEIGHT, margin={"l": 10, "r": 10, "t": 110, "b": 50},
         updatemenus=menus, showlegend=False, paper_bgcolor="white", hovermode="closest",
