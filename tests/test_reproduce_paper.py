@@ -16,7 +16,7 @@ FIGURES = ("fig5_skip_connections", "fig7_eig_ratio", "fig6_width", "fig3_interp
            "fig4_filter_normalized_1d", "fig9_trajectory")
 
 
-@pytest.mark.slow  # ~20 s of CPU; longer on a loaded machine
+@pytest.mark.slow  # 27 s on 2 cores; about 2 min when they are shared with other jobs
 def test_mini_reproduction_writes_report_and_figures(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "LANDSCAPE_QUIET": "1",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
