@@ -213,7 +213,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         from landscape.zoo.experiment import build_experiment
 
         overrides = _flag_overrides(args, {"model": "model.name", "data": "data.name"}) + list(args.overrides)
-        model = build_experiment(resolve_config(None, args.config, overrides)).model
+        model = build_experiment(resolve_config(None, args.config, overrides), losses=()).model  # no loss is evaluated
     traj = compute_trajectory(checkpoints, model=model, dir_type=args.dir_type, ignore=args.ignore,
                               center=args.center, unsafe=args.unsafe_load, source=source)
     save_trajectory(args.out, traj)
