@@ -28,6 +28,7 @@ from landscape.engine import directions as _dirs
 from landscape.engine.batchloss import (
     BatchEngine,
     BatchFn,
+    BatchLossModel,
     OutputMetrics,
     batch_sums_of,
     output_sums_of,
@@ -528,20 +529,6 @@ class HessianResult:
         return self.eigenvalues[0]
 
 
-class _BatchLossModel(nn.Module):
-    """``model`` with a batch loss as its forward: per-sample losses (a batch mean repeated n times)."""
-
-    def __init__(self, model: nn.Module, fn: BatchFn) -> None:
-        super().__init__()
-        self.inner = model
-        self.fn = fn
-
-    def forward(self, batch: Any) -> Tensor:
-        n = batch_size_of(batch)
-        value = self.fn(self.inner, batch)
-        return value.expand(n) if value.ndim == 0 else value.reshape(n, -1).mean(dim=1)
-
-
 def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = 3, *,
             params: ParamSelector = None, ignore: str = "biasbn", device: str | torch.device | None = None,
             memory_budget: int = DEFAULT_MEMORY_BUDGET, tol: float = 1e-3, max_iter: int = 100,
@@ -581,7 +568,7 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         target, loss_fn = work, spec.per_sample
         batches: Iterable[Any] = _slices(split) if isinstance(split, TensorSplit) else split
     else:
-        target, prefix = _BatchLossModel(work, spec.batch[0][1]), "inner."
+        target, prefix = BatchLossModel(work, spec.batch[0][1]), "inner."
         batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else _Paired(split)
 
         def loss_fn(out: Tensor, _: Any) -> Tensor:

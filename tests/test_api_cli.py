@@ -149,3 +149,71 @@ def test_user_model_through_surface_hessian_and_trajectory(tmp_path: Path, task:
                  *[a for o in TASKS[task][1] for a in ("--set", o)], "--out", str(traj)]) == 0
     with h5py.File(traj, "r") as f:
         assert len(f["trajectory"]["loss"][()]) == 3
+
+
+LOADER_DATA_PY = """
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+def load():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 12, generator=g)
+    y = torch.randint(0, 3, (50,), generator=g)
+    return DataLoader(TensorDataset(x[:35], y[:35]), batch_size=8), DataLoader(TensorDataset(x[35:], y[35:]), batch_size=8)
+"""
+
+LOSS_PY = """
+import torch.nn.functional as F
+
+def loss(model, batch):
+    inputs, targets = batch
+    return F.cross_entropy(model(inputs), targets, reduction="none")
+"""
+
+
+def test_cli_takes_a_batch_loss_file_a_dataloader_and_params(tmp_path: Path) -> None:
+    (tmp_path / "usermodel.py").write_text(textwrap.dedent(MODEL_PY))
+    (tmp_path / "loaders.py").write_text(textwrap.dedent(LOADER_DATA_PY))
+    (tmp_path / "userloss.py").write_text(textwrap.dedent(LOSS_PY))
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 3))
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    flags = ["--model", f"{tmp_path / 'usermodel.py'}:make", "--data", f"{tmp_path / 'loaders.py'}:load",
+             "--loss", f"{tmp_path / 'userloss.py'}:loss"]
+    out = tmp_path / "s.h5"
+    assert main(["surface", str(tmp_path / "m.pt"), *flags, "--params", "0.*", "--x", "-1:1:3", "--y", "-1:1:3",
+                 "--out", str(out)]) == 0
+    s = landscape.load_surface(out)
+    assert s.columns == ["train_loss"] and s.attrs["settings"]["params"] == ["0.*"]
+    dirs = s.directions
+    assert dirs is not None and dirs.y is not None
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 12, generator=g)[:35], torch.randint(0, 3, (50,), generator=g)[:35]
+    base = {k: v.detach().double() for k, v in model.named_parameters()}
+    want = np.empty((3, 3))
+    for i, a in enumerate(s.x):
+        for j, b in enumerate(s.y):  # only the first layer moves
+            p = {k: v + (float(a) * dirs.x[k].double() + float(b) * dirs.y[k].double() if k.startswith("0.") else 0)
+                 for k, v in base.items()}
+            out_ = torch.tanh(x.double() @ p["0.weight"].T + p["0.bias"]) @ p["2.weight"].T + p["2.bias"]
+            want[i, j] = float(F.cross_entropy(out_, y))
+    np.testing.assert_allclose(s["train_loss"], want, rtol=1e-5)
+    # the API on the same loader, callable and params: the CLI's values
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(LOSS_PY), namespace)
+    exec(textwrap.dedent(LOADER_DATA_PY), namespace)
+    api = landscape.surface(model, namespace["load"]()[0], loss=namespace["loss"], directions=out, x=(-1, 1, 3),
+                            y=(-1, 1, 3), params="0.*")
+    np.testing.assert_allclose(api["train_loss"], s["train_loss"], rtol=1e-6)
+
+    report = tmp_path / "h.json"
+    assert main(["hessian", str(tmp_path / "m.pt"), *flags, "--params", "2.*", "--top-k", "1", "--max-iter", "20",
+                 "--trace-samples", "2", "--out", str(report)]) == 0
+    w2 = base["2.weight"].reshape(-1)
+
+    def loss_of(flat: Tensor) -> Tensor:
+        h = torch.tanh(x.double() @ base["0.weight"].T + base["0.bias"])
+        return F.cross_entropy(h @ flat.reshape(3, 6).T + base["2.bias"], y)
+
+    dense = torch.autograd.functional.hessian(loss_of, w2)
+    np.testing.assert_allclose(json.loads(report.read_text())["exact_trace"], float(torch.trace(dense)), rtol=1e-4)

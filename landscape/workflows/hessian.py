@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from landscape import __version__
 from landscape.config import Config, config_to_dict
+from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.directions import Directions, check_directions, save_directions, target_tensors
 from landscape.engine.evaluate import eval_mode
 from landscape.engine.grid import auto_batch_size
@@ -51,11 +52,13 @@ from landscape.engine.hessian import (
     lanczos,
 )
 from landscape.engine.losses import get_criterion
+from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
+from landscape.zoo.registry import is_user_spec, load_callable
 
 EIG_METRICS = ("max_eig", "min_eig", "eig_ratio", "eig_converged")  # columns per split, in order
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
@@ -138,11 +141,29 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         raise ConfigError(f"surface.max_samples must be ≥ 0, got {cfg.surface.max_samples}")
     split = exp.data.split(split_name).subset(cfg.surface.max_samples).to(device)
     model = copy.deepcopy(exp.model).to(device).eval()
+    names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
+    if cfg.surface.params:
+        chosen = selector(cfg.surface.params)
+        assert chosen is not None
+        names = [k for k in names if chosen(k)]
+        if not names:
+            raise ConfigError(f"--params {','.join(cfg.surface.params)} selects none of the parameters "
+                              f"({', '.join(parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)[:4])}, ...)")
+    batches = split_batches(split, cfg.surface.batch_size)
+    if is_user_spec(loss):  # a batch loss fn(model, (inputs, targets)): the Hessian of the wrapped model
+        wrapped = BatchLossModel(model, load_callable(loss))  # type: ignore[arg-type]
+        with torch.inference_mode():
+            wrapped(batches[0])
+        pairs: Batches = [(b, None) for b in batches]  # type: ignore[misc]
+
+        def identity(out: Tensor, _: Tensor) -> Tensor:
+            return out
+
+        problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, identity)
+        return Setup(problem, wrapped, pairs, identity, loss, split_name)
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(split.inputs[:2]), split.targets[:2])
-    batches = split_batches(split, cfg.surface.batch_size)
     loss_fn = per_sample_loss(exp, loss)
-    names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
     return Setup(HessianProblem(model, names, batches, loss_fn), model, batches, loss_fn, loss, split_name)
 
 
@@ -294,7 +315,8 @@ def forward_seconds(model: nn.Module, batches: Batches, loss_fn: LossFn, repeats
     with eval_mode(model), torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
-            total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
+            # the parameters' device: x may be a whole (inputs, targets) batch of a batch loss
+            total = torch.zeros((), dtype=torch.float64, device=next(iter(model.parameters()), torch.empty(0)).device)
             for x, y in batches:
                 total += loss_fn(model(x), y).sum()
             float(total)  # wait for the device

@@ -14,6 +14,7 @@ from landscape.errors import CheckpointError
 from landscape.io.checkpoint import Checkpoint, load_into
 from landscape.zoo.data import DataBundle, load_data
 from landscape.zoo.models import build_model
+from landscape.zoo.registry import is_user_spec
 
 
 @dataclass
@@ -55,7 +56,7 @@ def build_experiment(config: Config, data: DataBundle | None = None, losses: Seq
     data = data if data is not None else load_data(config.data)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model.name, data.input_shape, data.output_shape, dict(config.model.options))
-    wanted = [config.train.loss] if losses is None else list(losses)
+    wanted = [n for n in ([config.train.loss] if losses is None else losses) if not is_user_spec(n)]  # file.py:fn: a batch loss
     if wanted:
         MetricSet(wanted, data.task, data.num_classes)
     return Experiment(config, data, model)
