@@ -610,6 +610,27 @@ class _Paired:
         return ((b, None) for b in self.source)
 
 
+def dataset(name: str = "digits", **options: Any) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """A built-in dataset as ``((train_inputs, train_targets), (test_inputs, test_targets))`` tensors.
+
+    Args:
+        name: a registry name: ``digits`` (8×8 images (n, 1, 8, 8) in [0, 1], labels (n,) int64;
+            shipped with the package), ``linreg``, ``blobs``, ``spirals``, ``mnist``, ... .
+        options: the builder's keywords (e.g. ``seed=0``; ``root=``, ``download=`` for image sets).
+
+    Returns:
+        two ``(inputs, targets)`` pairs, ready for :func:`surface` as they are.
+    """
+    from landscape.zoo.data import DATASETS
+
+    try:
+        result = DATASETS.get(name)(**options)
+    except TypeError as err:
+        raise DataError(f"dataset {name!r} rejected options {options}: {err}") from err
+    train, test = result
+    return (train[0], train[1]), (test[0], test[1])
+
+
 def losses() -> list[str]:
     """The registry's loss names (and aliases) accepted by ``loss=``."""
     return [*LOSSES.names(), *ALIASES]
