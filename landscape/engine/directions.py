@@ -73,6 +73,12 @@ class Directions:
 # --- the small algebra over tensor dicts ------------------------------------------------------
 
 
+def nonzero(t: Tensor, chunk: int = 1 << 20) -> bool:
+    """Whether any entry of ``t`` is non-zero, in chunks (``t.any()`` allocates a bool copy of ``t``)."""
+    flat = t.reshape(-1)
+    return any(bool(part.any()) for part in flat.split(chunk)) if flat.numel() > chunk else bool(flat.any())
+
+
 def norm(d: Mapping[str, Tensor]) -> float:
     return math.sqrt(sum(float((t.double() ** 2).sum()) for t in d.values()))
 

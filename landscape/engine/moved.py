@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from landscape.engine.directions import Directions, target_tensors
+from landscape.engine.directions import Directions, nonzero, target_tensors
 from landscape.errors import ConfigError
 
 ParamSelector = str | Sequence[str] | Callable[[str], bool] | None
@@ -51,7 +51,7 @@ class MovedTensors:
         source = target_tensors(pristine, directions.dir_type) if pristine is not None else {}
         ys = directions.y or {}
         names = [k for k in directions.x if (moved is None or moved(k))
-                 and (bool(directions.x[k].any()) or (k in ys and bool(ys[k].any())))]
+                 and (nonzero(directions.x[k]) or (k in ys and nonzero(ys[k])))]
         if moved is not None and not names:
             raise ConfigError("params selects no tensor with a non-zero direction; names look like "
                               f"{', '.join(list(directions.x)[:4])}")

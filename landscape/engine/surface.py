@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from landscape.engine.directions import Directions, check_directions, target_tensors
+from landscape.engine.directions import Directions, check_directions, nonzero, target_tensors
 from landscape.engine.grid import Grid
 from landscape.engine.losses import Metrics
 from landscape.engine.rewrites import (
@@ -86,7 +86,7 @@ class SurfaceEngine:
         ys = directions.y or {}
         # only tensors whose direction is non-zero need rewriting at every point
         self.names = [k for k in directions.x if (moved is None or moved(k))
-                      and (bool(directions.x[k].any()) or (k in ys and bool(ys[k].any())))]
+                      and (nonzero(directions.x[k]) or (k in ys and nonzero(ys[k])))]
         if moved is not None and not self.names:
             raise ConfigError("params selects no tensor with a non-zero direction")
         self.params = [targets[k] for k in self.names]
