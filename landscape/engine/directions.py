@@ -76,7 +76,7 @@ class Directions:
 def nonzero(t: Tensor, chunk: int = 1 << 20) -> bool:
     """Whether any entry of ``t`` is non-zero, in chunks (``t.any()`` allocates a bool copy of ``t``)."""
     flat = t.reshape(-1)
-    return any(bool(part.any()) for part in flat.split(chunk)) if flat.numel() > chunk else bool(flat.any())
+    return any(bool(flat[i : i + chunk].any()) for i in range(0, flat.numel(), chunk))
 
 
 def norm(d: Mapping[str, Tensor]) -> float:
