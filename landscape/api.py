@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,11 +409,15 @@ def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:
         vals, used = engine.calibrate(coords)
         rows.append(vals)
         pbar.update(used)
-        step = max(engine.points_per_call, 1)
-        for start in range(used, len(coords), step):
-            part = engine.evaluate(coords[start : start + step])
+        start, rate = used, 1.0
+        while start < len(coords):  # pieces of about a second of work, as the CLI's claim loop sizes them
+            piece = max(engine.points_per_call, min(1024, int(rate)))
+            t0 = time.perf_counter()
+            part = engine.evaluate(coords[start : start + piece])
+            rate = len(part) / max(time.perf_counter() - t0, 1e-9)
             rows.append(part)
             pbar.update(len(part))
+            start += len(part)
     return np.concatenate(rows) if rows else np.empty((0, 0))
 
 
