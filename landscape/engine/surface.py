@@ -57,6 +57,9 @@ class Evaluator(Protocol):
     def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]: ...
 
 
+# one side of a rewrite's equivalence check: (α, β, first batch, its cache key) -> outputs
+_Side = Callable[[float, float, Tensor, tuple[str, int]], list[Tensor]]
+
 STEM_CACHE_BYTES = 1 << 30  # precompute the first layer only when its three outputs fit in this
 
 
@@ -225,40 +228,62 @@ class SurfaceEngine:
         if not self._same_outputs(reference, None, None):
             self._adopt(reference)
 
-    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor] | None, dys: list[Tensor] | None) -> bool:
-        """The engine's model at an off-origin point against ``reference`` moved there by hand
-        along ``dxs``/``dys``; ``dxs=None`` when ``reference`` shares the engine's tensors, which
-        the point then moves for both."""
+    def _equivalent(self, rewritten: _Side, reference: _Side, undo: Callable[[], None]) -> bool:
+        """The one check every set-up rewrite passes before it is kept.
+
+        At the off-origin point (α, β) = (0.37, −0.21) and on the first batch (what a first-layer
+        cache holds), every output of the ``rewritten`` side must equal the ``reference`` side's
+        (``allclose``, rtol 1e-4, atol 1e-5). Any exception means "not equivalent": a stand-in can
+        make a user's forward fail, and is then simply not used. ``undo`` and a reset to the
+        origin run whatever happens.
+        """
         a, b = 0.37, -0.21 if self.moved.dy is not None else 0.0
         split_name, split = next(iter(self.splits.items()))
-        # with a first-layer cache, the first batch exactly (what it holds); else a few samples suffice
-        x = split.inputs[: self.batch_sizes[split_name] if self.stem is not None else 64]
-        for stem in [m for m in reference.modules() if isinstance(m, _LinearStem)] + ([self.stem] if self.stem else []):
-            stem.key, stem.point = (split_name, 0), (a, b)
-        ref_params: list[Tensor] = []
-        if dxs is not None:
-            targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
-            ref_params = [targets[k].detach() for k in self.names]
-        ref_origin = [t.clone() for t in ref_params]
+        x, key = split.inputs[: self.batch_sizes[split_name]], (split_name, 0)
+        self._reset_to_origin()
         try:
             with torch.inference_mode():
-                self._set_point(a, b)
-                fast = self.model(x)
-            with torch.no_grad():
-                for i, p in enumerate(ref_params):
-                    p.add_(dxs[i], alpha=a)  # type: ignore[index]
-                    if dys is not None:
-                        p.add_(dys[i], alpha=b)
-            with torch.inference_mode():
-                slow = reference(x)
+                fast = rewritten(a, b, x, key)
+                slow = reference(a, b, x, key)[0]
         except Exception:  # a stand-in can make any user forward fail: then it is simply not used
             return False
         finally:
-            with torch.no_grad():
-                for p, o in zip(ref_params, ref_origin, strict=True):
-                    p.copy_(o)
-                self._reset_to_origin()
-        return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5))
+            undo()
+            self._reset_to_origin()
+        return all(bool(torch.allclose(f, slow, rtol=1e-4, atol=1e-5)) for f in fast)
+
+    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor] | None, dys: list[Tensor] | None) -> bool:
+        """The engine's model against ``reference`` moved to the same point by hand along
+        ``dxs``/``dys``; ``dxs=None`` when ``reference`` shares the engine's tensors, which the
+        point then moves for both."""
+        targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
+        ref_params = [targets[k].detach() for k in self.names] if dxs is not None else []
+        ref_origin = [t.clone() for t in ref_params]
+        ref_stems = [m for m in reference.modules() if isinstance(m, _LinearStem)]
+
+        def rewritten(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            if self.stem is not None:
+                self.stem.key = key
+            self._set_point(a, b)
+            return [self.model(x)]
+
+        def by_hand(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            for stem in ref_stems:
+                stem.key, stem.point = key, (a, b)
+            for i, p in enumerate(ref_params):
+                p.add_(dxs[i], alpha=a)  # type: ignore[index]
+                if dys is not None:
+                    p.add_(dys[i], alpha=b)
+            return [reference(x)]
+
+        @torch.no_grad()
+        def undo() -> None:
+            for p, o in zip(ref_params, ref_origin, strict=True):
+                p.copy_(o)
+            for stem in ref_stems:
+                stem.point = None
+
+        return self._equivalent(rewritten, by_hand, undo)
 
     # per batch, for the widest layer: cache-sized working sets on a CPU; on a GPU, big batches
     ACTIVATION_BYTES: ClassVar[Mapping[str, int]] = {"cpu": 4 << 20, "cuda": 256 << 20}
@@ -368,37 +393,36 @@ class SurfaceEngine:
         return {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
 
     def _stem_is_exact(self, stem: _LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
-        """Compare with the real layer at one off-origin point; anything unexpected disables the stem.
+        """The stand-in (both its paths: ``coef`` as under vmap, and one point) against the real layer.
 
         The stand-in's side runs as evaluation will: only the tensors in ``keep`` move, the
         layer's own stay at the origin. A layer whose tensors are also used elsewhere (tied
         weights) therefore fails the comparison instead of freezing them there.
         """
-        a, b = 0.37, -0.21 if self.moved.dy is not None else 0.0
-        split_name, split = next(iter(self.splits.items()))
-        x = split.inputs[: self.batch_sizes[split_name]]
-        self._reset_to_origin()
-        full, self.moved = self.moved, self.moved.narrow(keep)
-        try:
-            with torch.inference_mode():
-                stem.key = (split_name, 0)
-                stem.coef.copy_(torch.tensor([a, b]))
-                self._set_point(a, b)
-                fast = self.model(x)  # the vmap path (coef)
-                stem.point = (a, b)
-                fast_point = self.model(x)  # the one-point path
-                stem.point = None
-                self.moved = full
-                setattr(parent, child, layer)
-                self._set_point(a, b)
-                slow = self.model(x)
-        except Exception:  # a stand-in can make any user forward fail: then it is simply not used
-            return False
-        finally:
+        full = self.moved
+
+        def rewritten(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            self.moved = full.narrow(keep)
+            stem.key = key
+            stem.coef.copy_(torch.tensor([a, b]))
+            self._set_point(a, b)
+            by_coef = self.model(x)  # the vmap path
+            stem.point = (a, b)
+            one_point = self.model(x)
+            stem.point = None
+            return [by_coef, one_point]
+
+        def real_layer(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            self.moved = full
+            setattr(parent, child, layer)
+            self._set_point(a, b)
+            return [self.model(x)]
+
+        def undo() -> None:
             self.moved = full
             setattr(parent, child, stem)
-            self._reset_to_origin()
-        return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5) and torch.allclose(fast_point, slow, rtol=1e-4, atol=1e-5))
+
+        return self._equivalent(rewritten, real_layer, undo)
 
     @torch.no_grad()
     def _reset_to_origin(self) -> None:
