@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -44,6 +44,9 @@ from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DataError, GridError, LandscapeError, ModelError
 from landscape.zoo.data import Task, TensorSplit
+
+if TYPE_CHECKING:
+    from landscape.figures.interactive import InteractiveFigure
 from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Prepared, Streamed, batch_size_of, first_batch, prepare
 
 AxisSpec = tuple[float, float, int] | Sequence[float] | np.ndarray
@@ -426,12 +429,15 @@ def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:
 
 def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train_loss", ax: Axes | None = None,
          trajectory: Any = None, levels: int | None = None, vmin: float | None = None, vmax: float | None = None,
-         log: bool | None = None, cmap: str = "viridis", width: str = "single", title: str | None = None) -> Figure:
+         log: bool | None = None, cmap: str = "viridis", width: str = "single", title: str | None = None,
+         ) -> Figure | InteractiveFigure:
     """One figure of a surface, as ``landscape plot`` draws it.
 
     Args:
         s: a :class:`Surface` or the path of a surface file.
-        kind: ``contour``, ``filled``, ``heatmap``, ``surface3d``, ``trajectory``, ``panels`` (2D) or ``line`` (1D).
+        kind: ``contour``, ``filled``, ``heatmap``, ``surface3d``, ``trajectory``, ``panels`` (2D) or ``line`` (1D);
+            ``interactive`` (2D, needs the ``interactive`` extra): a plotly view that displays inline in
+            Jupyter and saves to one self-contained HTML file with ``.save(path)``.
         metric: the column drawn (``train_loss``, ``test_acc``, ...).
         ax: draw into these axes (contour, filled, heatmap, line); None: a new figure.
         trajectory: for ``trajectory``/``surface3d``: a trajectory file path or what
@@ -442,13 +448,20 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
         title: a title, or None.
 
     Returns:
-        the matplotlib ``Figure`` (``ax.figure`` when ``ax`` is given).
+        the matplotlib ``Figure`` (``ax.figure`` when ``ax`` is given); for ``interactive`` an
+        :class:`~landscape.figures.interactive.InteractiveFigure`.
     """
     from landscape.figures import files
     from landscape.io.surface_file import SurfaceFile
 
     if not isinstance(s, Surface):
         s = load_surface(s)
+    if kind == "interactive":
+        from landscape.figures.interactive import interactive_figure
+
+        if ax is not None:
+            raise ConfigError("kind='interactive' draws its own page: leave ax out")
+        return interactive_figure(s, trajectory, metric=metric, log=log, title=title)
     if kind not in files.KINDS:
         raise ConfigError(f"unknown figure kind {kind!r}; choose from {', '.join(files.KINDS)}")
     chosen = files.resolve_metric(s.columns, metric, "the surface")
