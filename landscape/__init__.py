@@ -4,4 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from landscape.api_trajectory import Trajectory, trajectory
+from landscape.io.recorder import Recorder
+
+__all__ = ["Recorder", "Trajectory", "__version__", "trajectory"]
