@@ -211,6 +211,11 @@ def _read_ours(group: h5py.Group) -> Directions:
     return Directions(x, y, meta)
 
 
+def read_directions_group(group: h5py.Group) -> Directions:
+    """Directions stored in our layout in ``group`` (a direction file's root or a surface file's ``directions/``)."""
+    return _read_ours(group)
+
+
 def _read_reference(f: h5py.File, model: nn.Module, path: Path) -> Directions:
     """The reference implementation's layout: ``xdirection``/``ydirection`` holding "0".."n-1"."""
     xs = [np.asarray(f["xdirection"][str(i)][()]) for i in range(len(f["xdirection"]))]

@@ -17,7 +17,7 @@ import contextlib
 import copy
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -28,7 +28,7 @@ from torch.func import functional_call, vmap
 
 from landscape.engine.directions import Directions, check_directions, target_tensors
 from landscape.engine.grid import Grid
-from landscape.engine.losses import MetricSet
+from landscape.engine.losses import Metrics
 from landscape.engine.rewrites import (
     _fast_conv_available,
     _fuse_traced,
@@ -70,9 +70,9 @@ class SurfaceEngine:
     """
 
     def __init__(self, model: nn.Module, directions: Directions, splits: Mapping[str, TensorSplit],
-                 metrics: MetricSet, *, device: torch.device | str = "cpu", batch_size: int = 0,
+                 metrics: Metrics, *, device: torch.device | str = "cpu", batch_size: int = 0,
                  bn: str = "fixed", bn_data: TensorSplit | None = None, bn_batches: int = 8,
-                 points_per_call: int = 0) -> None:
+                 points_per_call: int = 0, moved: Callable[[str], bool] | None = None) -> None:
         check_directions(directions, model)
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).to(self.device).eval()
@@ -85,9 +85,17 @@ class SurfaceEngine:
         targets = target_tensors(self.model, directions.dir_type)
         ys = directions.y or {}
         # only tensors whose direction is non-zero need rewriting at every point
-        self.names = [k for k in directions.x if bool(directions.x[k].any()) or (k in ys and bool(ys[k].any()))]
+        self.names = [k for k in directions.x if (moved is None or moved(k))
+                      and (bool(directions.x[k].any()) or (k in ys and bool(ys[k].any())))]
+        if moved is not None and not self.names:
+            raise ConfigError("params selects no tensor with a non-zero direction")
         self.params = [targets[k] for k in self.names]
-        self.origin = [t.clone() for t in self.params]
+        # the origin aliases the caller's own tensors where they already have the working copy's
+        # device, dtype and layout (they are never written to): one copy of the model less
+        caller = target_tensors(model, directions.dir_type)
+        self.origin = [caller[k] if (caller[k].device == t.device and caller[k].dtype == t.dtype
+                                     and caller[k].stride() == t.stride()) else t.clone()
+                       for k, t in zip(self.names, self.params, strict=True)]
         self.dx = [directions.x[k].to(self.device, t.dtype) for k, t in zip(self.names, self.params, strict=True)]
         self.dy = [ys[k].to(self.device, t.dtype) for k, t in zip(self.names, self.params, strict=True)] if ys else None
         self.bn = bn
@@ -573,7 +581,7 @@ class SurfaceResult:
 
 def compute_surface(model: nn.Module, data: Mapping[str, TensorSplit] | TensorSplit, directions: Directions,
                     x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float] | None = None, *,
-                    metrics: MetricSet, device: torch.device | str = "cpu", batch_size: int = 0,
+                    metrics: Metrics, device: torch.device | str = "cpu", batch_size: int = 0,
                     points_per_call: int = 1, bn: str = "fixed", bn_data: TensorSplit | None = None) -> SurfaceResult:
     """Evaluate ``metrics`` on the grid ``x`` (× ``y``) around ``model`` without touching any file.
 
