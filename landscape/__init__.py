@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from landscape.api import (
     HessianResult,
     Surface,
+    dataset,
     hessian,
     load_surface,
     plot,
@@ -33,6 +34,7 @@ __all__ = [
     "Surface",
     "Trajectory",
     "__version__",
+    "dataset",
     "hessian",
     "load_surface",
     "plot",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from landscape.engine import directions as _dirs
 from landscape.engine.batchloss import (
     BatchEngine,
     BatchFn,
+    BatchLossModel,
     OutputMetrics,
     batch_sums_of,
     output_sums_of,
@@ -407,11 +409,15 @@ def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:
         vals, used = engine.calibrate(coords)
         rows.append(vals)
         pbar.update(used)
-        step = max(engine.points_per_call, 1)
-        for start in range(used, len(coords), step):
-            part = engine.evaluate(coords[start : start + step])
+        start, rate = used, 1.0
+        while start < len(coords):  # pieces of about a second of work, as the CLI's claim loop sizes them
+            piece = max(engine.points_per_call, min(1024, int(rate)))
+            t0 = time.perf_counter()
+            part = engine.evaluate(coords[start : start + piece])
+            rate = len(part) / max(time.perf_counter() - t0, 1e-9)
             rows.append(part)
             pbar.update(len(part))
+            start += len(part)
     return np.concatenate(rows) if rows else np.empty((0, 0))
 
 
@@ -528,20 +534,6 @@ class HessianResult:
         return self.eigenvalues[0]
 
 
-class _BatchLossModel(nn.Module):
-    """``model`` with a batch loss as its forward: per-sample losses (a batch mean repeated n times)."""
-
-    def __init__(self, model: nn.Module, fn: BatchFn) -> None:
-        super().__init__()
-        self.inner = model
-        self.fn = fn
-
-    def forward(self, batch: Any) -> Tensor:
-        n = batch_size_of(batch)
-        value = self.fn(self.inner, batch)
-        return value.expand(n) if value.ndim == 0 else value.reshape(n, -1).mean(dim=1)
-
-
 def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = 3, *,
             params: ParamSelector = None, ignore: str = "biasbn", device: str | torch.device | None = None,
             memory_budget: int = DEFAULT_MEMORY_BUDGET, tol: float = 1e-3, max_iter: int = 100,
@@ -581,7 +573,7 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         target, loss_fn = work, spec.per_sample
         batches: Iterable[Any] = _slices(split) if isinstance(split, TensorSplit) else split
     else:
-        target, prefix = _BatchLossModel(work, spec.batch[0][1]), "inner."
+        target, prefix = BatchLossModel(work, spec.batch[0][1]), "inner."
         batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else _Paired(split)
 
         def loss_fn(out: Tensor, _: Any) -> Tensor:
@@ -621,6 +613,27 @@ class _Paired:
 
     def __iter__(self) -> Any:
         return ((b, None) for b in self.source)
+
+
+def dataset(name: str = "digits", **options: Any) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """A built-in dataset as ``((train_inputs, train_targets), (test_inputs, test_targets))`` tensors.
+
+    Args:
+        name: a registry name: ``digits`` (8×8 images (n, 1, 8, 8) in [0, 1], labels (n,) int64;
+            shipped with the package), ``linreg``, ``blobs``, ``spirals``, ``mnist``, ... .
+        options: the builder's keywords (e.g. ``seed=0``; ``root=``, ``download=`` for image sets).
+
+    Returns:
+        two ``(inputs, targets)`` pairs, ready for :func:`surface` as they are.
+    """
+    from landscape.zoo.data import DATASETS
+
+    try:
+        result = DATASETS.get(name)(**options)
+    except TypeError as err:
+        raise DataError(f"dataset {name!r} rejected options {options}: {err}") from err
+    train, test = result
+    return (train[0], train[1]), (test[0], test[1])
 
 
 def losses() -> list[str]:

@@ -83,7 +83,7 @@ def acc_loop(x: Tensor, y: Tensor) -> Callable[[dict[str, Tensor]], float]:
 def test_public_names_are_pinned() -> None:
     public = {n for n in dir(landscape) if not n.startswith("_")} & set(landscape.__all__)
     assert set(landscape.__all__) >= {"surface", "random_directions", "Surface", "load_surface", "plot", "hessian",
-                                      "Directions", "HessianResult", "LandscapeError", "__version__"}
+                                      "Directions", "HessianResult", "LandscapeError", "__version__", "dataset"}
     assert public == set(landscape.__all__) - {"__version__"}
     assert all(hasattr(landscape, n) for n in landscape.__all__)
 

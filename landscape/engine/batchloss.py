@@ -104,6 +104,35 @@ def output_sums_of(metrics: Any) -> BatchSums:
     return sums
 
 
+def samples_in(batch: Any) -> int:
+    """Samples in a batch: the leading size of a tensor, or of the first tensor in a dict/tuple."""
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, tuple | list) else ()
+    for v in values:
+        if isinstance(v, Tensor) and v.ndim:
+            return int(v.shape[0])
+    raise ModelError(f"cannot tell how many samples a batch of type {type(batch).__name__} holds: "
+                     "it needs a tensor with a leading batch dimension")
+
+
+class BatchLossModel(nn.Module):
+    """``model`` with a batch loss as its forward: per-sample losses (n,), a batch mean repeated n
+    times. Its parameters are the model's, named ``inner.<name>`` (for the Hessian's functional calls)."""
+
+    def __init__(self, model: nn.Module, fn: BatchFn) -> None:
+        super().__init__()
+        self.inner = model
+        self.fn = fn
+
+    def forward(self, batch: Any) -> Tensor:
+        n = samples_in(batch)
+        value = self.fn(self.inner, batch)
+        if not isinstance(value, Tensor):
+            raise ModelError(f"the batch loss returned a {type(value).__name__}, not a tensor")
+        return value.expand(n) if value.ndim == 0 else value.reshape(n, -1).mean(dim=1)
+
+
 class BatchEngine:
     """Metrics at points of the plane for data given as batches (cached on the device or streamed).
 

@@ -73,6 +73,12 @@ class Directions:
 # --- the small algebra over tensor dicts ------------------------------------------------------
 
 
+def nonzero(t: Tensor, chunk: int = 1 << 20) -> bool:
+    """Whether any entry of ``t`` is non-zero, in chunks (``t.any()`` allocates a bool copy of ``t``)."""
+    flat = t.reshape(-1)
+    return any(bool(flat[i : i + chunk].any()) for i in range(0, flat.numel(), chunk))
+
+
 def norm(d: Mapping[str, Tensor]) -> float:
     return math.sqrt(sum(float((t.double() ** 2).sum()) for t in d.values()))
 
