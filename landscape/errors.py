@@ -41,3 +41,11 @@ class GridError(LandscapeError):
 
 class SurfaceFileError(LandscapeError):
     """A surface file is corrupt, locked, or was made with different settings."""
+
+
+class AnimationError(LandscapeError):
+    """An animation cannot be made: a run folder lacks a file, an option is out of range, no ffmpeg for MP4."""
+
+
+class MissingExtraError(LandscapeError):
+    """An optional extra (a package the default install leaves out) is needed and not installed."""
