@@ -18,6 +18,7 @@ from landscape.cli import main
 from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.recorder import skeleton_model
+from landscape.workflows.info import describe
 
 
 def _model() -> nn.Module:
@@ -91,6 +92,9 @@ def test_recorder_writes_loadable_checkpoints_and_manifest(recorded: tuple[Path,
         if entry["step"]:
             assert entry["lr"] == 0.3 and ckpt.metrics["train_loss"] == pytest.approx(entry["train_loss"])
     assert not list(run.rglob("*.tmp"))
+    info = describe(run / manifest["checkpoints"][-1]["file"])
+    assert info["format"] == "recorded (landscape.Recorder)" and info["step"] == 9
+    assert info["model_class"] == "torch.nn.modules.container.Sequential"
 
 
 @pytest.mark.parametrize("center", [False, True])
