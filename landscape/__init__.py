@@ -21,14 +21,18 @@ from landscape.api import (
     random_directions,
     surface,
 )
+from landscape.api_trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.errors import LandscapeError
+from landscape.io.recorder import Recorder
 
 __all__ = [
     "Directions",
     "HessianResult",
     "LandscapeError",
+    "Recorder",
     "Surface",
+    "Trajectory",
     "__version__",
     "dataset",
     "hessian",
@@ -36,4 +40,5 @@ __all__ = [
     "plot",
     "random_directions",
     "surface",
+    "trajectory",
 ]

@@ -203,11 +203,12 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 # --- trajectory ------------------------------------------------------------------------------------
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from landscape.workflows.trajectory import compute_trajectory, run_checkpoints, save_trajectory, summary
+    from landscape.api_trajectory import folder_checkpoints
+    from landscape.workflows.trajectory import compute_trajectory, save_trajectory, summary
 
     inputs: list[Path] = args.inputs
-    if len(inputs) == 1 and inputs[0].is_dir():
-        checkpoints, source = run_checkpoints(inputs[0], args.include_steps), str(inputs[0])
+    if len(inputs) == 1 and inputs[0].is_dir():  # a run folder (train, Recorder) or a folder of checkpoint files
+        checkpoints, source = folder_checkpoints(inputs[0], args.include_steps), str(inputs[0])
     elif any(p.is_dir() for p in inputs):
         raise ConfigError("give one run folder or a list of checkpoint files, not both")
     elif args.include_steps:
