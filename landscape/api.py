@@ -346,7 +346,8 @@ def surface(
         directions: from :func:`random_directions` or a trajectory, a direction file path
             (ours, a surface file, the paper's ``xdirection/ydirection`` layout), or a
             ``(dx, dy)`` pair of name → tensor dicts; None: random, paper defaults, seed 0.
-        x: α axis, ``(min, max, num)`` or the coordinates (units of the direction's length).
+        x: α axis, ``(min, max, num)`` or the coordinates (units of the direction's length); left at
+            the default with a trajectory as ``directions``, a grid that holds its whole path.
         y: β axis likewise; None (or 1D directions) for a 1D line.
         metrics: more columns, name → fn; each takes what the loss takes (``(output, target)``
             for a named or criterion loss, ``(model, batch)`` for a callable) and returns
@@ -363,6 +364,9 @@ def surface(
         :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
     """
     dev = _device(model, device)
+    plane_axes = getattr(directions, "axes", None)
+    if callable(plane_axes) and x is _DEFAULT_AXIS and y is _DEFAULT_AXIS:
+        x, y = plane_axes(num=_DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
     xs = _axis(x, "x")
     dirs0 = directions if directions is not None else None
     ys = None if y is None else _axis(y, "y")
@@ -392,6 +396,16 @@ def surface(
                 "max_samples": 0, "bn": "fixed", "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
     attrs = {"settings": settings, "model_fingerprint": _dirs.model_fingerprint(model), "streamed": streamed}
     return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
+
+
+def _double_backward_attention() -> contextlib.AbstractContextManager[None]:
+    """Hessian-vector products differentiate twice; fused attention kernels (flash, memory-efficient)
+    have no double backward on the CPU, so scaled-dot-product attention runs as plain math here."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: no kernel choice to make
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -596,7 +610,8 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     if not base:
         raise ConfigError(f"params {params!r} selects no parameter")
     problem = HessianProblem(target, [prefix + k for k in base], batches, loss_fn)  # type: ignore[arg-type]
-    with bar(2 * min(max_iter, problem.dim) + trace_samples if progress else 0, "hessian", unit="HVP") as pbar:
+    with _double_backward_attention(), \
+            bar(2 * min(max_iter, problem.dim) + trace_samples if progress else 0, "hessian", unit="HVP") as pbar:
         plain = problem.hvp
 
         def counted(v: Sequence[Tensor]) -> list[Tensor]:

@@ -215,3 +215,18 @@ def test_skeleton_has_the_names_shapes_and_parameters() -> None:
     assert {k: tuple(v.shape) for k, v in sk.state_dict().items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert [k for k, _ in sk.named_parameters()] == [k for k, _ in model.named_parameters()]
     assert all(v.device.type == "meta" for v in sk.state_dict().values())
+
+
+def test_a_trajectory_as_directions_defaults_to_a_grid_that_holds_the_path(
+        recorded: tuple[Path, nn.Module, list[dict[str, Tensor]]]) -> None:
+    """With x and y left out, the grid is the trajectory's own (t.axes), so every checkpoint lies inside it."""
+    run, model, _ = recorded
+    t = landscape.trajectory(run)
+    g = torch.Generator().manual_seed(2)
+    data = (torch.randn(32, 4, generator=g), torch.randint(0, 3, (32,), generator=g))
+    s = landscape.surface(model, data, directions=t, progress=False)
+    (x_lo, x_hi, nx), (y_lo, y_hi, ny) = t.axes(num=51)
+    assert (s.x[0], s.x[-1], len(s.x)) == (x_lo, x_hi, nx) and (s.y[0], s.y[-1], len(s.y)) == (y_lo, y_hi, ny)
+    assert s.x.min() < t.coords[:, 0].min() and t.coords[:, 0].max() < s.x.max()
+    assert s.y.min() < t.coords[:, 1].min() and t.coords[:, 1].max() < s.y.max()
+    assert np.abs(s.x).min() < 1e-12 and np.abs(s.y).min() < 1e-12  # the final checkpoint sits on a grid node
