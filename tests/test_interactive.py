@@ -456,3 +456,26 @@ def test_run_writes_the_views_of_its_2d_surfaces_and_an_index_linking_everything
     final = json.loads((out / "run.json").read_text())["checkpoints"][-1]
     assert f"<td>{final['train_loss']:.4g}</td>" in page
     assert "random_x = &quot;-1:1:5&quot;" in page  # the resolved config
+
+
+def test_the_python_api_returns_the_interactive_view_of_its_surface(tmp_path: Path) -> None:
+    """landscape.plot(s, kind="interactive") on the API's own Surface: the heatmap holds s's values, transposed."""
+    need_plotly()
+    import landscape
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
+    s = landscape.surface(model, (x, y), loss="cross_entropy", x=(-1, 1, 5), y=(-1, 1, 3))
+    view = landscape.plot(s, kind="interactive", metric="train_loss", log=False)
+    assert type(view).__name__ == "InteractiveFigure"
+    np.testing.assert_allclose(as_array(traces(view, "train_loss|linear")["heatmap"].z), s["train_loss"].T, rtol=1e-6)
+    assert "Plotly.newPlot" in view.save(tmp_path / "v.html").read_text()
+    with pytest.raises(landscape.LandscapeError, match="ax"):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        try:
+            landscape.plot(s, kind="interactive", ax=ax)
+        finally:
+            plt.close(fig)

@@ -59,11 +59,16 @@ _HEIGHT = 640
 class SurfaceLike(Protocol):
     """What the Python API's ``Surface`` offers: coordinates, metric arrays, done mask, attributes."""
 
-    x: np.ndarray
-    y: np.ndarray | None
-    values: dict[str, np.ndarray]
-    done: np.ndarray | None
-    attrs: dict[str, Any]
+    @property
+    def x(self) -> np.ndarray: ...
+    @property
+    def y(self) -> np.ndarray | None: ...
+    @property
+    def values(self) -> dict[str, np.ndarray]: ...
+    @property
+    def done(self) -> np.ndarray | None: ...
+    @property
+    def attrs(self) -> dict[str, Any]: ...
 
 
 # --- the optional extra ----------------------------------------------------------------------------
