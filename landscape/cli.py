@@ -330,9 +330,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     flags = _flag_overrides(args, PLOT_FLAGS) + ([f"plot.formats={json.dumps(formats)}"] if formats is not None else [])
     p = resolve_config(None, args.config, flags + list(args.overrides)).plot
     kinds = _comma_list(args.kind)
-    written = plot_surface_file(args.file, args.out, trajectory=args.trajectory, kinds=p.kinds if kinds is None else kinds,
-                                lenient=kinds is None, formats=p.formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
-                                vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title)
+    written = plot_surface_file(args.file, args.out, p, trajectory=args.trajectory, kinds=p.kinds if kinds is None else kinds,
+                                lenient=kinds is None)
     if not written:
         raise LandscapeError(f"none of the kinds {', '.join(p.kinds)} applies to {str(args.file)!r}; "
                              f"it takes --kind {','.join(applicable_kinds_of(args.file, p.metric, args.trajectory is not None))}")

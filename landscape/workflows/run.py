@@ -184,11 +184,10 @@ def _figures(cfg: Config, out: Path, jobs: list[SurfaceJob]) -> tuple[str, str]:
     written: list[Path] = []
     for job in jobs:
         trajectory = out / TRAJECTORY if job.with_trajectory else None
-        written += plot_surface_file(out / "surfaces" / f"{job.name}.h5", folder, trajectory=trajectory, kinds=p.kinds,
-                                     lenient=True, formats=p.formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
-                                     vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title)
+        written += plot_surface_file(out / "surfaces" / f"{job.name}.h5", folder, p, trajectory=trajectory, kinds=p.kinds,
+                                     lenient=True)
     manifest = json.loads((out / "run.json").read_text())
-    written += plot_training_curves(manifest, folder / "training_curves", formats=p.formats, width=p.width, dpi=p.dpi)
+    written += plot_training_curves(manifest, folder / "training_curves", p)
     return "done", f"{len(written)} files in {folder}"
 
 
