@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, LandscapeError
 
 __all__ = ["save_figure"]
 
@@ -40,12 +40,18 @@ def save_figure(
     if unknown:
         raise ConfigError(f"unknown figure formats {unknown}; choose from {list(_FORMATS)}")
     stem = Path(path_without_suffix)
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where the folder should be, no permission, ...
+        raise LandscapeError(f"cannot create the figure folder {str(stem.parent)!r}: {err.strerror or err}") from err
     written = []
     # A local rc_context: restored on exit, so the caller's settings are untouched.
     with matplotlib.rc_context({"pdf.fonttype": 42, "svg.hashsalt": "landscape"}):
         for fmt in dict.fromkeys(formats):
             target = stem.with_name(f"{stem.name}.{fmt}")
-            fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
+            try:
+                fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
+            except OSError as err:
+                raise LandscapeError(f"cannot write {str(target)!r}: {err.strerror or err}") from err
             written.append(target)
     return written
