@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +138,10 @@ def _split_of(metric: str) -> str:
     return split if split in _SPLIT_WORDS else "train"
 
 
-def _title(sf: SurfaceFile, title: bool) -> str | None:
-    """The figure title: none, or "<model> on <data>" from the file's settings."""
+def _title(sf: SurfaceFile, title: bool | str | None) -> str | None:
+    """The figure title: the caller's text, none, or "<model> on <data>" from the file's settings."""
+    if isinstance(title, str):
+        return title or None
     if not title:
         return None
     settings = sf.attrs.get("settings", {})
@@ -421,12 +423,22 @@ def plot_surface_file(
     losses); ``options.kinds`` is not consulted, pass it as ``kinds`` to use it. A kind named in
     ``kinds`` that does not apply raises :class:`LandscapeError`, unless ``lenient`` (for a
     list of defaults meant for any file): then it is skipped. ``options`` is the ``[plot]``
-    section: ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...);
+    section: ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...); the format
+    ``html`` writes the interactive page ``<stem>_interactive.html`` of a 2D surface (needs plotly,
+    the ``interactive`` extra; a 1D surface is an error unless ``lenient`` with other formats);
     ``title`` True gives "<model> on <data>", False none; ``log`` None chooses a log scale for
     a positive loss spanning more than a decade (round linear levels would leave the basin
     around a trained model without a single contour), linear otherwise. A partial file is
     drawn at its finest complete coarse level and marked "partial: N of M points" (:func:`coarse_view`).
     """
+    if "html" in options.formats:  # the interactive page (landscape.figures.interactive), beside the static figures
+        from landscape.figures.interactive import write_interactive
+
+        static = tuple(f for f in options.formats if f != "html")
+        page = write_interactive(surface, out_dir, trajectory=trajectory, metric=options.metric, log=options.log,
+                                 title=options.title, skip_1d=lenient and bool(static))
+        return page + (plot_surface_file(surface, out_dir, replace(options, formats=static), trajectory=trajectory,
+                                         kinds=kinds, lenient=lenient) if static else [])
     job, selected, partial = _prepare(surface, options, trajectory, kinds, lenient)
     stem = Path(out_dir) / Path(surface).stem
     written: list[Path] = []
