@@ -129,6 +129,9 @@ def check_same_architecture(state_a: Mapping[str, Tensor], state_b: Mapping[str,
         if tuple(v.shape) != tuple(state_b[k].shape):
             raise ModelError(f"{what_a} and {what_b} are different architectures: {k!r} has shape "
                              f"{tuple(v.shape)} vs {tuple(state_b[k].shape)}")
+    if all(torch.equal(v.cpu(), state_b[k].cpu()) for k, v in state_a.items()):
+        raise ModelError(f"{what_a} and {what_b} hold identical weights (the same model given twice): "
+                         "connect needs two different models")
 
 
 # --- BatchNorm re-estimation ---------------------------------------------------------------------
@@ -155,10 +158,10 @@ def recompute_bn_(model: nn.Module, batches: Sequence[Tensor]) -> None:
         for x in batches:
             model(x)
     finally:
-        for m, mom in zip(bns, saved, strict=True):
-            m.momentum = mom
-        for m, training in modes:
-            m.training = training
+        for bn, mom in zip(bns, saved, strict=True):
+            bn.momentum = mom
+        for module, training in modes:
+            module.training = training
 
 
 def bn_batches(train: TensorSplit, batch_size: int, count: int, seed: int) -> np.ndarray:
@@ -300,7 +303,7 @@ def train_curve(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Tenso
                 loss = curve_loss(work, cfg.kind, ts[step], [a_dev, *live, b_dev], buffers,
                                   data.inputs[idx], data.targets[idx], criterion)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 total += float(loss.detach())
                 pbar.update(1)

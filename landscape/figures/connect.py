@@ -16,6 +16,7 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from landscape.engine.connect import coefficients
+from landscape.errors import GridError
 from landscape.figures import plot
 from landscape.io.connect_file import read_connect
 
@@ -60,10 +61,12 @@ def paths_figure(t: npt.ArrayLike, values: Mapping[str, Mapping[str, npt.ArrayLi
     return fig
 
 
-def plane_figure(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, *, done: npt.ArrayLike | None,
+def plane_figure(x: npt.ArrayLike, y: npt.ArrayLike | None, z: npt.ArrayLike, *, done: npt.ArrayLike | None,
                  paths: Mapping[str, npt.ArrayLike], points: Mapping[str, Sequence[float]], metric_label: str = "train loss",
                  x_label: str = "α", y_label: str = "β", log: bool = True, title: str | None = None) -> Figure:
     """Filled contours of a 2D surface with paths (each (n, 2) in plane coordinates) and labelled points."""
+    if y is None:
+        raise GridError("the plane figure needs a 2D surface")
     fig = plot.filled_contour(x, y, z, done=done, metric_label=metric_label, x_label=x_label, y_label=y_label,
                               log=log, width="double", title=title)
     ax = fig.axes[0]

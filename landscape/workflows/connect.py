@@ -95,12 +95,14 @@ def settings_of(cc: ConnectConfig, bn: str, extra: Mapping[str, Any]) -> dict[st
     """Everything that determines the values (the device does not)."""
     own = {k: v for k, v in dataclasses.asdict(cc).items() if k != "device"}
     own["bn"] = bn
-    return json.loads(json.dumps({**own, **extra}))
+    plain: dict[str, Any] = json.loads(json.dumps({**own, **extra}))
+    return plain
 
 
 def training_settings(cc: ConnectConfig, extra: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("curve", "bends", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "seed")
-    return json.loads(json.dumps({**{k: getattr(cc, k) for k in keys}, **extra}))
+    plain: dict[str, Any] = json.loads(json.dumps({**{k: getattr(cc, k) for k in keys}, **extra}))
+    return plain
 
 
 # --- the core, shared by the command and the Python API -----------------------------------------------
