@@ -401,7 +401,7 @@ def _as_split(data: DataLike, what: str) -> TensorSplit:
 
 def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataLike, DataLike], *,
             loss: str = "cross_entropy", out: str | Path | None = None, config: ConnectConfig | None = None,
-            overwrite: bool = False, **settings: Any) -> ConnectResult:
+            overwrite: bool = False, figures: bool = True, **settings: Any) -> ConnectResult:
     """Paths between two trained models: line, aligned line (``align="weights"``), trained curve.
 
     The straight line ``(1 − t)θ_A + tθ_B``; with ``curve="bezier"`` or ``"polychain"`` a curve
@@ -413,7 +413,8 @@ def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataL
     :class:`~landscape.zoo.data.TensorSplit`; integer targets are class labels. ``loss`` names a
     registered loss. ``settings`` override :class:`~landscape.config.ConnectConfig` fields
     (``curve``, ``bends``, ``epochs``, ``align``, ``points``, ``bn``, ``lr``, ...). With ``out``
-    the files and figures are written there (and a repeated call resumes); without, nothing is kept.
+    the files (and, with ``figures``, the figures) are written there and a repeated call resumes;
+    without, nothing is kept.
     The models are not modified.
     """
     try:
@@ -435,7 +436,7 @@ def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataL
     with contextlib.ExitStack() as stack:
         where = Path(out) if out is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         return connect_states(model_a, state_a, state_b, train, splits, metrics, cc, where, overwrite=overwrite,
-                              figures=out is not None, extra_settings={"loss": loss})
+                              figures=figures and out is not None, extra_settings={"loss": loss})
 
 
 def _metrics_for(model: nn.Module, train: TensorSplit, loss: str) -> MetricSet:
