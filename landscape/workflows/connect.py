@@ -93,7 +93,8 @@ def path_names(cc: ConnectConfig) -> list[str]:
 
 def settings_of(cc: ConnectConfig, bn: str, extra: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that determines the values (the device does not)."""
-    own = {k: v for k, v in dataclasses.asdict(cc).items() if k != "device"}
+    # the plane's grid only changes plane.h5 (which records it); the device changes no value
+    own = {k: v for k, v in dataclasses.asdict(cc).items() if k not in ("device", "plane_grid", "plane_margin")}
     own["bn"] = bn
     plain: dict[str, Any] = json.loads(json.dumps({**own, **extra}))
     return plain
