@@ -397,17 +397,19 @@ def test_cli_connect_info_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture
     a = _checkpoint(tmp_path / "a.pt", 0, [8], bn=True)
     b = _checkpoint(tmp_path / "b.pt", 1, [8], bn=True)
     out = tmp_path / "out"
-    assert main(["connect", str(a), str(b), "--out", str(out), "--align", "weights", "--curve", "bezier"]) == 0
+    assert main(["connect", str(a), str(b), "--out", str(out), "--align", "weights", "--curve", "bezier",
+                 "--set", 'plot.formats=["png"]', "--set", "plot.dpi=40"]) == 0
     text = capsys.readouterr().out
     assert "aligned line barrier" in text and "curve barrier" in text
     settings = read_connect(out / "connect.h5").attrs["settings"]
     assert settings["bn"] == "recompute" and settings["epochs"] == 1
-    for name in ("connect.csv", "connect.md", "plane.h5", "connect_paths.png", "connect_plane.pdf", "curve_state.pt"):
+    for name in ("connect.csv", "connect.md", "plane.h5", "connect_paths.png", "connect_plane.png", "curve_state.pt"):
         assert (out / name).exists(), name
     assert main(["info", str(out / "connect.h5")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["type"] == "connect" and info["done"]["curve"] == "5/5" and "line_train_loss" in info["barriers"]
-    assert main(["plot", str(out / "connect.h5"), "--out", str(tmp_path / "figs"), "--format", "png"]) == 0
+    assert not (out / "connect_paths.pdf").exists()  # the [plot] section chooses the formats
+    assert main(["plot", str(out / "connect.h5"), "--out", str(tmp_path / "figs"), "--format", "png", "--dpi", "40"]) == 0
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["connect_paths.png", "connect_plane.png"]
 
 

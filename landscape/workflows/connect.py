@@ -112,7 +112,8 @@ def training_settings(cc: ConnectConfig, extra: Mapping[str, Any]) -> dict[str, 
 def connect_states(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Mapping[str, Tensor],
                    train: TensorSplit, splits: Mapping[str, TensorSplit], metrics: MetricSet, cc: ConnectConfig,
                    out: Path, *, extra_settings: Mapping[str, Any] | None = None, attrs: Mapping[str, Any] | None = None,
-                   overwrite: bool = False, figures: bool = True, on_epoch: EpochHook | None = None) -> ConnectResult:
+                   overwrite: bool = False, figures: bool = True, formats: Sequence[str] = ("pdf", "png"), dpi: int = 200,
+                   on_epoch: EpochHook | None = None) -> ConnectResult:
     """Compute (or resume) every path between ``state_a`` and ``state_b`` of ``model`` into ``out``."""
     _check_settings(cc)
     device = resolve_device(cc.device)
@@ -154,7 +155,7 @@ def connect_states(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Map
                                        bn, evaluator.bn_inputs, out / "plane.h5", settings, overwrite))
         from landscape.figures.connect import plot_connect_file
 
-        files += plot_connect_file(h5, out)
+        files += plot_connect_file(h5, out, formats=formats, dpi=dpi)
     return ConnectResult(out, cf.t, cf.values, barriers, cf.bends, rows, files, losses)
 
 
@@ -383,7 +384,8 @@ def run_connect(checkpoint_a: str | Path, checkpoint_b: str | Path, out: str | P
              "loss": cfg.train.loss}
     attrs = {"checkpoint_a": str(pa), "checkpoint_b": str(pb)}
     return connect_states(exp.model, state_a, state_b, exp.data.train, splits, exp.metrics(), cc, Path(out),
-                          extra_settings=extra, attrs=attrs, overwrite=overwrite, on_epoch=on_epoch)
+                          extra_settings=extra, attrs=attrs, overwrite=overwrite, formats=cfg.plot.formats, dpi=cfg.plot.dpi,
+                          on_epoch=on_epoch)
 
 
 # --- the Python API ---------------------------------------------------------------------------------------------
