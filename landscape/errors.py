@@ -41,3 +41,7 @@ class GridError(LandscapeError):
 
 class SurfaceFileError(LandscapeError):
     """A surface file is corrupt, locked, or was made with different settings."""
+
+
+class AnimationError(LandscapeError):
+    """An animation cannot be made: a run folder lacks a file, an option is out of range, no ffmpeg for MP4."""
