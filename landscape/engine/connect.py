@@ -315,8 +315,7 @@ def train_curve(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Tenso
     return [{k: v.detach().cpu().clone() for k, v in bend.items()} for bend in live]
 
 
-def outputs_match(model: nn.Module, state_1: Mapping[str, Tensor], state_2: Mapping[str, Tensor], x: Tensor,
-                  tol: float = 1e-4) -> float:
+def outputs_match(model: nn.Module, state_1: Mapping[str, Tensor], state_2: Mapping[str, Tensor], x: Tensor) -> float:
     """Largest |f_1(x) − f_2(x)| relative to max |f_1(x)| between two states of ``model`` (eval mode)."""
     work = copy.deepcopy(model).eval()
     with torch.no_grad():
