@@ -96,6 +96,7 @@ class SurfaceConfig:
     device: str = "cpu"
     points_per_call: int = 0  # 0 = automatic (vectorized evaluation of several points)
     metric: SurfaceMetric = "loss"  # "eig_ratio": λmax, λmin and |λmin/λmax| of the Hessian per point
+    params: tuple[str, ...] = ()  # glob patterns: only these tensors move (and the Hessian is over them); empty = all
 
 
 @dataclass(frozen=True)
