@@ -502,7 +502,8 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
 
 def _draw_into(ax: Axes, job: Any, kind: str) -> Figure:
     """The plane kinds and the line drawn into the caller's axes (no colourbar of their own layout)."""
-    from landscape.figures import plot as _plot
+    from landscape.figures import _style as _plot
+    from landscape.figures.planar import _draw
 
     fig = ax.get_figure()
     assert isinstance(fig, Figure)
@@ -525,7 +526,7 @@ def _draw_into(ax: Axes, job: Any, kind: str) -> Figure:
     lo, hi = _plot._limits([field_], style)
     levels = _plot._levels(style, lo, hi, filled=kind != "contour")
     norm = _plot._norm(lo, hi, style.log)
-    drawn = _plot._draw(ax, field_, "lines" if kind == "contour" else kind, levels, norm, style.cmap, style.preset)  # type: ignore[arg-type]
+    drawn = _draw(ax, field_, "lines" if kind == "contour" else kind, levels, norm, style.cmap, style.preset)  # type: ignore[arg-type]
     if drawn is not None:
         fig.colorbar(drawn, ax=ax, label=style.metric_label)
     ax.set_xlabel(style.x_label)

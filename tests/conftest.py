@@ -1,7 +1,13 @@
 """Shared fixtures: small seeded configs, one tiny finished training run, user-file writers.
 
-Everything runs on the CPU in a few seconds. Progress bars are silenced for the whole session
-through ``LANDSCAPE_QUIET`` (the variable :func:`landscape.engine.progress.bar` honours).
+What runs where: plain ``pytest`` is the default suite, every test not marked ``slow`` (the
+``-m 'not slow'`` in pyproject's addopts), all on the CPU; ``pytest -m slow`` runs the long
+crash tests (20 kills each in test_reliability.py, the killed torchrun rank in
+test_distributed.py); test_gpu.py skips without CUDA. ``.ci/run`` runs the default suite and then
+the slow tests, and prints how long each took. pytest-timeout stops any single test after 300 s
+(900 s for the slow tests in .ci/run: on a busy 2-core machine each 20-kill test took 360-420 s).
+Progress bars are silenced for the whole session through ``LANDSCAPE_QUIET`` (the variable
+:func:`landscape.engine.progress.bar` honours).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import landscape
+from landscape.config import PlotConfig
 from landscape.engine.directions import save_directions
 from landscape.errors import DataError, GridError, LandscapeError, RegistryError
 
@@ -310,7 +311,7 @@ def test_save_and_load_round_trip_in_the_cli_format(tmp_path: Path) -> None:
     np.testing.assert_array_equal(t["train_loss"], s["train_loss"])
     np.testing.assert_array_equal(t.y, s.y)
     assert t.directions is not None and t.directions.fingerprint() == s.directions.fingerprint()  # type: ignore[union-attr]
-    written = plot_surface_file(path, tmp_path, kinds=["contour"], formats=["png"])
+    written = plot_surface_file(path, tmp_path, PlotConfig(formats=("png",)), kinds=["contour"])
     assert written and written[0].stat().st_size > 1000
 
 

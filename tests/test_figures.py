@@ -20,7 +20,7 @@ import torch
 from matplotlib.image import imread
 
 from landscape.cli import main
-from landscape.config import Config, SurfaceConfig, apply_overrides, config_from_dict, config_to_dict
+from landscape.config import Config, PlotConfig, SurfaceConfig, apply_overrides, config_from_dict, config_to_dict
 from landscape.engine.directions import Directions
 from landscape.engine.grid import Grid
 from landscape.errors import ConfigError, LandscapeError
@@ -31,12 +31,15 @@ from landscape.figures.files import (
     path_heights,
     plot_surface_file,
     plot_training_curves,
+    surface_figures,
 )
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import open_surface, read_surface
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
 from landscape.workflows.trajectory import default_grid_overrides, load_trajectory, save_trajectory, trajectory_from_run
+
+PNG = PlotConfig(formats=("png",))
 
 # A tilted bowl on a non-square grid (7 × 5): z[i, j] at (X[i], Y[j]).
 X = np.linspace(-1.0, 1.0, 7)
@@ -164,21 +167,21 @@ def test_partial_and_diverged_surfaces_plot_every_2d_kind(tmp_path: Path) -> Non
     done = np.ones(BOWL.shape, dtype=bool)
     done[5:, :] = False  # the last x rows are not computed yet
     surface = write_surface(tmp_path / "partial.h5", X, Y, values, done)
-    written = plot_surface_file(surface, tmp_path / "f", formats=["png"], log=True)
+    written = plot_surface_file(surface, tmp_path / "f", PlotConfig(formats=("png",), log=True))
     assert names(written) == {f"partial_{k}.png" for k in ("contour", "filled", "heatmap", "surface3d")}
     assert all(non_blank(p) for p in written)
 
 
 def test_nothing_computed_yet_still_plots(tmp_path: Path) -> None:
     surface = write_surface(tmp_path / "empty.h5", X, Y, bowl_values(), np.zeros(BOWL.shape, dtype=bool))
-    assert len(plot_surface_file(surface, tmp_path, kinds=["contour", "heatmap"], formats=["png"])) == 2
+    assert len(plot_surface_file(surface, tmp_path, PNG, kinds=["contour", "heatmap"])) == 2
 
 
 def test_the_heatmap_is_not_transposed_on_a_non_square_grid(tmp_path: Path) -> None:
     """z rises along x only; the heatmap's colours must then change along the image's width."""
     z = np.repeat(np.linspace(0.0, 1.0, 7)[:, None], 5, axis=1)  # (7, 5), A[i, j] = x-rank i
     surface = write_surface(tmp_path / "ramp.h5", X, Y, {"train_loss": z})
-    (png,) = plot_surface_file(surface, tmp_path, kinds=["heatmap"], formats=["png"], title=False, cmap="gray")
+    (png,) = plot_surface_file(surface, tmp_path, PlotConfig(formats=("png",), title=False, cmap="gray"), kinds=["heatmap"])
     image = imread(png)[..., :3].mean(axis=2)  # (rows, columns) grey levels
     h, w = image.shape
     middle_row = image[h // 2, int(0.2 * w):int(0.7 * w)]
@@ -190,7 +193,7 @@ def test_the_heatmap_is_not_transposed_on_a_non_square_grid(tmp_path: Path) -> N
 def test_several_criteria_give_one_panel_each(tmp_path: Path) -> None:
     values = {"train_loss": BOWL, "train_cross_entropy": BOWL, "train_mse": 40 + 10 * BOWL, "train_acc": 1 - BOWL / 5}
     surface = write_surface(tmp_path / "multi.h5", X, Y, values)
-    written = plot_surface_file(surface, tmp_path / "f", formats=["png"])
+    written = plot_surface_file(surface, tmp_path / "f", PNG)
     assert "multi_panels.png" in names(written)
     assert non_blank(tmp_path / "f" / "multi_panels.png")
     assert "panels" in applicable_kinds_of(surface)
@@ -199,11 +202,27 @@ def test_several_criteria_give_one_panel_each(tmp_path: Path) -> None:
 
 
 def test_an_interpolation_line_marks_both_models(tmp_path: Path) -> None:
+    """A slice between two checkpoints (kind "target") has a dotted line at α = 0 and α = 1, lettered A and B."""
     x = np.linspace(-0.5, 1.5, 9)
     surface = write_surface(tmp_path / "interp.h5", x, None, {"train_loss": (x - 1) ** 2 + 0.1, "train_acc": 1 - x**2 / 4},
                             kind="target")
-    (png,) = plot_surface_file(surface, tmp_path, formats=["png"])
+    (kind, figure), = surface_figures(surface).items()
+    assert kind == "line"
+    ax = figure.axes[0]
+    vertical = sorted(float(line.get_xdata()[0]) for line in ax.get_lines()
+                      if line.get_linestyle() == ":" and np.ptp(np.asarray(line.get_xdata(), dtype=float)) == 0)
+    assert vertical == [0.0, 1.0]
+    top = [child for child in ax.child_axes if child.get_xticks().size]  # the secondary axis holding the letters
+    assert len(top) == 1
+    assert top[0].get_xticks().tolist() == [0.0, 1.0]
+    assert [label.get_text() for label in top[0].get_xticklabels()] == ["A", "B"]
+    (png,) = plot_surface_file(surface, tmp_path, PNG)
     assert png.name == "interp_line.png" and non_blank(png)
+    # a random-direction slice marks no model
+    random = write_surface(tmp_path / "random.h5", x, None, {"train_loss": (x - 1) ** 2 + 0.1}, kind="random")
+    (figure,) = surface_figures(random).values()
+    assert not figure.axes[0].child_axes
+    assert not [line for line in figure.axes[0].get_lines() if line.get_linestyle() == ":"]
 
 
 # --- the path on the surface ---------------------------------------------------------------------------
@@ -246,11 +265,11 @@ def test_a_trajectory_from_another_plane_is_refused(pca_files: tuple[Path, Path]
     _, trajectory = pca_files
     surface = write_surface(tmp_path / "random.h5", X, Y, bowl_values())
     with pytest.raises(LandscapeError, match="not computed in the plane"):
-        plot_surface_file(surface, tmp_path, trajectory=trajectory, formats=["png"])
+        plot_surface_file(surface, tmp_path, PNG, trajectory=trajectory)
 
 
 def test_training_curves_from_a_run(tiny_run: RunResult, tmp_path: Path) -> None:
-    written = plot_training_curves(tiny_run.manifest, tmp_path / "curves", formats=["png"])
+    written = plot_training_curves(tiny_run.manifest, tmp_path / "curves", PNG)
     assert names(written) == {"curves.png"} and non_blank(written[0])
 
 

@@ -8,14 +8,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from landscape.cli import main
 from landscape.config import load_config
 from landscape.engine.surface import SurfaceEngine
 from landscape.errors import SurfaceFileError
+from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import exclusive_lock, read_surface
 from landscape.workflows.surface import run_surface
 from landscape.workflows.train import train
+from landscape.zoo.data import load_data
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +43,34 @@ def test_file_layout_and_attributes(ckpt: Path, tmp_path: Path) -> None:
         for name in ("train_loss", "train_acc", "test_loss", "train_mse", "test_cross_entropy"):
             assert f[name].shape == (5, 3) and f[name].dtype == np.float64
         assert f["done"].dtype == bool and f["done"][()].all()
-        assert "directions/x/0.weight" in f or any(k.endswith("weight") for k in f["directions/x"])
+        # one direction tensor per parameter, weights filter-normalized and non-zero, biases zeroed (ignore=biasbn)
+        names = {"fc1.weight", "fc1.bias", "out.weight", "out.bias"}
+        assert set(f["directions/x"]) == set(f["directions/y"]) == names
+        for axis in ("x", "y"):
+            assert not np.any(f[f"directions/{axis}/fc1.bias"][()]) and not np.any(f[f"directions/{axis}/out.bias"][()])
+            assert np.all(np.linalg.norm(f[f"directions/{axis}/fc1.weight"][()], axis=1) > 0)
         assert "A[i, j]" in f.attrs["convention"]
         assert len(f.attrs["checkpoint_sha256"]) == 64
         settings = json.loads(f.attrs["settings"])
         assert settings["x"] == "-1:1:5" and settings["directions"]["norm"] == "filter"
         assert f.attrs["x_label"].startswith("α")
+    # at the origin (x[2] = y[1] = 0) the values are the checkpoint's own, computed here by hand in float64
     sf = read_surface(out)
-    i0, j0 = 2, 1  # the origin
-    assert sf.values["train_acc"][i0, j0] == pytest.approx(json.loads(json.dumps(summary))["best"]["train_acc"]["best"], abs=0.2)
+    assert sf.grid.x[2] == 0 and sf.grid.y is not None and sf.grid.y[1] == 0
+    state = {k: v.double() for k, v in load_checkpoint(ckpt).state_dict.items()}
+    data = load_data(_cfg().data)
+    for split, part in (("train", data.train), ("test", data.test)):
+        x, labels = part.inputs.double().flatten(1), part.targets
+        hidden = torch.relu(x @ state["fc1.weight"].T + state["fc1.bias"])
+        logits = hidden @ state["out.weight"].T + state["out.bias"]  # (n, 10)
+        cross_entropy = (torch.logsumexp(logits, 1) - logits[torch.arange(len(labels)), labels]).mean()
+        one_hot = torch.nn.functional.one_hot(labels, 10).double()
+        mse = ((logits - one_hot) ** 2).mean()  # per sample: the mean over the 10 outputs
+        accuracy = (logits.argmax(1) == labels).double().mean()
+        assert sf.values[f"{split}_acc"][2, 1] == pytest.approx(float(accuracy), abs=1e-12)
+        assert sf.values[f"{split}_loss"][2, 1] == pytest.approx(float(cross_entropy), rel=1e-5)
+        assert sf.values[f"{split}_cross_entropy"][2, 1] == pytest.approx(float(cross_entropy), rel=1e-5)
+        assert sf.values[f"{split}_mse"][2, 1] == pytest.approx(float(mse), rel=1e-5)
 
 
 def test_rerun_resumes_and_other_settings_are_refused(ckpt: Path, tmp_path: Path) -> None:

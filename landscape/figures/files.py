@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.axes3d import Axes3D
 
+from landscape.config import PlotConfig
 from landscape.engine.grid import Grid, finest_complete_level
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.figures import plot
@@ -54,6 +55,7 @@ __all__ = [
     "plot_surface_file",
     "plot_training_curves",
     "resolve_metric",
+    "surface_figures",
 ]
 
 PARTIAL_GID = "landscape-partial"
@@ -369,80 +371,99 @@ def _check_options(formats: Sequence[str], levels: int | None, dpi: int) -> None
         raise ConfigError(f"dpi must be at least 10, got {dpi}")
 
 
-def plot_surface_file(
+def _prepare(surface: str | Path, options: PlotConfig, trajectory: str | Path | None, kinds: Sequence[str] | None,
+             lenient: bool) -> tuple[_Job, list[str], str | None]:
+    """Read and check everything the figures of one surface file need; returns the job, the kinds
+    to draw, and the "partial" mark of a file still being computed (None when complete)."""
+    _check_options(options.formats, options.levels, options.dpi)
+    sf, partial = coarse_view(read_surface(surface))
+    chosen = resolve_metric(sf.columns, options.metric, repr(str(surface)))
+    path = load_trajectory(trajectory) if trajectory is not None else None
+    selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
+    if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
+        check_same_plane(sf, Path(trajectory))
+    log = options.log
+    if log is None:
+        log = _wide_positive(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+    style = {"levels": options.levels, "vmin": options.vmin, "vmax": options.vmax, "log": log, "cmap": options.cmap,
+             "width": options.width, "title": _title(sf, options.title)}
+    return _Job(sf, chosen, path, style), selected, partial
+
+
+def surface_figures(
     surface: str | Path,
-    out_dir: str | Path,
+    options: PlotConfig = PlotConfig(),
     *,
     trajectory: str | Path | None = None,
     kinds: Sequence[str] | None = None,
     lenient: bool = False,
-    formats: Sequence[str] = ("pdf", "png"),
-    metric: str = "train_loss",
-    levels: int | None = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool | None = None,
-    cmap: str = "viridis",
-    width: plot.Width = "single",
-    dpi: int = 200,
-    title: bool | str | None = True,
+) -> dict[str, Figure]:
+    """The figures of a surface file, by kind, unsaved (for a notebook); arguments as :func:`plot_surface_file`."""
+    job, selected, partial = _prepare(surface, options, trajectory, kinds, lenient)
+    figures = {kind: _DRAW[kind](job) for kind in selected}
+    if partial is not None:
+        for figure in figures.values():
+            _mark_partial(figure, partial)
+    return figures
+
+
+def plot_surface_file(
+    surface: str | Path,
+    out_dir: str | Path,
+    options: PlotConfig = PlotConfig(),
+    *,
+    trajectory: str | Path | None = None,
+    kinds: Sequence[str] | None = None,
+    lenient: bool = False,
 ) -> list[Path]:
     """Draw the figures of a surface file; returns the files written, ``<out_dir>/<stem>_<kind>.<fmt>``.
 
     ``kinds`` None draws every kind that applies to the file (2D kinds for a 2D surface,
     ``line`` for a 1D one, ``trajectory`` with a trajectory file, ``panels`` for several
-    losses). A kind named in ``kinds`` that does not apply raises :class:`LandscapeError`,
-    unless ``lenient`` (for a list of defaults meant for any file): then it is skipped.
-    ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...). The format ``html``
-    writes the interactive page ``<stem>_interactive.html`` of a 2D surface (needs plotly, the
-    ``interactive`` extra; a 1D surface is an error unless ``lenient`` with other formats). ``title`` True
-    gives "<model> on <data>", a string that text, False none. ``log`` None chooses: a log
-    scale for a positive loss spanning more than a decade (round linear levels would leave the
-    basin around a trained model without a single contour), linear otherwise. A partial file is
+    losses); ``options.kinds`` is not consulted, pass it as ``kinds`` to use it. A kind named in
+    ``kinds`` that does not apply raises :class:`LandscapeError`, unless ``lenient`` (for a
+    list of defaults meant for any file): then it is skipped. ``options`` is the ``[plot]``
+    section: ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...); the format
+    ``html`` writes the interactive page ``<stem>_interactive.html`` of a 2D surface (needs plotly,
+    the ``interactive`` extra; a 1D surface is an error unless ``lenient`` with other formats);
+    ``title`` True gives "<model> on <data>", False none; ``log`` None chooses a log scale for
+    a positive loss spanning more than a decade (round linear levels would leave the basin
+    around a trained model without a single contour), linear otherwise. A partial file is
     drawn at its finest complete coarse level and marked "partial: N of M points" (:func:`coarse_view`).
     """
-    if "html" in formats:  # the interactive page (landscape.figures.interactive), beside the static figures
+    if "html" in options.formats:  # the interactive page (landscape.figures.interactive), beside the static figures
         from landscape.figures.interactive import write_interactive
 
-        static = [f for f in formats if f != "html"]
-        page = write_interactive(surface, out_dir, trajectory=trajectory, metric=metric, log=log, title=title,
-                                 skip_1d=lenient and bool(static))
-        return page + (plot_surface_file(surface, out_dir, trajectory=trajectory, kinds=kinds, lenient=lenient,
-                                         formats=static, metric=metric, levels=levels, vmin=vmin, vmax=vmax, log=log,
-                                         cmap=cmap, width=width, dpi=dpi, title=title) if static else [])
-    _check_options(formats, levels, dpi)
-    sf, partial = coarse_view(read_surface(surface))
-    chosen = resolve_metric(sf.columns, metric, repr(str(surface)))
-    path = load_trajectory(trajectory) if trajectory is not None else None
-    selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
-    if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
-        check_same_plane(sf, Path(trajectory))
-    if log is None:
-        log = _wide_positive(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
-    style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width,
-             "title": _title(sf, title)}
-    job = _Job(sf, chosen, path, style)
+        static = tuple(f for f in options.formats if f != "html")
+        page = write_interactive(surface, out_dir, trajectory=trajectory, metric=options.metric, log=options.log,
+                                 title=options.title, skip_1d=lenient and bool(static))
+        return page + (plot_surface_file(surface, out_dir, replace(options, formats=static), trajectory=trajectory,
+                                         kinds=kinds, lenient=lenient) if static else [])
+    job, selected, partial = _prepare(surface, options, trajectory, kinds, lenient)
     stem = Path(out_dir) / Path(surface).stem
     written: list[Path] = []
-    for kind in selected:
+    for kind in selected:  # drawn and saved one at a time: a failing kind keeps the files before it
         figure = _DRAW[kind](job)
         if partial is not None:
             _mark_partial(figure, partial)
-        written += plot.save_figure(figure, stem.with_name(f"{stem.name}_{kind}"), formats, dpi)
+        written += plot.save_figure(figure, stem.with_name(f"{stem.name}_{kind}"), options.formats, options.dpi)
     return written
 
 
-def plot_training_curves(run_json: dict[str, Any], out_stem: Path, *, formats: Sequence[str] = ("pdf", "png"),
-                         width: plot.Width = "single", dpi: int = 200, title: str | None = None) -> list[Path]:
-    """Loss against epoch for both splits, from a run manifest (``run.json``); returns the files."""
+def plot_training_curves(run_json: dict[str, Any], out_stem: Path, options: PlotConfig = PlotConfig(), *,
+                         title: str | None = None) -> list[Path]:
+    """Loss against epoch for both splits, from a run manifest (``run.json``); returns the files.
+
+    Of ``options`` (the ``[plot]`` section), ``formats``, ``width`` and ``dpi`` apply.
+    """
     epochs = [c for c in run_json.get("checkpoints", []) if c.get("kind") == "epoch"]
     if not epochs:
         raise GridError("the run lists no epoch checkpoints to draw")
     x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
     curves = {_legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
               for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
-    figure = plot.training_curves(curves, width=width, title=title, log=True)
-    return plot.save_figure(figure, out_stem, formats, dpi)
+    figure = plot.training_curves(curves, width=options.width, title=title, log=True)
+    return plot.save_figure(figure, out_stem, options.formats, options.dpi)
 
 
 # --- curvature maps (landscape surface --metric eig_ratio) --------------------------------------------

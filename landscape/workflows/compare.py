@@ -468,7 +468,7 @@ def _stamp(out: Path, losses: Sequence[str], config: Config) -> str:
             st = f.stat()
             inputs[str(f.relative_to(out))] = [st.st_size, st.st_mtime_ns]
     # the drawing code too, so that a changed figure function redraws even within one version
-    code = [hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in (__file__, plot.__file__)]
+    code = [hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in [Path(__file__), *plot.source_files()]]
     text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__, "code": code,
                        "views": plotly_available()},  # installing plotly later writes the interactive views
                       sort_keys=True)

@@ -32,7 +32,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,11 +192,10 @@ def _figures(cfg: Config, out: Path, jobs: list[SurfaceJob]) -> tuple[str, str]:
     written: list[Path] = []
     for job in jobs:
         trajectory = out / TRAJECTORY if job.with_trajectory else None
-        written += plot_surface_file(out / "surfaces" / f"{job.name}.h5", folder, trajectory=trajectory, kinds=p.kinds,
-                                     lenient=True, formats=formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
-                                     vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title) if formats else []
+        written += plot_surface_file(out / "surfaces" / f"{job.name}.h5", folder, replace(p, formats=tuple(formats)),
+                                     trajectory=trajectory, kinds=p.kinds, lenient=True) if formats else []
     manifest = json.loads((out / "run.json").read_text())
-    written += plot_training_curves(manifest, folder / "training_curves", formats=formats, width=p.width, dpi=p.dpi)
+    written += plot_training_curves(manifest, folder / "training_curves", replace(p, formats=tuple(formats)))
     views = [(out / "surfaces" / f"{job.name}.h5", out / TRAJECTORY if job.with_trajectory else None, job.name) for job in jobs]
     written += write_views(views, out / "interactive", metric=p.metric, log=p.log, title=p.title, required="html" in p.formats)
     written.append(write_run_index(out, [out / "surfaces" / f"{job.name}.h5" for job in jobs]))

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from landscape import __version__
-from landscape.config import Config, config_to_dict
+from landscape.config import Config, PlotConfig, config_to_dict
 from landscape.engine.batchloss import BatchEngine, batch_sums_of, samples_in
 from landscape.engine.directions import (
     Directions,
@@ -246,7 +246,7 @@ def draw_preview(sf: SurfaceFile, folder: Path) -> None:
     kind = "line" if sf.grid.y is None else "contour"
     metric = "train_loss" if "train_loss" in sf.columns else sf.columns[0]
     try:
-        plot_surface_file(sf.path, folder, kinds=[kind], formats=["png"], metric=metric, dpi=100)
+        plot_surface_file(sf.path, folder, PlotConfig(formats=("png",), metric=metric, dpi=100), kinds=[kind])
     except PREVIEW_ERRORS as err:
         print(f"landscape surface: preview not drawn: {err}", file=sys.stderr)
 
