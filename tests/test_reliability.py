@@ -957,6 +957,9 @@ def assert_round_trips(cfg: Config) -> None:
     assert json.dumps(config_to_dict(again), sort_keys=True) == json.dumps(config_to_dict(cfg), sort_keys=True)
 
 
+# hypothesis's check that a recursive strategy's extend uses its argument misfires on this one, which
+# does (lists and tables of ``inner``), now and then (about one run in ten): not a fault of the test.
+@pytest.mark.filterwarnings("ignore:.*can't actually recurse:hypothesis.errors.HypothesisDeprecationWarning")
 def test_random_config_files_load_or_raise_config_error(tmp_path: Path) -> None:
     """Random TOML documents, text and bytes: a config that loads round-trips; anything else is a ConfigError."""
     outcomes: Counter[str] = Counter()
