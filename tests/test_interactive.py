@@ -33,7 +33,7 @@ from landscape.engine.grid import Grid
 from landscape.errors import GridError, MissingExtraError
 from landscape.figures.index_page import INDEX, Table, write_index, write_run_index
 from landscape.io.checkpoint import load_checkpoint
-from landscape.io.surface_file import open_surface
+from landscape.io.surface_file import open_surface, read_surface
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
 from landscape.workflows.trajectory import (
@@ -334,9 +334,7 @@ def pca_page(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> t
     need_plotly()
     folder = tmp_path_factory.mktemp("pca_page")
     trajectory = folder / "trajectory.h5"
-    # uncentred plane (the default was until the PCA was centred as in the paper's code): with the centred
-    # plane the probe's hover at (x[2], y[3]) set no 3D cursor; not investigated yet (reported as a follow-up)
-    save_trajectory(trajectory, trajectory_from_run(tiny_run.out_dir, center=False))
+    save_trajectory(trajectory, trajectory_from_run(tiny_run.out_dir))
     cfg = load_checkpoint(tiny_run.final).config
     assert cfg is not None
     cfg = Config(data=cfg.data, model=cfg.model, train=cfg.train, surface=SurfaceConfig(max_samples=200, split="both"))
@@ -378,11 +376,11 @@ new Promise(function (resolve) {
       click(label); r.shown.push(gd.getAttribute('data-shown'));
     });
     var heat = gd._fullData.filter(function (t) { return t.visible === true && t.type === 'heatmap'; })[0];
-    Plotly.Fx.hover(gd, {xval: heat.x[2], yval: heat.y[3], target: gd}, 'xy');
+    Plotly.Fx.hover(gd, {xval: heat.x[I], yval: heat.y[J], target: gd}, 'xy');
     setTimeout(function () {
       var cursor = gd.data[gd.data.length - 1];
       r.cursor3d = [cursor.x[0], cursor.y[0], cursor.z[0]];
-      r.heat = [heat.x[2], heat.y[3], heat.z[3][2]];
+      r.heat = [heat.x[I], heat.y[J], heat.z[J][I]];
       resolve(r);
     }, 300);
   }
@@ -397,9 +395,15 @@ def test_the_page_draws_surface_and_path_in_chromium_and_fetches_nothing(pca_pag
     need("chromium (apt-get install chromium)", executable is not None)
     assert executable is not None
     page, path = pca_page
+    # hover the grid node farthest from the path: near it, the path's own point wins the hover ("closest")
+    sf = read_surface(page.with_name("pca.h5"))
+    xs, ys = sf.grid.x, sf.grid.y
+    assert ys is not None
+    gap = np.min(np.hypot(xs[:, None, None] - path.coords[None, None, :, 0], ys[None, :, None] - path.coords[None, None, :, 1]), axis=2)
+    i, j = (int(k) for k in np.unravel_index(np.argmax(gap), gap.shape))
     with Browser(executable, width=1300, height=700) as browser:
         browser.open(page.resolve().as_uri())
-        result = browser.evaluate(PROBE)
+        result = browser.evaluate(PROBE.replace("[I]", f"[{i}]").replace("[J]", f"[{j}]"))
         shot = browser.screenshot(tmp_path / "page.png")
         requests = list(browser.requests)
         console = list(browser.console)

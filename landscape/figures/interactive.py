@@ -419,13 +419,15 @@ gd.on('plotly_buttonclicked', function (ev) {
   next[a[0]] = a[1];
   if (show(next)) { v.state = next; }
 });
+function pointOf(ev, type) {  // the hovered point of that trace type (the path can be first under the mouse)
+  return (ev.points || []).filter(function (p) { return p.data.type === type; })[0];
+}
 gd.on('plotly_hover', function (ev) {
-  var p = ev.points && ev.points[0];
-  if (!p) { return; }
-  if (p.data.type === 'heatmap') {
-    Plotly.restyle(gd, {x: [[p.x]], y: [[p.y]], z: [[p.z]]}, [v.cursor3d]);
-  } else if (p.data.type === 'surface') {
-    Plotly.restyle(gd, {x: [[p.x]], y: [[p.y]]}, [v.cursor2d]);
+  var heat = pointOf(ev, 'heatmap'), surf = pointOf(ev, 'surface');
+  if (heat) {
+    Plotly.restyle(gd, {x: [[heat.x]], y: [[heat.y]], z: [[heat.z]]}, [v.cursor3d]);
+  } else if (surf) {
+    Plotly.restyle(gd, {x: [[surf.x]], y: [[surf.y]]}, [v.cursor2d]);
   }
 });
 gd.on('plotly_unhover', function () {
