@@ -57,9 +57,10 @@ _SPLIT_WORDS = {"train": "training", "test": "test"}
 _METRIC_WORDS = {"loss": "loss", "acc": "accuracy"}
 
 
-def _wide_positive(values: np.ndarray) -> bool:
-    """Positive finite values spanning more than a decade (max/min above 10)."""
-    finite = values[np.isfinite(values)]
+def spans_decades(*values: np.ndarray) -> bool:
+    """The rule for an automatic log scale: the finite values are all positive and span more than a decade (max/min > 10)."""
+    finite = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
+    finite = finite[np.isfinite(finite)]
     return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 10)
 
 
@@ -364,7 +365,7 @@ def plot_surface_file(
     if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
         _check_same_plane(sf, Path(trajectory))
     if log is None:
-        log = _wide_positive(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width,
              "title": _title(sf, title)}
     job = _Job(sf, chosen, path, style)

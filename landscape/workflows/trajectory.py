@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from landscape import __version__
 from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors, write_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
+from landscape.io.atomic import atomic_path
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 
 TensorDict = dict[str, Tensor]
@@ -322,27 +323,19 @@ def save_trajectory(path: str | Path, traj: Trajectory, model: nn.Module | None 
 
     The model fingerprint is ``model``'s when given, else the one recorded in ``traj``.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
     fp = model_fingerprint(model) if model is not None else traj.fingerprint
-    try:
-        with h5py.File(tmp, "w") as f:
-            write_directions(f, traj.directions, fp)
-            f.attrs["explained_variance_all"] = np.asarray(traj.spectrum, dtype=np.float64)
-            f.attrs["landscape_version"] = __version__
-            g = f.create_group("trajectory")
-            g.create_dataset("coords", data=np.asarray(traj.coords, dtype=np.float64))
-            g.create_dataset("epoch", data=np.asarray(traj.epochs, dtype=np.int64))
-            g.create_dataset("step", data=np.asarray(traj.steps, dtype=np.int64))
-            g.create_dataset("loss", data=np.asarray(traj.losses, dtype=np.float64))
-            g.create_dataset("checkpoint", data=list(traj.names), dtype=h5py.string_dtype())
-            g.attrs["convention"] = ("row i is checkpoint i, oldest first, the last is the origin; coords[i] = (α, β), "
-                                     "the least-squares projection of θ_i − θ_final onto (x, y)")
-        tmp.replace(p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        write_directions(f, traj.directions, fp)
+        f.attrs["explained_variance_all"] = np.asarray(traj.spectrum, dtype=np.float64)
+        f.attrs["landscape_version"] = __version__
+        g = f.create_group("trajectory")
+        g.create_dataset("coords", data=np.asarray(traj.coords, dtype=np.float64))
+        g.create_dataset("epoch", data=np.asarray(traj.epochs, dtype=np.int64))
+        g.create_dataset("step", data=np.asarray(traj.steps, dtype=np.int64))
+        g.create_dataset("loss", data=np.asarray(traj.losses, dtype=np.float64))
+        g.create_dataset("checkpoint", data=list(traj.names), dtype=h5py.string_dtype())
+        g.attrs["convention"] = ("row i is checkpoint i, oldest first, the last is the origin; coords[i] = (α, β), "
+                                 "the least-squares projection of θ_i − θ_final onto (x, y)")
 
 
 def _plain(value: Any) -> Any:
