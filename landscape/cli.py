@@ -197,7 +197,8 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 # --- trajectory ------------------------------------------------------------------------------------
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from landscape.workflows.trajectory import compute_trajectory, run_checkpoints, save_trajectory, summary
+    from landscape.io.run_folder import run_checkpoints
+    from landscape.workflows.trajectory import compute_trajectory, save_trajectory, summary
 
     inputs: list[Path] = args.inputs
     if len(inputs) == 1 and inputs[0].is_dir():

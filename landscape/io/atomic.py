@@ -4,11 +4,12 @@ The new content goes to a temporary file with a unique name in the target's fold
 flushed and fsynced, renamed over the target with :func:`os.replace` (atomic on POSIX), and the
 folder is fsynced where the platform allows, so that the rename itself survives a power loss.
 A crash at any moment leaves the old file or the new one, never half of one; a temporary file
-may be left behind (``.<name>.<unique>.tmp``), and no reader ever mistakes it for the target.
+may be left behind (``.<name>.<pid>.<random>.tmp``); no reader mistakes it for the target, and the
+next write of the same target removes those whose process is gone.
 
 Test hook: when ``LANDSCAPE_TEST_PAUSE_IN_WRITE=K:FLAG`` is set, the K-th atomic write of the
 process (1-based) stops inside its write window — the temporary file complete and fsynced, the
-target not yet replaced — writes the temporary file's path into ``FLAG`` and waits until ``FLAG``
+target not yet replaced — writes the temporary file's path into ``FLAG`` (created whole, by a rename) and waits until ``FLAG``
 is removed. A test waits for ``FLAG`` to appear and then kills the process, or removes ``FLAG``
 to let it go on; a kill is thereby known to land in a write, without any timing.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import itertools
 import json
 import os
@@ -33,6 +35,26 @@ _writes = itertools.count(1)  # atomic writes of this process, for the test hook
 def temp_path(path: Path) -> Path:
     """A fresh name beside ``path``: hidden, unique per call, ending in ``.tmp``."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _remove_orphans(target: Path) -> None:
+    """Temporary files of ``target`` left by a process that no longer runs (killed mid-write)."""
+    prefix = f".{target.name}."
+    for old in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid, _, rest = old.name[len(prefix):].partition(".")
+        if pid.isdigit() and rest.count(".") == 1 and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -52,7 +74,9 @@ def _test_pause(tmp: Path) -> None:
     k, _, flag = spec.partition(":")
     if not flag or not k.isdigit() or int(k) != count:
         return
-    Path(flag).write_text(str(tmp))
+    part = Path(flag + ".part")
+    part.write_text(str(tmp))
+    os.rename(part, flag)  # not os.replace: tests count the package's os.replace calls
     while Path(flag).exists():
         time.sleep(0.01)
 
@@ -66,6 +90,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
     tmp = temp_path(target)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # reserve the name (umask applies)
     try:

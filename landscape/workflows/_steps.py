@@ -8,9 +8,10 @@ content, never by modification times:
 - a **trajectory** is reused when it was made from as many checkpoints as the run lists, around
   a final checkpoint with the same sha256, and with the same direction rule (``dir_type``,
   ``ignore``);
-- a **surface** resumes from its ``done`` mask (nothing to do when every point is done); one
-  computed around another checkpoint (its recorded sha256 differs: the run was trained further)
-  is computed afresh; one made with other settings is an error unless ``overwrite``.
+- a **surface** is left untouched when it is complete and was made with exactly the settings
+  the config gives (checkpoint sha256, data, model, directions, grid, ...); otherwise it resumes
+  from its ``done`` mask, is computed afresh when it was made around another checkpoint (the
+  run was trained further), and is an error when made with other settings, unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from pathlib import Path
 
 import h5py
 
-from landscape.config import Config, DirectionsConfig, config_to_dict
+from landscape.config import Config, DirectionsConfig, config_to_dict, diff_settings
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
-from landscape.io.checkpoint import sha256_file
+from landscape.io.checkpoint import load_checkpoint, sha256_file
 from landscape.io.run_folder import RunFolder, run_checkpoints
-from landscape.workflows.surface import DirectionSource, SurfaceResult, run_surface
+from landscape.io.surface_file import read_surface
+from landscape.workflows.surface import DirectionSource, SurfaceResult, make_directions, run_surface, surface_settings
 from landscape.workflows.train import RunResult, train
 from landscape.workflows.trajectory import Trajectory, load_trajectory, save_trajectory, trajectory_from_run
+from landscape.zoo.experiment import experiment_from_checkpoint
 
 Log = Callable[[str], None]
 
@@ -83,6 +86,21 @@ def _made_elsewhere(path: Path, checkpoint_sha: str) -> bool:
     return recorded is not None and recorded != checkpoint_sha
 
 
+def surface_is_current(out: Path, checkpoint: Path, cfg: Config, source: DirectionSource) -> bool:
+    """``out`` is complete and was computed with exactly the settings ``cfg`` gives around ``checkpoint``."""
+    try:
+        sf = read_surface(out)
+    except LandscapeError:
+        return False  # missing or unreadable: run_surface creates it or says what is wrong with it
+    if not sf.done.all():
+        return False
+    exp = experiment_from_checkpoint(load_checkpoint(checkpoint), cfg)
+    dims = 2 if cfg.surface.y else 1
+    settings = surface_settings(cfg, sha256_file(checkpoint), make_directions(exp, cfg, source, dims),
+                                (cfg.surface.x, cfg.surface.y))
+    return not diff_settings(sf.attrs["settings"], settings)
+
+
 @dataclass(frozen=True)
 class SurfaceStep:
     """What :func:`ensure_surface` did: the surface job's result, and whether an old file was replaced."""
@@ -92,8 +110,11 @@ class SurfaceStep:
 
 
 def ensure_surface(checkpoint: Path, out: Path, cfg: Config, source: DirectionSource, overwrite: bool = False,
-                   log: Log = _quiet) -> SurfaceStep:
-    """Compute, resume or keep the surface ``out`` around ``checkpoint`` (see the module docstring)."""
+                   log: Log = _quiet) -> SurfaceStep | None:
+    """Compute or resume the surface ``out`` around ``checkpoint``; None when it is current (see the module docstring)."""
+    if surface_is_current(out, checkpoint, cfg, source):
+        return None
+    log(f"surface {out} ({cfg.surface.x}{' × ' + cfg.surface.y if cfg.surface.y else ''})")
     stale = out.exists() and _made_elsewhere(out, sha256_file(checkpoint))
     try:
         result = run_surface(checkpoint, out, cfg, source=source, overwrite=stale)
@@ -101,6 +122,4 @@ def ensure_surface(checkpoint: Path, out: Path, cfg: Config, source: DirectionSo
         if not overwrite:
             raise
         result = run_surface(checkpoint, out, cfg, source=source, overwrite=True)
-    if result.computed:
-        log(f"surface {out}: {result.computed} points")
     return SurfaceStep(result, stale)

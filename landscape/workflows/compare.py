@@ -168,7 +168,8 @@ def prepare_loss(config: Config, loss: str, out_dir: Path, overwrite: bool = Fal
     for name, path, x, y, source in (("surface_2d", paths.surface_2d, cc.x, cc.y, DirectionSource()),
                                      ("slice_1d", paths.slice_1d, cc.line_x, "", DirectionSource()),
                                      ("surface_pca", paths.surface_pca, grid, grid, DirectionSource(file=paths.trajectory))):
-        if ensure_surface(final, path, surface_config(config, loss, x, y), source, overwrite, log).result.computed:
+        step = ensure_surface(final, path, surface_config(config, loss, x, y), source, overwrite, log)
+        if step is not None and step.result.computed:
             done.append(f"{name} {loss}")
     return done
 

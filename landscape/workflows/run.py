@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.config import Config, apply_overrides, config_from_dict, config_to_dict, save_config
+from landscape.engine.grid import Grid
 from landscape.figures.files import plot_surface_file, plot_training_curves
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
@@ -118,11 +119,11 @@ def surface_jobs(cfg: Config, out: Path) -> list[SurfaceJob]:
 
 def _surface(job: SurfaceJob, out: Path, final: Path, overwrite: bool) -> tuple[str, str]:
     step = ensure_surface(final, out / "surfaces" / f"{job.name}.h5", job.config, job.source, overwrite)
-    summary = step.result.summary
-    assert summary is not None  # run_pipeline is not distributed: this process writes the file
-    grid = "×".join(str(n) for n in summary["grid"])
-    if not summary.get("computed"):
+    if step is None or step.result.summary is None or not step.result.computed:
+        grid = "×".join(str(n) for n in Grid.parse(job.config.surface.x, job.config.surface.y).shape)
         return "skipped", f"{grid} grid, every point already done"
+    summary = step.result.summary
+    grid = "×".join(str(n) for n in summary["grid"])
     again = "recomputed around the new final checkpoint, " if step.replaced else ""
     return "done", (f"{again}{grid} grid, {summary['computed']} points ({summary['points_per_second']:.0f} points/s), "
                     f"{summary['diverged']} diverged")

@@ -49,6 +49,7 @@ from landscape.engine.directions import Directions, dot, model_fingerprint, targ
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
 from landscape.io.atomic import atomic_path
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.io.run_folder import run_checkpoints
 
 TensorDict = dict[str, Tensor]
 _BLOCK = 1 << 24  # float64 elements of one (n, c) block of M: 128 MiB
@@ -114,29 +115,6 @@ def project(delta: Mapping[str, Tensor], d1: Mapping[str, Tensor], d2: Mapping[s
 
 
 # --- checkpoints --------------------------------------------------------------------------------
-
-
-def run_checkpoints(run_dir: str | Path, include_steps: bool = False) -> list[Path]:
-    """The checkpoints of a run folder in the order of its ``run.json``, the final one last.
-
-    Epoch checkpoints (epoch 0 holds the initial weights) and, with ``include_steps``, the step
-    checkpoints between them; a step checkpoint saved at the same step as an epoch checkpoint
-    holds the same weights and is left out.
-    """
-    run = Path(run_dir)
-    manifest_path = run / "run.json"
-    if not manifest_path.is_file():
-        raise CheckpointError(f"{str(run)!r} is not a run folder (it has no run.json)")
-    try:
-        entries = json.loads(manifest_path.read_text())["checkpoints"]
-        epoch_steps = {int(c["step"]) for c in entries if c["kind"] == "epoch"}
-        keep = [c["file"] for c in entries
-                if c["kind"] == "epoch" or (include_steps and int(c["step"]) not in epoch_steps)]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{str(manifest_path)!r} is not a readable run manifest: {err!r}") from err
-    if not keep:
-        raise CheckpointError(f"the run in {str(run)!r} lists no checkpoints yet")
-    return [run / name for name in keep]
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
