@@ -89,15 +89,6 @@ DEFINITIONS: dict[str, str] = {
 """Definitions of the figures of merit, keyed by the column names of ``summary.csv``."""
 
 
-
-def definitions() -> dict[str, str]:
-    """A copy of :data:`DEFINITIONS` (column name → definition), e.g. for the README."""
-    return dict(DEFINITIONS)
-
-
-# --- figures of merit (pure numpy) -----------------------------------------------------------------
-
-
 # --- one loss: its files, config and cached work ---------------------------------------------------
 
 
@@ -542,7 +533,7 @@ def make_figures(results: Sequence[LossResult], config: Config) -> dict[str, Fig
 
 
 __all__ = [
-    "DEFINITIONS", "CompareResult", "Curvature", "LossPaths", "LossResult", "curvature", "definitions",
+    "DEFINITIONS", "CompareResult", "Curvature", "LossPaths", "LossResult", "curvature",
     "doubling_radius", "flatness", "load_results", "make_figures", "mean_increase", "relative_loss", "run_compare",
     "steps_to_target", "summary_rows",
 ]

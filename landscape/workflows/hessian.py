@@ -329,11 +329,6 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as strict JSON (no NaN) atomically (:mod:`landscape.io.atomic`)."""
-    write_json_atomic(path, data, allow_nan=False)
-
-
 def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
                 save_directions_to: str | Path | None = None, unsafe: bool = False,
                 checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
@@ -410,7 +405,7 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     report["seconds"] = time.perf_counter() - t_start
     report = _finite_or_none(report)
     if out is not None:
-        write_json(out, report)
+        write_json_atomic(out, report, allow_nan=False)
         report["file"] = str(out)
     return report
 
