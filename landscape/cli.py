@@ -143,7 +143,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
         cfg = resolve_config(config_to_dict(cfg), None, extra)
     source = DirectionSource(args.directions, args.target, args.target2, hessian=args.hessian_directions)
     result = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
-                         unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt)
+                         unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt, preview=args.preview)
     from landscape.workflows.surface import format_summary
 
     if result.summary is not None:  # under torchrun only rank 0 has the whole picture
@@ -176,6 +176,8 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
                    help="x (and y) = the top Hessian eigenvectors at the checkpoint (unit norm; [hessian] tol, max_iter, seed)")
     p.add_argument("--max-points", type=int, default=250_000, help="refuse larger grids (default 250000)")
     p.add_argument("--overwrite", action="store_true", help="replace a file made with other settings")
+    p.add_argument("--preview", type=Path, metavar="DIR",
+                   help="redraw the figure into DIR (PNG) at every flush, to watch the coarse-to-fine grid fill in")
     _common(p)
 
 
@@ -405,6 +407,40 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="job folder (default runs/<config name>)")
     p.add_argument("--overwrite", action="store_true", help="replace results in DIR made with other settings, training included")
     _common(p, config_positional=True)
+
+
+# --- animate ---------------------------------------------------------------------------------------
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from landscape.workflows.animate import AnimateOptions, format_animation, run_animation
+
+    options = AnimateOptions(kind=args.kind, fps=args.fps, frames=args.frames, dpi=args.dpi, metric=args.metric,
+                             log=args.log, turn=args.turn, x=args.x, y=args.y, max_samples=args.max_samples,
+                             overwrite=args.overwrite)
+    print(format_animation(run_animation(args.run_dir, args.out, options)))
+    return 0
+
+
+@command("animate", "animate a run folder: the optimizer's path over its landscape, or the landscape over training")
+def _add_animate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder made by `landscape run`")
+    p.add_argument("--out", type=Path, required=True, help="FILE.gif (Pillow) or FILE.mp4 (needs ffmpeg)")
+    p.add_argument("--kind", choices=["path", "surface3d", "evolution"], default="path",
+                   help="path: the trajectory over the PCA-plane contour (default); surface3d: over the 3D surface, "
+                        "the camera turning; evolution: the landscape around each checkpoint (computed, cached in "
+                        "RUN_DIR/evolution/)")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    p.add_argument("--frames", type=int, default=0,
+                   help="number of frames (default: 48 for a path; one per checkpoint for an evolution)")
+    p.add_argument("--dpi", type=int, default=100, help="resolution of the frames (default 100)")
+    p.add_argument("--metric", default="train_loss", help="a dataset of the surfaces (default train_loss)")
+    p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
+                   help="log colour scale (default: when the loss spans more than a decade)")
+    p.add_argument("--turn", type=float, default=90.0, help="surface3d: degrees the camera turns (default 90)")
+    p.add_argument("--x", default="-1:1:21", help="evolution: MIN:MAX:NUM along the first random direction")
+    p.add_argument("--y", default="-1:1:21", help="evolution: MIN:MAX:NUM along the second random direction")
+    p.add_argument("--max-samples", type=int, default=0, help="evolution: evaluate on the first N training samples")
+    p.add_argument("--overwrite", action="store_true", help="evolution: replace cached surfaces made with other settings")
 
 
 # --- entry points -------------------------------------------------------------------------------------

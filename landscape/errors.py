@@ -53,3 +53,7 @@ class TrainingDiverged(LandscapeError):
 
 class RunFolderError(LandscapeError):
     """The run folder cannot be created or written (a file in the way, a full disk)."""
+
+
+class AnimationError(LandscapeError):
+    """An animation cannot be made: a run folder lacks a file, an option is out of range, no ffmpeg for MP4."""

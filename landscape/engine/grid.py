@@ -84,3 +84,68 @@ def auto_batch_size(split: TensorSplit, budget: int = 1 << 21) -> int:
     """Whole split when its inputs are small (≤ ``budget`` floats), else a slice of that size."""
     per = max(1, int(np.prod(split.inputs.shape[1:])))
     return max(1, min(len(split), max(64, budget // per)))
+
+
+# --- coarse-to-fine order ---------------------------------------------------------------------------
+
+
+def axis_depth(n: int) -> int:
+    """How many times an axis of ``n`` points can be halved into uniform coarse levels.
+
+    Level strides are powers of two anchored at index 0, so the level of stride ``2^k`` is
+    ``{0, 2^k, 2·2^k, ...}``. It spans the whole axis (both ends) exactly when ``2^k`` divides
+    ``n − 1``, so the depth is the largest such ``k`` (41 points: 3, strides 8, 4, 2, 1; 51
+    points: 1). When ``n − 1`` is odd no coarse level can hold both ends; the levels then stop
+    short of the far end, down to the coarsest one with 2 points (50 points: 5, strides 32 … 1).
+    """
+    if n < 2:
+        return 0
+    span = n - 1
+    k = (span & -span).bit_length() - 1  # the power of two in n − 1
+    return k if k > 0 else span.bit_length() - 1
+
+
+def level_strides(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The stride of every axis at each level, coarsest first, ending with all ones.
+
+    Level ``l`` halves each axis's stride ``l`` times from its own coarsest (:func:`axis_depth`),
+    never below 1, so every level is a product of uniform axis sub-grids and contains the one
+    before it.
+    """
+    depths = [axis_depth(n) for n in shape]
+    return [tuple(1 << max(d - level, 0) for d in depths) for level in range(max(depths, default=0) + 1)]
+
+
+def level_indices(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Per axis, the indices of the uniform sub-grid with these strides: ``arange(0, n, s)``."""
+    return tuple(np.arange(0, n, s) for n, s in zip(shape, strides, strict=True))
+
+
+def coarse_to_fine(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (C-order) indices of every grid point, coarse levels first; and where each level ends.
+
+    Returns ``(order, ends)``: ``order`` is a permutation of ``range(prod(shape))``; the points of
+    level ``l`` not in level ``l − 1`` follow, in C order, the points of the levels before it, and
+    ``order[:ends[l]]`` is exactly the sub-grid of level ``l`` (:func:`level_strides`). A pure
+    function of the shape: every rank and every resumed run computes the same order.
+    """
+    size = int(np.prod(shape))
+    rank = np.full(size, -1, dtype=np.int64)  # the level at which each point first appears
+    for level, strides in reversed(list(enumerate(level_strides(shape)))):
+        mesh = np.ix_(*level_indices(shape, strides))
+        flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*mesh)), shape).ravel()
+        rank[flat] = level
+    order = np.argsort(rank, kind="stable")  # stable: C order within a level
+    ends = np.cumsum(np.bincount(rank, minlength=len(level_strides(shape))))
+    return order, ends
+
+
+def finest_complete_level(done: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Per axis, the indices of the finest level whose every point is done; None when none is."""
+    best = None
+    for strides in level_strides(done.shape):
+        idx = level_indices(done.shape, strides)
+        if not done[np.ix_(*idx)].all():
+            break
+        best = idx
+    return best

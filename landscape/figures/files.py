@@ -32,7 +32,9 @@ from typing import Any
 import h5py
 import numpy as np
 from matplotlib.figure import Figure
+from mpl_toolkits.mplot3d.axes3d import Axes3D
 
+from landscape.engine.grid import Grid, finest_complete_level
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.figures import plot
 from landscape.io.surface_file import SurfaceFile, read_surface
@@ -41,16 +43,22 @@ from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
 __all__ = [
     "FORMATS",
     "KINDS",
+    "PARTIAL_GID",
     "applicable_kinds",
     "applicable_kinds_of",
     "bilinear",
+    "check_same_plane",
+    "coarse_view",
     "export_surface_file",
     "path_heights",
     "plot_surface_file",
     "plot_training_curves",
     "resolve_metric",
+    "spans_decades",
 ]
 
+PARTIAL_GID = "landscape-partial"
+"""``gid`` of the "partial: N of M points" mark on figures of a file still being computed."""
 KINDS = ("contour", "filled", "heatmap", "surface3d", "line", "trajectory", "panels")
 FORMATS = ("pdf", "png", "svg")
 _SPLIT_WORDS = {"train": "training", "test": "test"}
@@ -229,7 +237,7 @@ def _directions_fingerprint(trajectory: Path) -> str | None:
     return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
 
 
-def _check_same_plane(sf: SurfaceFile, trajectory: Path) -> None:
+def check_same_plane(sf: SurfaceFile, trajectory: Path) -> None:
     """A path's coordinates mean something only in the plane of its own PCA directions."""
     ours, theirs = sf.attrs.get("directions_fingerprint"), _directions_fingerprint(trajectory)
     if ours and theirs and ours != theirs:
@@ -248,6 +256,41 @@ def _path_labels(sf: SurfaceFile, path: TrajectoryPoints) -> tuple[str, str]:
     if str(x_label).startswith("PC") and str(y_label).startswith("PC"):
         return str(x_label), str(y_label)
     return path.axis_labels
+
+
+# --- partial files -------------------------------------------------------------------------------------
+
+
+def coarse_view(sf: SurfaceFile) -> tuple[SurfaceFile, str | None]:
+    """What to draw of a file: itself when complete, else its finest complete coarse level; and the mark.
+
+    ``landscape surface`` computes coarse levels first (:func:`landscape.engine.grid.coarse_to_fine`),
+    so a partial file holds complete uniform sub-grids; the finest of them is drawn as it is, never
+    filled in by interpolation. A file with no complete level (one made in row order by an older
+    version) is drawn whole, its missing points masked. The mark reads "partial: N of M points".
+    """
+    if sf.done.all():
+        return sf, None
+    mark = f"partial: {int(sf.done.sum())} of {sf.done.size} points"
+    idx = finest_complete_level(sf.done)
+    if idx is None:
+        return sf, mark
+    grid = Grid(sf.grid.x[idx[0]], sf.grid.y[idx[1]] if sf.grid.y is not None else None)
+    values = {c: v[np.ix_(*idx)] for c, v in sf.values.items()}
+    coarse = SurfaceFile(sf.path, grid, sf.columns, values, sf.done[np.ix_(*idx)], sf.attrs)
+    return coarse, f"{mark}\n{'×'.join(str(len(i)) for i in idx)} level shown"
+
+
+def _mark_partial(figure: Figure, text: str) -> None:
+    """The partial mark, boxed, in the upper right corner of the first axes."""
+    ax = figure.axes[0]
+    style: dict[str, Any] = {"transform": ax.transAxes, "fontsize": 6, "ha": "right", "va": "top", "gid": PARTIAL_GID,
+                             "zorder": 7, "color": "darkred",
+                             "bbox": {"boxstyle": "round,pad=0.25", "fc": "white", "ec": "darkred", "lw": 0.5, "alpha": 0.9}}
+    if isinstance(ax, Axes3D):
+        ax.text2D(1.0, 1.0, text, **style)
+    else:
+        ax.text(0.98, 0.98, text, **style)
 
 
 # --- one function per kind ------------------------------------------------------------------------------
@@ -355,15 +398,16 @@ def plot_surface_file(
     ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...). ``title`` True
     gives "<model> on <data>", a string that text, False none. ``log`` None chooses: a log
     scale for a positive loss spanning more than a decade (round linear levels would leave the
-    basin around a trained model without a single contour), linear otherwise.
+    basin around a trained model without a single contour), linear otherwise. A partial file is
+    drawn at its finest complete coarse level and marked "partial: N of M points" (:func:`coarse_view`).
     """
     _check_options(formats, levels, dpi)
-    sf = read_surface(surface)
+    sf, partial = coarse_view(read_surface(surface))
     chosen = resolve_metric(sf.columns, metric, repr(str(surface)))
     path = load_trajectory(trajectory) if trajectory is not None else None
     selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
     if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
-        _check_same_plane(sf, Path(trajectory))
+        check_same_plane(sf, Path(trajectory))
     if log is None:
         log = spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width,
@@ -373,6 +417,8 @@ def plot_surface_file(
     written: list[Path] = []
     for kind in selected:
         figure = _DRAW[kind](job)
+        if partial is not None:
+            _mark_partial(figure, partial)
         written += plot.save_figure(figure, stem.with_name(f"{stem.name}_{kind}"), formats, dpi)
     return written
 

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,9 @@ class SurfaceFile:
     # environment variable LANDSCAPE_FLUSH_SECONDS fixes it instead (crash tests flush very often)
     flush_interval: float = field(default_factory=lambda: _env_flush_seconds() or 5.0)
     adaptive_flush: bool = field(default_factory=lambda: _env_flush_seconds() is None)
+    # called after every flush, with the file on disk (``landscape surface --preview`` redraws figures);
+    # its time counts in the adaptive interval, so a slow preview makes flushes rarer, not the run slower
+    on_flush: Callable[[SurfaceFile], None] | None = None
     _last_flush: float = 0.0
 
     @property
@@ -102,6 +105,8 @@ class SurfaceFile:
         except OSError as err:
             raise SurfaceFileError(f"cannot write {str(self.path)!r}: {os_reason(err)}; "
                                    "the points already on disk are kept") from err
+        if self.on_flush is not None:
+            self.on_flush(self)
         if self.adaptive_flush:  # never spend more than ~5 % of the time flushing, whatever the file size
             self.flush_interval = max(self.flush_interval, 20 * (time.monotonic() - start))
         self._last_flush = time.monotonic()

@@ -7,7 +7,9 @@ This is the orchestration behind ``landscape surface``; the CLI only parses flag
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from landscape.engine.directions import (
     random_directions,
     target_directions,
 )
-from landscape.engine.grid import MAX_POINTS, Grid
+from landscape.engine.grid import MAX_POINTS, Grid, coarse_to_fine
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DirectionError, LandscapeError
@@ -143,13 +145,14 @@ class SurfaceResult:
 
 def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = None, *, source: DirectionSource = DirectionSource(),
                 overwrite: bool = False, unsafe: bool = False, max_points: int = MAX_POINTS,
-                checkpoint_obj: Checkpoint | None = None) -> SurfaceResult:
+                checkpoint_obj: Checkpoint | None = None, preview: str | Path | None = None) -> SurfaceResult:
     """Compute (or resume) the surface around ``checkpoint`` into ``out``.
 
     ``cfg`` defaults to the checkpoint's own config; its ``surface`` and ``directions`` sections
     choose the grid, metrics and directions. Under ``torchrun`` the pending points are shared
     among the ranks (see :mod:`landscape.workflows._distributed`); only rank 0 writes, and only rank 0
-    gets a summary.
+    gets a summary. The points are computed coarse levels first (:func:`pending_coarse_to_fine`);
+    ``preview`` names a folder where rank 0 redraws the file's figures after every flush.
     """
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
@@ -183,7 +186,9 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                 except LandscapeError as err:
                     share_setup(group, "landscape/setup", None, str(err))
                     raise
-                pending = sf.pending  # type: ignore[union-attr]
+                pending = pending_coarse_to_fine(sf.done)  # type: ignore[union-attr]
+                if preview is not None:
+                    sf.on_flush = functools.partial(draw_preview, folder=Path(preview))  # type: ignore[union-attr]
                 share_setup(group, "landscape/setup", encode_array(pending))
             else:
                 pending = decode_array(share_setup(group, "landscape/setup", None))
@@ -196,6 +201,36 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                         points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
                         **({"points_per_rank": counts} if group.distributed else {}))
     return SurfaceResult(group.rank, len(pending), summary)
+
+
+def pending_coarse_to_fine(done: np.ndarray) -> np.ndarray:
+    """Flat indices of the points not done, coarse levels first (:func:`~landscape.engine.grid.coarse_to_fine`).
+
+    An interrupted file then holds complete uniform coarse grids of the whole landscape, which
+    ``landscape plot`` draws; the values of each point do not depend on the order.
+    """
+    order, _ = coarse_to_fine(done.shape)
+    pending: np.ndarray = order[~done.reshape(-1)[order]]
+    return pending
+
+
+PREVIEW_ERRORS = (LandscapeError, OSError, ValueError)
+
+
+def draw_preview(sf: SurfaceFile, folder: Path) -> None:
+    """Redraw the contour (2D) or line (1D) figure of the file on disk into ``folder`` (PNG).
+
+    A partial file is drawn at its finest complete coarse level, marked "partial". A preview that
+    cannot be drawn says so in one line and the computation goes on: it never costs a point.
+    """
+    from landscape.figures.files import plot_surface_file
+
+    kind = "line" if sf.grid.y is None else "contour"
+    metric = "train_loss" if "train_loss" in sf.columns else sf.columns[0]
+    try:
+        plot_surface_file(sf.path, folder, kinds=[kind], formats=["png"], metric=metric, dpi=100)
+    except PREVIEW_ERRORS as err:
+        print(f"landscape surface: preview not drawn: {err}", file=sys.stderr)
 
 
 def _data_notes(ckpt: Checkpoint, cfg: Config, exp: Experiment) -> list[str]:
