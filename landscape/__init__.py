@@ -1,7 +1,44 @@
-"""landscape: filter-normalized loss landscapes of neural networks (Li et al., NeurIPS 2018)."""
+"""landscape: filter-normalized loss landscapes of neural networks (Li et al., NeurIPS 2018).
+
+The Python API (see docs/API.md)::
+
+    import landscape
+    s = landscape.surface(model, (inputs, targets), loss="cross_entropy")
+    fig = landscape.plot(s, kind="contour")
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from landscape.api import (
+    HessianResult,
+    Surface,
+    dataset,
+    hessian,
+    load_surface,
+    plot,
+    random_directions,
+    surface,
+)
+from landscape.api_trajectory import Trajectory, trajectory
+from landscape.engine.directions import Directions
+from landscape.errors import LandscapeError
+from landscape.io.recorder import Recorder
+
+__all__ = [
+    "Directions",
+    "HessianResult",
+    "LandscapeError",
+    "Recorder",
+    "Surface",
+    "Trajectory",
+    "__version__",
+    "dataset",
+    "hessian",
+    "load_surface",
+    "plot",
+    "random_directions",
+    "surface",
+    "trajectory",
+]

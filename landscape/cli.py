@@ -39,7 +39,8 @@ def _common(p: argparse.ArgumentParser, config_positional: bool = False) -> None
         p.add_argument("--config", type=Path, help="TOML config file whose sections override the defaults")
     p.add_argument("--model", help="model name from the registry, or path/to/file.py:factory / package.module:factory")
     p.add_argument("--data", help="dataset name from the registry, or path/to/file.py:function / package.module:function")
-    p.add_argument("--loss", help="loss name (surface, hessian: a comma-separated list is evaluated in one pass)")
+    p.add_argument("--loss", help="loss name (surface, hessian: a comma-separated list is evaluated in one pass), "
+                                  "or path/to/file.py:fn, a batch loss fn(model, (inputs, targets)) -> per-sample losses or a mean")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config value (TOML syntax for the value); repeatable")
@@ -61,6 +62,8 @@ def _overrides(args: argparse.Namespace, section_device: str, loss_key: str = "t
             out.append(f"{loss_key}={json.dumps(args.loss)}")
     if args.device:
         out.append(f"{section_device}.device={json.dumps(args.device)}")
+    if getattr(args, "params", None):
+        out.append(f"surface.params={json.dumps([g.strip() for g in args.params.split(',') if g.strip()])}")
     return out + list(args.overrides)
 
 
@@ -157,6 +160,7 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="surface file (.h5); re-running resumes it")
     p.add_argument("--x", help="MIN:MAX:NUM along the first direction (default -1:1:51)")
     p.add_argument("--y", help="MIN:MAX:NUM along the second direction (2D when given)")
+    p.add_argument("--params", metavar="GLOB[,GLOB]", help="move only the tensors whose names match (e.g. 'layer3.*'); the rest stay at the checkpoint")
     p.add_argument("--dir-type", choices=["weights", "states"])
     p.add_argument("--norm", choices=["filter", "layer", "weight", "none"])
     p.add_argument("--ignore", choices=["biasbn", "none"])
@@ -199,12 +203,12 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 # --- trajectory ------------------------------------------------------------------------------------
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from landscape.io.run_folder import run_checkpoints
+    from landscape.api_trajectory import folder_checkpoints
     from landscape.workflows.trajectory import compute_trajectory, save_trajectory, summary
 
     inputs: list[Path] = args.inputs
-    if len(inputs) == 1 and inputs[0].is_dir():
-        checkpoints, source = run_checkpoints(inputs[0], args.include_steps), str(inputs[0])
+    if len(inputs) == 1 and inputs[0].is_dir():  # a run folder (train, Recorder) or a folder of checkpoint files
+        checkpoints, source = folder_checkpoints(inputs[0], args.include_steps), str(inputs[0])
     elif any(p.is_dir() for p in inputs):
         raise ConfigError("give one run folder or a list of checkpoint files, not both")
     elif args.include_steps:
@@ -216,7 +220,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         from landscape.zoo.experiment import build_experiment
 
         overrides = _flag_overrides(args, {"model": "model.name", "data": "data.name"}) + list(args.overrides)
-        model = build_experiment(resolve_config(None, args.config, overrides)).model
+        model = build_experiment(resolve_config(None, args.config, overrides), losses=()).model  # no loss is evaluated
     traj = compute_trajectory(checkpoints, model=model, dir_type=args.dir_type, ignore=args.ignore,
                               center=args.center, unsafe=args.unsafe_load, source=source)
     save_trajectory(args.out, traj)
@@ -269,6 +273,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
 def _add_hessian(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True, help="report file (.json)")
+    p.add_argument("--params", metavar="GLOB[,GLOB]", help="take the Hessian over the parameters whose names match only")
     p.add_argument("--split", choices=["train", "test"])
     p.add_argument("--max-samples", type=int, help="use the first N samples of the split (recorded)")
     p.add_argument("--batch-size", type=int, help="samples per HVP batch (0 = automatic); does not change the values")
@@ -351,7 +356,8 @@ def _add_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder of the figures, named <surface stem>_<kind>.<format>")
     p.add_argument("--kind", help="comma-separated: contour,filled,heatmap,surface3d,line,trajectory,panels "
                                   "(default: every kind of [plot] kinds that applies to the file)")
-    p.add_argument("--format", help="comma-separated: pdf,png,svg (default pdf,png)")
+    p.add_argument("--format", help="comma-separated: pdf,png,svg,html (default pdf,png); html: one self-contained "
+                                    "interactive page per 2D surface, <stem>_interactive.html (needs the interactive extra)")
     p.add_argument("--metric", help="a dataset of the file: train_loss (default), test_loss, train_acc, train_mse, ...")
     p.add_argument("--levels", type=int, help="about this many contour levels")
     p.add_argument("--vmin", type=float, help="lower end of the colour scale")

@@ -102,6 +102,7 @@ class SurfaceConfig:
     device: str = "cpu"
     points_per_call: int = 0  # 0 = automatic (vectorized evaluation of several points)
     metric: SurfaceMetric = "loss"  # "eig_ratio": λmax, λmin and |λmin/λmax| of the Hessian per point
+    params: tuple[str, ...] = ()  # glob patterns: only these tensors move (and the Hessian is over them); empty = all
 
     def __post_init__(self) -> None:
         if self.max_samples < 0 or self.bn_batches < 1 or self.batch_size < 0 or self.points_per_call < 0:

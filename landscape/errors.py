@@ -57,3 +57,7 @@ class RunFolderError(LandscapeError):
 
 class AnimationError(LandscapeError):
     """An animation cannot be made: a run folder lacks a file, an option is out of range, no ffmpeg for MP4."""
+
+
+class MissingExtraError(LandscapeError):
+    """An optional extra (a package the default install leaves out) is needed and not installed."""

@@ -167,6 +167,24 @@ def test_every_figure_is_written(compared: CompareResult) -> None:
     assert names == {f"{stem}.png" for stem in stems}
 
 
+def test_index_page_sums_up_the_comparison(compared: CompareResult) -> None:
+    """index.html: every figure, the tables' files and numbers, the interactive views when plotly is installed."""
+    import re
+
+    from landscape.figures.interactive import plotly_available
+
+    page = (compared.out_dir / "index.html").read_text()
+    hrefs = set(re.findall(r'href="([^"]+)"', page))
+    assert {f"figures/{p.name}" for p in (compared.out_dir / "figures").iterdir()} <= hrefs
+    assert {"summary.md", "summary.csv", "flatness_by_criterion.csv"} <= hrefs
+    assert all(f"<td>{row['final_train_loss']:.4g}</td>" in page for row in compared.rows)
+    views = {f"interactive/{loss}_surface_{kind}_interactive.html" for loss in LOSSES for kind in ("2d", "pca")}
+    if plotly_available():
+        assert views <= hrefs and all((compared.out_dir / v).is_file() for v in views)
+    else:
+        assert "plotly is not installed" in page
+
+
 # --- the table, recomputed from the files ---------------------------------------------------------
 
 

@@ -73,6 +73,12 @@ class Directions:
 # --- the small algebra over tensor dicts ------------------------------------------------------
 
 
+def nonzero(t: Tensor, chunk: int = 1 << 20) -> bool:
+    """Whether any entry of ``t`` is non-zero, in chunks (``t.any()`` allocates a bool copy of ``t``)."""
+    flat = t.reshape(-1)
+    return any(bool(flat[i : i + chunk].any()) for i in range(0, flat.numel(), chunk))
+
+
 def norm(d: Mapping[str, Tensor]) -> float:
     return math.sqrt(sum(float((t.double() ** 2).sum()) for t in d.values()))
 
@@ -209,6 +215,11 @@ def _read_ours(group: h5py.Group) -> Directions:
     y = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["y"].items()} if "y" in group else None
     meta = {k: _attr(v) for k, v in group.attrs.items() if k not in ("format", "fingerprint", "cosine", "model_fingerprint")}
     return Directions(x, y, meta)
+
+
+def read_directions_group(group: h5py.Group) -> Directions:
+    """Directions stored in our layout in ``group`` (a direction file's root or a surface file's ``directions/``)."""
+    return _read_ours(group)
 
 
 def _read_reference(f: h5py.File, model: nn.Module, path: Path) -> Directions:

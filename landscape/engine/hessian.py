@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -104,16 +104,17 @@ class HessianProblem:
     aliases of these tensors (no copy) and never writes to them.
     """
 
-    def __init__(self, model: nn.Module, names: Sequence[str], batches: Sequence[tuple[Tensor, Tensor]],
+    def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
                  loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
         self._model = model
         self._loss_fn = loss_fn
-        self._batches = tuple(batches)
+        # a Sequence is kept as a tuple; another re-iterable (streamed data) is read anew at every pass
+        self._batches = tuple(batches) if isinstance(batches, Sequence) else batches
         self._tensors = _point_tensors(model, params or {})
         self.names: tuple[str, ...] = _checked_names(names, self._tensors)
-        if not self._batches:
+        self.num_samples = sum(_samples(x) for x, _ in self._batches)
+        if isinstance(self._batches, tuple) and not self._batches:
             raise HessianError("a Hessian problem needs at least one batch of evaluation data")
-        self.num_samples = sum(int(x.shape[0]) for x, _ in self._batches)
         if self.num_samples == 0:
             raise HessianError("the evaluation batches hold no samples")
         chosen = [self._tensors[n] for n in self.names]
@@ -191,8 +192,8 @@ class HessianProblem:
     def _batch_loss(self, leaves: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
         tensors = {**self._tensors, **dict(zip(self.names, leaves, strict=True))}
         per_sample = self._loss_fn(functional_call(self._model, tensors, (x,)), y)
-        if tuple(per_sample.shape) != (x.shape[0],):
-            raise HessianError(f"loss_fn must return per-sample losses of shape ({x.shape[0]},), "
+        if tuple(per_sample.shape) != (_samples(x),):
+            raise HessianError(f"loss_fn must return per-sample losses of shape ({_samples(x)},), "
                                f"got {tuple(per_sample.shape)}")
         return per_sample.sum() / self.num_samples
 
@@ -205,6 +206,17 @@ class HessianProblem:
                 raise HessianError(f"vector tensor for {name!r} has shape {tuple(t.shape)}, expected {tuple(shape)}")
             out.append(t.detach().to(device=self.device, dtype=dtype))
         return out
+
+
+def _samples(x: object) -> int:
+    """Samples in a batch's inputs: a tensor's leading size, or that of the first tensor in a dict/tuple."""
+    if isinstance(x, Tensor):
+        return int(x.shape[0])
+    values = x.values() if isinstance(x, Mapping) else x if isinstance(x, tuple | list) else ()
+    for v in values:
+        if isinstance(v, Tensor) and v.ndim:
+            return int(v.shape[0])
+    raise HessianError(f"cannot tell how many samples a batch of type {type(x).__name__} holds")
 
 
 def _point_tensors(model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,16 @@ def correct(output: Tensor, target: Tensor, threshold: float = 0.0) -> Tensor:
     if target.dtype == torch.long:
         return (output.argmax(dim=1) == target).to(output.dtype)
     return ((output.reshape(target.shape) > threshold) == (target > 0.5)).to(output.dtype).reshape(-1)
+
+
+class Metrics(Protocol):
+    """What the surface engine needs from metrics: names, per-batch sums, a first-batch check."""
+
+    names: list[str]
+
+    def batch_sums(self, output: Tensor, target: Tensor) -> Tensor: ...
+
+    def check(self, output: Tensor, target: Tensor) -> None: ...
 
 
 class MetricSet:

@@ -17,7 +17,7 @@ import contextlib
 import copy
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -26,9 +26,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from landscape.engine.directions import Directions, check_directions, target_tensors
+from landscape.engine.directions import Directions, check_directions
 from landscape.engine.grid import Grid
-from landscape.engine.losses import MetricSet
+from landscape.engine.losses import Metrics
+from landscape.engine.moved import MovedTensors
 from landscape.engine.rewrites import (
     _fast_conv_available,
     _fuse_traced,
@@ -39,8 +40,6 @@ from landscape.engine.rewrites import (
 )
 from landscape.errors import ConfigError, GridError
 from landscape.zoo.data import TensorSplit
-
-_Moved = tuple[list[str], list[Tensor], list[Tensor], list[Tensor], list[Tensor] | None]  # names, params, origin, dx, dy
 
 
 class Evaluator(Protocol):
@@ -58,6 +57,9 @@ class Evaluator(Protocol):
     def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]: ...
 
 
+# one side of a rewrite's equivalence check: (α, β, first batch, its cache key) -> outputs
+_Side = Callable[[float, float, Tensor, tuple[str, int]], list[Tensor]]
+
 STEM_CACHE_BYTES = 1 << 30  # precompute the first layer only when its three outputs fit in this
 
 
@@ -70,9 +72,9 @@ class SurfaceEngine:
     """
 
     def __init__(self, model: nn.Module, directions: Directions, splits: Mapping[str, TensorSplit],
-                 metrics: MetricSet, *, device: torch.device | str = "cpu", batch_size: int = 0,
+                 metrics: Metrics, *, device: torch.device | str = "cpu", batch_size: int = 0,
                  bn: str = "fixed", bn_data: TensorSplit | None = None, bn_batches: int = 8,
-                 points_per_call: int = 0) -> None:
+                 points_per_call: int = 0, moved: Callable[[str], bool] | None = None) -> None:
         check_directions(directions, model)
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).to(self.device).eval()
@@ -82,14 +84,9 @@ class SurfaceEngine:
         self.splits = {name: s.to(self.device) for name, s in splits.items()}
         self.batch_sizes = {name: batch_size for name in self.splits} if batch_size else self._activation_batch_sizes()
         self.columns = [f"{split}_{m}" for split in self.splits for m in metrics.names]
-        targets = target_tensors(self.model, directions.dir_type)
-        ys = directions.y or {}
-        # only tensors whose direction is non-zero need rewriting at every point
-        self.names = [k for k in directions.x if bool(directions.x[k].any()) or (k in ys and bool(ys[k].any()))]
-        self.params = [targets[k] for k in self.names]
-        self.origin = [t.clone() for t in self.params]
-        self.dx = [directions.x[k].to(self.device, t.dtype) for k, t in zip(self.names, self.params, strict=True)]
-        self.dy = [ys[k].to(self.device, t.dtype) for k, t in zip(self.names, self.params, strict=True)] if ys else None
+        # only tensors whose direction is non-zero need rewriting at every point; the origin
+        # aliases the caller's own tensors where it can (never written to): one copy of the model less
+        self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
         self.bn = bn
         self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
         if bn == "recompute":
@@ -112,7 +109,12 @@ class SurfaceEngine:
             self._fold_batchnorm()
             self._install_stem(directions)
         self._use_fast_layers()
-        self.variances = [t for k, t in zip(self.names, self.params, strict=True) if k.endswith("running_var")]
+        self.variances = [t for k, t in zip(self.moved.names, self.moved.params, strict=True) if k.endswith("running_var")]
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the tensors every point rewrites (those the first-layer cache took over excluded)."""
+        return self.moved.names
 
     def _check_first_batch(self) -> None:
         for split in self.splits.values():
@@ -138,14 +140,9 @@ class SurfaceEngine:
             splits = self.splits
             self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         self.channels_last = splits is not self.splits
-        targets = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        self.params = [targets[k].detach() for k in self.names]  # each layout change made new tensors
+        self.moved.relayout(dict(self.model.named_parameters()) | dict(self.model.named_buffers()))  # new tensors
         self.splits = splits
-        # origin and directions in the parameters' own layout, so every point's rewrite is a plain copy
-        self.origin = [_in_layout_of(p, o) for p, o in zip(self.params, self.origin, strict=True)]
-        self.dx = [_in_layout_of(p, d) for p, d in zip(self.params, self.dx, strict=True)]
-        if self.dy is not None:
-            self.dy = [_in_layout_of(p, d) for p, d in zip(self.params, self.dy, strict=True)]
+        self.moved.match_layout()
 
     @torch.no_grad()
     def _fold_batchnorm(self) -> None:
@@ -157,7 +154,7 @@ class SurfaceEngine:
         when the BatchNorm itself does not move (its parameters and statistics have zero
         directions, the default); checked against the unfolded model before it is kept.
         """
-        moving = set(self.names)
+        moving = set(self.moved.names)
         pairs = []
         for parent_name, parent in self.model.named_modules():
             kids = list(parent.named_children())
@@ -172,7 +169,7 @@ class SurfaceEngine:
         if not pairs:
             return
         reference = copy.deepcopy(self.model)
-        saved = (list(self.params), list(self.origin), list(self.dx), list(self.dy) if self.dy is not None else None)
+        saved = self.moved.copy()
         for parent, conv_name, conv_key, conv, bn_key, norm in pairs:
             mean, var = norm.running_mean, norm.running_var
             assert mean is not None and var is not None  # checked when the pair was chosen
@@ -191,22 +188,16 @@ class SurfaceEngine:
             setattr(parent, bn_key, nn.Identity())
             for key, scale in (("weight", s.view(-1, 1, 1, 1)), ("bias", s)):
                 name = f"{conv_name}.{key}"
-                if name in self.names:
-                    i = self.names.index(name)
-                    self.params[i] = getattr(fused, key).detach()
-                    self.origin[i] = self.origin[i] * scale
-                    self.dx[i] = self.dx[i] * scale
-                    if self.dy is not None:
-                        self.dy[i] = self.dy[i] * scale
-        if not self._same_outputs(reference, saved[2], saved[3]):
-            _, self.origin, self.dx, self.dy = saved
+                if name in self.moved.names:
+                    self.moved.rescale(name, getattr(fused, key), scale)
+        if not self._same_outputs(reference, saved.dx, saved.dy):
+            self.moved = saved
             self._adopt(reference)
 
     def _adopt(self, model: nn.Module) -> None:
         """Make ``model`` the engine's model: the moved tensors, the stand-in and BatchNorms are its own."""
         self.model = model
-        targets = dict(model.named_parameters()) | dict(model.named_buffers())
-        self.params = [targets[k].detach() for k in self.names]
+        self.moved.relayout(dict(model.named_parameters()) | dict(model.named_buffers()))
         self.bn_modules = [m for m in model.modules() if _is_bn(m)]
         if self.stem is not None:
             stem = model.get_submodule(self.stem_name)
@@ -237,40 +228,62 @@ class SurfaceEngine:
         if not self._same_outputs(reference, None, None):
             self._adopt(reference)
 
-    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor] | None, dys: list[Tensor] | None) -> bool:
-        """The engine's model at an off-origin point against ``reference`` moved there by hand
-        along ``dxs``/``dys``; ``dxs=None`` when ``reference`` shares the engine's tensors, which
-        the point then moves for both."""
-        a, b = 0.37, -0.21 if self.dy is not None else 0.0
+    def _equivalent(self, rewritten: _Side, reference: _Side, undo: Callable[[], None]) -> bool:
+        """The one check every set-up rewrite passes before it is kept.
+
+        At the off-origin point (α, β) = (0.37, −0.21) and on the first batch (what a first-layer
+        cache holds), every output of the ``rewritten`` side must equal the ``reference`` side's
+        (``allclose``, rtol 1e-4, atol 1e-5). Any exception means "not equivalent": a stand-in can
+        make a user's forward fail, and is then simply not used. ``undo`` and a reset to the
+        origin run whatever happens.
+        """
+        a, b = 0.37, -0.21 if self.moved.dy is not None else 0.0
         split_name, split = next(iter(self.splits.items()))
-        # with a first-layer cache, the first batch exactly (what it holds); else a few samples suffice
-        x = split.inputs[: self.batch_sizes[split_name] if self.stem is not None else 64]
-        for stem in [m for m in reference.modules() if isinstance(m, _LinearStem)] + ([self.stem] if self.stem else []):
-            stem.key, stem.point = (split_name, 0), (a, b)
-        ref_params: list[Tensor] = []
-        if dxs is not None:
-            targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
-            ref_params = [targets[k].detach() for k in self.names]
-        ref_origin = [t.clone() for t in ref_params]
+        x, key = split.inputs[: self.batch_sizes[split_name]], (split_name, 0)
+        self._reset_to_origin()
         try:
             with torch.inference_mode():
-                self._set_point(a, b)
-                fast = self.model(x)
-            with torch.no_grad():
-                for i, p in enumerate(ref_params):
-                    p.add_(dxs[i], alpha=a)  # type: ignore[index]
-                    if dys is not None:
-                        p.add_(dys[i], alpha=b)
-            with torch.inference_mode():
-                slow = reference(x)
+                fast = rewritten(a, b, x, key)
+                slow = reference(a, b, x, key)[0]
         except Exception:  # a stand-in can make any user forward fail: then it is simply not used
             return False
         finally:
-            with torch.no_grad():
-                for p, o in zip(ref_params, ref_origin, strict=True):
-                    p.copy_(o)
-                self._reset_to_origin()
-        return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5))
+            undo()
+            self._reset_to_origin()
+        return all(bool(torch.allclose(f, slow, rtol=1e-4, atol=1e-5)) for f in fast)
+
+    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor] | None, dys: list[Tensor] | None) -> bool:
+        """The engine's model against ``reference`` moved to the same point by hand along
+        ``dxs``/``dys``; ``dxs=None`` when ``reference`` shares the engine's tensors, which the
+        point then moves for both."""
+        targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
+        ref_params = [targets[k].detach() for k in self.names] if dxs is not None else []
+        ref_origin = [t.clone() for t in ref_params]
+        ref_stems = [m for m in reference.modules() if isinstance(m, _LinearStem)]
+
+        def rewritten(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            if self.stem is not None:
+                self.stem.key = key
+            self._set_point(a, b)
+            return [self.model(x)]
+
+        def by_hand(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            for stem in ref_stems:
+                stem.key, stem.point = key, (a, b)
+            for i, p in enumerate(ref_params):
+                p.add_(dxs[i], alpha=a)  # type: ignore[index]
+                if dys is not None:
+                    p.add_(dys[i], alpha=b)
+            return [reference(x)]
+
+        @torch.no_grad()
+        def undo() -> None:
+            for p, o in zip(ref_params, ref_origin, strict=True):
+                p.copy_(o)
+            for stem in ref_stems:
+                stem.point = None
+
+        return self._equivalent(rewritten, by_hand, undo)
 
     # per batch, for the widest layer: cache-sized working sets on a CPU; on a GPU, big batches
     ACTIVATION_BYTES: ClassVar[Mapping[str, int]] = {"cpu": 4 << 20, "cuda": 256 << 20}
@@ -331,8 +344,8 @@ class SurfaceEngine:
         layer = parent.get_submodule(child)
         own = [k for k in self.names if k.startswith(f"{name}.") and k.count(".") == name.count(".") + 1]
         idx = {k: self.names.index(k) for k in own}
-        dx = {k.rsplit(".", 1)[1]: self.dx[i] for k, i in idx.items()}
-        dy = {k.rsplit(".", 1)[1]: self.dy[i] for k, i in idx.items()} if self.dy is not None else None
+        dx = {k.rsplit(".", 1)[1]: self.moved.dx[i] for k, i in idx.items()}
+        dy = {k.rsplit(".", 1)[1]: self.moved.dy[i] for k, i in idx.items()} if self.moved.dy is not None else None
         cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]] = {}
         captured: list[Tensor] = []
 
@@ -372,16 +385,7 @@ class SurfaceEngine:
             setattr(parent, child, layer)
             return
         self.stem, self.stem_name = stem, name
-        self._keep_moved(keep)
-
-    def _keep_moved(self, keep: Sequence[int]) -> _Moved:
-        """Narrow the moved tensors (names, parameters, origin, directions) to the indices ``keep``;
-        returns the lists as they were, to restore them."""
-        before = (self.names, self.params, self.origin, self.dx, self.dy)
-        self.names, self.params = [self.names[i] for i in keep], [self.params[i] for i in keep]
-        self.origin, self.dx = [self.origin[i] for i in keep], [self.dx[i] for i in keep]
-        self.dy = [self.dy[i] for i in keep] if self.dy is not None else None
-        return before
+        self.moved = self.moved.narrow(keep)
 
     @staticmethod
     def _zero_bias(layer: nn.Module, given: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -389,43 +393,41 @@ class SurfaceEngine:
         return {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
 
     def _stem_is_exact(self, stem: _LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
-        """Compare with the real layer at one off-origin point; anything unexpected disables the stem.
+        """The stand-in (both its paths: ``coef`` as under vmap, and one point) against the real layer.
 
         The stand-in's side runs as evaluation will: only the tensors in ``keep`` move, the
         layer's own stay at the origin. A layer whose tensors are also used elsewhere (tied
         weights) therefore fails the comparison instead of freezing them there.
         """
-        a, b = 0.37, -0.21 if self.dy is not None else 0.0
-        split_name, split = next(iter(self.splits.items()))
-        x = split.inputs[: self.batch_sizes[split_name]]
-        self._reset_to_origin()
-        full = self._keep_moved(keep)
-        try:
-            with torch.inference_mode():
-                stem.key = (split_name, 0)
-                stem.coef.copy_(torch.tensor([a, b]))
-                self._set_point(a, b)
-                fast = self.model(x)  # the vmap path (coef)
-                stem.point = (a, b)
-                fast_point = self.model(x)  # the one-point path
-                stem.point = None
-                self.names, self.params, self.origin, self.dx, self.dy = full
-                setattr(parent, child, layer)
-                self._set_point(a, b)
-                slow = self.model(x)
-        except Exception:  # a stand-in can make any user forward fail: then it is simply not used
-            return False
-        finally:
-            self.names, self.params, self.origin, self.dx, self.dy = full
+        full = self.moved
+
+        def rewritten(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            self.moved = full.narrow(keep)
+            stem.key = key
+            stem.coef.copy_(torch.tensor([a, b]))
+            self._set_point(a, b)
+            by_coef = self.model(x)  # the vmap path
+            stem.point = (a, b)
+            one_point = self.model(x)
+            stem.point = None
+            return [by_coef, one_point]
+
+        def real_layer(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+            self.moved = full
+            setattr(parent, child, layer)
+            self._set_point(a, b)
+            return [self.model(x)]
+
+        def undo() -> None:
+            self.moved = full
             setattr(parent, child, stem)
-            self._reset_to_origin()
-        return bool(torch.allclose(fast, slow, rtol=1e-4, atol=1e-5) and torch.allclose(fast_point, slow, rtol=1e-4, atol=1e-5))
+
+        return self._equivalent(rewritten, real_layer, undo)
 
     @torch.no_grad()
     def _reset_to_origin(self) -> None:
         """Back to θ*: later set-up steps (the first-layer cache) are computed from the origin."""
-        if self.params:
-            torch._foreach_copy_(self.params, self.origin)
+        self.moved.reset()
         if self.stem is not None:
             self.stem.point = None
 
@@ -433,11 +435,7 @@ class SurfaceEngine:
 
     @torch.no_grad()
     def _set_point(self, a: float, b: float) -> None:
-        if self.params:  # empty when the stem took over every moved tensor (e.g. a bias-free linear model)
-            torch._foreach_copy_(self.params, self.origin)
-            torch._foreach_add_(self.params, self.dx, alpha=a)
-            if self.dy is not None:
-                torch._foreach_add_(self.params, self.dy, alpha=b)
+        self.moved.set_point(a, b)  # nothing when the stem took over every moved tensor (a bias-free linear model)
         if self.variances:
             # running variances moved along a direction (--dir-type states) can cross zero, which
             # would make BatchNorm divide by the square root of a negative number: keep them ≥ 0
@@ -493,11 +491,12 @@ class SurfaceEngine:
         b = torch.as_tensor(coords[:, 1], dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             stacked = {}
-            for i, name in enumerate(self.names):
-                shape = (-1,) + (1,) * self.origin[i].ndim
-                w = self.origin[i].unsqueeze(0) + a.view(shape).to(self.origin[i].dtype) * self.dx[i].unsqueeze(0)
-                if self.dy is not None:
-                    w = w + b.view(shape).to(self.origin[i].dtype) * self.dy[i].unsqueeze(0)
+            mv = self.moved
+            for i, name in enumerate(mv.names):
+                shape = (-1,) + (1,) * mv.origin[i].ndim
+                w = mv.origin[i].unsqueeze(0) + a.view(shape).to(mv.origin[i].dtype) * mv.dx[i].unsqueeze(0)
+                if mv.dy is not None:
+                    w = w + b.view(shape).to(mv.origin[i].dtype) * mv.dy[i].unsqueeze(0)
                 stacked[name] = w
             if self.stem is not None:
                 self.stem.point = None
@@ -573,7 +572,7 @@ class SurfaceResult:
 
 def compute_surface(model: nn.Module, data: Mapping[str, TensorSplit] | TensorSplit, directions: Directions,
                     x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float] | None = None, *,
-                    metrics: MetricSet, device: torch.device | str = "cpu", batch_size: int = 0,
+                    metrics: Metrics, device: torch.device | str = "cpu", batch_size: int = 0,
                     points_per_call: int = 1, bn: str = "fixed", bn_data: TensorSplit | None = None) -> SurfaceResult:
     """Evaluate ``metrics`` on the grid ``x`` (× ``y``) around ``model`` without touching any file.
 

@@ -395,12 +395,23 @@ def plot_surface_file(
     ``line`` for a 1D one, ``trajectory`` with a trajectory file, ``panels`` for several
     losses). A kind named in ``kinds`` that does not apply raises :class:`LandscapeError`,
     unless ``lenient`` (for a list of defaults meant for any file): then it is skipped.
-    ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...). ``title`` True
+    ``metric`` is a column of the file (``train_loss``, ``test_acc``, ...). The format ``html``
+    writes the interactive page ``<stem>_interactive.html`` of a 2D surface (needs plotly, the
+    ``interactive`` extra; a 1D surface is an error unless ``lenient`` with other formats). ``title`` True
     gives "<model> on <data>", a string that text, False none. ``log`` None chooses: a log
     scale for a positive loss spanning more than a decade (round linear levels would leave the
     basin around a trained model without a single contour), linear otherwise. A partial file is
     drawn at its finest complete coarse level and marked "partial: N of M points" (:func:`coarse_view`).
     """
+    if "html" in formats:  # the interactive page (landscape.figures.interactive), beside the static figures
+        from landscape.figures.interactive import write_interactive
+
+        static = [f for f in formats if f != "html"]
+        page = write_interactive(surface, out_dir, trajectory=trajectory, metric=metric, log=log, title=title,
+                                 skip_1d=lenient and bool(static))
+        return page + (plot_surface_file(surface, out_dir, trajectory=trajectory, kinds=kinds, lenient=lenient,
+                                         formats=static, metric=metric, levels=levels, vmin=vmin, vmax=vmax, log=log,
+                                         cmap=cmap, width=width, dpi=dpi, title=title) if static else [])
     _check_options(formats, levels, dpi)
     sf, partial = coarse_view(read_surface(surface))
     chosen = resolve_metric(sf.columns, metric, repr(str(surface)))

@@ -158,6 +158,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """Load ``path`` with ``weights_only=True`` (unless ``unsafe``) and describe what it holds."""
     p = Path(path)
     obj = _torch_load(p, map_location, unsafe)
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT and obj.get("config") is None:
+        return _recorded(p, obj)  # written by landscape.Recorder from a user's own training loop
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         try:
             config = config_from_dict(obj["config"])
@@ -167,6 +169,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         return Checkpoint(p, dict(obj["state_dict"]), config, int(obj["epoch"]), int(obj["step"]),
                           dict(obj.get("metrics", {})), {k: v for k, v in obj.items() if k not in known})
     return Checkpoint(p, _find_state_dict(obj, p), None)
+
+
+def _recorded(p: Path, obj: Mapping[str, Any]) -> Checkpoint:
+    """A checkpoint of a user's model saved by :class:`landscape.io.recorder.Recorder` (no config)."""
+    known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
+    epoch, step = obj.get("epoch"), obj.get("step")
+    return Checkpoint(p, _find_state_dict(obj, p), None, None if epoch is None else int(epoch),
+                      None if step is None else int(step), dict(obj.get("metrics") or {}),
+                      {k: v for k, v in obj.items() if k not in known})
 
 
 def _short(items: list[str], n: int = 4) -> str:

@@ -90,8 +90,8 @@ class RunFolder:
             raise CheckpointError(f"{str(self.path)!r} is not a run folder (it has no {MANIFEST})")
         try:
             entries = json.loads(self.manifest_path.read_text())["checkpoints"]
-            epoch_steps = {int(c["step"]) for c in entries if c["kind"] == "epoch"}
-            keep = [c["file"] for c in entries if c["kind"] == "epoch" or (include_steps and int(c["step"]) not in epoch_steps)]
+            epoch_steps = {int(c["step"]) for c in entries if c["kind"] != "step"}  # "epoch", or "record" (Recorder)
+            keep = [c["file"] for c in entries if c["kind"] != "step" or (include_steps and int(c["step"]) not in epoch_steps)]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{str(self.manifest_path)!r} is not a readable run manifest: {err!r}") from err
         if not keep:

@@ -19,7 +19,9 @@ resumes: finished trainings, trajectories and surfaces are checked against the c
 and the tables and figures are rewritten only when the config or one of their input files changed.
 
 Outputs: ``DIR/summary.csv`` and ``DIR/summary.md`` (one row per loss), ``DIR/flatness_by_criterion.csv``
-(every model under every criterion) and figures in ``DIR/figures/`` (PDF and PNG).
+(every model under every criterion), figures in ``DIR/figures/`` (PDF and PNG), the 2D surfaces as
+interactive pages ``DIR/interactive/<loss>_surface_{2d,pca}_interactive.html`` when plotly is installed,
+and ``DIR/index.html``, one page with the tables, every figure and the settings.
 
 Figures of merit: :mod:`landscape.engine.flatness` defines the flatness and curvature measures, and
 **steps (epochs) to target** is the training step (and ``step / steps per epoch``) of the first
@@ -44,7 +46,7 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from landscape import __version__
-from landscape.config import Config, config_to_dict
+from landscape.config import Config, config_to_dict, dumps_toml
 from landscape.engine.flatness import (
     Curvature,
     curvature,
@@ -58,6 +60,8 @@ from landscape.engine.losses import LOSSES, canonical_loss_name
 from landscape.errors import ConfigError, GridError
 from landscape.figures import plot
 from landscape.figures.files import spans_decades
+from landscape.figures.index_page import Table, write_index
+from landscape.figures.interactive import plotly_available, write_views
 from landscape.io.atomic import write_json_atomic, write_text_atomic
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
@@ -241,9 +245,25 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
     if files is None:  # something changed (or was never written): redraw
         files = write_tables(out, rows, criterion_rows, config)
         for name, fig in make_figures(results, config).items():
-            files += plot.save_figure(fig, out / "figures" / name, formats=config.plot.formats, dpi=config.plot.dpi)
+            files += plot.save_figure(fig, out / "figures" / name, formats=[f for f in config.plot.formats if f != "html"],
+                                      dpi=config.plot.dpi)
+        files += write_compare_index(out, config, losses, rows, criterion_rows)
         _write_stamp(out, stamp, files)
     return CompareResult(out, results, rows, criterion_rows, files, work)
+
+
+def write_compare_index(out: Path, config: Config, losses: Sequence[str], rows: Sequence[Mapping[str, Any]],
+                        criterion_rows: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """The interactive views of every loss's 2D surfaces (when plotly is installed) and ``DIR/index.html``."""
+    views = [view for loss in losses for view in ((LossPaths(out / loss).surface_2d, None, f"{loss}_surface_2d"),
+             (LossPaths(out / loss).surface_pca, LossPaths(out / loss).trajectory, f"{loss}_surface_pca"))]
+    p = config.plot
+    written = write_views(views, out / "interactive", metric=p.metric, log=p.log, title=p.title, required="html" in p.formats)
+    tables = [Table("Summary", rows, "One row per loss; definitions in summary.md."),
+              Table("Every model under every criterion", criterion_rows)]
+    others = [out / name for name in ("summary.md", "summary.csv", "flatness_by_criterion.csv")]
+    title = f"landscape compare: {config.model.name} on {config.data.name}, {', '.join(losses)}"
+    return [*written, write_index(out, title=title, settings=dumps_toml(config_to_dict(config)), tables=tables, files=others)]
 
 
 _STAMP = ".compare_outputs.json"
@@ -259,7 +279,8 @@ def _stamp(out: Path, losses: Sequence[str], config: Config) -> str:
             inputs[str(f.relative_to(out))] = [st.st_size, st.st_mtime_ns]
     # the drawing code too, so that a changed figure function redraws even within one version
     code = [hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in (__file__, plot.__file__)]
-    text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__, "code": code},
+    text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__, "code": code,
+                       "views": plotly_available()},  # installing plotly later writes the interactive views
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -7,7 +7,7 @@ Lanczos, Hutchinson); this module ties them to checkpoints, configs and files:
   the algebraically smallest eigenvalue (Lanczos, ‖H‖-relative test: λmin is often ≈ 0),
   Hutchinson's trace with its 95 % interval (and the exact trace for P ≤ 2000), HVPs per
   second, and optionally the top two eigenvectors as a direction file;
-* :class:`EigenRatioEngine` — a drop-in for :class:`~landscape.engine.surface.SurfaceEngine` whose
+* :class:`~landscape.engine.eigratio.EigenRatioEngine` (in the engine) — a drop-in for :class:`~landscape.engine.surface.SurfaceEngine` whose
   columns are ``<split>_max_eig``, ``<split>_min_eig``, ``<split>_eig_ratio`` (= |λmin/λmax|,
   Li et al. 2018, §7) and ``<split>_eig_converged`` (1.0 when the Lanczos test was met), so
   ``landscape surface --metric eig_ratio`` files resume and flush like any surface;
@@ -28,37 +28,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from landscape import __version__
 from landscape.config import Config, config_to_dict
-from landscape.engine.directions import Directions, check_directions, save_directions, target_tensors
+from landscape.engine.batchloss import BatchLossModel
+from landscape.engine.directions import Directions, save_directions, target_tensors
+from landscape.engine.eigratio import Batches, EigenRatioEngine, eig_ratio, split_batches
 from landscape.engine.evaluate import eval_mode
-from landscape.engine.grid import auto_batch_size
 from landscape.engine.hessian import (
     EigenResult,
     HessianProblem,
     LossFn,
     TraceResult,
-    eig_extremes,
     exact_trace,
     hutchinson_trace,
     lanczos,
 )
 from landscape.engine.losses import get_criterion
+from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError
 from landscape.io.atomic import write_json_atomic
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
+from landscape.zoo.registry import is_user_spec, load_callable
 
-EIG_METRICS = ("max_eig", "min_eig", "eig_ratio", "eig_converged")  # columns per split, in order
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
 
-Batches = list[tuple[Tensor, Tensor]]
 
 
 # --- what the Hessian is of --------------------------------------------------------------------
@@ -109,14 +108,6 @@ def per_sample_loss(exp: Experiment, name: str) -> LossFn:
     return loss_fn
 
 
-def split_batches(split: TensorSplit, batch_size: int = 0) -> Batches:
-    """Contiguous slices of a split (already on its device); 0 = :func:`auto_batch_size`."""
-    if batch_size < 0:
-        raise ConfigError(f"surface.batch_size must be ≥ 0, got {batch_size}")
-    bs = batch_size or auto_batch_size(split)
-    return [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
-
-
 @dataclass(frozen=True)
 class Setup:
     """A Hessian problem at the checkpoint plus what it was built from (for timing and reports)."""
@@ -134,11 +125,29 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
     loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
     split = exp.data.split(split_name).subset(cfg.surface.max_samples).to(device)
     model = copy.deepcopy(exp.model).to(device).eval()
+    names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
+    if cfg.surface.params:
+        chosen = selector(cfg.surface.params)
+        assert chosen is not None
+        names = [k for k in names if chosen(k)]
+        if not names:
+            raise ConfigError(f"--params {','.join(cfg.surface.params)} selects none of the parameters "
+                              f"({', '.join(parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)[:4])}, ...)")
+    batches = split_batches(split, cfg.surface.batch_size)
+    if is_user_spec(loss):  # a batch loss fn(model, (inputs, targets)): the Hessian of the wrapped model
+        wrapped = BatchLossModel(model, load_callable(loss))  # type: ignore[arg-type]
+        with torch.inference_mode():
+            wrapped(batches[0])
+        pairs: Batches = [(b, None) for b in batches]  # type: ignore[misc]
+
+        def identity(out: Tensor, _: Tensor) -> Tensor:
+            return out
+
+        problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, identity)
+        return Setup(problem, wrapped, pairs, identity, loss, split_name)
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(split.inputs[:2]), split.targets[:2])
-    batches = split_batches(split, cfg.surface.batch_size)
     loss_fn = per_sample_loss(exp, loss)
-    names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
     return Setup(HessianProblem(model, names, batches, loss_fn), model, batches, loss_fn, loss, split_name)
 
 
@@ -191,74 +200,6 @@ def hessian_directions(exp: Experiment, cfg: Config, dims: int) -> Directions:
 # --- eigenvalue-ratio maps ---------------------------------------------------------------------
 
 
-def eig_ratio(lam_max: float, lam_min: float) -> float:
-    """|λmin/λmax|: 0 for a convex point, large where negative curvature dominates; NaN for H = 0."""
-    if lam_max == 0.0:
-        return math.nan if lam_min == 0.0 else math.inf
-    return abs(lam_min / lam_max)
-
-
-class EigenRatioEngine:
-    """λmax, λmin and |λmin/λmax| of the restricted Hessian at points ``θ* + α·δ + β·η``.
-
-    Same interface as :class:`~landscape.engine.surface.SurfaceEngine` (``columns``, ``evaluate``,
-    ``calibrate``, ``points_per_call``), so the surface job drives it unchanged. Each point and
-    split costs one Lanczos run (:func:`~landscape.engine.hessian.eig_extremes`, residuals relative
-    to ‖H‖ below ``tol``) from the same seeded start vector, so a point's values do not depend
-    on the order or the process that computed it. The caller's model is never touched.
-    """
-
-    def __init__(self, model: nn.Module, directions: Directions, splits: Mapping[str, TensorSplit], loss_fn: LossFn,
-                 names: Sequence[str], *, device: torch.device | str = "cpu", batch_size: int = 0,
-                 tol: float = 1e-3, max_iter: int = 100, seed: int = 0) -> None:
-        check_directions(directions, model)
-        self.device = torch.device(device)
-        self.model = copy.deepcopy(model).to(self.device).eval()
-        self.columns = [f"{split}_{m}" for split in splits for m in EIG_METRICS]
-        self.points_per_call = 1  # one Lanczos run per point: nothing to vectorize
-        self.tol, self.max_iter, self.seed = tol, max_iter, seed
-        self.hvps, self.seconds = 0, 0.0  # totals over every point, for cost reports
-        targets = target_tensors(self.model, directions.dir_type)
-        ys = directions.y or {}
-        # only tensors whose direction is non-zero move; the rest stay the model's own
-        moved = [k for k in directions.x if bool(directions.x[k].any()) or (k in ys and bool(ys[k].any()))]
-        self.origin = {k: targets[k] for k in moved}  # aliases of the private copy, never written
-        self.dx = {k: directions.x[k].to(self.device, targets[k].dtype) for k in moved}
-        self.dy = {k: ys[k].to(self.device, targets[k].dtype) for k in moved} if directions.y is not None else None
-        self.problems = {name: HessianProblem(self.model, names, split_batches(split.to(self.device), batch_size), loss_fn)
-                         for name, split in splits.items()}
-
-    def point(self, a: float, b: float) -> dict[str, Tensor]:
-        """``θ* + a·δ + b·η`` for the moved tensors, as new tensors (the origin is untouched)."""
-        out = {}
-        for k, w in self.origin.items():
-            p = w + a * self.dx[k]
-            out[k] = p if self.dy is None else p + b * self.dy[k]
-        return out
-
-    def _row(self, problem: HessianProblem) -> list[float]:
-        try:
-            lam_max, lam_min, res = eig_extremes(problem, tol=self.tol, max_iter=self.max_iter, seed=self.seed)
-        except np.linalg.LinAlgError:  # NaN/inf curvature at a diverged point: a legitimate NaN value
-            return [math.nan] * len(EIG_METRICS)
-        self.hvps += res.hvps
-        self.seconds += res.seconds
-        return [lam_max, lam_min, eig_ratio(lam_max, lam_min), float(res.all_converged)]
-
-    def evaluate(self, coords: np.ndarray) -> np.ndarray:
-        """Values at each (α, β) row of ``coords``: (k, len(columns)) float64 on the host."""
-        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-        out = np.empty((len(coords), len(self.columns)))
-        for i, (a, b) in enumerate(coords):
-            params = self.point(float(a), float(b))
-            out[i] = [v for problem in self.problems.values() for v in self._row(problem.at(params))]
-        return out
-
-    def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]:
-        """Nothing to tune (one point per call); evaluates no point."""
-        return np.empty((0, len(self.columns))), 0
-
-
 def eig_ratio_engine(exp: Experiment, cfg: Config, directions: Directions, splits: Mapping[str, TensorSplit],
                      device: torch.device) -> EigenRatioEngine:
     """The engine behind ``landscape surface --metric eig_ratio`` for a config."""
@@ -290,7 +231,8 @@ def forward_seconds(model: nn.Module, batches: Batches, loss_fn: LossFn, repeats
     with eval_mode(model), torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
-            total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
+            # the parameters' device: x may be a whole (inputs, targets) batch of a batch loss
+            total = torch.zeros((), dtype=torch.float64, device=next(iter(model.parameters()), torch.empty(0)).device)
             for x, y in batches:
                 total += loss_fn(model(x), y).sum()
             float(total)  # wait for the device

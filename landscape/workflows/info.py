@@ -25,6 +25,9 @@ def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
                    input_shape=ckpt.extra.get("input_shape"), output_shape=ckpt.extra.get("output_shape"),
                    data_sha256=ckpt.extra.get("data_sha256"))
     else:
+        if ckpt.extra.get("kind") == "record":  # saved by landscape.Recorder from the user's own loop
+            out.update(format="recorded (landscape.Recorder)", model_class=ckpt.extra.get("model_class"),
+                       epoch=ckpt.epoch, step=ckpt.step, metrics=ckpt.metrics)
         out["first_tensors"] = {k: list(v.shape) for k, v in list(ckpt.state_dict.items())[:8]}
     return out
 

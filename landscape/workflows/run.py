@@ -20,6 +20,9 @@ Layout of DIR::
     DIR/surfaces/random_1d.h5                  1D slice along the first of them, train and test
     DIR/surfaces/pca_2d.h5                     2D, in the plane of the trajectory
     DIR/figures/<surface>_<kind>.<fmt>         every figure that applies, plus training_curves
+    DIR/interactive/<surface>_interactive.html the 2D surfaces as interactive pages (when plotly is installed;
+                                               plot.formats with "html": required)
+    DIR/index.html                             one page linking all of it, with the settings and the numbers
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from typing import Any
 from landscape.config import Config, apply_overrides, config_from_dict, config_to_dict, save_config
 from landscape.engine.grid import Grid
 from landscape.figures.files import plot_surface_file, plot_training_curves
+from landscape.figures.index_page import write_run_index
+from landscape.figures.interactive import write_views
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.surface import DirectionSource
@@ -135,15 +140,19 @@ def _surface(job: SurfaceJob, out: Path, final: Path, overwrite: bool) -> tuple[
 def _figures(cfg: Config, out: Path, jobs: list[SurfaceJob]) -> tuple[str, str]:
     p = cfg.plot
     folder = out / "figures"
+    formats = [f for f in p.formats if f != "html"]  # html: the interactive views, in DIR/interactive/
     written: list[Path] = []
     for job in jobs:
         trajectory = out / TRAJECTORY if job.with_trajectory else None
         written += plot_surface_file(out / "surfaces" / f"{job.name}.h5", folder, trajectory=trajectory, kinds=p.kinds,
-                                     lenient=True, formats=p.formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
-                                     vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title)
+                                     lenient=True, formats=formats, metric=p.metric, levels=p.levels, vmin=p.vmin,
+                                     vmax=p.vmax, log=p.log, cmap=p.cmap, width=p.width, dpi=p.dpi, title=p.title) if formats else []
     manifest = RunFolder(out).manifest() or {}
-    written += plot_training_curves(manifest, folder / "training_curves", formats=p.formats, width=p.width, dpi=p.dpi)
-    return "done", f"{len(written)} files in {folder}"
+    written += plot_training_curves(manifest, folder / "training_curves", formats=formats, width=p.width, dpi=p.dpi)
+    views = [(out / "surfaces" / f"{job.name}.h5", out / TRAJECTORY if job.with_trajectory else None, job.name) for job in jobs]
+    written += write_views(views, out / "interactive", metric=p.metric, log=p.log, title=p.title, required="html" in p.formats)
+    written.append(write_run_index(out, [out / "surfaces" / f"{job.name}.h5" for job in jobs]))
+    return "done", f"{len(written)} files in {folder}, {out / 'interactive'} and {out / 'index.html'}"
 
 
 # --- the job ----------------------------------------------------------------------------------------

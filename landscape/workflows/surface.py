@@ -11,15 +11,18 @@ import functools
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from landscape import __version__
 from landscape.config import Config, config_to_dict
+from landscape.engine.batchloss import BatchEngine, batch_sums_of, samples_in
 from landscape.engine.directions import (
     Directions,
     load_directions,
@@ -27,7 +30,8 @@ from landscape.engine.directions import (
     random_directions,
     target_directions,
 )
-from landscape.engine.grid import MAX_POINTS, Grid, coarse_to_fine
+from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size, coarse_to_fine
+from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DirectionError, LandscapeError
@@ -49,6 +53,7 @@ from landscape.workflows._distributed import (
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
+from landscape.zoo.registry import is_user_spec, load_callable
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,26 @@ def _splits(exp: Experiment, cfg: Config) -> dict[str, TensorSplit]:
     return {n: exp.data.split(n).subset(cfg.surface.max_samples) for n in names}
 
 
+def batch_loss_engine(exp: Experiment, cfg: Config, dirs: Directions, device: torch.device,
+                      moved: Callable[[str], bool] | None) -> BatchEngine:
+    """A user batch loss ``--loss file.py:fn``, ``fn(model, (inputs, targets))``, on every point.
+
+    Such a loss is evaluated alone (column ``<split>_loss``), with ``--bn fixed`` only.
+    """
+    s = cfg.surface
+    if len(s.losses) != 1:
+        raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(s.losses)}")
+    if s.bn != "fixed":
+        raise ConfigError("--bn recompute is not available with a batch loss file.py:fn")
+    fn = load_callable(s.losses[0])
+    splits: dict[str, list[tuple[Tensor, Tensor]]] = {}
+    for name, split in _splits(exp, cfg).items():
+        split = split.to(device)
+        bs = s.batch_size or auto_batch_size(split)
+        splits[name] = [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
+    return BatchEngine(exp.model, dirs, splits, ["loss"], batch_sums_of([("loss", fn)], samples_in), device=device, moved=moved)  # type: ignore[list-item]
+
+
 def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tuple[str, str]) -> dict[str, Any]:
     """Everything that determines the values in the file (device and batch size do not)."""
     full = config_to_dict(cfg)
@@ -126,6 +151,7 @@ def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tu
         "y": grid_spec[1],
         # only non-default metrics are recorded, so files made before the key existed still resume
         **({"metric": s.metric, "metric_options": eig_map_settings(cfg)} if s.metric != "loss" else {}),
+        **({"params": list(s.params)} if s.params else {}),
     }
 
 
@@ -166,12 +192,15 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     try:
         device = resolve_device(local_device(s.device, group))
         engine: Evaluator
+        moved = selector(s.params) if s.params else None
         if s.metric == "eig_ratio":
             engine = eig_ratio_engine(exp, cfg, dirs, _splits(exp, cfg), device)
+        elif any(is_user_spec(n) for n in s.losses):
+            engine = batch_loss_engine(exp, cfg, dirs, device, moved)
         else:
             engine = SurfaceEngine(exp.model, dirs, _splits(exp, cfg), exp.metrics(s.losses), device=device,
                                    batch_size=s.batch_size, bn=s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches,
-                                   points_per_call=s.points_per_call)
+                                   points_per_call=s.points_per_call, moved=moved)
         settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
         with contextlib.ExitStack() as stack:
             sf = None

@@ -122,6 +122,10 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     from landscape.zoo.models import build_model
 
     in_shape, out_shape = ckpt.extra.get("input_shape"), ckpt.extra.get("output_shape")
+    if ckpt.config is None and isinstance(ckpt.extra.get("parameters"), list):  # saved by landscape.Recorder
+        from landscape.io.recorder import skeleton_model
+
+        return skeleton_model(ckpt.state_dict, [str(k) for k in ckpt.extra["parameters"]])
     if ckpt.config is None or in_shape is None or out_shape is None:
         raise CheckpointError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say which model it "
                               "holds: pass model= (CLI: --model and --data, or --config FILE)")
@@ -232,7 +236,7 @@ def principal_directions(rows: Sequence[Mapping[str, Tensor]], names: Sequence[s
 # --- the trajectory -------------------------------------------------------------------------------
 
 
-def compute_trajectory(checkpoints: Sequence[str | Path], *, model: nn.Module | None = None, dir_type: str = "weights",
+def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model: nn.Module | None = None, dir_type: str = "weights",
                        ignore: str = "biasbn", center: bool = False, unsafe: bool = False,
                        source: str = "") -> Trajectory:
     """PCA directions of an optimization path and each checkpoint's coordinates in their plane.
@@ -241,22 +245,23 @@ def compute_trajectory(checkpoints: Sequence[str | Path], *, model: nn.Module | 
     the architecture (tensor names and shapes; its weights are not used nor changed) and is
     rebuilt from the final checkpoint when omitted (our checkpoints record their model). Each
     checkpoint's recorded ``train_loss`` (the value in the run's ``run.json``) is kept, NaN when
-    it has none. ``source`` (e.g. the run folder) is recorded in the file.
+    it has none. ``source`` (e.g. the run folder) is recorded in the file. An item may be a
+    :class:`Checkpoint` already in memory (the API's models and state dicts).
     """
-    paths = [Path(p) for p in checkpoints]
+    paths = [p if isinstance(p, Checkpoint) else Path(p) for p in checkpoints]
     if len(paths) < 3:
         raise DirectionError(f"a PCA plane needs at least 3 checkpoints, got {len(paths)}")
-    final = load_checkpoint(paths[-1], unsafe=unsafe)
+    final = _load(paths[-1], unsafe)
     model = model if model is not None else model_from_checkpoint(final)
     targets, names = _included(model, dir_type, ignore)
     fp = model_fingerprint(model)
-    _check_fits(final.state_dict, fp, paths[-1])
+    _check_fits(final.state_dict, fp, final.path)
     origin = {k: final.state_dict[k].detach().cpu() for k in names}
     deltas: list[TensorDict] = []
     records: list[tuple[int, int, float]] = []
     for p in paths[:-1]:  # one checkpoint in memory at a time; only its Δ is kept
-        ckpt = load_checkpoint(p, unsafe=unsafe)
-        _check_fits(ckpt.state_dict, fp, p)
+        ckpt = _load(p, unsafe)
+        _check_fits(ckpt.state_dict, fp, ckpt.path)
         deltas.append(_delta(ckpt.state_dict, origin))
         records.append(_record(ckpt))
     deltas.append(_delta(final.state_dict, origin))  # zero row: θ_final − θ_final
@@ -269,14 +274,22 @@ def compute_trajectory(checkpoints: Sequence[str | Path], *, model: nn.Module | 
     meta: dict[str, Any] = {
         "kind": "pca", "dir_type": dir_type, "norm": "none", "ignore": ignore, "seed": -1,
         "explained_variance": np.asarray(ratios[:2], dtype=np.float64), "center": center,
-        "origin": str(paths[-1]), "origin_sha256": sha256_file(paths[-1]), "source": source,
+        "origin": str(final.path), "origin_sha256": sha256_file(final.path) if final.path.is_file() else "", "source": source,
         "num_checkpoints": len(paths),
     }
     epochs, steps, losses = zip(*records, strict=True)
     return Trajectory(coords=coords, epochs=np.asarray(epochs, dtype=np.int64), steps=np.asarray(steps, dtype=np.int64),
-                      losses=np.asarray(losses, dtype=np.float64), names=tuple(str(p) for p in paths),
+                      losses=np.asarray(losses, dtype=np.float64), names=tuple(str(_load_path(p)) for p in paths),
                       explained_variance=np.asarray(ratios[:2], dtype=np.float64), meta=meta,
                       directions=Directions(d1, d2, meta), spectrum=ratios, fingerprint=fp)
+
+
+def _load(item: Path | Checkpoint, unsafe: bool) -> Checkpoint:
+    return item if isinstance(item, Checkpoint) else load_checkpoint(item, unsafe=unsafe)
+
+
+def _load_path(item: Path | Checkpoint) -> Path:
+    return item.path if isinstance(item, Checkpoint) else item
 
 
 def trajectory_from_run(run_dir: str | Path, *, include_steps: bool = False, **kwargs: Any) -> Trajectory:

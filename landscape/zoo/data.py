@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -171,7 +171,8 @@ for _name in ("mnist", "fashion-mnist", "cifar10"):
 
 def _as_pair(obj: Any, what: str) -> Pair:
     """Accept an ``(inputs, targets)`` pair of tensors/arrays or a map-style torch Dataset."""
-    if isinstance(obj, tuple | list) and len(obj) == 2 and not isinstance(obj, Dataset):
+    if (isinstance(obj, tuple | list) and len(obj) == 2 and not isinstance(obj, Dataset)
+            and not all(isinstance(v, tuple | list) for v in obj)):  # two (x, y) batches are batches
         x, y = (torch.as_tensor(v) for v in obj)
     elif isinstance(obj, Dataset):
         try:
@@ -181,13 +182,34 @@ def _as_pair(obj: Any, what: str) -> Pair:
             y = torch.stack([torch.as_tensor(b) for _, b in items])
         except Exception as err:
             raise DataError(f"{what}: cannot read the Dataset as (input, target) items: {err}") from err
+    elif isinstance(obj, Iterable) and not isinstance(obj, str | bytes | dict):  # a DataLoader, a list of batches
+        x, y = _concatenated(obj, what)
     else:
-        raise DataError(f"{what} must be a torch Dataset or an (inputs, targets) pair, got {type(obj).__name__}")
+        raise DataError(f"{what} must be a torch Dataset or an (inputs, targets) pair, got {type(obj).__name__} "
+                        "(a DataLoader or an iterable of (inputs, targets) batches works too)")
     if x.shape[0] != y.shape[0]:
         raise DataError(f"{what}: {x.shape[0]} inputs but {y.shape[0]} targets")
     if x.shape[0] == 0:
         raise DataError(f"{what} is empty")
     return x, y
+
+
+def _concatenated(batches: Iterable[Any], what: str) -> Pair:
+    """The (inputs, targets) batches of a DataLoader or another iterable, read once and concatenated
+    (in the loader's order: use one without shuffling for a fixed evaluation set)."""
+    xs, ys = [], []
+    for batch in batches:
+        if not (isinstance(batch, tuple | list) and len(batch) >= 2):
+            raise DataError(f"{what}: batches must be (inputs, targets) tuples, got {type(batch).__name__}; batches of other "
+                            "shapes (dicts) work through the Python API: landscape.surface(model, loader, loss=fn)")
+        xs.append(torch.as_tensor(batch[0]))
+        ys.append(torch.as_tensor(batch[1]))
+    if not xs:
+        raise DataError(f"{what} is empty")
+    try:
+        return torch.cat(xs), torch.cat(ys)
+    except RuntimeError as err:
+        raise DataError(f"{what}: the batches do not fit together: {str(err).splitlines()[0]}") from err
 
 
 def _raw(cfg: DataConfig) -> tuple[Pair, Pair]:

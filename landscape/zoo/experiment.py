@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ from landscape.errors import CheckpointError
 from landscape.io.checkpoint import Checkpoint, load_into
 from landscape.zoo.data import DataBundle, load_data
 from landscape.zoo.models import build_model
+from landscape.zoo.registry import is_user_spec
 
 
 @dataclass
@@ -43,13 +45,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_experiment(config: Config, data: DataBundle | None = None) -> Experiment:
-    """Load the data and build a freshly initialised model (seeded by ``train.seed``)."""
+def build_experiment(config: Config, data: DataBundle | None = None, losses: Sequence[str] | None = None) -> Experiment:
+    """Load the data and build a freshly initialised model (seeded by ``train.seed``).
+
+    ``losses`` are the losses the command will use, checked against the task before anything
+    long starts: None means the training loss (``train``), ``()`` none (a command that evaluates
+    no loss). A command that evaluates a loss the user named must not be refused because the
+    default training loss does not fit the task.
+    """
     data = data if data is not None else load_data(config.data)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model.name, data.input_shape, data.output_shape, dict(config.model.options))
-    # the loss must fit the task before anything long starts
-    MetricSet([config.train.loss], data.task, data.num_classes)
+    wanted = [n for n in ([config.train.loss] if losses is None else losses) if not is_user_spec(n)]  # file.py:fn: a batch loss
+    if wanted:
+        MetricSet(wanted, data.task, data.num_classes)
     return Experiment(config, data, model)
 
 
@@ -66,6 +75,7 @@ def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None) -
                 "name its model and data with --model/--data/--loss or a config file"
             )
         config = ckpt.config
-    exp = build_experiment(config)
+    # surface, hessian and compare evaluate surface.losses when the user named them
+    exp = build_experiment(config, losses=list(config.surface.losses) or [config.train.loss])
     load_into(exp.model, ckpt.state_dict, what=f"model {config.model.name!r}")
     return exp

@@ -1,0 +1,266 @@
+#!/usr/bin/env python
+"""Benchmark of the Python API, in one run, side by side (never a timed test).
+
+(a) ``landscape.surface`` on in-memory ``(inputs, targets)`` vs the CLI (``landscape surface``
+    called in-process through ``landscape.cli.main``) on the same model, data, directions and
+    grid: the CLI reads a bare state-dict checkpoint, builds the model and data from user files
+    (``--model file.py:make --data file.py:load``) and writes its HDF5 file;
+(b) the API on a ``DataLoader`` whose data fit the memory budget (cached once) vs in-memory tensors;
+(c) the API on streamed data (``memory_budget=1``: the DataLoader is read anew at every point)
+    vs the paper's per-point loop on the same DataLoader: write ``θ* + α·δ + β·η`` into the
+    parameters, iterate the loader, sum ``criterion(out, y).item() · batch size`` and correct
+    predictions, divide by the sample count;
+(d) the peak memory of a surface run for a ≥ 25M-parameter model in a fresh process (Linux
+    ``VmHWM`` of ``/proc/self/status``, after imports vs at the end), as a multiple of the model's
+    float32 bytes.
+
+What is timed: each call inside this process, after imports and a warm-up call, so interpreter
+start and imports are not counted; everything inside the call is (data preparation, engine set-up
+and calibration, for the CLI also checkpoint, user files and the HDF5 file). Both the wall-clock
+seconds (``time.perf_counter``) and this process's CPU seconds (``time.process_time``; with one
+torch thread the better measure on a machine other jobs share) are shown. Each pair alternates
+for ``--rounds`` rounds; the table shows medians and ratios ``measured / against``. Every pair's
+values are compared (max relative difference).
+
+    python scripts/bench_api.py               # the full run (a few minutes of CPU on one thread)
+    python scripts/bench_api.py --smoke       # seconds: tiny sizes, memory probe in-process
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import landscape
+from landscape.cli import main as cli_main
+from landscape.engine.directions import Directions, save_directions
+
+_MODEL_FILE = """\
+import torch
+from torch import nn
+
+
+def make(input_shape, output_shape, hidden={hidden}):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(input_shape[0], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, output_shape[0]))
+
+
+def load(n={n}):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 64, generator=g)
+    y = (x[:, :10] @ torch.randn(10, 10, generator=g)).argmax(dim=1)
+    return (x, y), (x[:8], y[:8])
+"""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    hidden: int
+    n: int
+    grid: int  # points per axis of (a) and (b)
+    grid_c: int  # points per axis of (c)
+    rounds: int
+    memory_params_m: float
+
+
+FULL = Sizes(hidden=256, n=4096, grid=9, grid_c=5, rounds=3, memory_params_m=25.0)
+SMOKE = Sizes(hidden=16, n=256, grid=3, grid_c=3, rounds=1, memory_params_m=0.05)
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # median wall-clock seconds of one call
+    cpu: float  # median CPU seconds of this process during one call (robust to other jobs on a shared machine)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, out
+
+
+def _pair(rounds: int, a: Callable[[], Any], b: Callable[[], Any]) -> tuple[Timing, Timing, Any, Any]:
+    """Medians of alternating timings of ``a`` and ``b`` (after one warm-up call each) and their last results."""
+    a(), b()
+    times: tuple[list[tuple[float, float]], list[tuple[float, float]]] = ([], [])
+    ra = rb = None
+    for _ in range(rounds):
+        wa, ca, ra = _timed(a)
+        times[0].append((wa, ca))
+        wb, cb, rb = _timed(b)
+        times[1].append((wb, cb))
+    ta, tb = (Timing(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times)
+    return ta, tb, ra, rb
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
+
+
+def paper_loop(model: nn.Module, dirs: Directions, loader: DataLoader, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+    """The paper's per-point evaluation (net_plotter.set_weights + evaluation.eval_loss), written out.
+
+    Returns (len(xs), len(ys), 2): the mean cross-entropy and the accuracy at every point.
+    """
+    net = copy.deepcopy(model).eval()
+    names = [k for k, _ in net.named_parameters()]
+    params = list(net.parameters())
+    origin = [p.data.clone() for p in params]
+    criterion = nn.CrossEntropyLoss()
+    out = np.empty((len(xs), len(ys), 2))
+    for i, a in enumerate(xs):
+        for j, b in enumerate(ys):
+            for p, w, k in zip(params, origin, names, strict=True):  # set_weights: origin + a·dx + b·dy
+                p.data = w + float(a) * dirs.x[k] + float(b) * dirs.y[k]  # type: ignore[index]
+            total, correct, count = 0.0, 0, 0
+            with torch.no_grad():
+                for x, y in loader:
+                    logits = net(x)
+                    total += criterion(logits, y).item() * x.shape[0]
+                    correct += int(logits.max(1)[1].eq(y).sum().item())
+                    count += x.shape[0]
+            out[i, j] = total / count, correct / count
+    return out
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (``VmHWM``, which Linux resets at exec) in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (not Linux?)")
+
+
+def memory_probe(params_m: float) -> str:
+    """Peak memory above the post-import baseline while ``landscape.surface`` runs a 3×3 grid on an MLP of
+    about ``params_m`` million parameters (256 samples of 64 features: the data are negligible)."""
+    width = int((params_m * 1e6) ** 0.5)
+    base = peak_rss_mib()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
+    p = sum(t.numel() for t in model.parameters())
+    x, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
+    s = landscape.surface(model, (x, y), x=(-1, 1, 3), y=(-1, 1, 3), progress=False)
+    assert np.all(np.isfinite(s["train_loss"]))
+    peak = peak_rss_mib()
+    mib = 4 * p / 2**20
+    return (f"{p / 1e6:.1f}M parameters ({mib:.0f} MiB float32): peak {peak:.0f} MiB, {peak - base:.0f} MiB above the "
+            f"post-import baseline = {(peak - base) / mib:.2f}× the model's bytes")
+
+
+def _write_user_files(folder: Path, sizes: Sizes) -> tuple[str, str]:
+    (folder / "bench_user.py").write_text(textwrap.dedent(_MODEL_FILE.format(hidden=sizes.hidden, n=sizes.n)))
+    return f"{folder / 'bench_user.py'}:make", f"{folder / 'bench_user.py'}:load"
+
+
+def run(sizes: Sizes, threads: int, smoke: bool) -> None:
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model_spec, data_spec = _write_user_files(folder, sizes)
+        sys.path.insert(0, str(folder))
+        import bench_user  # the same factories the CLI loads from the file
+
+        (x, y), _ = bench_user.load()
+        model = bench_user.make((64,), (10,))
+        torch.save(model.state_dict(), folder / "model.pt")
+        dirs = landscape.random_directions(model, seed=0)
+        save_directions(folder / "dirs.h5", dirs, model)
+        g, gc = (-1.0, 1.0, sizes.grid), (-1.0, 1.0, sizes.grid_c)
+        axis = f"-1:1:{sizes.grid}"
+        counter = iter(range(10**6))
+
+        def api_memory() -> Any:
+            return landscape.surface(model, (x, y), directions=dirs, x=g, y=g, progress=False)
+
+        def cli() -> Any:
+            out = folder / f"cli_{next(counter)}.h5"
+            with contextlib.redirect_stdout(io.StringIO()):  # its summary lines are not the benchmark's
+                cli_main(["surface", str(folder / "model.pt"), "--model", model_spec, "--data", data_spec,
+                          "--loss", "cross_entropy", "--directions", str(folder / "dirs.h5"), "--x", axis,
+                          "--y", axis, "--out", str(out)])
+            return landscape.load_surface(out)
+
+        fitting = DataLoader(TensorDataset(x, y), batch_size=128, shuffle=False)
+
+        def api_loader() -> Any:
+            return landscape.surface(model, fitting, directions=dirs, x=g, y=g, progress=False)
+
+        def api_streamed() -> Any:
+            return landscape.surface(model, fitting, directions=dirs, x=gc, y=gc, memory_budget=1, progress=False)
+
+        xs = np.linspace(*gc[:2], gc[2])
+        xs[len(xs) // 2] = 0.0
+
+        def paper() -> Any:
+            return paper_loop(model, dirs, fitting, xs, xs)
+
+        rows = []
+        ta, tb, ra, rb = _pair(sizes.rounds, api_memory, cli)
+        rows.append(("(a) API, in-memory tensors", ta, "CLI surface, same inputs", tb, "≤ 1.05",
+                     _rel(ra["train_loss"], rb["train_loss"]), sizes.grid**2))
+        ta, tb, ra, rb = _pair(sizes.rounds, api_loader, api_memory)
+        rows.append(("(b) API, DataLoader within budget", ta, "API, in-memory tensors", tb, "≤ 1.10",
+                     _rel(ra["train_loss"], rb["train_loss"]), sizes.grid**2))
+        ta, tb, ra, rb = _pair(sizes.rounds, api_streamed, paper)
+        rows.append(("(c) API, streamed (budget 1 byte)", ta, "paper's per-point loop", tb, "≤ 1/1.2",
+                     max(_rel(ra["train_loss"], rb[..., 0]), _rel(ra["train_acc"], rb[..., 1]) if "train_acc" in ra else 0.0),
+                     sizes.grid_c**2))
+        sys.path.remove(str(folder))
+    print(f"torch {torch.__version__}, {threads} thread(s), cpu; MLP 64-{sizes.hidden}-{sizes.hidden}-10 "
+          f"({sum(p.numel() for p in model.parameters()):,} parameters), {sizes.n} samples; "
+          f"median of {sizes.rounds} alternating round(s); seconds per call in this process (wall / CPU)")
+    print(f"{'measured':34s} {'wall s':>7s} {'CPU s':>7s} {'against':26s} {'wall s':>7s} {'CPU s':>7s} "
+          f"{'wall ratio':>10s} {'CPU ratio':>9s} {'expected':>13s} {'max rel diff':>12s} {'points':>6s}")
+    for name, ta, other, tb, expect, diff, pts in rows:
+        print(f"{name:34s} {ta.wall:7.3f} {ta.cpu:7.3f} {other:26s} {tb.wall:7.3f} {tb.cpu:7.3f} "
+              f"{ta.wall / tb.wall:10.3f} {ta.cpu / tb.cpu:9.3f} {expect:>13s} {diff:12.1e} {pts:6d}")
+    tc, tp = rows[2][1], rows[2][3]
+    print(f"(c) speed-up of the API (streamed) over the paper's loop: {tp.wall / tc.wall:.2f}× wall, {tp.cpu / tc.cpu:.2f}× CPU")
+    if smoke:
+        print("(d) memory (smoke: in-process, tiny model, not meaningful): " + memory_probe(sizes.memory_params_m))
+    else:
+        probe = subprocess.run([sys.executable, __file__, "--memory-probe", str(sizes.memory_params_m),
+                                "--threads", str(threads)], check=True, capture_output=True, text=True)
+        print("(d) memory, fresh process: " + probe.stdout.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, one round, memory probe in-process (seconds)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, help="alternating rounds per pair (default 3; smoke 1)")
+    ap.add_argument("--memory-probe", type=float, metavar="MILLIONS", help=argparse.SUPPRESS)  # the fresh process of (d)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_probe is not None:
+        print(memory_probe(args.memory_probe))
+        return 0
+    sizes = SMOKE if args.smoke else FULL
+    if args.rounds is not None:
+        sizes = Sizes(**{**sizes.__dict__, "rounds": args.rounds})
+    run(sizes, args.threads, args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
