@@ -25,6 +25,7 @@ from landscape.api_trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.errors import LandscapeError
 from landscape.io.recorder import Recorder
+from landscape.workflows.connect import connect
 
 __all__ = [
     "Directions",
@@ -34,6 +35,7 @@ __all__ = [
     "Surface",
     "Trajectory",
     "__version__",
+    "connect",
     "dataset",
     "hessian",
     "load_surface",

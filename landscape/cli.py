@@ -321,10 +321,63 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace runs and surfaces made with other settings")
 
 
+# --- connect ---------------------------------------------------------------------------------------
+
+CONNECT_FLAGS = {"curve": "connect.curve", "bends": "connect.bends", "epochs": "connect.epochs", "align": "connect.align",
+                 "points": "connect.points", "split": "connect.split", "bn": "connect.bn", "lr": "connect.lr",
+                 "seed": "connect.seed", "max_samples": "connect.max_samples"}
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.connect import format_result, run_connect
+
+    ckpt = load_checkpoint(args.checkpoint_a, unsafe=args.unsafe_load)
+    base = config_to_dict(ckpt.config) if ckpt.config is not None else None
+    if base is None and not (args.model or args.config):
+        raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
+                          "name its model and data with --model/--data/--loss or --config FILE")
+    cfg = resolve_config(base, args.config, _overrides(args, "connect") + _flag_overrides(args, CONNECT_FLAGS))
+    result = run_connect(args.checkpoint_a, args.checkpoint_b, args.out, cfg, unsafe=args.unsafe_load, overwrite=args.overwrite)
+    print(format_result(result))
+    return 0
+
+
+@command("connect", "paths between two minima: line, permutation-aligned line, trained Bezier/polygonal curve; barriers")
+def _add_connect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint_a", type=Path, metavar="A.pt")
+    p.add_argument("checkpoint_b", type=Path, metavar="B.pt")
+    p.add_argument("--out", type=Path, required=True, help="folder: connect.h5, connect.csv/.md, figures (re-running resumes)")
+    p.add_argument("--curve", choices=["line", "bezier", "polychain"], help="curve to train between A and B (default bezier)")
+    p.add_argument("--bends", type=int, help="bends of the curve (default 1: a quadratic Bezier)")
+    p.add_argument("--epochs", type=int, help="epochs of curve training (default 20)")
+    p.add_argument("--lr", type=float, help="learning rate of curve training")
+    p.add_argument("--seed", type=int, help="seed of curve training, BN batches and alignment order")
+    p.add_argument("--align", choices=["none", "weights"], help="weights: also the line to B permuted to match A")
+    p.add_argument("--points", type=int, help="t values over [0, 1] (default 61; plus connect.margin beyond)")
+    p.add_argument("--split", choices=["train", "test", "both"])
+    p.add_argument("--max-samples", type=int, help="evaluate on the first N samples of each split")
+    p.add_argument("--bn", choices=["auto", "keep", "recompute"],
+                   help="BatchNorm statistics along the path: recompute (default with BN) or keep (interpolated)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if DIR holds results with other settings")
+    _common(p)
+
+
 # --- plot ------------------------------------------------------------------------------------------
 
 PLOT_FLAGS = {"metric": "plot.metric", "levels": "plot.levels", "vmin": "plot.vmin", "vmax": "plot.vmax",
               "log": "plot.log", "cmap": "plot.cmap", "width": "plot.width", "dpi": "plot.dpi", "title": "plot.title"}
+
+
+def _is_connect_file(path: Path) -> bool:
+    """A ``landscape connect`` file (drawn by its own figures), not a surface file."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("format") == "landscape-connect")
+    except OSError:
+        return False
 
 
 def _comma_list(text: str | None) -> list[str] | None:
@@ -337,6 +390,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     formats = _comma_list(args.format)
     flags = _flag_overrides(args, PLOT_FLAGS) + ([f"plot.formats={json.dumps(formats)}"] if formats is not None else [])
     p = resolve_config(None, args.config, flags + list(args.overrides)).plot
+    if _is_connect_file(args.file):
+        from landscape.figures.connect import plot_connect_file
+
+        for path in plot_connect_file(args.file, args.out, formats=p.formats, dpi=p.dpi):
+            print(path)
+        return 0
     kinds = _comma_list(args.kind)
     written = plot_surface_file(args.file, args.out, trajectory=args.trajectory, kinds=p.kinds if kinds is None else kinds,
                                 lenient=kinds is None, formats=p.formats, metric=p.metric, levels=p.levels, vmin=p.vmin,

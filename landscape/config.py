@@ -179,6 +179,33 @@ class HessianConfig:
 
 
 @dataclass(frozen=True)
+class ConnectConfig:
+    """``landscape connect``: paths between two minima (Garipov et al. 2018; Ainsworth et al. 2023)."""
+
+    curve: Literal["line", "bezier", "polychain"] = "bezier"  # "line": no curve is trained
+    bends: int = 1  # bends of the curve (bezier: degree bends + 1)
+    align: Literal["none", "weights"] = "none"  # "weights": also the line to B permuted to match A
+    points: int = 61  # t values over [0, 1]
+    margin: float = 0.2  # t also runs over [-margin, 0) and (1, 1 + margin]
+    split: Split = "both"
+    bn: Literal["auto", "keep", "recompute"] = "auto"  # auto: recompute when the model has BatchNorm
+    bn_batches: int = 8  # recorded training batches (of batch_size) for BatchNorm re-estimation
+    optimizer: Optimizer = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "cosine"
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0  # batch order and t's of curve training; BN batches; alignment sweep order
+    align_iters: int = 100  # sweeps of weight matching at most
+    plane_grid: int = 21  # points per axis of the plane through A, B and the bend (0: no plane)
+    plane_margin: float = 0.25
+    max_samples: int = 0  # evaluate on the first N samples of each split (0 = all)
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -189,6 +216,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     hessian: HessianConfig = field(default_factory=HessianConfig)
+    connect: ConnectConfig = field(default_factory=ConnectConfig)
 
 
 def _type_name(tp: Any) -> str:

@@ -51,6 +51,8 @@ def _h5(path: Path) -> dict[str, Any]:
             is_trajectory = "trajectory" in f
     except OSError as err:
         raise LandscapeError(f"{str(path)!r} is not a readable HDF5 file: {err}") from err
+    if fmt == "landscape-connect":
+        return _connect(path)
     if fmt == "landscape-surface":
         from landscape.io.surface_file import read_surface
         from landscape.workflows.surface import summarize
@@ -78,6 +80,17 @@ def _h5(path: Path) -> dict[str, Any]:
     except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:  # a damaged or foreign layout
         raise LandscapeError(f"{str(path)!r} is an HDF5 file this tool cannot describe: {type(err).__name__}: {err}") from err
     return out
+
+
+def _connect(path: Path) -> dict[str, Any]:
+    from landscape.io.connect_file import read_connect
+
+    cf = read_connect(path)
+    return {"file": str(path), "type": "connect", "paths": cf.paths, "metrics": cf.columns,
+            "t": [float(cf.t[0]), float(cf.t[-1]), len(cf.t)],
+            "done": {p: f"{int(cf.done[p].sum())}/{len(cf.t)}" for p in cf.paths}, "bends": len(cf.bends),
+            "barriers": {k[len("barrier_"):]: v for k, v in cf.attrs.items() if k.startswith("barrier_")},
+            "settings": cf.attrs["settings"], "landscape_version": cf.attrs.get("landscape_version")}
 
 
 def describe(path: str | Path, unsafe: bool = False) -> dict[str, Any]:
