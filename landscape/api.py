@@ -492,7 +492,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
     if reason is not None:
         raise LandscapeError(f"figure kind {kind!r} {reason}")
     if log is None:
-        log = files._wide_positive(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = files.spans_decades(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width, "title": title}
     job = files._Job(sf, chosen, path, style)
     if ax is not None:

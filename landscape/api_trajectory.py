@@ -21,6 +21,7 @@ from torch import nn
 from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
 from landscape.io.recorder import skeleton_model
+from landscape.io.run_folder import run_checkpoints
 from landscape.workflows import trajectory as _traj
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
@@ -67,7 +68,7 @@ def folder_checkpoints(folder: str | Path, include_steps: bool = False) -> list[
     if not root.is_dir():
         raise CheckpointError(f"{str(root)!r} is not a folder")
     if (root / "run.json").is_file():
-        return _traj.run_checkpoints(root, include_steps)
+        return run_checkpoints(root, include_steps)
     files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix in _SUFFIXES), key=_natural_key)
     if not files:
         raise CheckpointError(f"{str(root)!r} holds no run.json and no checkpoint files ({', '.join(_SUFFIXES)})")

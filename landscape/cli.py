@@ -145,12 +145,12 @@ def cmd_surface(args: argparse.Namespace) -> int:
         extra = default_grid_overrides(args.directions, two_d=args.y is not None or cfg.surface.y != "")
         cfg = resolve_config(config_to_dict(cfg), None, extra)
     source = DirectionSource(args.directions, args.target, args.target2, hessian=args.hessian_directions)
-    summary = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
-                          unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt, preview=args.preview)
+    result = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=args.overwrite,
+                         unsafe=args.unsafe_load, max_points=args.max_points, checkpoint_obj=ckpt, preview=args.preview)
     from landscape.workflows.surface import format_summary
 
-    if "grid" in summary:  # under torchrun only rank 0 has the whole picture
-        print(format_summary(summary))
+    if result.summary is not None:  # under torchrun only rank 0 has the whole picture
+        print(format_summary(result.summary))
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
+import math
 import tomllib
 import types
 import typing
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from landscape.errors import ConfigError
+from landscape.io.atomic import write_text_atomic
 
 T = TypeVar("T")
 
@@ -75,6 +76,11 @@ class TrainConfig:
     save_every_steps: int = 0  # 0 = one checkpoint per epoch only
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"train.epochs must be ≥ 0, train.batch_size ≥ 1 and train.lr a positive number, "
+                              f"got {self.epochs}, {self.batch_size} and {self.lr}")
+
 
 @dataclass(frozen=True)
 class DirectionsConfig:
@@ -98,6 +104,11 @@ class SurfaceConfig:
     points_per_call: int = 0  # 0 = automatic (vectorized evaluation of several points)
     metric: SurfaceMetric = "loss"  # "eig_ratio": λmax, λmin and |λmin/λmax| of the Hessian per point
     params: tuple[str, ...] = ()  # glob patterns: only these tensors move (and the Hessian is over them); empty = all
+
+    def __post_init__(self) -> None:
+        if self.max_samples < 0 or self.bn_batches < 1 or self.batch_size < 0 or self.points_per_call < 0:
+            raise ConfigError(f"surface.max_samples, batch_size and points_per_call must be ≥ 0 and bn_batches ≥ 1, got "
+                              f"{self.max_samples}, {self.batch_size}, {self.points_per_call} and {self.bn_batches}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,17 @@ class CompareConfig:
     pca_grid: int = 31  # points per axis (odd) of the PCA-plane surfaces: ±(1 + pca_margin)·R, R = path radius
     pca_margin: float = 0.3
     floor: float = 1e-3  # ε of the relative loss 1 + (L − L(0)) / max(L(0), ε) and of the doubling radius
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.floor) and self.floor > 0):
+            raise ConfigError(f"compare.floor must be a positive number, got {self.floor}")
+        if not 0 <= self.target_acc <= 1:
+            raise ConfigError(f"compare.target_acc must lie in [0, 1], got {self.target_acc}")
+        if self.pca_grid < 3 or self.pca_grid % 2 == 0 or not (math.isfinite(self.pca_margin) and self.pca_margin >= 0):
+            raise ConfigError(f"compare.pca_grid must be odd and ≥ 3 (so the final model is a node) and pca_margin ≥ 0, "
+                              f"got {self.pca_grid} and {self.pca_margin}")
+        if not (math.isfinite(self.radius) and self.radius > 0):
+            raise ConfigError(f"compare.radius must be a positive number, got {self.radius}")
 
 
 @dataclass(frozen=True)
@@ -396,10 +418,8 @@ def dumps_toml(data: Mapping[str, Any]) -> str:
 
 
 def save_config(config: Config, path: Path) -> None:
-    """Write ``config`` as TOML via a temporary file and a rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps_toml(config_to_dict(config)))
-    os.replace(tmp, path)
+    """Write ``config`` as TOML atomically (:mod:`landscape.io.atomic`), so a crash never leaves half a file."""
+    write_text_atomic(path, dumps_toml(config_to_dict(config)))
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -422,8 +442,9 @@ def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 TRAINING_SECTIONS = ("data", "model", "train")  # all that a training run depends on
 
 
-def config_changes(saved: Mapping[str, Any], config: Config, sections: Sequence[str] = TRAINING_SECTIONS) -> list[str]:
-    """:func:`diff_settings` between a config saved by a run and ``config``, in ``sections``.
+def config_changes(saved: Mapping[str, Any], config: Config | Mapping[str, Any],
+                   sections: Sequence[str] = TRAINING_SECTIONS) -> list[str]:
+    """:func:`diff_settings` between a config saved by a run and ``config`` (or its dict), in ``sections``.
 
     Keys the saved config lacks (written by an older version, before the key existed) count as
     their defaults, so upgrading the tool does not make finished runs look different; a saved
@@ -433,5 +454,5 @@ def config_changes(saved: Mapping[str, Any], config: Config, sections: Sequence[
         old: Mapping[str, Any] = config_to_dict(config_from_dict(saved))
     except ConfigError:
         old = saved
-    new = config_to_dict(config)
+    new = config if isinstance(config, Mapping) else config_to_dict(config)
     return diff_settings({k: old.get(k, {}) for k in sections}, {k: new[k] for k in sections})

@@ -43,6 +43,18 @@ class SurfaceFileError(LandscapeError):
     """A surface file is corrupt, locked, or was made with different settings."""
 
 
+class HessianError(LandscapeError):
+    """A Hessian problem or a curvature computation was set up with invalid values."""
+
+
+class TrainingDiverged(LandscapeError):
+    """The training loss became NaN or inf."""
+
+
+class RunFolderError(LandscapeError):
+    """The run folder cannot be created or written (a file in the way, a full disk)."""
+
+
 class AnimationError(LandscapeError):
     """An animation cannot be made: a run folder lacks a file, an option is out of range, no ffmpeg for MP4."""
 

@@ -168,7 +168,7 @@ def test_interrupted_41_by_41_holds_complete_levels_and_resumes_bit_for_bit(
 
     monkeypatch.undo()
     resumed = run_surface(ckpt, part, cfg)
-    assert resumed["computed"] == 1681 - n_done
+    assert resumed.computed == 1681 - n_done
     final = read_surface(part)
     assert final.done.all()
     for name in full_41.columns:

@@ -264,7 +264,9 @@ _FLOATS = st.floats(allow_nan=False, allow_infinity=True)
 
 
 @settings(max_examples=60, deadline=None)
-@given(name=_TEXT, lr=_FLOATS, epochs=st.integers(-(2**63), 2**63 - 1), option=_TEXT, value=_FLOATS)
+# lr and epochs range over what TrainConfig accepts (a positive finite lr, epochs ≥ 0); value covers ±inf
+@given(name=_TEXT, lr=st.floats(min_value=0.0, exclude_min=True, allow_infinity=False),
+       epochs=st.integers(0, 2**63 - 1), option=_TEXT, value=_FLOATS)
 def test_round_trip_of_arbitrary_strings_and_numbers(
     name: str, lr: float, epochs: int, option: str, value: float
 ) -> None:

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from landscape.config import load_config
+from landscape.io.atomic import PAUSE_ENV
 from landscape.io.surface_file import read_surface
 from landscape.workflows.train import train
 
 ENV = {**os.environ, "LANDSCAPE_QUIET": "1", "OMP_NUM_THREADS": "1"}
+ENV.pop(PAUSE_ENV, None)
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +68,21 @@ def test_a_killed_rank_loses_nothing_and_the_relaunch_finishes(ckpt: Path, tmp_p
     reference = tmp_path / "ref.h5"
     subprocess.run([sys.executable, "-m", "landscape", "--quiet", "surface", str(ckpt), "--out", str(reference), *grid],
                    check=True, env=ENV, capture_output=True)
-    out = tmp_path / "killed.h5"
-    proc = subprocess.Popen(torchrun("surface", str(ckpt), "--out", str(out), *grid), env={**ENV, "LANDSCAPE_FLUSH_SECONDS": "0.2"},
+    out, flag = tmp_path / "killed.h5", tmp_path / "paused"
+    # rank 0 (the writer) stops inside its first flush (atomic write 2, after the creation): the job
+    # is provably running and unfinished when rank 1 is killed, whatever the scheduling
+    proc = subprocess.Popen(torchrun("surface", str(ckpt), "--out", str(out), *grid),
+                            env={**ENV, "LANDSCAPE_FLUSH_SECONDS": "0", PAUSE_ENV: f"2:{flag}"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not (out.exists() and read_surface(out).done.sum() > 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flag.exists(), "rank 0 never reached its first flush"
     workers = [p for p in _children(proc.pid) if b"landscape" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    assert workers, "no worker processes found"
-    os.kill(max(workers), signal.SIGKILL)  # the higher pid: usually rank 1
+    rank1 = [p for p in workers if b"\0RANK=1\0" in b"\0" + Path(f"/proc/{p}/environ").read_bytes()]
+    assert len(rank1) == 1, workers
+    os.kill(rank1[0], signal.SIGKILL)
+    flag.unlink()  # rank 0 goes on; torchrun then stops the job, or rank 0 finishes it alone
     proc.communicate(timeout=120)
     partial = read_surface(out)  # the file always opens
     ref = read_surface(reference)

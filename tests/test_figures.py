@@ -339,9 +339,11 @@ def test_export_errors(args: list[str], error: type[Exception], message: str, tm
 def test_log_scale_is_chosen_for_a_loss_spanning_more_than_a_decade() -> None:
     """A trained model's basin (0.035) under a rim of 3.5 gets log levels: round linear levels
     (0.5, 1, …) would leave the basin without a contour."""
-    from landscape.figures.files import _wide_positive
+    from landscape.figures.files import spans_decades
 
-    assert _wide_positive(np.array([0.035, 0.4, 3.5]))
-    assert not _wide_positive(np.array([0.5, 1.0, 3.5]))  # within a decade: linear
-    assert not _wide_positive(np.array([0.0, 1.0, 30.0]))  # zero: no log scale
-    assert _wide_positive(np.array([np.nan, 0.01, np.inf, 0.5]))  # non-finite points ignored
+    assert spans_decades(np.array([0.035, 0.4, 3.5]))
+    assert not spans_decades(np.array([0.5, 1.0, 3.5]))  # within a decade: linear
+    assert not spans_decades(np.array([0.0, 1.0, 30.0]))  # zero: no log scale
+    assert spans_decades(np.array([np.nan, 0.01, np.inf, 0.5]))  # non-finite points ignored
+    assert not spans_decades(np.array([0.5, 5.0]))  # exactly a decade: linear (one rule, > 10, everywhere)
+    assert spans_decades(np.array([0.5, 1.0]), np.array([20.0]))  # panels that share a scale are judged together

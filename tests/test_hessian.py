@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from landscape.engine.hessian import (
     EigenResult,
-    HessianError,
     HessianProblem,
     dense_hessian,
     eig_extremes,
@@ -19,6 +18,7 @@ from landscape.engine.hessian import (
     lanczos,
     power_iteration,
 )
+from landscape.errors import HessianError
 
 DT = torch.float64
 

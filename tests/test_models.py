@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from landscape.engine.directions import model_fingerprint
 from landscape.errors import ModelError, RegistryError
-from landscape.zoo.models import MODELS, build_model, check_output_shape, model_fingerprint, model_options
+from landscape.zoo.models import MODELS, build_model, check_output_shape, model_options
 
 # (64,) is the flat digits layout, (1, 8, 8) the image one, (3, 32, 32) CIFAR.
 SHAPES = [(64,), (1, 8, 8), (3, 32, 32)]

@@ -1,10 +1,12 @@
 """Reliability: crashes, full disks, a second writer, and hostile or malformed input.
 
-Crash tests run the real command line in a subprocess (``python -m landscape``) and SIGKILL it
-at seeded random moments: some mid-computation, some while a file is being written (the kill
-fires as soon as the temporary file of a flush or a checkpoint appears), some while a file is
-being created. After every kill the files must open and hold exactly what an uninterrupted run
-gives, and running the same command again must finish the job without redoing finished work.
+Crash tests run the real command line in a subprocess (``python -m landscape``) and SIGKILL it:
+some at seeded random moments of the computation, some inside a write. A kill inside a write is
+no matter of timing: the test hook of :mod:`landscape.io.atomic` (``LANDSCAPE_TEST_PAUSE_IN_WRITE``)
+stops the process in its K-th atomic write, after the temporary file is complete and before it
+replaces the target, and says so; only then does the test kill it. The tests assert outcomes,
+never where a kill fell: after every kill the files open and hold exactly what an uninterrupted
+run gives, and running the same command again finishes the job without redoing finished work.
 
 Bad-input tests call :func:`landscape.cli.main` in-process: each must end with exit code 1 and
 one line on stderr starting with ``landscape`` (an error the library anticipated, not the
@@ -48,13 +50,15 @@ from landscape.cli import build_parser, main
 from landscape.config import Config, config_from_dict, config_to_dict, dumps_toml, load_config, parse_override
 from landscape.engine.grid import Grid
 from landscape.errors import CheckpointError, ConfigError, GridError, LandscapeError, SurfaceFileError
+from landscape.io.atomic import PAUSE_ENV
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import read_surface
 from landscape.workflows.train import train
 
 ENV = {**os.environ, "LANDSCAPE_QUIET": "1", "OMP_NUM_THREADS": "1", "LANDSCAPE_FLUSH_SECONDS": "0"}
+ENV.pop(PAUSE_ENV, None)
 SMALL = ["data.max_train=300", "data.max_test=100", "model.options={hidden=[16]}"]
-SURFACE_GRID = ["--x=-1:1:41", "--y=-1:1:41", "--points-per-call", "1"]  # 1,681 points, a few flushes
+SURFACE_GRID = ["--x=-1:1:21", "--y=-1:1:21", "--points-per-call", "1"]  # 441 points: a creation and ≥ 2 flushes
 TRAIN_ARGS = ["--epochs", "8", "--batch-size", "32", "--set", "data.max_train=200", "--set", "data.max_test=100",
               "--set", "model.options={hidden=[16]}", "--set", "train.save_every_steps=3"]
 WORKERS = 2  # trials run two at a time: each subprocess is single-threaded
@@ -98,42 +102,29 @@ def sigkill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-def stopped(pid: int) -> bool:
-    """True once the kernel reports the process as stopped (state T in /proc/PID/stat)."""
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
-    return True  # gone
+def start(args: Sequence[str], cwd: Path, pause_at: int = 0, flag: Path | None = None) -> subprocess.Popen[bytes]:
+    """``landscape ARGS`` in a subprocess; with ``pause_at`` = K it stops inside its K-th atomic write."""
+    env = {**ENV, PAUSE_ENV: f"{pause_at}:{flag}"} if pause_at else ENV
+    return subprocess.Popen(landscape_cmd(*args), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def freeze_during(proc: subprocess.Popen[bytes], writing: Callable[[], bool], rng: random.Random) -> None:
-    """SIGSTOP ``proc`` while ``writing()`` holds (a temporary file exists), so the SIGKILL that
-    follows provably lands in the middle of a write; retries on the next write when it was too late."""
-    while wait_until(writing, proc, poll=0.0002):
-        time.sleep(rng.uniform(0.0, 0.002))  # anywhere in copy, write, fsync or rename
-        os.kill(proc.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 10
-        while not stopped(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.0002)
-        if writing():
-            return
-        os.kill(proc.pid, signal.SIGCONT)
+def kill_in_write(proc: subprocess.Popen[bytes], flag: Path) -> Path | None:
+    """SIGKILL ``proc`` once the hook says it is inside its write; the write's temporary file, or
+    None when the process ended before reaching that write."""
+    try:
+        wait_until(flag.exists, proc, poll=0.005)
+        tmp = Path(flag.read_text()) if flag.exists() else None
+        if tmp is not None:
+            assert tmp.is_file(), tmp  # the hook stops after the temporary file is written, before the rename
+    finally:
+        sigkill(proc)
+    flag.unlink(missing_ok=True)
+    return tmp
 
 
-def freeze_outside_writes(proc: subprocess.Popen[bytes], writing: Callable[[], bool], rng: random.Random) -> None:
-    """SIGSTOP ``proc`` at a moment when ``writing()`` does not hold, so the SIGKILL that follows
-    lands in training. With a checkpoint every few steps of a tiny model most of the wall time is
-    spent writing, so a kill at a random moment alone rarely lands anywhere else."""
-    for _ in range(500):
-        if proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 10
-        while not stopped(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.0002)
-        if not writing():
-            return
-        os.kill(proc.pid, signal.SIGCONT)
-        time.sleep(rng.uniform(0.0, 0.002))
+def leftovers(path: Path) -> list[Path]:
+    """Temporary files of ``path`` (``.<name>.<pid>.<random>.tmp``)."""
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
 
 
 def parallel(trials: Sequence[Callable[[], str]]) -> list[str]:
@@ -186,27 +177,27 @@ def computed_points(stdout: str) -> int:
 
 
 def surface_trial(ckpt: Path, reference: tuple[Path, float], out: Path, seed: int, mode: str) -> str:
-    """Kill one ``landscape surface`` run, check the file, re-run it; returns where the kill landed.
+    """Kill one ``landscape surface`` run, check the file, re-run it; returns where the kill fell.
 
-    ``mode``: "compute" kills at a random moment of the computation, "flush" as soon as a flush's
-    temporary file appears, "create" while the file is first being created.
+    ``mode``: "compute" kills at a random moment of the computation; "create" inside the write
+    that creates the file (the first atomic write); "flush" inside the first or the second flush.
     """
     rng = random.Random(seed)
     ref = read_surface(reference[0])
-    tmp = out.with_name(f".{out.name}.tmp")
+    flag = out.with_name(out.name + ".paused")
     args = ["surface", str(ckpt), "--out", str(out), *SURFACE_GRID]
-    proc = subprocess.Popen(landscape_cmd(*args), env=ENV, cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if mode == "create":
-            freeze_during(proc, lambda: tmp.exists() and not out.exists(), rng)
-        elif mode == "flush":
-            freeze_during(proc, lambda: tmp.exists() and out.exists(), rng)
-        else:
+    landed = mode
+    if mode == "compute":
+        proc = start(args, out.parent)
+        try:
             wait_until(out.exists, proc, poll=0.002)
             time.sleep(rng.uniform(0.0, 1.2 * reference[1]))
-    finally:
-        sigkill(proc)
-    landed = ("create" if not out.exists() else "flush") if tmp.exists() else ("startup" if not out.exists() else "compute")
+        finally:
+            sigkill(proc)
+    else:
+        tmp = kill_in_write(start(args, out.parent, 1 if mode == "create" else rng.randint(2, 3), flag), flag)
+        assert tmp is not None, f"the {mode} write never came"  # every run creates the file and flushes at least twice
+        assert out.exists() == (mode == "flush")  # the target is untouched: absent before its creation, the old file in a flush
 
     pending = ref.grid.size
     if out.exists():
@@ -224,15 +215,14 @@ def surface_trial(ckpt: Path, reference: tuple[Path, float], out: Path, seed: in
     assert final.done.all()
     for name in ref.columns:
         np.testing.assert_array_equal(final.values[name], ref.values[name])
-    assert not tmp.exists()
+    assert not leftovers(out)  # the re-run removed what the killed write left
     return landed
 
 
 def test_surface_survives_sigkill(ckpt: Path, surface_reference: tuple[Path, float], tmp_path: Path) -> None:
     modes = ["compute", "flush", "create"]
-    landed = parallel([lambda i=i, m=m: surface_trial(ckpt, surface_reference, tmp_path / f"s{i}.h5", 100 + i, m)
-                       for i, m in enumerate(modes)])
-    assert "flush" in landed, landed
+    parallel([lambda i=i, m=m: surface_trial(ckpt, surface_reference, tmp_path / f"s{i}.h5", 100 + i, m)
+              for i, m in enumerate(modes)])
 
 
 @pytest.mark.slow
@@ -241,8 +231,7 @@ def test_surface_survives_sigkill_20_times(ckpt: Path, surface_reference: tuple[
     modes = rng.choices(["compute", "flush", "create"], weights=[10, 7, 3], k=20)
     landed = parallel([lambda i=i, m=m: surface_trial(ckpt, surface_reference, tmp_path / f"s{i}.h5", 1000 + i, m)
                        for i, m in enumerate(modes)])
-    assert {"compute", "flush"} <= set(landed), landed
-    print("surface kills landed:", {k: landed.count(k) for k in sorted(set(landed))})
+    print("surface kills:", {k: landed.count(k) for k in sorted(set(landed))})
 
 
 # --- crash safety: train -------------------------------------------------------------------------
@@ -292,9 +281,12 @@ def kept_files(run: Path, manifest: dict[str, Any] | None) -> dict[str, tuple[in
 def train_chain(reference_run: tuple[Path, float], run: Path, seed: int, modes: Sequence[str]) -> list[str]:
     """Kill ``landscape train`` once per mode, resuming the same run each time, then let it finish.
 
-    After every kill: run.json parses and lists only whole checkpoints; leftover temporary files
-    are planted; the next run resumes from the last epoch checkpoint (the files up to it are
-    never rewritten). At the end every checkpoint equals the uninterrupted run's, bit for bit.
+    ``mode``: "write" kills inside one of the first 12 atomic writes of the process (a checkpoint,
+    run.json or config.toml; a fresh run makes 56), "train" at a random moment once the process
+    has written its first manifest. After every kill: run.json parses and lists only whole
+    checkpoints; leftover temporary files are planted; the next run resumes from the last epoch
+    checkpoint (the files up to it are never rewritten). At the end every checkpoint equals the
+    uninterrupted run's, bit for bit. Returns where each kill fell ("finished": after the end).
     """
     rng = random.Random(seed)
     reference, active = reference_run
@@ -303,21 +295,22 @@ def train_chain(reference_run: tuple[Path, float], run: Path, seed: int, modes: 
     manifest_path = run / "run.json"
     for mode in modes:
         before = manifest_path.stat().st_ino if manifest_path.exists() else None
-        planted = temp_files(run)
         keep = kept_files(run, check_manifest(run))
-        proc = subprocess.Popen(landscape_cmd(*args), env=ENV, cwd=run.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            if mode == "write":  # while a checkpoint, run.json or config.toml is being written
-                freeze_during(proc, lambda known=planted: bool(temp_files(run) - known), rng)
-            else:  # a random moment, outside any write, once this process has written its first manifest
+        if mode == "write":
+            flag = run.with_name(run.name + ".paused")
+            tmp = kill_in_write(start(args, run.parent, rng.randint(1, 12), flag), flag)
+            landed.append("write" if tmp is not None else "finished")
+        else:
+            proc = start(args, run.parent)
+            try:  # a random moment once this process has written its first manifest
                 wait_until(lambda old=before: manifest_path.exists() and manifest_path.stat().st_ino != old, proc, poll=0.002)
                 time.sleep(rng.uniform(0.0, active))
-                freeze_outside_writes(proc, lambda known=planted: bool(temp_files(run) - known), rng)
-        finally:
-            sigkill(proc)
+            finally:
+                sigkill(proc)
+            landed.append("train")
         manifest = check_manifest(run)
-        finished = bool(manifest and manifest.get("status") == "finished")
-        landed.append("write" if temp_files(run) - planted else "finished" if finished else "train")
+        if manifest and manifest.get("status") == "finished":
+            landed[-1] = "finished"
         for name, inode in keep.items():  # resumed from the last complete checkpoint, not from scratch
             assert _identity(run / name) == inode, f"{name} was rewritten"
         plant_leftovers(run, rng)
@@ -336,8 +329,8 @@ def train_chain(reference_run: tuple[Path, float], run: Path, seed: int, modes: 
 
 
 def test_train_survives_sigkill(train_reference: tuple[Path, float], tmp_path: Path) -> None:
-    landed = train_chain(train_reference, tmp_path / "run", 7, ["train", "write", "train"])
-    assert "write" in landed, landed
+    landed = train_chain(train_reference, tmp_path / "run", 7, ["write", "train", "write"])
+    assert landed[0] == "write", landed  # a fresh run makes 56 atomic writes: the pause in one of the first 12 comes
 
 
 @pytest.mark.slow
@@ -347,8 +340,8 @@ def test_train_survives_sigkill_20_times(train_reference: tuple[Path, float], tm
     results = parallel([lambda i=i, c=c: ",".join(train_chain(train_reference, tmp_path / f"run{i}", 2000 + i, c))
                         for i, c in enumerate(chains)])
     landed = ",".join(results).split(",")
-    assert len(landed) == 20 and {"train", "write"} <= set(landed), landed
-    print("train kills landed:", {k: landed.count(k) for k in sorted(set(landed))})
+    assert len(landed) == 20, landed
+    print("train kills:", {k: landed.count(k) for k in sorted(set(landed))})
 
 
 def test_a_truncated_listed_checkpoint_is_refused_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -365,14 +358,15 @@ def test_a_truncated_listed_checkpoint_is_refused_on_resume(tmp_path: Path, caps
 
 
 def test_second_writer_gets_a_one_line_error(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "shared.h5"
-    grid = ["--x=-1:1:81", "--y=-1:1:81", "--points-per-call", "1"]
-    first = subprocess.Popen(landscape_cmd("surface", str(ckpt), "--out", str(out), *grid), env=ENV, cwd=tmp_path,
+    """The first writer is held inside its first flush (it holds the lock) while the second one starts."""
+    out, flag = tmp_path / "shared.h5", tmp_path / "paused"
+    args = ["surface", str(ckpt), "--out", str(out), "--x=-1:1:21", "--y=-1:1:21"]
+    first = subprocess.Popen(landscape_cmd(*args), env={**ENV, PAUSE_ENV: f"2:{flag}"}, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert wait_until(out.exists, first, poll=0.002), "the first writer ended before creating its file"
-        assert first.poll() is None, "the first writer finished too soon for this test"
-        fails_cleanly(["surface", str(ckpt), "--out", str(out), *grid], capsys, "being written by another process")
+        assert wait_until(flag.exists, first, poll=0.005), "the first writer ended before its first flush"
+        fails_cleanly(args, capsys, "being written by another process")
+        flag.unlink()  # let the first writer go on
         _, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -415,7 +409,7 @@ def test_full_disk_during_a_surface_keeps_the_finished_points(ckpt: Path, tmp_pa
     kept = read_surface(out)
     assert 0 < kept.done.sum() < ref.grid.size
     np.testing.assert_array_equal(kept.values["train_loss"][kept.done], ref.values["train_loss"][kept.done])
-    assert not out.with_name(f".{out.name}.tmp").exists()
+    assert not leftovers(out)
     # still full, failing in the copy this time: the file on disk is untouched
     monkeypatch.setattr(os, "replace", real_replace)
     monkeypatch.setattr(shutil, "copyfile", failing_after(0, real_copy))

@@ -37,7 +37,7 @@ def test_file_layout_and_attributes(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.h5"
     summary = run_surface(ckpt, out, _cfg('surface.x="-1:1:5"', 'surface.y="-2:2:3"', 'surface.split="both"',
                                           'surface.losses=["cross_entropy","mse"]'))
-    assert summary["done"] == summary["total"] == 15
+    assert summary.summary is not None and summary.summary["done"] == summary.summary["total"] == 15
     with h5py.File(out, "r") as f:
         assert f["x"].shape == (5,) and f["y"].shape == (3,)
         for name in ("train_loss", "train_acc", "test_loss", "train_mse", "test_cross_entropy"):
@@ -76,15 +76,15 @@ def test_file_layout_and_attributes(ckpt: Path, tmp_path: Path) -> None:
 def test_rerun_resumes_and_other_settings_are_refused(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.h5"
     first = run_surface(ckpt, out, _cfg('surface.x="-1:1:7"'))
-    assert first["computed"] == 7
+    assert first.computed == 7
     again = run_surface(ckpt, out, _cfg('surface.x="-1:1:7"'))
-    assert again["computed"] == 0  # nothing recomputed
+    assert again.computed == 0  # nothing recomputed
     with pytest.raises(SurfaceFileError, match=r"other settings \(x: '-1:1:7' → '-1:1:9'\)"):
         run_surface(ckpt, out, _cfg('surface.x="-1:1:9"'))
     with pytest.raises(SurfaceFileError, match="seed"):
         run_surface(ckpt, out, _cfg('surface.x="-1:1:7"', "directions.seed=1"))
     replaced = run_surface(ckpt, out, _cfg('surface.x="-1:1:9"'), overwrite=True)
-    assert replaced["computed"] == 9
+    assert replaced.computed == 9
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +112,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(ckpt: Path, tmp_pat
     assert np.isnan(partial.values["train_loss"][~partial.done]).all()
     monkeypatch.setattr(SurfaceEngine, "evaluate", original)
     resumed = run_surface(ckpt, part, cfg)
-    assert resumed["computed"] == 30 - n_done
+    assert resumed.computed == 30 - n_done
     np.testing.assert_allclose(read_surface(part).values["train_loss"], ref.values["train_loss"], rtol=1e-12)
 
 

@@ -20,6 +20,7 @@ from landscape.engine.directions import Directions, load_directions, save_direct
 from landscape.engine.grid import parse_axis
 from landscape.errors import CheckpointError, DirectionError
 from landscape.io.checkpoint import load_checkpoint, save_checkpoint
+from landscape.io.run_folder import run_checkpoints
 from landscape.io.surface_file import read_surface
 from landscape.workflows.train import RunResult, train
 from landscape.workflows.trajectory import (
@@ -29,7 +30,6 @@ from landscape.workflows.trajectory import (
     model_from_checkpoint,
     path_axis,
     project,
-    run_checkpoints,
     save_trajectory,
 )
 from landscape.zoo.models import build_model

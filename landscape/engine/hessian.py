@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from landscape.engine.evaluate import eval_mode
-from landscape.errors import LandscapeError
+from landscape.errors import HessianError
 
 Which = Literal["largest", "smallest", "both"]
 RelativeTo = Literal["eigenvalue", "norm"]
@@ -48,10 +48,6 @@ _EPS23 = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
 # to the largest ‖Hq‖ seen (float64 round-off after reorthogonalization is ~1e-15).
 _BREAKDOWN = 1e-10
 _Z95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal
-
-
-class HessianError(LandscapeError):
-    """A Hessian problem or a curvature computation was set up with invalid values."""
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ __all__ = [
     "plot_surface_file",
     "plot_training_curves",
     "resolve_metric",
+    "spans_decades",
     "surface_figures",
 ]
 
@@ -66,9 +67,10 @@ _SPLIT_WORDS = {"train": "training", "test": "test"}
 _METRIC_WORDS = {"loss": "loss", "acc": "accuracy"}
 
 
-def _wide_positive(values: np.ndarray) -> bool:
-    """Positive finite values spanning more than a decade (max/min above 10)."""
-    finite = values[np.isfinite(values)]
+def spans_decades(*values: np.ndarray) -> bool:
+    """The rule for an automatic log scale: the finite values are all positive and span more than a decade (max/min > 10)."""
+    finite = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
+    finite = finite[np.isfinite(finite)]
     return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 10)
 
 
@@ -384,7 +386,7 @@ def _prepare(surface: str | Path, options: PlotConfig, trajectory: str | Path | 
         check_same_plane(sf, Path(trajectory))
     log = options.log
     if log is None:
-        log = _wide_positive(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": options.levels, "vmin": options.vmin, "vmax": options.vmax, "log": log, "cmap": options.cmap,
              "width": options.width, "title": _title(sf, options.title)}
     return _Job(sf, chosen, path, style), selected, partial

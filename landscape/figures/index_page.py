@@ -23,6 +23,7 @@ import numpy as np
 from landscape import __version__
 from landscape.errors import LandscapeError
 from landscape.figures.interactive import SUFFIX, install_hint, plotly_available
+from landscape.io.atomic import write_text_atomic
 from landscape.io.surface_file import read_surface
 
 __all__ = ["Table", "run_tables", "write_index", "write_run_index"]
@@ -137,9 +138,7 @@ def write_index(folder: str | Path, *, title: str, settings: str, tables: Sequen
         "<h2>Settings (resolved config)</h2>", f"<pre>{html.escape(settings)}</pre>",
         "</body></html>", ""])
     target = root / INDEX
-    tmp = target.with_name(f".{INDEX}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, page)
     return target
 
 

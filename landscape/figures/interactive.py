@@ -28,11 +28,9 @@ How it is drawn:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,7 @@ import numpy as np
 from landscape.engine.grid import Grid
 from landscape.errors import GridError, MissingExtraError
 from landscape.figures import files
+from landscape.io.atomic import write_text_atomic
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
 
@@ -205,15 +204,8 @@ class InteractiveFigure:
         The plot's element id is a hash of the figure, so the same surface gives the same bytes.
         """
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
         digest = hashlib.sha256((self.figure.to_json() + self.script).encode()).hexdigest()[:16]
-        try:
-            tmp.write_text(self.to_html(div_id=f"landscape-{digest}"), encoding="utf-8")
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        write_text_atomic(target, self.to_html(div_id=f"landscape-{digest}"))
         return target
 
     def _repr_html_(self) -> str:
@@ -241,7 +233,7 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     path = _as_path(sf, trajectory)
     columns = _columns(sf)
     if log is None:
-        log = files._wide_positive(sf.values[first][sf.done]) and not first.endswith(("_acc", "_eig_ratio"))
+        log = files.spans_decades(sf.values[first][sf.done]) and not first.endswith(("_acc", "_eig_ratio"))
     x, y = sf.grid.x, sf.grid.y
     x_label, y_label = str(sf.attrs.get("x_label") or "α"), str(sf.attrs.get("y_label") or "β")
     if path is not None:

@@ -10,12 +10,9 @@ without a DataParallel ``module.`` prefix) load too; the user then names model, 
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ from torch import Tensor, nn
 
 from landscape.config import Config, config_from_dict, config_to_dict
 from landscape.errors import CheckpointError, ConfigError
+from landscape.io.atomic import atomic_write, os_reason
 
 FORMAT = "landscape-checkpoint"
 
@@ -55,36 +53,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+    """``torch.save`` through :func:`landscape.io.atomic.atomic_write`: the old file or the new one, never half.
 
-    A crash at any moment leaves either the old file or the new one, never half of one. A full
-    disk or an unwritable folder raises :class:`CheckpointError`; files already written stay.
+    A full disk or an unwritable folder raises :class:`CheckpointError`; files already written stay.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {_os_reason(err)}") from err
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError | RuntimeError):  # torch reports a failed write as RuntimeError
-            raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {_os_reason(err)}; "
-                                  "the checkpoints already written are kept") from err
-        raise
-
-
-def _os_reason(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return "the disk is full"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return _first_line(err)
+        atomic_write(path, lambda fh: torch.save(obj, fh))
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {os_reason(err)}; "
+                              "the checkpoints already written are kept") from err
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: Config, *, epoch: int, step: int,

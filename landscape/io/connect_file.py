@@ -19,10 +19,7 @@ the values computed; a second writer is refused by the lock of
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +33,7 @@ from torch import Tensor
 
 from landscape.config import diff_settings
 from landscape.errors import SurfaceFileError
+from landscape.io.atomic import atomic_path, os_reason
 
 FORMAT = "landscape-connect"
 
@@ -63,34 +61,22 @@ class ConnectFile:
 
     def flush(self, extra_attrs: Mapping[str, Any] | None = None) -> None:
         """Atomically replace the file with one holding the current values (and bends, attributes)."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "r+") as f:
-                for p in self.paths:
-                    for name in self.columns:
-                        f[p][name][...] = self.values[p][name]
-                    f[p]["done"][...] = self.done[p]
-                if self.bends and "bends" not in f:
-                    _write_bends(f.create_group("bends"), self.bends)
-                for k, v in (extra_attrs or {}).items():
-                    f.attrs[k] = v
-                    self.attrs[k] = v
-            _fsync(tmp)
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                shutil.copyfile(self.path, tmp)
+                with h5py.File(tmp, "r+") as f:
+                    for p in self.paths:
+                        for name in self.columns:
+                            f[p][name][...] = self.values[p][name]
+                        f[p]["done"][...] = self.done[p]
+                    if self.bends and "bends" not in f:
+                        _write_bends(f.create_group("bends"), self.bends)
+                    for k, v in (extra_attrs or {}).items():
+                        f.attrs[k] = v
+                        self.attrs[k] = v
         except OSError as err:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            kind = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-            raise SurfaceFileError(f"cannot write {str(self.path)!r}: {kind}; the points already on disk are kept") from err
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            raise SurfaceFileError(f"cannot write {str(self.path)!r}: {os_reason(err)}; "
+                                   "the points already on disk are kept") from err
 
 
 def _write_bends(group: h5py.Group, bends: Sequence[Mapping[str, Tensor]]) -> None:
@@ -124,10 +110,8 @@ def open_connect(path: Path, t: np.ndarray, paths: Sequence[str], columns: Seque
     done = {p: np.zeros(len(t), dtype=bool) for p in paths}
     all_attrs = {**attrs, "format": FORMAT, "format_version": 1, "settings": json.dumps(settings),
                  "paths": json.dumps(list(paths)), "metrics": json.dumps(list(columns))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("t", data=np.asarray(t, dtype=np.float64))
             for p in paths:
                 g = f.create_group(p)
@@ -138,11 +122,8 @@ def open_connect(path: Path, t: np.ndarray, paths: Sequence[str], columns: Seque
                 f.create_dataset("bn_indices", data=bn_indices.astype(np.int64))
             for k, v in all_attrs.items():
                 f.attrs[k] = v
-        os.replace(tmp, path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise SurfaceFileError(f"cannot create {str(path)!r}: {err.strerror or err}") from err
+        raise SurfaceFileError(f"cannot create {str(path)!r}: {os_reason(err)}") from err
     all_attrs["settings"] = json.loads(all_attrs["settings"])
     return ConnectFile(path, np.asarray(t, dtype=np.float64), list(paths), list(columns), values, done, all_attrs, [])
 

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from landscape.errors import ConfigError, GridError
+from landscape.io.atomic import atomic_path, atomic_write, write_text_atomic
 
 __all__ = ["to_csv", "to_npz", "to_vtp"]
 
@@ -76,7 +77,7 @@ def to_csv(
         if reserved in arrays:
             raise ConfigError(f"metric name {reserved!r} clashes with the coordinate column")
     target = Path(path)
-    with target.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["x", *([] if ys is None else ["y"]), *arrays])
         writer.writerows(_csv_rows(xs, ys, arrays))
@@ -115,7 +116,7 @@ def to_npz(
         target = target.with_name(target.name + ".npz")
     payload: dict[str, Any] = {"x": xs} if ys is None else {"x": xs, "y": ys}
     payload.update(arrays)
-    np.savez(target, **payload)
+    atomic_write(target, lambda fh: np.savez(fh, **payload))
     return target
 
 
@@ -150,7 +151,7 @@ def to_vtp(
     # Boolean indexing walks (i, j) in C order, the order _point_index numbered the points.
     points = np.stack([grid_x[present], grid_y[present], height[present]], axis=1)  # (n, 3)
     target = Path(path)
-    target.write_text(_vtp_document(points, values[present], triangles, name), encoding="utf-8")
+    write_text_atomic(target, _vtp_document(points, values[present], triangles, name))
     return target
 
 

@@ -17,11 +17,8 @@ config as JSON when it has one, step, epoch and metrics. Plain tensors and conta
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,27 +27,18 @@ import torch
 from torch import Tensor, nn
 
 from landscape.errors import CheckpointError, ConfigError
+from landscape.io.atomic import os_reason, write_json_atomic
 from landscape.io.checkpoint import FORMAT, atomic_torch_save
 
 KIND = "record"
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    """Temporary file, fsync, rename: a reader sees the old manifest or the new one."""
-    tmp = ""
+    """:func:`landscape.io.atomic.write_json_atomic`: a reader sees the old manifest or the new one."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(path, data)
     except OSError as err:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-        raise CheckpointError(f"cannot write {str(path)!r}: {reason}; the checkpoints already written are kept") from err
+        raise CheckpointError(f"cannot write {str(path)!r}: {os_reason(err)}; the checkpoints already written are kept") from err
 
 
 def _model_config_json(model: nn.Module) -> str | None:

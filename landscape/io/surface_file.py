@@ -3,14 +3,13 @@
 Layout (see README "File formats"): ``x``, ``y`` (2D), one float64 dataset per metric column,
 ``done`` (bool), ``directions/`` (the direction layout), and attributes recording the settings.
 Updates are crash-safe: each flush copies the file to a temporary name, writes the new values
-there, fsyncs and renames it over the original, so a kill at any moment leaves a readable file
+there, fsyncs and renames it over the original (:mod:`landscape.io.atomic`), so a kill at any moment leaves a readable file
 whose ``done`` points hold exactly the values that were computed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -28,6 +27,7 @@ from landscape.config import diff_settings
 from landscape.engine.directions import Directions, write_directions
 from landscape.engine.grid import Grid
 from landscape.errors import SurfaceFileError
+from landscape.io.atomic import atomic_path, os_reason
 
 FORMAT = "landscape-surface"
 CONVENTION = "metric arrays have shape (len(x), len(y)); A[i, j] is the value at (x[i], y[j])"
@@ -94,21 +94,17 @@ class SurfaceFile:
     def flush(self) -> None:
         """Atomically replace the file with one holding the current values."""
         start = time.monotonic()
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "r+") as f:
-                for name in self.columns:
-                    f[name][...] = self.values[name]
-                f["done"][...] = self.done
-                f.attrs["n_done"] = int(self.done.sum())
-            _fsync(tmp)
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                shutil.copyfile(self.path, tmp)
+                with h5py.File(tmp, "r+") as f:
+                    for name in self.columns:
+                        f[name][...] = self.values[name]
+                    f["done"][...] = self.done
+                    f.attrs["n_done"] = int(self.done.sum())
         except OSError as err:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            kind = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-            raise SurfaceFileError(f"cannot write {str(self.path)!r}: {kind}; the points already on disk are kept") from err
+            raise SurfaceFileError(f"cannot write {str(self.path)!r}: {os_reason(err)}; "
+                                   "the points already on disk are kept") from err
         if self.on_flush is not None:
             self.on_flush(self)
         if self.adaptive_flush:  # never spend more than ~5 % of the time flushing, whatever the file size
@@ -128,14 +124,6 @@ def _env_flush_seconds() -> float | None:
     if not seconds >= 0 or seconds == float("inf"):
         raise SurfaceFileError(f"LANDSCAPE_FLUSH_SECONDS={raw!r} must be a number of seconds ≥ 0")
     return seconds
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _json_attr(f: h5py.File, key: str) -> Any:
@@ -167,10 +155,8 @@ def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[s
     all_attrs = {**attrs, "settings": json.dumps(settings), "format": FORMAT, "format_version": 1,
                  "convention": CONVENTION, "dims": 1 if grid.y is None else 2, "metrics": json.dumps(columns),
                  "model_fingerprint": json.dumps(model_fp), "directions_fingerprint": directions.fingerprint()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("x", data=grid.x)
             if grid.y is not None:
                 f.create_dataset("y", data=grid.y)
@@ -181,11 +167,8 @@ def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[s
             for k, v in all_attrs.items():
                 f.attrs[k] = v
             f.attrs["n_done"] = 0
-        os.replace(tmp, path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise SurfaceFileError(f"cannot create {str(path)!r}: {err.strerror or err}") from err
+        raise SurfaceFileError(f"cannot create {str(path)!r}: {os_reason(err)}") from err
     all_attrs["settings"] = json.loads(all_attrs["settings"])
     return SurfaceFile(path, grid, columns, values, done, all_attrs)
 

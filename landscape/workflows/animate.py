@@ -14,7 +14,6 @@ The drawing is :mod:`landscape.figures.animate`; this module finds the files and
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import numpy as np
 from landscape.config import Config, load_config
 from landscape.engine.grid import Grid
 from landscape.engine.progress import bar
-from landscape.errors import AnimationError, CheckpointError
+from landscape.errors import AnimationError, CheckpointError, ConfigError
 from landscape.figures.animate import (
     Frame,
     PlaneStyle,
@@ -37,11 +36,19 @@ from landscape.figures.animate import (
     shared_scale,
     write_animation,
 )
-from landscape.figures.files import check_same_plane, coarse_view, metric_label, path_heights, resolve_metric
+from landscape.figures.files import (
+    check_same_plane,
+    coarse_view,
+    metric_label,
+    path_heights,
+    resolve_metric,
+    spans_decades,
+)
 from landscape.io.checkpoint import load_checkpoint
+from landscape.io.run_folder import MANIFEST, RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.workflows.surface import run_surface
-from landscape.workflows.trajectory import load_trajectory, run_checkpoints
+from landscape.workflows.trajectory import load_trajectory
 
 Kind = Literal["path", "surface3d", "evolution"]
 KINDS: tuple[Kind, ...] = ("path", "surface3d", "evolution")
@@ -105,14 +112,14 @@ def format_animation(summary: dict[str, Any]) -> str:
 
 
 def _manifest(run: Path) -> dict[str, Any]:
-    path = run / "run.json"
-    if not path.is_file():
-        raise AnimationError(f"{str(run)!r} is not a run folder (no run.json): make one with "
-                             f"`landscape run CONFIG --out {run}`")
+    folder = RunFolder(run)
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise AnimationError(f"{str(path)!r} is not a readable run manifest: {err}") from err
+        manifest = folder.manifest()
+    except (OSError, ConfigError) as err:
+        raise AnimationError(f"{str(folder.manifest_path)!r} is not a readable run manifest: {err}") from err
+    if manifest is None:
+        raise AnimationError(f"{str(run)!r} is not a run folder (no {MANIFEST}): make one with "
+                             f"`landscape run CONFIG --out {run}`")
     return manifest
 
 
@@ -137,8 +144,7 @@ def _auto_log(values: np.ndarray, metric: str, log: bool | None) -> bool:
     """The caller's choice, else a log scale for a positive loss spanning more than a decade."""
     if log is not None:
         return log
-    finite = values[np.isfinite(values)]
-    return bool(not metric.endswith("_acc") and finite.size and finite.min() > 0 and finite.max() / finite.min() > 10)
+    return not metric.endswith("_acc") and spans_decades(values)
 
 
 # --- path and surface3d ----------------------------------------------------------------------------------

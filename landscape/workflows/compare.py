@@ -23,40 +23,15 @@ Outputs: ``DIR/summary.csv`` and ``DIR/summary.md`` (one row per loss), ``DIR/fl
 interactive pages ``DIR/interactive/<loss>_surface_{2d,pca}_interactive.html`` when plotly is installed,
 and ``DIR/index.html``, one page with the tables, every figure and the settings.
 
-Figures of merit (computed from the stored surface files; α, β in filter-normalized units)
-------------------------------------------------------------------------------------------
-
-Let ``L(α, β)`` be a metric on the 2D grid, ``L(α)`` the same metric on the 1D slice and
-``L(0)`` its value at the trained model (the grid's origin, which must be a grid node).
-
-- **mean increase within r** — the mean of ``L(α, β) − L(0)`` over the grid points with
-  ``√(α² + β²) ≤ r`` (points within 1e-9·r outside the circle count, so that rounding of the grid
-  coordinates does not drop points that lie on it). A diverged point in the disc makes it inf/NaN.
-- **doubling radius** — along the 1D slice, on each side of the origin, the first ``|α|`` at
-  which ``L(α) ≥ L(0) + max(L(0), ε)``, located by linear interpolation between the last grid
-  point below that threshold and the first one at or above it (a non-finite point counts as
-  above, at its own position); the smaller of the two sides is reported. When ``L(0) ≥ ε`` this
-  is where the loss doubles; ``ε`` (``compare.floor``) keeps it meaningful when ``L(0) ≈ 0``
-  (e.g. a hinge loss at zero), where it becomes the radius at which the loss first exceeds ``ε``.
-  ``inf`` when the threshold is not reached inside the slice.
-- **curvature at the centre** — the least-squares fit
-  ``L ≈ a·α² + b·αβ + c·β² + d·α + e·β + f`` over the grid points within ``r`` (as above, finite
-  values only); the Hessian of the fit is ``[[2a, b], [b, 2c]]``. Reported: its two eigenvalues
-  ``λ_max ≥ λ_min`` and their mean ``(λ_max + λ_min) / 2 = a + c``.
-- **relative loss** (common scale of the relative panels and the overlaid 1D slices) —
-  ``1 + (L − L(0)) / max(L(0), ε)``: ``L / L(0)`` when ``L(0) ≥ ε``. It is unitless, so models
-  trained with different criteria share one logarithmic colour scale, and it crosses 2 exactly
-  at the doubling radius.
-- **steps (epochs) to target** — the training step (and ``step / steps per epoch``) of the first
-  saved checkpoint whose test accuracy is ``≥ compare.target_acc``; blank if none is. The
-  resolution is that of the checkpoints (every epoch, or ``train.save_every_steps``).
-
-:data:`DEFINITIONS` holds these texts keyed by the table's column names.
+Figures of merit: :mod:`landscape.engine.flatness` defines the flatness and curvature measures, and
+**steps (epochs) to target** is the training step (and ``step / steps per epoch``) of the first
+saved checkpoint whose test accuracy is ``≥ compare.target_acc``; blank if none is. The
+resolution is that of the checkpoints (every epoch, or ``train.save_every_steps``).
+:data:`DEFINITIONS` holds the texts of all of them, keyed by the table's column names.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -71,25 +46,29 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from landscape import __version__
-from landscape.config import Config, DirectionsConfig, config_changes, config_to_dict, diff_settings, dumps_toml
+from landscape.config import Config, config_to_dict, dumps_toml
+from landscape.engine.flatness import (
+    Curvature,
+    curvature,
+    doubling_radius,
+    mean_increase,
+    origin_index,
+    relative_loss,
+)
 from landscape.engine.grid import Grid
 from landscape.engine.losses import LOSSES, canonical_loss_name
-from landscape.errors import ConfigError, GridError, LandscapeError
+from landscape.errors import ConfigError, GridError
 from landscape.figures import plot
+from landscape.figures.files import spans_decades
 from landscape.figures.index_page import Table, write_index
 from landscape.figures.interactive import plotly_available, write_views
-from landscape.io.checkpoint import load_checkpoint, sha256_file
+from landscape.io.atomic import write_json_atomic, write_text_atomic
+from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
-from landscape.workflows.surface import DirectionSource, make_directions, run_surface, surface_settings
-from landscape.workflows.train import train, write_json_atomic
-from landscape.workflows.trajectory import (
-    TrajectoryPoints,
-    load_trajectory,
-    run_checkpoints,
-    save_trajectory,
-    trajectory_from_run,
-)
-from landscape.zoo.experiment import experiment_from_checkpoint
+from landscape.io.tables import markdown_table, write_csv
+from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
+from landscape.workflows.surface import DirectionSource
+from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
 
 FloatArray = npt.NDArray[np.float64]
 Log = Callable[[str], None]
@@ -112,112 +91,6 @@ DEFINITIONS: dict[str, str] = {
     "relative_loss": "1 + (L − L(0)) / max(L(0), ε), i.e. L / L(0) when L(0) ≥ ε (the common scale of the figures)",
 }
 """Definitions of the figures of merit, keyed by the column names of ``summary.csv``."""
-
-_ON_CIRCLE = 1e-9  # relative tolerance for points on the circle of radius r
-_MIN_FIT_POINTS = 6  # unknowns of the quadratic fit
-
-
-def definitions() -> dict[str, str]:
-    """A copy of :data:`DEFINITIONS` (column name → definition), e.g. for the README."""
-    return dict(DEFINITIONS)
-
-
-# --- figures of merit (pure numpy) -----------------------------------------------------------------
-
-
-def origin_index(axis: npt.ArrayLike, name: str = "x") -> int:
-    """Index of the grid node at 0 (within 1e-9 of the axis span); an error when there is none."""
-    a = np.asarray(axis, dtype=np.float64)
-    i = int(np.argmin(np.abs(a)))
-    span = float(a.max() - a.min()) if a.size > 1 else 1.0
-    if abs(a[i]) > 1e-9 * span:
-        raise GridError(f"the {name} axis {a.min():g}:{a.max():g}:{a.size} has no node at 0: flatness is measured "
-                        "around the trained model, so use an odd symmetric grid such as -1:1:31")
-    return i
-
-
-def _disc(x: FloatArray, y: FloatArray, radius: float) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
-    """Grid coordinates (len(x), len(y)) and the mask of points with √(α² + β²) ≤ r."""
-    if not (math.isfinite(radius) and radius > 0):
-        raise ConfigError(f"compare.radius must be a positive number, got {radius}")
-    alpha, beta = np.meshgrid(x, y, indexing="ij")  # A[i, j] at (x[i], y[j])
-    inside = np.hypot(alpha, beta) <= radius * (1.0 + _ON_CIRCLE)
-    return alpha, beta, inside
-
-
-def mean_increase(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, radius: float) -> float:
-    """Mean of ``z − z(0)`` over the grid points within ``radius`` of the origin (see module docstring)."""
-    xs, ys, zs = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
-    centre = zs[origin_index(xs, "x"), origin_index(ys, "y")]
-    _, _, inside = _disc(xs, ys, radius)
-    return float(np.mean(zs[inside] - centre))
-
-
-def doubling_radius(x: npt.ArrayLike, z: npt.ArrayLike, floor: float = 1e-3) -> float:
-    """Smallest ``|α|`` (over both sides) where ``z`` first reaches ``z(0) + max(z(0), floor)``.
-
-    Linear interpolation between the grid points around the crossing; ``inf`` when neither side
-    reaches the threshold, NaN when ``z(0)`` is not finite.
-    """
-    xs, zs = np.asarray(x, float), np.asarray(z, float)
-    i0 = origin_index(xs, "x")
-    centre = zs[i0]
-    if not math.isfinite(centre):
-        return math.nan
-    threshold = centre + max(centre, floor)
-    right = _first_crossing(np.abs(xs[i0:]), zs[i0:], threshold)
-    left = _first_crossing(np.abs(xs[: i0 + 1][::-1]), zs[: i0 + 1][::-1], threshold)
-    return min(right, left)
-
-
-def _first_crossing(r: FloatArray, z: FloatArray, threshold: float) -> float:
-    """First ``r`` (increasing from 0) where ``z`` reaches ``threshold``; ``r[0]`` is the origin."""
-    for k in range(1, len(r)):
-        if not math.isfinite(z[k]):
-            return float(r[k])
-        if z[k] >= threshold:
-            below = z[k - 1]
-            return float(r[k - 1] + (threshold - below) / (z[k] - below) * (r[k] - r[k - 1]))
-    return math.inf
-
-
-@dataclass(frozen=True)
-class Curvature:
-    """Quadratic fit ``a·α² + b·αβ + c·β² + d·α + e·β + f`` and its Hessian's eigenvalues."""
-
-    coefficients: tuple[float, float, float, float, float, float]  # a, b, c, d, e, f
-    eigenvalues: tuple[float, float]  # λ_max ≥ λ_min of [[2a, b], [b, 2c]]
-    points: int  # grid points in the fit
-
-    @property
-    def mean(self) -> float:
-        return 0.5 * (self.eigenvalues[0] + self.eigenvalues[1])
-
-    @property
-    def hessian(self) -> FloatArray:
-        a, b, c = self.coefficients[:3]
-        return np.array([[2 * a, b], [b, 2 * c]])
-
-
-def curvature(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, radius: float) -> Curvature:
-    """Least-squares quadratic fit over the finite grid points within ``radius`` (see module docstring)."""
-    xs, ys, zs = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
-    alpha, beta, inside = _disc(xs, ys, radius)
-    use = inside & np.isfinite(zs)
-    if int(use.sum()) < _MIN_FIT_POINTS:
-        raise GridError(f"only {int(use.sum())} finite grid points lie within r = {radius}; a quadratic fit needs "
-                        f"{_MIN_FIT_POINTS}: raise compare.radius or refine the grid")
-    a_, b_ = alpha[use], beta[use]
-    design = np.stack([a_ * a_, a_ * b_, b_ * b_, a_, b_, np.ones_like(a_)], axis=1)  # (k, 6)
-    coef, *_ = np.linalg.lstsq(design, zs[use], rcond=None)
-    a, b, c = coef[:3]
-    lam = np.linalg.eigvalsh(np.array([[2 * a, b], [b, 2 * c]]))  # ascending
-    return Curvature(tuple(float(v) for v in coef), (float(lam[1]), float(lam[0])), int(use.sum()))  # type: ignore[arg-type]
-
-
-def relative_loss(z: npt.ArrayLike, centre: float, floor: float = 1e-3) -> FloatArray:
-    """``1 + (z − L(0)) / max(L(0), floor)``: ``z / L(0)`` unless ``L(0)`` is below ``floor``."""
-    return np.asarray(1.0 + (np.asarray(z, float) - centre) / max(centre, floor), dtype=np.float64)
 
 
 # --- one loss: its files, config and cached work ---------------------------------------------------
@@ -273,60 +146,6 @@ def surface_config(config: Config, loss: str, x: str, y: str) -> Config:
     return dataclasses.replace(training_config(config, loss), surface=surface, directions=config.directions)
 
 
-def _is_trained(cfg: Config, run: Path) -> bool:
-    """True when ``run`` holds a finished training of exactly ``cfg`` (device and threads aside)."""
-    manifest_path = run / "run.json"
-    if not manifest_path.is_file():
-        return False
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        epochs = [c["epoch"] for c in manifest["checkpoints"] if c["kind"] == "epoch"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return False  # let the trainer report what is wrong with it
-    changes = [d for d in config_changes(manifest.get("config", {}), cfg)
-               if not d.startswith(("train.device", "train.threads"))]
-    return manifest.get("status") == "finished" and not changes and bool(epochs) and epochs[-1] == cfg.train.epochs
-
-
-def _trajectory_is_current(path: Path, checkpoints: Sequence[Path], directions: DirectionsConfig, center: bool = True) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        meta = load_trajectory(path).meta
-    except LandscapeError:
-        return False
-    return (meta.get("origin_sha256") == sha256_file(checkpoints[-1]) and meta.get("num_checkpoints") == len(checkpoints)
-            and meta.get("dir_type") == directions.dir_type and meta.get("ignore") == directions.ignore
-            and bool(meta.get("center", False)) == center)  # files without it were uncentred
-
-
-def _surface_is_current(out: Path, checkpoint: Path, cfg: Config, source: DirectionSource) -> bool:
-    """True when ``out`` is complete and was computed with exactly the settings ``cfg`` gives."""
-    if not out.is_file():
-        return False
-    try:
-        sf = read_surface(out)
-    except LandscapeError:
-        return False  # run_surface reports it
-    if not sf.done.all():
-        return False
-    ckpt = load_checkpoint(checkpoint)
-    exp = experiment_from_checkpoint(ckpt, cfg)
-    dims = 2 if cfg.surface.y else 1
-    settings = surface_settings(cfg, sha256_file(checkpoint), make_directions(exp, cfg, source, dims), (cfg.surface.x, cfg.surface.y))
-    return not diff_settings(sf.attrs["settings"], settings)
-
-
-def _ensure_surface(checkpoint: Path, out: Path, cfg: Config, source: DirectionSource, overwrite: bool, log: Log) -> bool:
-    """Compute (or finish) the surface unless it is already complete; True when work was done."""
-    if _surface_is_current(out, checkpoint, cfg, source):
-        return False
-    Grid.parse(cfg.surface.x, cfg.surface.y)  # a malformed grid fails before anything runs
-    log(f"surface {out} ({cfg.surface.x}{' × ' + cfg.surface.y if cfg.surface.y else ''})")
-    run_surface(checkpoint, out, cfg, source=source, overwrite=overwrite)
-    return True
-
-
 def prepare_loss(config: Config, loss: str, out_dir: Path, overwrite: bool = False, log: Log = lambda _: None) -> list[str]:
     """Train, trace and survey one loss in ``out_dir/<loss>``: run, trajectory and three surfaces.
 
@@ -334,28 +153,19 @@ def prepare_loss(config: Config, loss: str, out_dir: Path, overwrite: bool = Fal
     """
     paths = LossPaths(out_dir / loss)
     done: list[str] = []
-    tcfg = training_config(config, loss)
-    if not _is_trained(tcfg, paths.run):
-        log(f"training with {loss} in {paths.run}")
-        train(tcfg, paths.run, overwrite=overwrite)
+    if ensure_trained(training_config(config, loss), paths.run, overwrite, log) is not None:
         done.append(f"train {loss}")
-    checkpoints = run_checkpoints(paths.run)
-    if not _trajectory_is_current(paths.trajectory, checkpoints, config.directions, config.run.pca_center):
-        log(f"trajectory {paths.trajectory}")
-        traj = trajectory_from_run(paths.run, dir_type=config.directions.dir_type, ignore=config.directions.ignore,
-                                   center=config.run.pca_center)
-        save_trajectory(paths.trajectory, traj)
+    if ensure_trajectory(paths.trajectory, paths.run, config.directions, log, center=config.run.pca_center) is not None:
         done.append(f"trajectory {loss}")
     cc = config.compare
-    final = checkpoints[-1]
-    if _ensure_surface(final, paths.surface_2d, surface_config(config, loss, cc.x, cc.y), DirectionSource(), overwrite, log):
-        done.append(f"surface_2d {loss}")
-    if _ensure_surface(final, paths.slice_1d, surface_config(config, loss, cc.line_x, ""), DirectionSource(), overwrite, log):
-        done.append(f"slice_1d {loss}")
+    final = run_checkpoints(paths.run)[-1]
     grid = pca_grid(load_trajectory(paths.trajectory), cc.pca_grid, cc.pca_margin)
-    if _ensure_surface(final, paths.surface_pca, surface_config(config, loss, grid, grid),
-                       DirectionSource(file=paths.trajectory), overwrite, log):
-        done.append(f"surface_pca {loss}")
+    for name, path, x, y, source in (("surface_2d", paths.surface_2d, cc.x, cc.y, DirectionSource()),
+                                     ("slice_1d", paths.slice_1d, cc.line_x, "", DirectionSource()),
+                                     ("surface_pca", paths.surface_pca, grid, grid, DirectionSource(file=paths.trajectory))):
+        step = ensure_surface(final, path, surface_config(config, loss, x, y), source, overwrite, log)
+        if step is not None and step.result.computed:
+            done.append(f"{name} {loss}")
     return done
 
 
@@ -407,7 +217,7 @@ def load_results(out_dir: str | Path, losses: Sequence[str]) -> list[LossResult]
     out: list[LossResult] = []
     for loss in losses:
         p = LossPaths(Path(out_dir) / loss)
-        manifest = json.loads((p.run / "run.json").read_text())
+        manifest = RunFolder(p.run).manifest() or {"checkpoints": []}
         out.append(LossResult(loss, manifest, load_trajectory(p.trajectory), read_surface(p.surface_2d),
                               read_surface(p.slice_1d), read_surface(p.surface_pca)))
     return out
@@ -490,20 +300,10 @@ def _write_stamp(out: Path, stamp: str, files: Sequence[Path]) -> None:
 
 
 def _check_settings(config: Config) -> None:
-    cc = config.compare
-    if not (math.isfinite(cc.floor) and cc.floor > 0):
-        raise ConfigError(f"compare.floor must be a positive number, got {cc.floor}")
-    if not 0 <= cc.target_acc <= 1:
-        raise ConfigError(f"compare.target_acc must lie in [0, 1], got {cc.target_acc}")
-    if cc.pca_grid < 3 or cc.pca_grid % 2 == 0 or not (math.isfinite(cc.pca_margin) and cc.pca_margin >= 0):
-        raise ConfigError(f"compare.pca_grid must be odd and ≥ 3 (so the final model is a node) and pca_margin ≥ 0, "
-                          f"got {cc.pca_grid} and {cc.pca_margin}")
-    if config.train.epochs < 2:
-        raise ConfigError(f"train.epochs = {config.train.epochs}: a trajectory needs at least 3 checkpoints (epochs ≥ 2)")
-    for spec in (cc.x, cc.y, cc.line_x):
+    """What the config dataclasses cannot check alone: enough epochs for a plane, grids with a node at 0."""
+    check_trajectory_epochs(config.train.epochs)
+    for spec in (config.compare.x, config.compare.y, config.compare.line_x):
         origin_index(Grid.parse(spec).x, "compare grid " + spec)
-    if not (math.isfinite(cc.radius) and cc.radius > 0):
-        raise ConfigError(f"compare.radius must be a positive number, got {cc.radius}")
 
 
 # --- the tables ------------------------------------------------------------------------------------
@@ -581,38 +381,6 @@ def flatness_by_criterion(results: Sequence[LossResult], config: Config) -> list
     return rows
 
 
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)  # full precision; inf and nan as Python writes them
-    return str(value)
-
-
-def _md_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "> slice" if value > 0 else "−inf"
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
-    lines += ["| " + " | ".join(_md_value(row[k]) for k in keys) + " |" for row in rows]
-    return lines
-
-
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(list(rows[0]))
-        writer.writerows([[_csv_value(v) for v in row.values()] for row in rows])
-
-
 def write_tables(out: Path, rows: Sequence[Mapping[str, Any]], criterion_rows: Sequence[Mapping[str, Any]],
                  config: Config) -> list[Path]:
     """``summary.csv``, ``summary.md`` (both tables with their definitions) and ``flatness_by_criterion.csv``."""
@@ -624,24 +392,18 @@ def write_tables(out: Path, rows: Sequence[Mapping[str, Any]], criterion_rows: S
     target = f", target accuracy = {cc.target_acc}" if "steps_to_target" in rows[0] else " (no accuracy: not a classification task)"
     text = [f"# Loss comparison: {config.model.name} on {config.data.name}", "",
             f"r = {cc.radius}, ε = {cc.floor}{target}; α, β in filter-normalized units; "
-            "flatness under each run's own training loss.", "", *_markdown(rows), "",
-            "## Every model under every criterion", "", *_markdown(criterion_rows), "", "## Definitions", "", *notes, ""]
-    (out / "summary.md").write_text("\n".join(text))
+            "flatness under each run's own training loss.", "", *markdown_table(rows), "",
+            "## Every model under every criterion", "", *markdown_table(criterion_rows), "", "## Definitions", "", *notes, ""]
+    write_text_atomic(out / "summary.md", "\n".join(text))
     return [out / "summary.csv", out / "summary.md", out / "flatness_by_criterion.csv"]
 
 
 def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """The summary as a Markdown table (what the CLI prints)."""
-    return "\n".join(_markdown(rows))
+    return "\n".join(markdown_table(rows))
 
 
 # --- the figures -------------------------------------------------------------------------------------
-
-
-def _log_scale(values: Sequence[FloatArray]) -> bool:
-    """A log colour scale when every value is positive and they span at least a decade."""
-    finite = np.concatenate([v[np.isfinite(v)] for v in values])
-    return bool(finite.size) and bool((finite > 0).all()) and float(finite.max()) >= 10 * float(finite.min())
 
 
 def _loss_scale(zs: dict[str, FloatArray], label: str, floor: float) -> tuple[dict[str, FloatArray], bool, str]:
@@ -651,8 +413,8 @@ def _loss_scale(zs: dict[str, FloatArray], label: str, floor: float) -> tuple[di
     margin) cannot, so it is shown as ``log10 max(L, ε)`` on a linear scale instead.
     """
     finite = np.concatenate([v[np.isfinite(v)] for v in zs.values()])
-    if _log_scale(list(zs.values())) or not finite.size or float(finite.min()) < 0 or float(finite.max()) < 10 * floor:
-        return zs, _log_scale(list(zs.values())), label
+    if spans_decades(*zs.values()) or not finite.size or float(finite.min()) < 0 or float(finite.max()) < 10 * floor:
+        return zs, spans_decades(*zs.values()), label
     with np.errstate(invalid="ignore"):
         return {k: np.log10(np.maximum(v, floor)) for k, v in zs.items()}, False, f"log$_{{10}}$ max({label}, ε)"
 
@@ -711,7 +473,7 @@ def relative_figure(results: Sequence[LossResult], floor: float) -> Figure:
     for r in results:
         col = column(r.surface_2d)
         zs[r.loss] = relative_loss(r.surface_2d.values[col], _centre(r.surface_2d, col), floor)
-    return _random_panels(results, zs, shared=True, kind="filled", log=_log_scale(list(zs.values())),
+    return _random_panels(results, zs, shared=True, kind="filled", log=spans_decades(*zs.values()),
                           metric_label="1 + (L − L(0)) / max(L(0), ε)",
                           title="Relative loss (L / L(0)), shared scale")
 
@@ -792,7 +554,7 @@ def make_figures(results: Sequence[LossResult], config: Config) -> dict[str, Fig
 
 
 __all__ = [
-    "DEFINITIONS", "CompareResult", "Curvature", "LossPaths", "LossResult", "curvature", "definitions",
+    "DEFINITIONS", "CompareResult", "Curvature", "LossPaths", "LossResult", "curvature",
     "doubling_radius", "flatness", "load_results", "make_figures", "mean_increase", "relative_loss", "run_compare",
     "steps_to_target", "summary_rows",
 ]

@@ -21,9 +21,7 @@ the random directions). Models are evaluated in eval mode, BatchNorm on its runn
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +39,6 @@ from landscape.engine.eigratio import Batches, EigenRatioEngine, eig_ratio, spli
 from landscape.engine.evaluate import eval_mode
 from landscape.engine.hessian import (
     EigenResult,
-    HessianError,
     HessianProblem,
     LossFn,
     TraceResult,
@@ -52,7 +49,8 @@ from landscape.engine.hessian import (
 from landscape.engine.losses import get_criterion
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, HessianError
+from landscape.io.atomic import write_json_atomic
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
@@ -125,8 +123,6 @@ class Setup:
 def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool = True) -> Setup:
     """The Hessian of the configured loss on the configured split, at the checkpoint, on ``device``."""
     loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
-    if cfg.surface.max_samples < 0:
-        raise ConfigError(f"surface.max_samples must be ≥ 0, got {cfg.surface.max_samples}")
     split = exp.data.split(split_name).subset(cfg.surface.max_samples).to(device)
     model = copy.deepcopy(exp.model).to(device).eval()
     names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
@@ -275,15 +271,6 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (a temporary file renamed over ``path``)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, p)
-
-
 def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
                 save_directions_to: str | Path | None = None, unsafe: bool = False,
                 checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
@@ -360,7 +347,7 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     report["seconds"] = time.perf_counter() - t_start
     report = _finite_or_none(report)
     if out is not None:
-        write_json(out, report)
+        write_json_atomic(out, report, allow_nan=False)
         report["file"] = str(out)
     return report
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from landscape.errors import LandscapeError
+from landscape.errors import ConfigError, LandscapeError
+from landscape.io.run_folder import MANIFEST, RunFolder
 
 
 def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
@@ -34,13 +34,13 @@ def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
 
 def _run_dir(path: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads((path / "run.json").read_text())
+        manifest = RunFolder(path).manifest() or {}
         ckpts = manifest.get("checkpoints", [])
         cfg = manifest.get("config", {})
         return {"file": str(path), "type": "run", "status": manifest.get("status"), "checkpoints": len(ckpts),
                 "model": cfg.get("model", {}).get("name"), "data": cfg.get("data", {}).get("name"),
                 "loss": cfg.get("train", {}).get("loss"), "last": ckpts[-1] if ckpts else None}
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError, KeyError, IndexError) as err:
+    except (ConfigError, OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError, KeyError, IndexError) as err:
         raise LandscapeError(f"{str(path / 'run.json')!r} is not a readable run manifest: {type(err).__name__}: {err}") from err
 
 
@@ -98,8 +98,8 @@ def describe(path: str | Path, unsafe: bool = False) -> dict[str, Any]:
     if not p.exists():
         raise LandscapeError(f"{str(p)!r} does not exist")
     if p.is_dir():
-        if not (p / "run.json").exists():
-            raise LandscapeError(f"{str(p)!r} is a folder without run.json: not a run folder")
+        if not RunFolder(p).manifest_path.exists():
+            raise LandscapeError(f"{str(p)!r} is a folder without {MANIFEST}: not a run folder")
         return _run_dir(p)
     with p.open("rb") as fh:
         magic = fh.read(8)

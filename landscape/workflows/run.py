@@ -5,10 +5,10 @@ Every stage resumes instead of redoing, so re-running the same command after an 
 
 - **train** resumes from ``run.json`` (:func:`landscape.workflows.train.train`); a finished run with the
   asked number of epochs is not touched;
-- **trajectory** (the PCA plane of the run, Li et al. §7) is recomputed only when its file is
-  missing, older than the run's final checkpoint, or made with other direction settings;
-- **surfaces** resume from their ``done`` mask (:func:`landscape.workflows.surface.run_surface`); a surface
-  made around another final checkpoint (the run was trained further) is computed afresh;
+- **trajectory** (the PCA plane of the run, Li et al. §7) is recomputed only when it was made
+  from other checkpoints or with other direction settings;
+- **surfaces** resume from their ``done`` mask; a surface made around another final checkpoint
+  (the run was trained further) is computed afresh (the rules: :mod:`landscape.workflows._steps`);
 - **figures** are cheap and always redrawn, so a change in ``[plot]`` shows at once.
 
 Layout of DIR::
@@ -29,30 +29,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import h5py
-
-from landscape.config import Config, apply_overrides, config_changes, config_from_dict, config_to_dict, save_config
-from landscape.errors import ConfigError, SurfaceFileError
+from landscape.config import Config, apply_overrides, config_from_dict, config_to_dict, save_config
+from landscape.engine.grid import Grid
 from landscape.figures.files import plot_surface_file, plot_training_curves
 from landscape.figures.index_page import write_run_index
 from landscape.figures.interactive import write_views
-from landscape.io.checkpoint import sha256_file
-from landscape.workflows.surface import DirectionSource, run_surface
-from landscape.workflows.train import train
-from landscape.workflows.trajectory import (
-    default_grid_overrides,
-    load_trajectory,
-    run_checkpoints,
-    save_trajectory,
-    trajectory_from_run,
-)
+from landscape.io.run_folder import RunFolder, run_checkpoints
+from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
+from landscape.workflows.surface import DirectionSource
+from landscape.workflows.trajectory import default_grid_overrides
 
 TRAJECTORY = "trajectory.h5"
 
@@ -91,22 +82,11 @@ def _timed(name: str, work: Callable[[], tuple[str, str]]) -> Stage:
 # --- train ------------------------------------------------------------------------------------------
 
 
-def _finished(out: Path, cfg: Config) -> bool:
-    """The run in ``out`` is finished, has ``train.epochs`` epochs and the same settings."""
-    try:
-        manifest = json.loads((out / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    epochs = [c["epoch"] for c in manifest.get("checkpoints", []) if c.get("kind") == "epoch"]
-    return (manifest.get("status") == "finished" and bool(epochs) and epochs[-1] == cfg.train.epochs
-            and not config_changes(manifest.get("config", {}), cfg))
-
-
 def _train(cfg: Config, out: Path, overwrite: bool) -> tuple[str, str]:
     tcfg = training_config(cfg)
-    if _finished(out, tcfg):
+    result = ensure_trained(tcfg, out, overwrite)
+    if result is None:
         return "skipped", f"finished run of {tcfg.train.epochs} epochs"
-    result = train(tcfg, out, overwrite=overwrite)
     last = result.manifest["checkpoints"][-1]
     return "done", (f"{tcfg.model.name} on {tcfg.data.name}, {tcfg.train.epochs} epochs: "
                     f"train loss {last['train_loss']:.4f}" + (f", test acc {last['test_acc']:.4f}" if "test_acc" in last else ""))
@@ -115,21 +95,10 @@ def _train(cfg: Config, out: Path, overwrite: bool) -> tuple[str, str]:
 # --- trajectory -------------------------------------------------------------------------------------
 
 
-def _trajectory_current(path: Path, final: Path, cfg: Config) -> bool:
-    if not path.is_file() or path.stat().st_mtime < final.stat().st_mtime:
-        return False
-    meta = load_trajectory(path).meta
-    return (meta.get("dir_type") == cfg.directions.dir_type and meta.get("ignore") == cfg.directions.ignore
-            and bool(meta.get("center", False)) == cfg.run.pca_center)  # files without it were uncentred
-
-
 def _trajectory(cfg: Config, out: Path) -> tuple[str, str]:
-    path, final = out / TRAJECTORY, run_checkpoints(out)[-1]
-    if _trajectory_current(path, final, cfg):
-        return "skipped", f"{path.name} is newer than {final.name}"
-    traj = trajectory_from_run(out, dir_type=cfg.directions.dir_type, ignore=cfg.directions.ignore,
-                               center=cfg.run.pca_center)
-    save_trajectory(path, traj)
+    traj = ensure_trajectory(out / TRAJECTORY, out, cfg.directions, center=cfg.run.pca_center)
+    if traj is None:
+        return "skipped", f"{TRAJECTORY} was made from the run's {len(run_checkpoints(out))} checkpoints"
     pc1, pc2 = traj.axis_labels
     return "done", f"{len(traj.coords)} checkpoints, {pc1}, {pc2}"
 
@@ -153,31 +122,14 @@ def surface_jobs(cfg: Config, out: Path) -> list[SurfaceJob]:
     ]
 
 
-def _made_elsewhere(path: Path, checkpoint_sha: str) -> bool:
-    """The surface file was computed around another checkpoint (the run has been trained further)."""
-    try:
-        with h5py.File(path, "r") as f:
-            recorded = f.attrs.get("checkpoint_sha256")
-    except OSError:
-        return False  # unreadable: run_surface says what is wrong with it
-    recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
-    return recorded is not None and recorded != checkpoint_sha
-
-
-def _surface(job: SurfaceJob, out: Path, final: Path, final_sha: str, overwrite: bool) -> tuple[str, str]:
-    path = out / "surfaces" / f"{job.name}.h5"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stale = path.exists() and _made_elsewhere(path, final_sha)
-    try:
-        summary = run_surface(final, path, job.config, source=job.source, overwrite=stale)
-    except SurfaceFileError:
-        if not overwrite:
-            raise
-        summary = run_surface(final, path, job.config, source=job.source, overwrite=True)
-    grid = "×".join(str(n) for n in summary["grid"])
-    if not summary.get("computed"):
+def _surface(job: SurfaceJob, out: Path, final: Path, overwrite: bool) -> tuple[str, str]:
+    step = ensure_surface(final, out / "surfaces" / f"{job.name}.h5", job.config, job.source, overwrite)
+    if step is None or step.result.summary is None or not step.result.computed:
+        grid = "×".join(str(n) for n in Grid.parse(job.config.surface.x, job.config.surface.y).shape)
         return "skipped", f"{grid} grid, every point already done"
-    again = "recomputed around the new final checkpoint, " if stale else ""
+    summary = step.result.summary
+    grid = "×".join(str(n) for n in summary["grid"])
+    again = "recomputed around the new final checkpoint, " if step.replaced else ""
     return "done", (f"{again}{grid} grid, {summary['computed']} points ({summary['points_per_second']:.0f} points/s), "
                     f"{summary['diverged']} diverged")
 
@@ -194,7 +146,7 @@ def _figures(cfg: Config, out: Path, jobs: list[SurfaceJob]) -> tuple[str, str]:
         trajectory = out / TRAJECTORY if job.with_trajectory else None
         written += plot_surface_file(out / "surfaces" / f"{job.name}.h5", folder, replace(p, formats=tuple(formats)),
                                      trajectory=trajectory, kinds=p.kinds, lenient=True) if formats else []
-    manifest = json.loads((out / "run.json").read_text())
+    manifest = RunFolder(out).manifest() or {}
     written += plot_training_curves(manifest, folder / "training_curves", replace(p, formats=tuple(formats)))
     views = [(out / "surfaces" / f"{job.name}.h5", out / TRAJECTORY if job.with_trajectory else None, job.name) for job in jobs]
     written += write_views(views, out / "interactive", metric=p.metric, log=p.log, title=p.title, required="html" in p.formats)
@@ -212,9 +164,7 @@ def run_pipeline(cfg: Config, out: str | Path, *, overwrite: bool = False,
     ``overwrite`` replaces results in ``out`` made with other settings (training included)
     instead of refusing. ``report`` is called after each stage (the CLI prints it).
     """
-    if cfg.train.epochs < 2:
-        raise ConfigError(f"the PCA plane of a trajectory needs at least 3 checkpoints: train.epochs must be ≥ 2, "
-                          f"got {cfg.train.epochs}")
+    check_trajectory_epochs(cfg.train.epochs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stages: list[Stage] = []
@@ -228,10 +178,9 @@ def run_pipeline(cfg: Config, out: str | Path, *, overwrite: bool = False,
     save_config(cfg, out / "run_config.toml")
     step("trajectory", lambda: _trajectory(cfg, out))
     final = run_checkpoints(out)[-1]
-    final_sha = sha256_file(final)
     jobs = surface_jobs(cfg, out)
     for job in jobs:
-        step(job.name, functools.partial(_surface, job, out, final, final_sha, overwrite))
+        step(job.name, functools.partial(_surface, job, out, final, overwrite))
     step("figures", lambda: _figures(cfg, out, jobs))
     return stages
 

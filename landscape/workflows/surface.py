@@ -157,15 +157,29 @@ def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tu
     }
 
 
+@dataclass(frozen=True)
+class SurfaceResult:
+    """What :func:`run_surface` did, the same type on every rank.
+
+    ``computed``: the points this call computed, the whole grid's on the writing rank (rank 0,
+    the only one that holds the file) and this rank's share elsewhere. ``summary`` (see
+    :func:`summarize`) only on the writing rank, None on the others.
+    """
+
+    rank: int
+    computed: int
+    summary: dict[str, Any] | None = None
+
+
 def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = None, *, source: DirectionSource = DirectionSource(),
                 overwrite: bool = False, unsafe: bool = False, max_points: int = MAX_POINTS,
-                checkpoint_obj: Checkpoint | None = None, preview: str | Path | None = None) -> dict[str, Any]:
-    """Compute (or resume) the surface around ``checkpoint`` into ``out``; returns a summary.
+                checkpoint_obj: Checkpoint | None = None, preview: str | Path | None = None) -> SurfaceResult:
+    """Compute (or resume) the surface around ``checkpoint`` into ``out``.
 
     ``cfg`` defaults to the checkpoint's own config; its ``surface`` and ``directions`` sections
     choose the grid, metrics and directions. Under ``torchrun`` the pending points are shared
-    among the ranks (see :mod:`landscape.workflows._distributed`); only rank 0 writes, and only rank 0's
-    summary is complete. The points are computed coarse levels first (:func:`pending_coarse_to_fine`);
+    among the ranks (see :mod:`landscape.workflows._distributed`); only rank 0 writes, and only rank 0
+    gets a summary. The points are computed coarse levels first (:func:`pending_coarse_to_fine`);
     ``preview`` names a folder where rank 0 redraws the file's figures after every flush.
     """
     t_start = time.perf_counter()
@@ -174,8 +188,6 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     cfg = cfg or exp.config
     notes = _data_notes(ckpt, cfg, exp)
     s = cfg.surface
-    if s.max_samples < 0 or s.bn_batches < 1 or s.batch_size < 0 or s.points_per_call < 0:
-        raise ConfigError("surface.max_samples, batch_size and points_per_call must be ≥ 0 and bn_batches ≥ 1")
     grid = Grid.parse(s.x, s.y, max_points)
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     group = init_group(torch.device(s.device).type if s.device else "cpu")
@@ -215,10 +227,11 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     finally:
         close_group(group)
     if sf is None:
-        return {"rank": group.rank, "computed": counts[0] if counts else 0}
-    return summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
-                     points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
-                     **({"points_per_rank": counts} if group.distributed else {}))
+        return SurfaceResult(group.rank, counts[0] if counts else 0)
+    summary = summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
+                        points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
+                        **({"points_per_rank": counts} if group.distributed else {}))
+    return SurfaceResult(group.rank, len(pending), summary)
 
 
 def pending_coarse_to_fine(done: np.ndarray) -> np.ndarray:

@@ -1,12 +1,6 @@
 """Training with self-describing checkpoints, a run manifest, and exact resume.
 
-Layout of a run folder::
-
-    DIR/config.toml                resolved config
-    DIR/run.json                   manifest: every checkpoint with epoch, step, metrics
-    DIR/checkpoints/epoch_000.pt   initial weights (the start of the trajectory)
-    DIR/checkpoints/epoch_NNN.pt   after epoch NNN
-    DIR/checkpoints/step_SSSSSSS.pt  every ``train.save_every_steps`` steps, when asked
+The run folder's layout and manifest are :mod:`landscape.io.run_folder`'s.
 
 The data order of epoch ``e`` is a permutation seeded by ``(seed, e)``, so a run stopped after
 any epoch resumes from its last checkpoint and ends bit-for-bit where an uninterrupted run does.
@@ -14,11 +8,7 @@ any epoch resumes from its last checkpoint and ends bit-for-bit where an uninter
 
 from __future__ import annotations
 
-import errno
-import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,24 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.config import Config, TrainConfig, config_changes, config_to_dict, save_config
+from landscape.config import Config, TrainConfig, config_to_dict, save_config
 from landscape.engine.evaluate import evaluate
 from landscape.engine.losses import get_criterion
 from landscape.engine.progress import bar
-from landscape.errors import ConfigError, DataError, LandscapeError
+from landscape.errors import ConfigError, DataError, RunFolderError, TrainingDiverged
 from landscape.io.checkpoint import load_checkpoint, load_into, save_checkpoint
+from landscape.io.run_folder import RunFolder
 from landscape.zoo.experiment import Experiment, build_experiment, resolve_device
-
-# settings that may change between a run and its resumption without changing the result
-_RESUMABLE_CHANGES = ("train.device", "train.threads", "train.epochs")
-
-
-class TrainingDiverged(LandscapeError):
-    """The training loss became NaN or inf."""
-
-
-class RunFolderError(LandscapeError):
-    """The run folder cannot be created or written (a file in the way, a full disk)."""
 
 
 @dataclass(frozen=True)
@@ -78,24 +58,6 @@ def make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.l
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temporary file, fsync, rename: readers see the old manifest or the new one."""
-    tmp = ""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-        raise RunFolderError(f"cannot write {str(path)!r}: {reason}; the checkpoints already written are kept") from err
-
-
 def _epoch_metrics(exp: Experiment) -> dict[str, float]:
     """Train and test metrics; the data is already on the model's device."""
     metrics = exp.metrics()
@@ -113,25 +75,19 @@ class Trainer:
         self.config = config
         self.cfg = config.train
         self.out_dir = out_dir
-        self.ckpt_dir = out_dir / "checkpoints"
-        self.manifest_path = out_dir / "run.json"
-        if config.train.epochs < 0 or config.train.batch_size < 1 or not math.isfinite(config.train.lr) or config.train.lr <= 0:
-            raise ConfigError("train.epochs must be ≥ 0, train.batch_size ≥ 1 and train.lr a positive number")
+        self.folder = RunFolder(out_dir)
+        self.ckpt_dir = self.folder.checkpoint_dir
         self.overwrite = overwrite
         self.data_sha256 = ""  # of the run's data, recorded in every checkpoint
 
     def _load_manifest(self) -> dict[str, Any] | None:
-        if not self.manifest_path.exists():
+        """The manifest to resume from; None for a fresh start; an error for a run with other settings."""
+        manifest = self.folder.manifest()
+        if manifest is None:
             return None
-        try:
-            manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{self.manifest_path} is corrupt ({err}); remove it or pass --overwrite") from err
-        resumable: tuple[str, ...] = _RESUMABLE_CHANGES
-        if self.cfg.schedule == "cosine":  # its T_max is train.epochs: every epoch's LR depends on it
-            resumable = tuple(k for k in resumable if k != "train.epochs")
-        changes = [d for d in config_changes(manifest.get("config", {}), self.config)
-                   if not d.startswith(resumable)]
+        # more epochs resume the run, unless the cosine schedule's T_max (= train.epochs) changes every LR
+        resumable = () if self.cfg.schedule == "cosine" else ("train.epochs",)
+        changes = self.folder.changes(manifest, config_to_dict(self.config), also_ignore=resumable)
         if changes and not self.overwrite:
             raise ConfigError(f"{self.out_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
                               "use another --out or pass --overwrite")
@@ -183,7 +139,7 @@ class Trainer:
         save_config(self.config, self.out_dir / "config.toml")
         self._train_epochs(exp, opt, sched, manifest, start_epoch, step, device)
         manifest["status"] = "finished"
-        write_json_atomic(self.manifest_path, manifest)
+        self.folder.write_manifest(manifest)
         return RunResult(self.out_dir, manifest)
 
     def _save(self, exp: Experiment, opt: torch.optim.Optimizer, sched: Any, manifest: dict[str, Any],
@@ -195,7 +151,7 @@ class Trainer:
                         extra={"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "kind": kind,
                                "data_sha256": self.data_sha256})
         manifest["checkpoints"].append({"file": f"checkpoints/{name}", "kind": kind, "epoch": epoch, "step": step, **metrics})
-        write_json_atomic(self.manifest_path, manifest)
+        self.folder.write_manifest(manifest)
         return metrics
 
     def _train_epochs(self, exp: Experiment, opt: torch.optim.Optimizer, sched: Any, manifest: dict[str, Any],
@@ -225,7 +181,7 @@ class Trainer:
                 metrics = self._save(exp, opt, sched, manifest, epoch=epoch, step=step)
                 if not math.isfinite(metrics["train_loss"]):
                     manifest["status"] = "diverged"
-                    write_json_atomic(self.manifest_path, manifest)
+                    self.folder.write_manifest(manifest)
                     raise TrainingDiverged(f"training diverged at epoch {epoch} (train loss {metrics['train_loss']}); "
                                            "lower train.lr — checkpoints so far are kept")
                 pbar.set_postfix(epoch=epoch, loss=f"{metrics['train_loss']:.4f}", test_acc=f"{metrics.get('test_acc', float('nan')):.3f}")

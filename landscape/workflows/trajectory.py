@@ -54,7 +54,9 @@ from landscape.engine.pca import gram_matrix as gram_matrix
 from landscape.engine.pca import pca_axis_label
 from landscape.engine.pca import principal_directions as principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
+from landscape.io.atomic import atomic_path
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.io.run_folder import run_checkpoints
 
 TensorDict = dict[str, Tensor]
 _IGNORE = ("biasbn", "none", "random1d")  # PCA: "none" and "random1d" both keep ndim ≤ 1 tensors
@@ -119,29 +121,6 @@ def project(delta: Mapping[str, Tensor], d1: Mapping[str, Tensor], d2: Mapping[s
 
 
 # --- checkpoints --------------------------------------------------------------------------------
-
-
-def run_checkpoints(run_dir: str | Path, include_steps: bool = False) -> list[Path]:
-    """The checkpoints of a run folder in the order of its ``run.json``, the final one last.
-
-    Epoch checkpoints (epoch 0 holds the initial weights) and, with ``include_steps``, the step
-    checkpoints between them; a step checkpoint saved at the same step as an epoch checkpoint
-    holds the same weights and is left out.
-    """
-    run = Path(run_dir)
-    manifest_path = run / "run.json"
-    if not manifest_path.is_file():
-        raise CheckpointError(f"{str(run)!r} is not a run folder (it has no run.json)")
-    try:
-        entries = json.loads(manifest_path.read_text())["checkpoints"]
-        epoch_steps = {int(c["step"]) for c in entries if c["kind"] != "step"}  # "epoch", or "record" (Recorder)
-        keep = [c["file"] for c in entries
-                if c["kind"] != "step" or (include_steps and int(c["step"]) not in epoch_steps)]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{str(manifest_path)!r} is not a readable run manifest: {err!r}") from err
-    if not keep:
-        raise CheckpointError(f"the run in {str(run)!r} lists no checkpoints yet")
-    return [run / name for name in keep]
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
@@ -279,27 +258,19 @@ def save_trajectory(path: str | Path, traj: Trajectory, model: nn.Module | None 
 
     The model fingerprint is ``model``'s when given, else the one recorded in ``traj``.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
     fp = model_fingerprint(model) if model is not None else traj.fingerprint
-    try:
-        with h5py.File(tmp, "w") as f:
-            write_directions(f, traj.directions, fp)
-            f.attrs["explained_variance_all"] = np.asarray(traj.spectrum, dtype=np.float64)
-            f.attrs["landscape_version"] = __version__
-            g = f.create_group("trajectory")
-            g.create_dataset("coords", data=np.asarray(traj.coords, dtype=np.float64))
-            g.create_dataset("epoch", data=np.asarray(traj.epochs, dtype=np.int64))
-            g.create_dataset("step", data=np.asarray(traj.steps, dtype=np.int64))
-            g.create_dataset("loss", data=np.asarray(traj.losses, dtype=np.float64))
-            g.create_dataset("checkpoint", data=list(traj.names), dtype=h5py.string_dtype())
-            g.attrs["convention"] = ("row i is checkpoint i, oldest first, the last is the origin; coords[i] = (α, β), "
-                                     "the least-squares projection of θ_i − θ_final onto (x, y)")
-        tmp.replace(p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        write_directions(f, traj.directions, fp)
+        f.attrs["explained_variance_all"] = np.asarray(traj.spectrum, dtype=np.float64)
+        f.attrs["landscape_version"] = __version__
+        g = f.create_group("trajectory")
+        g.create_dataset("coords", data=np.asarray(traj.coords, dtype=np.float64))
+        g.create_dataset("epoch", data=np.asarray(traj.epochs, dtype=np.int64))
+        g.create_dataset("step", data=np.asarray(traj.steps, dtype=np.int64))
+        g.create_dataset("loss", data=np.asarray(traj.losses, dtype=np.float64))
+        g.create_dataset("checkpoint", data=list(traj.names), dtype=h5py.string_dtype())
+        g.attrs["convention"] = ("row i is checkpoint i, oldest first, the last is the origin; coords[i] = (α, β), "
+                                 "the least-squares projection of θ_i − θ_final onto (x, y)")
 
 
 def _plain(value: Any) -> Any:

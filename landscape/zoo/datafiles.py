@@ -23,11 +23,9 @@ import hashlib
 import http.client
 import importlib
 import math
-import os
 import pickle
 import struct
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -40,6 +38,7 @@ import numpy as np
 import torch
 
 from landscape.errors import DataError
+from landscape.io.atomic import atomic_path
 
 Split = tuple[torch.Tensor, torch.Tensor]
 """``(inputs, labels)``: uint8 images and int64 class labels."""
@@ -454,24 +453,17 @@ def _reason(err: Exception) -> str:
 
 
 def _write_atomically(source: IO[bytes], target: Path, expected_md5: str | None, origin: str = "") -> None:
-    """Stream ``source`` to a temporary file beside ``target``, check its MD5, rename it.
+    """Stream ``source`` into ``target`` atomically (:mod:`landscape.io.atomic`), checking its MD5 first.
 
     ``origin`` (the URL) only makes a checksum error more helpful.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.md5(usedforsecurity=False)  # integrity check, not security
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            while chunk := source.read(_CHUNK_BYTES):
-                digest.update(chunk)
-                out.write(chunk)
+    with atomic_path(target) as temp, temp.open("wb") as out:
+        while chunk := source.read(_CHUNK_BYTES):
+            digest.update(chunk)
+            out.write(chunk)
         if expected_md5 is not None and digest.hexdigest() != expected_md5:
             raise DataError(
                 f"{origin or target.name}: MD5 {digest.hexdigest()} does not match the "
                 f"published {expected_md5}; the download is corrupt, retry later"
             )
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)

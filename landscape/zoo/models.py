@@ -475,8 +475,3 @@ def check_output_shape(
         raise ModelError(f"model {label!r} must return a tensor, got {type(out).__name__}")
     if tuple(out.shape) != want:
         raise ModelError(f"model {label!r} returns shape {tuple(out.shape)} but the data/loss needs {want}")
-
-
-def model_fingerprint(model: nn.Module) -> dict[str, list[int]]:
-    """Ordered state-dict key -> shape: what a direction or surface file must match to be reused."""
-    return {key: list(value.shape) for key, value in model.state_dict().items()}

@@ -1,0 +1,104 @@
+"""The run folder of one training: its manifest ``run.json``, its checkpoints, and whether it is done.
+
+Layout::
+
+    DIR/config.toml                  resolved config
+    DIR/run.json                     manifest: the config, every checkpoint with epoch, step, metrics, and a status
+    DIR/checkpoints/epoch_NNN.pt     after epoch NNN (epoch 0: the initial weights)
+    DIR/checkpoints/step_SSSSSSS.pt  every ``train.save_every_steps`` steps, when asked
+
+This module is the only one that parses ``run.json``. Whether a run is finished "with the same
+settings" is decided once, by :meth:`RunFolder.is_finished`: the status is ``finished``, the last
+epoch checkpoint is the asked epoch count, and no training setting differs except those in
+:data:`IRRELEVANT`, which never change the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from landscape.config import config_changes
+from landscape.errors import CheckpointError, ConfigError, RunFolderError
+from landscape.io.atomic import os_reason, write_json_atomic
+
+MANIFEST = "run.json"
+IRRELEVANT = ("train.device", "train.threads")  # may differ between a run and its reuse or resumption
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A training run's folder (see the module docstring)."""
+
+    path: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The parsed ``run.json``; None when there is none; :class:`ConfigError` when it is corrupt."""
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{self.manifest_path} is corrupt ({err}); remove it or pass --overwrite") from err
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("checkpoints", []), list):
+            raise ConfigError(f"{self.manifest_path} is not a run manifest; remove it or pass --overwrite")
+        return manifest
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Replace ``run.json`` atomically; a failure is a :class:`RunFolderError` that keeps the checkpoints."""
+        try:
+            write_json_atomic(self.manifest_path, manifest)
+        except OSError as err:
+            raise RunFolderError(f"cannot write {str(self.manifest_path)!r}: {os_reason(err)}; "
+                                 "the checkpoints already written are kept") from err
+
+    def changes(self, manifest: Mapping[str, Any], settings: Mapping[str, Any],
+                also_ignore: Sequence[str] = ()) -> list[str]:
+        """Training settings that differ between the manifest's config and ``settings`` (a config dict)."""
+        ignored = (*IRRELEVANT, *also_ignore)
+        return [d for d in config_changes(manifest.get("config", {}), settings) if not d.startswith(ignored)]
+
+    def is_finished(self, settings: Mapping[str, Any]) -> bool:
+        """The run is finished, with ``settings["train"]["epochs"]`` epochs and the same training settings."""
+        try:
+            manifest = self.manifest()
+            epochs = [int(c["epoch"]) for c in manifest["checkpoints"] if c["kind"] == "epoch"] if manifest else []
+        except (ConfigError, KeyError, TypeError, ValueError):
+            return False  # the trainer says what is wrong with it
+        return (manifest is not None and manifest.get("status") == "finished" and bool(epochs)
+                and epochs[-1] == settings["train"]["epochs"] and not self.changes(manifest, settings))
+
+    def checkpoints(self, include_steps: bool = False) -> list[Path]:
+        """The checkpoints in the order of ``run.json``, the final one last.
+
+        Epoch checkpoints (epoch 0 holds the initial weights) and, with ``include_steps``, the step
+        checkpoints between them; a step checkpoint saved at the same step as an epoch checkpoint
+        holds the same weights and is left out.
+        """
+        if not self.manifest_path.is_file():
+            raise CheckpointError(f"{str(self.path)!r} is not a run folder (it has no {MANIFEST})")
+        try:
+            entries = json.loads(self.manifest_path.read_text())["checkpoints"]
+            epoch_steps = {int(c["step"]) for c in entries if c["kind"] != "step"}  # "epoch", or "record" (Recorder)
+            keep = [c["file"] for c in entries if c["kind"] != "step" or (include_steps and int(c["step"]) not in epoch_steps)]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{str(self.manifest_path)!r} is not a readable run manifest: {err!r}") from err
+        if not keep:
+            raise CheckpointError(f"the run in {str(self.path)!r} lists no checkpoints yet")
+        return [self.path / name for name in keep]
+
+
+def run_checkpoints(run_dir: str | Path, include_steps: bool = False) -> list[Path]:
+    """:meth:`RunFolder.checkpoints` of the folder ``run_dir``."""
+    return RunFolder(Path(run_dir)).checkpoints(include_steps)
