@@ -740,7 +740,7 @@ def test_unreadable_config_and_run_manifest(tmp_path: Path, capsys: pytest.Captu
 
 # How many examples must reach the real check (the rest end in an anticipated error); derandomized
 # runs draw the same examples every time. Set well below the counts measured (see each test).
-MIN_CLI = {0: 10, 1: 20, 2: 30}  # measured: 29, 46, 75 of 150
+MIN_CLI = {0: 10, 1: 20, 2: 30}  # each outcome must be reached by at least this many of the 150 lines
 MIN_LOADED = {"config files": 40, "overrides": 40, "grids": 20}  # measured: 86, 97, 48 of 200
 
 
@@ -804,7 +804,8 @@ def value_for(action: argparse.Action) -> st.SearchStrategy[str]:
 @st.composite
 def argv_lists(draw: st.DrawFn) -> list[str]:
     """A random command line built from the real subcommands, positionals, flags and value types."""
-    command = draw(st.sampled_from(sorted(ACTIONS)))
+    # surface half the time: with the real checkpoint it is the command a random line can complete
+    command = draw(st.one_of(st.just("surface"), st.sampled_from(sorted(ACTIONS))))
     tokens: list[str] = []
     match draw(st.integers(0, 14)):
         case 0:
