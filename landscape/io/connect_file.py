@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape.config import diff_settings
 from landscape.errors import SurfaceFileError
 from landscape.io.atomic import atomic_path, os_reason
+from landscape.io.surface_file import reopen
 
 FORMAT = "landscape-connect"
 
@@ -97,15 +97,7 @@ def open_connect(path: Path, t: np.ndarray, paths: Sequence[str], columns: Seque
                  attrs: Mapping[str, Any], bn_indices: np.ndarray | None, overwrite: bool = False) -> ConnectFile:
     """Resume ``path`` if it was made with the same ``settings``; create it otherwise (or with ``overwrite``)."""
     if path.exists() and not overwrite:
-        try:
-            existing = read_connect(path)
-        except SurfaceFileError as err:
-            raise SurfaceFileError(f"{err}; pass --overwrite to start it afresh or choose another --out") from err
-        changes = diff_settings(existing.attrs["settings"], settings)
-        if changes:
-            raise SurfaceFileError(f"{str(path)!r} was computed with other settings ({'; '.join(changes[:4])}); "
-                                   "pass --overwrite to replace it or choose another --out")
-        return existing
+        return reopen(path, read_connect, settings)
     values = {p: {c: np.full(len(t), np.nan) for c in columns} for p in paths}
     done = {p: np.zeros(len(t), dtype=bool) for p in paths}
     all_attrs = {**attrs, "format": FORMAT, "format_version": 1, "settings": json.dumps(settings),

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import h5py
 import numpy as np
@@ -28,6 +28,14 @@ from landscape.engine.directions import Directions, write_directions
 from landscape.engine.grid import Grid
 from landscape.errors import SurfaceFileError
 from landscape.io.atomic import atomic_path, os_reason
+
+
+class _HasSettings(Protocol):
+    @property
+    def attrs(self) -> dict[str, Any]: ...
+
+
+_File = TypeVar("_File", bound=_HasSettings)
 
 FORMAT = "landscape-surface"
 CONVENTION = "metric arrays have shape (len(x), len(y)); A[i, j] is the value at (x[i], y[j])"
@@ -133,6 +141,23 @@ def _json_attr(f: h5py.File, key: str) -> Any:
     return json.loads(raw)
 
 
+def reopen(path: Path, read: Callable[[Path], _File], settings: Mapping[str, Any]) -> _File:
+    """The existing file at ``path`` (read by ``read``), provided it was made with the same ``settings``.
+
+    A file that cannot be read, or one made with other settings, raises :class:`SurfaceFileError`
+    naming the differences and the way out (``--overwrite`` or another ``--out``).
+    """
+    try:
+        existing = read(path)
+    except SurfaceFileError as err:
+        raise SurfaceFileError(f"{err}; pass --overwrite to start it afresh or choose another --out") from err
+    changes = diff_settings(existing.attrs["settings"], settings)
+    if changes:
+        raise SurfaceFileError(f"{str(path)!r} was computed with other settings ({'; '.join(changes[:4])}); "
+                               "pass --overwrite to replace it or choose another --out")
+    return existing
+
+
 def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[str, Any], attrs: Mapping[str, Any],
                  directions: Directions, model_fp: Mapping[str, list[int]], overwrite: bool = False) -> SurfaceFile:
     """Resume ``path`` if it was made with the same ``settings``; create it when it does not exist.
@@ -141,14 +166,7 @@ def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[s
     ``overwrite``, start afresh).
     """
     if path.exists() and not overwrite:
-        try:
-            existing = read_surface(path)
-        except SurfaceFileError as err:
-            raise SurfaceFileError(f"{err}; pass --overwrite to start it afresh or choose another --out") from err
-        changes = diff_settings(existing.attrs["settings"], settings)
-        if changes:
-            raise SurfaceFileError(f"{str(path)!r} was computed with other settings ({'; '.join(changes[:4])}); "
-                                   "pass --overwrite to replace it or choose another --out")
+        existing = reopen(path, read_surface, settings)
         return SurfaceFile(path, existing.grid, existing.columns, existing.values, existing.done, existing.attrs)
     values = {c: np.full(grid.shape, np.nan) for c in columns}
     done = np.zeros(grid.shape, dtype=bool)
