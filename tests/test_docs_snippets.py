@@ -3,35 +3,19 @@ file, in a scratch folder), so the documentation cannot drift from the code."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import matplotlib
 import pytest
+from docblocks import REPO, python_blocks, run_blocks
 
-matplotlib.use("Agg")
-
-REPO = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", "docs/API.md"]
-
-
-def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
 
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_python_block_runs(doc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import matplotlib.pyplot as plt
-
-    blocks = python_blocks(REPO / doc)
-    assert blocks, f"{doc} has no python blocks"
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
-    for i, block in enumerate(blocks):
-        try:
-            exec(compile(block, f"{doc} block {i + 1}", "exec"), namespace)
-        finally:
-            plt.close("all")
+    blocks, _ = run_blocks(doc)
+    assert blocks, f"{doc} has no python blocks"
 
 
 def test_the_api_guide_draws_what_it_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,6 @@ against float64 hand computations. Needs the ``hf`` extra: a missing ``transform
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from docblocks import run_blocks
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -170,21 +170,9 @@ def test_top_hessian_eigenvalue(trained: dict[str, Any]) -> None:
 
 def test_every_python_block_of_the_guide_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/TRANSFORMERS.md's examples run as written, in order, in one namespace."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    doc = Path(__file__).resolve().parents[1] / "docs" / "TRANSFORMERS.md"
-    blocks = re.findall(r"^```python\n(.*?)^```", doc.read_text(), flags=re.S | re.M)
-    assert len(blocks) >= 4
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, Any] = {"__name__": "__docs__"}
-    for i, block in enumerate(blocks):
-        try:
-            exec(compile(block, f"docs/TRANSFORMERS.md block {i + 1}", "exec"), namespace)
-        finally:
-            plt.close("all")
+    blocks, namespace = run_blocks("docs/TRANSFORMERS.md")
+    assert len(blocks) >= 4
     assert (tmp_path / "path.png").stat().st_size > 0 and (tmp_path / "trajectory.h5").is_file()
     assert len(namespace["t"].coords) == 7 and np.all(np.isfinite(namespace["s"]["train_loss"]))
     assert namespace["h"].eigenvalues[0] > 0
