@@ -39,7 +39,7 @@ from landscape.engine.grid import Grid, finest_complete_level
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.figures import plot
 from landscape.io.surface_file import SurfaceFile, read_surface
-from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
+from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
 __all__ = [
     "FORMATS",

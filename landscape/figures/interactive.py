@@ -44,7 +44,7 @@ from landscape.errors import GridError, MissingExtraError
 from landscape.figures import files
 from landscape.io.atomic import write_text_atomic
 from landscape.io.surface_file import SurfaceFile, read_surface
-from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
+from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
 __all__ = ["InteractiveFigure", "install_hint", "interactive_figure", "plotly_available", "require_plotly",
            "write_interactive", "write_views"]
