@@ -33,7 +33,7 @@ from torch import Tensor
 
 from landscape.errors import SurfaceFileError
 from landscape.io.atomic import atomic_path, os_reason
-from landscape.io.surface_file import reopen
+from landscape.io.surface_file import plain_attr, reopen
 
 FORMAT = "landscape-connect"
 
@@ -131,7 +131,7 @@ def read_connect(path: str | Path) -> ConnectFile:
                 raise SurfaceFileError(f"{str(p)!r} is not a landscape connect file (no format attribute)")
             attrs: dict[str, Any] = {}
             for k, v in f.attrs.items():
-                attrs[k] = v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
+                attrs[k] = plain_attr(v)
             attrs["settings"] = json.loads(attrs["settings"])
             paths = json.loads(attrs["paths"])
             columns = json.loads(attrs["metrics"])

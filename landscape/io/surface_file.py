@@ -141,6 +141,15 @@ def _json_attr(f: h5py.File, key: str) -> Any:
     return json.loads(raw)
 
 
+def plain_attr(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value: bytes decoded, NumPy scalars as Python numbers."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def reopen(path: Path, read: Callable[[Path], _File], settings: Mapping[str, Any]) -> _File:
     """The existing file at ``path`` (read by ``read``), provided it was made with the same ``settings``.
 
@@ -208,7 +217,7 @@ def read_surface(path: str | Path) -> SurfaceFile:
             done = np.asarray(f["done"][()], dtype=bool)
             attrs: dict[str, Any] = {}
             for k, v in f.attrs.items():
-                attrs[k] = v.decode() if isinstance(v, bytes) else (v.item() if isinstance(v, np.generic) else v)
+                attrs[k] = plain_attr(v)
             attrs["settings"] = json.loads(attrs["settings"])
             if not isinstance(attrs["settings"], dict):
                 raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'settings' attribute is not a table")

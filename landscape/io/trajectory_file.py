@@ -21,6 +21,7 @@ from landscape.engine.directions import Directions, model_fingerprint, write_dir
 from landscape.engine.pca import pca_axis_label
 from landscape.errors import DirectionError
 from landscape.io.atomic import atomic_path
+from landscape.io.surface_file import plain_attr
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,14 +72,6 @@ def save_trajectory(path: str | Path, traj: Trajectory, model: nn.Module | None 
                                  "the least-squares projection of θ_i − θ_final onto (x, y)")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def load_trajectory(path: str | Path) -> TrajectoryPoints:
     """Read the path of a trajectory file (coordinates, epochs, steps, losses, explained variance).
 
@@ -98,7 +91,7 @@ def load_trajectory(path: str | Path) -> TrajectoryPoints:
             steps = np.asarray(t["step"][()], dtype=np.int64)
             losses = np.asarray(t["loss"][()], dtype=np.float64)
             names = tuple(str(s) for s in t["checkpoint"].asstr()[()])
-            meta = {k: _plain(v) for k, v in f.attrs.items() if k not in ("model_fingerprint", "fingerprint", "format")}
+            meta = {k: plain_attr(v) for k, v in f.attrs.items() if k not in ("model_fingerprint", "fingerprint", "format")}
     except (OSError, KeyError) as err:
         raise DirectionError(f"trajectory file {str(p)!r} is unreadable or incomplete: {err}") from err
     ev = np.asarray(meta.get("explained_variance", [math.nan, math.nan]), dtype=np.float64)
