@@ -16,7 +16,6 @@ mean (a 0-d tensor), which is then weighted by the batch's ``n`` samples. So a m
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ from torch import Tensor, nn
 
 from landscape.engine.directions import Directions, check_directions
 from landscape.engine.losses import correct
-from landscape.engine.moved import MovedTensors
+from landscape.engine.moved import MovedTensors, moved_names, working_copy
 from landscape.errors import LandscapeError, ModelError
 
 OutputFn = Callable[[Tensor, Tensor], Tensor]
@@ -137,8 +136,9 @@ class BatchEngine:
     """Metrics at points of the plane for data given as batches (cached on the device or streamed).
 
     The caller's model is never touched: a private copy on ``device`` (eval mode, no gradients)
-    is moved, point by point, with fused ``_foreach`` writes from the origin; the origin aliases
-    the caller's tensors where it can, so the peak holds the model, its copy and the directions.
+    that owns only its moved tensors and buffers is moved, point by point, with fused ``_foreach``
+    writes from the origin; the origin aliases the caller's tensors where it can, so the peak
+    holds the model, its moved tensors once more and the directions.
     Each point reads every batch of every split once: ``Σ sums / Σ n`` per split.
     """
 
@@ -149,9 +149,8 @@ class BatchEngine:
                  moved: Callable[[str], bool] | None = None) -> None:
         check_directions(directions, model)
         self.device = torch.device(device)
-        self.model = copy.deepcopy(model).to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        # owns its moved tensors and buffers (a user's loss may switch the model to training mode)
+        self.model = working_copy(model, moved_names(directions, moved), self.device, own_buffers=True)
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
         self.splits = dict(splits)
         self.sums = sums

@@ -23,8 +23,9 @@ def _is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
 
 
 def _in_layout_of(ref: Tensor, t: Tensor) -> Tensor:
-    """``t``'s values in ``ref``'s memory layout (strides), so elementwise ops on the two run fast."""
-    return torch.empty_like(ref).copy_(t)
+    """``t``'s values in ``ref``'s memory layout (strides), so elementwise ops on the two run fast
+    (``t`` itself when its layout already is: no second copy of a first-layer cache)."""
+    return t if t.stride() == ref.stride() else torch.empty_like(ref).copy_(t)
 
 
 class _StopForward(Exception):

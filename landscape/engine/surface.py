@@ -14,7 +14,6 @@ before them; every such rewrite is checked against the unmodified model before i
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +28,7 @@ from torch.func import functional_call, vmap
 from landscape.engine.directions import Directions, check_directions
 from landscape.engine.grid import Grid
 from landscape.engine.losses import Metrics
-from landscape.engine.moved import MovedTensors
+from landscape.engine.moved import MovedTensors, moved_names, working_copy
 from landscape.engine.rewrites import (
     _fast_conv_available,
     _fuse_traced,
@@ -57,8 +56,9 @@ class Evaluator(Protocol):
     def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]: ...
 
 
-# one side of a rewrite's equivalence check: (α, β, first batch, its cache key) -> outputs
+# a rewritten model's side of an equivalence check: (α, β, first batch, its cache key) -> outputs
 _Side = Callable[[float, float, Tensor, tuple[str, int]], list[Tensor]]
+CHECK_POINT = (0.37, -0.21)  # the off-origin point (α, β) every set-up rewrite is checked at
 
 STEM_CACHE_BYTES = 1 << 30  # precompute the first layer only when its three outputs fit in this
 
@@ -66,7 +66,10 @@ STEM_CACHE_BYTES = 1 << 30  # precompute the first layer only when its three out
 class SurfaceEngine:
     """Evaluates metrics at points of the plane spanned by ``directions`` around ``model``.
 
-    The caller's model is never touched: the engine works on a private copy on ``device``.
+    The caller's model is never touched: the engine works on a private copy on ``device`` that
+    owns only the tensors a point rewrites (:func:`~landscape.engine.moved.working_copy`); the
+    origin and the directions alias the caller's tensors. So a surface holds the model, one more
+    copy of its moved tensors and the two directions, whatever set-up rewrites are kept.
     ``splits`` maps a split name (``train``/``test``) to its data; result columns are
     ``<split>_<metric>`` in :attr:`columns` order.
     """
@@ -77,9 +80,8 @@ class SurfaceEngine:
                  points_per_call: int = 0, moved: Callable[[str], bool] | None = None) -> None:
         check_directions(directions, model)
         self.device = torch.device(device)
-        self.model = copy.deepcopy(model).to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        # BatchNorm statistics re-estimated at every point are written: then the copy owns its buffers
+        self.model = working_copy(model, moved_names(directions, moved), self.device, own_buffers=bn != "fixed")
         self.metrics = metrics
         self.splits = {name: s.to(self.device) for name, s in splits.items()}
         self.batch_sizes = {name: batch_size for name in self.splits} if batch_size else self._activation_batch_sizes()
@@ -87,6 +89,7 @@ class SurfaceEngine:
         # only tensors whose direction is non-zero need rewriting at every point; the origin
         # aliases the caller's own tensors where it can (never written to): one copy of the model less
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
+        self.reference: Tensor | None = None  # the unmodified model's output at CHECK_POINT, first batch
         self.bn = bn
         self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
         if bn == "recompute":
@@ -105,6 +108,7 @@ class SurfaceEngine:
         self._check_first_batch()
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
             self._use_channels_last()
+        self.reference = self._reference_output()
         if bn == "fixed":
             self._fold_batchnorm()
             self._install_stem(directions)
@@ -132,6 +136,7 @@ class SurfaceEngine:
         """
         splits = {name: TensorSplit(s.inputs.contiguous(memory_format=torch.channels_last) if s.inputs.ndim == 4
                                     else s.inputs, s.targets) for name, s in self.splits.items()}
+        self.moved.params = []  # the old working tensors are freed as each is converted (no second copy at once)
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         try:
             with torch.inference_mode():
@@ -141,16 +146,18 @@ class SurfaceEngine:
             self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         self.channels_last = splits is not self.splits
         self.moved.relayout(dict(self.model.named_parameters()) | dict(self.model.named_buffers()))  # new tensors
+        self.moved.reset()  # (the origin and the directions stay in the caller's layout: a point's writes convert)
         self.splits = splits
-        self.moved.match_layout()
 
     @torch.no_grad()
     def _fold_batchnorm(self) -> None:
         """Fold each eval-mode BatchNorm into the convolution that feeds it.
 
         ``BN(W∗x + b) = s·(W∗x + b − μ) + β`` with ``s = γ / √(σ² + ε)``: a convolution with
-        weight ``s·W`` and bias ``s·(b − μ) + β``. That is linear in ``W``, so the origin and the
-        directions are folded once and every grid point skips a pass over the activations. Only
+        weight ``s·W`` and bias ``s·(b − μ) + β``, so every grid point skips a pass over the
+        activations. The folded convolution keeps the convolution's own working weight, into which
+        a point writes ``s·(W* + α·δ + β·η)`` (an affine map on the moved tensor): neither the origin
+        nor the directions are copied or scaled, and nothing of the model's size is allocated. Only
         when the BatchNorm itself does not move (its parameters and statistics have zero
         directions, the default); checked against the unfolded model before it is kept.
         """
@@ -168,31 +175,40 @@ class SurfaceEngine:
                 pairs.append((parent, prefix + conv_key, conv_key, conv, bn_key, norm))
         if not pairs:
             return
-        reference = copy.deepcopy(self.model)
-        saved = self.moved.copy()
         for parent, conv_name, conv_key, conv, bn_key, norm in pairs:
-            mean, var = norm.running_mean, norm.running_var
-            assert mean is not None and var is not None  # checked when the pair was chosen
-            inv_std = torch.rsqrt(var + norm.eps)
-            s = norm.weight * inv_std if norm.affine else inv_std
-            shift = norm.bias if norm.affine else torch.zeros_like(mean)
-            bias0 = conv.bias if conv.bias is not None else torch.zeros_like(mean)
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
-                              conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,  # type: ignore[arg-type]
-                              device=self.device, dtype=conv.weight.dtype)
-            fused.weight.requires_grad_(False).copy_(conv.weight * s.view(-1, 1, 1, 1))
-            fused.bias.requires_grad_(False).copy_(s * (bias0 - mean) + shift)  # type: ignore[union-attr]
-            if self.channels_last:
-                fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            setattr(parent, conv_key, fused)
+            setattr(parent, conv_key, self._folded(conv_name, conv, norm, moving))
             setattr(parent, bn_key, nn.Identity())
-            for key, scale in (("weight", s.view(-1, 1, 1, 1)), ("bias", s)):
-                name = f"{conv_name}.{key}"
-                if name in self.moved.names:
-                    self.moved.rescale(name, getattr(fused, key), scale)
-        if not self._same_outputs(reference, saved.dx, saved.dy):
-            self.moved = saved
-            self._adopt(reference)
+        self.moved.reset()
+        if not self._equivalent(self._one_point):
+            for parent, _, conv_key, conv, bn_key, norm in pairs:
+                setattr(parent, conv_key, conv)
+                setattr(parent, bn_key, norm)
+            self.moved.affine.clear()
+            self.moved.reset()
+
+    def _folded(self, conv_name: str, conv: nn.Conv2d, norm: nn.BatchNorm2d, moving: set[str]) -> nn.Conv2d:
+        """``conv`` with ``norm`` folded in; a moved weight or bias stays the same tensor and gets the affine map."""
+        mean, var = norm.running_mean, norm.running_var
+        assert mean is not None and var is not None  # checked when the pair was chosen
+        inv_std = torch.rsqrt(var + norm.eps)
+        s = norm.weight * inv_std if norm.affine else inv_std
+        beta = norm.bias if norm.affine else torch.zeros_like(mean)
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
+                          conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,  # type: ignore[arg-type]
+                          device="meta", dtype=conv.weight.dtype)  # no storage: its tensors are set below
+        if f"{conv_name}.weight" in moving:
+            fused.weight = conv.weight
+            self.moved.affine[f"{conv_name}.weight"] = (s.view(-1, 1, 1, 1), None)
+        else:  # a fixed weight may be the caller's own storage: the folded one is new
+            fused.weight = nn.Parameter(conv.weight * s.view(-1, 1, 1, 1), requires_grad=False)
+        if f"{conv_name}.bias" in moving:
+            assert conv.bias is not None
+            fused.bias = conv.bias
+            self.moved.affine[f"{conv_name}.bias"] = (s, beta - s * mean)
+        else:
+            bias0 = conv.bias if conv.bias is not None else torch.zeros_like(mean)
+            fused.bias = nn.Parameter(s * (bias0 - mean) + beta, requires_grad=False)
+        return fused
 
     def _adopt(self, model: nn.Module) -> None:
         """Make ``model`` the engine's model: the moved tensors, the stand-in and BatchNorms are its own."""
@@ -225,65 +241,57 @@ class SurfaceEngine:
             return
         reference = self.model
         self._adopt(fused)
-        if not self._same_outputs(reference, None, None):
+        if not self._equivalent(self._one_point):
             self._adopt(reference)
 
-    def _equivalent(self, rewritten: _Side, reference: _Side, undo: Callable[[], None]) -> bool:
+    def _check_batch(self) -> tuple[Tensor, tuple[str, int]]:
+        """The first batch of the first split (what a first-layer cache holds) and its cache key."""
+        split_name, split = next(iter(self.splits.items()))
+        return split.inputs[: self.batch_sizes[split_name]], (split_name, 0)
+
+    def _check_point(self) -> tuple[float, float]:
+        return (CHECK_POINT[0], CHECK_POINT[1] if self.moved.dy is not None else 0.0)
+
+    def _one_point(self, a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
+        """The engine's model as it is now at (α, β) on batch ``x``, as evaluation runs one point."""
+        if self.stem is not None:
+            self.stem.key = key
+        self._set_point(a, b)
+        return [self.model(x)]
+
+    def _reference_output(self) -> Tensor:
+        """The unmodified model's output at the check point on the first batch: what every rewrite must give.
+
+        Kept (a batch of outputs) instead of a copy of the model to compare against.
+        """
+        x, key = self._check_batch()
+        try:
+            with torch.inference_mode():
+                return self._one_point(*self._check_point(), x, key)[0]
+        finally:
+            self._reset_to_origin()
+
+    def _equivalent(self, rewritten: _Side) -> bool:
         """The one check every set-up rewrite passes before it is kept.
 
         At the off-origin point (α, β) = (0.37, −0.21) and on the first batch (what a first-layer
-        cache holds), every output of the ``rewritten`` side must equal the ``reference`` side's
-        (``allclose``, rtol 1e-4, atol 1e-5). Any exception means "not equivalent": a stand-in can
-        make a user's forward fail, and is then simply not used. ``undo`` and a reset to the
-        origin run whatever happens.
+        cache holds), every output of the ``rewritten`` side must equal the unmodified model's
+        (:attr:`reference`; ``allclose``, rtol 1e-4, atol 1e-5). Any exception means "not
+        equivalent": a stand-in can make a user's forward fail, and is then simply not used. The
+        moved tensors are back at the origin afterwards, whatever happens.
         """
-        a, b = 0.37, -0.21 if self.moved.dy is not None else 0.0
-        split_name, split = next(iter(self.splits.items()))
-        x, key = split.inputs[: self.batch_sizes[split_name]], (split_name, 0)
+        assert self.reference is not None
+        x, key = self._check_batch()
         self._reset_to_origin()
         try:
             with torch.inference_mode():
-                fast = rewritten(a, b, x, key)
-                slow = reference(a, b, x, key)[0]
+                fast = rewritten(*self._check_point(), x, key)
         except Exception:  # a stand-in can make any user forward fail: then it is simply not used
             return False
         finally:
-            undo()
             self._reset_to_origin()
-        return all(bool(torch.allclose(f, slow, rtol=1e-4, atol=1e-5)) for f in fast)
-
-    def _same_outputs(self, reference: nn.Module, dxs: list[Tensor] | None, dys: list[Tensor] | None) -> bool:
-        """The engine's model against ``reference`` moved to the same point by hand along
-        ``dxs``/``dys``; ``dxs=None`` when ``reference`` shares the engine's tensors, which the
-        point then moves for both."""
-        targets = dict(reference.named_parameters()) | dict(reference.named_buffers())
-        ref_params = [targets[k].detach() for k in self.names] if dxs is not None else []
-        ref_origin = [t.clone() for t in ref_params]
-        ref_stems = [m for m in reference.modules() if isinstance(m, _LinearStem)]
-
-        def rewritten(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
-            if self.stem is not None:
-                self.stem.key = key
-            self._set_point(a, b)
-            return [self.model(x)]
-
-        def by_hand(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
-            for stem in ref_stems:
-                stem.key, stem.point = key, (a, b)
-            for i, p in enumerate(ref_params):
-                p.add_(dxs[i], alpha=a)  # type: ignore[index]
-                if dys is not None:
-                    p.add_(dys[i], alpha=b)
-            return [reference(x)]
-
-        @torch.no_grad()
-        def undo() -> None:
-            for p, o in zip(ref_params, ref_origin, strict=True):
-                p.copy_(o)
-            for stem in ref_stems:
-                stem.point = None
-
-        return self._equivalent(rewritten, by_hand, undo)
+        ref = self.reference
+        return all(f.shape == ref.shape and bool(torch.allclose(f, ref, rtol=1e-4, atol=1e-5)) for f in fast)
 
     # per batch, for the widest layer: cache-sized working sets on a CPU; on a GPU, big batches
     ACTIVATION_BYTES: ClassVar[Mapping[str, int]] = {"cpu": 4 << 20, "cuda": 256 << 20}
@@ -344,8 +352,9 @@ class SurfaceEngine:
         layer = parent.get_submodule(child)
         own = [k for k in self.names if k.startswith(f"{name}.") and k.count(".") == name.count(".") + 1]
         idx = {k: self.names.index(k) for k in own}
-        dx = {k.rsplit(".", 1)[1]: self.moved.dx[i] for k, i in idx.items()}
-        dy = {k.rsplit(".", 1)[1]: self.moved.dy[i] for k, i in idx.items()} if self.moved.dy is not None else None
+        # as the layer's tensors move (a folded BatchNorm's scale applied): only the first layer's size
+        dx = {k.rsplit(".", 1)[1]: self.moved.direction(i, "x") for k, i in idx.items()}
+        dy = {k.rsplit(".", 1)[1]: self.moved.direction(i, "y") for k, i in idx.items()} if self.moved.dy is not None else None
         cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]] = {}
         captured: list[Tensor] = []
 
@@ -371,7 +380,7 @@ class SurfaceEngine:
                             uy = functional_call(layer, dict(dy) | self._zero_bias(layer, dy), (inp,))
                         # the three in one memory layout: mixed layouts make every point's axpy ~4× slower
                         ux = _in_layout_of(base, ux)
-                        uy = None if uy is None else _in_layout_of(base, uy)
+                        uy = None if uy is None else _in_layout_of(base, uy)  # (no copy when already alike)
                         nbytes += base.numel() * base.element_size() * (2 if uy is None else 3)
                         if nbytes > STEM_CACHE_BYTES:
                             return
@@ -382,7 +391,6 @@ class SurfaceEngine:
         setattr(parent, child, stem)
         keep = [i for i, k in enumerate(self.names) if k not in idx]
         if not self._stem_is_exact(stem, layer, parent, child, keep):
-            setattr(parent, child, layer)
             return
         self.stem, self.stem_name = stem, name
         self.moved = self.moved.narrow(keep)
@@ -393,7 +401,7 @@ class SurfaceEngine:
         return {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
 
     def _stem_is_exact(self, stem: _LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
-        """The stand-in (both its paths: ``coef`` as under vmap, and one point) against the real layer.
+        """The stand-in (both its paths: ``coef`` as under vmap, and one point) against the unmodified model.
 
         The stand-in's side runs as evaluation will: only the tensors in ``keep`` move, the
         layer's own stay at the origin. A layer whose tensors are also used elsewhere (tied
@@ -403,26 +411,22 @@ class SurfaceEngine:
 
         def rewritten(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
             self.moved = full.narrow(keep)
-            stem.key = key
-            stem.coef.copy_(torch.tensor([a, b]))
-            self._set_point(a, b)
-            by_coef = self.model(x)  # the vmap path
-            stem.point = (a, b)
-            one_point = self.model(x)
-            stem.point = None
-            return [by_coef, one_point]
+            try:
+                stem.key = key
+                stem.coef.copy_(torch.tensor([a, b]))
+                self._set_point(a, b)
+                by_coef = self.model(x)  # the vmap path
+                stem.point = (a, b)
+                one_point = self.model(x)
+                return [by_coef, one_point]
+            finally:
+                stem.point = None
+                self.moved = full
 
-        def real_layer(a: float, b: float, x: Tensor, key: tuple[str, int]) -> list[Tensor]:
-            self.moved = full
-            setattr(parent, child, layer)
-            self._set_point(a, b)
-            return [self.model(x)]
-
-        def undo() -> None:
-            self.moved = full
-            setattr(parent, child, stem)
-
-        return self._equivalent(rewritten, real_layer, undo)
+        if self._equivalent(rewritten):
+            return True
+        setattr(parent, child, layer)
+        return False
 
     @torch.no_grad()
     def _reset_to_origin(self) -> None:
@@ -497,7 +501,7 @@ class SurfaceEngine:
                 w = mv.origin[i].unsqueeze(0) + a.view(shape).to(mv.origin[i].dtype) * mv.dx[i].unsqueeze(0)
                 if mv.dy is not None:
                     w = w + b.view(shape).to(mv.origin[i].dtype) * mv.dy[i].unsqueeze(0)
-                stacked[name] = w
+                stacked[name] = mv.mapped(name, w)  # (K, ...) weights; a folded BatchNorm's scale broadcasts
             if self.stem is not None:
                 self.stem.point = None
                 stacked[f"{self.stem_name}.coef"] = torch.stack([a, b], dim=1)
