@@ -3,8 +3,9 @@
 Everything here is the CLI's engine behind a notebook-sized door: the same surface engine (fast
 paths for ``(inputs, targets)`` data and registry or criterion losses), the same HDF5 surface
 file, the same figures, the same matrix-free Hessian. The caller's model is never written to:
-the engines work on a private copy (whose origin aliases the caller's tensors, so the peak is
-the model, one copy and the directions).
+the engines work on a private copy that owns only the moved tensors (the origin and every
+other tensor alias the caller's, read only), so a surface holds the model, its moved tensors
+once more and the two directions.
 """
 
 from __future__ import annotations
