@@ -113,8 +113,10 @@ def hand_loss(model: nn.Module, dirs: dict[str, dict[str, Tensor]], x: Tensor, y
         return float(F.cross_entropy(m(x.double()), y))
 
 
-def test_a_folded_convolution_with_a_moved_bias_equals_the_hand_loop() -> None:
-    """The folded bias is ``s·(b* + α·δ + β·η) + (β_BN − s·μ)``: a scale and a shift applied at every point."""
+@pytest.mark.parametrize("points_per_call", [1, 4])
+def test_a_folded_convolution_with_a_moved_bias_equals_the_hand_loop(points_per_call: int) -> None:
+    """The folded bias is ``s·(b* + α·δ + β·η) + (β_BN − s·μ)``: a scale and a shift applied at every
+    point, by the in-place writes (one point per call) and by the stacked weights of ``vmap``."""
     model = conv_bn_net(seed=4)
     x, y = data(model)
     base = random_directions(model, DirectionsConfig(), 2)
@@ -122,7 +124,8 @@ def test_a_folded_convolution_with_a_moved_bias_equals_the_hand_loop() -> None:
     dx, dy = dict(base.x), dict(base.y or {})
     dx["2.bias"], dy["2.bias"] = torch.randn(6, generator=g), torch.randn(6, generator=g)  # BatchNorms still fixed
     dirs = Directions(dx, dy, dict(base.meta))
-    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, MetricSet(["cross_entropy"], "classification", 3))
+    engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, MetricSet(["cross_entropy"], "classification", 3),
+                           points_per_call=points_per_call)
     assert "2.bias" in engine.moved.affine and engine.moved.affine["2.bias"][1] is not None  # folded, with its shift
     coords = np.array([[0.5, -0.3], [-1.0, 0.8], [0.0, 0.0]])
     for (a, b), row in zip(coords, engine.evaluate(coords), strict=True):
