@@ -122,7 +122,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 SURFACE_FLAGS = {"x": "surface.x", "y": "surface.y", "split": "surface.split", "max_samples": "surface.max_samples",
                  "bn": "surface.bn", "batch_size": "surface.batch_size", "points_per_call": "surface.points_per_call",
                  "dir_type": "directions.dir_type", "norm": "directions.norm", "ignore": "directions.ignore",
-                 "seed": "directions.seed", "metric": "surface.metric"}
+                 "seed": "directions.seed", "metric": "surface.metric", "memory_budget": "surface.memory_budget"}
 
 
 def surface_config(args: argparse.Namespace, ckpt: Any, flags: dict[str, str] = SURFACE_FLAGS) -> Config:
@@ -174,6 +174,9 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn", choices=["fixed", "recompute"], help="BatchNorm statistics: the checkpoint's (default) or re-estimated")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--points-per-call", type=int, help="grid points per vectorized call (0 = choose by timing)")
+    p.add_argument("--memory-budget", type=int, metavar="BYTES",
+                   help="user data (--data file.py:fn giving a DataLoader, Dataset or iterable) larger than this are "
+                        "streamed batch by batch, several grid points per read, instead of held in memory (default 2 GiB)")
     p.add_argument("--metric", choices=["loss", "eig_ratio"],
                    help="loss (default), or eig_ratio: Hessian λmax, λmin and |λmin/λmax| per point (datasets "
                         "<split>_max_eig, _min_eig, _eig_ratio, _eig_converged; settings in [hessian] map_tol, map_max_iter)")

@@ -104,11 +104,14 @@ class SurfaceConfig:
     points_per_call: int = 0  # 0 = automatic (vectorized evaluation of several points)
     metric: SurfaceMetric = "loss"  # "eig_ratio": λmax, λmin and |λmin/λmax| of the Hessian per point
     params: tuple[str, ...] = ()  # glob patterns: only these tensors move (and the Hessian is over them); empty = all
+    memory_budget: int = 2 << 30  # bytes: user data (file.py:fn giving loaders, Datasets, iterables) over it are streamed
 
     def __post_init__(self) -> None:
         if self.max_samples < 0 or self.bn_batches < 1 or self.batch_size < 0 or self.points_per_call < 0:
             raise ConfigError(f"surface.max_samples, batch_size and points_per_call must be ≥ 0 and bn_batches ≥ 1, got "
                               f"{self.max_samples}, {self.batch_size}, {self.points_per_call} and {self.bn_batches}")
+        if self.memory_budget < 1:
+            raise ConfigError(f"surface.memory_budget must be a positive number of bytes, got {self.memory_budget}")
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@
     grid: the CLI reads a bare state-dict checkpoint, builds the model and data from user files
     (``--model file.py:make --data file.py:load``) and writes its HDF5 file;
 (b) the API on a ``DataLoader`` whose data fit the memory budget (cached once) vs in-memory tensors;
-(c) the API on streamed data (``memory_budget=1``: the DataLoader is read anew at every point)
-    vs the paper's per-point loop on the same DataLoader: write ``θ* + α·δ + β·η`` into the
-    parameters, iterate the loader, sum ``criterion(out, y).item() · batch size`` and correct
-    predictions, divide by the sample count;
+(c) the API on streamed data (``memory_budget=1``: one batch held at a time; the DataLoader is
+    read once per pass, each pass evaluating several grid points batch by batch, the points per
+    pass calibrated on a first pass) vs the paper's per-point loop on the same DataLoader: write
+    ``θ* + α·δ + β·η`` into the parameters, iterate the loader, sum
+    ``criterion(out, y).item() · batch size`` and correct predictions, divide by the sample count;
 (d) the peak memory of a surface run for a ≥ 25M-parameter model in a fresh process (Linux
     ``VmHWM`` of ``/proc/self/status``, after imports vs at the end), as a multiple of the model's
     float32 bytes.

@@ -5,6 +5,7 @@ caller's model left as it was after an error in the middle of a multi-point pass
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import landscape
+import landscape.zoo.data
+from landscape.cli import main
 from landscape.engine.batchloss import BatchEngine, OutputMetrics, batch_sums_of, output_sums_of, samples_in
+from landscape.engine.directions import save_directions
 from landscape.zoo.userdata import Streamed
 
 AXIS = (-1.0, 1.0, 5)
@@ -165,3 +169,112 @@ def test_model_untouched_after_an_error_in_the_middle_of_a_multi_point_pass() ->
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert model.training
+
+
+# --- the CLI: --data file.py:fn returning loaders, over --memory-budget -------------------------------------------
+
+STREAM_MODEL_PY = """
+from torch import nn
+
+def make(input_shape, output_shape):
+    return nn.Sequential(nn.Linear(input_shape[0], 8), nn.Tanh(), nn.Linear(8, output_shape[0]))
+"""
+
+STREAM_DATA_PY = """
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+def load(task="classification"):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(100, 6, generator=g)
+    y = torch.randint(0, 3, (100,), generator=g) if task == "classification" else x[:, :2].sum(1)
+    return DataLoader(TensorDataset(x[:70], y[:70]), batch_size=16), DataLoader(TensorDataset(x[70:], y[70:]), batch_size=16)
+"""
+
+
+def _cli_files(tmp_path: Path) -> tuple[nn.Module, list[str], Path]:
+    (tmp_path / "smodel.py").write_text(STREAM_MODEL_PY)
+    (tmp_path / "sdata.py").write_text(STREAM_DATA_PY)
+    model = mlp(5)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    dirs = landscape.random_directions(model, seed=3)
+    save_directions(tmp_path / "d.h5", dirs, model)
+    flags = ["--model", f"{tmp_path / 'smodel.py'}:make", "--data", f"{tmp_path / 'sdata.py'}:load",
+             "--directions", str(tmp_path / "d.h5"), "--x", "-1:1:3", "--y", "-1:1:3"]
+    return model, flags, tmp_path / "m.pt"
+
+
+def test_cli_streams_a_dataloader_over_the_memory_budget_and_equals_the_api(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    model, flags, ckpt = _cli_files(tmp_path)
+    cached = tmp_path / "cached.h5"
+    assert main(["surface", str(ckpt), *flags, "--split", "both", "--out", str(cached)]) == 0  # 2,800 bytes: in memory
+    assert "streamed" not in capsys.readouterr().out
+
+    def refuse(*_: Any) -> None:
+        raise AssertionError("the loader was concatenated in memory")
+
+    monkeypatch.setattr(landscape.zoo.data, "_concatenated", refuse)  # streaming must never hold all the data
+    out = tmp_path / "s.h5"
+    assert main(["surface", str(ckpt), *flags, "--split", "both", "--memory-budget", "1000", "--out", str(out)]) == 0
+    assert "streamed from the loader" in capsys.readouterr().out
+    s = landscape.load_surface(out)
+    assert s.columns == ["train_loss", "train_acc", "test_loss", "test_acc"]
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(100, 6, generator=g), torch.randint(0, 3, (100,), generator=g)
+    assert s.directions is not None
+    coords = grid_coords((-1.0, 1.0, 3))
+    for split, (xs, ys) in {"train": (x[:70], y[:70]), "test": (x[70:], y[70:])}.items():
+        want = hand(model, s.directions, coords, xs, ys).reshape(3, 3, 2)
+        np.testing.assert_allclose(s[f"{split}_loss"], want[..., 0], rtol=1e-6)
+        np.testing.assert_allclose(s[f"{split}_acc"], want[..., 1], rtol=1e-6)
+    np.testing.assert_allclose(s["train_loss"], landscape.load_surface(cached)["train_loss"], rtol=1e-6)
+    # the API on the same loader, streamed: the CLI's values, value for value
+    namespace: dict[str, Any] = {}
+    exec(STREAM_DATA_PY, namespace)
+    api = landscape.surface(model, namespace["load"]()[0], directions=out, x=(-1, 1, 3), y=(-1, 1, 3),
+                            memory_budget=1000, progress=False)
+    assert api.attrs["streamed"] == ["train"]
+    assert np.array_equal(api["train_loss"], s["train_loss"]) and np.array_equal(api["train_acc"], s["train_acc"])
+
+
+def test_cli_streamed_regression_with_max_samples(tmp_path: Path) -> None:
+    model, flags, ckpt = _cli_files(tmp_path)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1))
+    torch.save(model.state_dict(), ckpt)
+    out = tmp_path / "s.h5"
+    flags[flags.index("--directions") : flags.index("--directions") + 2] = ["--seed", "4"]
+    assert main(["surface", str(ckpt), *flags, "--loss", "mse", "--set", 'data.options={task="regression"}',
+                 "--max-samples", "37", "--memory-budget", "500", "--out", str(out)]) == 0
+    s = landscape.load_surface(out)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(100, 6, generator=g)[:37]
+    t = x[:, :2].sum(1, keepdim=True).double()
+    assert s.directions is not None and s.directions.y is not None
+    origin = {k: p.detach().double() for k, p in model.named_parameters()}
+    for i, a in enumerate(s.x):
+        for j, b in enumerate(s.y):
+            p = {k: o + float(a) * s.directions.x[k].double() + float(b) * s.directions.y[k].double() for k, o in origin.items()}
+            pred = torch.tanh(x.double() @ p["0.weight"].T + p["0.bias"]) @ p["2.weight"].T + p["2.bias"]
+            np.testing.assert_allclose(s["train_loss"][i, j], float(F.mse_loss(pred, t)), rtol=1e-6)
+
+
+def test_cli_streaming_refuses_what_needs_the_data_in_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, flags, ckpt = _cli_files(tmp_path)
+    assert main(["surface", str(ckpt), *flags, "--bn", "recompute", "--memory-budget", "1000", "--out", str(tmp_path / "s.h5")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--bn recompute need the data in memory; raise --memory-budget" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s.h5").exists()
+    assert main(["surface", str(ckpt), *flags, "--memory-budget", "0", "--out", str(tmp_path / "s.h5")]) == 1
+    assert "memory_budget must be a positive number of bytes, got 0" in capsys.readouterr().err
+
+
+def test_cli_calls_the_data_function_once_whether_it_streams_or_not(tmp_path: Path) -> None:
+    _, flags, ckpt = _cli_files(tmp_path)
+    calls = tmp_path / "calls.txt"
+    (tmp_path / "sdata.py").write_text(STREAM_DATA_PY.replace("def load(task=\"classification\"):",
+                                                              f"def load(task=\"classification\"):\n    with open({str(calls)!r}, \"a\") as f:\n        f.write(\"x\")"))
+    for budget in ("1000", "100000"):
+        calls.write_text("")
+        assert main(["surface", str(ckpt), *flags, "--memory-budget", budget, "--out", str(tmp_path / f"{budget}.h5")]) == 0
+        assert calls.read_text() == "x", budget

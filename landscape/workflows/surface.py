@@ -22,7 +22,7 @@ from torch import Tensor
 
 from landscape import __version__
 from landscape.config import Config, PlotConfig, config_to_dict
-from landscape.engine.batchloss import BatchEngine, batch_sums_of, samples_in
+from landscape.engine.batchloss import BatchEngine, batch_sums_of, output_sums_of, samples_in
 from landscape.engine.directions import (
     Directions,
     load_directions,
@@ -55,6 +55,7 @@ from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hess
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.zoo.registry import is_user_spec, load_callable
+from landscape.zoo.userdata import Streamed, UserStreams, user_data
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,31 @@ def batch_loss_engine(exp: Experiment, cfg: Config, dirs: Directions, device: to
     return BatchEngine(exp.model, dirs, splits, ["loss"], batch_sums_of([("loss", fn)], samples_in), device=device, moved=moved)  # type: ignore[list-item]
 
 
+def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: UserStreams, device: torch.device,
+                    moved: Callable[[str], bool] | None) -> BatchEngine:
+    """User data over ``surface.memory_budget``: read batch by batch, several grid points per read
+    (:class:`~landscape.engine.batchloss.BatchEngine`), with the registry losses or a batch loss file."""
+    s = cfg.surface
+    what = f"the data are streamed (over surface.memory_budget = {s.memory_budget:,} bytes)"
+    if s.metric != "loss" or s.bn != "fixed":
+        raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need the data in memory; raise --memory-budget")
+    names = ["train", "test"] if s.split == "both" else [s.split]
+    splits = {n: Streamed(streams.splits[n].limited(s.max_samples), device) for n in names}
+    if any(is_user_spec(n) for n in s.losses):
+        if len(s.losses) != 1:
+            raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(s.losses)}")
+        sums = batch_sums_of([("loss", load_callable(s.losses[0]))], samples_in)  # type: ignore[list-item]
+        return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved, points_per_call=s.points_per_call)
+    metrics = exp.metrics(s.losses)
+    return BatchEngine(exp.model, dirs, splits, metrics.names, output_sums_of(metrics), device=device, moved=moved,
+                       points_per_call=s.points_per_call)
+
+
+def _streamed_note(streams: UserStreams, cfg: Config) -> str:
+    return (f"the data ({streams.nbytes:,} bytes) are over surface.memory_budget = {cfg.surface.memory_budget:,}: "
+            "streamed from the loader, several grid points per read")
+
+
 def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tuple[str, str]) -> dict[str, Any]:
     """Everything that determines the values in the file (device and batch size do not)."""
     full = config_to_dict(cfg)
@@ -184,18 +210,26 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     """
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    exp = experiment_from_checkpoint(ckpt, cfg)
+    given = cfg or ckpt.config  # user data (file.py:fn) over surface.memory_budget are streamed, not held
+    loaded = user_data(given.data, given.surface.memory_budget) if given is not None else None
+    streams = loaded if isinstance(loaded, UserStreams) else None
+    exp = experiment_from_checkpoint(ckpt, cfg, loaded.bundle if isinstance(loaded, UserStreams) else loaded)
     cfg = cfg or exp.config
-    notes = _data_notes(ckpt, cfg, exp)
+    notes = _data_notes(ckpt, cfg, exp) if streams is None else [_streamed_note(streams, cfg)]
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
+    if streams is not None and source.hessian:
+        raise ConfigError(f"--hessian-directions needs the data in memory; they are {streams.nbytes:,} bytes, over "
+                          f"surface.memory_budget = {s.memory_budget:,}: raise --memory-budget or save directions first")
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     group = init_group(torch.device(s.device).type if s.device else "cpu")
     try:
         device = resolve_device(local_device(s.device, group))
         engine: Evaluator
         moved = selector(s.params) if s.params else None
-        if s.metric == "eig_ratio":
+        if streams is not None:
+            engine = streamed_engine(exp, cfg, dirs, streams, device, moved)
+        elif s.metric == "eig_ratio":
             engine = eig_ratio_engine(exp, cfg, dirs, _splits(exp, cfg), device)
         elif any(is_user_spec(n) for n in s.losses):
             engine = batch_loss_engine(exp, cfg, dirs, device, moved)

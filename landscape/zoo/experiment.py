@@ -62,11 +62,11 @@ def build_experiment(config: Config, data: DataBundle | None = None, losses: Seq
     return Experiment(config, data, model)
 
 
-def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None) -> Experiment:
+def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None, data: DataBundle | None = None) -> Experiment:
     """Rebuild the experiment a checkpoint came from and load its weights.
 
     ``config`` replaces the checkpoint's own (foreign checkpoints need one: they do not say which
-    model and data they belong to).
+    model and data they belong to). ``data``: the data already loaded (else loaded from the config).
     """
     if config is None:
         if ckpt.config is None:
@@ -76,6 +76,6 @@ def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None) -
             )
         config = ckpt.config
     # surface, hessian and compare evaluate surface.losses when the user named them
-    exp = build_experiment(config, losses=list(config.surface.losses) or [config.train.loss])
+    exp = build_experiment(config, data, losses=list(config.surface.losses) or [config.train.loss])
     load_into(exp.model, ckpt.state_dict, what=f"model {config.model.name!r}")
     return exp
