@@ -278,3 +278,40 @@ def test_cli_calls_the_data_function_once_whether_it_streams_or_not(tmp_path: Pa
         calls.write_text("")
         assert main(["surface", str(ckpt), *flags, "--memory-budget", budget, "--out", str(tmp_path / f"{budget}.h5")]) == 0
         assert calls.read_text() == "x", budget
+
+
+STOPPING_LOSS_PY = """
+import os
+import torch.nn.functional as F
+
+state = {"stop": "", "calls": 0}
+
+def loss(model, batch):
+    stop = os.environ.get("STREAM_STOP_AT", "")
+    if stop != state["stop"]:  # counted from the moment the variable was set
+        state.update(stop=stop, calls=0)
+    state["calls"] += 1
+    if stop and state["calls"] == int(stop):
+        raise KeyboardInterrupt
+    return F.cross_entropy(model(batch[0]), batch[1], reduction="none")
+"""
+
+
+def test_cli_streamed_run_interrupted_mid_pass_resumes_to_the_same_values(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, flags, ckpt = _cli_files(tmp_path)
+    (tmp_path / "stoploss.py").write_text(STOPPING_LOSS_PY)
+    flags = [*flags[: flags.index("--x")], "--x", "-1:1:5", "--y", "-1:1:5", "--loss", f"{tmp_path / 'stoploss.py'}:loss",
+             "--memory-budget", "1000"]
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    assert main(["surface", str(ckpt), *flags, "--out", str(full)]) == 0
+    # 1 call checks the first batch, then 2 points × 5 batches calibrate: call 20 is inside a later multi-point pass
+    monkeypatch.setenv("STREAM_STOP_AT", "20")
+    assert main(["surface", str(ckpt), *flags, "--out", str(part)]) == 130
+    partial = landscape.load_surface(part)
+    assert partial.done is not None and 2 <= int(partial.done.sum()) < 25  # the calibration pass was saved
+    monkeypatch.delenv("STREAM_STOP_AT")
+    assert main(["surface", str(ckpt), *flags, "--out", str(part)]) == 0
+    resumed, whole = landscape.load_surface(part), landscape.load_surface(full)
+    assert resumed.done is not None and resumed.done.all()
+    assert np.array_equal(resumed["train_loss"], whole["train_loss"])  # a point's value does not depend on its pass
