@@ -315,3 +315,38 @@ def test_cli_streamed_run_interrupted_mid_pass_resumes_to_the_same_values(
     resumed, whole = landscape.load_surface(part), landscape.load_surface(full)
     assert resumed.done is not None and resumed.done.all()
     assert np.array_equal(resumed["train_loss"], whole["train_loss"])  # a point's value does not depend on its pass
+
+
+DATASET_DATA_PY = """
+import torch
+from torch.utils.data import Dataset
+
+class Pairs(Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def __len__(self):
+        return len(self.x)
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+def load():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(100, 6, generator=g)
+    y = torch.randint(0, 3, (100,), generator=g)
+    return Pairs(x[:70], y[:70]), Pairs(x[70:], y[70:])
+"""
+
+
+def test_cli_streams_a_map_style_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model, flags, ckpt = _cli_files(tmp_path)
+    (tmp_path / "sdata.py").write_text(DATASET_DATA_PY)
+    out = tmp_path / "s.h5"
+    assert main(["surface", str(ckpt), *flags, "--memory-budget", "1000", "--out", str(out)]) == 0
+    assert "streamed from the loader" in capsys.readouterr().out
+    s = landscape.load_surface(out)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(100, 6, generator=g), torch.randint(0, 3, (100,), generator=g)
+    assert s.directions is not None
+    want = hand(model, s.directions, grid_coords((-1.0, 1.0, 3)), x[:70], y[:70]).reshape(3, 3, 2)
+    np.testing.assert_allclose(s["train_loss"], want[..., 0], rtol=1e-6)
+    np.testing.assert_allclose(s["train_acc"], want[..., 1], rtol=1e-6)
