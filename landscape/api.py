@@ -23,7 +23,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from landscape.config import DirectionsConfig
 from landscape.engine import directions as _dirs
 from landscape.engine.batchloss import (
     BatchEngine,
@@ -74,7 +73,7 @@ def random_directions(model: nn.Module, dims: int = 2, seed: int = 0, *, norm: s
     """
     if dims not in (1, 2):
         raise ConfigError(f"dims must be 1 or 2, got {dims}")
-    cfg = DirectionsConfig(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)  # type: ignore[arg-type]
+    cfg = _dirs.DirectionOptions(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)
     if ignore not in ("biasbn", "none", "random1d"):
         raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn', 'none' or 'random1d'")
     return _dirs.random_directions(model, cfg, dims)
@@ -397,7 +396,7 @@ def surface(
 
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    from landscape.zoo.experiment import resolve_device
+    from landscape.workflows._experiment import resolve_device
 
     if device is None:
         try:

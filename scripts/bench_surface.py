@@ -40,8 +40,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.config import DataConfig, DirectionsConfig
-from landscape.engine.directions import Directions, random_directions
+from landscape.config import DataConfig
+from landscape.engine.directions import DirectionOptions, Directions, random_directions
 from landscape.engine.grid import Grid
 from landscape.engine.losses import MetricSet
 from landscape.engine.surface import SurfaceEngine
@@ -191,7 +191,7 @@ def run_case(case: Case, points_per_call: int, rounds: int, grid: tuple[str, str
     engine first in odd ones, and keep the median of each: a busy, warming or throttled machine
     then slows both alike instead of whichever ran second."""
     model, split, num_classes = case.make()
-    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    dirs = random_directions(model, DirectionOptions(), dims=2)
     coords = Grid.parse(*(grid or case.grid)).coords()
     dataset = CifarStyleImages(*cifar_images()[:4]) if case.pipeline else None
     t_base: list[float] = []
@@ -268,7 +268,7 @@ def memory_check(params_m: int = 25) -> None:
     model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
     p = sum(t.numel() for t in model.parameters())
     x, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
-    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    dirs = random_directions(model, DirectionOptions(), dims=2)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, MetricSet(["cross_entropy"], "classification", 10),
                            points_per_call=1)
     engine.evaluate(Grid.parse("-1:1:3", "-1:1:3").coords())

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.cli import main
-from landscape.config import Config, config_from_dict
+from landscape.config import Config, config_from_dict, config_to_dict
 from landscape.engine.directions import Directions, load_directions, save_directions
 from landscape.engine.grid import parse_axis
 from landscape.errors import CheckpointError, DirectionError
@@ -49,7 +49,7 @@ def _mlp() -> nn.Module:
 def _save_ours(path: Path, model: nn.Module, state: dict[str, Tensor], i: int) -> Path:
     m = copy.deepcopy(model)
     m.load_state_dict(state)
-    save_checkpoint(path, m, _config(), epoch=i, step=10 * i, metrics={"train_loss": 1.0 / (i + 1)},
+    save_checkpoint(path, m, config_to_dict(_config()), epoch=i, step=10 * i, metrics={"train_loss": 1.0 / (i + 1)},
                     input_shape=IN, output_shape=OUT)
     return path
 

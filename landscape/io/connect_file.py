@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape.atomic import atomic_path, os_reason
 from landscape.errors import SurfaceFileError
-from landscape.io.atomic import atomic_path, os_reason
 from landscape.io.surface_file import plain_attr, reopen
 
 FORMAT = "landscape-connect"

@@ -20,8 +20,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import numpy.typing as npt
 
+from landscape.atomic import atomic_path, atomic_write, write_text_atomic
 from landscape.errors import ConfigError, GridError
-from landscape.io.atomic import atomic_path, atomic_write, write_text_atomic
 
 __all__ = ["to_csv", "to_npz", "to_vtp"]
 

@@ -3,7 +3,7 @@
 Layout (see README "File formats"): ``x``, ``y`` (2D), one float64 dataset per metric column,
 ``done`` (bool), ``directions/`` (the direction layout), and attributes recording the settings.
 Updates are crash-safe: each flush copies the file to a temporary name, writes the new values
-there, fsyncs and renames it over the original (:mod:`landscape.io.atomic`), so a kill at any moment leaves a readable file
+there, fsyncs and renames it over the original (:mod:`landscape.atomic`), so a kill at any moment leaves a readable file
 whose ``done`` points hold exactly the values that were computed.
 """
 
@@ -23,11 +23,11 @@ from typing import Any, Protocol, TypeVar
 import h5py
 import numpy as np
 
-from landscape.config import diff_settings
+from landscape.atomic import atomic_path, os_reason
 from landscape.engine.directions import Directions, write_directions
 from landscape.engine.grid import Grid
 from landscape.errors import SurfaceFileError
-from landscape.io.atomic import atomic_path, os_reason
+from landscape.io.run_folder import diff_settings
 
 
 class _HasSettings(Protocol):

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import __version__
-from landscape.config import Config, ConnectConfig, config_to_dict, diff_settings
+from landscape.config import Config, ConnectConfig, config_to_dict
 from landscape.engine.align import AlignmentError, align_state
 from landscape.engine.connect import (
     CurveTraining,
@@ -50,9 +50,10 @@ from landscape.engine.surface import SurfaceEngine
 from landscape.errors import CheckpointError, ConfigError, DataError
 from landscape.io.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
 from landscape.io.connect_file import ConnectFile, open_connect
+from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
+from landscape.workflows._experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.experiment import experiment_from_checkpoint, resolve_device
 
 EpochHook = Callable[[int, float], None]
 PATH_TITLES = {"line": "line", "aligned_line": "aligned line", "curve": "curve"}

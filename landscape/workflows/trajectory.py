@@ -57,6 +57,7 @@ from landscape.io.trajectory_file import TrajectoryPoints as TrajectoryPoints
 from landscape.io.trajectory_file import _stored_coords
 from landscape.io.trajectory_file import load_trajectory as load_trajectory
 from landscape.io.trajectory_file import save_trajectory as save_trajectory
+from landscape.workflows._experiment import checkpoint_config
 
 TensorDict = dict[str, Tensor]
 _IGNORE = ("biasbn", "none", "random1d")  # PCA: "none" and "random1d" both keep ndim ≤ 1 tensors
@@ -104,10 +105,11 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
         from landscape.io.recorder import skeleton_model
 
         return skeleton_model(ckpt.state_dict, [str(k) for k in ckpt.extra["parameters"]])
-    if ckpt.config is None or in_shape is None or out_shape is None:
+    config = checkpoint_config(ckpt)
+    if config is None or in_shape is None or out_shape is None:
         raise CheckpointError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say which model it "
                               "holds: pass model= (CLI: --model and --data, or --config FILE)")
-    return build_model(ckpt.config.model.name, in_shape, out_shape, dict(ckpt.config.model.options))
+    return build_model(config.model.name, in_shape, out_shape, dict(config.model.options))
 
 
 def _check_fits(state: Mapping[str, Tensor], fp: Mapping[str, list[int]], path: Path) -> None:
