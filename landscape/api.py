@@ -506,8 +506,7 @@ def _draw_into(ax: Axes, job: Any, kind: str) -> Figure:
     if kind not in ("contour", "filled", "heatmap"):
         raise ConfigError(f"ax= draws kinds contour, filled, heatmap and line; {kind!r} makes its own figure")
     options = job.plane()
-    style = _plot._style(options["width"], options["metric_label"], options["x_label"], options["y_label"], options["levels"],
-                         options["vmin"], options["vmax"], options["log"], options["cmap"], options["title"])
+    style = _plot._style(**{k: v for k, v in options.items() if k != "done"})
     field_ = _plot._field(job.x, job.y, job.z, options["done"], style.log)
     lo, hi = _plot._limits([field_], style)
     levels = _plot._levels(style, lo, hi, filled=kind != "contour")
