@@ -472,7 +472,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
                      | ({"directions": dict(s.directions.meta)} if s.directions is not None else {}))
     path = None
     if trajectory is not None:
-        from landscape.workflows.trajectory import load_trajectory
+        from landscape.io.trajectory_file import load_trajectory
         path = load_trajectory(trajectory) if isinstance(trajectory, str | Path) else trajectory
     reason = files.applicable_kinds(sf, chosen, path is not None)[kind]
     if reason is not None:

@@ -208,7 +208,8 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
     from landscape.api_trajectory import folder_checkpoints
-    from landscape.workflows.trajectory import compute_trajectory, save_trajectory, summary
+    from landscape.io.trajectory_file import save_trajectory
+    from landscape.workflows.trajectory import compute_trajectory, summary
 
     inputs: list[Path] = args.inputs
     if len(inputs) == 1 and inputs[0].is_dir():  # a run folder (train, Recorder) or a folder of checkpoint files

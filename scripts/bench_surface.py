@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from _bench_common import paper_loop, peak_rss_mib
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -117,27 +118,10 @@ CASES = {
 
 def faithful_loop(model: nn.Module, dirs: Directions, split: TensorSplit, coords: np.ndarray,
                   dataset: torch.utils.data.Dataset | None = None) -> np.ndarray:  # type: ignore[type-arg]
-    """The reference implementation's per-point evaluation, reproduced faithfully."""
-    net = copy.deepcopy(model).eval()
-    params = list(net.parameters())
-    names = [n for n, _ in net.named_parameters()]
-    origin = [p.data.clone() for p in params]
+    """The reference implementation's per-point evaluation over ``split`` (or ``dataset``), batches of 128."""
     loader = DataLoader(dataset if dataset is not None else TensorDataset(split.inputs, split.targets),
                         batch_size=128, shuffle=False)
-    criterion = nn.CrossEntropyLoss()
-    out = np.empty((len(coords), 2))
-    for k, (a, b) in enumerate(coords):
-        for p, w, name in zip(params, origin, names, strict=True):  # set_weights
-            p.data = w + float(a) * dirs.x[name] + float(b) * dirs.y[name]  # type: ignore[index]
-        total, correct, n = 0.0, 0, 0
-        with torch.no_grad():
-            for x, y in loader:
-                logits = net(x)
-                total += criterion(logits, y).item() * x.shape[0]
-                correct += logits.max(1)[1].eq(y).sum().item()
-                n += x.shape[0]
-        out[k] = (total / n, correct / n)
-    return out
+    return paper_loop(model, dirs, loader, coords)
 
 
 def engine_run(model: nn.Module, dirs: Directions, split: TensorSplit, coords: np.ndarray, num_classes: int,
@@ -243,21 +227,6 @@ def scale_out(grid: tuple[str, str]) -> None:
             subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
             dt = time.perf_counter() - t0
             print(f"digits CNN {grid[0]}×{grid[1]}, {name:24s}: {dt:6.1f} s whole command, {n / dt:7.1f} points/s", flush=True)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ``ru_maxrss``
-    (the fallback elsewhere) is inherited from the parent across fork and exec."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory_check(params_m: int = 25) -> None:

@@ -27,12 +27,13 @@ from landscape.config import apply_overrides, config_from_dict, config_to_dict
 from landscape.figures import animate as figures_animate
 from landscape.figures.animate import CURSOR_GID, HEAD_GID, PATH_GID, Frame, along
 from landscape.io.checkpoint import load_checkpoint
+from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import animate as workflow
 from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.animate import AnimateOptions, run_animation
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
-from landscape.workflows.trajectory import default_grid_overrides, save_trajectory, trajectory_from_run
+from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
 
 
 @pytest.fixture(scope="module")

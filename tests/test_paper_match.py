@@ -26,7 +26,8 @@ from landscape.engine.directions import DirectionOptions, random_directions
 from landscape.engine.pca import principal_directions
 from landscape.errors import DataError
 from landscape.io.checkpoint import save_checkpoint
-from landscape.workflows.trajectory import compute_trajectory, load_trajectory
+from landscape.io.trajectory_file import load_trajectory
+from landscape.workflows.trajectory import compute_trajectory
 from landscape.zoo.data import load_data
 from landscape.zoo.models import build_model
 

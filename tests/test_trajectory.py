@@ -22,15 +22,14 @@ from landscape.errors import CheckpointError, DirectionError
 from landscape.io.checkpoint import load_checkpoint, save_checkpoint
 from landscape.io.run_folder import run_checkpoints
 from landscape.io.surface_file import read_surface
+from landscape.io.trajectory_file import load_trajectory, save_trajectory
 from landscape.workflows.train import RunResult, train
 from landscape.workflows.trajectory import (
     compute_trajectory,
     default_grid_overrides,
-    load_trajectory,
     model_from_checkpoint,
     path_axis,
-    project,
-    save_trajectory,
+    project_all,
 )
 from landscape.zoo.models import build_model
 
@@ -126,14 +125,14 @@ def test_project_is_exact_for_non_orthogonal_non_unit_directions() -> None:
     d2 = {k: 0.8 * d1[k] + 0.05 * torch.randn(s, generator=g, dtype=torch.float64) for k, s in shapes.items()}
     a, b = -1.234, 0.567
     delta = {k: a * d1[k] + b * d2[k] for k in shapes}
-    got = project(delta, d1, d2)
+    got = tuple(project_all([delta], d1, d2)[0])
     assert got == pytest.approx((a, b), abs=1e-10)
     # a tensor missing from Δ counts as zero there
-    got = project({k: v for k, v in delta.items() if k != "b"}, {**d1, "b": torch.zeros(5, dtype=torch.float64)},
-                  {**d2, "b": torch.zeros(5, dtype=torch.float64)})
+    got = tuple(project_all([{k: v for k, v in delta.items() if k != "b"}], {**d1, "b": torch.zeros(5, dtype=torch.float64)},
+                            {**d2, "b": torch.zeros(5, dtype=torch.float64)})[0])
     assert got == pytest.approx((a, b), abs=1e-10)
     with pytest.raises(DirectionError, match="parallel"):
-        project(delta, d1, {k: 2.0 * t for k, t in d1.items()})
+        project_all([delta], d1, {k: 2.0 * t for k, t in d1.items()})
 
 
 # --- (3) Gram PCA against a dense SVD -----------------------------------------------------------------

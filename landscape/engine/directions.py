@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -313,5 +313,3 @@ def check_directions(dirs: Directions, model: nn.Module, source: Path | str = "d
             raise DirectionError(f"{source}: direction {which} was made for another architecture ({detail})")
 
 
-def with_meta(dirs: Directions, **meta: Any) -> Directions:
-    return replace(dirs, meta={**dirs.meta, **meta})

@@ -133,6 +133,3 @@ def read_connect(path: str | Path) -> ConnectFile:
     return ConnectFile(p, t, paths, columns, values, done, attrs, bends)
 
 
-def read_bn_indices(path: str | Path) -> np.ndarray | None:
-    with h5py.File(path, "r") as f:
-        return np.asarray(f["bn_indices"][()]) if "bn_indices" in f else None

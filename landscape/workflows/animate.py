@@ -47,9 +47,9 @@ from landscape.figures.files import (
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.run_folder import MANIFEST, RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
+from landscape.io.trajectory_file import load_trajectory
 from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.surface import run_surface
-from landscape.workflows.trajectory import load_trajectory
 
 Kind = Literal["path", "surface3d", "evolution"]
 KINDS: tuple[Kind, ...] = ("path", "surface3d", "evolution")

@@ -66,9 +66,9 @@ from landscape.figures.interactive import plotly_available, write_views
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.tables import markdown_table, write_csv
+from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.surface import DirectionSource
-from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
 
 FloatArray = npt.NDArray[np.float64]
 Log = Callable[[str], None]

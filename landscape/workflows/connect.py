@@ -34,7 +34,6 @@ from landscape.engine.connect import (
     barrier,
     bn_batches,
     check_same_architecture,
-    coefficients,
     has_batchnorm,
     initial_bends,
     outputs_match,
@@ -302,12 +301,6 @@ def format_result(result: ConnectResult) -> str:
 
 
 # --- the plane through A, B and the bend ------------------------------------------------------------------
-
-
-def plane_coords(kind: str, t: np.ndarray) -> np.ndarray:
-    """(len(t), 2) coordinates of a one-bend curve in the plane θ_A + α(θ_B − θ_A) + β(θ_C − θ_A)."""
-    rows = [coefficients(kind, float(s), 1) for s in t]
-    return np.asarray([[c[2], c[1]] for c in rows], dtype=np.float64)
 
 
 def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Tensor], bend: Mapping[str, Tensor],

@@ -46,17 +46,11 @@ import torch
 from torch import Tensor, nn
 
 from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors
-from landscape.engine.pca import combine_rows as combine_rows  # re-exported: the PCA used to live here
-from landscape.engine.pca import gram_matrix as gram_matrix
-from landscape.engine.pca import principal_directions as principal_directions
+from landscape.engine.pca import principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.run_folder import run_checkpoints
-from landscape.io.trajectory_file import Trajectory as Trajectory  # re-exported: they used to live here
-from landscape.io.trajectory_file import TrajectoryPoints as TrajectoryPoints
-from landscape.io.trajectory_file import _stored_coords
-from landscape.io.trajectory_file import load_trajectory as load_trajectory
-from landscape.io.trajectory_file import save_trajectory as save_trajectory
+from landscape.io.trajectory_file import Trajectory, TrajectoryPoints, _stored_coords
 from landscape.workflows._experiment import checkpoint_config
 
 TensorDict = dict[str, Tensor]
@@ -85,12 +79,6 @@ def project_all(deltas: Sequence[Mapping[str, Tensor]], d1: Mapping[str, Tensor]
             raise DirectionError(f"the directions lack tensors {', '.join(unknown[:3])} of the point to project")
         rhs[i] = dot(delta, d1), dot(delta, d2)
     return np.asarray(np.linalg.solve(gram, rhs.T).T)
-
-
-def project(delta: Mapping[str, Tensor], d1: Mapping[str, Tensor], d2: Mapping[str, Tensor]) -> tuple[float, float]:
-    """Least-squares ``(a, b)`` with ``delta ≈ a·d1 + b·d2`` for any two independent directions."""
-    a, b = project_all([delta], d1, d2)[0]
-    return float(a), float(b)
 
 
 # --- checkpoints --------------------------------------------------------------------------------
