@@ -234,6 +234,13 @@ class Surface:
 
     ``values`` maps each column (``<split>_<metric>``: ``train_loss``, ``train_acc``, ``test_loss``...)
     to a float64 array of shape ``(len(x),)`` (1D) or ``(len(x), len(y))`` (2D).
+
+    Fields: ``x`` (nx,) α coordinates and ``y`` (ny,) β coordinates or None (1D), in units of the
+    directions' lengths; ``values`` as above (loss units; ``_acc`` columns a fraction in [0, 1]);
+    ``directions`` the :class:`Directions` the grid moves along (None if a file held none);
+    ``attrs`` settings and provenance (``settings``, ``model_fingerprint``, ``streamed``, labels);
+    ``done`` a bool array shaped like a column: the points computed (all True from
+    :func:`surface`; a partial file from an interrupted CLI run has False where it stopped).
     """
 
     x: np.ndarray

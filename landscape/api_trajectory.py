@@ -38,6 +38,10 @@ class Trajectory(_TrajectoryFile):
     straight into ``landscape.surface(..., directions=t.directions)``; ``coords`` (n, 2) are the
     checkpoints' (α, β) in that plane, oldest first, the final one (0, 0); ``explained_variance``
     the two ratios λ_k / Σλ; ``losses`` the recorded ``train_loss`` per checkpoint (NaN if none).
+    Also per checkpoint: ``epochs`` and ``steps`` (n,) int64 (−1 where unknown) and ``names`` (the
+    files or ``checkpoint_<i>``); ``spectrum`` (n,) every explained-variance ratio, descending;
+    ``meta`` how the plane was made (``center``, ``dir_type``, ``ignore``, ``source``, ...);
+    ``fingerprint`` the model's state-dict names → shapes.
     """
 
     def axes(self, num: int = 31, margin: float = 0.3) -> tuple[tuple[float, float, int], tuple[float, float, int]]:

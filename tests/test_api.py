@@ -376,3 +376,23 @@ def test_bad_input_is_one_line_landscape_errors() -> None:
         with pytest.raises(kind, match=text) as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_every_public_argument_and_field_is_documented() -> None:
+    """Each parameter of a public function, and each constructor field of a public class, is named in its docstring."""
+    import inspect
+    import re
+
+    missing = {}
+    for name in landscape.__all__:
+        obj = getattr(landscape, name)
+        if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        if inspect.isclass(obj):
+            doc += "\n" + (inspect.getdoc(obj.__init__) or "")
+        params = inspect.signature(obj).parameters
+        gaps = [p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD) and not re.search(rf"\b{p}\b", doc)]
+        if gaps:
+            missing[name] = gaps
+    assert not missing

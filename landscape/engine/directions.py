@@ -51,8 +51,10 @@ class DirectionOptions:
 class Directions:
     """One (1D) or two (2D) directions plus what produced them.
 
-    ``meta`` holds ``kind`` (random|target|pca|hessian), ``dir_type``, ``norm``, ``ignore``,
-    ``seed`` and optional extras such as ``explained_variance``.
+    ``x`` and ``y`` (None for 1D) map parameter (and, with ``dir_type="states"``, buffer) names
+    to float32 tensors shaped like them: the displacement per unit of α (β). ``meta`` holds
+    ``kind`` (random|target|pca|hessian), ``dir_type``, ``norm``, ``ignore``, ``seed`` and
+    optional extras such as ``explained_variance``.
     """
 
     x: TensorDict

@@ -413,6 +413,20 @@ def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataL
     the files (and, with ``figures``, the figures) are written there and a repeated call resumes;
     without, nothing is kept.
     The models are not modified.
+
+    Args:
+        model_a: the first trained model (t = 0); its architecture is the path's.
+        model_b: the second (t = 1), the same architecture (state-dict names and shapes).
+        data: the training data ``(inputs, targets)`` ((n, ...), (n,) or (n, k)), or ``(train, test)``.
+        loss: a registry name (``cross_entropy``, ``mse``, ...): what is trained along and reported.
+        out: a folder for ``connect.h5`` (resumable) and the figures; None: a temporary one.
+        config: a :class:`~landscape.config.ConnectConfig`; ``settings`` override its fields.
+        overwrite: start again in ``out`` although its settings differ (otherwise refused).
+        figures: draw the figures into ``out``.
+
+    Returns:
+        :class:`ConnectResult`: ``t`` (m,) path parameters; ``values[path][column]`` (m,) (loss
+        units; ``_acc`` a fraction); ``barriers["<path>_<split>_<metric>"]`` (the metric's units).
     """
     try:
         cc = dataclasses.replace(config or ConnectConfig(), **settings)
