@@ -23,7 +23,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from landscape.config import DirectionsConfig
 from landscape.engine import directions as _dirs
 from landscape.engine.batchloss import (
     BatchEngine,
@@ -74,7 +73,7 @@ def random_directions(model: nn.Module, dims: int = 2, seed: int = 0, *, norm: s
     """
     if dims not in (1, 2):
         raise ConfigError(f"dims must be 1 or 2, got {dims}")
-    cfg = DirectionsConfig(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)  # type: ignore[arg-type]
+    cfg = _dirs.DirectionOptions(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)
     if ignore not in ("biasbn", "none", "random1d"):
         raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn', 'none' or 'random1d'")
     return _dirs.random_directions(model, cfg, dims)
@@ -404,7 +403,7 @@ def surface(
 
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    from landscape.zoo.experiment import resolve_device
+    from landscape.workflows._experiment import resolve_device
 
     if device is None:
         try:
@@ -480,7 +479,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
                      | ({"directions": dict(s.directions.meta)} if s.directions is not None else {}))
     path = None
     if trajectory is not None:
-        from landscape.workflows.trajectory import load_trajectory
+        from landscape.io.trajectory_file import load_trajectory
         path = load_trajectory(trajectory) if isinstance(trajectory, str | Path) else trajectory
     reason = files.applicable_kinds(sf, chosen, path is not None)[kind]
     if reason is not None:
@@ -514,8 +513,7 @@ def _draw_into(ax: Axes, job: Any, kind: str) -> Figure:
     if kind not in ("contour", "filled", "heatmap"):
         raise ConfigError(f"ax= draws kinds contour, filled, heatmap and line; {kind!r} makes its own figure")
     options = job.plane()
-    style = _plot._style(options["width"], options["metric_label"], options["x_label"], options["y_label"], options["levels"],
-                         options["vmin"], options["vmax"], options["log"], options["cmap"], options["title"])
+    style = _plot._style(**{k: v for k, v in options.items() if k != "done"})
     field_ = _plot._field(job.x, job.y, job.z, options["done"], style.log)
     lo, hi = _plot._limits([field_], style)
     levels = _plot._levels(style, lo, hi, filled=kind != "contour")

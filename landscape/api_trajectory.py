@@ -22,6 +22,8 @@ from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
 from landscape.io.recorder import skeleton_model
 from landscape.io.run_folder import run_checkpoints
+from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
+from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import trajectory as _traj
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
@@ -29,7 +31,7 @@ _SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
 @dataclass(frozen=True, eq=False)
-class Trajectory(_traj.Trajectory):
+class Trajectory(_TrajectoryFile):
     """A path in the plane of its first two principal components.
 
     ``directions`` (x = PC1, y = PC2, unit norm, zero on biases/norm layers by default) go
@@ -52,7 +54,7 @@ class Trajectory(_traj.Trajectory):
 
     def save(self, path: str | Path) -> Path:
         """Write the trajectory file (a direction file too: ``landscape surface --directions``)."""
-        _traj.save_trajectory(path, self)
+        save_trajectory(path, self)
         return Path(path)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -102,18 +102,41 @@ def _preset(width: str) -> _Preset:
     return _PRESETS[width]
 
 
+class StyleOptions(TypedDict, total=False):
+    """The style keywords every 2D plot takes, each optional (defaults of :func:`_style` in brackets).
+
+    ``metric_label`` ("loss"), ``x_label`` ("α"), ``y_label`` ("β"): axis and colourbar labels;
+    ``levels``: explicit values, or about that many round values (None: automatic); ``vmin``,
+    ``vmax``: colour limits (None: from the data); ``log``: a log colour scale (False);
+    ``cmap`` ("viridis"); ``width``: ``"single"`` or ``"double"`` column; ``title`` (None).
+    """
+
+    metric_label: str
+    x_label: str
+    y_label: str
+    levels: Levels
+    vmin: float | None
+    vmax: float | None
+    log: bool
+    cmap: CmapLike
+    width: Width
+    title: str | None
+
+
 def _style(
-    width: str,
-    metric_label: str,
-    x_label: str,
-    y_label: str,
-    levels: Levels,
-    vmin: float | None,
-    vmax: float | None,
-    log: bool,
-    cmap: CmapLike,
-    title: str | None,
+    *,
+    width: str = "single",
+    metric_label: str = "loss",
+    x_label: str = "α",
+    y_label: str = "β",
+    levels: Levels = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    log: bool = False,
+    cmap: CmapLike = "viridis",
+    title: str | None = None,
 ) -> _Style:
+    """The :class:`StyleOptions` of one plot, checked."""
     if vmin is not None and vmax is not None and not vmin < vmax:
         raise ConfigError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
     if log and vmin is not None and vmin <= 0:

@@ -2,7 +2,7 @@
 
 The layer between the HDF5 files and the pure array functions of :mod:`landscape.figures.plot`. It
 reads a surface (:func:`landscape.io.surface_file.read_surface`) and a trajectory
-(:func:`landscape.workflows.trajectory.load_trajectory`), decides which kinds of figure apply to them,
+(:func:`landscape.io.trajectory_file.load_trajectory`), decides which kinds of figure apply to them,
 labels the axes from the files' own attributes, and saves each figure as
 ``<out_dir>/<stem>_<kind>.<fmt>``.
 
@@ -473,31 +473,6 @@ def plot_training_curves(run_json: dict[str, Any], out_stem: Path, options: Plot
 # An eig-ratio surface holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.workflows.hessian).
 _METRIC_WORDS.update({"max_eig": "λmax", "min_eig": "λmin", "eig_ratio": "|λmin/λmax|",
                       "eig_converged": "Lanczos converged (1/0)"})
-
-
-def eig_ratio_heatmap(sf: SurfaceFile, split: str = "train", *, cmap: str = "magma", vmax: float | None = None,
-                      width: plot.Width = "single", title: str | None = None) -> Figure:
-    """|λmin/λmax| of an eig-ratio surface (Li et al. 2018, §7) as a heatmap.
-
-    The ratio is ≥ 0, so the colour scale is sequential and starts at 0: dark where the
-    landscape is locally convex (λmin ≈ 0), bright where negative curvature is as strong as the
-    positive. Diverged and not yet computed points are masked.
-    """
-    metric = resolve_metric(sf.columns, f"{split}_eig_ratio", repr(str(sf.path)))
-    if sf.grid.y is None:
-        raise GridError(f"an eig-ratio heatmap needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)")
-    return plot.heatmap(sf.grid.x, sf.grid.y, sf.values[metric], done=sf.done, metric_label="|λmin/λmax|",
-                        x_label=sf.attrs.get("x_label") or "α", y_label=sf.attrs.get("y_label") or "β",
-                        vmin=0.0, vmax=vmax, cmap=cmap, width=width, title=title)
-
-
-def plot_eig_ratio_file(surface: str | Path, out_dir: str | Path, *, split: str = "train",
-                        formats: Sequence[str] = ("pdf", "png"), dpi: int = 200) -> list[Path]:
-    """Save :func:`eig_ratio_heatmap` of a surface file as ``<out_dir>/<stem>_eig_ratio.<fmt>``."""
-    _check_options(formats, None, dpi)
-    sf = read_surface(surface)
-    figure = eig_ratio_heatmap(sf, split, title=_title(sf, True))
-    return plot.save_figure(figure, Path(out_dir) / f"{Path(surface).stem}_eig_ratio", formats, dpi)
 
 
 # --- export ------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Figures of a 2D surface seen from above: contour lines, filled contours, a heatmap,
 an optimisation path over the contours, and side-by-side panels (Li et al. 2018, Figs. 1-6).
 
-Every function takes numpy arrays and returns a :class:`matplotlib.figure.Figure`; options and
-masking are shared through :mod:`landscape.figures._style`.
+Every function takes numpy arrays and returns a :class:`matplotlib.figure.Figure`; the style
+keywords (:class:`landscape.figures._style.StyleOptions`) and masking are shared through
+:mod:`landscape.figures._style`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +29,8 @@ from landscape.figures._style import (
     MISSING_GID,
     CmapLike,
     FloatArray,
-    Levels,
     PanelKind,
-    Width,
+    StyleOptions,
     _colorbar,
     _DrawKind,
     _edges,
@@ -48,6 +49,9 @@ from landscape.figures._style import (
     _Style,
     _style,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["contour", "filled_contour", "heatmap", "panels", "trajectory"]
 
@@ -248,16 +252,7 @@ def contour(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """Iso-loss lines of a 2D surface, every other line labelled, with a colourbar.
 
@@ -266,7 +261,7 @@ def contour(
     ``[vmin, vmax]`` (1-2-5 per decade when ``log``). Diverged and uncomputed points are
     masked, shaded (pink, grey) and counted in a note.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
+    style = _style(**options)
     return _plane("lines", x, y, z, done, style)[0]
 
 
@@ -276,23 +271,14 @@ def filled_contour(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """Filled contour bands (about 20 levels) with thin iso-lines and a colourbar.
 
     Values beyond ``vmin``/``vmax`` fall in open-ended bands shown as arrows on the colourbar.
     Same array convention and masking as :func:`contour`.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
+    style = _style(**options)
     return _plane("filled", x, y, z, done, style)[0]
 
 
@@ -302,16 +288,7 @@ def heatmap(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """One coloured cell per grid point (``pcolormesh``), with a colourbar.
 
@@ -319,7 +296,7 @@ def heatmap(
     and non-square grids are drawn where they are. ``levels`` is accepted so every 2D kind
     takes the same options; it only sets the colour limits when given as values.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
+    style = _style(**options)
     return _plane("heatmap", x, y, z, done, style)[0]
 
 
@@ -331,16 +308,7 @@ def trajectory(
     *,
     labels: Sequence[str] | None = None,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "PC1",
-    y_label: str = "PC2",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """An optimisation path (``path`` (n, 2), e.g. PCA coordinates) over the loss contours.
 
@@ -348,7 +316,9 @@ def trajectory(
     point, e.g. epochs) are given, every k-th point is labelled, skipping labels that would
     overlap. Pass the explained variance in the axis labels, e.g. ``"PC1 (61.2 %)"``.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
+    options.setdefault("x_label", "PC1")
+    options.setdefault("y_label", "PC2")
+    style = _style(**options)
     fig, ax = _plane("lines", x, y, z, done, style)
     _draw_path(ax, path, labels, style.preset, legend=True)
     return fig
@@ -363,16 +333,7 @@ def panels(
     kind: PanelKind = "contour",
     paths: Mapping[str, npt.ArrayLike] | None = None,
     dones: Mapping[str, npt.ArrayLike] | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "double",
-    title: str | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """Side-by-side panels on one grid, one per entry of ``zs``, each titled with its name.
 
@@ -389,9 +350,10 @@ def panels(
         unknown = sorted(set(extra) - set(zs))
         if unknown:
             raise ConfigError(f"{what} names {unknown} that are not among the surfaces {list(zs)}")
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
+    options.setdefault("width", "double")
+    style = _style(**options)
     draw_kind: _DrawKind = "lines" if kind == "contour" else kind
-    fields = {name: _field(x, y, z, (dones or {}).get(name), log) for name, z in zs.items()}
+    fields = {name: _field(x, y, z, (dones or {}).get(name), style.log) for name, z in zs.items()}
     columns = min(len(fields), _PANEL_COLUMNS)
     # Many narrow panels read like single-column figures: use that preset's fonts.
     preset = style.preset if columns < 3 else _panel_fonts(style.preset)
@@ -406,9 +368,9 @@ def panels(
         levels_used = _levels(style, lo, hi, filled=draw_kind != "lines")
         norm = _norm(lo, hi, style.log)
         drawn = _draw(ax, field, draw_kind, levels_used, norm, style.cmap, preset, clabel=clabel)
-        mappables.append(drawn if drawn is not None else ScalarMappable(norm=norm, cmap=cmap))
+        mappables.append(drawn if drawn is not None else ScalarMappable(norm=norm, cmap=style.cmap))
         if not shared:
-            _colorbar(fig, mappables[-1], ax, style.metric_label, preset, log=log, ticks=4)
+            _colorbar(fig, mappables[-1], ax, style.metric_label, preset, log=style.log, ticks=4)
         last_row = index + _PANEL_COLUMNS >= len(fields)  # nothing drawn below this one
         _label(ax, style, x=last_row, y=index % _PANEL_COLUMNS == 0)
         ax.set_title(name, fontsize=preset.label)
@@ -417,9 +379,9 @@ def panels(
             _draw_path(ax, paths[name], None, preset, legend=first)
         _note(ax, field.note, preset)
     if shared:
-        _colorbar(fig, mappables[0], axes, style.metric_label, preset, log=log, shrink=0.9)
-    if title:
-        fig.suptitle(title, fontsize=preset.title)
+        _colorbar(fig, mappables[0], axes, style.metric_label, preset, log=style.log, shrink=0.9)
+    if style.title:
+        fig.suptitle(style.title, fontsize=preset.title)
     return fig
 
 

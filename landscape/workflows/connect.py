@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import __version__
-from landscape.config import Config, ConnectConfig, config_to_dict, diff_settings
+from landscape.config import Config, ConnectConfig, config_to_dict
 from landscape.engine.align import AlignmentError, align_state
 from landscape.engine.connect import (
     CurveTraining,
@@ -34,7 +34,6 @@ from landscape.engine.connect import (
     barrier,
     bn_batches,
     check_same_architecture,
-    coefficients,
     has_batchnorm,
     initial_bends,
     outputs_match,
@@ -50,9 +49,10 @@ from landscape.engine.surface import SurfaceEngine
 from landscape.errors import CheckpointError, ConfigError, DataError
 from landscape.io.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
 from landscape.io.connect_file import ConnectFile, open_connect
+from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
+from landscape.workflows._experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.experiment import experiment_from_checkpoint, resolve_device
 
 EpochHook = Callable[[int, float], None]
 PATH_TITLES = {"line": "line", "aligned_line": "aligned line", "curve": "curve"}
@@ -301,12 +301,6 @@ def format_result(result: ConnectResult) -> str:
 
 
 # --- the plane through A, B and the bend ------------------------------------------------------------------
-
-
-def plane_coords(kind: str, t: np.ndarray) -> np.ndarray:
-    """(len(t), 2) coordinates of a one-bend curve in the plane θ_A + α(θ_B − θ_A) + β(θ_C − θ_A)."""
-    rows = [coefficients(kind, float(s), 1) for s in t]
-    return np.asarray([[c[2], c[1]] for c in rows], dtype=np.float64)
 
 
 def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Tensor], bend: Mapping[str, Tensor],

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import __version__
+from landscape.atomic import write_json_atomic
 from landscape.config import Config, config_to_dict
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.directions import Directions, save_directions, target_tensors
@@ -50,10 +51,9 @@ from landscape.engine.losses import get_criterion
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError
-from landscape.io.atomic import write_json_atomic
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.workflows._experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.zoo.registry import is_user_spec, load_callable
 
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians

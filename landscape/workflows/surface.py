@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from landscape import __version__
 from landscape.config import Config, PlotConfig, config_to_dict
 from landscape.engine.batchloss import BatchEngine, batch_sums_of, output_sums_of, samples_in
 from landscape.engine.directions import (
+    DirectionOptions,
     Directions,
     load_directions,
     model_fingerprint,
@@ -51,9 +52,9 @@ from landscape.workflows._distributed import (
     share_setup,
     wait_a_little,
 )
+from landscape.workflows._experiment import Experiment, checkpoint_config, experiment_from_checkpoint, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Streamed, UserStreams, user_data
 
@@ -90,7 +91,7 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
     else:
         if source.target2 is not None:
             raise ConfigError("--target2 needs --target")
-        return random_directions(exp.model, cfg.directions, dims)
+        return random_directions(exp.model, DirectionOptions(**asdict(cfg.directions)), dims)
     if dirs.dims < dims:
         raise DirectionError(f"a 2D grid (--y) needs two directions; {source.file or source.target} gives one")
     return dirs if dirs.dims == dims else Directions(dirs.x, None, dirs.meta)
@@ -301,7 +302,8 @@ def draw_preview(sf: SurfaceFile, folder: Path) -> None:
 def _data_notes(ckpt: Checkpoint, cfg: Config, exp: Experiment) -> list[str]:
     """Say so when the checkpoint's own data settings now give other data than it was trained on."""
     recorded = ckpt.extra.get("data_sha256")
-    if not recorded or ckpt.config is None or cfg.data != ckpt.config.data or exp.data.fingerprint() == recorded:
+    saved = checkpoint_config(ckpt)
+    if not recorded or saved is None or cfg.data != saved.data or exp.data.fingerprint() == recorded:
         return []
     return [f"the data differ from those this checkpoint was trained on (data settings {cfg.data.name!r} unchanged): "
             "a data function that is not deterministic, or files that changed; the surface is not around the "
