@@ -211,7 +211,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     """
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    given = cfg or ckpt.config  # user data (file.py:fn) over surface.memory_budget are streamed, not held
+    given = cfg or checkpoint_config(ckpt)  # user data (file.py:fn) over surface.memory_budget are streamed, not held
     loaded = user_data(given.data, given.surface.memory_budget) if given is not None else None
     streams = loaded if isinstance(loaded, UserStreams) else None
     exp = experiment_from_checkpoint(ckpt, cfg, loaded.bundle if isinstance(loaded, UserStreams) else loaded)
