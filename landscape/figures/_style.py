@@ -370,6 +370,22 @@ def _figure(preset: _Preset, height: float | None = None) -> Figure:
     return Figure(figsize=size, layout="constrained")
 
 
+def _figure_axes(preset: _Preset, ax: Axes | None, three_d: bool = False) -> tuple[Figure, Axes]:
+    """A new figure with one axes, or ``ax`` (the caller's, e.g. one panel of their figure) and its figure."""
+    if ax is None:
+        fig = _figure(preset) if not three_d else Figure(figsize=(preset.width, preset.width * preset.aspect3d),
+                                                          layout="constrained")
+        return fig, fig.add_subplot(projection="3d", computed_zorder=False) if three_d else fig.add_subplot()
+    if not isinstance(ax, Axes):
+        raise ConfigError(f"ax must be matplotlib Axes, got {type(ax).__name__}")
+    if three_d != (ax.name == "3d"):
+        want = "a 3D axes (fig.add_subplot(projection='3d'))" if three_d else "2D axes, not a 3D one"
+        raise ConfigError(f"this plot draws into {want}; got a {ax.name!r} axes")
+    root = ax.get_figure(root=True)
+    assert isinstance(root, Figure)
+    return root, ax
+
+
 def _colorbar(
     fig: Figure,
     mappable: ScalarMappable,

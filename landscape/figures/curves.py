@@ -22,6 +22,7 @@ from landscape.figures._style import (
     _axis,
     _computed,
     _figure,
+    _figure_axes,
     _fmt_level,
     _masks,
     _nice,
@@ -160,7 +161,8 @@ class CurveOptions(TypedDict, total=False):
 
     ``done``: a mask of computed points (all); ``metric_label`` ("loss"); ``x_label`` ("α");
     ``log``: a log loss axis (False); ``endpoints``: positions marked A, B, ... (None);
-    ``width``: ``"single"`` or ``"double"`` column; ``title`` (None).
+    ``width``: ``"single"`` or ``"double"`` column; ``title`` (None); ``ax``: draw into these
+    axes (their figure is returned; the legend goes inside them) instead of a new figure (None).
     """
 
     done: npt.ArrayLike | None
@@ -170,6 +172,7 @@ class CurveOptions(TypedDict, total=False):
     endpoints: Sequence[float] | None
     width: Width
     title: str | None
+    ax: Axes | None
 
 
 def line(
@@ -212,13 +215,14 @@ def _slice(
     endpoints: Sequence[float] | None = None,
     width: Width = "single",
     title: str | None = None,
+    ax: Axes | None = None,
 ) -> Figure:
     """:func:`line` and :func:`lines_overlay`: ``palette`` colours the curves by metric, or None: one colour each."""
     preset = _preset(width)
     xs = _axis(x, "x")
     computed = _computed(done, xs.shape)
-    fig = _figure(preset)
-    ax = fig.add_subplot()
+    own = ax is None
+    fig, ax = _figure_axes(preset, ax)
     handles: list[Line2D] = []
     diverged, hidden = np.zeros_like(computed), np.zeros_like(computed)
     groups = [(curves, palette)] if palette is not None else [({n: v}, [f"C{k % 10}"]) for k, (n, v) in enumerate(curves.items())]
@@ -238,7 +242,10 @@ def _slice(
         twin.yaxis.label.set_color(_ACC_COLOURS[0])
         ax.yaxis.label.set_color(_LOSS_COLOURS[0])
     _mark_endpoints(ax, endpoints, preset)
-    _legend_above(fig, handles, preset, title)
+    if own:
+        _legend_above(fig, handles, preset, title)
+    else:  # the caller's figure may hold other axes: the legend stays inside these
+        ax.legend(handles=handles, fontsize=preset.tick, title=title, title_fontsize=preset.title)
     _note(ax, _note_text(computed, diverged, hidden), preset)
     return fig
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.axes3d import Axes3D
 
@@ -82,6 +83,7 @@ class _Job:
     metric: str
     path: TrajectoryPoints | None
     style: dict[str, Any]  # keyword options shared by the plot functions
+    ax: Axes | None = None  # draw into the caller's axes (landscape.plot(..., ax=...)); None: a new figure
 
     @property
     def x(self) -> np.ndarray:
@@ -99,7 +101,7 @@ class _Job:
     def plane(self) -> dict[str, Any]:
         """Options of the 2D plot functions: labels from the file, masks from ``done``."""
         return {"done": self.sf.done, "metric_label": metric_label(self.metric), "x_label": self.sf.attrs.get("x_label") or "α",
-                "y_label": self.sf.attrs.get("y_label") or "β", **self.style}
+                "y_label": self.sf.attrs.get("y_label") or "β", "ax": self.ax, **self.style}
 
 
 # --- names and labels -------------------------------------------------------------------------------
@@ -335,17 +337,19 @@ def _line(job: _Job) -> Figure:
     label = "loss" if family == "loss" else family.replace("_", " ")
     return plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
                      x_label=job.sf.attrs.get("x_label") or "α", log=job.style["log"], endpoints=endpoints,
-                     width=job.style["width"], title=job.style["title"])
+                     width=job.style["width"], title=job.style["title"], ax=job.ax)
 
 
 def _panels(job: _Job) -> Figure:
     """One panel per criterion, each with its own levels and colourbar."""
+    if job.ax is not None:
+        raise ConfigError("kind 'panels' lays out its own grid of axes: leave ax out (or draw each criterion with kind='contour')")
     columns = criteria(job.sf, _split_of(job.metric))
     prefix = f"{_split_of(job.metric)}_"
     zs = {c[len(prefix):].replace("_", " "): job.sf.values[c] for c in columns}
     dones = dict.fromkeys(zs, job.sf.done)
     options = {**job.plane(), "metric_label": f"{_SPLIT_WORDS[_split_of(job.metric)]} loss", "width": "double"}
-    del options["done"]
+    del options["done"], options["ax"]
     return plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
 
 

@@ -38,6 +38,7 @@ from landscape.figures._style import (
     _Field,
     _field,
     _figure,
+    _figure_axes,
     _fmt_level,
     _label,
     _levels,
@@ -146,14 +147,14 @@ def _plane(
     z: npt.ArrayLike,
     done: npt.ArrayLike | None,
     style: _Style,
+    ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
-    """One surface in one axes with its colourbar, labels, title and note."""
+    """One surface in one axes (a new figure's, or ``ax``) with its colourbar, labels, title and note."""
     field = _field(x, y, z, done, style.log)
     lo, hi = _limits([field], style)
     levels = _levels(style, lo, hi, filled=kind != "lines")
     norm = _norm(lo, hi, style.log)
-    fig = _figure(style.preset)
-    ax = fig.add_subplot()
+    fig, ax = _figure_axes(style.preset, ax)
     drawn = _draw(ax, field, kind, levels, norm, style.cmap, style.preset)
     bar = drawn if drawn is not None else ScalarMappable(norm=norm, cmap=style.cmap)
     _colorbar(fig, bar, ax, style.metric_label, style.preset, log=style.log)
@@ -252,6 +253,7 @@ def contour(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
+    ax: Axes | None = None,
     **options: Unpack[StyleOptions],
 ) -> Figure:
     """Iso-loss lines of a 2D surface, every other line labelled, with a colourbar.
@@ -259,10 +261,12 @@ def contour(
     ``z`` has shape ``(len(x), len(y))``; ``done`` (same shape) marks computed points.
     ``levels`` is explicit values, or about that many round values (default 12) in
     ``[vmin, vmax]`` (1-2-5 per decade when ``log``). Diverged and uncomputed points are
-    masked, shaded (pink, grey) and counted in a note.
+    masked, shaded (pink, grey) and counted in a note. ``ax``: draw into these axes (their
+    figure is returned, with a colourbar beside them) instead of a new figure; every 2D kind
+    but :func:`panels` takes it.
     """
     style = _style(**options)
-    return _plane("lines", x, y, z, done, style)[0]
+    return _plane("lines", x, y, z, done, style, ax)[0]
 
 
 def filled_contour(
@@ -271,6 +275,7 @@ def filled_contour(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
+    ax: Axes | None = None,
     **options: Unpack[StyleOptions],
 ) -> Figure:
     """Filled contour bands (about 20 levels) with thin iso-lines and a colourbar.
@@ -279,7 +284,7 @@ def filled_contour(
     Same array convention and masking as :func:`contour`.
     """
     style = _style(**options)
-    return _plane("filled", x, y, z, done, style)[0]
+    return _plane("filled", x, y, z, done, style, ax)[0]
 
 
 def heatmap(
@@ -288,6 +293,7 @@ def heatmap(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
+    ax: Axes | None = None,
     **options: Unpack[StyleOptions],
 ) -> Figure:
     """One coloured cell per grid point (``pcolormesh``), with a colourbar.
@@ -297,7 +303,7 @@ def heatmap(
     takes the same options; it only sets the colour limits when given as values.
     """
     style = _style(**options)
-    return _plane("heatmap", x, y, z, done, style)[0]
+    return _plane("heatmap", x, y, z, done, style, ax)[0]
 
 
 def trajectory(
@@ -308,6 +314,7 @@ def trajectory(
     *,
     labels: Sequence[str] | None = None,
     done: npt.ArrayLike | None = None,
+    ax: Axes | None = None,
     **options: Unpack[StyleOptions],
 ) -> Figure:
     """An optimisation path (``path`` (n, 2), e.g. PCA coordinates) over the loss contours.
@@ -319,8 +326,8 @@ def trajectory(
     options.setdefault("x_label", "PC1")
     options.setdefault("y_label", "PC2")
     style = _style(**options)
-    fig, ax = _plane("lines", x, y, z, done, style)
-    _draw_path(ax, path, labels, style.preset, legend=True)
+    fig, drawn_on = _plane("lines", x, y, z, done, style, ax)
+    _draw_path(drawn_on, path, labels, style.preset, legend=True)
     return fig
 
 

@@ -18,6 +18,7 @@ from landscape.figures._style import (
     FloatArray,
     StyleOptions,
     _field,
+    _figure_axes,
     _fmt_level,
     _limits,
     _note,
@@ -42,6 +43,7 @@ def surface3d(
     done: npt.ArrayLike | None = None,
     elev: float = 30.0,
     azim: float = -60.0,
+    ax: Axes3D | None = None,
     **options: Unpack[StyleOptions],
 ) -> Figure:
     """A 3D surface plot (``plot_surface`` on a real 3D axes), coloured by height.
@@ -52,7 +54,8 @@ def surface3d(
     height is ``log10`` of the metric. ``trajectory`` = (xs, ys, zs) in metric units is drawn
     on top of the surface as a line with markers. Masked points leave holes. The style keywords
     are those of every 2D plot (:class:`~landscape.figures._style.StyleOptions`); ``levels``,
-    given as values, only sets the colour range.
+    given as values, only sets the colour range. ``ax``: draw into this 3D axes
+    (``fig.add_subplot(projection="3d")``) instead of a new figure.
     """
     style = _style(**options)
     preset, vmin, vmax, log = style.preset, style.vmin, style.vmax, style.log
@@ -60,8 +63,8 @@ def surface3d(
     lo, hi = _limits([field], style)
     height = _height(field.zt.filled(np.nan), vmax, log)  # (ny, nx)
     h_lo, h_hi = _height(np.array([lo, hi]), None, log)
-    fig = Figure(figsize=(preset.width, preset.width * preset.aspect3d), layout="constrained")
-    ax = cast(Axes3D, fig.add_subplot(projection="3d", computed_zorder=False))
+    fig, drawn_on = _figure_axes(preset, ax, three_d=True)
+    ax = cast(Axes3D, drawn_on)
     note = field.note
     if np.isfinite(height).any():
         grid_x, grid_y = np.meshgrid(field.x, field.y)  # (ny, nx), like height
