@@ -24,7 +24,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from landscape.config import DirectionsConfig
 from landscape.engine import directions as _dirs
 from landscape.engine.batchloss import (
     BatchEngine,
@@ -75,7 +74,7 @@ def random_directions(model: nn.Module, dims: int = 2, seed: int = 0, *, norm: s
     """
     if dims not in (1, 2):
         raise ConfigError(f"dims must be 1 or 2, got {dims}")
-    cfg = DirectionsConfig(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)  # type: ignore[arg-type]
+    cfg = _dirs.DirectionOptions(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)
     if ignore not in ("biasbn", "none", "random1d"):
         raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn', 'none' or 'random1d'")
     return _dirs.random_directions(model, cfg, dims)
@@ -236,6 +235,13 @@ class Surface:
 
     ``values`` maps each column (``<split>_<metric>``: ``train_loss``, ``train_acc``, ``test_loss``...)
     to a float64 array of shape ``(len(x),)`` (1D) or ``(len(x), len(y))`` (2D).
+
+    Fields: ``x`` (nx,) α coordinates and ``y`` (ny,) β coordinates or None (1D), in units of the
+    directions' lengths; ``values`` as above (loss units; ``_acc`` columns a fraction in [0, 1]);
+    ``directions`` the :class:`Directions` the grid moves along (None if a file held none);
+    ``attrs`` settings and provenance (``settings``, ``model_fingerprint``, ``streamed``, labels);
+    ``done`` a bool array shaped like a column: the points computed (all True from
+    :func:`surface`; a partial file from an interrupted CLI run has False where it stopped).
     """
 
     x: np.ndarray
@@ -268,11 +274,22 @@ class Surface:
     def __repr__(self) -> str:
         return f"Surface({'×'.join(map(str, self.shape))} grid, columns {', '.join(self.values)})"
 
+    def axis_labels(self) -> dict[str, str]:
+        """``x_label``/``y_label`` for figures: the surface's own, else from its directions (``PC1 (91.8 %)``, ``α``)."""
+        from landscape.workflows.surface import axis_label
+
+        def label(axis: str) -> str:
+            if self.attrs.get(f"{axis}_label"):
+                return str(self.attrs[f"{axis}_label"])
+            if self.directions is None or (axis == "y" and self.y is None):
+                return ""
+            return axis_label(self.directions, axis)  # type: ignore[arg-type]
+        return {"x_label": label("x"), "y_label": label("y")}
+
     def save(self, path: str | Path) -> Path:
         """Write the surface in the CLI's HDF5 surface-file format (``landscape plot`` reads it); returns the path."""
         from landscape import __version__
         from landscape.io.surface_file import exclusive_lock, open_surface
-        from landscape.workflows.surface import axis_label
 
         if self.directions is None:
             raise ConfigError("this surface has no directions to embed; it cannot be saved as a surface file")
@@ -281,9 +298,7 @@ class Surface:
         settings = {**self.attrs.get("settings", {}), "x": _spec_text(self.x), "y": _spec_text(self.y) if self.y is not None else "",
                     "directions": {**{k: v for k, v in self.directions.meta.items() if isinstance(v, str | int | float)},
                                    "fingerprint": self.directions.fingerprint()}}
-        attrs = {"landscape_version": __version__, "checkpoint": "", "checkpoint_sha256": "",
-                 "x_label": self.attrs.get("x_label") or axis_label(self.directions, "x"),
-                 "y_label": self.attrs.get("y_label") or (axis_label(self.directions, "y") if self.y is not None else "")}
+        attrs = {"landscape_version": __version__, "checkpoint": "", "checkpoint_sha256": "", **self.axis_labels()}
         model_fp = self.attrs.get("model_fingerprint") or {k: list(v.shape) for k, v in self.directions.x.items()}
         with exclusive_lock(p):
             sf = open_surface(p, grid, self.columns, settings, attrs, self.directions, model_fp, overwrite=True)
@@ -398,7 +413,7 @@ def surface(
 
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    from landscape.zoo.experiment import resolve_device
+    from landscape.workflows._experiment import resolve_device
 
     if device is None:
         try:
@@ -442,7 +457,8 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
             ``interactive`` (2D, needs the ``interactive`` extra): a plotly view that displays inline in
             Jupyter and saves to one self-contained HTML file with ``.save(path)``.
         metric: the column drawn (``train_loss``, ``test_acc``, ...).
-        ax: draw into these axes (contour, filled, heatmap, line); None: a new figure.
+        ax: draw into these axes (a 3D axes for ``surface3d``; every kind but ``panels`` and
+            ``interactive``); None: a new figure.
         trajectory: for ``trajectory``/``surface3d``: a trajectory file path or what
             :func:`landscape.trajectory` returns (points with ``coords`` (n, 2)).
         levels: about this many contour levels; vmin, vmax: colour limits (metric units).
@@ -470,11 +486,11 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
     chosen = files.resolve_metric(s.columns, metric, "the surface")
     done = s.done if s.done is not None else np.ones(s.shape, dtype=bool)
     sf = SurfaceFile(Path(str(s.attrs.get("path", "surface"))), s.grid, s.columns, s.values, done,
-                     {k: v for k, v in s.attrs.items() if k in ("x_label", "y_label", "settings", "directions")}
+                     {k: v for k, v in s.attrs.items() if k in ("settings", "directions")} | s.axis_labels()
                      | ({"directions": dict(s.directions.meta)} if s.directions is not None else {}))
     path = None
     if trajectory is not None:
-        from landscape.workflows.trajectory import load_trajectory
+        from landscape.io.trajectory_file import load_trajectory
         path = load_trajectory(trajectory) if isinstance(trajectory, str | Path) else trajectory
     reason = files.applicable_kinds(sf, chosen, path is not None)[kind]
     if reason is not None:
@@ -482,46 +498,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
     if log is None:
         log = files.spans_decades(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width, "title": title}
-    job = files._Job(sf, chosen, path, style)
-    if ax is not None:
-        return _draw_into(ax, job, kind)
-    return files._DRAW[kind](job)
-
-
-def _draw_into(ax: Axes, job: Any, kind: str) -> Figure:
-    """The plane kinds and the line drawn into the caller's axes (no colourbar of their own layout)."""
-    from landscape.figures import _style as _plot
-    from landscape.figures.planar import _draw
-
-    fig = ax.get_figure()
-    assert isinstance(fig, Figure)
-    if kind == "line":
-        for column in job.sf.columns:
-            if not column.endswith("_acc"):
-                ax.plot(job.x, job.sf.values[column], label=column.replace("_", " "))
-        ax.set_xlabel(job.sf.attrs.get("x_label") or "α")
-        ax.set_ylabel("loss")
-        if job.style["log"]:
-            ax.set_yscale("log")
-        ax.legend()
-        return fig
-    if kind not in ("contour", "filled", "heatmap"):
-        raise ConfigError(f"ax= draws kinds contour, filled, heatmap and line; {kind!r} makes its own figure")
-    options = job.plane()
-    style = _plot._style(options["width"], options["metric_label"], options["x_label"], options["y_label"], options["levels"],
-                         options["vmin"], options["vmax"], options["log"], options["cmap"], options["title"])
-    field_ = _plot._field(job.x, job.y, job.z, options["done"], style.log)
-    lo, hi = _plot._limits([field_], style)
-    levels = _plot._levels(style, lo, hi, filled=kind != "contour")
-    norm = _plot._norm(lo, hi, style.log)
-    drawn = _draw(ax, field_, "lines" if kind == "contour" else kind, levels, norm, style.cmap, style.preset)  # type: ignore[arg-type]
-    if drawn is not None:
-        fig.colorbar(drawn, ax=ax, label=style.metric_label)
-    ax.set_xlabel(style.x_label)
-    ax.set_ylabel(style.y_label)
-    if style.title:
-        ax.set_title(style.title)
-    return fig
+    return files._DRAW[kind](files._Job(sf, chosen, path, style, ax))
 
 
 def dataset(name: str = "digits", **options: Any) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:

@@ -45,6 +45,11 @@ class HessianResult:
 
     ``trace`` is Hutchinson's estimate (``trace_std`` its standard error), or exact when
     ``exact_trace`` is not None; ``names`` are the parameters the Hessian is taken over; ``dim`` their size.
+
+    Units: eigenvalues and traces in loss units per unit² of parameter; ``loss`` the loss at θ*
+    (its units); ``grad_norm`` ‖∇L(θ*)‖₂ (loss units per unit of parameter; near 0 at a minimum,
+    where the eigenvalues describe the curvature best); ``converged`` whether every Lanczos
+    eigenvalue met ``tol``.
     """
 
     eigenvalues: list[float]

@@ -22,6 +22,8 @@ from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
 from landscape.io.recorder import skeleton_model
 from landscape.io.run_folder import run_checkpoints
+from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
+from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import trajectory as _traj
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
@@ -29,13 +31,17 @@ _SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
 @dataclass(frozen=True, eq=False)
-class Trajectory(_traj.Trajectory):
+class Trajectory(_TrajectoryFile):
     """A path in the plane of its first two principal components.
 
     ``directions`` (x = PC1, y = PC2, unit norm, zero on biases/norm layers by default) go
     straight into ``landscape.surface(..., directions=t.directions)``; ``coords`` (n, 2) are the
     checkpoints' (α, β) in that plane, oldest first, the final one (0, 0); ``explained_variance``
     the two ratios λ_k / Σλ; ``losses`` the recorded ``train_loss`` per checkpoint (NaN if none).
+    Also per checkpoint: ``epochs`` and ``steps`` (n,) int64 (−1 where unknown) and ``names`` (the
+    files or ``checkpoint_<i>``); ``spectrum`` (n,) every explained-variance ratio, descending;
+    ``meta`` how the plane was made (``center``, ``dir_type``, ``ignore``, ``source``, ...);
+    ``fingerprint`` the model's state-dict names → shapes.
     """
 
     def axes(self, num: int = 31, margin: float = 0.3) -> tuple[tuple[float, float, int], tuple[float, float, int]]:
@@ -48,7 +54,7 @@ class Trajectory(_traj.Trajectory):
 
     def save(self, path: str | Path) -> Path:
         """Write the trajectory file (a direction file too: ``landscape surface --directions``)."""
-        _traj.save_trajectory(path, self)
+        save_trajectory(path, self)
         return Path(path)
 
 

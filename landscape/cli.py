@@ -122,11 +122,14 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 SURFACE_FLAGS = {"x": "surface.x", "y": "surface.y", "split": "surface.split", "max_samples": "surface.max_samples",
                  "bn": "surface.bn", "batch_size": "surface.batch_size", "points_per_call": "surface.points_per_call",
                  "dir_type": "directions.dir_type", "norm": "directions.norm", "ignore": "directions.ignore",
-                 "seed": "directions.seed", "metric": "surface.metric"}
+                 "seed": "directions.seed", "metric": "surface.metric", "memory_budget": "surface.memory_budget"}
 
 
 def surface_config(args: argparse.Namespace, ckpt: Any, flags: dict[str, str] = SURFACE_FLAGS) -> Config:
-    base = config_to_dict(ckpt.config) if ckpt.config is not None else None
+    from landscape.workflows._experiment import checkpoint_config
+
+    saved = checkpoint_config(ckpt)
+    base = config_to_dict(saved) if saved is not None else None
     if base is None and not (args.model or args.config):
         raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
                           "name its model and data with --model/--data/--loss or --config FILE")
@@ -174,6 +177,9 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bn", choices=["fixed", "recompute"], help="BatchNorm statistics: the checkpoint's (default) or re-estimated")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--points-per-call", type=int, help="grid points per vectorized call (0 = choose by timing)")
+    p.add_argument("--memory-budget", type=int, metavar="BYTES",
+                   help="user data (--data file.py:fn giving a DataLoader, Dataset or iterable) larger than this are "
+                        "streamed batch by batch, several grid points per read, instead of held in memory (default 2 GiB)")
     p.add_argument("--metric", choices=["loss", "eig_ratio"],
                    help="loss (default), or eig_ratio: Hessian λmax, λmin and |λmin/λmax| per point (datasets "
                         "<split>_max_eig, _min_eig, _eig_ratio, _eig_converged; settings in [hessian] map_tol, map_max_iter)")
@@ -205,7 +211,8 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
     from landscape.api_trajectory import folder_checkpoints
-    from landscape.workflows.trajectory import compute_trajectory, save_trajectory, summary
+    from landscape.io.trajectory_file import save_trajectory
+    from landscape.workflows.trajectory import compute_trajectory, summary
 
     inputs: list[Path] = args.inputs
     if len(inputs) == 1 and inputs[0].is_dir():  # a run folder (train, Recorder) or a folder of checkpoint files
@@ -218,7 +225,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         checkpoints, source = inputs, ""
     model = None
     if args.model or args.data or args.config or args.overrides:  # foreign checkpoints: say what they hold
-        from landscape.zoo.experiment import build_experiment
+        from landscape.workflows._experiment import build_experiment
 
         overrides = _flag_overrides(args, {"model": "model.name", "data": "data.name"}) + list(args.overrides)
         model = build_experiment(resolve_config(None, args.config, overrides), losses=()).model  # no loss is evaluated
@@ -335,10 +342,12 @@ CONNECT_FLAGS = {"curve": "connect.curve", "bends": "connect.bends", "epochs": "
 
 def cmd_connect(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows._experiment import checkpoint_config
     from landscape.workflows.connect import format_result, run_connect
 
     ckpt = load_checkpoint(args.checkpoint_a, unsafe=args.unsafe_load)
-    base = config_to_dict(ckpt.config) if ckpt.config is not None else None
+    saved = checkpoint_config(ckpt)
+    base = config_to_dict(saved) if saved is not None else None
     if base is None and not (args.model or args.config):
         raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
                           "name its model and data with --model/--data/--loss or --config FILE")

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from landscape.atomic import write_text_atomic
 from landscape.errors import ConfigError
-from landscape.io.atomic import write_text_atomic
 
 T = TypeVar("T")
 
@@ -104,11 +104,14 @@ class SurfaceConfig:
     points_per_call: int = 0  # 0 = automatic (vectorized evaluation of several points)
     metric: SurfaceMetric = "loss"  # "eig_ratio": λmax, λmin and |λmin/λmax| of the Hessian per point
     params: tuple[str, ...] = ()  # glob patterns: only these tensors move (and the Hessian is over them); empty = all
+    memory_budget: int = 2 << 30  # bytes: user data (file.py:fn giving loaders, Datasets, iterables) over it are streamed
 
     def __post_init__(self) -> None:
         if self.max_samples < 0 or self.bn_batches < 1 or self.batch_size < 0 or self.points_per_call < 0:
             raise ConfigError(f"surface.max_samples, batch_size and points_per_call must be ≥ 0 and bn_batches ≥ 1, got "
                               f"{self.max_samples}, {self.batch_size}, {self.points_per_call} and {self.bn_batches}")
+        if self.memory_budget < 1:
+            raise ConfigError(f"surface.memory_budget must be a positive number of bytes, got {self.memory_budget}")
 
 
 @dataclass(frozen=True)
@@ -418,41 +421,5 @@ def dumps_toml(data: Mapping[str, Any]) -> str:
 
 
 def save_config(config: Config, path: Path) -> None:
-    """Write ``config`` as TOML atomically (:mod:`landscape.io.atomic`), so a crash never leaves half a file."""
+    """Write ``config`` as TOML atomically (:mod:`landscape.atomic`), so a crash never leaves half a file."""
     write_text_atomic(path, dumps_toml(config_to_dict(config)))
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
-
-
-def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences ``key: old → new`` between two nested settings dicts."""
-    a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
-    return [f"{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}" for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
-
-
-TRAINING_SECTIONS = ("data", "model", "train")  # all that a training run depends on
-
-
-def config_changes(saved: Mapping[str, Any], config: Config | Mapping[str, Any],
-                   sections: Sequence[str] = TRAINING_SECTIONS) -> list[str]:
-    """:func:`diff_settings` between a config saved by a run and ``config`` (or its dict), in ``sections``.
-
-    Keys the saved config lacks (written by an older version, before the key existed) count as
-    their defaults, so upgrading the tool does not make finished runs look different; a saved
-    config this version cannot read is compared as it is.
-    """
-    try:
-        old: Mapping[str, Any] = config_to_dict(config_from_dict(saved))
-    except ConfigError:
-        old = saved
-    new = config if isinstance(config, Mapping) else config_to_dict(config)
-    return diff_settings({k: old.get(k, {}) for k in sections}, {k: new[k] for k in sections})

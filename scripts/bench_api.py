@@ -6,10 +6,11 @@
     grid: the CLI reads a bare state-dict checkpoint, builds the model and data from user files
     (``--model file.py:make --data file.py:load``) and writes its HDF5 file;
 (b) the API on a ``DataLoader`` whose data fit the memory budget (cached once) vs in-memory tensors;
-(c) the API on streamed data (``memory_budget=1``: the DataLoader is read anew at every point)
-    vs the paper's per-point loop on the same DataLoader: write ``θ* + α·δ + β·η`` into the
-    parameters, iterate the loader, sum ``criterion(out, y).item() · batch size`` and correct
-    predictions, divide by the sample count;
+(c) the API on streamed data (``memory_budget=1``: one batch held at a time; the DataLoader is
+    read once per pass, each pass evaluating several grid points batch by batch, the points per
+    pass calibrated on a first pass) vs the paper's per-point loop on the same DataLoader: write
+    ``θ* + α·δ + β·η`` into the parameters, iterate the loader, sum
+    ``criterion(out, y).item() · batch size`` and correct predictions, divide by the sample count;
 (d) the peak memory of a surface run in a fresh process (Linux ``VmHWM`` of ``/proc/self/status``,
     after imports vs at the end), as a multiple of the model's float32 bytes: the model, its moved
     tensors once more and two directions make 4×. Rows: a 25M-parameter MLP with 32 samples (the
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import io
 import statistics
 import subprocess
@@ -54,7 +54,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import landscape
 from landscape.cli import main as cli_main
-from landscape.engine.directions import Directions, save_directions
+from landscape.engine.directions import save_directions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when a test imports this file
+from _bench_common import paper_loop, peak_rss_mib
 
 _MODEL_FILE = """\
 import torch
@@ -117,41 +120,6 @@ def _pair(rounds: int, a: Callable[[], Any], b: Callable[[], Any]) -> tuple[Timi
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
-
-
-def paper_loop(model: nn.Module, dirs: Directions, loader: DataLoader, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
-    """The paper's per-point evaluation (net_plotter.set_weights + evaluation.eval_loss), written out.
-
-    Returns (len(xs), len(ys), 2): the mean cross-entropy and the accuracy at every point.
-    """
-    net = copy.deepcopy(model).eval()
-    names = [k for k, _ in net.named_parameters()]
-    params = list(net.parameters())
-    origin = [p.data.clone() for p in params]
-    criterion = nn.CrossEntropyLoss()
-    out = np.empty((len(xs), len(ys), 2))
-    for i, a in enumerate(xs):
-        for j, b in enumerate(ys):
-            for p, w, k in zip(params, origin, names, strict=True):  # set_weights: origin + a·dx + b·dy
-                p.data = w + float(a) * dirs.x[k] + float(b) * dirs.y[k]  # type: ignore[index]
-            total, correct, count = 0.0, 0, 0
-            with torch.no_grad():
-                for x, y in loader:
-                    logits = net(x)
-                    total += criterion(logits, y).item() * x.shape[0]
-                    correct += int(logits.max(1)[1].eq(y).sum().item())
-                    count += x.shape[0]
-            out[i, j] = total / count, correct / count
-    return out
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process (``VmHWM``, which Linux resets at exec) in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (not Linux?)")
 
 
 def _conv_bn_net(params_m: float) -> nn.Module:
@@ -253,7 +221,7 @@ def run(sizes: Sizes, threads: int, smoke: bool) -> None:
         xs[len(xs) // 2] = 0.0
 
         def paper() -> Any:
-            return paper_loop(model, dirs, fitting, xs, xs)
+            return paper_loop(model, dirs, fitting, np.array([(a, b) for a in xs for b in xs])).reshape(len(xs), len(xs), 2)
 
         rows = []
         ta, tb, ra, rb = _pair(sizes.rounds, api_memory, cli)

@@ -37,11 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from _bench_common import paper_loop, peak_rss_mib
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.config import DataConfig, DirectionsConfig
-from landscape.engine.directions import Directions, random_directions
+from landscape.config import DataConfig
+from landscape.engine.directions import DirectionOptions, Directions, random_directions
 from landscape.engine.grid import Grid
 from landscape.engine.losses import MetricSet
 from landscape.engine.surface import SurfaceEngine
@@ -117,27 +118,10 @@ CASES = {
 
 def faithful_loop(model: nn.Module, dirs: Directions, split: TensorSplit, coords: np.ndarray,
                   dataset: torch.utils.data.Dataset | None = None) -> np.ndarray:  # type: ignore[type-arg]
-    """The reference implementation's per-point evaluation, reproduced faithfully."""
-    net = copy.deepcopy(model).eval()
-    params = list(net.parameters())
-    names = [n for n, _ in net.named_parameters()]
-    origin = [p.data.clone() for p in params]
+    """The reference implementation's per-point evaluation over ``split`` (or ``dataset``), batches of 128."""
     loader = DataLoader(dataset if dataset is not None else TensorDataset(split.inputs, split.targets),
                         batch_size=128, shuffle=False)
-    criterion = nn.CrossEntropyLoss()
-    out = np.empty((len(coords), 2))
-    for k, (a, b) in enumerate(coords):
-        for p, w, name in zip(params, origin, names, strict=True):  # set_weights
-            p.data = w + float(a) * dirs.x[name] + float(b) * dirs.y[name]  # type: ignore[index]
-        total, correct, n = 0.0, 0, 0
-        with torch.no_grad():
-            for x, y in loader:
-                logits = net(x)
-                total += criterion(logits, y).item() * x.shape[0]
-                correct += logits.max(1)[1].eq(y).sum().item()
-                n += x.shape[0]
-        out[k] = (total / n, correct / n)
-    return out
+    return paper_loop(model, dirs, loader, coords)
 
 
 def engine_run(model: nn.Module, dirs: Directions, split: TensorSplit, coords: np.ndarray, num_classes: int,
@@ -191,7 +175,7 @@ def run_case(case: Case, points_per_call: int, rounds: int, grid: tuple[str, str
     engine first in odd ones, and keep the median of each: a busy, warming or throttled machine
     then slows both alike instead of whichever ran second."""
     model, split, num_classes = case.make()
-    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    dirs = random_directions(model, DirectionOptions(), dims=2)
     coords = Grid.parse(*(grid or case.grid)).coords()
     dataset = CifarStyleImages(*cifar_images()[:4]) if case.pipeline else None
     t_base: list[float] = []
@@ -245,21 +229,6 @@ def scale_out(grid: tuple[str, str]) -> None:
             print(f"digits CNN {grid[0]}×{grid[1]}, {name:24s}: {dt:6.1f} s whole command, {n / dt:7.1f} points/s", flush=True)
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ``ru_maxrss``
-    (the fallback elsewhere) is inherited from the parent across fork and exec."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def memory_check(params_m: int = 25) -> None:
     """Peak RSS while evaluating a surface of a ~25M-parameter model (one rank's footprint);
     meaningful only in a process that has done nothing else (``--memory`` starts one)."""
@@ -268,7 +237,7 @@ def memory_check(params_m: int = 25) -> None:
     model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
     p = sum(t.numel() for t in model.parameters())
     x, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
-    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    dirs = random_directions(model, DirectionOptions(), dims=2)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, MetricSet(["cross_entropy"], "classification", 10),
                            points_per_call=1)
     engine.evaluate(Grid.parse("-1:1:3", "-1:1:3").coords())

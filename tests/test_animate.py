@@ -27,11 +27,13 @@ from landscape.config import apply_overrides, config_from_dict, config_to_dict
 from landscape.figures import animate as figures_animate
 from landscape.figures.animate import CURSOR_GID, HEAD_GID, PATH_GID, Frame, along
 from landscape.io.checkpoint import load_checkpoint
+from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import animate as workflow
+from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.animate import AnimateOptions, run_animation
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
-from landscape.workflows.trajectory import default_grid_overrides, save_trajectory, trajectory_from_run
+from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def run_dir(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> Pa
     run = tmp_path_factory.mktemp("anim") / "run"
     shutil.copytree(tiny_run.out_dir, run)
     save_trajectory(run / "trajectory.h5", trajectory_from_run(run))
-    cfg = load_checkpoint(run / "checkpoints" / "epoch_002.pt").config
+    cfg = checkpoint_config(load_checkpoint(run / "checkpoints" / "epoch_002.pt"))
     assert cfg is not None
     overrides = [*default_grid_overrides(run / "trajectory.h5", True, num=9), "surface.max_samples=200"]
     cfg = config_from_dict(apply_overrides(config_to_dict(cfg), overrides))

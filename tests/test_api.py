@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import landscape
 from landscape.config import PlotConfig
 from landscape.engine.directions import save_directions
-from landscape.errors import DataError, GridError, LandscapeError, RegistryError
+from landscape.errors import ConfigError, DataError, GridError, LandscapeError, RegistryError
 
 matplotlib.use("Agg")
 
@@ -325,11 +325,51 @@ def test_plot_draws_every_kind_that_applies_and_into_the_callers_axes() -> None:
     s1 = landscape.surface(model, classification(), directions=landscape.random_directions(model, dims=1), x=(-1, 1, 5), y=None)
     assert s1.y is None and s1["train_loss"].shape == (5,)
     assert landscape.plot(s1, kind="line").axes
-    fig, ax = plt.subplots()
-    assert landscape.plot(s2, kind="contour", ax=ax) is fig and ax.collections
-    plt.close(fig)
     with pytest.raises(LandscapeError, match="needs a 1D surface"):
         landscape.plot(s2, kind="line")
+
+
+def test_plot_draws_into_the_callers_axes_for_every_kind_but_panels() -> None:
+    """Each kind lands in the given axes of the caller's figure (one panel of several), nowhere else."""
+    import matplotlib.pyplot as plt
+
+    model = mlp()
+    s2 = landscape.surface(model, classification(), x=(-1, 1, 5), y=(-1, 1, 5))
+    s1 = landscape.surface(model, classification(), directions=landscape.random_directions(model, dims=1), x=(-1, 1, 5), y=None)
+    steps = []
+    for k in range(3):  # a short path that ends at the model
+        state = {n: v + 0.1 * (3 - k) * torch.randn_like(v) for n, v in model.state_dict().items()}
+        steps.append(state)
+    path = landscape.trajectory([*steps, model.state_dict()], model=model)
+    fig = plt.figure()
+    try:
+        spare = fig.add_subplot(2, 3, 1)  # another panel of the user's figure: it must stay empty
+        for k, (kind, surface, extra) in enumerate([("contour", s2, {}), ("filled", s2, {}), ("heatmap", s2, {}),
+                                                    ("trajectory", s2, {"trajectory": path}), ("line", s1, {})], start=2):
+            ax = fig.add_subplot(2, 3, k)
+            assert landscape.plot(surface, kind=kind, ax=ax, **extra) is fig
+            assert ax.collections or ax.lines, kind
+            if kind == "trajectory":  # the path, as given, oldest first
+                np.testing.assert_allclose(np.c_[ax.lines[0].get_xdata(), ax.lines[0].get_ydata()], path.coords)
+            if kind == "line":  # one curve per loss column, at the surface's values
+                curves = {tuple(np.round(line.get_ydata(), 12)) for line in ax.lines}
+                assert tuple(np.round(s1["train_loss"], 12)) in curves and ax.get_legend() is not None
+        assert not spare.collections and not spare.lines
+        assert fig.axes[1].get_xlabel() == "α (filter-normalized)"  # the contour's axis names its directions
+        on_plane = landscape.surface(model, classification(), directions=path, x=(-1, 1, 3), y=(-1, 1, 3))
+        assert landscape.plot(on_plane, kind="contour").axes[0].get_xlabel().startswith("PC1 (")
+        ax3 = fig.add_subplot(2, 3, 6, projection="3d")
+        assert landscape.plot(s2, kind="surface3d", ax=ax3) is fig and ax3.collections
+        with pytest.raises(ConfigError, match="3D axes"):
+            landscape.plot(s2, kind="surface3d", ax=spare)
+        with pytest.raises(ConfigError, match="2D axes"):
+            landscape.plot(s2, kind="contour", ax=ax3)
+        several = landscape.surface(model, classification(), loss=["cross_entropy", "mse"], x=(-1, 1, 3), y=(-1, 1, 3))
+        assert landscape.plot(several, kind="panels").axes  # its own figure, one panel per loss
+        with pytest.raises(ConfigError, match="panels"):
+            landscape.plot(several, kind="panels", ax=spare)
+    finally:
+        plt.close(fig)
 
 
 # --- the Hessian ------------------------------------------------------------------------------------------------------------
@@ -376,3 +416,23 @@ def test_bad_input_is_one_line_landscape_errors() -> None:
         with pytest.raises(kind, match=text) as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_every_public_argument_and_field_is_documented() -> None:
+    """Each parameter of a public function, and each constructor field of a public class, is named in its docstring."""
+    import inspect
+    import re
+
+    missing = {}
+    for name in landscape.__all__:
+        obj = getattr(landscape, name)
+        if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        if inspect.isclass(obj):
+            doc += "\n" + (inspect.getdoc(obj.__init__) or "")
+        params = inspect.signature(obj).parameters
+        gaps = [p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD) and not re.search(rf"\b{p}\b", doc)]
+        if gaps:
+            missing[name] = gaps
+    assert not missing

@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.config import Config, ModelConfig, TrainConfig
+from landscape.config import Config, ModelConfig, TrainConfig, config_to_dict
 from landscape.errors import CheckpointError
 from landscape.io.checkpoint import FORMAT, load_checkpoint, load_into, save_checkpoint, sha256_file
+from landscape.workflows._experiment import checkpoint_config
 from landscape.zoo.models import build_model
 
 
@@ -39,7 +40,7 @@ def test_round_trip(tmp_path: Path) -> None:
     save_checkpoint(
         path,
         model,
-        CONFIG,
+        config_to_dict(CONFIG),
         epoch=3,
         step=120,
         metrics=metrics,
@@ -49,7 +50,8 @@ def test_round_trip(tmp_path: Path) -> None:
     )
     ckpt = load_checkpoint(path)
     assert ckpt.is_ours
-    assert ckpt.config == CONFIG
+    assert ckpt.config == config_to_dict(CONFIG)
+    assert checkpoint_config(ckpt) == CONFIG
     assert (ckpt.epoch, ckpt.step) == (3, 120)
     assert ckpt.metrics == metrics
     assert ckpt.extra["input_shape"] == [1, 8, 8] and ckpt.extra["output_shape"] == [10]
@@ -69,7 +71,7 @@ def test_saving_over_an_existing_checkpoint_replaces_it(tmp_path: Path) -> None:
     path = tmp_path / "c.pt"
     for epoch, seed in ((1, 0), (2, 1)):
         save_checkpoint(
-            path, _mlp([8], seed), CONFIG, epoch=epoch, step=0, metrics={}, input_shape=(64,), output_shape=(10,)
+            path, _mlp([8], seed), config_to_dict(CONFIG), epoch=epoch, step=0, metrics={}, input_shape=(64,), output_shape=(10,)
         )
     ckpt = load_checkpoint(path)
     assert ckpt.epoch == 2
@@ -122,7 +124,7 @@ def test_our_format_with_a_broken_config(tmp_path: Path) -> None:
     path = tmp_path / "x.pt"
     torch.save({"format": FORMAT, "state_dict": {}, "config": {"train": {"lr": "fast"}}, "epoch": 0, "step": 0}, path)
     with pytest.raises(CheckpointError, match=r"unreadable config.*train\.lr"):
-        load_checkpoint(path)
+        checkpoint_config(load_checkpoint(path))
 
 
 # --- mismatches --------------------------------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_missing_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.0])
 def test_truncated_file(tmp_path: Path, keep: float) -> None:
     good = tmp_path / "good.pt"
-    save_checkpoint(good, _mlp([16]), CONFIG, epoch=1, step=1, metrics={}, input_shape=(64,), output_shape=(10,))
+    save_checkpoint(good, _mlp([16]), config_to_dict(CONFIG), epoch=1, step=1, metrics={}, input_shape=(64,), output_shape=(10,))
     raw = good.read_bytes()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(raw[: int(len(raw) * keep)])

@@ -22,6 +22,7 @@ from landscape import __version__
 from landscape.cli import main
 from landscape.errors import LandscapeError
 from landscape.io.checkpoint import load_checkpoint
+from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.train import RunResult
 
 WritePy = Callable[[str, str], Path]
@@ -85,9 +86,10 @@ def test_train_writes_checkpoints(tiny_toml: Path, tmp_path: Path, capsys: pytes
     assert printed.startswith("trained mlp on digits with cross_entropy: 3 checkpoints in ")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
     ckpt = load_checkpoint(out / "checkpoints" / "epoch_002.pt")
-    assert ckpt.config is not None
-    assert ckpt.config.train.epochs == 2 and ckpt.config.train.lr == 0.05  # flags override the file
-    assert ckpt.config.train.batch_size == 50 and ckpt.config.data.max_train == 200  # the file overrides defaults
+    cfg = checkpoint_config(ckpt)
+    assert cfg is not None
+    assert cfg.train.epochs == 2 and cfg.train.lr == 0.05  # flags override the file
+    assert cfg.train.batch_size == 50 and cfg.data.max_train == 200  # the file overrides defaults
     assert f"test_acc {ckpt.metrics['test_acc']:.4f}" in printed
 
 
@@ -97,8 +99,8 @@ def test_set_overrides_and_overwrite(tiny_toml: Path, tmp_path: Path, capsys: py
     _fails_cleanly(capsys, ["train", str(tiny_toml), "--out", out, "--set", "train.momentum=0.5"],
                    "train.momentum: 0.9 → 0.5", "--overwrite")  # fmt: skip
     assert main(["train", str(tiny_toml), "--out", out, "--set", "train.momentum=0.5", "--overwrite"]) == 0
-    ckpt = load_checkpoint(Path(out) / "checkpoints" / "epoch_001.pt")
-    assert ckpt.config is not None and ckpt.config.train.momentum == 0.5
+    cfg = checkpoint_config(load_checkpoint(Path(out) / "checkpoints" / "epoch_001.pt"))
+    assert cfg is not None and cfg.train.momentum == 0.5
 
 
 def test_info_on_a_checkpoint(tiny_run: RunResult, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,7 +115,7 @@ def test_info_on_a_checkpoint(tiny_run: RunResult, capsys: pytest.CaptureFixture
     assert info["float_values"] == (64 * 32 + 32) + (32 * 10 + 10)
     last = tiny_run.manifest["checkpoints"][-1]
     assert info["metrics"] == {k: last[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    from landscape.zoo.experiment import experiment_from_checkpoint
+    from landscape.workflows._experiment import experiment_from_checkpoint
 
     assert info["data_sha256"] == experiment_from_checkpoint(load_checkpoint(path)).data.fingerprint()  # its training data
 
@@ -144,7 +146,8 @@ def test_user_model_spec(write_py: WritePy, tmp_path: Path, capsys: pytest.Captu
             "--epochs", "1", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     ckpt = load_checkpoint(out / "checkpoints" / "epoch_001.pt")
-    assert ckpt.config is not None and ckpt.config.model.name == spec
+    cfg = checkpoint_config(ckpt)
+    assert cfg is not None and cfg.model.name == spec
     assert {k: tuple(v.shape) for k, v in ckpt.state_dict.items()} == {
         "1.weight": (4, 64), "1.bias": (4,), "3.weight": (10, 4), "3.bias": (10,),
     }  # fmt: skip

@@ -20,7 +20,6 @@ from landscape.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
-    diff_settings,
     dumps_toml,
     load_config,
     parse_override,
@@ -28,6 +27,7 @@ from landscape.config import (
 )
 from landscape.engine.losses import LOSSES
 from landscape.errors import ConfigError
+from landscape.io.run_folder import diff_settings
 from landscape.zoo.data import DATASETS
 from landscape.zoo.models import MODELS
 from landscape.zoo.registry import is_user_spec

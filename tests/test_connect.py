@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from landscape.cli import main
-from landscape.config import Config, ConnectConfig, DataConfig, ModelConfig, TrainConfig
+from landscape.config import Config, ConnectConfig, DataConfig, ModelConfig, TrainConfig, config_to_dict
 from landscape.engine.align import (
     AlignmentError,
     align_state,
@@ -389,7 +389,7 @@ def _checkpoint(path: Path, seed: int, hidden: list[int], bn: bool = False) -> P
                  connect=ConnectConfig(epochs=1, points=5, plane_grid=5, batch_size=40, bn_batches=2))
     torch.manual_seed(seed)
     model = build_model("mlp", (1, 8, 8), (10,), {"hidden": hidden, "batchnorm": bn})
-    save_checkpoint(path, model, cfg, epoch=0, step=0, metrics={}, input_shape=(1, 8, 8), output_shape=(10,))
+    save_checkpoint(path, model, config_to_dict(cfg), epoch=0, step=0, metrics={}, input_shape=(1, 8, 8), output_shape=(10,))
     return path
 
 
@@ -437,7 +437,7 @@ def test_cli_refuses_to_align_a_residual_net(tmp_path: Path, capsys: pytest.Capt
         torch.manual_seed(seed)
         model = build_model("resnet20", (1, 8, 8), (10,), {"width": 2})
         paths.append(tmp_path / f"r{seed}.pt")
-        save_checkpoint(paths[-1], model, cfg, epoch=0, step=0, metrics={}, input_shape=(1, 8, 8), output_shape=(10,))
+        save_checkpoint(paths[-1], model, config_to_dict(cfg), epoch=0, step=0, metrics={}, input_shape=(1, 8, 8), output_shape=(10,))
     assert main(["connect", *map(str, paths), "--out", str(tmp_path / "o"), "--align", "weights", "--curve", "line"]) == 1
     err = capsys.readouterr().err.strip()
     assert "residual connection" in err and "layer1.0" in err and "\n" not in err

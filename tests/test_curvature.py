@@ -22,9 +22,9 @@ from landscape.config import DataConfig
 from landscape.engine.directions import load_directions
 from landscape.io.checkpoint import load_checkpoint, sha256_file
 from landscape.io.surface_file import read_surface
+from landscape.workflows._experiment import experiment_from_checkpoint
 from landscape.workflows.hessian import eig_ratio, parameter_names
 from landscape.zoo.data import load_data
-from landscape.zoo.experiment import experiment_from_checkpoint
 
 LINREG = """
     [data]
@@ -110,6 +110,32 @@ def test_hessian_cli_matches_closed_form(linreg: tuple[Path, np.ndarray, np.ndar
         v = vec["fc.weight"].double().numpy().reshape(-1)
         assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-6)
         np.testing.assert_allclose(h @ v, lam * v, atol=1e-5 * lam)
+
+
+def test_batch_loss_hessian_saves_the_eigenvectors_under_the_models_names(
+        linreg: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    """``--loss file.py:fn`` wraps the model (its names gain ``inner.``): the report and the saved
+    directions still use the model's own names, and hold the top eigenvectors of H = 2XᵀX/n."""
+    ckpt, x, _ = linreg
+    h = closed_form_hessian(x)
+    lam, vecs = np.linalg.eigh(h)
+    (tmp_path / "sq.py").write_text(textwrap.dedent("""
+        def squared(model, batch):
+            x, y = batch
+            out = model(x)
+            return (out - y.reshape(out.shape)) ** 2
+    """))
+    out, dirs = tmp_path / "h.json", tmp_path / "hdirs.h5"
+    assert main(["--quiet", "hessian", str(ckpt), "--loss", f"{tmp_path / 'sq.py'}:squared", "--top-k", "2",
+                 "--out", str(out), "--save-directions", str(dirs)]) == 0
+    r = json.loads(out.read_text())
+    assert r["parameters"]["names"] == ["fc.weight"]
+    np.testing.assert_allclose(r["eigenvalues"], lam[::-1][:2], rtol=1e-5)
+    d = load_directions(dirs, experiment_from_checkpoint(load_checkpoint(ckpt)).model)
+    assert d.y is not None
+    for vec, k in ((d.x, -1), (d.y, -2)):
+        v = vec["fc.weight"].double().numpy().reshape(-1)
+        assert abs(float(v @ vecs[:, k])) == pytest.approx(1.0, abs=1e-5)  # the eigenvector, up to sign
 
 
 def test_eig_ratio_map_is_constant_for_a_quadratic(linreg: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path,

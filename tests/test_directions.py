@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.config import DirectionsConfig
 from landscape.engine.directions import (
+    DirectionOptions,
     Directions,
     load_directions,
     random_directions,
@@ -26,7 +26,7 @@ def conv_bn_net() -> nn.Module:
 
 def test_filter_normalization_matches_every_filter_norm() -> None:
     model = conv_bn_net()
-    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    dirs = random_directions(model, DirectionOptions(), dims=2)
     params = dict(model.named_parameters())
     for d in (dirs.x, dirs.y):
         assert d is not None
@@ -42,36 +42,36 @@ def test_filter_normalization_matches_every_filter_norm() -> None:
 def test_layer_weight_and_none_norms() -> None:
     model = conv_bn_net()
     w = dict(model.named_parameters())["0.weight"].detach()
-    layer = random_directions(model, DirectionsConfig(norm="layer"), 1).x["0.weight"]
+    layer = random_directions(model, DirectionOptions(norm="layer"), 1).x["0.weight"]
     assert float(layer.norm()) == pytest.approx(float(w.norm()), rel=1e-5)
-    raw = random_directions(model, DirectionsConfig(norm="none"), 1).x["0.weight"]
-    weight = random_directions(model, DirectionsConfig(norm="weight"), 1).x["0.weight"]
+    raw = random_directions(model, DirectionOptions(norm="none"), 1).x["0.weight"]
+    weight = random_directions(model, DirectionOptions(norm="weight"), 1).x["0.weight"]
     torch.testing.assert_close(weight, raw * w)
 
 
 def test_ignore_none_gives_biases_themselves_random1d_a_rescaled_draw() -> None:
     model = conv_bn_net()
     b = dict(model.named_parameters())["0.bias"].detach()
-    d = random_directions(model, DirectionsConfig(ignore="none"), 1).x  # the paper's rule: d = θ
+    d = random_directions(model, DirectionOptions(ignore="none"), 1).x  # the paper's rule: d = θ
     assert torch.equal(d["0.bias"], b)
-    r = random_directions(model, DirectionsConfig(ignore="random1d"), 1).x  # ours: one block, ‖d‖ = ‖θ‖
+    r = random_directions(model, DirectionOptions(ignore="random1d"), 1).x  # ours: one block, ‖d‖ = ‖θ‖
     assert float(r["0.bias"].norm()) == pytest.approx(float(b.norm()), rel=1e-5)
     assert not torch.allclose(r["0.bias"] / r["0.bias"].norm(), b / b.norm())
 
 
 def test_states_directions_cover_running_statistics() -> None:
     model = conv_bn_net()
-    d = random_directions(model, DirectionsConfig(dir_type="states", ignore="none"), 1).x
+    d = random_directions(model, DirectionOptions(dir_type="states", ignore="none"), 1).x
     assert "1.running_mean" in d and "1.running_var" in d and "1.num_batches_tracked" not in d
-    d0 = random_directions(model, DirectionsConfig(dir_type="states"), 1).x
+    d0 = random_directions(model, DirectionOptions(dir_type="states"), 1).x
     assert torch.count_nonzero(d0["1.running_var"]) == 0  # BN statistics never move by default
 
 
 def test_same_seed_same_bits_other_seed_other_direction() -> None:
     model = conv_bn_net()
-    a = random_directions(model, DirectionsConfig(seed=7), 2)
-    b = random_directions(model, DirectionsConfig(seed=7), 2)
-    c = random_directions(model, DirectionsConfig(seed=8), 2)
+    a = random_directions(model, DirectionOptions(seed=7), 2)
+    b = random_directions(model, DirectionOptions(seed=7), 2)
+    c = random_directions(model, DirectionOptions(seed=8), 2)
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     cos = a.cosine()
     assert cos is not None and abs(cos) < 0.5  # two Gaussian directions are nearly orthogonal
@@ -79,11 +79,11 @@ def test_same_seed_same_bits_other_seed_other_direction() -> None:
 
 def test_round_trip_and_architecture_check(tmp_path) -> None:
     model = conv_bn_net()
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     save_directions(tmp_path / "d.h5", dirs, model)
     back = load_directions(tmp_path / "d.h5", model)
     assert back.fingerprint() == dirs.fingerprint()
-    assert back.meta["norm"] == "filter" and back.meta["seed"] == DirectionsConfig().seed
+    assert back.meta["norm"] == "filter" and back.meta["seed"] == DirectionOptions().seed
     other = nn.Sequential(nn.Conv2d(1, 5, 3), nn.BatchNorm2d(5), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 6 * 6, 3))
     with pytest.raises(DirectionError, match="another architecture"):
         load_directions(tmp_path / "d.h5", other)

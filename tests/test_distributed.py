@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from landscape.atomic import PAUSE_ENV
 from landscape.config import load_config
-from landscape.io.atomic import PAUSE_ENV
 from landscape.io.surface_file import read_surface
 from landscape.workflows.train import train
 

@@ -35,9 +35,11 @@ from landscape.figures.files import (
 )
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import open_surface, read_surface
+from landscape.io.trajectory_file import load_trajectory, save_trajectory
+from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
-from landscape.workflows.trajectory import default_grid_overrides, load_trajectory, save_trajectory, trajectory_from_run
+from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
 
 PNG = PlotConfig(formats=("png",))
 
@@ -92,7 +94,7 @@ def pca_files(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def load_cfg(run: RunResult) -> Config:
-    cfg = load_checkpoint(run.final).config
+    cfg = checkpoint_config(load_checkpoint(run.final))
     assert cfg is not None
     return Config(data=cfg.data, model=cfg.model, train=cfg.train, surface=SurfaceConfig(max_samples=200))
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.config import DirectionsConfig
-from landscape.engine.directions import random_directions
+from landscape.engine.directions import DirectionOptions, random_directions
 from landscape.engine.losses import MetricSet
 from landscape.engine.surface import compute_surface
 from landscape.zoo.data import TensorSplit
@@ -21,7 +20,7 @@ def test_cuda_surface_equals_cpu_surface(points_per_call: int) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10)).eval()
     x, y = torch.randn(300, 1, 8, 8), torch.randint(0, 10, (300,))
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     metrics = MetricSet(["cross_entropy", "mse"], "classification", 10)
     grid = (np.linspace(-1, 1, 5), np.linspace(-1, 1, 4))
     cpu = compute_surface(model, TensorSplit(x, y), dirs, *grid, metrics=metrics)

@@ -34,15 +34,11 @@ from landscape.errors import GridError, MissingExtraError
 from landscape.figures.index_page import INDEX, Table, write_index, write_run_index
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import open_surface, read_surface
+from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory, save_trajectory
+from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
-from landscape.workflows.trajectory import (
-    TrajectoryPoints,
-    default_grid_overrides,
-    load_trajectory,
-    save_trajectory,
-    trajectory_from_run,
-)
+from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
 
 
 def need(what: str, present: bool) -> None:
@@ -335,7 +331,7 @@ def pca_page(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> t
     folder = tmp_path_factory.mktemp("pca_page")
     trajectory = folder / "trajectory.h5"
     save_trajectory(trajectory, trajectory_from_run(tiny_run.out_dir))
-    cfg = load_checkpoint(tiny_run.final).config
+    cfg = checkpoint_config(load_checkpoint(tiny_run.final))
     assert cfg is not None
     cfg = Config(data=cfg.data, model=cfg.model, train=cfg.train, surface=SurfaceConfig(max_samples=200, split="both"))
     grid = default_grid_overrides(trajectory, True, num=13)

@@ -21,12 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from landscape.cli import main
-from landscape.config import DataConfig, DirectionsConfig, config_from_dict
-from landscape.engine.directions import random_directions
+from landscape.config import DataConfig, config_from_dict, config_to_dict
+from landscape.engine.directions import DirectionOptions, random_directions
 from landscape.engine.pca import principal_directions
 from landscape.errors import DataError
 from landscape.io.checkpoint import save_checkpoint
-from landscape.workflows.trajectory import compute_trajectory, load_trajectory
+from landscape.io.trajectory_file import load_trajectory
+from landscape.workflows.trajectory import compute_trajectory
 from landscape.zoo.data import load_data
 from landscape.zoo.models import build_model
 
@@ -94,7 +95,7 @@ def _save_path(tmp_path: Path, states: list[dict[str, Tensor]], model: nn.Module
         m = copy.deepcopy(model)
         m.load_state_dict(state)
         p = tmp_path / f"epoch_{i:03d}.pt"
-        save_checkpoint(p, m, cfg, epoch=i, step=i, metrics={"train_loss": 1.0}, input_shape=(1, 3, 3), output_shape=(4,))
+        save_checkpoint(p, m, config_to_dict(cfg), epoch=i, step=i, metrics={"train_loss": 1.0}, input_shape=(1, 3, 3), output_shape=(4,))
         paths.append(p)
     return paths
 
@@ -155,7 +156,7 @@ def test_cli_records_centring_in_file_and_labels(tmp_path: Path) -> None:
             m.load_state_dict({k: v + 0.5 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
                                for k, v in final.items()})
         paths.append(str(tmp_path / f"epoch_{i:03d}.pt"))
-        save_checkpoint(Path(paths[-1]), m, cfg, epoch=i, step=i, metrics={"train_loss": 1.0}, input_shape=(1, 8, 8), output_shape=(10,))
+        save_checkpoint(Path(paths[-1]), m, config_to_dict(cfg), epoch=i, step=i, metrics={"train_loss": 1.0}, input_shape=(1, 8, 8), output_shape=(10,))
     for flag, center, word in (([], True, "centred"), (["--uncentered"], False, "uncentred")):
         out = tmp_path / f"traj_{center}.h5"
         assert main(["--quiet", "trajectory", *paths, "--out", str(out), *flag]) == 0
@@ -194,7 +195,7 @@ def _paper_direction(model: nn.Module, seed: int, ignore: str, states: bool = Fa
 @pytest.mark.parametrize("ignore", ["biasbn", "none"])
 def test_random_directions_equal_the_papers(ignore: str, dir_type: str) -> None:
     model = _trained_like(2)
-    cfg = DirectionsConfig(dir_type=dir_type, norm="filter", ignore=ignore, seed=7)  # type: ignore[arg-type]
+    cfg = DirectionOptions(dir_type=dir_type, norm="filter", ignore=ignore, seed=7)
     dirs = random_directions(model, cfg, 2)
     ref = _paper_direction(model, 7, ignore, states=dir_type == "states")
     assert set(dirs.x) == set(ref)
@@ -210,9 +211,9 @@ def test_random_directions_equal_the_papers(ignore: str, dir_type: str) -> None:
 
 def test_random1d_keeps_the_draw_rescaled_to_the_tensor_norm() -> None:
     model = _trained_like(3)
-    d_none = random_directions(model, DirectionsConfig(ignore="none", seed=11), 1).x
-    d_rand = random_directions(model, DirectionsConfig(ignore="random1d", seed=11), 1).x
-    d_zero = random_directions(model, DirectionsConfig(ignore="biasbn", seed=11), 1).x
+    d_none = random_directions(model, DirectionOptions(ignore="none", seed=11), 1).x
+    d_rand = random_directions(model, DirectionOptions(ignore="random1d", seed=11), 1).x
+    d_zero = random_directions(model, DirectionOptions(ignore="biasbn", seed=11), 1).x
     g = torch.Generator().manual_seed(11)
     for k, p in model.named_parameters():
         raw = torch.randn(p.shape, generator=g, dtype=torch.float32).double()

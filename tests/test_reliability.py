@@ -2,7 +2,7 @@
 
 Crash tests run the real command line in a subprocess (``python -m landscape``) and SIGKILL it:
 some at seeded random moments of the computation, some inside a write. A kill inside a write is
-no matter of timing: the test hook of :mod:`landscape.io.atomic` (``LANDSCAPE_TEST_PAUSE_IN_WRITE``)
+no matter of timing: the test hook of :mod:`landscape.atomic` (``LANDSCAPE_TEST_PAUSE_IN_WRITE``)
 stops the process in its K-th atomic write, after the temporary file is complete and before it
 replaces the target, and says so; only then does the test kill it. The tests assert outcomes,
 never where a kill fell: after every kill the files open and hold exactly what an uninterrupted
@@ -46,11 +46,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from landscape.atomic import PAUSE_ENV
 from landscape.cli import build_parser, main
 from landscape.config import Config, config_from_dict, config_to_dict, dumps_toml, load_config, parse_override
 from landscape.engine.grid import Grid
 from landscape.errors import CheckpointError, ConfigError, GridError, LandscapeError, SurfaceFileError
-from landscape.io.atomic import PAUSE_ENV
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import read_surface
 from landscape.workflows.train import train
@@ -569,12 +569,11 @@ def test_corrupt_surface_files(name: str, bad_files: dict[str, Path], ckpt: Path
 
 def test_directions_for_another_architecture(ckpt: Path, bad_files: dict[str, Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from landscape.config import DirectionsConfig
-    from landscape.engine.directions import random_directions, save_directions
+    from landscape.engine.directions import DirectionOptions, random_directions, save_directions
     from landscape.zoo.models import build_model
 
     wider = build_model("mlp", (1, 8, 8), (10,), {"hidden": [32]})
-    save_directions(tmp_path / "wider.h5", random_directions(wider, DirectionsConfig(), 2), wider)
+    save_directions(tmp_path / "wider.h5", random_directions(wider, DirectionOptions(), 2), wider)
     with h5py.File(tmp_path / "reference_layout.h5", "w") as f:  # the paper code's layout, wrong tensor count
         f.create_group("xdirection").create_dataset("0", data=np.zeros((3, 3)))
     with h5py.File(tmp_path / "text.h5", "w") as f:
@@ -946,10 +945,17 @@ def render_settings(settings: list[tuple[str, str, str]]) -> str:
     return "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in table.items()) for s, table in tables.items())
 
 
-def assert_round_trips(cfg: Config) -> None:
-    """A config that loads can be written back (config.toml, JSON attributes) and reads the same."""
+def round_trip_or_refuse(load: Callable[[], Config], outcomes: Counter[str]) -> None:
+    """``load()`` raises a ConfigError (counted "refused"), or its config can be written back
+    (config.toml, JSON attributes) and reads the same (counted "round-tripped")."""
+    try:
+        cfg = load()
+    except ConfigError:
+        outcomes["refused"] += 1
+        return
     again = config_from_dict(__import__("tomllib").loads(dumps_toml(config_to_dict(cfg))))
     assert json.dumps(config_to_dict(again), sort_keys=True) == json.dumps(config_to_dict(cfg), sort_keys=True)
+    outcomes["round-tripped"] += 1
 
 
 # hypothesis's check that a recursive strategy's extend uses its argument misfires on this one, which
@@ -965,13 +971,7 @@ def test_random_config_files_load_or_raise_config_error(tmp_path: Path) -> None:
     def check(document: str | bytes) -> None:
         path = tmp_path / "random.toml"
         path.write_bytes(document if isinstance(document, bytes) else document.encode("utf-8", "surrogatepass"))
-        try:
-            cfg = load_config(path)
-        except ConfigError:
-            outcomes["refused"] += 1
-            return
-        assert_round_trips(cfg)
-        outcomes["round-tripped"] += 1
+        round_trip_or_refuse(lambda: load_config(path), outcomes)
 
     check()
     assert outcomes["round-tripped"] >= MIN_LOADED["config files"] and outcomes["refused"] >= 50, outcomes
@@ -984,15 +984,12 @@ def test_random_overrides_apply_or_raise_config_error() -> None:
     @given(overrides=st.one_of(st.lists(st.one_of(OVERRIDES, SAFE_TEXT, st.text(max_size=20)), max_size=4),
                                st.lists(VALID_OVERRIDES, max_size=4)))
     def check(overrides: list[str]) -> None:
-        try:
+        def load() -> Config:
             for text in overrides:
                 parse_override(text)
-            cfg = load_config(None, overrides)
-        except ConfigError:
-            outcomes["refused"] += 1
-            return
-        assert_round_trips(cfg)
-        outcomes["round-tripped"] += 1
+            return load_config(None, overrides)
+
+        round_trip_or_refuse(load, outcomes)
 
     check()
     assert outcomes["round-tripped"] >= MIN_LOADED["overrides"] and outcomes["refused"] >= 50, outcomes

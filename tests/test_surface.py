@@ -11,8 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.config import DirectionsConfig
-from landscape.engine.directions import Directions, random_directions, target_directions
+from landscape.engine.directions import DirectionOptions, Directions, random_directions, target_directions
 from landscape.engine.evaluate import evaluate
 from landscape.engine.grid import Grid, parse_axis
 from landscape.engine.losses import MetricSet
@@ -31,7 +30,7 @@ def linreg_problem(n: int = 64, d: int = 5) -> tuple[nn.Module, TensorSplit, np.
 
 def test_linear_mse_surface_is_exactly_quadratic() -> None:
     model, split, X, Y = linreg_problem()
-    dirs = random_directions(model, DirectionsConfig(norm="none"), dims=2)
+    dirs = random_directions(model, DirectionOptions(norm="none"), dims=2)
     xs, ys = np.linspace(-2, 1, 7), np.linspace(-1, 3, 5)  # non-square, asymmetric
     res = compute_surface(model, split, dirs, xs, ys, metrics=MetricSet(["mse"], "regression", 0))
     w = model.weight.detach().numpy().reshape(-1)
@@ -55,7 +54,7 @@ def test_engine_matches_naive_dataloader_loop(points_per_call: int) -> None:
         model[1].running_var.uniform_(0.5, 2.0)
     x = torch.randn(50, 1, 8, 8)
     y = torch.randint(0, 3, (50,))
-    dirs = random_directions(model, DirectionsConfig(), dims=2)
+    dirs = random_directions(model, DirectionOptions(), dims=2)
     metrics = MetricSet(["cross_entropy", "mse"], "classification", 3)
     xs, ys = np.linspace(-1, 1, 4), np.linspace(-0.5, 0.5, 3)
     res = compute_surface(model, TensorSplit(x, y), dirs, xs, ys, metrics=metrics, points_per_call=points_per_call,
@@ -88,7 +87,7 @@ def test_origin_equals_model_loss_and_model_is_untouched() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
     metrics = MetricSet(["cross_entropy"], "classification", 3)
-    dirs = random_directions(model, DirectionsConfig(), 1)
+    dirs = random_directions(model, DirectionOptions(), 1)
     res = compute_surface(model, TensorSplit(x, y), dirs, parse_axis("-1:1:5"), metrics=metrics)
     own = evaluate(model, TensorSplit(x, y), metrics)
     assert res.values["train_loss"][2] == pytest.approx(own["loss"], rel=1e-6)
@@ -127,7 +126,7 @@ def test_rescaling_a_conv_before_batchnorm_leaves_the_surface_unchanged(bn: str)
         scaled[1].running_mean.mul_(c)
         scaled[1].running_var.mul_(c * c)
     metrics = MetricSet(["cross_entropy"], "classification", 3)
-    cfg = DirectionsConfig(seed=5)
+    cfg = DirectionOptions(seed=5)
     grid = (np.linspace(-1, 1, 5), np.linspace(-1, 1, 3))
     split = TensorSplit(x, y)
     r1 = compute_surface(net, split, random_directions(net, cfg, 2), *grid, metrics=metrics, bn=bn)
@@ -135,8 +134,8 @@ def test_rescaling_a_conv_before_batchnorm_leaves_the_surface_unchanged(bn: str)
     # float32 directions: the rescaled filter norms round differently in the last bit
     np.testing.assert_allclose(r1.values["train_loss"], r2.values["train_loss"], rtol=1e-6)
     # without normalization the two surfaces differ: the picture would depend on an irrelevant scale
-    r3 = compute_surface(scaled, split, random_directions(scaled, DirectionsConfig(seed=5, norm="none"), 2), *grid, metrics=metrics, bn=bn)
-    r4 = compute_surface(net, split, random_directions(net, DirectionsConfig(seed=5, norm="none"), 2), *grid, metrics=metrics, bn=bn)
+    r3 = compute_surface(scaled, split, random_directions(scaled, DirectionOptions(seed=5, norm="none"), 2), *grid, metrics=metrics, bn=bn)
+    r4 = compute_surface(net, split, random_directions(net, DirectionOptions(seed=5, norm="none"), 2), *grid, metrics=metrics, bn=bn)
     assert not np.allclose(r3.values["train_loss"], r4.values["train_loss"], rtol=1e-3)
 
 
@@ -145,7 +144,7 @@ def test_bn_recompute_uses_batch_statistics_of_the_moved_model() -> None:
     net = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2)).double()
     x, y = torch.randn(64, 3, dtype=torch.float64), torch.randint(0, 2, (64,))
     metrics = MetricSet(["cross_entropy"], "classification", 2)
-    dirs = random_directions(net, DirectionsConfig(), 1)
+    dirs = random_directions(net, DirectionOptions(), 1)
     res = compute_surface(net, TensorSplit(x, y), dirs, [0.5], metrics=metrics, bn="recompute")
     oracle = copy.deepcopy(net)
     with torch.no_grad():
@@ -162,7 +161,7 @@ def test_diverged_points_are_recorded_not_fatal() -> None:
     model, split, _, _ = linreg_problem()
     model = model.float()
     split = TensorSplit(split.inputs.float(), split.targets.float())
-    dirs = random_directions(model, DirectionsConfig(norm="none"), 1)
+    dirs = random_directions(model, DirectionOptions(norm="none"), 1)
     res = compute_surface(model, split, dirs, [0.0, 1e30], metrics=MetricSet(["mse"], "regression", 0))
     assert np.isfinite(res.values["train_loss"][0]) and not np.isfinite(res.values["train_loss"][1])
 
@@ -184,7 +183,7 @@ def test_grid_geometry() -> None:
 
 def test_1d_grid_with_2d_directions_is_an_error() -> None:
     model, split, _, _ = linreg_problem()
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     with pytest.raises(GridError):
         compute_surface(model, split, dirs, [0.0, 1.0], metrics=MetricSet(["mse"], "regression", 0))
 
@@ -192,7 +191,7 @@ def test_1d_grid_with_2d_directions_is_an_error() -> None:
 def test_engine_skips_zero_directions() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(torch.randn(5, 3), torch.randint(0, 2, (5,)))},
                            MetricSet(["cross_entropy"], "classification", 2))
     # biases are not rewritten at every point; the first layer is precomputed (linear in its weights)
@@ -204,7 +203,7 @@ def test_first_layer_precomputation_is_exact(points_per_call: int) -> None:
     torch.manual_seed(6)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 3)).double()
     x, y = torch.randn(40, 3, 4, dtype=torch.float64), torch.randint(0, 3, (40,))
-    dirs = random_directions(model, DirectionsConfig(ignore="none"), 2)  # the bias moves too
+    dirs = random_directions(model, DirectionOptions(ignore="none"), 2)  # the bias moves too
     metrics = MetricSet(["cross_entropy"], "classification", 3)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=points_per_call, batch_size=16)
     assert engine.stem_name == "1"
@@ -252,12 +251,12 @@ def test_batchnorm_is_folded_only_when_it_does_not_move() -> None:
     x, y = torch.randn(30, 3), torch.randint(0, 2, (30,))
     metrics = MetricSet(["cross_entropy"], "classification", 2)
     split = {"train": TensorSplit(x, y)}
-    fixed = SurfaceEngine(model, random_directions(model, DirectionsConfig(), 2), split, metrics)
+    fixed = SurfaceEngine(model, random_directions(model, DirectionOptions(), 2), split, metrics)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fixed.model.modules())
-    moving = SurfaceEngine(model, random_directions(model, DirectionsConfig(ignore="none"), 2), split, metrics)
+    moving = SurfaceEngine(model, random_directions(model, DirectionOptions(ignore="none"), 2), split, metrics)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in moving.model.modules()) == 2
     coords = np.array([[0.5, -0.3], [-1.0, 1.0]])
-    for engine, cfg in ((fixed, DirectionsConfig()), (moving, DirectionsConfig(ignore="none"))):
+    for engine, cfg in ((fixed, DirectionOptions()), (moving, DirectionOptions(ignore="none"))):
         dirs = random_directions(model, cfg, 2)
         for (a, b), row in zip(coords, engine.evaluate(coords), strict=True):
             moved = copy.deepcopy(model)
@@ -315,7 +314,7 @@ def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
         model(torch.randn(64, 1, 6, 6))
     model.eval()
     x, y = torch.randn(40, 1, 6, 6), torch.randint(0, 3, (40,))
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     metrics = MetricSet(["cross_entropy", "mse"], "classification", 3)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, batch_size=16)
     assert engine.stem_name == "0"  # the folded first convolution is precomputed
@@ -369,7 +368,7 @@ def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> Non
         with torch.no_grad():
             model(x)  # non-trivial BatchNorm statistics
         model.eval()
-        dirs = random_directions(model, DirectionsConfig(), 2)
+        dirs = random_directions(model, DirectionOptions(), 2)
         metrics = MetricSet(["cross_entropy"], "classification", 4)
         coords = np.array([[0.4, -0.7], [-0.9, 0.2]])
         engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
@@ -409,7 +408,7 @@ def test_untraceable_model_keeps_its_layers_and_its_values() -> None:
     torch.manual_seed(5)
     model = _Branchy().eval()
     x, y = torch.randn(20, 1, 4, 4), torch.randint(0, 2, (20,))
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     metrics = MetricSet(["cross_entropy"], "classification", 2)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert not any(isinstance(m, _FastConv) for m in engine.model.modules())
@@ -428,7 +427,7 @@ def test_a_wrong_fused_layer_is_caught_at_set_up_and_dropped(monkeypatch: pytest
     torch.manual_seed(6)
     model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     x, y = torch.randn(30, 5), torch.randint(0, 3, (30,))
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     metrics = MetricSet(["cross_entropy"], "classification", 3)
     good = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert good.stem is not None and good.stem.relu
@@ -465,7 +464,7 @@ def test_a_model_that_views_conv_outputs_keeps_its_layout_and_values() -> None:
         model(torch.randn(50, 1, 6, 6))  # non-trivial BatchNorm statistics
     model.eval()
     x, y = torch.randn(30, 1, 6, 6), torch.randint(0, 3, (30,))
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     metrics = MetricSet(["cross_entropy"], "classification", 3)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert not engine.channels_last
@@ -501,7 +500,7 @@ def test_tied_first_layer_weights_move_everywhere_they_are_used(functional: bool
     torch.manual_seed(4)
     model = _Tied(functional).eval()
     x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
-    dirs = random_directions(model, DirectionsConfig(), 2)
+    dirs = random_directions(model, DirectionOptions(), 2)
     metrics = MetricSet(["cross_entropy"], "classification", 3)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert engine.stem is None  # refused: its tensor would stay at the origin where it is used again
@@ -525,7 +524,7 @@ def test_a_model_returning_a_tuple_is_named_as_the_problem() -> None:
             return self.fc(x), x
 
     model = Pair()
-    dirs = random_directions(model, DirectionsConfig(), 1)
+    dirs = random_directions(model, DirectionOptions(), 1)
     with pytest.raises(ModelError, match="returns a tuple, not a tensor"):
         SurfaceEngine(model, dirs, {"train": TensorSplit(torch.randn(8, 4), torch.randint(0, 2, (8,)))},
                       MetricSet(["cross_entropy"], "classification", 2))
@@ -546,7 +545,7 @@ def test_vmap_over_the_traced_model_equals_one_point_per_call() -> None:
         with torch.no_grad():
             model(x)
         model.eval()
-        dirs = random_directions(model, DirectionsConfig(), 2)
+        dirs = random_directions(model, DirectionOptions(), 2)
         metrics = MetricSet(["cross_entropy"], "classification", 4)
         one = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=1).evaluate(coords)
         stacked = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=4)

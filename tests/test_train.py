@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from landscape.config import Config, DataConfig, ModelConfig, load_config
 from landscape.errors import ConfigError, TrainingDiverged
 from landscape.io.checkpoint import load_checkpoint, sha256_file
+from landscape.workflows._experiment import checkpoint_config, experiment_from_checkpoint
 from landscape.workflows.train import RunResult, train
 from landscape.zoo.data import load_data
-from landscape.zoo.experiment import experiment_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MakeConfig = Callable[..., Config]
@@ -52,7 +52,7 @@ def test_run_folder_layout_and_manifest(tiny_run: RunResult, tiny_config: Config
     assert tiny_run.final == out / "checkpoints" / "epoch_002.pt"
     # the resolved config is saved beside the run, readable by the normal loader
     assert load_config(out / "config.toml") == tiny_config
-    assert load_checkpoint(tiny_run.final).config == tiny_config
+    assert checkpoint_config(load_checkpoint(tiny_run.final)) == tiny_config
 
 
 def test_loss_goes_down(tiny_run: RunResult) -> None:
@@ -66,7 +66,9 @@ def test_loss_goes_down(tiny_run: RunResult) -> None:
 def test_recorded_metrics_match_an_independent_evaluation(tiny_run: RunResult) -> None:
     ckpt = load_checkpoint(tiny_run.final)
     model = experiment_from_checkpoint(ckpt).model.eval()
-    data = load_data(ckpt.config.data)  # type: ignore[union-attr]
+    cfg = checkpoint_config(ckpt)
+    assert cfg is not None
+    data = load_data(cfg.data)
     with torch.no_grad():
         logits = model(data.train.inputs).double()
     loss = F.cross_entropy(logits, data.train.targets).item()

@@ -15,22 +15,21 @@ import torch
 from torch import Tensor, nn
 
 from landscape.cli import main
-from landscape.config import Config, config_from_dict
+from landscape.config import Config, config_from_dict, config_to_dict
 from landscape.engine.directions import Directions, load_directions, save_directions
 from landscape.engine.grid import parse_axis
 from landscape.errors import CheckpointError, DirectionError
 from landscape.io.checkpoint import load_checkpoint, save_checkpoint
 from landscape.io.run_folder import run_checkpoints
 from landscape.io.surface_file import read_surface
+from landscape.io.trajectory_file import load_trajectory, save_trajectory
 from landscape.workflows.train import RunResult, train
 from landscape.workflows.trajectory import (
     compute_trajectory,
     default_grid_overrides,
-    load_trajectory,
     model_from_checkpoint,
     path_axis,
-    project,
-    save_trajectory,
+    project_all,
 )
 from landscape.zoo.models import build_model
 
@@ -49,7 +48,7 @@ def _mlp() -> nn.Module:
 def _save_ours(path: Path, model: nn.Module, state: dict[str, Tensor], i: int) -> Path:
     m = copy.deepcopy(model)
     m.load_state_dict(state)
-    save_checkpoint(path, m, _config(), epoch=i, step=10 * i, metrics={"train_loss": 1.0 / (i + 1)},
+    save_checkpoint(path, m, config_to_dict(_config()), epoch=i, step=10 * i, metrics={"train_loss": 1.0 / (i + 1)},
                     input_shape=IN, output_shape=OUT)
     return path
 
@@ -126,14 +125,14 @@ def test_project_is_exact_for_non_orthogonal_non_unit_directions() -> None:
     d2 = {k: 0.8 * d1[k] + 0.05 * torch.randn(s, generator=g, dtype=torch.float64) for k, s in shapes.items()}
     a, b = -1.234, 0.567
     delta = {k: a * d1[k] + b * d2[k] for k in shapes}
-    got = project(delta, d1, d2)
+    got = tuple(project_all([delta], d1, d2)[0])
     assert got == pytest.approx((a, b), abs=1e-10)
     # a tensor missing from Δ counts as zero there
-    got = project({k: v for k, v in delta.items() if k != "b"}, {**d1, "b": torch.zeros(5, dtype=torch.float64)},
-                  {**d2, "b": torch.zeros(5, dtype=torch.float64)})
+    got = tuple(project_all([{k: v for k, v in delta.items() if k != "b"}], {**d1, "b": torch.zeros(5, dtype=torch.float64)},
+                            {**d2, "b": torch.zeros(5, dtype=torch.float64)})[0])
     assert got == pytest.approx((a, b), abs=1e-10)
     with pytest.raises(DirectionError, match="parallel"):
-        project(delta, d1, {k: 2.0 * t for k, t in d1.items()})
+        project_all([delta], d1, {k: 2.0 * t for k, t in d1.items()})
 
 
 # --- (3) Gram PCA against a dense SVD -----------------------------------------------------------------

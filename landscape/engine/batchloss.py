@@ -6,7 +6,7 @@ Two kinds of user loss:
   ``nn.CrossEntropyLoss()``): :class:`OutputMetrics` gives them the registry's interface, so
   (inputs, targets) data keep every fast path of :class:`~landscape.engine.surface.SurfaceEngine`;
 * batch losses ``fn(model, batch) -> Tensor`` (the model's own loss, dict batches, anything):
-  evaluated by :class:`BatchEngine`, one forward per batch and point.
+  evaluated by :class:`BatchEngine`, one forward per batch and point, several points per read of the data.
 
 Either may return per-sample values ``(n,)`` (or ``(n, ...)``, averaged over the rest) or a batch
 mean (a 0-d tensor), which is then weighted by the batch's ``n`` samples. So a metric is always
@@ -16,7 +16,9 @@ mean (a 0-d tensor), which is then weighted by the batch's ``n`` samples. So a m
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ from torch import Tensor, nn
 from landscape.engine.directions import Directions, check_directions
 from landscape.engine.losses import correct
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
-from landscape.errors import LandscapeError, ModelError
+from landscape.errors import ConfigError, LandscapeError, ModelError
 
 OutputFn = Callable[[Tensor, Tensor], Tensor]
 BatchFn = Callable[[nn.Module, Any], Tensor]
@@ -132,29 +134,47 @@ class BatchLossModel(nn.Module):
         return value.expand(n) if value.ndim == 0 else value.reshape(n, -1).mean(dim=1)
 
 
+# calibration of points per pass: reading the data (the loader's collation, transforms, workers,
+# disk, the copy to the device) may take at most this share of a pass, up to this many points
+READ_SHARE = 0.1
+MAX_POINTS_PER_PASS = 64
+_END = object()
+
+
 class BatchEngine:
     """Metrics at points of the plane for data given as batches (cached on the device or streamed).
 
     The caller's model is never touched: a private copy on ``device`` (eval mode, no gradients)
-    that owns only its moved tensors and buffers is moved, point by point, with fused ``_foreach``
-    writes from the origin; the origin aliases the caller's tensors where it can, so the peak
-    holds the model, its moved tensors once more and the directions.
-    Each point reads every batch of every split once: ``Σ sums / Σ n`` per split.
-    """
+    that owns only its moved tensors and buffers is moved with fused ``_foreach`` writes from the
+    origin; the origin aliases the caller's tensors where it can, so the peak holds the model, its
+    moved tensors once more and the directions.
 
-    points_per_call = 1
+    Several points per pass: :meth:`evaluate` reads every batch of every split once for all the
+    k points it is given and, batch by batch, moves the copy to each point in turn and adds the
+    batch's sums into that point's float64 row (``Σ sums / Σ n`` per split). Data re-read from a
+    loader (streamed) then cost one read per k points instead of one per point; each point's sums
+    are added in the same batch order as a pass of its own, so the values do not depend on k.
+    :meth:`calibrate` times a first pass and sets ``points_per_call`` (the smallest piece the
+    callers ask for) so that reading is at most :data:`READ_SHARE` of a pass.
+    """
 
     def __init__(self, model: nn.Module, directions: Directions, splits: Mapping[str, Iterable[Any]],
                  names: Sequence[str], sums: BatchSums, *, device: torch.device | str = "cpu",
-                 moved: Callable[[str], bool] | None = None) -> None:
+                 moved: Callable[[str], bool] | None = None, points_per_call: int = 0) -> None:
         check_directions(directions, model)
+        if points_per_call < 0:
+            raise ConfigError(f"points_per_call must be ≥ 0 (0 calibrates), got {points_per_call}")
         self.device = torch.device(device)
         # owns its moved tensors and buffers (a user's loss may switch the model to training mode)
         self.model = working_copy(model, moved_names(directions, moved), self.device, own_buffers=True)
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
         self.splits = dict(splits)
         self.sums = sums
+        self.width = len(names)
         self.columns = [f"{split}_{m}" for split in self.splits for m in names]
+        self.points_per_call = points_per_call
+        self.passes = 0  # passes over the data so far (each reads every batch of every split once)
+        self.read_seconds = 0.0  # of which spent getting batches from the splits
         self._check_first_batch()
 
     def _check_first_batch(self) -> None:
@@ -170,32 +190,65 @@ class BatchEngine:
                     raise ModelError(f"the loss fails on the first {name} batch: {type(err).__name__}: {first}") from err
                 break
 
-    def _row(self) -> Tensor:
-        cols = []
-        for split in self.splits.values():
-            total: Tensor | None = None
+    def _batches(self, split: Iterable[Any]) -> Iterator[Any]:
+        """The split's batches, the time spent getting each one added to :attr:`read_seconds`."""
+        it = iter(split)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it, _END)
+            self.read_seconds += time.perf_counter() - t0
+            if batch is _END:
+                return
+            yield batch
+
+    def _pass(self, coords: np.ndarray) -> Tensor:
+        """One read of the data for every (α, β) row of ``coords``: (k, len(columns)) float64."""
+        k = len(coords)
+        out = torch.empty(k, len(self.columns), dtype=torch.float64, device=self.device)
+        points = [(float(a), float(b)) for a, b in coords]
+        if k == 1:
+            self.moved.set_point(*points[0])
+        for j, split in enumerate(self.splits.values()):
+            total = torch.zeros(k, self.width, dtype=torch.float64, device=self.device)
             count = 0
-            for batch in split:
-                s, n = self.sums(self.model, batch)
-                total = s if total is None else total + s
+            for batch in self._batches(split):
+                n = 0
+                for i, point in enumerate(points):
+                    if k > 1:
+                        self.moved.set_point(*point)
+                    s, n = self.sums(self.model, batch)
+                    total[i] += s
                 count += n
-            assert total is not None
-            cols.append(total / max(count, 1))
-        return torch.cat(cols)
+            out[:, j * self.width : (j + 1) * self.width] = total / max(count, 1)
+        self.passes += 1
+        return out
 
     def evaluate(self, coords: np.ndarray) -> np.ndarray:
-        """Metric values at each (α, β) row of ``coords``: (k, len(columns)) float64 on the host."""
+        """Metric values at each (α, β) row of ``coords``, all in one pass over the data: (k, len(columns)) float64."""
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-        out = torch.empty(len(coords), len(self.columns), dtype=torch.float64, device=self.device)
+        if not len(coords):
+            return np.empty((0, len(self.columns)))
         try:
-            for k, (a, b) in enumerate(coords):
-                self.moved.set_point(float(a), float(b))
-                with torch.inference_mode():
-                    out[k] = self._row()
+            with torch.inference_mode():
+                out = self._pass(coords)
         finally:
             with contextlib.suppress(RuntimeError):
                 self.moved.reset()
         return out.cpu().numpy()
 
     def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]:
-        return np.empty((0, len(self.columns))), 0
+        """Points per pass from a timed first pass over (up to) two points, whose values it returns.
+
+        With reading ``r`` seconds and evaluating ``c`` seconds per point, k points cost
+        ``r + k·c``; the smallest k with ``r ≤ READ_SHARE·(r + k·c)`` is taken (at most
+        :data:`MAX_POINTS_PER_PASS`): 1 for data cached on the device, more for a slow loader.
+        """
+        if self.points_per_call:
+            return np.empty((0, len(self.columns))), 0
+        first = np.asarray(coords, dtype=np.float64).reshape(-1, 2)[:2]
+        read0, t0 = self.read_seconds, time.perf_counter()
+        vals = self.evaluate(first)
+        read = self.read_seconds - read0
+        per_point = max(time.perf_counter() - t0 - read, 1e-9) / max(len(first), 1)
+        self.points_per_call = max(1, min(MAX_POINTS_PER_PASS, math.ceil(read * (1 - READ_SHARE) / (READ_SHARE * per_point))))
+        return vals, len(first)

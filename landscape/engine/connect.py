@@ -24,7 +24,6 @@ import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -38,7 +37,6 @@ from landscape.errors import ConfigError, ModelError
 from landscape.zoo.data import TensorSplit
 
 TensorDict = dict[str, Tensor]
-CurveKind = Literal["line", "bezier", "polychain"]
 CURVES: tuple[str, ...] = ("line", "bezier", "polychain")
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -209,12 +207,6 @@ class PathEvaluator:
             vals = evaluate(self.model, split, self.metrics, self.batch_size)
             row += [vals[m] for m in self.metrics.names]
         return np.asarray(row, dtype=np.float64)
-
-
-def full_state(params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], model: nn.Module) -> TensorDict:
-    """A state dict in the model's key order from parameters and buffers."""
-    merged = {**buffers, **params}
-    return {k: merged[k] for k in model.state_dict()}
 
 
 # --- curve training -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape.config import DirectionsConfig
 from landscape.errors import DirectionError
 
 TensorDict = dict[str, Tensor]
@@ -37,11 +36,25 @@ _EPS = 1e-10
 
 
 @dataclass(frozen=True)
+class DirectionOptions:
+    """How random directions are drawn: which tensors (``dir_type``), the rescaling (``norm``), the
+    rule for tensors with ndim ≤ 1 (``ignore``) and the generator's ``seed`` (the workflows fill
+    it from the config's ``[directions]`` section)."""
+
+    dir_type: str = "weights"
+    norm: str = "filter"
+    ignore: str = "biasbn"
+    seed: int = 123
+
+
+@dataclass(frozen=True)
 class Directions:
     """One (1D) or two (2D) directions plus what produced them.
 
-    ``meta`` holds ``kind`` (random|target|pca|hessian), ``dir_type``, ``norm``, ``ignore``,
-    ``seed`` and optional extras such as ``explained_variance``.
+    ``x`` and ``y`` (None for 1D) map parameter (and, with ``dir_type="states"``, buffer) names
+    to float32 tensors shaped like them: the displacement per unit of α (β). ``meta`` holds
+    ``kind`` (random|target|pca|hessian), ``dir_type``, ``norm``, ``ignore``, ``seed`` and
+    optional extras such as ``explained_variance``.
     """
 
     x: TensorDict
@@ -117,7 +130,7 @@ def normalize_(d: Tensor, w: Tensor, how: str) -> Tensor:
     return d
 
 
-def random_direction(model: nn.Module, cfg: DirectionsConfig, generator: torch.Generator) -> TensorDict:
+def random_direction(model: nn.Module, cfg: DirectionOptions, generator: torch.Generator) -> TensorDict:
     """One Gaussian direction shaped like the targets of ``cfg.dir_type``, normalized per ``cfg.norm``.
 
     Drawn on the CPU in float32 in name order from ``generator``, so a seed gives the same
@@ -141,7 +154,7 @@ def model_fingerprint(model: nn.Module) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
-def random_directions(model: nn.Module, cfg: DirectionsConfig, dims: int) -> Directions:
+def random_directions(model: nn.Module, cfg: DirectionOptions, dims: int) -> Directions:
     """The paper's default: ``dims`` (1 or 2) seeded Gaussian directions, filter-normalized."""
     g = torch.Generator().manual_seed(cfg.seed)
     x = random_direction(model, cfg, g)
@@ -302,5 +315,3 @@ def check_directions(dirs: Directions, model: nn.Module, source: Path | str = "d
             raise DirectionError(f"{source}: direction {which} was made for another architecture ({detail})")
 
 
-def with_meta(dirs: Directions, **meta: Any) -> Directions:
-    return replace(dirs, meta={**dirs.meta, **meta})

@@ -8,12 +8,10 @@ backpropagation: ``Hv = ∇_θ ⟨∇_θ L(θ), v⟩``). On top of it sit
 * :func:`lanczos` — the Lanczos algorithm with full reorthogonalization (float64 Krylov basis,
   Ritz values from the tridiagonal matrix by ``numpy.linalg.eigh``), for the largest, smallest
   or both ends of the spectrum;
-* :func:`power_iteration` — power iteration with projection deflation for the dominant
-  eigenpairs (what PyHessian calls the "top eigenvalues");
 * :func:`eig_extremes` — (λmax, λmin) from one Lanczos run, for the eigen-ratio maps
   ``|λmin / λmax|`` of Li et al. (2018, §7);
 * :func:`hutchinson_trace` — Hutchinson's stochastic trace estimator with Rademacher probes;
-  :func:`exact_trace` and :func:`dense_hessian` probe every basis vector (tiny problems, tests).
+  :func:`exact_trace` probes every basis vector (tiny problems, tests).
 
 The caller's model is never written to: the loss is evaluated by
 ``torch.func.functional_call`` on a dict of detached tensors, in eval mode (dropout off,
@@ -55,8 +53,7 @@ class EigenResult:
     """Eigenvalues of the (restricted) Hessian, with the evidence that they converged.
 
     ``eigenvalues`` are in descending order; ``residuals[i]`` measures ``‖Hv_i − λ_i v_i‖``
-    (Lanczos: the a-posteriori bound ``|β_m s_{m,i}|``; power iteration: the residual of the
-    deflated operator); ``converged[i]`` says whether it met the tolerance. A Ritz value is
+    (the Lanczos a-posteriori bound ``|β_m s_{m,i}|``); ``converged[i]`` says whether it met the tolerance. A Ritz value is
     within its residual of a true eigenvalue. ``eigenvectors[i]`` (unit 2-norm over all restricted parameters) holds
     one tensor per restricted parameter, shaped and typed like it, in ``problem.names`` order.
     """
@@ -377,50 +374,6 @@ def _ritz_vectors(problem: HessianProblem, basis: Tensor, s: np.ndarray) -> tupl
     return tuple(tuple(problem.unflatten(y[:, i] / y[:, i].norm())) for i in range(y.shape[1]))
 
 
-def power_iteration(problem: HessianProblem, k: int = 1, *, max_iter: int = 100, tol: float = 1e-6, seed: int = 0,
-                    vectors: bool = True) -> EigenResult:
-    """The k dominant eigenpairs (largest |λ|) by power iteration with projection deflation.
-
-    Eigenpair i iterates ``v ← P H v / ‖P H v‖`` where ``P = I − U Uᵀ`` projects out the
-    eigenvectors already found, until the residual of the deflated operator ``‖PHv − λv‖``
-    with ``λ = vᵀHv`` is below ``tol · max(|λ|, eps^(2/3)·|λ_1|)`` or ``max_iter`` HVPs were
-    spent on it. (The true residual ``‖Hv − λv‖`` also carries the error of the earlier
-    vectors, about ``|λ_1|·‖u_1 − ũ_1‖``, which no amount of iteration on pair i removes; the
-    eigenvalue itself is accurate to second order.) Converges
-    linearly at rate ``|λ_{i+1}/λ_i|``; :func:`lanczos` is faster and also gets algebraically
-    smallest eigenvalues. Note that for an indefinite Hessian "dominant" may be negative.
-    """
-    _check_common(k, max_iter, tol, problem.dim)
-    start = time.perf_counter()
-    op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
-    found = torch.empty((0, problem.dim), dtype=torch.float64, device=problem.device)
-    values: list[float] = []
-    residuals: list[float] = []
-    converged: list[bool] = []
-    iterations = 0
-    for _ in range(k):
-        v = _orthogonalize_(_random_unit(gen, problem.dim, problem.device), found)
-        v = v / v.norm()
-        for it in range(max_iter):
-            iterations += 1
-            w = _orthogonalize_(op(v), found)  # P H v
-            lam = float(v @ w)  # = vᵀHv, as v ⟂ U
-            res = float((w - lam * v).norm())
-            ok = res == 0.0 or res < tol * max(abs(lam), _EPS23 * (abs(values[0]) if values else abs(lam)))
-            # w = 0: H vanishes off the found vectors, so λ = 0 is exact (res = 0)
-            if ok or it + 1 == max_iter or float(w.norm()) == 0.0:
-                break
-            v = w / w.norm()
-        values.append(lam)
-        residuals.append(res)
-        converged.append(ok)
-        found = torch.cat([found, v[None]])
-    order = sorted(range(k), key=lambda i: -values[i])
-    vecs = tuple(tuple(problem.unflatten(found[i])) for i in order) if vectors else None
-    return EigenResult(tuple(values[i] for i in order), vecs, tuple(residuals[i] for i in order),
-                       tuple(converged[i] for i in order), iterations, op.calls, time.perf_counter() - start, "power")
-
-
 def eig_extremes(problem: HessianProblem, *, tol: float = 1e-3, max_iter: int = 100,
                  seed: int = 0) -> tuple[float, float, EigenResult]:
     """(λmax, λmin) — λmin the algebraically smallest, i.e. most negative — for |λmin/λmax| maps.
@@ -478,9 +431,3 @@ def exact_trace(problem: HessianProblem) -> TraceResult:
     column = _basis_columns(problem)
     total = math.fsum(float(column(i)[i]) for i in range(problem.dim))
     return TraceResult(total, 0.0, (total, total), problem.dim, problem.dim, time.perf_counter() - start)
-
-
-def dense_hessian(problem: HessianProblem) -> Tensor:
-    """The full restricted Hessian (P, P) in float64, column i = ``H e_i`` (P HVPs; tiny problems)."""
-    column = _basis_columns(problem)
-    return torch.stack([column(i) for i in range(problem.dim)], dim=1)

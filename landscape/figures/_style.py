@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -102,18 +102,41 @@ def _preset(width: str) -> _Preset:
     return _PRESETS[width]
 
 
+class StyleOptions(TypedDict, total=False):
+    """The style keywords every 2D plot takes, each optional (defaults of :func:`_style` in brackets).
+
+    ``metric_label`` ("loss"), ``x_label`` ("α"), ``y_label`` ("β"): axis and colourbar labels;
+    ``levels``: explicit values, or about that many round values (None: automatic); ``vmin``,
+    ``vmax``: colour limits (None: from the data); ``log``: a log colour scale (False);
+    ``cmap`` ("viridis"); ``width``: ``"single"`` or ``"double"`` column; ``title`` (None).
+    """
+
+    metric_label: str
+    x_label: str
+    y_label: str
+    levels: Levels
+    vmin: float | None
+    vmax: float | None
+    log: bool
+    cmap: CmapLike
+    width: Width
+    title: str | None
+
+
 def _style(
-    width: str,
-    metric_label: str,
-    x_label: str,
-    y_label: str,
-    levels: Levels,
-    vmin: float | None,
-    vmax: float | None,
-    log: bool,
-    cmap: CmapLike,
-    title: str | None,
+    *,
+    width: str = "single",
+    metric_label: str = "loss",
+    x_label: str = "α",
+    y_label: str = "β",
+    levels: Levels = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    log: bool = False,
+    cmap: CmapLike = "viridis",
+    title: str | None = None,
 ) -> _Style:
+    """The :class:`StyleOptions` of one plot, checked."""
     if vmin is not None and vmax is not None and not vmin < vmax:
         raise ConfigError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
     if log and vmin is not None and vmin <= 0:
@@ -345,6 +368,22 @@ def _fmt_level(value: float, _position: float | None = None) -> str:
 def _figure(preset: _Preset, height: float | None = None) -> Figure:
     size = (preset.width, preset.width * preset.aspect if height is None else height)
     return Figure(figsize=size, layout="constrained")
+
+
+def _figure_axes(preset: _Preset, ax: Axes | None, three_d: bool = False) -> tuple[Figure, Axes]:
+    """A new figure with one axes, or ``ax`` (the caller's, e.g. one panel of their figure) and its figure."""
+    if ax is None:
+        fig = _figure(preset) if not three_d else Figure(figsize=(preset.width, preset.width * preset.aspect3d),
+                                                          layout="constrained")
+        return fig, fig.add_subplot(projection="3d", computed_zorder=False) if three_d else fig.add_subplot()
+    if not isinstance(ax, Axes):
+        raise ConfigError(f"ax must be matplotlib Axes, got {type(ax).__name__}")
+    if three_d != (ax.name == "3d"):
+        want = "a 3D axes (fig.add_subplot(projection='3d'))" if three_d else "2D axes, not a 3D one"
+        raise ConfigError(f"this plot draws into {want}; got a {ax.name!r} axes")
+    root = ax.get_figure(root=True)
+    assert isinstance(root, Figure)
+    return root, ax
 
 
 def _colorbar(

@@ -4,6 +4,7 @@ overlaid, and training curves against epoch."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,7 @@ from landscape.figures._style import (
     _axis,
     _computed,
     _figure,
+    _figure_axes,
     _fmt_level,
     _masks,
     _nice,
@@ -30,6 +32,9 @@ from landscape.figures._style import (
     _Preset,
     _preset,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["line", "lines_overlay", "training_curves"]
 
@@ -151,19 +156,32 @@ def _mark_endpoints(ax: Axes, endpoints: Sequence[float] | None, preset: _Preset
         text.set_fontweight("bold")
 
 
+class CurveOptions(TypedDict, total=False):
+    """The keywords of the 1D slice plots, each optional (defaults in brackets).
+
+    ``done``: a mask of computed points (all); ``metric_label`` ("loss"); ``x_label`` ("α");
+    ``log``: a log loss axis (False); ``endpoints``: positions marked A, B, ... (None);
+    ``width``: ``"single"`` or ``"double"`` column; ``title`` (None); ``ax``: draw into these
+    axes (their figure is returned; the legend goes inside them) instead of a new figure (None).
+    """
+
+    done: npt.ArrayLike | None
+    metric_label: str
+    x_label: str
+    log: bool
+    endpoints: Sequence[float] | None
+    width: Width
+    title: str | None
+    ax: Axes | None
+
+
 def line(
     x: npt.ArrayLike,
     curves: Mapping[str, npt.ArrayLike],
     *,
     acc_curves: Mapping[str, npt.ArrayLike] | None = None,
-    done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
     acc_label: str = "accuracy",
-    x_label: str = "α",
-    log: bool = False,
-    endpoints: Sequence[float] | None = None,
-    width: Width = "single",
-    title: str | None = None,
+    **options: Unpack[CurveOptions],
 ) -> Figure:
     """A 1D slice (random direction or interpolation): loss on the left, accuracy on the right.
 
@@ -172,12 +190,47 @@ def line(
     interpolation between two checkpoints) get vertical lines labelled A, B, ...
     Non-finite and uncomputed points are left out and counted in a note.
     """
+    return _slice(x, curves, acc_curves, acc_label, _LOSS_COLOURS, **options)
+
+
+def lines_overlay(x: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike], **options: Unpack[CurveOptions]) -> Figure:
+    """Several 1D curves on one axis, one colour each (e.g. the same slice under several losses).
+
+    Line styles follow the names as in :func:`line` (``train*`` solid, ``test*`` dashed).
+    """
+    return _slice(x, curves, None, "", None, **options)
+
+
+def _slice(
+    x: npt.ArrayLike,
+    curves: Mapping[str, npt.ArrayLike],
+    acc_curves: Mapping[str, npt.ArrayLike] | None,
+    acc_label: str,
+    palette: Sequence[str] | None,
+    *,
+    done: npt.ArrayLike | None = None,
+    metric_label: str = "loss",
+    x_label: str = "α",
+    log: bool = False,
+    endpoints: Sequence[float] | None = None,
+    width: Width = "single",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """:func:`line` and :func:`lines_overlay`: ``palette`` colours the curves by metric, or None: one colour each."""
     preset = _preset(width)
     xs = _axis(x, "x")
     computed = _computed(done, xs.shape)
-    fig = _figure(preset)
-    ax = fig.add_subplot()
-    handles, diverged, hidden = _plot_curves(ax, xs, curves, computed, log, _LOSS_COLOURS)
+    own = ax is None
+    fig, ax = _figure_axes(preset, ax)
+    handles: list[Line2D] = []
+    diverged, hidden = np.zeros_like(computed), np.zeros_like(computed)
+    groups = [(curves, palette)] if palette is not None else [({n: v}, [f"C{k % 10}"]) for k, (n, v) in enumerate(curves.items())]
+    for group, colours in groups:
+        more, bad, nonpositive = _plot_curves(ax, xs, group, computed, log, colours)
+        handles += more
+        diverged |= bad
+        hidden |= nonpositive
     _position_axis(ax, xs, x_label, preset)
     _value_axis(ax, metric_label, log, preset)
     if acc_curves:
@@ -189,44 +242,10 @@ def line(
         twin.yaxis.label.set_color(_ACC_COLOURS[0])
         ax.yaxis.label.set_color(_LOSS_COLOURS[0])
     _mark_endpoints(ax, endpoints, preset)
-    _legend_above(fig, handles, preset, title)
-    _note(ax, _note_text(computed, diverged, hidden), preset)
-    return fig
-
-
-def lines_overlay(
-    x: npt.ArrayLike,
-    curves: Mapping[str, npt.ArrayLike],
-    *,
-    done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    log: bool = False,
-    endpoints: Sequence[float] | None = None,
-    width: Width = "single",
-    title: str | None = None,
-) -> Figure:
-    """Several 1D curves on one axis, one colour each (e.g. the same slice under several losses).
-
-    Line styles follow the names as in :func:`line` (``train*`` solid, ``test*`` dashed).
-    """
-    preset = _preset(width)
-    xs = _axis(x, "x")
-    computed = _computed(done, xs.shape)
-    fig = _figure(preset)
-    ax = fig.add_subplot()
-    palette = [f"C{k}" for k in range(10)]
-    handles = []
-    diverged, hidden = np.zeros_like(computed), np.zeros_like(computed)
-    for k, (name, values) in enumerate(curves.items()):
-        more, bad, nonpositive = _plot_curves(ax, xs, {name: values}, computed, log, [palette[k % 10]])
-        handles += more
-        diverged |= bad
-        hidden |= nonpositive
-    _position_axis(ax, xs, x_label, preset)
-    _value_axis(ax, metric_label, log, preset)
-    _mark_endpoints(ax, endpoints, preset)
-    _legend_above(fig, handles, preset, title)
+    if own:
+        _legend_above(fig, handles, preset, title)
+    else:  # the caller's figure may hold other axes: the legend stays inside these
+        ax.legend(handles=handles, fontsize=preset.tick, title=title, title_fontsize=preset.title)
     _note(ax, _note_text(computed, diverged, hidden), preset)
     return fig
 

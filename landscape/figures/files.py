@@ -2,7 +2,7 @@
 
 The layer between the HDF5 files and the pure array functions of :mod:`landscape.figures.plot`. It
 reads a surface (:func:`landscape.io.surface_file.read_surface`) and a trajectory
-(:func:`landscape.workflows.trajectory.load_trajectory`), decides which kinds of figure apply to them,
+(:func:`landscape.io.trajectory_file.load_trajectory`), decides which kinds of figure apply to them,
 labels the axes from the files' own attributes, and saves each figure as
 ``<out_dir>/<stem>_<kind>.<fmt>``.
 
@@ -31,6 +31,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.axes3d import Axes3D
 
@@ -82,6 +83,7 @@ class _Job:
     metric: str
     path: TrajectoryPoints | None
     style: dict[str, Any]  # keyword options shared by the plot functions
+    ax: Axes | None = None  # draw into the caller's axes (landscape.plot(..., ax=...)); None: a new figure
 
     @property
     def x(self) -> np.ndarray:
@@ -99,7 +101,7 @@ class _Job:
     def plane(self) -> dict[str, Any]:
         """Options of the 2D plot functions: labels from the file, masks from ``done``."""
         return {"done": self.sf.done, "metric_label": metric_label(self.metric), "x_label": self.sf.attrs.get("x_label") or "α",
-                "y_label": self.sf.attrs.get("y_label") or "β", **self.style}
+                "y_label": self.sf.attrs.get("y_label") or "β", "ax": self.ax, **self.style}
 
 
 # --- names and labels -------------------------------------------------------------------------------
@@ -335,17 +337,19 @@ def _line(job: _Job) -> Figure:
     label = "loss" if family == "loss" else family.replace("_", " ")
     return plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
                      x_label=job.sf.attrs.get("x_label") or "α", log=job.style["log"], endpoints=endpoints,
-                     width=job.style["width"], title=job.style["title"])
+                     width=job.style["width"], title=job.style["title"], ax=job.ax)
 
 
 def _panels(job: _Job) -> Figure:
     """One panel per criterion, each with its own levels and colourbar."""
+    if job.ax is not None:
+        raise ConfigError("kind 'panels' lays out its own grid of axes: leave ax out (or draw each criterion with kind='contour')")
     columns = criteria(job.sf, _split_of(job.metric))
     prefix = f"{_split_of(job.metric)}_"
     zs = {c[len(prefix):].replace("_", " "): job.sf.values[c] for c in columns}
     dones = dict.fromkeys(zs, job.sf.done)
     options = {**job.plane(), "metric_label": f"{_SPLIT_WORDS[_split_of(job.metric)]} loss", "width": "double"}
-    del options["done"]
+    del options["done"], options["ax"]
     return plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
 
 
@@ -473,31 +477,6 @@ def plot_training_curves(run_json: dict[str, Any], out_stem: Path, options: Plot
 # An eig-ratio surface holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.workflows.hessian).
 _METRIC_WORDS.update({"max_eig": "λmax", "min_eig": "λmin", "eig_ratio": "|λmin/λmax|",
                       "eig_converged": "Lanczos converged (1/0)"})
-
-
-def eig_ratio_heatmap(sf: SurfaceFile, split: str = "train", *, cmap: str = "magma", vmax: float | None = None,
-                      width: plot.Width = "single", title: str | None = None) -> Figure:
-    """|λmin/λmax| of an eig-ratio surface (Li et al. 2018, §7) as a heatmap.
-
-    The ratio is ≥ 0, so the colour scale is sequential and starts at 0: dark where the
-    landscape is locally convex (λmin ≈ 0), bright where negative curvature is as strong as the
-    positive. Diverged and not yet computed points are masked.
-    """
-    metric = resolve_metric(sf.columns, f"{split}_eig_ratio", repr(str(sf.path)))
-    if sf.grid.y is None:
-        raise GridError(f"an eig-ratio heatmap needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)")
-    return plot.heatmap(sf.grid.x, sf.grid.y, sf.values[metric], done=sf.done, metric_label="|λmin/λmax|",
-                        x_label=sf.attrs.get("x_label") or "α", y_label=sf.attrs.get("y_label") or "β",
-                        vmin=0.0, vmax=vmax, cmap=cmap, width=width, title=title)
-
-
-def plot_eig_ratio_file(surface: str | Path, out_dir: str | Path, *, split: str = "train",
-                        formats: Sequence[str] = ("pdf", "png"), dpi: int = 200) -> list[Path]:
-    """Save :func:`eig_ratio_heatmap` of a surface file as ``<out_dir>/<stem>_eig_ratio.<fmt>``."""
-    _check_options(formats, None, dpi)
-    sf = read_surface(surface)
-    figure = eig_ratio_heatmap(sf, split, title=_title(sf, True))
-    return plot.save_figure(figure, Path(out_dir) / f"{Path(surface).stem}_eig_ratio", formats, dpi)
 
 
 # --- export ------------------------------------------------------------------------------------------------

@@ -39,10 +39,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from landscape.atomic import write_text_atomic
 from landscape.engine.grid import Grid
 from landscape.errors import GridError, MissingExtraError
 from landscape.figures import files
-from landscape.io.atomic import write_text_atomic
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 

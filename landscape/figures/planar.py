@@ -1,8 +1,9 @@
 """Figures of a 2D surface seen from above: contour lines, filled contours, a heatmap,
 an optimisation path over the contours, and side-by-side panels (Li et al. 2018, Figs. 1-6).
 
-Every function takes numpy arrays and returns a :class:`matplotlib.figure.Figure`; options and
-masking are shared through :mod:`landscape.figures._style`.
+Every function takes numpy arrays and returns a :class:`matplotlib.figure.Figure`; the style
+keywords (:class:`landscape.figures._style.StyleOptions`) and masking are shared through
+:mod:`landscape.figures._style`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +29,8 @@ from landscape.figures._style import (
     MISSING_GID,
     CmapLike,
     FloatArray,
-    Levels,
     PanelKind,
-    Width,
+    StyleOptions,
     _colorbar,
     _DrawKind,
     _edges,
@@ -37,6 +38,7 @@ from landscape.figures._style import (
     _Field,
     _field,
     _figure,
+    _figure_axes,
     _fmt_level,
     _label,
     _levels,
@@ -48,6 +50,9 @@ from landscape.figures._style import (
     _Style,
     _style,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["contour", "filled_contour", "heatmap", "panels", "trajectory"]
 
@@ -142,14 +147,14 @@ def _plane(
     z: npt.ArrayLike,
     done: npt.ArrayLike | None,
     style: _Style,
+    ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
-    """One surface in one axes with its colourbar, labels, title and note."""
+    """One surface in one axes (a new figure's, or ``ax``) with its colourbar, labels, title and note."""
     field = _field(x, y, z, done, style.log)
     lo, hi = _limits([field], style)
     levels = _levels(style, lo, hi, filled=kind != "lines")
     norm = _norm(lo, hi, style.log)
-    fig = _figure(style.preset)
-    ax = fig.add_subplot()
+    fig, ax = _figure_axes(style.preset, ax)
     drawn = _draw(ax, field, kind, levels, norm, style.cmap, style.preset)
     bar = drawn if drawn is not None else ScalarMappable(norm=norm, cmap=style.cmap)
     _colorbar(fig, bar, ax, style.metric_label, style.preset, log=style.log)
@@ -248,26 +253,20 @@ def contour(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    ax: Axes | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """Iso-loss lines of a 2D surface, every other line labelled, with a colourbar.
 
     ``z`` has shape ``(len(x), len(y))``; ``done`` (same shape) marks computed points.
     ``levels`` is explicit values, or about that many round values (default 12) in
     ``[vmin, vmax]`` (1-2-5 per decade when ``log``). Diverged and uncomputed points are
-    masked, shaded (pink, grey) and counted in a note.
+    masked, shaded (pink, grey) and counted in a note. ``ax``: draw into these axes (their
+    figure is returned, with a colourbar beside them) instead of a new figure; every 2D kind
+    but :func:`panels` takes it.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
-    return _plane("lines", x, y, z, done, style)[0]
+    style = _style(**options)
+    return _plane("lines", x, y, z, done, style, ax)[0]
 
 
 def filled_contour(
@@ -276,24 +275,16 @@ def filled_contour(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    ax: Axes | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """Filled contour bands (about 20 levels) with thin iso-lines and a colourbar.
 
     Values beyond ``vmin``/``vmax`` fall in open-ended bands shown as arrows on the colourbar.
     Same array convention and masking as :func:`contour`.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
-    return _plane("filled", x, y, z, done, style)[0]
+    style = _style(**options)
+    return _plane("filled", x, y, z, done, style, ax)[0]
 
 
 def heatmap(
@@ -302,16 +293,8 @@ def heatmap(
     z: npt.ArrayLike,
     *,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    ax: Axes | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """One coloured cell per grid point (``pcolormesh``), with a colourbar.
 
@@ -319,8 +302,8 @@ def heatmap(
     and non-square grids are drawn where they are. ``levels`` is accepted so every 2D kind
     takes the same options; it only sets the colour limits when given as values.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
-    return _plane("heatmap", x, y, z, done, style)[0]
+    style = _style(**options)
+    return _plane("heatmap", x, y, z, done, style, ax)[0]
 
 
 def trajectory(
@@ -331,16 +314,8 @@ def trajectory(
     *,
     labels: Sequence[str] | None = None,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "PC1",
-    y_label: str = "PC2",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
+    ax: Axes | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """An optimisation path (``path`` (n, 2), e.g. PCA coordinates) over the loss contours.
 
@@ -348,9 +323,11 @@ def trajectory(
     point, e.g. epochs) are given, every k-th point is labelled, skipping labels that would
     overlap. Pass the explained variance in the axis labels, e.g. ``"PC1 (61.2 %)"``.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
-    fig, ax = _plane("lines", x, y, z, done, style)
-    _draw_path(ax, path, labels, style.preset, legend=True)
+    options.setdefault("x_label", "PC1")
+    options.setdefault("y_label", "PC2")
+    style = _style(**options)
+    fig, drawn_on = _plane("lines", x, y, z, done, style, ax)
+    _draw_path(drawn_on, path, labels, style.preset, legend=True)
     return fig
 
 
@@ -363,16 +340,7 @@ def panels(
     kind: PanelKind = "contour",
     paths: Mapping[str, npt.ArrayLike] | None = None,
     dones: Mapping[str, npt.ArrayLike] | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "double",
-    title: str | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """Side-by-side panels on one grid, one per entry of ``zs``, each titled with its name.
 
@@ -389,9 +357,10 @@ def panels(
         unknown = sorted(set(extra) - set(zs))
         if unknown:
             raise ConfigError(f"{what} names {unknown} that are not among the surfaces {list(zs)}")
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
+    options.setdefault("width", "double")
+    style = _style(**options)
     draw_kind: _DrawKind = "lines" if kind == "contour" else kind
-    fields = {name: _field(x, y, z, (dones or {}).get(name), log) for name, z in zs.items()}
+    fields = {name: _field(x, y, z, (dones or {}).get(name), style.log) for name, z in zs.items()}
     columns = min(len(fields), _PANEL_COLUMNS)
     # Many narrow panels read like single-column figures: use that preset's fonts.
     preset = style.preset if columns < 3 else _panel_fonts(style.preset)
@@ -406,9 +375,9 @@ def panels(
         levels_used = _levels(style, lo, hi, filled=draw_kind != "lines")
         norm = _norm(lo, hi, style.log)
         drawn = _draw(ax, field, draw_kind, levels_used, norm, style.cmap, preset, clabel=clabel)
-        mappables.append(drawn if drawn is not None else ScalarMappable(norm=norm, cmap=cmap))
+        mappables.append(drawn if drawn is not None else ScalarMappable(norm=norm, cmap=style.cmap))
         if not shared:
-            _colorbar(fig, mappables[-1], ax, style.metric_label, preset, log=log, ticks=4)
+            _colorbar(fig, mappables[-1], ax, style.metric_label, preset, log=style.log, ticks=4)
         last_row = index + _PANEL_COLUMNS >= len(fields)  # nothing drawn below this one
         _label(ax, style, x=last_row, y=index % _PANEL_COLUMNS == 0)
         ax.set_title(name, fontsize=preset.label)
@@ -417,9 +386,9 @@ def panels(
             _draw_path(ax, paths[name], None, preset, legend=first)
         _note(ax, field.note, preset)
     if shared:
-        _colorbar(fig, mappables[0], axes, style.metric_label, preset, log=log, shrink=0.9)
-    if title:
-        fig.suptitle(title, fontsize=preset.title)
+        _colorbar(fig, mappables[0], axes, style.metric_label, preset, log=style.log, shrink=0.9)
+    if style.title:
+        fig.suptitle(style.title, fontsize=preset.title)
     return fig
 
 

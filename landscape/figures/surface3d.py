@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -15,17 +15,19 @@ from mpl_toolkits.mplot3d.axes3d import Axes3D
 from landscape.errors import GridError
 from landscape.figures._style import (
     _PATH_COLOUR,
-    CmapLike,
     FloatArray,
-    Levels,
-    Width,
+    StyleOptions,
     _field,
+    _figure_axes,
     _fmt_level,
     _limits,
     _note,
     _Style,
     _style,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["surface3d"]
 
@@ -39,18 +41,10 @@ def surface3d(
     trajectory: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike] | None = None,
     *,
     done: npt.ArrayLike | None = None,
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    width: Width = "single",
-    title: str | None = None,
     elev: float = 30.0,
     azim: float = -60.0,
+    ax: Axes3D | None = None,
+    **options: Unpack[StyleOptions],
 ) -> Figure:
     """A 3D surface plot (``plot_surface`` on a real 3D axes), coloured by height.
 
@@ -58,17 +52,19 @@ def surface3d(
 
     Heights above ``vmax`` are clipped to ``vmax`` (a flat cap, noted); with ``log`` the
     height is ``log10`` of the metric. ``trajectory`` = (xs, ys, zs) in metric units is drawn
-    on top of the surface as a line with markers. Masked points leave holes. ``levels`` is
-    accepted for a uniform signature; given as values, it only sets the colour range.
+    on top of the surface as a line with markers. Masked points leave holes. The style keywords
+    are those of every 2D plot (:class:`~landscape.figures._style.StyleOptions`); ``levels``,
+    given as values, only sets the colour range. ``ax``: draw into this 3D axes
+    (``fig.add_subplot(projection="3d")``) instead of a new figure.
     """
-    style = _style(width, metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
-    preset = style.preset
+    style = _style(**options)
+    preset, vmin, vmax, log = style.preset, style.vmin, style.vmax, style.log
     field = _field(x, y, z, done, log)
     lo, hi = _limits([field], style)
     height = _height(field.zt.filled(np.nan), vmax, log)  # (ny, nx)
     h_lo, h_hi = _height(np.array([lo, hi]), None, log)
-    fig = Figure(figsize=(preset.width, preset.width * preset.aspect3d), layout="constrained")
-    ax = cast(Axes3D, fig.add_subplot(projection="3d", computed_zorder=False))
+    fig, drawn_on = _figure_axes(preset, ax, three_d=True)
+    ax = cast(Axes3D, drawn_on)
     note = field.note
     if np.isfinite(height).any():
         grid_x, grid_y = np.meshgrid(field.x, field.y)  # (ny, nx), like height
@@ -77,7 +73,7 @@ def surface3d(
             grid_x,
             grid_y,
             height,
-            cmap=cmap,
+            cmap=style.cmap,
             norm=Normalize(h_lo, h_hi),
             rstride=stride,
             cstride=stride,

@@ -1,7 +1,8 @@
 """Self-describing checkpoints: save atomically, load safely, recognise foreign formats.
 
 Our checkpoint is a dict with ``format = "landscape-checkpoint"``, the ``state_dict``, the
-resolved ``config`` (data, model, train sections), the data's input/output shapes, epoch,
+resolved ``config`` as a plain dict (data, model, train sections; this layer does not read it:
+the workflows turn it into a :class:`landscape.config.Config`), the data's input/output shapes, epoch,
 step, metrics and the optimizer state for resuming. Everything in it is plain tensors and
 containers, so it loads with ``torch.load(weights_only=True)``. Foreign checkpoints (a bare
 state dict, ``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state_dict": ...}``, with or
@@ -22,9 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from landscape.config import Config, config_from_dict, config_to_dict
-from landscape.errors import CheckpointError, ConfigError
-from landscape.io.atomic import atomic_write, os_reason
+from landscape.atomic import atomic_write, os_reason
+from landscape.errors import CheckpointError
 
 FORMAT = "landscape-checkpoint"
 
@@ -33,7 +33,7 @@ FORMAT = "landscape-checkpoint"
 class Checkpoint:
     path: Path
     state_dict: dict[str, Tensor]
-    config: Config | None  # None for foreign checkpoints
+    config: dict[str, Any] | None  # the saved config dict; None for foreign checkpoints
     epoch: int | None = None
     step: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -53,7 +53,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    """``torch.save`` through :func:`landscape.io.atomic.atomic_write`: the old file or the new one, never half.
+    """``torch.save`` through :func:`landscape.atomic.atomic_write`: the old file or the new one, never half.
 
     A full disk or an unwritable folder raises :class:`CheckpointError`; files already written stay.
     """
@@ -64,9 +64,10 @@ def atomic_torch_save(obj: object, path: Path) -> None:
                               "the checkpoints already written are kept") from err
 
 
-def save_checkpoint(path: Path, model: nn.Module, config: Config, *, epoch: int, step: int,
+def save_checkpoint(path: Path, model: nn.Module, config: Mapping[str, Any], *, epoch: int, step: int,
                     metrics: Mapping[str, float], input_shape: tuple[int, ...],
                     output_shape: tuple[int, ...], extra: Mapping[str, Any] | None = None) -> None:
+    """Write ``model``'s weights with ``config`` (a plain dict, as :func:`landscape.config.config_to_dict` makes it)."""
     from landscape import __version__
 
     payload = {
@@ -74,7 +75,7 @@ def save_checkpoint(path: Path, model: nn.Module, config: Config, *, epoch: int,
         "format_version": 1,
         "landscape_version": __version__,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "config": config_to_dict(config),
+        "config": dict(config),
         "input_shape": list(input_shape),
         "output_shape": list(output_shape),
         "epoch": epoch,
@@ -161,12 +162,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT and obj.get("config") is None:
         return _recorded(p, obj)  # written by landscape.Recorder from a user's own training loop
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        try:
-            config = config_from_dict(obj["config"])
-        except (ConfigError, KeyError) as err:
-            raise CheckpointError(f"checkpoint {str(p)!r} has an unreadable config: {err}") from err
+        config = obj["config"]
+        if not isinstance(config, Mapping):
+            raise CheckpointError(f"checkpoint {str(p)!r} has an unreadable config: a {type(config).__name__}, not a table")
         known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
-        return Checkpoint(p, dict(obj["state_dict"]), config, int(obj["epoch"]), int(obj["step"]),
+        return Checkpoint(p, dict(obj["state_dict"]), dict(config), int(obj["epoch"]), int(obj["step"]),
                           dict(obj.get("metrics", {})), {k: v for k, v in obj.items() if k not in known})
     return Checkpoint(p, _find_state_dict(obj, p), None)
 

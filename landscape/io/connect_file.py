@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape.atomic import atomic_path, os_reason
 from landscape.errors import SurfaceFileError
-from landscape.io.atomic import atomic_path, os_reason
-from landscape.io.surface_file import plain_attr, reopen
+from landscape.io.surface_file import open_ours, reopen
 
 FORMAT = "landscape-connect"
 
@@ -123,27 +123,13 @@ def open_connect(path: Path, t: np.ndarray, paths: Sequence[str], columns: Seque
 def read_connect(path: str | Path) -> ConnectFile:
     """Read a connect file: t, every path's values and done mask, the bends and the attributes."""
     p = Path(path)
-    if not p.is_file():
-        raise SurfaceFileError(f"connect file {str(p)!r} does not exist")
-    try:
-        with h5py.File(p, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise SurfaceFileError(f"{str(p)!r} is not a landscape connect file (no format attribute)")
-            attrs: dict[str, Any] = {}
-            for k, v in f.attrs.items():
-                attrs[k] = plain_attr(v)
-            attrs["settings"] = json.loads(attrs["settings"])
-            paths = json.loads(attrs["paths"])
-            columns = json.loads(attrs["metrics"])
-            t = np.asarray(f["t"][()], dtype=np.float64)
-            values = {q: {c: np.asarray(f[q][c][()], dtype=np.float64) for c in columns} for q in paths}
-            done = {q: np.asarray(f[q]["done"][()], dtype=bool) for q in paths}
-            bends = _read_bends(f["bends"]) if "bends" in f else []
-    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:
-        raise SurfaceFileError(f"connect file {str(p)!r} is corrupt or truncated: {err}") from err
+    with open_ours(p, FORMAT, "connect") as (f, attrs):
+        paths = json.loads(attrs["paths"])
+        columns = json.loads(attrs["metrics"])
+        t = np.asarray(f["t"][()], dtype=np.float64)
+        values = {q: {c: np.asarray(f[q][c][()], dtype=np.float64) for c in columns} for q in paths}
+        done = {q: np.asarray(f[q]["done"][()], dtype=bool) for q in paths}
+        bends = _read_bends(f["bends"]) if "bends" in f else []
     return ConnectFile(p, t, paths, columns, values, done, attrs, bends)
 
 
-def read_bn_indices(path: str | Path) -> np.ndarray | None:
-    with h5py.File(path, "r") as f:
-        return np.asarray(f["bn_indices"][()]) if "bn_indices" in f else None

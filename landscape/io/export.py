@@ -20,8 +20,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import numpy.typing as npt
 
+from landscape.atomic import atomic_path, atomic_write, write_text_atomic
 from landscape.errors import ConfigError, GridError
-from landscape.io.atomic import atomic_path, atomic_write, write_text_atomic
 
 __all__ = ["to_csv", "to_npz", "to_vtp"]
 
@@ -36,8 +36,15 @@ def _axis(values: npt.ArrayLike, name: str) -> FloatArray:
     return axis
 
 
-def _grid(x: npt.ArrayLike, y: npt.ArrayLike | None) -> tuple[FloatArray, FloatArray | None]:
-    return _axis(x, "x"), None if y is None else _axis(y, "y")
+def _columns(x: npt.ArrayLike, y: npt.ArrayLike | None,
+             metrics: Mapping[str, npt.ArrayLike]) -> tuple[FloatArray, FloatArray | None, dict[str, FloatArray]]:
+    """The axes and the metrics of a table (:func:`to_csv`, :func:`to_npz`), checked; no metric may be named x or y."""
+    xs, ys = _axis(x, "x"), None if y is None else _axis(y, "y")
+    arrays = _metrics(metrics, (xs.size,) if ys is None else (xs.size, ys.size))
+    clashes = sorted({"x", "y"} & set(arrays))
+    if clashes:
+        raise ConfigError(f"metric names {clashes} clash with the coordinates x and y")
+    return xs, ys, arrays
 
 
 def _metrics(metrics: Mapping[str, npt.ArrayLike], shape: tuple[int, ...]) -> dict[str, FloatArray]:
@@ -70,12 +77,7 @@ def to_csv(
     ``(x[i], y[j])``. 1D surfaces (``y`` None) have no y column. Values are written with
     full precision; missing points stay ``nan``. Returns the path written.
     """
-    xs, ys = _grid(x, y)
-    shape = (xs.size,) if ys is None else (xs.size, ys.size)
-    arrays = _metrics(metrics, shape)
-    for reserved in ("x", "y"):
-        if reserved in arrays:
-            raise ConfigError(f"metric name {reserved!r} clashes with the coordinate column")
+    xs, ys, arrays = _columns(x, y, metrics)
     target = Path(path)
     with atomic_path(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -105,12 +107,7 @@ def to_npz(
     Arrays keep the library's ``(len(x), len(y))`` layout. NumPy appends ``.npz`` to a name
     without it; the path actually written is returned.
     """
-    xs, ys = _grid(x, y)
-    shape = (xs.size,) if ys is None else (xs.size, ys.size)
-    arrays = _metrics(metrics, shape)
-    clashes = sorted({"x", "y"} & set(arrays))
-    if clashes:
-        raise ConfigError(f"metric names {clashes} clash with the coordinate arrays")
+    xs, ys, arrays = _columns(x, y, metrics)
     target = Path(path)
     if target.suffix != ".npz":
         target = target.with_name(target.name + ".npz")

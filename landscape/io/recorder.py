@@ -26,15 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from landscape.atomic import os_reason, write_json_atomic
 from landscape.errors import CheckpointError, ConfigError
-from landscape.io.atomic import os_reason, write_json_atomic
 from landscape.io.checkpoint import FORMAT, atomic_torch_save
 
 KIND = "record"
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    """:func:`landscape.io.atomic.write_json_atomic`: a reader sees the old manifest or the new one."""
+    """:func:`landscape.atomic.write_json_atomic`: a reader sees the old manifest or the new one."""
     try:
         write_json_atomic(path, data)
     except OSError as err:

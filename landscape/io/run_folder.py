@@ -7,26 +7,40 @@ Layout::
     DIR/checkpoints/epoch_NNN.pt     after epoch NNN (epoch 0: the initial weights)
     DIR/checkpoints/step_SSSSSSS.pt  every ``train.save_every_steps`` steps, when asked
 
-This module is the only one that parses ``run.json``. Whether a run is finished "with the same
-settings" is decided once, by :meth:`RunFolder.is_finished`: the status is ``finished``, the last
-epoch checkpoint is the asked epoch count, and no training setting differs except those in
-:data:`IRRELEVANT`, which never change the weights.
+This module is the only one that parses ``run.json``; it knows nothing of configs (whether a run
+is finished "with the same settings" is :func:`landscape.workflows.train.is_finished`, which
+compares a config with the manifest's through :func:`diff_settings`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landscape.config import config_changes
+from landscape.atomic import os_reason, write_json_atomic
 from landscape.errors import CheckpointError, ConfigError, RunFolderError
-from landscape.io.atomic import os_reason, write_json_atomic
 
 MANIFEST = "run.json"
-IRRELEVANT = ("train.device", "train.threads")  # may differ between a run and its reuse or resumption
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences ``key: old → new`` between two nested settings dicts."""
+    a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+    return [f"{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}" for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
 
 
 @dataclass(frozen=True)
@@ -62,22 +76,6 @@ class RunFolder:
         except OSError as err:
             raise RunFolderError(f"cannot write {str(self.manifest_path)!r}: {os_reason(err)}; "
                                  "the checkpoints already written are kept") from err
-
-    def changes(self, manifest: Mapping[str, Any], settings: Mapping[str, Any],
-                also_ignore: Sequence[str] = ()) -> list[str]:
-        """Training settings that differ between the manifest's config and ``settings`` (a config dict)."""
-        ignored = (*IRRELEVANT, *also_ignore)
-        return [d for d in config_changes(manifest.get("config", {}), settings) if not d.startswith(ignored)]
-
-    def is_finished(self, settings: Mapping[str, Any]) -> bool:
-        """The run is finished, with ``settings["train"]["epochs"]`` epochs and the same training settings."""
-        try:
-            manifest = self.manifest()
-            epochs = [int(c["epoch"]) for c in manifest["checkpoints"] if c["kind"] == "epoch"] if manifest else []
-        except (ConfigError, KeyError, TypeError, ValueError):
-            return False  # the trainer says what is wrong with it
-        return (manifest is not None and manifest.get("status") == "finished" and bool(epochs)
-                and epochs[-1] == settings["train"]["epochs"] and not self.changes(manifest, settings))
 
     def checkpoints(self, include_steps: bool = False) -> list[Path]:
         """The checkpoints in the order of ``run.json``, the final one last.

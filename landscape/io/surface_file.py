@@ -3,7 +3,7 @@
 Layout (see README "File formats"): ``x``, ``y`` (2D), one float64 dataset per metric column,
 ``done`` (bool), ``directions/`` (the direction layout), and attributes recording the settings.
 Updates are crash-safe: each flush copies the file to a temporary name, writes the new values
-there, fsyncs and renames it over the original (:mod:`landscape.io.atomic`), so a kill at any moment leaves a readable file
+there, fsyncs and renames it over the original (:mod:`landscape.atomic`), so a kill at any moment leaves a readable file
 whose ``done`` points hold exactly the values that were computed.
 """
 
@@ -23,11 +23,11 @@ from typing import Any, Protocol, TypeVar
 import h5py
 import numpy as np
 
-from landscape.config import diff_settings
+from landscape.atomic import atomic_path, os_reason
 from landscape.engine.directions import Directions, write_directions
 from landscape.engine.grid import Grid
 from landscape.errors import SurfaceFileError
-from landscape.io.atomic import atomic_path, os_reason
+from landscape.io.run_folder import diff_settings
 
 
 class _HasSettings(Protocol):
@@ -200,32 +200,43 @@ def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[s
     return SurfaceFile(path, grid, columns, values, done, all_attrs)
 
 
+@contextlib.contextmanager
+def open_ours(path: str | Path, fmt: str, kind: str) -> Iterator[tuple[h5py.File, dict[str, Any]]]:
+    """Open an HDF5 file of ours (``format`` attribute ``fmt``) to read: the file and its attributes
+    as plain values (:func:`plain_attr`), ``settings`` parsed from JSON.
+
+    A missing file, another format and damaged bytes (h5py or JSON errors in the ``with`` body
+    too) are each one :class:`SurfaceFileError` naming the ``kind`` of file ("surface", "connect").
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SurfaceFileError(f"{kind} file {str(p)!r} does not exist")
+    try:
+        with h5py.File(p, "r") as f:
+            if f.attrs.get("format") != fmt:
+                raise SurfaceFileError(f"{str(p)!r} is not a landscape {kind} file (no format attribute)")
+            attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
+            attrs["settings"] = json.loads(attrs["settings"])
+            yield f, attrs
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:  # h5py/json on damaged bytes
+        raise SurfaceFileError(f"{kind} file {str(p)!r} is corrupt or truncated: {err}") from err
+
+
 def read_surface(path: str | Path) -> SurfaceFile:
     """Read a surface file's coordinates, metric arrays, ``done`` mask and attributes."""
     p = Path(path)
-    if not p.is_file():
-        raise SurfaceFileError(f"surface file {str(p)!r} does not exist")
-    try:
-        with h5py.File(p, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise SurfaceFileError(f"{str(p)!r} is not a landscape surface file (no format attribute)")
-            columns = _json_attr(f, "metrics")
-            if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
-                raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'metrics' attribute is not a list of names")
-            grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)
-            values = {c: np.asarray(f[c][()], dtype=np.float64) for c in columns}
-            done = np.asarray(f["done"][()], dtype=bool)
-            attrs: dict[str, Any] = {}
-            for k, v in f.attrs.items():
-                attrs[k] = plain_attr(v)
-            attrs["settings"] = json.loads(attrs["settings"])
-            if not isinstance(attrs["settings"], dict):
-                raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'settings' attribute is not a table")
-            if "directions" in f:
-                d = f["directions"]
-                attrs["directions"] = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in d.attrs.items()}
-    except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:  # h5py/json on damaged bytes
-        raise SurfaceFileError(f"surface file {str(p)!r} is corrupt or truncated: {err}") from err
+    with open_ours(p, FORMAT, "surface") as (f, attrs):
+        columns = _json_attr(f, "metrics")
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+            raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'metrics' attribute is not a list of names")
+        grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)
+        values = {c: np.asarray(f[c][()], dtype=np.float64) for c in columns}
+        done = np.asarray(f["done"][()], dtype=bool)
+        if not isinstance(attrs["settings"], dict):
+            raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'settings' attribute is not a table")
+        if "directions" in f:
+            d = f["directions"]
+            attrs["directions"] = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in d.attrs.items()}
     if done.shape != grid.shape or any(v.shape != grid.shape for v in values.values()):
         raise SurfaceFileError(f"surface file {str(p)!r} is inconsistent: array shapes do not match the grid {grid.shape}")
     return SurfaceFile(p, grid, columns, values, done, attrs)

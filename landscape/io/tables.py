@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from landscape.io.atomic import write_text_atomic
+from landscape.atomic import write_text_atomic
 
 
 def _csv_value(value: Any) -> str:

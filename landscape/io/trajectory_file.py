@@ -17,10 +17,10 @@ import numpy as np
 from torch import nn
 
 from landscape import __version__
+from landscape.atomic import atomic_path
 from landscape.engine.directions import Directions, model_fingerprint, write_directions
 from landscape.engine.pca import pca_axis_label
 from landscape.errors import DirectionError
-from landscape.io.atomic import atomic_path
 from landscape.io.surface_file import plain_attr
 
 
@@ -45,7 +45,12 @@ class TrajectoryPoints:
 
 @dataclass(frozen=True, eq=False)
 class Trajectory(TrajectoryPoints):
-    """:class:`TrajectoryPoints` plus the two unit directions and what they were made for."""
+    """:class:`TrajectoryPoints` plus the two unit directions and what they were made for.
+
+    ``directions`` x = PC1 and y = PC2; ``spectrum`` (n,) every explained-variance ratio λ_k / Σλ,
+    descending; ``fingerprint`` the model's state-dict names → shapes (checked when the directions
+    are used on a model).
+    """
 
     directions: Directions  # x = v_1, y = v_2 (unit norm, zero on excluded tensors)
     spectrum: np.ndarray  # (n,) every explained-variance ratio, descending

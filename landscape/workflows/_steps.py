@@ -3,7 +3,7 @@
 Each step does its work only when its result is missing or stale, and staleness is decided by
 content, never by modification times:
 
-- a **training** is reused when :meth:`landscape.io.run_folder.RunFolder.is_finished` says so
+- a **training** is reused when :func:`landscape.workflows.train.is_finished` says so
   (finished, the asked epochs, the same training settings); otherwise it starts or resumes;
 - a **trajectory** is reused when it was made from as many checkpoints as the run lists, around
   a final checkpoint with the same sha256, and with the same direction rule (``dir_type``,
@@ -22,15 +22,16 @@ from pathlib import Path
 
 import h5py
 
-from landscape.config import Config, DirectionsConfig, config_to_dict, diff_settings
+from landscape.config import Config, DirectionsConfig
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 from landscape.io.checkpoint import load_checkpoint, sha256_file
-from landscape.io.run_folder import RunFolder, run_checkpoints
+from landscape.io.run_folder import RunFolder, diff_settings, run_checkpoints
 from landscape.io.surface_file import read_surface
+from landscape.io.trajectory_file import Trajectory, load_trajectory, save_trajectory
+from landscape.workflows._experiment import experiment_from_checkpoint
 from landscape.workflows.surface import DirectionSource, SurfaceResult, make_directions, run_surface, surface_settings
-from landscape.workflows.train import RunResult, train
-from landscape.workflows.trajectory import Trajectory, load_trajectory, save_trajectory, trajectory_from_run
-from landscape.zoo.experiment import experiment_from_checkpoint
+from landscape.workflows.train import RunResult, is_finished, train
+from landscape.workflows.trajectory import trajectory_from_run
 
 Log = Callable[[str], None]
 
@@ -47,7 +48,7 @@ def check_trajectory_epochs(epochs: int) -> None:
 
 def ensure_trained(cfg: Config, run: Path, overwrite: bool = False, log: Log = _quiet) -> RunResult | None:
     """Train (or resume) ``cfg`` in ``run`` unless it is finished there; None when it was."""
-    if RunFolder(run).is_finished(config_to_dict(cfg)):
+    if is_finished(RunFolder(run), cfg):
         return None
     log(f"training with {cfg.train.loss} in {run}")
     return train(cfg, run, overwrite=overwrite)

@@ -47,8 +47,9 @@ from landscape.figures.files import (
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.run_folder import MANIFEST, RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
+from landscape.io.trajectory_file import load_trajectory
+from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.surface import run_surface
-from landscape.workflows.trajectory import load_trajectory
 
 Kind = Literal["path", "surface3d", "evolution"]
 KINDS: tuple[Kind, ...] = ("path", "surface3d", "evolution")
@@ -184,13 +185,9 @@ def _y(sf: SurfaceFile) -> np.ndarray:
 def evolution_config(run: Path, options: AnimateOptions) -> Config:
     """The run's own config (``run_config.toml``, else the final checkpoint's) with the evolution grid."""
     saved = run / "run_config.toml"
-    if saved.is_file():
-        cfg = load_config(saved)
-    else:
-        final = load_checkpoint(run_checkpoints(run)[-1])
-        if final.config is None:
-            raise CheckpointError(f"the final checkpoint of {str(run)!r} records no config")
-        cfg = final.config
+    cfg = load_config(saved) if saved.is_file() else checkpoint_config(load_checkpoint(run_checkpoints(run)[-1]))
+    if cfg is None:
+        raise CheckpointError(f"the final checkpoint of {str(run)!r} records no config")
     surface = dataclasses.replace(cfg.surface, x=options.x, y=options.y, split="train", max_samples=options.max_samples,
                                   metric="loss")
     return dataclasses.replace(cfg, surface=surface)

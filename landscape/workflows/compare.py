@@ -46,6 +46,7 @@ import numpy.typing as npt
 from matplotlib.figure import Figure
 
 from landscape import __version__
+from landscape.atomic import write_json_atomic, write_text_atomic
 from landscape.config import Config, config_to_dict, dumps_toml
 from landscape.engine.flatness import (
     Curvature,
@@ -62,13 +63,12 @@ from landscape.figures import plot
 from landscape.figures.files import spans_decades
 from landscape.figures.index_page import Table, write_index
 from landscape.figures.interactive import plotly_available, write_views
-from landscape.io.atomic import write_json_atomic, write_text_atomic
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.tables import markdown_table, write_csv
+from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.surface import DirectionSource
-from landscape.workflows.trajectory import TrajectoryPoints, load_trajectory
 
 FloatArray = npt.NDArray[np.float64]
 Log = Callable[[str], None]

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import __version__
-from landscape.config import Config, ConnectConfig, config_to_dict, diff_settings
+from landscape.config import Config, ConnectConfig, config_to_dict
 from landscape.engine.align import AlignmentError, align_state
 from landscape.engine.connect import (
     CurveTraining,
@@ -34,7 +34,6 @@ from landscape.engine.connect import (
     barrier,
     bn_batches,
     check_same_architecture,
-    coefficients,
     has_batchnorm,
     initial_bends,
     outputs_match,
@@ -50,9 +49,10 @@ from landscape.engine.surface import SurfaceEngine
 from landscape.errors import CheckpointError, ConfigError, DataError
 from landscape.io.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
 from landscape.io.connect_file import ConnectFile, open_connect
+from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
+from landscape.workflows._experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.experiment import experiment_from_checkpoint, resolve_device
 
 EpochHook = Callable[[int, float], None]
 PATH_TITLES = {"line": "line", "aligned_line": "aligned line", "curve": "curve"}
@@ -303,12 +303,6 @@ def format_result(result: ConnectResult) -> str:
 # --- the plane through A, B and the bend ------------------------------------------------------------------
 
 
-def plane_coords(kind: str, t: np.ndarray) -> np.ndarray:
-    """(len(t), 2) coordinates of a one-bend curve in the plane θ_A + α(θ_B − θ_A) + β(θ_C − θ_A)."""
-    rows = [coefficients(kind, float(s), 1) for s in t]
-    return np.asarray([[c[2], c[1]] for c in rows], dtype=np.float64)
-
-
 def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Tensor], bend: Mapping[str, Tensor],
                   splits: Mapping[str, TensorSplit], metrics: MetricSet, cc: ConnectConfig, bn: str,
                   bn_inputs: Sequence[Tensor], path: Path, settings: Mapping[str, Any], overwrite: bool) -> Path:
@@ -419,6 +413,20 @@ def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataL
     the files (and, with ``figures``, the figures) are written there and a repeated call resumes;
     without, nothing is kept.
     The models are not modified.
+
+    Args:
+        model_a: the first trained model (t = 0); its architecture is the path's.
+        model_b: the second (t = 1), the same architecture (state-dict names and shapes).
+        data: the training data ``(inputs, targets)`` ((n, ...), (n,) or (n, k)), or ``(train, test)``.
+        loss: a registry name (``cross_entropy``, ``mse``, ...): what is trained along and reported.
+        out: a folder for ``connect.h5`` (resumable) and the figures; None: a temporary one.
+        config: a :class:`~landscape.config.ConnectConfig`; ``settings`` override its fields.
+        overwrite: start again in ``out`` although its settings differ (otherwise refused).
+        figures: draw the figures into ``out``.
+
+    Returns:
+        :class:`ConnectResult`: ``t`` (m,) path parameters; ``values[path][column]`` (m,) (loss
+        units; ``_acc`` a fraction); ``barriers["<path>_<split>_<metric>"]`` (the metric's units).
     """
     try:
         cc = dataclasses.replace(config or ConnectConfig(), **settings)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape import __version__
+from landscape.atomic import write_json_atomic
 from landscape.config import Config, config_to_dict
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.directions import Directions, save_directions, target_tensors
@@ -50,10 +51,9 @@ from landscape.engine.losses import get_criterion
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError
-from landscape.io.atomic import write_json_atomic
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.workflows._experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.zoo.registry import is_user_spec, load_callable
 
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
@@ -118,6 +118,7 @@ class Setup:
     loss_fn: LossFn
     loss: str
     split: str
+    prefix: str = ""  # what the problem's names carry before the model's own (a batch loss wraps the model)
 
 
 def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool = True) -> Setup:
@@ -144,7 +145,7 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
             return out
 
         problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, identity)
-        return Setup(problem, wrapped, pairs, identity, loss, split_name)
+        return Setup(problem, wrapped, pairs, identity, loss, split_name, prefix="inner.")
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(split.inputs[:2]), split.targets[:2])
     loss_fn = per_sample_loss(exp, loss)
@@ -161,11 +162,12 @@ def _canonical_sign(problem: HessianProblem, vector: Sequence[Tensor]) -> float:
 
 
 def eigen_directions(problem: HessianProblem, result: EigenResult, model: nn.Module, dir_type: str,
-                     **meta: Any) -> Directions:
+                     prefix: str = "", **meta: Any) -> Directions:
     """The first one or two eigenvectors of ``result`` as directions x (and y), kind ``hessian``.
 
     Each is unit-norm on the restricted tensors and zero on every other target tensor of
-    ``dir_type``; signs are canonical (largest entry positive). ``meta`` is recorded as well.
+    ``dir_type``; signs are canonical (largest entry positive). The problem's names are
+    ``prefix`` + the model's names. ``meta`` is recorded as well.
     """
     if not result.eigenvectors:
         raise HessianError("the eigen result holds no eigenvectors (run lanczos with vectors=True)")
@@ -173,7 +175,7 @@ def eigen_directions(problem: HessianProblem, result: EigenResult, model: nn.Mod
 
     def direction(vector: Sequence[Tensor]) -> dict[str, Tensor]:
         sign = _canonical_sign(problem, vector)
-        own = problem.as_dict(vector)
+        own = {k.removeprefix(prefix): v for k, v in problem.as_dict(vector).items()}
         return {k: (sign * own[k]).detach().float().cpu() if k in own else torch.zeros(t.shape, dtype=torch.float32)
                 for k, t in targets.items()}
 
@@ -193,7 +195,7 @@ def hessian_directions(exp: Experiment, cfg: Config, dims: int) -> Directions:
     s = setup(exp, cfg, resolve_device(cfg.surface.device))
     h = cfg.hessian
     res = lanczos(s.problem, dims, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed)
-    return eigen_directions(s.problem, res, exp.model, cfg.directions.dir_type, ignore=cfg.directions.ignore,
+    return eigen_directions(s.problem, res, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
                             seed=h.seed, loss=s.loss, split=s.split)
 
 
@@ -322,7 +324,7 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
                      "num_samples": problem.num_samples, "batch_size": cfg.surface.batch_size, "device": str(device),
                      **{k: v for k, v in full["hessian"].items() if not k.startswith("map_")}, "data": full["data"], "model": full["model"]},
         "parameters": {"dir_type": cfg.directions.dir_type, "ignore": cfg.directions.ignore, "dim": problem.dim,
-                       "names": list(problem.names), "shapes": [list(sh) for sh in problem.shapes]},
+                       "names": [k.removeprefix(s.prefix) for k in problem.names], "shapes": [list(sh) for sh in problem.shapes]},
         "loss": loss,
         "grad_norm": math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad)),
         "eigenvalues": list(top.eigenvalues),
@@ -340,7 +342,7 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
         "hvp_cost_in_forward_passes": (hvp_seconds / hvps) / fwd if hvps and fwd > 0 else None,
     }
     if save_directions_to is not None:
-        dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, ignore=cfg.directions.ignore,
+        dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
                                 seed=h.seed, loss=s.loss, split=s.split)
         save_directions(save_directions_to, dirs, exp.model)
         report["directions_file"] = str(save_directions_to)

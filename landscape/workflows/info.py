@@ -14,14 +14,16 @@ from landscape.io.run_folder import MANIFEST, RunFolder
 
 def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
     from landscape.io.checkpoint import load_checkpoint, sha256_file
+    from landscape.workflows._experiment import checkpoint_config
 
     ckpt = load_checkpoint(path, unsafe=unsafe)
     n_params = sum(int(t.numel()) for t in ckpt.state_dict.values() if t.is_floating_point())
     out: dict[str, Any] = {"file": str(path), "type": "checkpoint", "format": "landscape" if ckpt.is_ours else "foreign",
                            "sha256": sha256_file(path), "tensors": len(ckpt.state_dict), "float_values": n_params}
-    if ckpt.config is not None:
-        out.update(model=ckpt.config.model.name, model_options=ckpt.config.model.options, data=ckpt.config.data.name,
-                   loss=ckpt.config.train.loss, epoch=ckpt.epoch, step=ckpt.step, metrics=ckpt.metrics,
+    config = checkpoint_config(ckpt)
+    if config is not None:
+        out.update(model=config.model.name, model_options=config.model.options, data=config.data.name,
+                   loss=config.train.loss, epoch=ckpt.epoch, step=ckpt.step, metrics=ckpt.metrics,
                    input_shape=ckpt.extra.get("input_shape"), output_shape=ckpt.extra.get("output_shape"),
                    data_sha256=ckpt.extra.get("data_sha256"))
     else:

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from torch import Tensor
 
 from landscape import __version__
 from landscape.config import Config, PlotConfig, config_to_dict
-from landscape.engine.batchloss import BatchEngine, batch_sums_of, samples_in
+from landscape.engine.batchloss import BatchEngine, batch_sums_of, output_sums_of, samples_in
 from landscape.engine.directions import (
+    DirectionOptions,
     Directions,
     load_directions,
     model_fingerprint,
@@ -51,10 +52,11 @@ from landscape.workflows._distributed import (
     share_setup,
     wait_a_little,
 )
+from landscape.workflows._experiment import Experiment, checkpoint_config, experiment_from_checkpoint, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.experiment import Experiment, experiment_from_checkpoint, resolve_device
 from landscape.zoo.registry import is_user_spec, load_callable
+from landscape.zoo.userdata import Streamed, UserStreams, user_data
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
     else:
         if source.target2 is not None:
             raise ConfigError("--target2 needs --target")
-        return random_directions(exp.model, cfg.directions, dims)
+        return random_directions(exp.model, DirectionOptions(**asdict(cfg.directions)), dims)
     if dirs.dims < dims:
         raise DirectionError(f"a 2D grid (--y) needs two directions; {source.file or source.target} gives one")
     return dirs if dirs.dims == dims else Directions(dirs.x, None, dirs.meta)
@@ -133,6 +135,31 @@ def batch_loss_engine(exp: Experiment, cfg: Config, dirs: Directions, device: to
         bs = s.batch_size or auto_batch_size(split)
         splits[name] = [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
     return BatchEngine(exp.model, dirs, splits, ["loss"], batch_sums_of([("loss", fn)], samples_in), device=device, moved=moved)  # type: ignore[list-item]
+
+
+def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: UserStreams, device: torch.device,
+                    moved: Callable[[str], bool] | None) -> BatchEngine:
+    """User data over ``surface.memory_budget``: read batch by batch, several grid points per read
+    (:class:`~landscape.engine.batchloss.BatchEngine`), with the registry losses or a batch loss file."""
+    s = cfg.surface
+    what = f"the data are streamed (over surface.memory_budget = {s.memory_budget:,} bytes)"
+    if s.metric != "loss" or s.bn != "fixed":
+        raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need the data in memory; raise --memory-budget")
+    names = ["train", "test"] if s.split == "both" else [s.split]
+    splits = {n: Streamed(streams.splits[n].limited(s.max_samples), device) for n in names}
+    if any(is_user_spec(n) for n in s.losses):
+        if len(s.losses) != 1:
+            raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(s.losses)}")
+        sums = batch_sums_of([("loss", load_callable(s.losses[0]))], samples_in)  # type: ignore[list-item]
+        return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved, points_per_call=s.points_per_call)
+    metrics = exp.metrics(s.losses)
+    return BatchEngine(exp.model, dirs, splits, metrics.names, output_sums_of(metrics), device=device, moved=moved,
+                       points_per_call=s.points_per_call)
+
+
+def _streamed_note(streams: UserStreams, cfg: Config) -> str:
+    return (f"the data ({streams.nbytes:,} bytes) are over surface.memory_budget = {cfg.surface.memory_budget:,}: "
+            "streamed from the loader, several grid points per read")
 
 
 def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tuple[str, str]) -> dict[str, Any]:
@@ -184,18 +211,26 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     """
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    exp = experiment_from_checkpoint(ckpt, cfg)
+    given = cfg or checkpoint_config(ckpt)  # user data (file.py:fn) over surface.memory_budget are streamed, not held
+    loaded = user_data(given.data, given.surface.memory_budget) if given is not None else None
+    streams = loaded if isinstance(loaded, UserStreams) else None
+    exp = experiment_from_checkpoint(ckpt, cfg, loaded.bundle if isinstance(loaded, UserStreams) else loaded)
     cfg = cfg or exp.config
-    notes = _data_notes(ckpt, cfg, exp)
+    notes = _data_notes(ckpt, cfg, exp) if streams is None else [_streamed_note(streams, cfg)]
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
+    if streams is not None and source.hessian:
+        raise ConfigError(f"--hessian-directions needs the data in memory; they are {streams.nbytes:,} bytes, over "
+                          f"surface.memory_budget = {s.memory_budget:,}: raise --memory-budget or save directions first")
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     group = init_group(torch.device(s.device).type if s.device else "cpu")
     try:
         device = resolve_device(local_device(s.device, group))
         engine: Evaluator
         moved = selector(s.params) if s.params else None
-        if s.metric == "eig_ratio":
+        if streams is not None:
+            engine = streamed_engine(exp, cfg, dirs, streams, device, moved)
+        elif s.metric == "eig_ratio":
             engine = eig_ratio_engine(exp, cfg, dirs, _splits(exp, cfg), device)
         elif any(is_user_spec(n) for n in s.losses):
             engine = batch_loss_engine(exp, cfg, dirs, device, moved)
@@ -267,7 +302,8 @@ def draw_preview(sf: SurfaceFile, folder: Path) -> None:
 def _data_notes(ckpt: Checkpoint, cfg: Config, exp: Experiment) -> list[str]:
     """Say so when the checkpoint's own data settings now give other data than it was trained on."""
     recorded = ckpt.extra.get("data_sha256")
-    if not recorded or ckpt.config is None or cfg.data != ckpt.config.data or exp.data.fingerprint() == recorded:
+    saved = checkpoint_config(ckpt)
+    if not recorded or saved is None or cfg.data != saved.data or exp.data.fingerprint() == recorded:
         return []
     return [f"the data differ from those this checkpoint was trained on (data settings {cfg.data.name!r} unchanged): "
             "a data function that is not deterministic, or files that changed; the surface is not around the "

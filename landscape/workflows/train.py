@@ -1,6 +1,9 @@
 """Training with self-describing checkpoints, a run manifest, and exact resume.
 
-The run folder's layout and manifest are :mod:`landscape.io.run_folder`'s.
+The run folder's layout and manifest are :mod:`landscape.io.run_folder`'s. Whether a run is
+finished "with the same settings" is decided once, by :func:`is_finished`: the status is
+``finished``, the last epoch checkpoint is the asked epoch count, and no training setting differs
+except those in :data:`IRRELEVANT`, which never change the weights.
 
 The data order of epoch ``e`` is a permutation seeded by ``(seed, e)``, so a run stopped after
 any epoch resumes from its last checkpoint and ends bit-for-bit where an uninterrupted run does.
@@ -9,6 +12,7 @@ any epoch resumes from its last checkpoint and ends bit-for-bit where an uninter
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,14 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.config import Config, TrainConfig, config_to_dict, save_config
+from landscape.config import Config, TrainConfig, config_from_dict, config_to_dict, save_config
 from landscape.engine.evaluate import evaluate
 from landscape.engine.losses import get_criterion
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, DataError, RunFolderError, TrainingDiverged
 from landscape.io.checkpoint import load_checkpoint, load_into, save_checkpoint
-from landscape.io.run_folder import RunFolder
-from landscape.zoo.experiment import Experiment, build_experiment, resolve_device
+from landscape.io.run_folder import RunFolder, diff_settings
+from landscape.workflows._experiment import Experiment, build_experiment, resolve_device
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,39 @@ class RunResult:
     @property
     def final(self) -> Path:
         return self.checkpoints[-1]
+
+
+TRAINING_SECTIONS = ("data", "model", "train")  # all that a training run depends on
+IRRELEVANT = ("train.device", "train.threads")  # may differ between a run and its reuse or resumption
+
+
+def run_changes(manifest: Mapping[str, Any], config: Config, also_ignore: Sequence[str] = ()) -> list[str]:
+    """Training settings that differ between the manifest's config and ``config`` (:func:`diff_settings`).
+
+    Keys the saved config lacks (written by an older version, before the key existed) count as
+    their defaults, so upgrading the tool does not make finished runs look different; a saved
+    config this version cannot read is compared as it is.
+    """
+    saved = manifest.get("config", {})
+    try:
+        old: Mapping[str, Any] = config_to_dict(config_from_dict(saved))
+    except ConfigError:
+        old = saved
+    new = config_to_dict(config)
+    ignored = (*IRRELEVANT, *also_ignore)
+    changes = diff_settings({k: old.get(k, {}) for k in TRAINING_SECTIONS}, {k: new[k] for k in TRAINING_SECTIONS})
+    return [d for d in changes if not d.startswith(ignored)]
+
+
+def is_finished(folder: RunFolder, config: Config) -> bool:
+    """The run in ``folder`` is finished, with ``config.train.epochs`` epochs and the same training settings."""
+    try:
+        manifest = folder.manifest()
+        epochs = [int(c["epoch"]) for c in manifest["checkpoints"] if c["kind"] == "epoch"] if manifest else []
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return False  # the trainer says what is wrong with it
+    return (manifest is not None and manifest.get("status") == "finished" and bool(epochs)
+            and epochs[-1] == config.train.epochs and not run_changes(manifest, config))
 
 
 def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -87,7 +124,7 @@ class Trainer:
             return None
         # more epochs resume the run, unless the cosine schedule's T_max (= train.epochs) changes every LR
         resumable = () if self.cfg.schedule == "cosine" else ("train.epochs",)
-        changes = self.folder.changes(manifest, config_to_dict(self.config), also_ignore=resumable)
+        changes = run_changes(manifest, self.config, also_ignore=resumable)
         if changes and not self.overwrite:
             raise ConfigError(f"{self.out_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
                               "use another --out or pass --overwrite")
@@ -146,7 +183,7 @@ class Trainer:
               *, epoch: int, step: int, kind: str = "epoch") -> dict[str, float]:
         metrics = _epoch_metrics(exp)
         name = f"epoch_{epoch:03d}.pt" if kind == "epoch" else f"step_{step:07d}.pt"
-        save_checkpoint(self.ckpt_dir / name, exp.model, self.config, epoch=epoch, step=step, metrics=metrics,
+        save_checkpoint(self.ckpt_dir / name, exp.model, config_to_dict(self.config), epoch=epoch, step=step, metrics=metrics,
                         input_shape=exp.data.input_shape, output_shape=exp.data.output_shape,
                         extra={"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "kind": kind,
                                "data_sha256": self.data_sha256})

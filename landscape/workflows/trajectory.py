@@ -46,17 +46,12 @@ import torch
 from torch import Tensor, nn
 
 from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors
-from landscape.engine.pca import combine_rows as combine_rows  # re-exported: the PCA used to live here
-from landscape.engine.pca import gram_matrix as gram_matrix
-from landscape.engine.pca import principal_directions as principal_directions
+from landscape.engine.pca import principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.run_folder import run_checkpoints
-from landscape.io.trajectory_file import Trajectory as Trajectory  # re-exported: they used to live here
-from landscape.io.trajectory_file import TrajectoryPoints as TrajectoryPoints
-from landscape.io.trajectory_file import _stored_coords
-from landscape.io.trajectory_file import load_trajectory as load_trajectory
-from landscape.io.trajectory_file import save_trajectory as save_trajectory
+from landscape.io.trajectory_file import Trajectory, TrajectoryPoints, _stored_coords
+from landscape.workflows._experiment import checkpoint_config
 
 TensorDict = dict[str, Tensor]
 _IGNORE = ("biasbn", "none", "random1d")  # PCA: "none" and "random1d" both keep ndim ≤ 1 tensors
@@ -86,12 +81,6 @@ def project_all(deltas: Sequence[Mapping[str, Tensor]], d1: Mapping[str, Tensor]
     return np.asarray(np.linalg.solve(gram, rhs.T).T)
 
 
-def project(delta: Mapping[str, Tensor], d1: Mapping[str, Tensor], d2: Mapping[str, Tensor]) -> tuple[float, float]:
-    """Least-squares ``(a, b)`` with ``delta ≈ a·d1 + b·d2`` for any two independent directions."""
-    a, b = project_all([delta], d1, d2)[0]
-    return float(a), float(b)
-
-
 # --- checkpoints --------------------------------------------------------------------------------
 
 
@@ -104,10 +93,11 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
         from landscape.io.recorder import skeleton_model
 
         return skeleton_model(ckpt.state_dict, [str(k) for k in ckpt.extra["parameters"]])
-    if ckpt.config is None or in_shape is None or out_shape is None:
+    config = checkpoint_config(ckpt)
+    if config is None or in_shape is None or out_shape is None:
         raise CheckpointError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say which model it "
                               "holds: pass model= (CLI: --model and --data, or --config FILE)")
-    return build_model(ckpt.config.model.name, in_shape, out_shape, dict(ckpt.config.model.options))
+    return build_model(config.model.name, in_shape, out_shape, dict(config.model.options))
 
 
 def _check_fits(state: Mapping[str, Tensor], fp: Mapping[str, list[int]], path: Path) -> None:

@@ -212,8 +212,10 @@ def _concatenated(batches: Iterable[Any], what: str) -> Pair:
         raise DataError(f"{what}: the batches do not fit together: {str(err).splitlines()[0]}") from err
 
 
-def _raw(cfg: DataConfig) -> tuple[Pair, Pair]:
-    if is_user_spec(cfg.name):
+def _raw(cfg: DataConfig, given: Any = None) -> tuple[Pair, Pair]:
+    if given is not None:
+        result = given
+    elif is_user_spec(cfg.name):
         fn = load_callable(cfg.name)
         try:
             result = fn(**cfg.options)
@@ -257,9 +259,12 @@ def resize_images(x: Tensor, size: int, name: str) -> Tensor:
                                            antialias=shrink)
 
 
-def load_data(cfg: DataConfig) -> DataBundle:
-    """Build the :class:`DataBundle` that ``cfg`` describes (float32 inputs, contiguous)."""
-    train, test = _raw(cfg)
+def load_data(cfg: DataConfig, given: Any = None) -> DataBundle:
+    """Build the :class:`DataBundle` that ``cfg`` describes (float32 inputs, contiguous).
+
+    ``given``: what the data function of a ``file.py:fn`` spec already returned (it is not called again).
+    """
+    train, test = _raw(cfg, given)
     if cfg.resize:
         train = (resize_images(train[0], cfg.resize, cfg.name), train[1])
         test = (resize_images(test[0], cfg.resize, cfg.name), test[1])

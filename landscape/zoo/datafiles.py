@@ -37,8 +37,8 @@ from typing import IO, Any, Final, Literal
 import numpy as np
 import torch
 
+from landscape.atomic import atomic_path
 from landscape.errors import DataError
-from landscape.io.atomic import atomic_path
 
 Split = tuple[torch.Tensor, torch.Tensor]
 """``(inputs, labels)``: uint8 images and int64 class labels."""
@@ -453,7 +453,7 @@ def _reason(err: Exception) -> str:
 
 
 def _write_atomically(source: IO[bytes], target: Path, expected_md5: str | None, origin: str = "") -> None:
-    """Stream ``source`` into ``target`` atomically (:mod:`landscape.io.atomic`), checking its MD5 first.
+    """Stream ``source`` into ``target`` atomically (:mod:`landscape.atomic`), checking its MD5 first.
 
     ``origin`` (the URL) only makes a checksum error more helpful.
     """

@@ -26,8 +26,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from landscape.errors import DataError
-from landscape.zoo.data import TensorSplit
+from landscape.config import DataConfig
+from landscape.errors import ConfigError, DataError, LandscapeError
+from landscape.zoo.data import DataBundle, Task, TensorSplit, load_data
+from landscape.zoo.registry import is_user_spec, load_callable
 
 Batch = Any  # a tuple/list or dict of tensors (and possibly non-tensor extras)
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of data cached on the device (2 GiB)
@@ -186,3 +188,160 @@ def first_batch(prepared: Prepared) -> Batch:
     for batch in prepared:
         return batch
     raise DataError("the data hold no batches")
+
+
+# --- the CLI's user data over the memory budget -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Converted:
+    """(inputs, targets) batches of one split as :func:`~landscape.zoo.data.load_data` would hold them.
+
+    Float inputs; targets as the task needs them (class labels int64; binary 0/1 and regression
+    float32 as (n, 1); the inputs themselves for reconstruction); only the first ``limit``
+    samples when ``limit`` > 0 (reading stops there).
+    """
+
+    source: Iterable[Batch]
+    name: str
+    target: str  # "label" (class labels), "binary", "float", "input"
+    limit: int = 0
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        left = self.limit
+        for batch in self.source:
+            if self.limit and left <= 0:
+                return
+            x, y = pair_of(batch, self.name)
+            if self.limit:
+                x, y = x[:left], y[:left]
+                left -= int(x.shape[0])
+            yield self.convert(x, y)
+
+    def convert(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.float()
+        if self.target == "input":
+            return x, x
+        if self.target == "label":
+            return x, y.long()
+        if self.target == "binary":
+            return x, y.float().unsqueeze(1)
+        y = y.float()
+        return x, y.unsqueeze(1) if y.ndim == 1 else y
+
+    def limited(self, n: int) -> Converted:
+        """The first ``n`` samples (0: as it is)."""
+        return self if n <= 0 else Converted(self.source, self.name, self.target, min(n, self.limit) if self.limit else n)
+
+
+def pair_of(batch: Batch, name: str) -> tuple[Tensor, Tensor]:
+    """The (inputs, targets) tensors of a tuple batch."""
+    if not (isinstance(batch, tuple | list) and len(batch) >= 2):
+        raise DataError(f"{name}: batches must be (inputs, targets) tuples, got {type(batch).__name__}; batches of other "
+                        "shapes (dicts) work through the Python API: landscape.surface(model, loader, loss=fn)")
+    x, y = torch.as_tensor(batch[0]), torch.as_tensor(batch[1])
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{name}: a batch of {x.shape[0]} inputs but {y.shape[0]} targets")
+    return x, y
+
+
+@dataclass(frozen=True)
+class UserStreams:
+    """User data over the memory budget: a stand-in bundle (a first batch per split, giving the model
+    its shapes and the losses their task and classes) and each split as a stream of batches."""
+
+    bundle: DataBundle
+    splits: dict[str, Converted]
+    nbytes: int  # bytes of the data (estimated from the first batch when the loader has a length)
+
+
+def _estimate(batches: Iterable[Batch]) -> int | None:
+    """Bytes of a source with a length (batches × the first batch's bytes); None without one."""
+    try:
+        n = len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    for batch in batches:
+        return n * _nbytes(batch)
+    return 0
+
+
+def user_data(cfg: DataConfig, memory_budget: int) -> DataBundle | UserStreams | None:
+    """The user's data (``cfg.name`` a ``file.py:fn``, called once) as streams when they do not fit
+    ``memory_budget`` bytes, else loaded by :func:`~landscape.zoo.data.load_data` as always; None
+    for registry data.
+
+    Only what the function returns as Datasets, DataLoaders or other iterables can stream: tensors
+    it returns are in memory already. Sources with a length are measured from their first batch;
+    others are read once. Streamed data are read once more here for the classes, the label
+    range and NaN checks.
+    """
+    if not is_user_spec(cfg.name):
+        return None
+    fn = load_callable(cfg.name)
+    try:
+        result = fn(**cfg.options)
+    except LandscapeError:
+        raise
+    except Exception as err:  # the user's code: any failure is reported as a data problem
+        raise DataError(f"calling {cfg.name!r} failed: {type(err).__name__}: {err}") from err
+    if not (isinstance(result, tuple | list) and len(result) == 2) or all(_is_pair(r) for r in result):
+        return load_data(cfg, result)  # tensors are in memory already (or load_data says what is wrong)
+    sources = {name: _batches(r, f"{cfg.name} {name} split") for name, r in zip(("train", "test"), result, strict=True)}
+    total = 0
+    for source in sources.values():
+        size = _estimate(source)
+        if size is None:
+            size = 0
+            for batch in source:
+                size += _nbytes(batch)
+                if total + size > memory_budget:
+                    break
+        total += size
+    if total <= memory_budget:
+        return load_data(cfg, result)
+    return _streams(cfg, sources, total, memory_budget)
+
+
+def _streams(cfg: DataConfig, sources: dict[str, Iterable[Batch]], nbytes: int, budget: int) -> UserStreams:
+    if cfg.resize or cfg.classes:
+        raise ConfigError(f"data.resize and data.classes are applied to data held in memory; {cfg.name!r} is "
+                          f"{nbytes:,} bytes, over surface.memory_budget = {budget:,}: resize or select in your "
+                          "loader, or raise --memory-budget")
+    first = {name: pair_of(next(iter(_nonempty(src, name))), f"{cfg.name} {name} split") for name, src in sources.items()}
+    labels = not first["train"][1].is_floating_point()
+    target = "input" if cfg.target == "input" else "label" if labels else "float"
+    low, high = 0, -1
+    for name, src in sources.items():  # one read: NaN checks and the label range
+        what = f"{cfg.name} {name} split"
+        for batch in src:
+            x, y = pair_of(batch, what)
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise DataError(f"dataset {cfg.name!r} has NaN or inf inputs ({name} split)")
+            if labels and y.numel():
+                if y.ndim != 1:
+                    raise DataError(f"class labels must be one number per sample, got shape {tuple(y.shape)}")
+                if y.is_floating_point():
+                    raise DataError(f"{what}: float targets in a batch after class labels in the first")
+                low, high = min(low, int(y.min())), max(high, int(y.max()))
+            elif y.is_floating_point() and not bool(torch.isfinite(y).all()):
+                raise DataError(f"dataset {cfg.name!r} has NaN or inf targets ({name} split)")
+    if low < 0:
+        raise DataError(f"dataset {cfg.name!r} has negative class labels")
+    task: Task = "reconstruction" if target == "input" else "classification" if labels else "regression"
+    num_classes = high + 1 if task == "classification" else 0
+    if task == "classification" and cfg.binary:
+        if num_classes != 2:
+            raise DataError(f"data.binary needs exactly 2 classes, {cfg.name!r} has {num_classes}; set data.classes = [a, b]")
+        task, target = "binary", "binary"
+    limits = {"train": cfg.max_train, "test": cfg.max_test}
+    splits = {name: Converted(src, f"{cfg.name} {name} split", target, limits[name]) for name, src in sources.items()}
+    probe = {name: TensorSplit(*splits[name].convert(*first[name])) for name in splits}
+    bundle = DataBundle(cfg.name, probe["train"], probe["test"], task, num_classes)
+    return UserStreams(bundle, splits, nbytes)
+
+
+def _nonempty(source: Iterable[Batch], name: str) -> Iterable[Batch]:
+    for _ in source:
+        return source
+    raise DataError(f"{name} data hold no batches")

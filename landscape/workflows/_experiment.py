@@ -1,4 +1,8 @@
-"""Build model and data from a config or from a checkpoint (the glue every command shares)."""
+"""Build model and data from a config or from a checkpoint (the glue every command shares).
+
+Here a checkpoint's saved config dict becomes a :class:`Config`, and a config is split into what
+the zoo needs (its data and model sections) and what the engine needs (the losses).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from landscape.config import Config
+from landscape.config import Config, config_from_dict
 from landscape.engine.losses import MetricSet
-from landscape.errors import CheckpointError
+from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, load_into
 from landscape.zoo.data import DataBundle, load_data
 from landscape.zoo.models import build_model
@@ -27,10 +31,18 @@ class Experiment:
         return MetricSet(list(losses) or [self.config.train.loss], self.data.task, self.data.num_classes)
 
 
+def checkpoint_config(ckpt: Checkpoint) -> Config | None:
+    """The config a checkpoint of ours was trained with; None for a foreign one (or one saved by a Recorder)."""
+    if ckpt.config is None:
+        return None
+    try:
+        return config_from_dict(ckpt.config)
+    except (ConfigError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {str(ckpt.path)!r} has an unreadable config: {err}") from err
+
+
 def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``; a missing GPU is a clear error, not a crash later."""
-    from landscape.errors import ConfigError
-
     try:
         device = torch.device(name)
     except RuntimeError as err:
@@ -62,20 +74,19 @@ def build_experiment(config: Config, data: DataBundle | None = None, losses: Seq
     return Experiment(config, data, model)
 
 
-def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None) -> Experiment:
+def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None, data: DataBundle | None = None) -> Experiment:
     """Rebuild the experiment a checkpoint came from and load its weights.
 
     ``config`` replaces the checkpoint's own (foreign checkpoints need one: they do not say which
-    model and data they belong to).
+    model and data they belong to). ``data``: the data already loaded (else loaded from the config).
     """
+    config = config if config is not None else checkpoint_config(ckpt)
     if config is None:
-        if ckpt.config is None:
-            raise CheckpointError(
-                f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
-                "name its model and data with --model/--data/--loss or a config file"
-            )
-        config = ckpt.config
+        raise CheckpointError(
+            f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
+            "name its model and data with --model/--data/--loss or a config file"
+        )
     # surface, hessian and compare evaluate surface.losses when the user named them
-    exp = build_experiment(config, losses=list(config.surface.losses) or [config.train.loss])
+    exp = build_experiment(config, data, losses=list(config.surface.losses) or [config.train.loss])
     load_into(exp.model, ckpt.state_dict, what=f"model {config.model.name!r}")
     return exp
