@@ -299,3 +299,21 @@ def test_cli_hessian_refuses_a_registry_loss_on_dict_batches(tmp_path: Path, cap
     assert main(["hessian", str(tmp_path / "m.pt"), *args, "--out", str(tmp_path / "h.json")]) == 1
     err = capsys.readouterr().err.strip()
     assert "pass a batch loss --loss file.py:fn" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["dicts", "pairs"])
+def test_cli_surface_hessian_directions_on_streamed_data_are_the_dense_top_eigenvector(tmp_path: Path, case: str) -> None:
+    model, _, ckpt = files(tmp_path)
+    args = flags(tmp_path, data=case)
+    if case == "pairs":
+        args[-1] = "cross_entropy"
+    out = tmp_path / "s.h5"
+    assert main(["surface", str(ckpt), *args, "--hessian-directions", "--memory-budget", "1", "--x", "-1:1:3",
+                 "--out", str(out)]) == 0
+    s = landscape.load_surface(out)
+    assert s.directions is not None
+    x, y = data()
+    _, vector = dense_top(model, x[:70], y[:70])
+    dot = sum(float((s.directions.x[k].double() * vector[k]).sum()) for k in vector)
+    assert abs(dot - 1.0) < 1e-5  # unit norm, canonical sign: the largest entry positive, as the oracle's
+    assert all(not s.directions.x[k].any() for k in ("a.bias", "b.bias"))

@@ -245,9 +245,6 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     notes = _data_notes(ckpt, cfg, exp) if exp.batches is None else [_streamed_note(streams, cfg)] if streams else []
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
-    if streams is not None and source.hessian:
-        raise ConfigError(f"--hessian-directions needs the data in memory; they are {streams.nbytes:,} bytes, over "
-                          f"surface.memory_budget = {s.memory_budget:,}: raise --memory-budget or save directions first")
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     group = init_group(torch.device(s.device).type if s.device else "cpu")
     try:
