@@ -317,3 +317,13 @@ def test_cli_surface_hessian_directions_on_streamed_data_are_the_dense_top_eigen
     dot = sum(float((s.directions.x[k].double() * vector[k]).sum()) for k in vector)
     assert abs(dot - 1.0) < 1e-5  # unit norm, canonical sign: the largest entry positive, as the oracle's
     assert all(not s.directions.x[k].any() for k in ("a.bias", "b.bias"))
+
+
+def test_cli_train_on_dict_batches_says_where_they_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", "--data", f"{tmp_path / 'udata.py'}:dicts", "--model", f"{tmp_path / 'umodel.py'}:make",
+                 "--epochs", "1", "--out", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "got dict; batches of other shapes (dicts) work with a batch loss --loss file.py:fn in landscape surface" in err
+    assert len(err.splitlines()) == 1 and not (run / "run.json").exists()
