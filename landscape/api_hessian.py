@@ -23,7 +23,7 @@ from landscape.engine.moved import ParamSelector, selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Streamed, prepare
+from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prepare
 
 
 def _double_backward_attention() -> contextlib.AbstractContextManager[None]:
@@ -108,7 +108,7 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         batches: Iterable[Any] = _slices(split) if isinstance(split, TensorSplit) else split
     else:
         target, prefix = BatchLossModel(work, spec.batch[0][1]), "inner."
-        batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else _Paired(split)
+        batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else Paired(split)
 
         def loss_fn(out: Tensor, _: Any) -> Tensor:
             return out
@@ -139,12 +139,3 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         grad_norm=float(sum(float((g.double() ** 2).sum()) for g in grad) ** 0.5), names=list(base), dim=problem.dim,
         converged=bool(top.all_converged and bottom.all_converged))
 
-
-@dataclass(frozen=True)
-class _Paired:
-    """Streamed batches as (batch, None) pairs for the Hessian's (inputs, targets) loop."""
-
-    source: Streamed
-
-    def __iter__(self) -> Any:
-        return ((b, None) for b in self.source)

@@ -266,7 +266,7 @@ def _add_trajectory(p: argparse.ArgumentParser) -> None:
 HESSIAN_FLAGS = {"split": "surface.split", "max_samples": "surface.max_samples", "batch_size": "surface.batch_size",
                  "dir_type": "directions.dir_type", "ignore": "directions.ignore", "top_k": "hessian.top_k",
                  "tol": "hessian.tol", "max_iter": "hessian.max_iter", "trace_samples": "hessian.trace_samples",
-                 "seed": "hessian.seed"}
+                 "seed": "hessian.seed", "memory_budget": "surface.memory_budget"}
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
@@ -289,6 +289,9 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["train", "test"])
     p.add_argument("--max-samples", type=int, help="use the first N samples of the split (recorded)")
     p.add_argument("--batch-size", type=int, help="samples per HVP batch (0 = automatic); does not change the values")
+    p.add_argument("--memory-budget", type=int, metavar="BYTES",
+                   help="user data (--data file.py:fn giving a DataLoader, Dataset or iterable) larger than this are "
+                        "re-read batch by batch at every Hessian-vector product instead of held in memory (default 2 GiB)")
     p.add_argument("--dir-type", choices=["weights", "states"], help="parameters (default) or float state-dict entries")
     p.add_argument("--ignore", choices=["biasbn", "none", "random1d"],
                    help="biasbn (default): restrict the Hessian to tensors with ndim > 1, as the directions")

@@ -16,16 +16,22 @@ from landscape.config import Config, config_from_dict
 from landscape.engine.losses import MetricSet
 from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, load_into
-from landscape.zoo.data import DataBundle, load_data
-from landscape.zoo.models import build_model
+from landscape.zoo.data import DataBundle, TensorSplit, load_data
+from landscape.zoo.models import build_model, build_unshaped_model
 from landscape.zoo.registry import is_user_spec
+from landscape.zoo.userdata import UserBatches, UserStreams, user_data
 
 
 @dataclass
 class Experiment:
+    """A config, its data and its model. ``batches``: the user's data when ``data`` does not hold
+    them as tensors — streamed (inputs, targets) batches (``data`` then holds a first batch per
+    split, for shapes and task) or batches of another shape (``data`` then holds no samples)."""
+
     config: Config
     data: DataBundle
     model: nn.Module
+    batches: UserStreams | UserBatches | None = None
 
     def metrics(self, losses: tuple[str, ...] | list[str] = ()) -> MetricSet:
         return MetricSet(list(losses) or [self.config.train.loss], self.data.task, self.data.num_classes)
@@ -90,3 +96,34 @@ def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None, d
     exp = build_experiment(config, data, losses=list(config.surface.losses) or [config.train.loss])
     load_into(exp.model, ckpt.state_dict, what=f"model {config.model.name!r}")
     return exp
+
+
+def experiment_with_user_data(ckpt: Checkpoint, config: Config | None = None) -> Experiment:
+    """:func:`experiment_from_checkpoint` with the user's data (``data.name`` a ``file.py:fn``) read by
+    :func:`~landscape.zoo.userdata.user_data`: streamed when over ``surface.memory_budget``, and
+    batches that are not (inputs, targets) tuples (dicts) kept as they are, for a batch loss."""
+    given = config or checkpoint_config(ckpt)
+    loaded = user_data(given.data, given.surface.memory_budget) if given is not None else None
+    if isinstance(loaded, UserBatches):
+        assert given is not None
+        return _batches_experiment(ckpt, given, loaded)
+    if isinstance(loaded, UserStreams):
+        exp = experiment_from_checkpoint(ckpt, config, loaded.bundle)
+        exp.batches = loaded
+        return exp
+    return experiment_from_checkpoint(ckpt, config, loaded)
+
+
+def _batches_experiment(ckpt: Checkpoint, config: Config, batches: UserBatches) -> Experiment:
+    """The model of a checkpoint whose data are batches of another shape than (inputs, targets):
+    built without shapes (:func:`~landscape.zoo.models.build_unshaped_model`), for a batch loss only."""
+    losses = list(config.surface.losses) or [config.train.loss]
+    named = [n for n in losses if not is_user_spec(n)]
+    if named:
+        raise ConfigError(f"loss {named[0]!r} compares a model output with targets, which the {batches.kind} batches of "
+                          f"{batches.name!r} do not hold apart: pass a batch loss --loss file.py:fn, fn(model, batch) -> loss")
+    torch.manual_seed(config.train.seed)
+    model = build_unshaped_model(config.model.name, dict(config.model.options))
+    load_into(model, ckpt.state_dict, what=f"model {config.model.name!r}")
+    empty = TensorSplit(torch.empty(0), torch.empty(0))  # no tensors: the batches are in ``batches``
+    return Experiment(config, DataBundle(batches.name, empty, empty, "regression", 0), model, batches)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from landscape.atomic import write_json_atomic
 from landscape.config import Config, config_to_dict
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.directions import Directions, save_directions, target_tensors
-from landscape.engine.eigratio import Batches, EigenRatioEngine, eig_ratio, split_batches
+from landscape.engine.eigratio import EigenRatioEngine, eig_ratio, split_batches
 from landscape.engine.evaluate import eval_mode
 from landscape.engine.hessian import (
     EigenResult,
@@ -50,11 +50,12 @@ from landscape.engine.hessian import (
 from landscape.engine.losses import get_criterion
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
-from landscape.errors import ConfigError, HessianError
+from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
-from landscape.workflows._experiment import Experiment, experiment_from_checkpoint, resolve_device
+from landscape.workflows._experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.registry import is_user_spec, load_callable
+from landscape.zoo.userdata import Paired, Streamed, UserBatches, UserStreams
 
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
 
@@ -114,7 +115,7 @@ class Setup:
 
     problem: HessianProblem
     model: nn.Module  # a private copy on the device
-    batches: Batches
+    batches: Iterable[tuple[Any, Any]]  # (inputs, targets) or (batch, None); a list, or streamed
     loss_fn: LossFn
     loss: str
     split: str
@@ -122,9 +123,13 @@ class Setup:
 
 
 def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool = True) -> Setup:
-    """The Hessian of the configured loss on the configured split, at the checkpoint, on ``device``."""
+    """The Hessian of the configured loss on the configured split, at the checkpoint, on ``device``.
+
+    The user's streamed data (:class:`~landscape.zoo.userdata.UserStreams`) are re-read at every
+    Hessian-vector product; batches of other shapes (:class:`~landscape.zoo.userdata.UserBatches`,
+    dicts) are cached on the device when they fit ``surface.memory_budget``, else streamed too.
+    """
     loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
-    split = exp.data.split(split_name).subset(cfg.surface.max_samples).to(device)
     model = copy.deepcopy(exp.model).to(device).eval()
     names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
     if cfg.surface.params:
@@ -134,22 +139,41 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         if not names:
             raise ConfigError(f"--params {','.join(cfg.surface.params)} selects none of the parameters "
                               f"({', '.join(parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)[:4])}, ...)")
-    batches = split_batches(split, cfg.surface.batch_size)
-    if is_user_spec(loss):  # a batch loss fn(model, (inputs, targets)): the Hessian of the wrapped model
+    data: Iterable[Any]
+    probe = exp.data.split(split_name).subset(cfg.surface.max_samples).to(device)
+    if isinstance(exp.batches, UserBatches):
+        if cfg.surface.max_samples:
+            raise ConfigError(f"--max-samples {cfg.surface.max_samples} cuts (inputs, targets) data; the {exp.batches.kind} "
+                              f"batches of {exp.batches.name!r}: cut them in your data function")
+        data = exp.batches.placed([split_name], device, cfg.surface.memory_budget)[split_name]
+    elif isinstance(exp.batches, UserStreams):  # the probe is the split's first batch
+        data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device)
+    else:
+        data = split_batches(probe, cfg.surface.batch_size)
+    if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model
         wrapped = BatchLossModel(model, load_callable(loss))  # type: ignore[arg-type]
-        with torch.inference_mode():
-            wrapped(batches[0])
-        pairs: Batches = [(b, None) for b in batches]  # type: ignore[misc]
+        pairs: Iterable[tuple[Any, None]] = [(b, None) for b in data] if isinstance(data, list) else Paired(data)
+        for first, _ in pairs:
+            try:
+                with torch.inference_mode():
+                    wrapped(first)
+            except LandscapeError:
+                raise
+            except Exception as err:  # the user's loss or forward: one line naming it
+                raise ModelError(f"the loss {loss!r} fails on the first {split_name} batch: {type(err).__name__}: "
+                                 f"{(str(err).splitlines() or [''])[0]}") from err
+            break
 
         def identity(out: Tensor, _: Tensor) -> Tensor:
             return out
 
         problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, identity)
         return Setup(problem, wrapped, pairs, identity, loss, split_name, prefix="inner.")
+    assert not isinstance(exp.batches, UserBatches)  # a loss of (output, target) on them is refused when they are read
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
-        exp.metrics([loss]).check(model(split.inputs[:2]), split.targets[:2])
+        exp.metrics([loss]).check(model(probe.inputs[:2]), probe.targets[:2])
     loss_fn = per_sample_loss(exp, loss)
-    return Setup(HessianProblem(model, names, batches, loss_fn), model, batches, loss_fn, loss, split_name)
+    return Setup(HessianProblem(model, names, data, loss_fn), model, data, loss_fn, loss, split_name)
 
 
 # --- Hessian directions ------------------------------------------------------------------------
@@ -227,7 +251,7 @@ def eig_map_settings(cfg: Config) -> dict[str, Any]:
 # --- landscape hessian -------------------------------------------------------------------------
 
 
-def forward_seconds(model: nn.Module, batches: Batches, loss_fn: LossFn, repeats: int = 3) -> float:
+def forward_seconds(model: nn.Module, batches: Iterable[tuple[Any, Any]], loss_fn: LossFn, repeats: int = 3) -> float:
     """Best-of-``repeats`` seconds for one loss evaluation over ``batches`` (one loss-surface point)."""
     best = math.inf
     with eval_mode(model), torch.inference_mode():
@@ -286,7 +310,7 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     """
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    exp = experiment_from_checkpoint(ckpt, cfg)
+    exp = experiment_with_user_data(ckpt, cfg)  # user data over surface.memory_budget are streamed
     cfg = cfg or exp.config
     device = resolve_device(cfg.surface.device)
     s = setup(exp, cfg, device, allow_both=False)

@@ -52,11 +52,11 @@ from landscape.workflows._distributed import (
     share_setup,
     wait_a_little,
 )
-from landscape.workflows._experiment import Experiment, checkpoint_config, experiment_from_checkpoint, resolve_device
+from landscape.workflows._experiment import Experiment, checkpoint_config, experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.registry import is_user_spec, load_callable
-from landscape.zoo.userdata import Streamed, UserStreams, user_data
+from landscape.zoo.userdata import Streamed, UserBatches, UserStreams
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,32 @@ def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: Use
                        points_per_call=s.points_per_call)
 
 
+def batches_engine(exp: Experiment, cfg: Config, dirs: Directions, batches: UserBatches, device: torch.device,
+                   moved: Callable[[str], bool] | None) -> BatchEngine:
+    """User batches of another shape than (inputs, targets) (dicts), read by the batch loss
+    ``--loss file.py:fn``: cached on the device when they fit ``surface.memory_budget``, else streamed."""
+    s = cfg.surface
+    what = f"the {batches.kind} batches of {batches.name!r} are read by a batch loss only"
+    if s.metric != "loss" or s.bn != "fixed":
+        raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need (inputs, targets) data")
+    if s.max_samples:
+        raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
+    losses = list(s.losses) or [cfg.train.loss]
+    if len(losses) != 1:
+        raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(losses)}")
+    names = ["train", "test"] if s.split == "both" else [s.split]
+    splits = batches.placed(names, device, s.memory_budget)
+    sums = batch_sums_of([("loss", load_callable(losses[0]))], samples_in)  # type: ignore[list-item]
+    return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved, points_per_call=s.points_per_call)
+
+
+def _batches_note(engine: BatchEngine, batches: UserBatches, cfg: Config) -> str:
+    if any(isinstance(split, Streamed) for split in engine.splits.values()):
+        return (f"the {batches.kind} batches are over surface.memory_budget = {cfg.surface.memory_budget:,} bytes: "
+                "streamed from the loader, several grid points per read")
+    return f"the {batches.kind} batches are cached on the device (within surface.memory_budget)"
+
+
 def _streamed_note(streams: UserStreams, cfg: Config) -> str:
     return (f"the data ({streams.nbytes:,} bytes) are over surface.memory_budget = {cfg.surface.memory_budget:,}: "
             "streamed from the loader, several grid points per read")
@@ -211,17 +237,14 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     """
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    given = cfg or checkpoint_config(ckpt)  # user data (file.py:fn) over surface.memory_budget are streamed, not held
-    loaded = user_data(given.data, given.surface.memory_budget) if given is not None else None
-    streams = loaded if isinstance(loaded, UserStreams) else None
-    exp = experiment_from_checkpoint(ckpt, cfg, loaded.bundle if isinstance(loaded, UserStreams) else loaded)
+    # user data (file.py:fn) over surface.memory_budget are streamed, not held; dict batches stay batches
+    exp = experiment_with_user_data(ckpt, cfg)
+    streams = exp.batches if isinstance(exp.batches, UserStreams) else None
+    batches = exp.batches if isinstance(exp.batches, UserBatches) else None
     cfg = cfg or exp.config
-    notes = _data_notes(ckpt, cfg, exp) if streams is None else [_streamed_note(streams, cfg)]
+    notes = _data_notes(ckpt, cfg, exp) if exp.batches is None else [_streamed_note(streams, cfg)] if streams else []
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
-    if streams is not None and source.hessian:
-        raise ConfigError(f"--hessian-directions needs the data in memory; they are {streams.nbytes:,} bytes, over "
-                          f"surface.memory_budget = {s.memory_budget:,}: raise --memory-budget or save directions first")
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     group = init_group(torch.device(s.device).type if s.device else "cpu")
     try:
@@ -230,6 +253,9 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
         moved = selector(s.params) if s.params else None
         if streams is not None:
             engine = streamed_engine(exp, cfg, dirs, streams, device, moved)
+        elif batches is not None:
+            engine = batches_engine(exp, cfg, dirs, batches, device, moved)
+            notes.append(_batches_note(engine, batches, cfg))
         elif s.metric == "eig_ratio":
             engine = eig_ratio_engine(exp, cfg, dirs, _splits(exp, cfg), device)
         elif any(is_user_spec(n) for n in s.losses):

@@ -200,8 +200,9 @@ def _concatenated(batches: Iterable[Any], what: str) -> Pair:
     xs, ys = [], []
     for batch in batches:
         if not (isinstance(batch, tuple | list) and len(batch) >= 2):
-            raise DataError(f"{what}: batches must be (inputs, targets) tuples, got {type(batch).__name__}; batches of other "
-                            "shapes (dicts) work through the Python API: landscape.surface(model, loader, loss=fn)")
+            raise DataError(f"{what}: batches must be (inputs, targets) tuples here, got {type(batch).__name__}; batches of "
+                            "other shapes (dicts) work with a batch loss --loss file.py:fn in landscape surface and "
+                            "hessian, and through the Python API: landscape.surface(model, loader, loss=fn)")
         xs.append(torch.as_tensor(batch[0]))
         ys.append(torch.as_tensor(batch[1]))
     if not xs:

@@ -446,6 +446,36 @@ def build_model(
     return model
 
 
+def build_unshaped_model(name: str, options: Mapping[str, object] | None = None) -> nn.Module:
+    """Build a user factory ``file.py:fn`` for data that give no shapes (dict batches): called as
+    ``fn(**options)``, so its ``input_shape``/``output_shape`` need defaults or values in the options.
+
+    There is no output-shape check: only the batch loss knows what the model returns.
+    """
+    opts = dict(options or {})
+    if not is_user_spec(name):
+        raise ModelError(f"model {name!r} is built from the data's input and output shapes, which batches that are not "
+                         "(inputs, targets) tuples do not give: name a factory file.py:fn that builds the model itself")
+    factory = load_callable(name)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read: the call below says what is wrong
+        params = None
+    missing = [] if params is None else [
+        k for k, p in params.items() if k in _SHAPE_ARGS and k not in opts and p.default is p.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if missing:
+        raise ModelError(f"model factory {name!r} needs {' and '.join(missing)}, which batches that are not (inputs, targets) "
+                         f"tuples do not give: give {'them' if len(missing) > 1 else 'it'} a default, or values in model.options")
+    try:
+        model = factory(**opts)
+    except Exception as err:  # user code: any failure becomes one clear message
+        raise ModelError(f"user model {name!r} failed to build with options {opts}: {type(err).__name__}: {err}") from err
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
 def check_output_shape(
     model: nn.Module, input_shape: Sequence[int], output_shape: Sequence[int], name: str | None = None
 ) -> None:

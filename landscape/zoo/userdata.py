@@ -237,8 +237,8 @@ class Converted:
 def pair_of(batch: Batch, name: str) -> tuple[Tensor, Tensor]:
     """The (inputs, targets) tensors of a tuple batch."""
     if not (isinstance(batch, tuple | list) and len(batch) >= 2):
-        raise DataError(f"{name}: batches must be (inputs, targets) tuples, got {type(batch).__name__}; batches of other "
-                        "shapes (dicts) work through the Python API: landscape.surface(model, loader, loss=fn)")
+        raise DataError(f"{name}: a {type(batch).__name__} batch among (inputs, targets) tuples; the batches of a split "
+                        "must all be tuples, or all of another shape (dicts) read by a batch loss --loss file.py:fn")
     x, y = torch.as_tensor(batch[0]), torch.as_tensor(batch[1])
     if x.shape[0] != y.shape[0]:
         raise DataError(f"{name}: a batch of {x.shape[0]} inputs but {y.shape[0]} targets")
@@ -266,10 +266,46 @@ def _estimate(batches: Iterable[Batch]) -> int | None:
     return 0
 
 
-def user_data(cfg: DataConfig, memory_budget: int) -> DataBundle | UserStreams | None:
+def is_tuple_batch(batch: Batch) -> bool:
+    """An (inputs, targets, ...) tuple or list batch (what :func:`pair_of` reads)."""
+    return isinstance(batch, tuple | list) and len(batch) >= 2 and not isinstance(batch, str | bytes)
+
+
+@dataclass(frozen=True)
+class UserBatches:
+    """User data whose batches are not (inputs, targets) tuples (dicts, single tensors, ...).
+
+    Only a batch loss ``fn(model, batch)`` can read them; nothing here knows their shapes or task.
+    :meth:`placed` caches them on the device when they fit the memory budget, else streams them.
+    """
+
+    name: str  # the data spec, file.py:fn
+    sources: dict[str, Iterable[Batch]]  # re-iterable batches per split, as the function gave them
+    kind: str  # the type of the first batch, for messages (dict, Tensor, ...)
+
+    def placed(self, names: Sequence[str], device: torch.device, memory_budget: int) -> dict[str, list[Batch] | Streamed]:
+        """The splits ``names``: each a list of batches on ``device`` when together they fit
+        ``memory_budget`` bytes, else a :class:`Streamed` source (:func:`prepare`, without tensors)."""
+        prepared = prepare({n: self.sources[n] for n in names}, device, memory_budget, tensors=False)
+        return {n: p for n, p in prepared.items() if not isinstance(p, TensorSplit)}
+
+
+def _batch_data(cfg: DataConfig, sources: dict[str, Iterable[Batch]], kind: str) -> UserBatches:
+    """Checks the data settings that only apply to (inputs, targets) data, then :class:`UserBatches`."""
+    unusable = [k for k, v in (("data.resize", cfg.resize), ("data.classes", cfg.classes), ("data.binary", cfg.binary),
+                               ("data.max_train", cfg.max_train), ("data.max_test", cfg.max_test),
+                               ("data.target = 'input'", cfg.target == "input")) if v]
+    if unusable:
+        raise ConfigError(f"{', '.join(unusable)} apply to (inputs, targets) data; {cfg.name!r} gives {kind} batches: "
+                          "resize, select or cut them in your data function")
+    return UserBatches(cfg.name, sources, kind)
+
+
+def user_data(cfg: DataConfig, memory_budget: int) -> DataBundle | UserStreams | UserBatches | None:
     """The user's data (``cfg.name`` a ``file.py:fn``, called once) as streams when they do not fit
     ``memory_budget`` bytes, else loaded by :func:`~landscape.zoo.data.load_data` as always; None
-    for registry data.
+    for registry data. Batches that are not (inputs, targets) tuples (dicts, ...) come back as
+    :class:`UserBatches`, for a batch loss, whatever their size.
 
     Only what the function returns as Datasets, DataLoaders or other iterables can stream: tensors
     it returns are in memory already. Sources with a length are measured from their first batch;
@@ -288,6 +324,9 @@ def user_data(cfg: DataConfig, memory_budget: int) -> DataBundle | UserStreams |
     if not (isinstance(result, tuple | list) and len(result) == 2) or all(_is_pair(r) for r in result):
         return load_data(cfg, result)  # tensors are in memory already (or load_data says what is wrong)
     sources = {name: _batches(r, f"{cfg.name} {name} split") for name, r in zip(("train", "test"), result, strict=True)}
+    first = next(iter(sources["train"]), None)
+    if first is not None and not is_tuple_batch(first):
+        return _batch_data(cfg, sources, type(first).__name__)
     total = 0
     for source in sources.values():
         size = _estimate(source)
@@ -345,3 +384,14 @@ def _nonempty(source: Iterable[Batch], name: str) -> Iterable[Batch]:
     for _ in source:
         return source
     raise DataError(f"{name} data hold no batches")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Batches as ``(batch, None)`` pairs, for the Hessian's (inputs, targets) loop over a batch loss
+    (the whole batch is the wrapped model's input); re-iterable when ``source`` is."""
+
+    source: Iterable[Batch]
+
+    def __iter__(self) -> Iterator[tuple[Batch, None]]:
+        return ((b, None) for b in self.source)
