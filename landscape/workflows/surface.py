@@ -246,7 +246,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
-    group = init_group(torch.device(s.device).type if s.device else "cpu")
+    group = init_group(resolve_device(s.device).type if s.device else "cpu")  # a bad name: one line, before any group
     try:
         device = resolve_device(local_device(s.device, group))
         engine: Evaluator
