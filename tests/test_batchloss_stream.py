@@ -4,6 +4,7 @@ caller's model left as it was after an error in the middle of a multi-point pass
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from stopping import stopping_loss_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -19,7 +21,7 @@ import landscape
 import landscape.zoo.data
 from landscape.cli import main
 from landscape.engine.batchloss import BatchEngine, OutputMetrics, batch_sums_of, output_sums_of, samples_in
-from landscape.engine.directions import save_directions
+from landscape.engine.directions import Directions, save_directions
 from landscape.zoo.userdata import Streamed
 
 AXIS = (-1.0, 1.0, 5)
@@ -81,30 +83,41 @@ def test_streamed_surface_equals_the_float64_per_point_loop(loss: str) -> None:
         np.testing.assert_allclose(s["train_acc"], want[..., 1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("k", [1, 3, 7])
-def test_k_points_per_call_read_the_loader_once_and_match_the_hand_loop(k: int) -> None:
+@dataclasses.dataclass
+class Case:
+    """A model, its data as a counted DataLoader, directions, and a batch engine streaming them."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    source: Counted
+    dirs: Directions
+    engine: BatchEngine
+
+
+def streamed_case(**engine_options: Any) -> Case:
     model = mlp()
     x, y = classification()
     source = Counted(DataLoader(TensorDataset(x, y), batch_size=16))
     dirs = landscape.random_directions(model, seed=3)
     metrics = OutputMetrics([("loss", nn.CrossEntropyLoss())], acc=True)
     engine = BatchEngine(model, dirs, {"train": Streamed(source, torch.device("cpu"))}, metrics.names,
-                         output_sums_of(metrics), points_per_call=k)
-    reads, batches = source.reads, source.batches  # the set-up check reads a first batch
+                         output_sums_of(metrics), **engine_options)
+    return Case(model, x, y, source, dirs, engine)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_k_points_per_call_read_the_loader_once_and_match_the_hand_loop(k: int) -> None:
+    c = streamed_case(points_per_call=k)
+    reads, batches = c.source.reads, c.source.batches  # the set-up check reads a first batch
     coords = grid_coords((-1.0, 1.0, 3))[:k]
-    vals = engine.evaluate(coords)
-    assert source.reads - reads == 1 and source.batches - batches == 5  # one pass for the k points
-    np.testing.assert_allclose(vals, hand(model, dirs, coords, x, y), rtol=1e-6)
+    vals = c.engine.evaluate(coords)
+    assert c.source.reads - reads == 1 and c.source.batches - batches == 5  # one pass for the k points
+    np.testing.assert_allclose(vals, hand(c.model, c.dirs, coords, c.x, c.y), rtol=1e-6)
 
 
 def test_the_values_of_a_point_do_not_depend_on_the_points_read_with_it() -> None:
-    model = mlp()
-    x, y = classification()
-    source = Counted(DataLoader(TensorDataset(x, y), batch_size=16))
-    dirs = landscape.random_directions(model, seed=3)
-    metrics = OutputMetrics([("loss", nn.CrossEntropyLoss())], acc=True)
-    engine = BatchEngine(model, dirs, {"train": Streamed(source, torch.device("cpu"))}, metrics.names,
-                         output_sums_of(metrics), points_per_call=1)
+    engine = streamed_case(points_per_call=1).engine
     coords = grid_coords(AXIS)
     together = engine.evaluate(coords)
     alone = np.concatenate([engine.evaluate(c[None]) for c in coords])
@@ -112,17 +125,11 @@ def test_the_values_of_a_point_do_not_depend_on_the_points_read_with_it() -> Non
 
 
 def test_calibration_reads_a_first_pass_and_keeps_the_values() -> None:
-    model = mlp()
-    x, y = classification()
-    source = Counted(DataLoader(TensorDataset(x, y), batch_size=16))
-    dirs = landscape.random_directions(model, seed=3)
-    metrics = OutputMetrics([("loss", nn.CrossEntropyLoss())], acc=True)
-    engine = BatchEngine(model, dirs, {"train": Streamed(source, torch.device("cpu"))}, metrics.names,
-                         output_sums_of(metrics))
+    c = streamed_case()
     coords = grid_coords(AXIS)
-    vals, used = engine.calibrate(coords)
-    assert used == 2 and 1 <= engine.points_per_call <= 64 and engine.passes == 1
-    np.testing.assert_allclose(vals, hand(model, dirs, coords[:2], x, y), rtol=1e-6)
+    vals, used = c.engine.calibrate(coords)
+    assert used == 2 and 1 <= c.engine.points_per_call <= 64 and c.engine.passes == 1
+    np.testing.assert_allclose(vals, hand(c.model, c.dirs, coords[:2], c.x, c.y), rtol=1e-6)
 
 
 def test_surface_reads_the_stream_fewer_times_than_it_has_points() -> None:
@@ -280,21 +287,7 @@ def test_cli_calls_the_data_function_once_whether_it_streams_or_not(tmp_path: Pa
         assert calls.read_text() == "x", budget
 
 
-STOPPING_LOSS_PY = """
-import os
-import torch.nn.functional as F
-
-state = {"stop": "", "calls": 0}
-
-def loss(model, batch):
-    stop = os.environ.get("STREAM_STOP_AT", "")
-    if stop != state["stop"]:  # counted from the moment the variable was set
-        state.update(stop=stop, calls=0)
-    state["calls"] += 1
-    if stop and state["calls"] == int(stop):
-        raise KeyboardInterrupt
-    return F.cross_entropy(model(batch[0]), batch[1], reduction="none")
-"""
+STOPPING_LOSS_PY = stopping_loss_file("STREAM_STOP_AT", "batch[0]", "batch[1]")
 
 
 def test_cli_streamed_run_interrupted_mid_pass_resumes_to_the_same_values(

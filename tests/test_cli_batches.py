@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from stopping import stopping_loss_file
 from torch import Tensor, nn
 
 import landscape
@@ -73,21 +74,7 @@ def pairs():
     return [(x[i:min(i + 16, 70)], y[i:min(i + 16, 70)]) for i in range(0, 70, 16)], [(x[70:], y[70:])]
 """
 
-LOSS_PY = """
-import os
-import torch.nn.functional as F
-
-state = {"stop": "", "calls": 0}
-
-def loss(model, batch):
-    stop = os.environ.get("DICT_STOP_AT", "")
-    if stop != state["stop"]:  # counted from the moment the variable was set
-        state.update(stop=stop, calls=0)
-    state["calls"] += 1
-    if stop and state["calls"] == int(stop):
-        raise KeyboardInterrupt
-    return F.cross_entropy(model(batch["features"]), batch["labels"], reduction="none")
-
+LOSS_PY = stopping_loss_file("DICT_STOP_AT", 'batch["features"]', 'batch["labels"]') + """
 def mean_loss(model, batch):
     return F.cross_entropy(model(batch["features"]), batch["labels"])
 

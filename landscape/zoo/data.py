@@ -213,17 +213,22 @@ def _concatenated(batches: Iterable[Any], what: str) -> Pair:
         raise DataError(f"{what}: the batches do not fit together: {str(err).splitlines()[0]}") from err
 
 
+def call_data_fn(cfg: DataConfig) -> Any:
+    """What the user's data function ``file.py:fn`` returns, called with ``cfg.options``."""
+    fn = load_callable(cfg.name)
+    try:
+        return fn(**cfg.options)
+    except LandscapeError:
+        raise
+    except Exception as err:  # the user's code: any failure is reported as a data problem
+        raise DataError(f"calling {cfg.name!r} failed: {type(err).__name__}: {err}") from err
+
+
 def _raw(cfg: DataConfig, given: Any = None) -> tuple[Pair, Pair]:
     if given is not None:
         result = given
     elif is_user_spec(cfg.name):
-        fn = load_callable(cfg.name)
-        try:
-            result = fn(**cfg.options)
-        except LandscapeError:
-            raise
-        except Exception as err:  # the user's code: any failure is reported as a data problem
-            raise DataError(f"calling {cfg.name!r} failed: {type(err).__name__}: {err}") from err
+        result = call_data_fn(cfg)
     else:
         builder = DATASETS.get(cfg.name)
         options = dict(cfg.options)

@@ -27,9 +27,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from landscape.config import DataConfig
-from landscape.errors import ConfigError, DataError, LandscapeError
-from landscape.zoo.data import DataBundle, Task, TensorSplit, load_data
-from landscape.zoo.registry import is_user_spec, load_callable
+from landscape.errors import ConfigError, DataError
+from landscape.zoo.data import DataBundle, Task, TensorSplit, call_data_fn, load_data
+from landscape.zoo.registry import is_user_spec
 
 Batch = Any  # a tuple/list or dict of tensors (and possibly non-tensor extras)
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes of data cached on the device (2 GiB)
@@ -314,13 +314,7 @@ def user_data(cfg: DataConfig, memory_budget: int) -> DataBundle | UserStreams |
     """
     if not is_user_spec(cfg.name):
         return None
-    fn = load_callable(cfg.name)
-    try:
-        result = fn(**cfg.options)
-    except LandscapeError:
-        raise
-    except Exception as err:  # the user's code: any failure is reported as a data problem
-        raise DataError(f"calling {cfg.name!r} failed: {type(err).__name__}: {err}") from err
+    result = call_data_fn(cfg)
     if not (isinstance(result, tuple | list) and len(result) == 2) or all(_is_pair(r) for r in result):
         return load_data(cfg, result)  # tensors are in memory already (or load_data says what is wrong)
     sources = {name: _batches(r, f"{cfg.name} {name} split") for name, r in zip(("train", "test"), result, strict=True)}
