@@ -33,10 +33,9 @@ from landscape.engine.batchloss import (
     output_sums_of,
 )
 from landscape.engine.directions import Directions
-from landscape.engine.evaluate import eval_mode
 from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size
 from landscape.engine.losses import ALIASES, LOSSES, Metrics, MetricSet, canonical_loss_name
-from landscape.engine.moved import ParamSelector, selector
+from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DataError, GridError, LandscapeError, ModelError
@@ -139,13 +138,14 @@ def _infer_task(targets: Tensor, losses: Sequence[str], output: Tensor) -> tuple
 
 
 def _origin_output(model: nn.Module, x: Any) -> Tensor:
-    """The caller's model on a couple of samples (eval mode restored; nothing written)."""
+    """The model's output on a couple of samples, from a copy that reads the caller's parameters
+    and owns its buffers, so a forward that writes them leaves the caller's model as it was."""
     try:
         device = next(iter(model.parameters())).device
     except StopIteration:
         device = torch.device("cpu")
-    with eval_mode(model), torch.inference_mode():
-        out = model(x.to(device))
+    with torch.inference_mode():
+        out = working_copy(model, (), device)(x.to(device))
     if not isinstance(out, Tensor):
         raise ModelError(f"the model returns a {type(out).__name__}, not a tensor: with a loss named or given as a "
                          "criterion the forward must return the outputs; else pass loss=lambda model, batch: ...")

@@ -8,7 +8,6 @@ surface API takes, any data.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 from landscape.api import LossSpec, _as_batches, _device, _resolve_loss, _slices
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
-from landscape.engine.moved import ParamSelector, selector
+from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
@@ -100,7 +99,7 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
     spec, first = _resolve_loss(loss, None, model, first)
     split = next(iter(first.values()))
-    work = model if next(iter(model.parameters()), torch.empty(0)).device == dev else copy.deepcopy(model).to(dev)
+    work = working_copy(model, (), dev)  # reads the caller's parameters (on dev), owns its buffers: nothing of the caller is written
     target: nn.Module
     prefix = ""
     if spec.per_sample is not None:

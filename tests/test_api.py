@@ -270,6 +270,32 @@ def test_model_is_bit_identical_after_success_and_after_an_interrupt(error: type
     assert_same(model, before)
 
 
+class WritesItsBuffer(nn.Module):
+    """A forward that writes into a buffer even in eval mode (a call counter, a running cache)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+        self.register_buffer("seen", torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen += x.shape[0]
+        return self.fc(x)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "callable"])
+def test_a_forward_that_writes_a_buffer_never_writes_the_callers(loss: str) -> None:
+    x, y = classification(32, torch.float32)
+    spec: Any = loss if loss != "callable" else (lambda m, b: F.cross_entropy(m(b[0]), b[1]))
+    model = WritesItsBuffer()
+    before = snapshot(model)
+    landscape.surface(model, (x, y), loss=spec, x=AXIS, y=AXIS)
+    landscape.surface(model, (x, y), loss=spec, x=AXIS, y=AXIS, memory_budget=1)  # streamed: the batch engine
+    landscape.hessian(model, (x, y), loss=spec, top_k=1, max_iter=5, trace_samples=2)
+    assert float(model.seen) == 0.0
+    assert_same(model, before)
+
+
 # --- directions, files, figures -------------------------------------------------------------------------------------
 
 

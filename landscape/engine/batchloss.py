@@ -166,7 +166,7 @@ class BatchEngine:
             raise ConfigError(f"points_per_call must be ≥ 0 (0 calibrates), got {points_per_call}")
         self.device = torch.device(device)
         # owns its moved tensors and buffers (a user's loss may switch the model to training mode)
-        self.model = working_copy(model, moved_names(directions, moved), self.device, own_buffers=True)
+        self.model = working_copy(model, moved_names(directions, moved), self.device)
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
         self.splits = dict(splits)
         self.sums = sums

@@ -39,14 +39,16 @@ def moved_names(directions: Directions, moved: Callable[[str], bool] | None = No
     return names
 
 
-def working_copy(model: nn.Module, own: Collection[str], device: torch.device, *, own_buffers: bool = False) -> nn.Module:
+def working_copy(model: nn.Module, own: Collection[str], device: torch.device) -> nn.Module:
     """A copy of ``model`` on ``device`` (eval mode, no gradients) that holds its own storage only
-    for the tensors named in ``own`` (those a point rewrites) and, if ``own_buffers``, every buffer.
+    for the parameters named in ``own`` (those a point rewrites) and for every buffer.
 
-    Every other parameter and buffer is a new tensor object over the caller's storage: never
-    written, and swapping its ``.data`` (a layout or device change) leaves the caller's alone.
-    So the copy costs the moved tensors' bytes, not the model's (``copy.deepcopy`` with those
-    tensors pre-entered in its memo; modules, hooks and other attributes are copied as usual).
+    Every other parameter is a new tensor object over the caller's storage: never written, and
+    swapping its ``.data`` (a layout or device change) leaves the caller's alone. So the copy
+    costs the moved tensors' bytes, not the model's (``copy.deepcopy`` with those tensors
+    pre-entered in its memo; buffers, modules, hooks and other attributes are copied as usual).
+    Buffers are always the copy's own: they are small, and a user's forward or a BatchNorm
+    re-estimate may write into them, which must never reach the caller's model.
     """
     own = set(own)
 
@@ -58,8 +60,6 @@ def working_copy(model: nn.Module, own: Collection[str], device: torch.device, *
     for name, p in model.named_parameters():
         if type(p) is nn.Parameter:  # a subclass (quantized weights...) is copied by its own __deepcopy__
             memo[id(p)] = nn.Parameter(placed(p, name in own), requires_grad=False)
-    for name, b in model.named_buffers():
-        memo[id(b)] = placed(b, own_buffers or name in own)
     work = copy.deepcopy(model, memo).to(device).eval()
     for p in work.parameters():
         p.requires_grad_(False)

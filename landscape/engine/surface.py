@@ -80,8 +80,7 @@ class SurfaceEngine:
                  points_per_call: int = 0, moved: Callable[[str], bool] | None = None) -> None:
         check_directions(directions, model)
         self.device = torch.device(device)
-        # BatchNorm statistics re-estimated at every point are written: then the copy owns its buffers
-        self.model = working_copy(model, moved_names(directions, moved), self.device, own_buffers=bn != "fixed")
+        self.model = working_copy(model, moved_names(directions, moved), self.device)
         self.metrics = metrics
         self.splits = {name: s.to(self.device) for name, s in splits.items()}
         self.batch_sizes = {name: batch_size for name in self.splits} if batch_size else self._activation_batch_sizes()
