@@ -11,7 +11,7 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from torch import Tensor
 
 from landscape import __version__
 from landscape.config import Config, PlotConfig, config_to_dict
-from landscape.engine.batchloss import BatchEngine, batch_sums_of, output_sums_of, samples_in
+from landscape.engine.batchloss import BatchEngine, BatchSums, batch_sums_of, output_sums_of, samples_in
 from landscape.engine.directions import (
     DirectionOptions,
     Directions,
@@ -117,6 +117,16 @@ def _splits(exp: Experiment, cfg: Config) -> dict[str, TensorSplit]:
     return {n: exp.data.split(n).subset(cfg.surface.max_samples) for n in names}
 
 
+def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
+    """The one user batch loss ``file.py:fn`` among ``losses`` as (model, batch) → (sums, n): column ``loss``.
+
+    Such a loss is evaluated alone; naming others beside it is an error.
+    """
+    if len(losses) != 1:
+        raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(losses)}")
+    return batch_sums_of([("loss", load_callable(losses[0]))], samples_in)  # type: ignore[list-item]
+
+
 def batch_loss_engine(exp: Experiment, cfg: Config, dirs: Directions, device: torch.device,
                       moved: Callable[[str], bool] | None) -> BatchEngine:
     """A user batch loss ``--loss file.py:fn``, ``fn(model, (inputs, targets))``, on every point.
@@ -124,17 +134,15 @@ def batch_loss_engine(exp: Experiment, cfg: Config, dirs: Directions, device: to
     Such a loss is evaluated alone (column ``<split>_loss``), with ``--bn fixed`` only.
     """
     s = cfg.surface
-    if len(s.losses) != 1:
-        raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(s.losses)}")
+    sums = batch_loss_sums(s.losses)
     if s.bn != "fixed":
         raise ConfigError("--bn recompute is not available with a batch loss file.py:fn")
-    fn = load_callable(s.losses[0])
     splits: dict[str, list[tuple[Tensor, Tensor]]] = {}
     for name, split in _splits(exp, cfg).items():
         split = split.to(device)
         bs = s.batch_size or auto_batch_size(split)
         splits[name] = [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
-    return BatchEngine(exp.model, dirs, splits, ["loss"], batch_sums_of([("loss", fn)], samples_in), device=device, moved=moved)  # type: ignore[list-item]
+    return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved)
 
 
 def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: UserStreams, device: torch.device,
@@ -148,10 +156,8 @@ def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: Use
     names = ["train", "test"] if s.split == "both" else [s.split]
     splits = {n: Streamed(streams.splits[n].limited(s.max_samples), device) for n in names}
     if any(is_user_spec(n) for n in s.losses):
-        if len(s.losses) != 1:
-            raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(s.losses)}")
-        sums = batch_sums_of([("loss", load_callable(s.losses[0]))], samples_in)  # type: ignore[list-item]
-        return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved, points_per_call=s.points_per_call)
+        return BatchEngine(exp.model, dirs, splits, ["loss"], batch_loss_sums(s.losses), device=device, moved=moved,
+                           points_per_call=s.points_per_call)
     metrics = exp.metrics(s.losses)
     return BatchEngine(exp.model, dirs, splits, metrics.names, output_sums_of(metrics), device=device, moved=moved,
                        points_per_call=s.points_per_call)
@@ -167,12 +173,9 @@ def batches_engine(exp: Experiment, cfg: Config, dirs: Directions, batches: User
         raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need (inputs, targets) data")
     if s.max_samples:
         raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
-    losses = list(s.losses) or [cfg.train.loss]
-    if len(losses) != 1:
-        raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(losses)}")
+    sums = batch_loss_sums(list(s.losses) or [cfg.train.loss])
     names = ["train", "test"] if s.split == "both" else [s.split]
     splits = batches.placed(names, device, s.memory_budget)
-    sums = batch_sums_of([("loss", load_callable(losses[0]))], samples_in)  # type: ignore[list-item]
     return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved, points_per_call=s.points_per_call)
 
 
