@@ -30,6 +30,7 @@ class Entry:
     params: str  # a glob choosing a subset of the tensors
     named: str = ""  # a registry loss for models that return a tensor ("" : callable only)
     rtol: float = 2e-5  # against the float64 hand loop
+    needs: str = ""  # an optional package the entry imports (skipped without it)
 
 
 def _ce(model: nn.Module, batch: Batch) -> Tensor:
@@ -288,10 +289,10 @@ ZOO: list[Entry] = [
     Entry("attention", _seeded(Attention), _sequences, _ce, "attn.*", named="cross_entropy"),
     Entry("lstm", _seeded(Recurrent), _sequences, _ce, "lstm.*", named="cross_entropy"),
     Entry("parametrized", _seeded(_parametrized), _images(3, 6, 4), _ce, "0.*", named="cross_entropy"),
-    Entry("gpt2", _seeded(_gpt2), _tokens(40), _lm_loss, "*.mlp.*"),
-    Entry("bert", _seeded(_bert), _tokens(40, 3), _logits_loss, "bert.encoder.layer.1.*"),
-    Entry("vit", _seeded(_vit), _images(3, 8, 3, n=4), _logits_loss, "vit.layers.1.*"),
-    Entry("lora", lambda: lora(fresh=False), _vectors, _ce, "*lora_*", named="cross_entropy"),
+    Entry("gpt2", _seeded(_gpt2), _tokens(40), _lm_loss, "*.mlp.*", needs="transformers"),
+    Entry("bert", _seeded(_bert), _tokens(40, 3), _logits_loss, "bert.encoder.layer.1.*", needs="transformers"),
+    Entry("vit", _seeded(_vit), _images(3, 8, 3, n=4), _logits_loss, "vit.layers.1.*", needs="transformers"),
+    Entry("lora", lambda: lora(fresh=False), _vectors, _ce, "*lora_*", named="cross_entropy", needs="peft"),
     Entry("bfloat16", _seeded(_cnn(torch.bfloat16)), _images(3, 8, 4, dtype=torch.bfloat16), _ce, "3.*",
           named="cross_entropy", rtol=3e-2),
     Entry("float64", _seeded(_cnn(torch.float64)), _images(3, 8, 4, dtype=torch.float64), _ce, "0.*",

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from layer_zoo import ZOO, Entry, lora
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -28,7 +29,6 @@ import landscape
 from landscape.cli import main
 from landscape.engine import filters
 from landscape.errors import ConfigError, DirectionError, FlatSurfaceWarning
-from tests.layer_zoo import ZOO, Entry, lora
 
 XS, YS = [-0.4, 0.6], [-0.5, 0.3]
 
@@ -98,6 +98,8 @@ def hand_loop(entry: Entry, dx: dict[str, Tensor], dy: dict[str, Tensor]) -> np.
 
 @pytest.mark.parametrize("entry", ZOO, ids=[e.name for e in ZOO])
 def test_zoo(entry: Entry, tmp_path: Path) -> None:
+    if entry.needs:
+        pytest.importorskip(entry.needs)
     model = entry.build()
     before = snapshot(model)
     data = entry.data()
@@ -147,9 +149,8 @@ def test_zoo(entry: Entry, tmp_path: Path) -> None:
 
 
 def _conv1d() -> nn.Module:
-    from transformers.pytorch_utils import Conv1D
-
-    return Conv1D(5, 3)  # nf = 5 outputs from nx = 3 inputs: weight (3, 5)
+    conv1d = pytest.importorskip("transformers.pytorch_utils").Conv1D
+    return conv1d(5, 3)  # type: ignore[no-any-return]  # nf = 5 outputs from nx = 3 inputs: weight (3, 5)
 
 
 @pytest.mark.parametrize(("make", "inputs"), [
@@ -288,6 +289,7 @@ def test_cli_params_round_trip_and_flat_warning(tmp_path: Path, capsys: pytest.C
 
 
 def test_a_fresh_lora_moved_in_a_only_warns() -> None:
+    pytest.importorskip("peft")
     model = lora(fresh=True)
     g = torch.Generator().manual_seed(1)
     data = (torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g))

@@ -340,7 +340,7 @@ def only(dirs: Directions, chosen: Callable[[str], bool], label: str) -> Directi
     subset saved with them, so that reusing them moves exactly these tensors."""
     x = {k: v for k, v in dirs.x.items() if chosen(k)}
     if not x:
-        raise ConfigError(f"params {label} selects none of the directions' tensors; names look like {', '.join(list(dirs.x)[:4])}")
+        raise ConfigError(f"params selects no tensor: {label} matches none of the directions' names, which look like {', '.join(list(dirs.x)[:4])}")
     y = {k: v for k, v in dirs.y.items() if chosen(k)} if dirs.y is not None else None
     return Directions(x, y, {**dirs.meta, "params": label})
 
