@@ -315,3 +315,12 @@ def test_hessian_without_a_trace() -> None:
     assert np.isfinite(h.eigenvalues[0])
     with pytest.raises(landscape.LandscapeError, match="at least 2"):
         landscape.hessian(model, data, top_k=1, trace_samples=1, progress=False)
+
+
+def test_the_your_model_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/YOUR_MODEL.md's register_filter_rule block runs as written (its assert is the claim)."""
+    from docblocks import REPO, python_blocks
+
+    monkeypatch.setattr(filters, "_BY_TYPE", dict(filters._BY_TYPE))
+    (block,) = [b for b in python_blocks(REPO / "docs/YOUR_MODEL.md") if "register_filter_rule" in b]
+    exec(compile(block, "docs/YOUR_MODEL.md", "exec"), {"__name__": "__docs__"})
