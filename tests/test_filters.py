@@ -103,6 +103,8 @@ def test_zoo(entry: Entry, tmp_path: Path) -> None:
     model = entry.build()
     before = snapshot(model)
     data = entry.data()
+    with torch.no_grad():
+        loss0 = entry.loss(model, data)
     dirs = landscape.random_directions(model, seed=7)
     assert dirs.y is not None
     assert not any(".parametrizations." in k for k in dirs.x)  # parametrized weights under the module's name
@@ -143,6 +145,8 @@ def test_zoo(entry: Entry, tmp_path: Path) -> None:
     again = landscape.surface(model, data, loss=entry.loss, directions=tmp_path / "s.h5", x=XS, y=YS, progress=False)
     np.testing.assert_allclose(again["train_loss"], sub["train_loss"], rtol=1e-6)
     assert_unchanged(model, before)
+    with torch.no_grad():  # and it still computes what it did (its parametrizations' classes untouched)
+        assert torch.equal(entry.loss(model, data), loss0)
 
 
 # --- what a filter is, found from the layer's own computation ------------------------------------------------
@@ -324,3 +328,45 @@ def test_the_your_model_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(filters, "_BY_TYPE", dict(filters._BY_TYPE))
     (block,) = [b for b in python_blocks(REPO / "docs/YOUR_MODEL.md") if "register_filter_rule" in b]
     exec(compile(block, "docs/YOUR_MODEL.md", "exec"), {"__name__": "__docs__"})
+
+
+WEIGHT_NORM_PY = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+def make():
+    return nn.Sequential(weight_norm(nn.Linear(12, 16)), nn.Tanh(), spectral_norm(nn.Linear(16, 3)))
+
+def load():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 12, generator=g)
+    y = torch.randint(0, 3, (40,), generator=g)
+    return (x[:30], y[:30]), (x[30:], y[30:])
+"""
+
+
+def test_cli_moves_parametrized_weights_as_the_forward_sees_them(tmp_path: Path) -> None:
+    """``landscape surface`` on a weight_norm/spectral_norm model: directions on ``0.weight`` and
+    ``2.weight``, the values of a float64 loop that sets those effective weights itself."""
+    (tmp_path / "wn.py").write_text(textwrap.dedent(WEIGHT_NORM_PY))
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(WEIGHT_NORM_PY), namespace)
+    torch.manual_seed(2)
+    model = namespace["make"]().eval()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    out = tmp_path / "s.h5"
+    assert main(["surface", str(tmp_path / "m.pt"), "--model", f"{tmp_path / 'wn.py'}:make", "--data",
+                 f"{tmp_path / 'wn.py'}:load", "--loss", "cross_entropy", "--split", "train", "--x", "-1:1:3",
+                 "--y", "-1:1:3", "--out", str(out)]) == 0
+    s = landscape.load_surface(out)
+    assert s.directions is not None and s.directions.y is not None
+    assert sorted(s.directions.x) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    x, y = namespace["load"]()[0]
+    w = {k: effective(model, k).double() for k in ("0.weight", "2.weight")}
+    b = {k: model.get_parameter(k).detach().double() for k in ("0.bias", "2.bias")}
+    for i, a in enumerate(s.x):
+        for j, c in enumerate(s.y):
+            p = {k: v + float(a) * s.directions.x[k].double() + float(c) * s.directions.y[k].double() for k, v in w.items()}
+            logits = torch.tanh(x.double() @ p["0.weight"].T + b["0.bias"]) @ p["2.weight"].T + b["2.bias"]
+            assert s["train_loss"][i, j] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-5)
