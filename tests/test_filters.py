@@ -370,3 +370,24 @@ def test_cli_moves_parametrized_weights_as_the_forward_sees_them(tmp_path: Path)
             p = {k: v + float(a) * s.directions.x[k].double() + float(c) * s.directions.y[k].double() for k, v in w.items()}
             logits = torch.tanh(x.double() @ p["0.weight"].T + b["0.bias"]) @ p["2.weight"].T + b["2.bias"]
             assert s["train_loss"][i, j] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-5)
+
+
+def test_directions_on_a_parametrizations_own_tensors_move_those() -> None:
+    """Directions keyed by ``original0``/``original1`` (as a target checkpoint's are) move g and v themselves."""
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(torch.nn.utils.parametrizations.weight_norm(nn.Linear(5, 4)), nn.Tanh(), nn.Linear(4, 3)).eval()
+
+    model = make()
+    g = torch.Generator().manual_seed(1)
+    data = (torch.randn(10, 5, generator=g), torch.randint(0, 3, (10,), generator=g))
+    dx = {k: torch.randn(p.shape, generator=g) * 0.3 for k, p in model.named_parameters()}
+    assert "0.parametrizations.weight.original0" in dx
+    s = landscape.surface(model, data, directions=(dx, None), x=[-1.0, 0.5], y=None, progress=False)
+    for i, a in enumerate(s.x):
+        ref = make().double()
+        with torch.no_grad():
+            for k, p in ref.named_parameters():
+                p.add_(float(a) * dx[k].double())
+            want = float(torch.nn.functional.cross_entropy(ref(data[0].double()), data[1]))
+        assert s["train_loss"][i] == pytest.approx(want, rel=1e-5)

@@ -327,7 +327,7 @@ def direction_targets(model: nn.Module, dirs: Directions) -> TensorDict:
 
 def uses_effective(model: nn.Module, dirs: Directions) -> bool:
     """Whether ``dirs`` move the effective tensors of a parametrized ``model`` (see :func:`direction_targets`)."""
-    return is_parametrized(model) and not any(f".{k}".find(".parametrizations.") >= 0 for k in dirs.x)
+    return is_parametrized(model) and not any(".parametrizations." in f".{k}" for k in dirs.x)
 
 
 def subset_of(dirs: Directions) -> bool:
