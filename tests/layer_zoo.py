@@ -173,6 +173,20 @@ class Recurrent(nn.Module):
         return self.head(h[:, -1])  # type: ignore[no-any-return]
 
 
+class Tokens(nn.Module):
+    """Embedding, EmbeddingBag and Bilinear on token ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 6)
+        self.bag = nn.EmbeddingBag(20, 5, mode="mean")
+        self.bil = nn.Bilinear(6, 5, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.head(torch.tanh(self.bil(self.emb(ids).mean(1), self.bag(ids))))  # type: ignore[no-any-return]
+
+
 def _sequences() -> Batch:
     g = torch.Generator().manual_seed(1)
     return torch.randn(6, 5, 3, generator=g), torch.randint(0, 3, (6,), generator=g)
@@ -288,6 +302,7 @@ ZOO: list[Entry] = [
     Entry("transposed_1d_3d", _seeded(ConvTranspose13), _images(6, 5, 3), _ce, "t*", named="cross_entropy"),
     Entry("attention", _seeded(Attention), _sequences, _ce, "attn.*", named="cross_entropy"),
     Entry("lstm", _seeded(Recurrent), _sequences, _ce, "lstm.*", named="cross_entropy"),
+    Entry("embeddings_bilinear", _seeded(Tokens), _tokens(20, 3), _ce, "b*", named="cross_entropy"),
     Entry("parametrized", _seeded(_parametrized), _images(3, 6, 4), _ce, "0.*", named="cross_entropy"),
     Entry("gpt2", _seeded(_gpt2), _tokens(40), _lm_loss, "*.mlp.*", needs="transformers"),
     Entry("bert", _seeded(_bert), _tokens(40, 3), _logits_loss, "bert.encoder.layer.1.*", needs="transformers"),
