@@ -15,12 +15,15 @@ from landscape.api import Surface, dataset, load_surface, plot, random_direction
 from landscape.api_hessian import HessianResult, hessian
 from landscape.api_trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
-from landscape.errors import LandscapeError
+from landscape.engine.filters import Filters, register_filter_rule
+from landscape.errors import FlatSurfaceWarning, LandscapeError
 from landscape.io.recorder import Recorder
 from landscape.workflows.connect import connect
 
 __all__ = [
     "Directions",
+    "Filters",
+    "FlatSurfaceWarning",
     "HessianResult",
     "LandscapeError",
     "Recorder",
@@ -33,6 +36,7 @@ __all__ = [
     "load_surface",
     "plot",
     "random_directions",
+    "register_filter_rule",
     "surface",
     "trajectory",
 ]

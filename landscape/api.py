@@ -11,7 +11,9 @@ once more and the two directions.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +35,13 @@ from landscape.engine.batchloss import (
     output_sums_of,
 )
 from landscape.engine.directions import Directions
+from landscape.engine.flat import flat_message, is_flat
 from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size
 from landscape.engine.losses import ALIASES, LOSSES, Metrics, MetricSet, canonical_loss_name
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
-from landscape.errors import ConfigError, DataError, GridError, LandscapeError, ModelError
+from landscape.errors import ConfigError, DataError, FlatSurfaceWarning, GridError, LandscapeError, ModelError
 from landscape.zoo.data import Task, TensorSplit
 
 if TYPE_CHECKING:
@@ -63,7 +66,10 @@ def random_directions(model: nn.Module, dims: int = 2, seed: int = 0, *, norm: s
         dims: 1 or 2 directions (a line or a plane).
         seed: seed of the CPU generator; the same seed gives the same directions bit for bit.
         norm: ``filter`` (Li et al.), ``layer``, ``weight`` or ``none``: each direction's filter
-            (slice along dim 0) is rescaled to the norm of the weights' filter.
+            (one output unit of the layer that owns the tensor: a row of ``Linear``, an output
+            channel of ``Conv*d``, see :func:`register_filter_rule`) is rescaled to the norm of
+            the weights' filter. A parametrized weight (``weight_norm``...) gets its direction on
+            the effective weight, under the module's name for it (``0.weight``).
         ignore: ``biasbn`` gives tensors with ndim ≤ 1 a zero direction; ``none`` gives each the
             tensor itself (the paper's code); ``random1d`` a Gaussian rescaled to the tensor's norm.
         dir_type: ``weights`` (parameters) or ``states`` (state-dict floats, BatchNorm statistics included).
@@ -367,7 +373,9 @@ def surface(
             for a named or criterion loss, ``(model, batch)`` for a callable) and returns
             per-sample values or a batch mean.
         params: which tensors the directions move: glob patterns on names (``"layer3.*"``) or a
-            predicate ``name -> bool``; the rest stay bit-identical at θ*.
+            predicate ``name -> bool``; the rest stay bit-identical at θ*. The surface's
+            directions then hold only these tensors (and the patterns), so saving and reusing
+            them moves the same subset.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; None: the model's own device.
         memory_budget: bytes of data that may be cached on the device (default 2 GiB).
         batch_size: samples per forward for cached ``(inputs, targets)`` data; 0 chooses.
@@ -376,6 +384,10 @@ def surface(
 
     Returns:
         :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
+
+    Warns:
+        :class:`~landscape.errors.FlatSurfaceWarning` when every point equals the origin to
+        rounding (the directions do not change the loss: the figure would show nothing).
     """
     dev = _device(model, device)
     plane_axes = getattr(directions, "axes", None)
@@ -393,6 +405,8 @@ def surface(
     if grid.size > max_points:
         raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); pass max_points=N if you mean it")
     moved = selector(params)
+    if moved is not None:  # the directions hold only what moves, so a saved surface or direction file reuses the subset
+        dirs = _dirs.only(dirs, moved, _params_label(params))
     prepared = prepare(data, dev, memory_budget)
     spec, prepared = _resolve_loss(loss, metrics, model, prepared)
     engine: Evaluator
@@ -409,7 +423,16 @@ def surface(
     settings = {"source": "python", "losses": [spec.label], "split": "both" if len(prepared) > 1 else next(iter(prepared)),
                 "max_samples": 0, "bn": "fixed", "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
     attrs = {"settings": settings, "model_fingerprint": _dirs.model_fingerprint(model), "streamed": streamed}
+    if is_flat(values):
+        warnings.warn(FlatSurfaceWarning(flat_message(params or dirs.meta.get("params"))), stacklevel=2)
     return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
+
+
+def _params_label(params: ParamSelector) -> str:
+    """``params`` as saved with the directions it chose: its glob patterns (JSON), or ``predicate``."""
+    if callable(params):
+        return "predicate"
+    return json.dumps([params] if isinstance(params, str) else list(params or []))
 
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:

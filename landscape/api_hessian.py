@@ -43,7 +43,7 @@ class HessianResult:
     """Curvature at θ*: ``eigenvalues`` (top_k, largest first), ``min_eigenvalue``, ``trace``.
 
     ``trace`` is Hutchinson's estimate (``trace_std`` its standard error), or exact when
-    ``exact_trace`` is not None; ``names`` are the parameters the Hessian is taken over; ``dim`` their size.
+    ``exact_trace`` is not None; both None with ``trace_samples=0`` (no trace asked for); ``names`` are the parameters the Hessian is taken over; ``dim`` their size.
 
     Units: eigenvalues and traces in loss units per unit² of parameter; ``loss`` the loss at θ*
     (its units); ``grad_norm`` ‖∇L(θ*)‖₂ (loss units per unit of parameter; near 0 at a minimum,
@@ -53,8 +53,8 @@ class HessianResult:
 
     eigenvalues: list[float]
     min_eigenvalue: float
-    trace: float
-    trace_std: float
+    trace: float | None
+    trace_std: float | None
     exact_trace: float | None
     loss: float
     grad_norm: float
@@ -86,7 +86,8 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         ignore: ``biasbn`` leaves out tensors with ndim ≤ 1 (the paper's rule), ``none`` keeps them.
         device: as for :func:`surface`. memory_budget: as for :func:`surface` (bytes).
         tol: relative tolerance of the Ritz values. max_iter: Lanczos iterations at most.
-        trace_samples: Hutchinson probes. seed: seed of the start vector and the probes.
+        trace_samples: Hutchinson probes (at least 2); 0: no trace (``trace`` and ``trace_std`` are None).
+        seed: seed of the start vector and the probes.
         progress: show a progress bar.
 
     Returns:
@@ -129,11 +130,12 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         k = min(top_k, problem.dim)
         top = lanczos(problem, k, which="largest", tol=tol, max_iter=max_iter, seed=seed, vectors=False)
         bottom = lanczos(problem, 1, which="smallest", tol=tol, max_iter=max_iter, seed=seed, relative_to="norm", vectors=False)
-        trace = hutchinson_trace(problem, samples=trace_samples, seed=seed)
-        exact = exact_trace(problem) if problem.dim <= 2000 else None
+        trace = hutchinson_trace(problem, samples=trace_samples, seed=seed) if trace_samples else None
+        exact = exact_trace(problem) if problem.dim <= 2000 and trace_samples else None
     return HessianResult(
         eigenvalues=[float(v) for v in top.eigenvalues], min_eigenvalue=float(bottom.eigenvalues[0]),
-        trace=float(exact.estimate if exact is not None else trace.estimate), trace_std=float(trace.stderr),
+        trace=float(exact.estimate) if exact is not None else float(trace.estimate) if trace is not None else None,
+        trace_std=float(trace.stderr) if trace is not None else None,
         exact_trace=float(exact.estimate) if exact is not None else None, loss=float(value),
         grad_norm=float(sum(float((g.double() ** 2).sum()) for g in grad) ** 0.5), names=list(base), dim=problem.dim,
         converged=bool(top.all_converged and bottom.all_converged))

@@ -61,3 +61,11 @@ class AnimationError(LandscapeError):
 
 class MissingExtraError(LandscapeError):
     """An optional extra (a package the default install leaves out) is needed and not installed."""
+
+
+class LandscapeWarning(UserWarning):
+    """Base class of the warnings the library gives on purpose (a result that is computed but suspect)."""
+
+
+class FlatSurfaceWarning(LandscapeWarning):
+    """Every point of a surface equals the origin to rounding: the directions do not change the loss."""

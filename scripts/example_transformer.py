@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     curve = train(model, batches, args.steps, args.every, out / "run")
     print(f"trained {args.steps} steps: loss {curve[0]:.3f} -> {curve[-1]:.3f} ({time.perf_counter() - t0:.0f} s)")
 
-    # 1. random filter-normalized plane around the final weights
+    # 1. random filter-normalized plane around the final weights: a filter is one output neuron
+    #    (a column of each Conv1D weight (in, out), a row of the embeddings; docs/CONTRACTS.md)
     dirs = landscape.random_directions(model, seed=0)
     n = args.points
     s = landscape.surface(model, batches, loss=lm_loss, directions=dirs, x=(-1, 1, n), y=(-1, 1, n))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape.engine.directions import Directions, check_directions
+from landscape.engine.directions import Directions, check_directions, uses_effective
 from landscape.engine.losses import correct
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
 from landscape.errors import ConfigError, LandscapeError, ModelError
@@ -166,7 +166,7 @@ class BatchEngine:
             raise ConfigError(f"points_per_call must be ≥ 0 (0 calibrates), got {points_per_call}")
         self.device = torch.device(device)
         # owns its moved tensors and buffers (a user's loss may switch the model to training mode)
-        self.model = working_copy(model, moved_names(directions, moved), self.device)
+        self.model = working_copy(model, moved_names(directions, moved), self.device, effective=uses_effective(model, directions))
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
         self.splits = dict(splits)
         self.sums = sums

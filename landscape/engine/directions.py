@@ -2,9 +2,13 @@
 
 The paper's method (Li et al., 2018, §4): draw a Gaussian direction ``d`` with the shape of the
 parameters and rescale each filter to the norm of the matching filter of the weights,
-``d_f ← d_f · ‖θ_f‖ / ‖d_f‖``, where a filter is a slice along dim 0 of a tensor with ndim > 1.
-Tensors with ndim ≤ 1 (biases, BatchNorm affine parameters, and under ``states`` the BatchNorm
-running statistics) get a zero direction by default (``ignore = "biasbn"``). With
+``d_f ← d_f · ‖θ_f‖ / ‖d_f‖``, where a filter is one output unit of the module that owns the
+tensor (:mod:`landscape.engine.filters`: a row of ``Linear``, an output channel of ``Conv*d``, a
+column of ``transformers``' ``Conv1D``, dim 1 within each group of ``ConvTranspose*d``, ...).
+Parametrized weights (``weight_norm``, ``spectral_norm``, ...) get their direction on the effective
+weight the forward uses, under the module's name for it (``0.weight``).
+Tensors that hold no filters (ndim ≤ 1: biases, BatchNorm affine parameters, and under ``states``
+the BatchNorm running statistics) get a zero direction by default (``ignore = "biasbn"``). With
 ``ignore = "none"`` each gets the tensor itself as its direction, ``d = θ`` (the paper's code,
 ``net_plotter.normalize_directions_for_weights``: moving by ``α`` scales it by ``1 + α``); with
 ``ignore = "random1d"`` each keeps its Gaussian draw, rescaled as one block to the tensor's norm
@@ -19,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape.errors import DirectionError
+from landscape.engine.filters import Filters, effective_model, filters_of, is_parametrized
+from landscape.errors import ConfigError, DirectionError
 
 TensorDict = dict[str, Tensor]
 _EPS = 1e-10
@@ -114,13 +119,23 @@ def target_tensors(model: nn.Module, dir_type: str) -> TensorDict:
     raise DirectionError(f"unknown dir_type {dir_type!r}; choose 'weights' or 'states'")
 
 
-def normalize_(d: Tensor, w: Tensor, how: str) -> Tensor:
-    """Rescale direction ``d`` in place relative to weights ``w`` (filter/layer/weight/none)."""
-    if how == "filter" and d.ndim > 1:
-        # per filter f (slice along dim 0): d_f ← d_f · ‖w_f‖ / ‖d_f‖
-        dn = d.reshape(d.shape[0], -1).norm(dim=1)
-        wn = w.reshape(w.shape[0], -1).norm(dim=1)
-        d.mul_((wn / (dn + _EPS)).reshape(-1, *([1] * (d.ndim - 1))))
+def effective_tensors(model: nn.Module, dir_type: str) -> TensorDict:
+    """:func:`target_tensors` with every parametrized tensor at its effective value under the
+    module's name for it (``0.weight``): what random directions are drawn on (a copy: ``model``
+    is not written to)."""
+    return target_tensors(effective_model(model), dir_type)
+
+
+def normalize_(d: Tensor, w: Tensor, how: str, filters: Filters | None = None) -> Tensor:
+    """Rescale direction ``d`` in place relative to weights ``w`` (filter/layer/weight/none).
+
+    ``filters`` says how ``w`` splits into filters (:func:`~landscape.engine.filters.filters_of`);
+    None with ``how="filter"``: the whole tensor as one (as ``layer``).
+    """
+    if how == "filter" and filters is not None:
+        # per filter f (one output unit of the layer): d_f ← d_f · ‖w_f‖ / ‖d_f‖
+        view = d.view(filters.shape)
+        view.mul_(filters.norms(w) / (filters.norms(d) + _EPS))
     elif how in ("filter", "layer"):
         d.mul_(w.norm() / (d.norm() + _EPS))
     elif how == "weight":
@@ -134,18 +149,22 @@ def random_direction(model: nn.Module, cfg: DirectionOptions, generator: torch.G
     """One Gaussian direction shaped like the targets of ``cfg.dir_type``, normalized per ``cfg.norm``.
 
     Drawn on the CPU in float32 in name order from ``generator``, so a seed gives the same
-    direction bit for bit on any device.
+    direction bit for bit on any device. Parametrized tensors are drawn on their effective value
+    (:func:`effective_tensors`); a filter is an output unit of the tensor's module
+    (:func:`~landscape.engine.filters.filters_of`); tensors without filters follow ``cfg.ignore``.
     """
+    eff = effective_model(model)
     out: TensorDict = {}
-    for name, w in target_tensors(model, cfg.dir_type).items():
+    for name, w in target_tensors(eff, cfg.dir_type).items():
         w32 = w.detach().float().cpu()
         d = torch.randn(w32.shape, generator=generator, dtype=torch.float32)
-        if cfg.ignore == "biasbn" and w32.ndim <= 1:
+        filters = filters_of(eff, name, w32)
+        if cfg.ignore == "biasbn" and filters is None:
             d.zero_()
-        elif cfg.ignore == "none" and w32.ndim <= 1:
+        elif cfg.ignore == "none" and filters is None:
             d.copy_(w32)  # the paper's choice: the tensor itself
         else:
-            normalize_(d, w32, cfg.norm)
+            normalize_(d, w32, cfg.norm, filters)
         out[name] = d
     return out
 
@@ -297,14 +316,44 @@ def load_directions(path: str | Path, model: nn.Module) -> Directions:
     return dirs
 
 
+def direction_targets(model: nn.Module, dirs: Directions) -> TensorDict:
+    """The tensors of ``model`` that ``dirs`` are keyed by: effective ones (``0.weight`` of a
+    parametrized layer, as random directions are drawn) unless the directions name a
+    parametrization's own tensors (``0.parametrizations.weight.original0``: a target checkpoint's)."""
+    if not uses_effective(model, dirs):
+        return target_tensors(model, dirs.dir_type)
+    return effective_tensors(model, dirs.dir_type)
+
+
+def uses_effective(model: nn.Module, dirs: Directions) -> bool:
+    """Whether ``dirs`` move the effective tensors of a parametrized ``model`` (see :func:`direction_targets`)."""
+    return is_parametrized(model) and not any(".parametrizations." in f".{k}" for k in dirs.x)
+
+
+def subset_of(dirs: Directions) -> bool:
+    """Whether ``dirs`` move a chosen subset of the tensors (``params``): the others are absent and stay at θ*."""
+    return bool(dirs.meta.get("params"))
+
+
+def only(dirs: Directions, chosen: Callable[[str], bool], label: str) -> Directions:
+    """``dirs`` restricted to the tensors ``chosen`` selects, ``meta["params"] = label``: the
+    subset saved with them, so that reusing them moves exactly these tensors."""
+    x = {k: v for k, v in dirs.x.items() if chosen(k)}
+    if not x:
+        raise ConfigError(f"params selects no tensor: {label} matches none of the directions' names, which look like {', '.join(list(dirs.x)[:4])}")
+    y = {k: v for k, v in dirs.y.items() if chosen(k)} if dirs.y is not None else None
+    return Directions(x, y, {**dirs.meta, "params": label})
+
+
 def check_directions(dirs: Directions, model: nn.Module, source: Path | str = "directions") -> None:
-    """Names and shapes must match the model's targets for the directions' ``dir_type``."""
-    targets = target_tensors(model, dirs.dir_type)
+    """Names and shapes must match the model's targets for the directions' ``dir_type``; directions
+    of a subset (:func:`subset_of`) may leave tensors out."""
+    targets = direction_targets(model, dirs)
     for which, d in (("x", dirs.x), ("y", dirs.y)):
         if d is None:
             continue
         unknown = [k for k in d if k not in targets]
-        missing = [k for k in targets if k not in d]
+        missing = [k for k in targets if k not in d] if not subset_of(dirs) else []
         bad = [f"{k} {tuple(d[k].shape)} vs {tuple(targets[k].shape)}" for k in d
                if k in targets and tuple(d[k].shape) != tuple(targets[k].shape)]
         if unknown or missing or bad:
@@ -313,5 +362,3 @@ def check_directions(dirs: Directions, model: nn.Module, source: Path | str = "d
                 f"missing tensors {', '.join(missing[:3])}" if missing else "",
                 f"shape mismatches {', '.join(bad[:3])}" if bad else "") if p)
             raise DirectionError(f"{source}: direction {which} was made for another architecture ({detail})")
-
-

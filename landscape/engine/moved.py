@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.engine.directions import Directions, nonzero, target_tensors
+from landscape.engine.filters import deparametrize_
 from landscape.errors import ConfigError
 
 ParamSelector = str | Sequence[str] | Callable[[str], bool] | None
@@ -39,7 +40,7 @@ def moved_names(directions: Directions, moved: Callable[[str], bool] | None = No
     return names
 
 
-def working_copy(model: nn.Module, own: Collection[str], device: torch.device) -> nn.Module:
+def working_copy(model: nn.Module, own: Collection[str], device: torch.device, *, effective: bool = False) -> nn.Module:
     """A copy of ``model`` on ``device`` (eval mode, no gradients) that holds its own storage only
     for the parameters named in ``own`` (those a point rewrites) and for every buffer.
 
@@ -49,6 +50,9 @@ def working_copy(model: nn.Module, own: Collection[str], device: torch.device) -
     pre-entered in its memo; buffers, modules, hooks and other attributes are copied as usual).
     Buffers are always the copy's own: they are small, and a user's forward or a BatchNorm
     re-estimate may write into them, which must never reach the caller's model.
+    With ``effective``, every parametrization (``weight_norm``, ``spectral_norm``, ...) is removed
+    from the copy, its tensor left at the effective value the forward uses, a plain tensor of the
+    copy's own under the module's name (``0.weight``): a point writes that weight itself.
     """
     own = set(own)
 
@@ -60,7 +64,10 @@ def working_copy(model: nn.Module, own: Collection[str], device: torch.device) -
     for name, p in model.named_parameters():
         if type(p) is nn.Parameter:  # a subclass (quantized weights...) is copied by its own __deepcopy__
             memo[id(p)] = nn.Parameter(placed(p, name in own), requires_grad=False)
-    work = copy.deepcopy(model, memo).to(device).eval()
+    work = copy.deepcopy(model, memo).eval()  # eval first: a spectral_norm in training mode would step its power iteration
+    if effective:
+        deparametrize_(work)
+    work = work.to(device).eval()
     for p in work.parameters():
         p.requires_grad_(False)
     return work

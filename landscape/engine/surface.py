@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from landscape.engine.directions import Directions, check_directions
+from landscape.engine.directions import Directions, check_directions, uses_effective
 from landscape.engine.grid import Grid
 from landscape.engine.losses import Metrics
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
@@ -80,7 +80,7 @@ class SurfaceEngine:
                  points_per_call: int = 0, moved: Callable[[str], bool] | None = None) -> None:
         check_directions(directions, model)
         self.device = torch.device(device)
-        self.model = working_copy(model, moved_names(directions, moved), self.device)
+        self.model = working_copy(model, moved_names(directions, moved), self.device, effective=uses_effective(model, directions))
         self.metrics = metrics
         self.splits = {name: s.to(self.device) for name, s in splits.items()}
         self.batch_sizes = {name: batch_size for name in self.splits} if batch_size else self._activation_batch_sizes()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import sys
 import time
@@ -28,9 +29,11 @@ from landscape.engine.directions import (
     Directions,
     load_directions,
     model_fingerprint,
+    only,
     random_directions,
     target_directions,
 )
+from landscape.engine.flat import flat_message, is_flat
 from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size, coarse_to_fine
 from landscape.engine.moved import selector
 from landscape.engine.pca import pca_axis_label
@@ -249,6 +252,8 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
+    if s.params:  # the file's directions hold only what moves: reusing them (--directions) moves the same subset
+        dirs = only(dirs, selector(s.params), json.dumps(list(s.params)))  # type: ignore[arg-type]
     group = init_group(resolve_device(s.device).type if s.device else "cpu")  # a bad name: one line, before any group
     try:
         device = resolve_device(local_device(s.device, group))
@@ -295,6 +300,8 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     summary = summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
                         points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
                         **({"points_per_rank": counts} if group.distributed else {}))
+    if sf.done.all() and is_flat(sf.values):
+        summary["warnings"] = [flat_message(list(s.params) or dirs.meta.get("params"))]
     return SurfaceResult(group.rank, len(pending), summary)
 
 
@@ -451,6 +458,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("cosine") is not None:
         lines.append(f"cosine between the two directions: {summary['cosine']:+.4f}")
     lines += [f"note: {n}" for n in summary.get("notes", [])]
+    lines += [f"warning: {w}" for w in summary.get("warnings", [])]
     for name, best in summary.get("best", {}).items():
         word = "max" if name.endswith("_acc") else "min"
         at = ", ".join(f"{c:+.3g}" for c in best["at"])
