@@ -181,7 +181,8 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         raise ConfigError("--center and --uncentered exclude each other; give one")
     cfg = resolve_config(args)  # --dir-type, --ignore (and [directions] of --config/--set) choose the tensors
     model = None
-    if args.model or args.data or args.config or args.overrides:  # foreign checkpoints: say what they hold
+    if args.model or args.data or args.config or any(o.strip().startswith(("model.", "data.")) for o in args.overrides):
+        # foreign checkpoints: say what they hold (our own record their model)
         from landscape.workflows._experiment import build_experiment
 
         model = build_experiment(cfg, losses=()).model  # no loss is evaluated
