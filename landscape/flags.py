@@ -79,7 +79,7 @@ FLAGS: dict[str, Flag] = {
     "--unsafe-load": Flag("allow checkpoints that need arbitrary code to unpickle (only for files you trust)",
                           action="switch"),
     # --- where results go ---
-    "--out": Flag("where the command writes (file or folder, see the command's help)", type=Path),
+    "--out": Flag("where the results go", type=Path),
     "--overwrite": Flag("replace results made with other settings instead of refusing (otherwise re-running resumes)",
                         action="switch"),
     # --- training ---
