@@ -31,9 +31,30 @@ DirType = Literal["weights", "states"]
 Norm = Literal["filter", "layer", "weight", "none"]
 Ignore = Literal["biasbn", "none", "random1d"]
 Split = Literal["train", "test", "both"]
-BNMode = Literal["fixed", "recompute"]
+BNMode = Literal["keep", "recompute"]  # BatchNorm statistics: the checkpoint's, or re-estimated at every point
 Target = Literal["label", "input"]
 SurfaceMetric = Literal["loss", "eig_ratio"]
+
+# Values renamed in 0.x, still read for one release (config files, --set, saved configs): key → {old: new}.
+# config_from_dict reads the old value as the new one silently; the command line says so in one line.
+RENAMED_VALUES: dict[str, dict[str, str]] = {
+    "surface.bn": {"fixed": "keep"},
+    "connect.bn": {"auto": "recompute"},  # recompute on a model without BatchNorm is keep
+}
+
+# The default grids, one per kind (points per axis; odd, so the origin is a node), used by every command.
+LINE_GRID = "-1:1:51"  # a 1D line through the origin (surface, run and compare 1D slices)
+PLANE_GRID = "-1:1:31"  # each axis of a 2D random plane (run, compare): 31 × 31 = 961 points
+PCA_GRID = 31  # points per axis of the PCA plane of an optimization path (run, compare, surface --directions TRAJ)
+
+
+def _renamed(section: Any, name: str) -> None:
+    """A config built in Python with a value spelled as before a rename (:data:`RENAMED_VALUES`) takes the new one."""
+    for key, renames in RENAMED_VALUES.items():
+        prefix, field_name = key.split(".")
+        old = getattr(section, field_name)
+        if prefix == name and isinstance(old, str) and old in renames:
+            object.__setattr__(section, field_name, renames[old])
 
 
 @dataclass(frozen=True)
@@ -92,12 +113,12 @@ class DirectionsConfig:
 
 @dataclass(frozen=True)
 class SurfaceConfig:
-    x: str = "-1:1:51"
+    x: str = LINE_GRID
     y: str = ""  # empty: 1D
     losses: tuple[str, ...] = ()  # extra criteria; empty = the training loss
     split: Split = "train"
     max_samples: int = 0  # 0 = all
-    bn: BNMode = "fixed"
+    bn: BNMode = "keep"
     bn_batches: int = 8
     batch_size: int = 0  # 0 = automatic
     device: str = "cpu"
@@ -107,6 +128,7 @@ class SurfaceConfig:
     memory_budget: int = 2 << 30  # bytes: user data (file.py:fn giving loaders, Datasets, iterables) over it are streamed
 
     def __post_init__(self) -> None:
+        _renamed(self, "surface")
         if self.max_samples < 0 or self.bn_batches < 1 or self.batch_size < 0 or self.points_per_call < 0:
             raise ConfigError(f"surface.max_samples, batch_size and points_per_call must be ≥ 0 and bn_batches ≥ 1, got "
                               f"{self.max_samples}, {self.batch_size}, {self.points_per_call} and {self.bn_batches}")
@@ -133,10 +155,10 @@ class PlotConfig:
 class RunConfig:
     """The main job: train → trajectory → surfaces → plots."""
 
-    random_x: str = "-1:1:31"
-    random_y: str = "-1:1:31"
-    line_x: str = "-1:1:51"
-    pca_grid: int = 31  # points per axis of the PCA-plane surface
+    random_x: str = PLANE_GRID
+    random_y: str = PLANE_GRID
+    line_x: str = LINE_GRID
+    pca_grid: int = PCA_GRID  # points per axis of the PCA-plane surface
     pca_margin: float = 0.3
     pca_center: bool = True  # mean-centred PCA of the path (the paper's, via sklearn); false: uncentred
 
@@ -148,10 +170,10 @@ class CompareConfig:
     losses: tuple[str, ...] = ("cross_entropy", "mse")
     target_acc: float = 0.9  # steps/epochs until the test accuracy first reaches this
     radius: float = 0.5  # flatness: mean increase and quadratic fit within this radius (α, β units)
-    x: str = "-1:1:31"  # 2D random-direction surface around each final model
-    y: str = "-1:1:31"
-    line_x: str = "-1:1:51"  # 1D slice along the same first direction
-    pca_grid: int = 31  # points per axis (odd) of the PCA-plane surfaces: ±(1 + pca_margin)·R, R = path radius
+    x: str = PLANE_GRID  # 2D random-direction surface around each final model
+    y: str = PLANE_GRID
+    line_x: str = LINE_GRID  # 1D slice along the same first direction
+    pca_grid: int = PCA_GRID  # points per axis (odd) of the PCA-plane surfaces: ±(1 + pca_margin)·R, R = path radius
     pca_margin: float = 0.3
     floor: float = 1e-3  # ε of the relative loss 1 + (L − L(0)) / max(L(0), ε) and of the doubling radius
 
@@ -193,7 +215,7 @@ class ConnectConfig:
     points: int = 61  # t values over [0, 1]
     margin: float = 0.2  # t also runs over [-margin, 0) and (1, 1 + margin]
     split: Split = "both"
-    bn: Literal["auto", "keep", "recompute"] = "auto"  # auto: recompute when the model has BatchNorm
+    bn: BNMode = "recompute"  # a model without BatchNorm has nothing to recompute: keep
     bn_batches: int = 8  # recorded training batches (of batch_size) for BatchNorm re-estimation
     optimizer: Optimizer = "sgd"
     lr: float = 0.05
@@ -208,6 +230,9 @@ class ConnectConfig:
     plane_margin: float = 0.25
     max_samples: int = 0  # evaluate on the first N samples of each split (0 = all)
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _renamed(self, "connect")
 
 
 @dataclass(frozen=True)
@@ -312,13 +337,25 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str) -> T:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, key)  # type: ignore[arg-type]
         else:
-            kwargs[name] = _coerce(value, tp, key)
+            kwargs[name] = _coerce(RENAMED_VALUES.get(key, {}).get(value, value) if isinstance(value, str) else value, tp, key)
     return cls(**kwargs)
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
     """Build a :class:`Config` from nested mappings, rejecting unknown keys and wrong types."""
     return _build(Config, data, "")
+
+
+def renamed_values(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, old, new) for every value of ``data`` (nested config tables) spelled as before a rename."""
+    found = []
+    for key, renames in RENAMED_VALUES.items():
+        section, name = key.split(".")
+        table = data.get(section)
+        value = table.get(name) if isinstance(table, Mapping) else None
+        if isinstance(value, str) and value in renames:
+            found.append((key, value, renames[value]))
+    return found
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -371,6 +408,18 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(p)!r} nests tables or arrays too deeply") from None
     except (OSError, ValueError) as err:  # a file in the path, a NUL byte, no permission
         raise ConfigError(f"config file {str(p)!r} cannot be read: {getattr(err, 'strerror', None) or err}") from err
+
+
+def layered_config(base: Mapping[str, Any] | None, config_file: str | Path | None, overrides: Sequence[str]) -> Config:
+    """defaults ← ``base`` (e.g. a checkpoint's config) ← the TOML ``config_file``'s sections ← ``overrides``."""
+    data: dict[str, Any] = json.loads(json.dumps(base or {}))
+    if config_file is not None:
+        for section, table in read_toml(config_file).items():
+            if isinstance(table, dict) and isinstance(data.get(section), dict):
+                data[section] = {**data[section], **table}
+            else:
+                data[section] = table
+    return config_from_dict(apply_overrides(data, overrides))
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:

@@ -27,6 +27,7 @@ from landscape.config import apply_overrides, config_from_dict, config_to_dict
 from landscape.figures import animate as figures_animate
 from landscape.figures.animate import CURSOR_GID, HEAD_GID, PATH_GID, Frame, along
 from landscape.io.checkpoint import load_checkpoint
+from landscape.io.surface_file import read_surface
 from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import animate as workflow
 from landscape.workflows._experiment import checkpoint_config
@@ -223,6 +224,30 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return err
 
 
+def test_the_evaluation_flags_change_the_evolution_surfaces(run_dir: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("evolution"))  # its own cache
+    (tmp_path / "c.toml").write_text("[directions]\nseed = 7\n")
+    assert main(["animate", str(run), "--out", str(tmp_path / "a.gif"), *EVOLUTION, "--frames", "2",
+                 "--config", str(tmp_path / "c.toml"), "--loss", "mse", "--device", "cpu"]) == 0
+    cached = sorted((run / "evolution").glob("*.h5"))
+    assert [p.name for p in cached] == ["epoch_000.h5", "epoch_002.h5"]
+    for path in cached:
+        settings = read_surface(path).attrs["settings"]
+        assert settings["directions"]["seed"] == 7 and settings["losses"] == ["mse"]
+    err = one_line_error(capsys, ["animate", str(run), "--out", str(tmp_path / "b.gif"), "--set", "directions.seed=7"])
+    assert "only the surfaces of --kind evolution" in err
+
+
+def test_metric_is_read_as_column(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["animate", str(run_dir), "--out", str(tmp_path / "a.gif"), "--frames", "3", "--dpi", "30",
+                 "--metric", "train_loss"]) == 0
+    notices = [line for line in capsys.readouterr().err.splitlines() if "deprecated" in line]
+    assert notices == ["landscape: animate --metric is deprecated; use --column"]
+    assert gif_frames(tmp_path / "a.gif") == 3
+
+
 def test_mp4_without_ffmpeg_names_the_packages(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(figures_animate.shutil, "which", lambda name: None)
@@ -237,7 +262,7 @@ def test_mp4_without_ffmpeg_names_the_packages(run_dir: Path, tmp_path: Path, mo
     (["--dpi", "5"], "--dpi must be at least 10"),
     (["--kind", "evolution", "--frames", "9"], "one frame per checkpoint, and the run has 3"),
     (["--kind", "evolution", "--x", "1:-1:5"], "MIN must be smaller than MAX"),
-    (["--metric", "val_loss"], "no metric 'val_loss'"),
+    (["--column", "val_loss"], "no metric 'val_loss'"),
 ])
 def test_bad_options_are_one_line_errors(extra: list[str], message: str, run_dir: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:

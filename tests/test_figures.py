@@ -124,7 +124,7 @@ def test_cli_plot_of_a_1d_slice_draws_the_line_only(tmp_path: Path) -> None:
 def test_cli_options_reach_the_figure(tmp_path: Path) -> None:
     surface = write_surface(tmp_path / "s.h5", X, Y, bowl_values())
     args = ["plot", str(surface), "--out", str(tmp_path), "--kind", "heatmap", "--format", "png", "--dpi", "50",
-            "--width", "double", "--log", "--cmap", "magma", "--metric", "test_loss"]
+            "--width", "double", "--log", "--cmap", "magma", "--column", "test_loss"]
     assert main(args) == 0
     _, width = imread(tmp_path / "s_heatmap.png").shape[:2]
     assert width == pytest.approx(7.0 * 50, abs=2)  # the double-column width at 50 dpi
@@ -155,7 +155,7 @@ def test_cli_explicit_kinds_that_do_not_apply_are_one_line_errors(kind: str, mes
 
 def test_unknown_metric_lists_the_available_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     surface = write_surface(tmp_path / "s.h5", X, Y, bowl_values())
-    assert main(["plot", str(surface), "--out", str(tmp_path), "--metric", "val_loss"]) == 1
+    assert main(["plot", str(surface), "--out", str(tmp_path), "--column", "val_loss"]) == 1
     assert "train_loss, train_acc, test_loss, test_acc" in capsys.readouterr().err
 
 
@@ -302,7 +302,7 @@ def test_export_csv_holds_the_file_arrays(tmp_path: Path, capsys: pytest.Capture
 
 def test_export_npz_holds_the_file_arrays(tmp_path: Path) -> None:
     surface = write_surface(tmp_path / "s.h5", X, Y, bowl_values())
-    assert main(["export", str(surface), "--format", "npz", "--out", str(tmp_path / "out.npz"), "--metric", "test_acc"]) == 0
+    assert main(["export", str(surface), "--format", "npz", "--out", str(tmp_path / "out.npz"), "--column", "test_acc"]) == 0
     with np.load(tmp_path / "out.npz") as data:
         assert sorted(data.files) == ["done", "test_acc", "x", "y"]
         np.testing.assert_array_equal(data["test_acc"], read_surface(surface).values["test_acc"])
@@ -326,7 +326,7 @@ def test_export_vtp_is_a_height_field_with_holes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "error", "message"), [
     (["--format", "vtp"], LandscapeError, "1D surface"),
     (["--format", "csv", "--log"], ConfigError, "vtp"),
-    (["--format", "csv", "--metric", "nope"], ConfigError, "available"),
+    (["--format", "csv", "--column", "nope"], ConfigError, "available"),
 ])
 def test_export_errors(args: list[str], error: type[Exception], message: str, tmp_path: Path,
                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -335,7 +335,7 @@ def test_export_errors(args: list[str], error: type[Exception], message: str, tm
     assert message in capsys.readouterr().err
     with pytest.raises(error, match=message):
         fmt = args[1]
-        export_surface_file(surface, fmt, metric=args[3] if "--metric" in args else None, log="--log" in args)
+        export_surface_file(surface, fmt, metric=args[3] if "--column" in args else None, log="--log" in args)
 
 
 def test_log_scale_is_chosen_for_a_loss_spanning_more_than_a_decade() -> None:

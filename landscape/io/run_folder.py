@@ -37,9 +37,19 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Settings values recorded before a rename, read as today's (by the last part of the key): files written
+# with ``bn = "fixed"`` resume under ``bn = "keep"`` (one idea, one name since 0.x).
+LEGACY_VALUES: dict[str, dict[str, str]] = {"bn": {"fixed": "keep"}}
+
+
+def _current(flat: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: LEGACY_VALUES.get(k.rsplit(".", 1)[-1], {}).get(v, v) if isinstance(v, str) else v for k, v in flat.items()}
+
+
 def diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences ``key: old → new`` between two nested settings dicts."""
-    a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+    """Human-readable differences ``key: old → new`` between two nested settings dicts (old spellings
+    of :data:`LEGACY_VALUES` count as the new ones)."""
+    a, b = _current(_flatten(json.loads(json.dumps(old)))), _current(_flatten(json.loads(json.dumps(new))))
     return [f"{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}" for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from landscape.config import Config, load_config
+from landscape.config import Config, config_to_dict, layered_config, load_config
 from landscape.engine.grid import Grid
 from landscape.engine.progress import bar
 from landscape.errors import AnimationError, CheckpointError, ConfigError
@@ -71,6 +71,8 @@ class AnimateOptions:
     y: str = "-1:1:21"
     max_samples: int = 0  # evolution: samples per split (0 = all)
     overwrite: bool = False  # evolution: recompute cached surfaces made with other settings
+    config_file: Path | None = None  # evolution: a TOML config whose sections override the run's own
+    settings: tuple[str, ...] = ()  # evolution: section.key=value overrides of the run's config (model, data, loss, device)
 
     def check(self) -> None:
         if self.kind not in KINDS:
@@ -83,6 +85,9 @@ class AnimateOptions:
             raise AnimationError(f"--dpi must be at least 10, got {self.dpi}")
         if self.max_samples < 0:
             raise AnimationError(f"--max-samples must be ≥ 0, got {self.max_samples}")
+        if (self.config_file is not None or self.settings) and self.kind != "evolution":
+            raise AnimationError(f"--kind {self.kind} draws the run's saved surfaces; a config, --set, --model, --data, "
+                                 "--loss or --device changes only the surfaces of --kind evolution")
         Grid.parse(self.x, self.y)  # a malformed evolution grid fails before anything is computed
 
 
@@ -188,6 +193,8 @@ def evolution_config(run: Path, options: AnimateOptions) -> Config:
     cfg = load_config(saved) if saved.is_file() else checkpoint_config(load_checkpoint(run_checkpoints(run)[-1]))
     if cfg is None:
         raise CheckpointError(f"the final checkpoint of {str(run)!r} records no config")
+    if options.config_file is not None or options.settings:
+        cfg = layered_config(config_to_dict(cfg), options.config_file, options.settings)
     surface = dataclasses.replace(cfg.surface, x=options.x, y=options.y, split="train", max_samples=options.max_samples,
                                   metric="loss")
     return dataclasses.replace(cfg, surface=surface)

@@ -73,9 +73,8 @@ class ConnectResult:
 
 
 def resolve_bn(cc: ConnectConfig, model: nn.Module) -> str:
-    if cc.bn == "auto":
-        return "recompute" if has_batchnorm(model) else "keep"
-    return cc.bn
+    """``connect.bn``, except that a model without BatchNorm has nothing to recompute: keep."""
+    return cc.bn if has_batchnorm(model) else "keep"
 
 
 def _check_settings(cc: ConnectConfig) -> None:

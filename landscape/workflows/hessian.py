@@ -21,6 +21,7 @@ the random directions). Models are evaluated in eval mode, BatchNorm on its runn
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -229,7 +230,7 @@ def hessian_directions(exp: Experiment, cfg: Config, dims: int) -> Directions:
 def eig_ratio_engine(exp: Experiment, cfg: Config, directions: Directions, splits: Mapping[str, TensorSplit],
                      device: torch.device) -> EigenRatioEngine:
     """The engine behind ``landscape surface --metric eig_ratio`` for a config."""
-    if cfg.surface.bn != "fixed":
+    if cfg.surface.bn != "keep":
         raise ConfigError("--metric eig_ratio takes the Hessian with the checkpoint's BatchNorm statistics; "
                           "it cannot be combined with --bn recompute")
     h = cfg.hessian
@@ -378,6 +379,27 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     return report
 
 
+def run_hessian_per_split(checkpoint: str | Path, cfg: Config, *, out: str | Path | None = None,
+                          save_directions_to: str | Path | None = None, unsafe: bool = False,
+                          checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
+    """``surface.split = "both"``: :func:`run_hessian` on the training split, then on the test split.
+
+    The report is ``{"split": "both", "reports": {"train": ..., "test": ...}}``, each as
+    :func:`run_hessian` returns it (same seed, so the two differ only by their data), written
+    to ``out`` when given. Eigenvectors are of one split: ``save_directions_to`` is refused.
+    """
+    if save_directions_to is not None:
+        raise ConfigError("--save-directions writes the eigenvectors of one split: choose --split train or --split test")
+    ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
+    reports = {name: run_hessian(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
+                                 unsafe=unsafe, checkpoint_obj=ckpt) for name in ("train", "test")}
+    report: dict[str, Any] = {"split": "both", "reports": reports}
+    if out is not None:
+        write_json_atomic(out, report, allow_nan=False)
+        report["file"] = str(out)
+    return report
+
+
 def _status(conv: Mapping[str, Any]) -> str:
     n, ok = len(conv["converged"]), sum(conv["converged"])
     word = "converged" if ok == n else f"{ok}/{n} converged — raise --max-iter or --tol"
@@ -389,7 +411,10 @@ def _num(v: float | None) -> str:
 
 
 def format_hessian(report: Mapping[str, Any]) -> str:
-    """A few human-readable lines for the terminal."""
+    """A few human-readable lines for the terminal (per split for :func:`run_hessian_per_split`)."""
+    if "reports" in report:
+        text = "\n".join(f"[{name}]\n{format_hessian(r)}" for name, r in report["reports"].items())
+        return text + (f"\nwrote {report['file']}" if report.get("file") else "")
     st, par, tr = report["settings"], report["parameters"], report["trace"]
     lines = [f"Hessian of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
              f"tensors ({par['dir_type']}, ignore {par['ignore']}): P = {par['dim']:,}; loss {_num(report['loss'])}, "

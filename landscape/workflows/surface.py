@@ -134,11 +134,11 @@ def batch_loss_engine(exp: Experiment, cfg: Config, dirs: Directions, device: to
                       moved: Callable[[str], bool] | None) -> BatchEngine:
     """A user batch loss ``--loss file.py:fn``, ``fn(model, (inputs, targets))``, on every point.
 
-    Such a loss is evaluated alone (column ``<split>_loss``), with ``--bn fixed`` only.
+    Such a loss is evaluated alone (column ``<split>_loss``), with ``--bn keep`` only.
     """
     s = cfg.surface
     sums = batch_loss_sums(s.losses)
-    if s.bn != "fixed":
+    if s.bn != "keep":
         raise ConfigError("--bn recompute is not available with a batch loss file.py:fn")
     splits: dict[str, list[tuple[Tensor, Tensor]]] = {}
     for name, split in _splits(exp, cfg).items():
@@ -154,7 +154,7 @@ def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: Use
     (:class:`~landscape.engine.batchloss.BatchEngine`), with the registry losses or a batch loss file."""
     s = cfg.surface
     what = f"the data are streamed (over surface.memory_budget = {s.memory_budget:,} bytes)"
-    if s.metric != "loss" or s.bn != "fixed":
+    if s.metric != "loss" or s.bn != "keep":
         raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need the data in memory; raise --memory-budget")
     names = ["train", "test"] if s.split == "both" else [s.split]
     splits = {n: Streamed(streams.splits[n].limited(s.max_samples), device) for n in names}
@@ -172,7 +172,7 @@ def batches_engine(exp: Experiment, cfg: Config, dirs: Directions, batches: User
     ``--loss file.py:fn``: cached on the device when they fit ``surface.memory_budget``, else streamed."""
     s = cfg.surface
     what = f"the {batches.kind} batches of {batches.name!r} are read by a batch loss only"
-    if s.metric != "loss" or s.bn != "fixed":
+    if s.metric != "loss" or s.bn != "keep":
         raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need (inputs, targets) data")
     if s.max_samples:
         raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
@@ -270,7 +270,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
             engine = batch_loss_engine(exp, cfg, dirs, device, moved)
         else:
             engine = SurfaceEngine(exp.model, dirs, _splits(exp, cfg), exp.metrics(s.losses), device=device,
-                                   batch_size=s.batch_size, bn=s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches,
+                                   batch_size=s.batch_size, bn="fixed" if s.bn == "keep" else s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches,
                                    points_per_call=s.points_per_call, moved=moved)
         settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
         with contextlib.ExitStack() as stack:

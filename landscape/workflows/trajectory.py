@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape.config import PCA_GRID
 from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors
 from landscape.engine.pca import principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
@@ -234,7 +235,7 @@ def path_axis(values: np.ndarray, num: int = 31, margin: float = 0.3) -> str:
     return f"{float(start)!r}:{float(stop)!r}:{num}"
 
 
-def default_grid_overrides(path: Path, two_d: bool, num: int = 31, margin: float = 0.3) -> list[str]:
+def default_grid_overrides(path: Path, two_d: bool, num: int = PCA_GRID, margin: float = 0.3) -> list[str]:
     """Config overrides for ``landscape surface --directions FILE`` without ``--x``.
 
     For a trajectory file: ``surface.x`` and ``surface.y`` covering the projected path and the
