@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from landscape import __version__
 from landscape.config import Config, apply_overrides, config_from_dict, config_to_dict, read_toml
 from landscape.errors import ConfigError, LandscapeError
+from landscape.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
@@ -126,7 +126,7 @@ SURFACE_FLAGS = {"x": "surface.x", "y": "surface.y", "split": "surface.split", "
 
 
 def surface_config(args: argparse.Namespace, ckpt: Any, flags: dict[str, str] = SURFACE_FLAGS) -> Config:
-    from landscape.workflows._experiment import checkpoint_config
+    from landscape.workflows.experiment import checkpoint_config
 
     saved = checkpoint_config(ckpt)
     base = config_to_dict(saved) if saved is not None else None
@@ -225,7 +225,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         checkpoints, source = inputs, ""
     model = None
     if args.model or args.data or args.config or args.overrides:  # foreign checkpoints: say what they hold
-        from landscape.workflows._experiment import build_experiment
+        from landscape.workflows.experiment import build_experiment
 
         overrides = _flag_overrides(args, {"model": "model.name", "data": "data.name"}) + list(args.overrides)
         model = build_experiment(resolve_config(None, args.config, overrides), losses=()).model  # no loss is evaluated
@@ -345,8 +345,8 @@ CONNECT_FLAGS = {"curve": "connect.curve", "bends": "connect.bends", "epochs": "
 
 def cmd_connect(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
-    from landscape.workflows._experiment import checkpoint_config
     from landscape.workflows.connect import format_result, run_connect
+    from landscape.workflows.experiment import checkpoint_config
 
     ckpt = load_checkpoint(args.checkpoint_a, unsafe=args.unsafe_load)
     saved = checkpoint_config(ckpt)

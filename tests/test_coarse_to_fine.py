@@ -201,8 +201,8 @@ def test_a_row_major_partial_file_is_drawn_whole_with_its_gaps_masked(full_41: S
     assert view is sf and mark == "partial: 410 of 1681 points"
 
 
-def test_preview_redraws_at_every_flush(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LANDSCAPE_FLUSH_SECONDS", "0")  # flush after every evaluation call
+def test_preview_redraws_at_every_flush(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        flush_every_call: None) -> None:  # flush after every evaluation call
     flushes = {"n": 0}
     drawn: list[int] = []
     original_flush = SurfaceFile.flush

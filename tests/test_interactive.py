@@ -35,7 +35,7 @@ from landscape.figures.index_page import INDEX, Table, write_index, write_run_in
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import open_surface, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory, save_trajectory
-from landscape.workflows._experiment import checkpoint_config
+from landscape.workflows.experiment import checkpoint_config
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
 from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
