@@ -46,13 +46,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from landscape import testhooks
 from landscape.cli import build_parser, main
 from landscape.config import Config, config_from_dict, config_to_dict, dumps_toml, load_config, parse_override
 from landscape.engine.grid import Grid
 from landscape.errors import CheckpointError, ConfigError, GridError, LandscapeError, SurfaceFileError
 from landscape.io.checkpoint import load_checkpoint
-from landscape.io.surface_file import read_surface
-from landscape.testhooks import PAUSE_ENV
+from landscape.io.surface_file import SurfaceFile, read_surface
+from landscape.testhooks import FLUSH_ENV, PAUSE_ENV
 from landscape.workflows.train import train
 
 ENV = {**os.environ, "LANDSCAPE_QUIET": "1", "OMP_NUM_THREADS": "1", "LANDSCAPE_FLUSH_SECONDS": "0"}
@@ -364,6 +365,32 @@ def test_a_truncated_listed_checkpoint_is_refused_on_resume(tmp_path: Path, caps
 
 
 # --- a second writer ---------------------------------------------------------------------------
+
+
+def test_the_test_hooks_are_read_once_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        monkeypatch.setenv(FLUSH_ENV, "0.5")
+        testhooks.reread()
+        assert testhooks.flush_seconds() == 0.5
+        monkeypatch.setenv(FLUSH_ENV, "7")
+        assert testhooks.flush_seconds() == 0.5  # read once per process ...
+        testhooks.reread()
+        assert testhooks.flush_seconds() == 7.0  # ... until a test asks to read again
+        for bad in ("soon", "-1", "inf", "nan"):
+            monkeypatch.setenv(FLUSH_ENV, bad)
+            testhooks.reread()
+            with pytest.raises(SurfaceFileError, match=re.escape(f"{FLUSH_ENV}={bad!r} must be a number of seconds")):
+                testhooks.flush_seconds()
+    finally:
+        testhooks.reread()
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_flush_seconds_zero_flushes_after_every_call(hooked: bool, request: pytest.FixtureRequest) -> None:
+    if hooked:
+        request.getfixturevalue("flush_every_call")
+    sf = SurfaceFile(Path("s.h5"), Grid(np.zeros(3)), [], {}, np.zeros(3, dtype=bool), {})
+    assert (sf.flush_interval, sf.adaptive_flush) == ((0.0, False) if hooked else (5.0, True))
 
 
 def test_second_writer_gets_a_one_line_error(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
