@@ -1,16 +1,10 @@
-"""Test hooks: the two environment variables through which the crash tests steer a run. Not for users.
+"""Test hooks: the environment variables through which the crash tests steer a run (not for users).
 
-- ``LANDSCAPE_TEST_PAUSE_IN_WRITE=K:FLAG``: the K-th atomic write of the process (1-based) stops
-  inside its write window (the temporary file complete and fsynced, the target not yet
-  replaced), writes the temporary file's path into ``FLAG`` (created whole, by a rename) and
-  waits until ``FLAG`` is removed. A test waits for ``FLAG`` to appear and then kills the
-  process, or removes ``FLAG`` to let it go on: a kill is thereby known to land in a write,
-  without any timing (:func:`landscape.atomic.atomic_path` calls :func:`pause_in_write`).
-- ``LANDSCAPE_FLUSH_SECONDS=S``: a surface file is flushed every ``S`` seconds (0: after every
-  evaluation call) instead of every 5 s stretched to keep flushing under ~5 % of the time.
-
-Both are read here and nowhere else, once per process, at their first use; a test that sets one
-in its own process calls :func:`reread` (docs/RELIABILITY.md, "Test hooks").
+``LANDSCAPE_TEST_PAUSE_IN_WRITE=K:FLAG`` holds the K-th atomic write of the process inside its write
+window (:func:`pause_in_write`); ``LANDSCAPE_FLUSH_SECONDS=S`` flushes a surface file every ``S``
+seconds (0: after every evaluation call) instead of every 5 s stretched to stay under ~5 % of the
+time. Both are read here and nowhere else, once per process (:func:`reread` forgets what was read,
+for a test that sets one in its own process); docs/RELIABILITY.md, "Test hooks".
 """
 
 from __future__ import annotations
@@ -50,7 +44,10 @@ def flush_seconds() -> float | None:
 
 
 def pause_in_write(tmp: Path) -> None:
-    """Count this atomic write; when it is the K-th, say so in ``FLAG`` and wait until ``FLAG`` is removed."""
+    """Count this atomic write (its temporary file ``tmp`` complete and fsynced, the target not yet
+    replaced); when it is the K-th, write ``tmp`` into ``FLAG`` (created whole, by a rename) and wait
+    until ``FLAG`` is removed. A test kills the process once ``FLAG`` appears, or removes it to let
+    the write go on: the kill is known to land in a write, without any timing."""
     count = next(_writes)
     spec = _pause_spec()
     if spec is None or spec[0] != count:

@@ -15,7 +15,8 @@ from landscape.cli import main
 from landscape.config import load_config
 from landscape.engine.grid import axis_depth, coarse_to_fine, finest_complete_level, level_strides
 from landscape.engine.surface import SurfaceEngine
-from landscape.figures.files import PARTIAL_GID, coarse_view
+from landscape.figures.files import PARTIAL_GID
+from landscape.figures.views import coarse_view
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.workflows import surface as surface_workflow
 from landscape.workflows._distributed import WorkQueue

@@ -36,22 +36,7 @@ from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 from landscape.config import PlotConfig
 from landscape.errors import ConfigError, GridError, LandscapeError
-from landscape.figures import plot
-from landscape.figures.views import (
-    SPLIT_WORDS,
-    check_same_plane,
-    coarse_view,
-    criteria,
-    epoch_labels,
-    figure_title,
-    legend_label,
-    metric_label,
-    path_heights,
-    path_labels,
-    resolve_metric,
-    spans_decades,
-    split_of,
-)
+from landscape.figures import plot, views
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
@@ -99,7 +84,7 @@ class _Job:
 
     def plane(self) -> dict[str, Any]:
         """Options of the 2D plot functions: labels from the file, masks from ``done``."""
-        return {"done": self.sf.done, "metric_label": metric_label(self.metric), "x_label": self.sf.attrs.get("x_label") or "α",
+        return {"done": self.sf.done, "metric_label": views.metric_label(self.metric), "x_label": self.sf.attrs.get("x_label") or "α",
                 "y_label": self.sf.attrs.get("y_label") or "β", "ax": self.ax, **self.style}
 
 
@@ -110,7 +95,7 @@ def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict
     """For every kind: None when it applies to this file, else why not (for error messages)."""
     dims = 1 if sf.grid.y is None else 2
     two_d = None if dims == 2 else f"needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)"
-    found = criteria(sf, split_of(metric))
+    found = views.criteria(sf, views.split_of(metric))
     return {
         "contour": two_d,
         "filled": two_d,
@@ -127,7 +112,7 @@ def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict
 def applicable_kinds_of(surface: str | Path, metric: str = "train_loss", has_trajectory: bool = False) -> list[str]:
     """The kinds that apply to a surface file (for messages and callers that want all of them)."""
     sf = read_surface(surface)
-    reasons = applicable_kinds(sf, resolve_metric(sf.columns, metric, repr(str(surface))), has_trajectory)
+    reasons = applicable_kinds(sf, views.resolve_metric(sf.columns, metric, repr(str(surface))), has_trajectory)
     return [k for k in KINDS if reasons[k] is None]
 
 
@@ -177,24 +162,24 @@ def _heatmap(job: _Job) -> Figure:
 def _surface3d(job: _Job) -> Figure:
     path = None
     if job.path is not None:
-        path = (job.path.coords[:, 0], job.path.coords[:, 1], path_heights(job.sf, job.metric, job.path))
+        path = (job.path.coords[:, 0], job.path.coords[:, 1], views.path_heights(job.sf, job.metric, job.path))
     return plot.surface3d(job.x, job.y, job.z, path, **job.plane())
 
 
 def _trajectory(job: _Job) -> Figure:
     assert job.path is not None
-    x_label, y_label = path_labels(job.sf, job.path)
+    x_label, y_label = views.path_labels(job.sf, job.path)
     options = {**job.plane(), "x_label": x_label, "y_label": y_label}
-    return plot.trajectory(job.x, job.y, job.z, job.path.coords, labels=epoch_labels(job.path), **options)
+    return plot.trajectory(job.x, job.y, job.z, job.path.coords, labels=views.epoch_labels(job.path), **options)
 
 
 def _line(job: _Job) -> Figure:
     """Loss (left) and accuracy (right) of both splits along the slice."""
     what = job.metric.partition("_")[2]
     family = "loss" if what == "acc" else what
-    curves = {legend_label(f"{s}_{family}"): job.sf.values[f"{s}_{family}"]
-              for s in SPLIT_WORDS if f"{s}_{family}" in job.sf.values}
-    accs = {legend_label(f"{s}_acc"): job.sf.values[f"{s}_acc"] for s in SPLIT_WORDS if f"{s}_acc" in job.sf.values}
+    curves = {views.legend_label(f"{s}_{family}"): job.sf.values[f"{s}_{family}"]
+              for s in views.SPLIT_WORDS if f"{s}_{family}" in job.sf.values}
+    accs = {views.legend_label(f"{s}_acc"): job.sf.values[f"{s}_acc"] for s in views.SPLIT_WORDS if f"{s}_acc" in job.sf.values}
     endpoints = [0.0, 1.0] if job.sf.attrs.get("directions", {}).get("kind") == "target" else None
     label = "loss" if family == "loss" else family.replace("_", " ")
     return plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
@@ -206,11 +191,11 @@ def _panels(job: _Job) -> Figure:
     """One panel per criterion, each with its own levels and colourbar."""
     if job.ax is not None:
         raise ConfigError("kind 'panels' lays out its own grid of axes: leave ax out (or draw each criterion with kind='contour')")
-    columns = criteria(job.sf, split_of(job.metric))
-    prefix = f"{split_of(job.metric)}_"
+    columns = views.criteria(job.sf, views.split_of(job.metric))
+    prefix = f"{views.split_of(job.metric)}_"
     zs = {c[len(prefix):].replace("_", " "): job.sf.values[c] for c in columns}
     dones = dict.fromkeys(zs, job.sf.done)
-    options = {**job.plane(), "metric_label": f"{SPLIT_WORDS[split_of(job.metric)]} loss", "width": "double"}
+    options = {**job.plane(), "metric_label": f"{views.SPLIT_WORDS[views.split_of(job.metric)]} loss", "width": "double"}
     del options["done"], options["ax"]
     return plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
 
@@ -250,17 +235,17 @@ def _prepare(surface: str | Path, options: PlotConfig, trajectory: str | Path | 
     """Read and check everything the figures of one surface file need; returns the job, the kinds
     to draw, and the "partial" mark of a file still being computed (None when complete)."""
     _check_options(options.formats, options.levels, options.dpi)
-    sf, partial = coarse_view(read_surface(surface))
-    chosen = resolve_metric(sf.columns, options.metric, repr(str(surface)))
+    sf, partial = views.coarse_view(read_surface(surface))
+    chosen = views.resolve_metric(sf.columns, options.metric, repr(str(surface)))
     path = load_trajectory(trajectory) if trajectory is not None else None
     selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
     if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
-        check_same_plane(sf, Path(trajectory))
+        views.check_same_plane(sf, Path(trajectory))
     log = options.log
     if log is None:
-        log = spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = views.spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": options.levels, "vmin": options.vmin, "vmax": options.vmax, "log": log, "cmap": options.cmap,
-             "width": options.width, "title": figure_title(sf, options.title)}
+             "width": options.width, "title": views.figure_title(sf, options.title)}
     return _Job(sf, chosen, path, style), selected, partial
 
 
@@ -334,7 +319,7 @@ def plot_training_curves(run_json: dict[str, Any], out_stem: Path, options: Plot
     if not epochs:
         raise GridError("the run lists no epoch checkpoints to draw")
     x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
-    curves = {legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
+    curves = {views.legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
               for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
     figure = plot.training_curves(curves, width=options.width, title=title, log=True)
     return plot.save_figure(figure, out_stem, options.formats, options.dpi)
@@ -365,12 +350,12 @@ def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = 
     if fmt == "vtp":
         if sf.grid.y is None:
             raise GridError(f"{source} is a 1D surface; vtp needs a 2D one (use csv or npz)")
-        name = resolve_metric(sf.columns, metric or "train_loss", source)
+        name = views.resolve_metric(sf.columns, metric or "train_loss", source)
         z = np.where(sf.done, sf.values[name], np.nan)
         return to_vtp(target, sf.grid.x, sf.grid.y, z, log=log, zmax=zmax, name=name)
     if log or zmax is not None:
         raise ConfigError(f"--log and --zmax shape the heights of a vtp surface; they do not apply to {fmt}")
-    names = [resolve_metric(sf.columns, metric, source)] if metric else sf.columns
+    names = [views.resolve_metric(sf.columns, metric, source)] if metric else sf.columns
     arrays = {**{n: sf.values[n] for n in names}, "done": sf.done.astype(np.float64)}
     writer = to_csv if fmt == "csv" else to_npz
     return writer(target, sf.grid.x, sf.grid.y, arrays)

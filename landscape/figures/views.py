@@ -20,22 +20,8 @@ from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.io.surface_file import SurfaceFile
 from landscape.io.trajectory_file import TrajectoryPoints
 
-__all__ = [
-    "SPLIT_WORDS",
-    "bilinear",
-    "check_same_plane",
-    "coarse_view",
-    "criteria",
-    "epoch_labels",
-    "figure_title",
-    "legend_label",
-    "metric_label",
-    "path_heights",
-    "path_labels",
-    "resolve_metric",
-    "spans_decades",
-    "split_of",
-]
+__all__ = ["SPLIT_WORDS", "bilinear", "check_same_plane", "coarse_view", "criteria", "epoch_labels", "figure_title",
+           "legend_label", "metric_label", "path_heights", "path_labels", "resolve_metric", "spans_decades", "split_of"]
 
 SPLIT_WORDS = {"train": "training", "test": "test"}
 # an eig-ratio surface also holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.workflows.hessian)
