@@ -235,7 +235,7 @@ def test_surface_survives_sigkill_20_times(ckpt: Path, surface_reference: tuple[
     print("surface kills:", {k: landed.count(k) for k in sorted(set(landed))})
     # 11 of the 20 are "compute" kills, 9 of them seeded at < 0.62× the reference's seconds (the other two at
     # 0.96× and 1.03×): a trial, two at a time, is no faster than the reference alone, so at least 8 must land
-    # before the end (observed: all 11, 2026-12-07). A kill after the last point ("finished") does not count.
+    # before the end (observed: 11, then 9 with the two late ones finished). "finished" kills do not count.
     assert landed.count("compute") >= 8 and landed.count("flush") + landed.count("create") == 9, landed
 
 
@@ -349,9 +349,9 @@ def test_train_survives_sigkill_20_times(train_reference: tuple[Path, float], tm
     print("train kills:", {k: landed.count(k) for k in sorted(set(landed))})
     # 15 "write" kills pause in one of the first 12 writes (a resumed run that has fewer left finishes first);
     # of the 5 "train" kills, two hit a fresh run at 0.11× and 0.53× its seconds, three a resumed run later
-    # in a chain. Observed: all 20 interrupted the run (2026-12-07, two at a time on a shared 2-core machine).
-    # A kill after the run finished ("finished") does not count.
-    assert landed.count("write") >= 13 and landed.count("train") >= 3, landed
+    # in a chain, which may have finished. Observed (2026-12-07, two at a time on a shared 2-core machine):
+    # 15 write + 5 train, then 15 write + 3 train + 2 finished. "finished" kills do not count.
+    assert landed.count("write") >= 13 and landed.count("train") >= 2, landed
 
 
 def test_a_truncated_listed_checkpoint_is_refused_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
