@@ -9,8 +9,6 @@ The Python API (see docs/API.md)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from landscape.api import Surface, dataset, load_surface, plot, random_directions, surface
 from landscape.api_hessian import HessianResult, hessian
 from landscape.api_trajectory import Trajectory, trajectory
@@ -18,6 +16,7 @@ from landscape.engine.directions import Directions
 from landscape.engine.filters import Filters, register_filter_rule
 from landscape.errors import FlatSurfaceWarning, LandscapeError
 from landscape.io.recorder import Recorder
+from landscape.version import __version__
 from landscape.workflows.connect import connect
 
 __all__ = [

@@ -294,8 +294,8 @@ class Surface:
 
     def save(self, path: str | Path) -> Path:
         """Write the surface in the CLI's HDF5 surface-file format (``landscape plot`` reads it); returns the path."""
-        from landscape import __version__
         from landscape.io.surface_file import exclusive_lock, open_surface
+        from landscape.version import __version__
 
         if self.directions is None:
             raise ConfigError("this surface has no directions to embed; it cannot be saved as a surface file")
@@ -436,7 +436,7 @@ def _params_label(params: ParamSelector) -> str:
 
 
 def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    from landscape.workflows._experiment import resolve_device
+    from landscape.workflows.experiment import resolve_device
 
     if device is None:
         try:
@@ -493,7 +493,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
         the matplotlib ``Figure`` (``ax.figure`` when ``ax`` is given); for ``interactive`` an
         :class:`~landscape.figures.interactive.InteractiveFigure`.
     """
-    from landscape.figures import files
+    from landscape.figures import files, views
     from landscape.io.surface_file import SurfaceFile
 
     if not isinstance(s, Surface):
@@ -506,7 +506,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
         return interactive_figure(s, trajectory, metric=metric, log=log, title=title)
     if kind not in files.KINDS:
         raise ConfigError(f"unknown figure kind {kind!r}; choose from {', '.join(files.KINDS)}")
-    chosen = files.resolve_metric(s.columns, metric, "the surface")
+    chosen = views.resolve_metric(s.columns, metric, "the surface")
     done = s.done if s.done is not None else np.ones(s.shape, dtype=bool)
     sf = SurfaceFile(Path(str(s.attrs.get("path", "surface"))), s.grid, s.columns, s.values, done,
                      {k: v for k, v in s.attrs.items() if k in ("settings", "directions")} | s.axis_labels()
@@ -519,9 +519,9 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
     if reason is not None:
         raise LandscapeError(f"figure kind {kind!r} {reason}")
     if log is None:
-        log = files.spans_decades(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = views.spans_decades(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width, "title": title}
-    return files._DRAW[kind](files._Job(sf, chosen, path, style, ax))
+    return files.draw(kind, sf, chosen, path, style, ax)
 
 
 def dataset(name: str = "digits", **options: Any) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:

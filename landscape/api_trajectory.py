@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from landscape.errors import CheckpointError, ConfigError
-from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
+from landscape.io.checkpoint import Checkpoint, find_state_dict, load_checkpoint
 from landscape.io.recorder import skeleton_model
 from landscape.io.run_folder import run_checkpoints
 from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
@@ -96,7 +96,7 @@ def _in_memory(item: nn.Module | Mapping[str, Any], i: int) -> Checkpoint:
         return Checkpoint(label, {k: v.detach() for k, v in _unwrap(item).state_dict().items()}, None)
     label = Path(f"<state dict {i}>")
     epoch, step, metrics = item.get("epoch"), item.get("step"), item.get("metrics")
-    return Checkpoint(label, _find_state_dict(item, label), None,
+    return Checkpoint(label, find_state_dict(item, label), None,
                       epoch if isinstance(epoch, int) else None, step if isinstance(step, int) else None,
                       {k: float(v) for k, v in metrics.items()} if isinstance(metrics, Mapping) else {})
 

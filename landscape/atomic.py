@@ -7,11 +7,7 @@ A crash at any moment leaves the old file or the new one, never half of one; a t
 may be left behind (``.<name>.<pid>.<random>.tmp``); no reader mistakes it for the target, and the
 next write of the same target removes those whose process is gone.
 
-Test hook: when ``LANDSCAPE_TEST_PAUSE_IN_WRITE=K:FLAG`` is set, the K-th atomic write of the
-process (1-based) stops inside its write window — the temporary file complete and fsynced, the
-target not yet replaced — writes the temporary file's path into ``FLAG`` (created whole, by a rename) and waits until ``FLAG``
-is removed. A test waits for ``FLAG`` to appear and then kills the process, or removes ``FLAG``
-to let it go on; a kill is thereby known to land in a write, without any timing.
+The crash tests can stop a write inside its window (:func:`landscape.testhooks.pause_in_write`).
 """
 
 from __future__ import annotations
@@ -19,17 +15,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import itertools
 import json
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-PAUSE_ENV = "LANDSCAPE_TEST_PAUSE_IN_WRITE"
-_writes = itertools.count(1)  # atomic writes of this process, for the test hook
+from landscape.testhooks import pause_in_write
 
 
 def temp_path(path: Path) -> Path:
@@ -65,22 +58,6 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _test_pause(tmp: Path) -> None:
-    """The test hook of the module docstring; a no-op unless the environment variable is set."""
-    spec = os.environ.get(PAUSE_ENV, "")
-    count = next(_writes)
-    if not spec:
-        return
-    k, _, flag = spec.partition(":")
-    if not flag or not k.isdigit() or int(k) != count:
-        return
-    part = Path(flag + ".part")
-    part.write_text(str(tmp))
-    os.rename(part, flag)  # not os.replace: tests count the package's os.replace calls
-    while Path(flag).exists():
-        time.sleep(0.01)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
@@ -96,7 +73,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_path(tmp)
-        _test_pause(tmp)
+        pause_in_write(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

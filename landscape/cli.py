@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landscape import __version__
 from landscape.config import Config, apply_overrides, config_to_dict, layered_config, read_toml, renamed_values
 from landscape.errors import ConfigError, LandscapeError
 from landscape.flags import EVALUATES, add_flags, config_overrides, deprecation
+from landscape.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -75,7 +75,7 @@ def resolve_config(args: argparse.Namespace, base: dict[str, Any] | None = None)
 
 def checkpoint_based_config(args: argparse.Namespace, ckpt: Any) -> Config:
     """The checkpoint's own config (ours record it) under the user's; a foreign checkpoint must be described."""
-    from landscape.workflows._experiment import checkpoint_config
+    from landscape.workflows.experiment import checkpoint_config
 
     saved = checkpoint_config(ckpt)
     if saved is None and not (args.model or args.config):
@@ -183,7 +183,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     model = None
     if args.model or args.data or args.config or any(o.strip().startswith(("model.", "data.")) for o in args.overrides):
         # foreign checkpoints: say what they hold (our own record their model)
-        from landscape.workflows._experiment import build_experiment
+        from landscape.workflows.experiment import build_experiment
 
         model = build_experiment(cfg, losses=()).model  # no loss is evaluated
     traj = compute_trajectory(checkpoints, model=model, dir_type=cfg.directions.dir_type, ignore=cfg.directions.ignore,

@@ -26,7 +26,7 @@ from landscape.engine.grid import Grid
 from landscape.engine.hessian import HessianProblem
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.io.checkpoint import load_checkpoint
-from landscape.workflows._experiment import experiment_from_checkpoint, resolve_device
+from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 from landscape.workflows.hessian import eig_ratio_engine, forward_seconds, setup
 
 

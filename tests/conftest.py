@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import torch
 
+from landscape import testhooks
 from landscape.config import Config, DataConfig, ModelConfig, TrainConfig
 from landscape.workflows.train import RunResult, train
 
@@ -42,6 +43,15 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def flush_every_call(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test hook ``LANDSCAPE_FLUSH_SECONDS=0`` in this process: surface files flush after every evaluation call."""
+    monkeypatch.setenv(testhooks.FLUSH_ENV, "0")
+    testhooks.reread()  # the hooks are read once per process: forget what was read before
+    yield
+    testhooks.reread()  # (monkeypatch restores the variable after this)
 
 
 def small_config(**train: Any) -> Config:

@@ -30,8 +30,8 @@ from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import read_surface
 from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import animate as workflow
-from landscape.workflows._experiment import checkpoint_config
 from landscape.workflows.animate import AnimateOptions, run_animation
+from landscape.workflows.experiment import checkpoint_config
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
 from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
@@ -278,3 +278,30 @@ def test_a_run_without_trajectory_or_a_bad_suffix(run_dir: Path, tmp_path: Path,
     assert "as .gif or .mp4" in one_line_error(capsys, ["animate", str(run_dir), "--out", str(tmp_path / "a.avi")])
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "finished"  # the run folder was only read
+
+
+def _frames(n: int, fail_after: int | None = None) -> Iterator[Frame]:
+    """``n`` one-panel frames of a moving dot; raises after ``fail_after`` frames (an interrupted animation)."""
+    from matplotlib.figure import Figure
+
+    for k in range(n):
+        if fail_after is not None and k == fail_after:
+            raise KeyboardInterrupt
+        fig = Figure(figsize=(1, 1))
+        fig.add_subplot().plot([k], [k], "o")
+        yield Frame((fig,))
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_an_interrupted_animation_keeps_the_old_file_and_leaves_no_temporary_one(suffix: str, tmp_path: Path) -> None:
+    if suffix == ".mp4" and shutil.which("ffmpeg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("ffmpeg is missing: CI must run the MP4 tests (.ci/run installs it)")
+        pytest.skip("ffmpeg is not installed")
+    out = tmp_path / f"a{suffix}"
+    assert figures_animate.write_animation(_frames(3), out, fps=4, dpi=20, total=3) == 3
+    before = out.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        figures_animate.write_animation(_frames(5, fail_after=2), out, fps=4, dpi=20, total=5)
+    assert out.read_bytes() == before  # the old animation, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # and nothing beside it

@@ -2,6 +2,7 @@
 parameter subsets, streamed vs cached data, and the caller's model left exactly as it was."""
 
 from __future__ import annotations
+import __future__
 
 import types
 from collections.abc import Callable
@@ -81,12 +82,35 @@ def acc_loop(x: Tensor, y: Tensor) -> Callable[[dict[str, Tensor]], float]:
 # --- the public names ---------------------------------------------------------------------------------
 
 
+PUBLIC = [  # sorted: adding or removing a public name is a decision, written down here as well
+    "Directions",
+    "Filters",
+    "FlatSurfaceWarning",
+    "HessianResult",
+    "LandscapeError",
+    "Recorder",
+    "Surface",
+    "Trajectory",
+    "__version__",
+    "connect",
+    "dataset",
+    "hessian",
+    "load_surface",
+    "plot",
+    "random_directions",
+    "register_filter_rule",
+    "surface",
+    "trajectory",
+]
+
+
 def test_public_names_are_pinned() -> None:
-    public = {n for n in dir(landscape) if not n.startswith("_")} & set(landscape.__all__)
-    assert set(landscape.__all__) >= {"surface", "random_directions", "Surface", "load_surface", "plot", "hessian",
-                                      "Directions", "HessianResult", "LandscapeError", "__version__", "dataset"}
-    assert public == set(landscape.__all__) - {"__version__"}
-    assert all(hasattr(landscape, n) for n in landscape.__all__)
+    assert sorted(landscape.__all__) == PUBLIC  # a name added, removed or listed twice fails
+    assert all(hasattr(landscape, n) for n in PUBLIC)
+    # and nothing public beside them: every other name of the namespace is a submodule
+    others = {n for n, v in vars(landscape).items() if not n.startswith("_") and n not in PUBLIC
+              and not isinstance(v, types.ModuleType | __future__._Feature)}
+    assert others == set()
 
 
 # --- data shapes ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from torch import nn
 from landscape.config import Config, ModelConfig, TrainConfig, config_to_dict
 from landscape.errors import CheckpointError
 from landscape.io.checkpoint import FORMAT, load_checkpoint, load_into, save_checkpoint, sha256_file
-from landscape.workflows._experiment import checkpoint_config
+from landscape.workflows.experiment import checkpoint_config
 from landscape.zoo.models import build_model
 
 

@@ -22,7 +22,7 @@ from landscape import __version__
 from landscape.cli import main
 from landscape.errors import LandscapeError
 from landscape.io.checkpoint import load_checkpoint
-from landscape.workflows._experiment import checkpoint_config
+from landscape.workflows.experiment import checkpoint_config
 from landscape.workflows.train import RunResult
 
 WritePy = Callable[[str, str], Path]
@@ -115,7 +115,7 @@ def test_info_on_a_checkpoint(tiny_run: RunResult, capsys: pytest.CaptureFixture
     assert info["float_values"] == (64 * 32 + 32) + (32 * 10 + 10)
     last = tiny_run.manifest["checkpoints"][-1]
     assert info["metrics"] == {k: last[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    from landscape.workflows._experiment import experiment_from_checkpoint
+    from landscape.workflows.experiment import experiment_from_checkpoint
 
     assert info["data_sha256"] == experiment_from_checkpoint(load_checkpoint(path)).data.fingerprint()  # its training data
 

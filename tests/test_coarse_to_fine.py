@@ -15,7 +15,8 @@ from landscape.cli import main
 from landscape.config import load_config
 from landscape.engine.grid import axis_depth, coarse_to_fine, finest_complete_level, level_strides
 from landscape.engine.surface import SurfaceEngine
-from landscape.figures.files import PARTIAL_GID, coarse_view
+from landscape.figures.files import PARTIAL_GID
+from landscape.figures.views import coarse_view
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.workflows import surface as surface_workflow
 from landscape.workflows._distributed import WorkQueue
@@ -201,8 +202,8 @@ def test_a_row_major_partial_file_is_drawn_whole_with_its_gaps_masked(full_41: S
     assert view is sf and mark == "partial: 410 of 1681 points"
 
 
-def test_preview_redraws_at_every_flush(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LANDSCAPE_FLUSH_SECONDS", "0")  # flush after every evaluation call
+def test_preview_redraws_at_every_flush(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        flush_every_call: None) -> None:  # flush after every evaluation call
     flushes = {"n": 0}
     drawn: list[int] = []
     original_flush = SurfaceFile.flush

@@ -19,6 +19,7 @@ from landscape.cli import main
 from landscape.config import Config, load_config
 from landscape.engine.losses import MetricSet, correct, get_criterion
 from landscape.errors import ConfigError, GridError, RegistryError, SurfaceFileError
+from landscape.figures.compare import raw_figure, relative_figure, trajectory_figure
 from landscape.workflows.compare import (
     DEFINITIONS,
     CompareResult,
@@ -26,10 +27,7 @@ from landscape.workflows.compare import (
     doubling_radius,
     load_results,
     mean_increase,
-    raw_figure,
-    relative_figure,
     run_compare,
-    trajectory_figure,
 )
 
 LOSSES = ("cross_entropy", "mse", "l1")

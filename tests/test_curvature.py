@@ -22,7 +22,7 @@ from landscape.config import DataConfig
 from landscape.engine.directions import load_directions
 from landscape.io.checkpoint import load_checkpoint, sha256_file
 from landscape.io.surface_file import read_surface
-from landscape.workflows._experiment import experiment_from_checkpoint
+from landscape.workflows.experiment import experiment_from_checkpoint
 from landscape.workflows.hessian import eig_ratio, parameter_names
 from landscape.zoo.data import load_data
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape.atomic import PAUSE_ENV
 from landscape.config import load_config
 from landscape.io.surface_file import read_surface
+from landscape.testhooks import PAUSE_ENV
 from landscape.workflows.train import train
 
 ENV = {**os.environ, "LANDSCAPE_QUIET": "1", "OMP_NUM_THREADS": "1"}

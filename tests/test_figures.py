@@ -26,17 +26,16 @@ from landscape.engine.grid import Grid
 from landscape.errors import ConfigError, LandscapeError
 from landscape.figures.files import (
     applicable_kinds_of,
-    bilinear,
     export_surface_file,
-    path_heights,
     plot_surface_file,
     plot_training_curves,
     surface_figures,
 )
+from landscape.figures.views import bilinear, path_heights
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import open_surface, read_surface
 from landscape.io.trajectory_file import load_trajectory, save_trajectory
-from landscape.workflows._experiment import checkpoint_config
+from landscape.workflows.experiment import checkpoint_config
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
 from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
@@ -341,7 +340,7 @@ def test_export_errors(args: list[str], error: type[Exception], message: str, tm
 def test_log_scale_is_chosen_for_a_loss_spanning_more_than_a_decade() -> None:
     """A trained model's basin (0.035) under a rim of 3.5 gets log levels: round linear levels
     (0.5, 1, …) would leave the basin without a contour."""
-    from landscape.figures.files import spans_decades
+    from landscape.figures.views import spans_decades
 
     assert spans_decades(np.array([0.035, 0.4, 3.5]))
     assert not spans_decades(np.array([0.5, 1.0, 3.5]))  # within a decade: linear

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import torch
 from chromium import Browser, find_chromium
 from matplotlib.image import imread
+from required import need
 
 from landscape.cli import main
 from landscape.config import Config, SurfaceConfig, apply_overrides, config_from_dict, config_to_dict
@@ -35,19 +35,10 @@ from landscape.figures.index_page import INDEX, Table, write_index, write_run_in
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import open_surface, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory, save_trajectory
-from landscape.workflows._experiment import checkpoint_config
+from landscape.workflows.experiment import checkpoint_config
 from landscape.workflows.surface import DirectionSource, run_surface
 from landscape.workflows.train import RunResult
 from landscape.workflows.trajectory import default_grid_overrides, trajectory_from_run
-
-
-def need(what: str, present: bool) -> None:
-    """Skip without ``what`` locally; under CI its absence fails the test."""
-    if present:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing: CI must run the interactive-view tests (.ci/run installs it)")
-    pytest.skip(f"{what} is not installed")
 
 
 def need_plotly() -> None:

@@ -21,7 +21,7 @@ from landscape.engine.batchloss import BatchEngine, output_sums_of
 from landscape.engine.directions import Directions, random_directions
 from landscape.engine.losses import MetricSet
 from landscape.engine.moved import moved_names, selector
-from landscape.engine.rewrites import _LinearStem
+from landscape.engine.rewrites import LinearStem
 from landscape.engine.surface import SurfaceEngine
 from landscape.zoo.data import TensorSplit
 
@@ -178,6 +178,6 @@ def test_the_first_layer_cache_keeps_its_three_tensors_once() -> None:
     x, y = data(model, n=40)
     engine = SurfaceEngine(model, random_directions(model, DirectionsConfig(), 2), {"train": TensorSplit(x, y)},
                            MetricSet(["cross_entropy"], "classification", 3))
-    assert isinstance(engine.stem, _LinearStem)
+    assert isinstance(engine.stem, LinearStem)
     base, ux, uy = next(iter(engine.stem.cache.values()))
     assert uy is not None and len(storages([base, ux, uy])) == 3 and ux.stride() == base.stride()

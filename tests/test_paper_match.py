@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from required import need
 from torch import Tensor, nn
 
 from landscape.cli import main
@@ -31,7 +34,14 @@ from landscape.workflows.trajectory import compute_trajectory
 from landscape.zoo.data import load_data
 from landscape.zoo.models import build_model
 
-sklearn_decomposition = pytest.importorskip("sklearn.decomposition")
+
+def sklearn_pca(n_components: int) -> Any:
+    """scikit-learn's ``PCA`` (the oracle; the ``test`` extra): a skip without it, a failure under CI."""
+    try:
+        from sklearn.decomposition import PCA
+    except ImportError:
+        need("scikit-learn (the oracle of the PCA tests)", False)
+    return PCA(n_components=n_components)
 
 
 class TinyBN(nn.Module):
@@ -73,11 +83,21 @@ def _path_rows(n: int, seed: int) -> tuple[list[dict[str, Tensor]], np.ndarray]:
     return rows, m
 
 
+def test_without_scikit_learn_the_pca_tests_fail_under_ci_and_skip_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn.decomposition", None)  # import fails as if not installed
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"scikit-learn .* is missing: CI must run these tests"):
+        sklearn_pca(2)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="scikit-learn"):
+        sklearn_pca(2)
+
+
 @pytest.mark.parametrize(("n", "seed"), [(5, 0), (9, 1), (14, 2)])
 def test_centred_pca_equals_sklearn(n: int, seed: int) -> None:
     rows, m = _path_rows(n, seed)
     vecs, ratios = principal_directions(rows, ["a", "b"])  # centred is the default
-    pca = sklearn_decomposition.PCA(n_components=2).fit(m)
+    pca = sklearn_pca(2).fit(m)
     for v, ref in zip(vecs, pca.components_, strict=True):
         got = np.concatenate([v["a"].numpy().ravel(), v["b"].numpy().ravel()])
         sign = np.sign(got @ ref)
@@ -125,7 +145,7 @@ def test_trajectory_plane_and_coordinates_match_the_paper(tmp_path: Path, ignore
         return np.concatenate(parts)
 
     m = np.stack([flat(s) for s in states])
-    pca = sklearn_decomposition.PCA(n_components=2).fit(m)
+    pca = sklearn_pca(2).fit(m)
     np.testing.assert_allclose(traj.explained_variance, pca.explained_variance_ratio_, atol=1e-6)
     assert traj.directions.y is not None
     ours = [np.concatenate([d[k].double().numpy().ravel() for k in names]) for d in (traj.directions.x, traj.directions.y)]

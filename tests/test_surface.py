@@ -303,7 +303,7 @@ class _Block(nn.Module):
 
 def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
     """BN folding, the first-layer cache and fused conv+ReLU, each verified, then checked by hand."""
-    from landscape.engine.rewrites import _fast_conv_available, _FastConv, _MaxPool2x2
+    from landscape.engine.rewrites import FastConv, MaxPool2x2, fast_conv_available
 
     torch.manual_seed(9)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
@@ -319,14 +319,14 @@ def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, batch_size=16)
     assert engine.stem_name == "0"  # the folded first convolution is precomputed
     assert engine.stem is not None and engine.stem.relu  # ... and applies the ReLU after it
-    assert sum(isinstance(m, nn.ReLU) for m in engine.model.modules()) == (0 if _fast_conv_available() else 1)
+    assert sum(isinstance(m, nn.ReLU) for m in engine.model.modules()) == (0 if fast_conv_available() else 1)
     cached = next(iter(engine.stem.cache.values()))
     assert all(t.stride() == cached[0].stride() for t in cached if t is not None)  # one layout for all three
     assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.model.modules())
-    assert sum(isinstance(m, _MaxPool2x2) for m in engine.model.modules()) == 1
-    if _fast_conv_available():
+    assert sum(isinstance(m, MaxPool2x2) for m in engine.model.modules()) == 1
+    if fast_conv_available():
         # conv → ReLU in the Sequential, and the block's relu(conv(x) + x) found by tracing its forward
-        assert sum(isinstance(m, _FastConv) for m in engine.model.modules()) == 2
+        assert sum(isinstance(m, FastConv) for m in engine.model.modules()) == 2
     coords = np.array([[0.5, -0.3], [-1.0, 0.8], [0.0, 0.0]])
     for (a, b), row in zip(coords, engine.evaluate(coords), strict=True):
         moved = copy.deepcopy(model)
@@ -342,21 +342,21 @@ def test_all_set_up_rewrites_together_equal_the_plain_model() -> None:
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_two_by_two_max_pool_equals_max_pool2d(size: tuple[int, int], ceil_mode: bool) -> None:
     """Even sizes take the two-maxima path, odd ones fall back; both equal MaxPool2d bit for bit."""
-    from landscape.engine.rewrites import _MaxPool2x2
+    from landscape.engine.rewrites import MaxPool2x2
 
     pool = nn.MaxPool2d(2, ceil_mode=ceil_mode)
-    assert _MaxPool2x2.applies(pool)
-    assert not _MaxPool2x2.applies(nn.MaxPool2d(3, 2)) and not _MaxPool2x2.applies(nn.MaxPool2d(2, padding=1))
+    assert MaxPool2x2.applies(pool)
+    assert not MaxPool2x2.applies(nn.MaxPool2d(3, 2)) and not MaxPool2x2.applies(nn.MaxPool2d(2, padding=1))
     x = torch.randn(3, 5, *size)
     for layout in (torch.contiguous_format, torch.channels_last):
         xl = x.contiguous(memory_format=layout)
-        assert torch.equal(_MaxPool2x2(pool)(xl), pool(xl))
+        assert torch.equal(MaxPool2x2(pool)(xl), pool(xl))
 
 
 def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> None:
     """The registry's CNN (max-pool, fused conv+ReLU, folded BN, first-layer cache), small ResNets
     (residual adds fused by tracing, projection shortcuts), VGG and MLP against the model moved by hand."""
-    from landscape.engine.rewrites import _fast_conv_available, _FastConv, _MaxPool2x2
+    from landscape.engine.rewrites import FastConv, MaxPool2x2, fast_conv_available
     from landscape.zoo.models import build_model
 
     torch.manual_seed(3)
@@ -373,9 +373,9 @@ def test_registry_conv_nets_through_every_rewrite_equal_the_plain_model() -> Non
         coords = np.array([[0.4, -0.7], [-0.9, 0.2]])
         engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
         if name == "cnn":
-            assert any(isinstance(m, _MaxPool2x2) for m in engine.model.modules())
-        if name == "resnet20" and _fast_conv_available():  # every block's relu(conv2(h) + shortcut) in one call
-            assert sum(isinstance(m, _FastConv) for m in engine.model.modules()) == 2 * 9
+            assert any(isinstance(m, MaxPool2x2) for m in engine.model.modules())
+        if name == "resnet20" and fast_conv_available():  # every block's relu(conv2(h) + shortcut) in one call
+            assert sum(isinstance(m, FastConv) for m in engine.model.modules()) == 2 * 9
         got = engine.evaluate(coords)
         for (a, b), row in zip(coords, got, strict=True):
             moved = copy.deepcopy(model)
@@ -403,7 +403,7 @@ class _Branchy(nn.Module):
 
 
 def test_untraceable_model_keeps_its_layers_and_its_values() -> None:
-    from landscape.engine.rewrites import _FastConv
+    from landscape.engine.rewrites import FastConv
 
     torch.manual_seed(5)
     model = _Branchy().eval()
@@ -411,7 +411,7 @@ def test_untraceable_model_keeps_its_layers_and_its_values() -> None:
     dirs = random_directions(model, DirectionOptions(), 2)
     metrics = MetricSet(["cross_entropy"], "classification", 2)
     engine = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
-    assert not any(isinstance(m, _FastConv) for m in engine.model.modules())
+    assert not any(isinstance(m, FastConv) for m in engine.model.modules())
     (value,) = engine.evaluate(np.array([[0.3, 0.6]]))[:, 0]
     moved = copy.deepcopy(model)
     with torch.no_grad():
@@ -431,10 +431,10 @@ def test_a_wrong_fused_layer_is_caught_at_set_up_and_dropped(monkeypatch: pytest
     metrics = MetricSet(["cross_entropy"], "classification", 3)
     good = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert good.stem is not None and good.stem.relu
-    def skewed(self: rewrites._LinearStem) -> rewrites._LinearStem:  # a stand-in whose values are off by 1 %
-        return rewrites._LinearStem({k: (1.01 * b, u, v) for k, (b, u, v) in self.cache.items()}, torch.device("cpu"))
+    def skewed(self: rewrites.LinearStem) -> rewrites.LinearStem:  # a stand-in whose values are off by 1 %
+        return rewrites.LinearStem({k: (1.01 * b, u, v) for k, (b, u, v) in self.cache.items()}, torch.device("cpu"))
 
-    monkeypatch.setattr(rewrites._LinearStem, "clone", skewed)
+    monkeypatch.setattr(rewrites.LinearStem, "clone", skewed)
     bad = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics)
     assert bad.stem is not None and not bad.stem.relu and not isinstance(bad.model, torch.fx.GraphModule)
     coords = np.array([[0.2, -0.4], [0.9, 0.1]])
@@ -533,7 +533,7 @@ def test_a_model_returning_a_tuple_is_named_as_the_problem() -> None:
 def test_vmap_over_the_traced_model_equals_one_point_per_call() -> None:
     """K points per call (vmap over stacked weights) through the traced model, its 2×2 pools and
     fused first layer, against one point per call (fused convolutions)."""
-    from landscape.engine.rewrites import _MaxPool2x2
+    from landscape.engine.rewrites import MaxPool2x2
     from landscape.zoo.models import build_model
 
     torch.manual_seed(12)
@@ -550,5 +550,57 @@ def test_vmap_over_the_traced_model_equals_one_point_per_call() -> None:
         one = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=1).evaluate(coords)
         stacked = SurfaceEngine(model, dirs, {"train": TensorSplit(x, y)}, metrics, points_per_call=4)
         assert isinstance(stacked.model, torch.fx.GraphModule)
-        assert (name == "resnet20") != any(isinstance(m, _MaxPool2x2) for m in stacked.model.modules())
+        assert (name == "resnet20") != any(isinstance(m, MaxPool2x2) for m in stacked.model.modules())
         np.testing.assert_allclose(stacked.evaluate(coords), one, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+# --- calibration: only what vmap cannot do is caught -------------------------------------------------
+
+
+def _calibration_case(forward_hook: object) -> tuple[SurfaceEngine, np.ndarray]:
+    """An engine (CPU, points per call left to calibration) over a Tanh MLP whose forward first calls
+    ``forward_hook(module)``; and 12 grid points."""
+
+    class Hooked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            forward_hook(self)  # type: ignore[operator]
+            return self.net(x)  # type: ignore[no-any-return]
+
+    torch.manual_seed(0)
+    model = Hooked()
+    split = TensorSplit(torch.randn(20, 4), torch.randint(0, 3, (20,)))
+    engine = SurfaceEngine(model, random_directions(model, DirectionOptions(), dims=2), {"train": split},
+                           MetricSet(["cross_entropy"], "classification", 3))
+    return engine, Grid.parse("-1:1:4", "-1:1:3").coords()
+
+
+@pytest.mark.parametrize("fails_from_call", [1, 3])  # at K = 1; at K = 4, after K = 1 evaluated 2 points
+def test_an_error_in_the_models_forward_during_calibration_reaches_the_caller(fails_from_call: int) -> None:
+    calls = {"n": 0, "armed": False}
+
+    def hook(module: nn.Module) -> None:
+        if calls["armed"]:
+            calls["n"] += 1
+            if calls["n"] >= fails_from_call:
+                raise RuntimeError("the model's own forward failed")
+
+    engine, coords = _calibration_case(hook)
+    calls["armed"] = True  # (set-up ran the forward several times)
+    with pytest.raises(RuntimeError, match="the model's own forward failed"):
+        engine.calibrate(coords, candidates=(1, 4))
+
+
+def test_calibration_stays_at_one_point_per_call_when_vmap_cannot_batch_the_forward() -> None:
+    def hook(module: nn.Module) -> None:
+        float(module.net[2].weight.abs().max().item())  # type: ignore[index]  # vmap cannot batch .item()
+
+    engine, coords = _calibration_case(hook)
+    values, used = engine.calibrate(coords, candidates=(1, 4))
+    assert (used, engine.points_per_call) == (6, 1)  # 2 points at K = 1, then the 4 of K = 4 one at a time
+    fresh, _ = _calibration_case(hook)
+    fresh.points_per_call = 1
+    np.testing.assert_array_equal(values, fresh.evaluate(coords[:6]))

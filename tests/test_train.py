@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from landscape.config import Config, DataConfig, ModelConfig, load_config
 from landscape.errors import ConfigError, TrainingDiverged
 from landscape.io.checkpoint import load_checkpoint, sha256_file
-from landscape.workflows._experiment import checkpoint_config, experiment_from_checkpoint
+from landscape.workflows.experiment import checkpoint_config, experiment_from_checkpoint
 from landscape.workflows.train import RunResult, train
 from landscape.zoo.data import load_data
 

@@ -1,11 +1,12 @@
 """Set-up rewrites of the surface engine: stand-ins that compute the same values faster.
 
-- :class:`_LinearStem` replaces the first layer, whose output is linear in (α, β);
-- :class:`_FastConv` folds a ReLU (or a residual add and a ReLU) into the convolution before it;
-- :class:`_MaxPool2x2` swaps a 2×2 max-pool for two elementwise maxima;
-- :func:`_fuse_traced` traces a forward with ``torch.fx`` and applies the last two.
+- :class:`LinearStem` replaces the first layer, whose output is linear in (α, β);
+- :class:`FastConv` folds a ReLU (or a residual add and a ReLU) into the convolution before it;
+- :class:`MaxPool2x2` swaps a 2×2 max-pool for two elementwise maxima;
+- :func:`fuse_traced` traces a forward with ``torch.fx`` and applies the last two.
 
-Every rewrite is checked against the unmodified model before the engine keeps it.
+These are the engine's public passes and stand-ins; :class:`~landscape.engine.surface.SurfaceEngine`
+decides their order and checks every rewrite against the unmodified model before it keeps it.
 """
 
 from __future__ import annotations
@@ -17,22 +18,26 @@ from typing import TypeGuard
 import torch
 from torch import Tensor, nn
 
+__all__ = ["FastConv", "LinearStem", "MaxPool2x2", "StopForward", "fast_conv_available", "fuse_traced", "in_layout_of",
+           "is_bn"]
 
-def _is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
+
+def is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
+    """A BatchNorm of any dimension."""
     return isinstance(m, nn.modules.batchnorm._BatchNorm)
 
 
-def _in_layout_of(ref: Tensor, t: Tensor) -> Tensor:
+def in_layout_of(ref: Tensor, t: Tensor) -> Tensor:
     """``t``'s values in ``ref``'s memory layout (strides), so elementwise ops on the two run fast
     (``t`` itself when its layout already is: no second copy of a first-layer cache)."""
     return t if t.stride() == ref.stride() else torch.empty_like(ref).copy_(t)
 
 
-class _StopForward(Exception):
+class StopForward(Exception):
     """Raised by a hook to end a forward pass once the layer it watches has run."""
 
 
-class _LinearStem(nn.Module):
+class LinearStem(nn.Module):
     """Stands in for the first layer, whose output is linear in its weights for fixed input.
 
     ``W(α, β)·x = W*·x + α·(δ·x) + β·(η·x)``: the three terms are computed once per batch, so a
@@ -44,7 +49,7 @@ class _LinearStem(nn.Module):
     cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]]
     key: tuple[str, int]
     point: tuple[float, float] | None
-    relu: bool  # also apply the ReLU that follows it in the traced forward (see _fuse_traced)
+    relu: bool  # also apply the ReLU that follows it in the traced forward (see fuse_traced)
 
     def __init__(self, cache: dict[tuple[str, int], tuple[Tensor, Tensor, Tensor | None]], device: torch.device) -> None:
         super().__init__()
@@ -54,14 +59,14 @@ class _LinearStem(nn.Module):
         self.point: tuple[float, float] | None = None
         self.relu = False
 
-    def clone(self) -> _LinearStem:
+    def clone(self) -> LinearStem:
         """A copy that shares the cache: it is read-only, and it can be as large as the data's first layer."""
-        twin = _LinearStem(self.cache, self.coef.device)
+        twin = LinearStem(self.cache, self.coef.device)
         twin.coef.copy_(self.coef)
         twin.key, twin.point, twin.relu = self.key, self.point, self.relu
         return twin
 
-    def __deepcopy__(self, memo: dict[int, object]) -> _LinearStem:
+    def __deepcopy__(self, memo: dict[int, object]) -> LinearStem:
         return self.clone()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -77,7 +82,7 @@ class _LinearStem(nn.Module):
         return torch.relu(out) if self.relu else out
 
 
-class _FastConv(nn.Module):
+class FastConv(nn.Module):
     """A Conv2d and what follows it — a ReLU, or a residual add then a ReLU — in one call to
     oneDNN's fused entry point: ``relu(conv(x) [+ other])``.
 
@@ -108,7 +113,7 @@ class _FastConv(nn.Module):
                          self.groups, "add", None, "relu", [], "")
 
 
-class _MaxPool2x2(nn.Module):
+class MaxPool2x2(nn.Module):
     """A 2×2, stride-2 MaxPool2d as two elementwise maxima (rows, then columns).
 
     Exactly the same values; on the CPU with channels-last activations it is about twice as fast
@@ -138,7 +143,7 @@ class _Tracer(torch.fx.Tracer):
     branch on shapes."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, _LinearStem | _MaxPool2x2) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, LinearStem | MaxPool2x2) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _is_relu(node: torch.fx.Node | None, modules: Mapping[str, nn.Module]) -> bool:
@@ -155,9 +160,9 @@ def _only_user(node: torch.fx.Node) -> torch.fx.Node | None:
     return next(iter(node.users)) if len(node.users) == 1 else None
 
 
-def _fuse_traced(model: nn.Module, cpu: bool, fast_conv: bool) -> torch.fx.GraphModule | None:
+def fuse_traced(model: nn.Module, cpu: bool, fast_conv: bool) -> torch.fx.GraphModule | None:
     """``model`` traced, with each ReLU (and residual add) folded into the layer before it and,
-    on the CPU, 2×2 max-pools swapped for :class:`_MaxPool2x2`.
+    on the CPU, 2×2 max-pools swapped for :class:`MaxPool2x2`.
 
     The result shares ``model``'s layers and tensors (the fused convolutions hold the
     convolutions' own), so parameter names are unchanged and ``model`` itself is left as it is.
@@ -177,24 +182,24 @@ def _fuse_traced(model: nn.Module, cpu: bool, fast_conv: bool) -> torch.fx.Graph
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
             continue
         layer, nxt = modules[str(node.target)], _only_user(node)
-        if cpu and _MaxPool2x2.applies(layer):
-            swaps[str(node.target)] = _MaxPool2x2(layer)  # type: ignore[arg-type]
+        if cpu and MaxPool2x2.applies(layer):
+            swaps[str(node.target)] = MaxPool2x2(layer)  # type: ignore[arg-type]
             continue
         if nxt is None:
             continue
-        if isinstance(layer, _LinearStem) and _is_relu(nxt, modules):
+        if isinstance(layer, LinearStem) and _is_relu(nxt, modules):
             stem = layer.clone()
             stem.relu = True
             swaps[str(node.target)] = stem
-        elif fast_conv and _FastConv.applies(layer) and _is_relu(nxt, modules):
-            swaps[str(node.target)] = _FastConv(layer)  # type: ignore[arg-type]
-        elif (fast_conv and _FastConv.applies(layer) and nxt.op == "call_function" and nxt.target in (operator.add, torch.add)
+        elif fast_conv and FastConv.applies(layer) and _is_relu(nxt, modules):
+            swaps[str(node.target)] = FastConv(layer)  # type: ignore[arg-type]
+        elif (fast_conv and FastConv.applies(layer) and nxt.op == "call_function" and nxt.target in (operator.add, torch.add)
               and len(nxt.args) == 2 and not nxt.kwargs and all(isinstance(a, torch.fx.Node) for a in nxt.args)
               and nxt.args[0] is not nxt.args[1] and _is_relu(_only_user(nxt), modules)):
             other = nxt.args[1] if nxt.args[0] is node else nxt.args[0]
             nxt.prepend(node)  # the residual is computed before the fused call that reads it
             node.args = (node.args[0], other)
-            swaps[str(node.target)] = _FastConv(layer)  # type: ignore[arg-type]
+            swaps[str(node.target)] = FastConv(layer)  # type: ignore[arg-type]
             nxt.replace_all_uses_with(node)
             graph.erase_node(nxt)
             nxt = _only_user(node)
@@ -213,5 +218,6 @@ def _fuse_traced(model: nn.Module, cpu: bool, fast_conv: bool) -> torch.fx.Graph
     return fused
 
 
-def _fast_conv_available() -> bool:
+def fast_conv_available() -> bool:
+    """oneDNN's fused convolution entry point (:class:`FastConv`) exists in this torch build."""
     return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_convolution_pointwise")  # type: ignore[no-untyped-call]

@@ -30,12 +30,12 @@ from landscape.engine.grid import Grid
 from landscape.engine.losses import Metrics
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
 from landscape.engine.rewrites import (
-    _fast_conv_available,
-    _fuse_traced,
-    _in_layout_of,
-    _is_bn,
-    _LinearStem,
-    _StopForward,
+    LinearStem,
+    StopForward,
+    fast_conv_available,
+    fuse_traced,
+    in_layout_of,
+    is_bn,
 )
 from landscape.errors import ConfigError, GridError
 from landscape.zoo.data import TensorSplit
@@ -90,7 +90,7 @@ class SurfaceEngine:
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
         self.reference: Tensor | None = None  # the unmodified model's output at CHECK_POINT, first batch
         self.bn = bn
-        self.bn_modules = [m for m in self.model.modules() if _is_bn(m)]
+        self.bn_modules = [m for m in self.model.modules() if is_bn(m)]
         if bn == "recompute":
             if directions.dir_type == "states":
                 raise ConfigError("--bn recompute re-estimates BatchNorm statistics, so it cannot be combined with "
@@ -100,7 +100,7 @@ class SurfaceEngine:
             n = min(len(bn_data), bn_batches * 128)
             self.bn_data = TensorSplit(bn_data.inputs[:n], bn_data.targets[:n]).to(self.device)
         self.points_per_call = points_per_call if bn == "fixed" else 1
-        self.stem: _LinearStem | None = None
+        self.stem: LinearStem | None = None
         self.stem_name = ""
         self.channels_last = False
         self.variances: list[Tensor] = []
@@ -213,10 +213,10 @@ class SurfaceEngine:
         """Make ``model`` the engine's model: the moved tensors, the stand-in and BatchNorms are its own."""
         self.model = model
         self.moved.relayout(dict(model.named_parameters()) | dict(model.named_buffers()))
-        self.bn_modules = [m for m in model.modules() if _is_bn(m)]
+        self.bn_modules = [m for m in model.modules() if is_bn(m)]
         if self.stem is not None:
             stem = model.get_submodule(self.stem_name)
-            assert isinstance(stem, _LinearStem)
+            assert isinstance(stem, LinearStem)
             self.stem = stem
 
     @torch.no_grad()
@@ -226,13 +226,13 @@ class SurfaceEngine:
 
         What follows a layer is folded into it: the first-layer stand-in applies a ReLU on its own
         fresh output; on the CPU a float32 Conv2d followed by a ReLU, or by a residual add and a
-        ReLU (a ResNet block), becomes one fused :class:`_FastConv` call (one point per call only);
-        on the CPU 2×2 max-pools become :class:`_MaxPool2x2`. The traced model shares every layer
+        ReLU (a ResNet block), becomes one fused :class:`FastConv` call (one point per call only);
+        on the CPU 2×2 max-pools become :class:`MaxPool2x2`. The traced model shares every layer
         and tensor with the original, so nothing is copied. A model that cannot be traced keeps
         its layers as they are.
         """
         cpu = self.device.type == "cpu"
-        fused = _fuse_traced(self.model, cpu, cpu and self.points_per_call <= 1 and _fast_conv_available())
+        fused = fuse_traced(self.model, cpu, cpu and self.points_per_call <= 1 and fast_conv_available())
         if fused is None:
             return
         names = dict(fused.named_parameters()) | dict(fused.named_buffers()) | dict(fused.named_modules())
@@ -342,7 +342,7 @@ class SurfaceEngine:
 
     @torch.no_grad()
     def _install_stem(self, directions: Directions) -> None:
-        """Replace the first layer by :class:`_LinearStem` when that is exact and fits in memory."""
+        """Replace the first layer by :class:`LinearStem` when that is exact and fits in memory."""
         name = self._find_stem()
         if name is None:
             return
@@ -360,7 +360,7 @@ class SurfaceEngine:
         def capture(m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
             if not captured:  # the model's own call (not the direction terms below)
                 captured.extend([args[0], out])
-                raise _StopForward  # the rest of the model is not needed
+                raise StopForward  # the rest of the model is not needed
 
         hook = layer.register_forward_hook(capture)
         nbytes = 0
@@ -370,7 +370,7 @@ class SurfaceEngine:
                     bs = self.batch_sizes[split_name]
                     for start in range(0, len(split), bs):
                         captured.clear()
-                        with contextlib.suppress(_StopForward):
+                        with contextlib.suppress(StopForward):
                             self.model(split.inputs[start : start + bs])
                         inp, base = captured
                         ux = functional_call(layer, dict(dx) | self._zero_bias(layer, dx), (inp,))
@@ -378,15 +378,15 @@ class SurfaceEngine:
                         if dy is not None:
                             uy = functional_call(layer, dict(dy) | self._zero_bias(layer, dy), (inp,))
                         # the three in one memory layout: mixed layouts make every point's axpy ~4× slower
-                        ux = _in_layout_of(base, ux)
-                        uy = None if uy is None else _in_layout_of(base, uy)  # (no copy when already alike)
+                        ux = in_layout_of(base, ux)
+                        uy = None if uy is None else in_layout_of(base, uy)  # (no copy when already alike)
                         nbytes += base.numel() * base.element_size() * (2 if uy is None else 3)
                         if nbytes > STEM_CACHE_BYTES:
                             return
                         cache[(split_name, start)] = (base, ux, uy)
         finally:
             hook.remove()
-        stem = _LinearStem(cache, self.device)
+        stem = LinearStem(cache, self.device)
         setattr(parent, child, stem)
         keep = [i for i, k in enumerate(self.names) if k not in idx]
         if not self._stem_is_exact(stem, layer, parent, child, keep):
@@ -399,7 +399,7 @@ class SurfaceEngine:
         bias = getattr(layer, "bias", None)
         return {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
 
-    def _stem_is_exact(self, stem: _LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
+    def _stem_is_exact(self, stem: LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
         """The stand-in (both its paths: ``coef`` as under vmap, and one point) against the unmodified model.
 
         The stand-in's side runs as evaluation will: only the tensors in ``keep`` move, the
@@ -524,23 +524,24 @@ class SurfaceEngine:
         parts = [self._eval_stacked(coords[s : s + k]) for s in range(0, len(coords), k)]
         return torch.cat(parts).cpu().numpy()
 
-    def calibrate(self, coords: np.ndarray, candidates: Sequence[int] = (1, 4, 16, 64)) -> tuple[np.ndarray, int]:
+    def calibrate(self, coords: np.ndarray, candidates: Sequence[int] | None = None) -> tuple[np.ndarray, int]:
         """Pick points-per-call by timing real work on the first points; returns their values too.
 
-        Every candidate evaluates points the caller needs anyway, so nothing is wasted. On the CPU
-        one point per call is used without timing: the intra-op threads already keep the cores
-        busy with one point, and ``vmap``'s first call costs more than it could save (measured on
-        the digits MLP and CNN and ResNet-20). On a GPU a small model cannot fill the device, so
-        stacking K points pays.
+        Every candidate evaluates points the caller needs anyway, so nothing is wasted. Without
+        ``candidates`` the CPU takes one point per call untimed: the intra-op threads already keep
+        the cores busy, and ``vmap``'s first call costs more than it could save (digits MLP, CNN,
+        ResNet-20); elsewhere K = 1, 4, 16, 64 are timed (a small model cannot fill a GPU). A K that
+        fails where the same points work one per call (an op vmap cannot batch, K-fold memory) ends
+        the search; any other error, and every error at K = 1, reaches the caller.
         """
-        if self.device.type == "cpu" and not self.points_per_call:
+        if candidates is None and self.device.type == "cpu" and not self.points_per_call:
             self.points_per_call = 1
         if self.points_per_call or self.bn != "fixed":
             self.points_per_call = max(1, self.points_per_call)
             return np.empty((0, len(self.columns))), 0
         done: list[np.ndarray] = []
         used, best, best_rate = 0, 1, 0.0
-        for k in candidates:
+        for k in candidates or (1, 4, 16, 64):
             n = k if k > 1 else 2
             if used + n > len(coords):
                 break
@@ -549,7 +550,12 @@ class SurfaceEngine:
             try:
                 vals = self.evaluate(coords[used : used + n])
             except (RuntimeError, NotImplementedError):
-                break  # a model vmap cannot batch: stay with what worked
+                if k == 1:
+                    raise
+                self.points_per_call = 1  # vmap's limit only if the same points work one at a time, else raises
+                done.append(self.evaluate(coords[used : used + n]))
+                used += n
+                break
             elapsed = time.perf_counter() - t0
             rate = n / elapsed
             done.append(vals)

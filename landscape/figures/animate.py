@@ -23,7 +23,6 @@ does that, into a GIF (Pillow) or an MP4 (ffmpeg).
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +38,7 @@ from matplotlib.lines import Line2D
 from mpl_toolkits.mplot3d.axes3d import Axes3D
 from PIL import Image
 
+from landscape.atomic import atomic_path
 from landscape.engine.progress import bar
 from landscape.errors import AnimationError
 from landscape.figures import plot
@@ -304,23 +304,16 @@ def check_output(out: Path) -> str | None:
 def write_animation(frames: Iterable[Frame], out: str | Path, *, fps: float, dpi: int, total: int) -> int:
     """Render every frame and write ``out`` (.gif through Pillow, .mp4 through ffmpeg); returns the frame count.
 
-    The file is written under a temporary name and renamed when complete, so an interrupted
-    animation never leaves a truncated file behind.
+    Written through :func:`~landscape.atomic.atomic_path` like every file of the package: an
+    interrupted animation leaves the previous file (or none), never a truncated one.
     """
     target = Path(out)
     ffmpeg = check_output(target)
     if not (fps > 0 and math.isfinite(fps)):
         raise AnimationError(f"--fps must be a number > 0, got {fps}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
-    try:
-        with bar(total, "frames", unit="frame") as pbar:
-            count = (_write_mp4(frames, tmp, ffmpeg, fps, dpi, pbar.update) if ffmpeg is not None
-                     else _write_gif(frames, tmp, fps, dpi, pbar.update))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
+    with atomic_path(target) as tmp, bar(total, "frames", unit="frame") as pbar:
+        return (_write_mp4(frames, tmp, ffmpeg, fps, dpi, pbar.update) if ffmpeg is not None
+                else _write_gif(frames, tmp, fps, dpi, pbar.update))
 
 
 def _write_gif(frames: Iterable[Frame], tmp: Path, fps: float, dpi: int, tick: Callable[[int], object]) -> int:

@@ -29,16 +29,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 from landscape.config import PlotConfig
-from landscape.engine.grid import Grid, finest_complete_level
 from landscape.errors import ConfigError, GridError, LandscapeError
-from landscape.figures import plot
+from landscape.figures import plot, views
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
@@ -48,15 +46,10 @@ __all__ = [
     "PARTIAL_GID",
     "applicable_kinds",
     "applicable_kinds_of",
-    "bilinear",
-    "check_same_plane",
-    "coarse_view",
+    "draw",
     "export_surface_file",
-    "path_heights",
     "plot_surface_file",
     "plot_training_curves",
-    "resolve_metric",
-    "spans_decades",
     "surface_figures",
 ]
 
@@ -64,15 +57,6 @@ PARTIAL_GID = "landscape-partial"
 """``gid`` of the "partial: N of M points" mark on figures of a file still being computed."""
 KINDS = ("contour", "filled", "heatmap", "surface3d", "line", "trajectory", "panels")
 FORMATS = ("pdf", "png", "svg")
-_SPLIT_WORDS = {"train": "training", "test": "test"}
-_METRIC_WORDS = {"loss": "loss", "acc": "accuracy"}
-
-
-def spans_decades(*values: np.ndarray) -> bool:
-    """The rule for an automatic log scale: the finite values are all positive and span more than a decade (max/min > 10)."""
-    finite = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
-    finite = finite[np.isfinite(finite)]
-    return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 10)
 
 
 @dataclass(frozen=True)
@@ -100,58 +84,8 @@ class _Job:
 
     def plane(self) -> dict[str, Any]:
         """Options of the 2D plot functions: labels from the file, masks from ``done``."""
-        return {"done": self.sf.done, "metric_label": metric_label(self.metric), "x_label": self.sf.attrs.get("x_label") or "α",
+        return {"done": self.sf.done, "metric_label": views.metric_label(self.metric), "x_label": self.sf.attrs.get("x_label") or "α",
                 "y_label": self.sf.attrs.get("y_label") or "β", "ax": self.ax, **self.style}
-
-
-# --- names and labels -------------------------------------------------------------------------------
-
-
-def metric_label(name: str) -> str:
-    """``train_loss`` → "training loss", ``test_acc`` → "test accuracy", ``train_mse`` → "training mse"."""
-    split, _, what = name.partition("_")
-    if split not in _SPLIT_WORDS or not what:
-        return name.replace("_", " ")
-    return f"{_SPLIT_WORDS[split]} {_METRIC_WORDS.get(what, what.replace('_', ' '))}"
-
-
-def _legend_label(name: str) -> str:
-    """``train_loss`` → "train loss": short, and starting with the split (plot.line styles by it)."""
-    return metric_label(name).replace("training ", "train ", 1)
-
-
-def resolve_metric(columns: Sequence[str], metric: str, source: str = "the file") -> str:
-    """``metric`` when ``columns`` hold it; otherwise a :class:`ConfigError` listing what they hold."""
-    if metric not in columns:
-        raise ConfigError(f"{source} has no metric {metric!r}; available: {', '.join(columns)}")
-    return metric
-
-
-def criteria(sf: SurfaceFile, split: str) -> list[str]:
-    """The per-criterion columns of one split (``train_cross_entropy``, ``train_mse``, ...).
-
-    A file evaluated under several losses holds ``<split>_loss`` (the first criterion again),
-    one column per criterion and ``<split>_acc``; a single-loss file holds no such columns.
-    """
-    prefix = f"{split}_"
-    return [c for c in sf.columns if c.startswith(prefix) and c[len(prefix):] not in ("loss", "acc")]
-
-
-def _split_of(metric: str) -> str:
-    split = metric.partition("_")[0]
-    return split if split in _SPLIT_WORDS else "train"
-
-
-def _title(sf: SurfaceFile, title: bool | str | None) -> str | None:
-    """The figure title: the caller's text, none, or "<model> on <data>" from the file's settings."""
-    if isinstance(title, str):
-        return title or None
-    if not title:
-        return None
-    settings = sf.attrs.get("settings", {})
-    model = settings.get("model", {}).get("name")
-    data = settings.get("data", {}).get("name")
-    return f"{model} on {data}" if model and data else None
 
 
 # --- which kinds apply ------------------------------------------------------------------------------
@@ -161,7 +95,7 @@ def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict
     """For every kind: None when it applies to this file, else why not (for error messages)."""
     dims = 1 if sf.grid.y is None else 2
     two_d = None if dims == 2 else f"needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)"
-    found = criteria(sf, _split_of(metric))
+    found = views.criteria(sf, views.split_of(metric))
     return {
         "contour": two_d,
         "filled": two_d,
@@ -178,7 +112,7 @@ def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict
 def applicable_kinds_of(surface: str | Path, metric: str = "train_loss", has_trajectory: bool = False) -> list[str]:
     """The kinds that apply to a surface file (for messages and callers that want all of them)."""
     sf = read_surface(surface)
-    reasons = applicable_kinds(sf, resolve_metric(sf.columns, metric, repr(str(surface))), has_trajectory)
+    reasons = applicable_kinds(sf, views.resolve_metric(sf.columns, metric, repr(str(surface))), has_trajectory)
     return [k for k in KINDS if reasons[k] is None]
 
 
@@ -195,94 +129,7 @@ def _choose(kinds: Sequence[str] | None, reasons: dict[str, str | None], lenient
     return [k for k in asked if reasons[k] is None]
 
 
-# --- the path on the plane ----------------------------------------------------------------------------
-
-
-def bilinear(x: np.ndarray, y: np.ndarray, z: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of the grid values ``z`` (len(x), len(y)) at ``points`` (n, 2).
-
-    Returns (n,) float64: NaN outside the grid, and wherever a corner of the enclosing cell is
-    NaN (a diverged or uncomputed point). Exact for any function linear in x and y.
-    """
-    px, py = points[:, 0], points[:, 1]
-    i = np.clip(np.searchsorted(x, px, side="right") - 1, 0, len(x) - 2)  # cell [x[i], x[i+1]]
-    j = np.clip(np.searchsorted(y, py, side="right") - 1, 0, len(y) - 2)
-    tx = (px - x[i]) / (x[i + 1] - x[i])  # (n,) in [0, 1] inside the grid
-    ty = (py - y[j]) / (y[j + 1] - y[j])
-    value = ((1 - tx) * (1 - ty) * z[i, j] + tx * (1 - ty) * z[i + 1, j]
-             + (1 - tx) * ty * z[i, j + 1] + tx * ty * z[i + 1, j + 1])
-    inside = (px >= x[0]) & (px <= x[-1]) & (py >= y[0]) & (py <= y[-1])
-    return np.where(inside, value, np.nan)
-
-
-def path_heights(sf: SurfaceFile, metric: str, path: TrajectoryPoints) -> np.ndarray:
-    """Height of each checkpoint on the surface (n,): its recorded loss, or the surface interpolated there.
-
-    The trajectory file records each checkpoint's training loss over the whole training set;
-    it is used when the figure shows exactly that (``train_loss`` of a surface evaluated on the
-    whole split). Otherwise, and for checkpoints without a record, the surface is interpolated
-    at the checkpoint's projected coordinates.
-    """
-    if sf.grid.y is None:
-        raise GridError(f"{str(sf.path)!r} is 1D: a path in a plane has no height on it")
-    z = np.where(sf.done & np.isfinite(sf.values[metric]), sf.values[metric], np.nan)
-    heights = bilinear(sf.grid.x, sf.grid.y, z, path.coords)
-    if metric == "train_loss" and not sf.attrs.get("settings", {}).get("max_samples", 0):
-        heights = np.where(np.isfinite(path.losses), path.losses, heights)
-    return heights
-
-
-def _directions_fingerprint(trajectory: Path) -> str | None:
-    try:
-        with h5py.File(trajectory, "r") as f:
-            value = f.attrs.get("fingerprint")
-    except OSError:
-        return None  # load_trajectory has already said what is wrong with the file
-    return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
-
-
-def check_same_plane(sf: SurfaceFile, trajectory: Path) -> None:
-    """A path's coordinates mean something only in the plane of its own PCA directions."""
-    ours, theirs = sf.attrs.get("directions_fingerprint"), _directions_fingerprint(trajectory)
-    if ours and theirs and ours != theirs:
-        raise LandscapeError(f"trajectory {str(trajectory)!r} was not computed in the plane of {str(sf.path)!r} "
-                             "(their directions differ): compute the surface with "
-                             f"`landscape surface CHECKPOINT --directions {trajectory}`")
-
-
-def _epoch_labels(path: TrajectoryPoints) -> list[str]:
-    return [str(int(e)) if e >= 0 else str(k) for k, e in enumerate(path.epochs)]
-
-
-def _path_labels(sf: SurfaceFile, path: TrajectoryPoints) -> tuple[str, str]:
-    """Axis labels with the explained variance: the surface's own when they carry it."""
-    x_label, y_label = sf.attrs.get("x_label", ""), sf.attrs.get("y_label", "")
-    if str(x_label).startswith("PC") and str(y_label).startswith("PC"):
-        return str(x_label), str(y_label)
-    return path.axis_labels
-
-
 # --- partial files -------------------------------------------------------------------------------------
-
-
-def coarse_view(sf: SurfaceFile) -> tuple[SurfaceFile, str | None]:
-    """What to draw of a file: itself when complete, else its finest complete coarse level; and the mark.
-
-    ``landscape surface`` computes coarse levels first (:func:`landscape.engine.grid.coarse_to_fine`),
-    so a partial file holds complete uniform sub-grids; the finest of them is drawn as it is, never
-    filled in by interpolation. A file with no complete level (one made in row order by an older
-    version) is drawn whole, its missing points masked. The mark reads "partial: N of M points".
-    """
-    if sf.done.all():
-        return sf, None
-    mark = f"partial: {int(sf.done.sum())} of {sf.done.size} points"
-    idx = finest_complete_level(sf.done)
-    if idx is None:
-        return sf, mark
-    grid = Grid(sf.grid.x[idx[0]], sf.grid.y[idx[1]] if sf.grid.y is not None else None)
-    values = {c: v[np.ix_(*idx)] for c, v in sf.values.items()}
-    coarse = SurfaceFile(sf.path, grid, sf.columns, values, sf.done[np.ix_(*idx)], sf.attrs)
-    return coarse, f"{mark}\n{'×'.join(str(len(i)) for i in idx)} level shown"
 
 
 def _mark_partial(figure: Figure, text: str) -> None:
@@ -315,24 +162,24 @@ def _heatmap(job: _Job) -> Figure:
 def _surface3d(job: _Job) -> Figure:
     path = None
     if job.path is not None:
-        path = (job.path.coords[:, 0], job.path.coords[:, 1], path_heights(job.sf, job.metric, job.path))
+        path = (job.path.coords[:, 0], job.path.coords[:, 1], views.path_heights(job.sf, job.metric, job.path))
     return plot.surface3d(job.x, job.y, job.z, path, **job.plane())
 
 
 def _trajectory(job: _Job) -> Figure:
     assert job.path is not None
-    x_label, y_label = _path_labels(job.sf, job.path)
+    x_label, y_label = views.path_labels(job.sf, job.path)
     options = {**job.plane(), "x_label": x_label, "y_label": y_label}
-    return plot.trajectory(job.x, job.y, job.z, job.path.coords, labels=_epoch_labels(job.path), **options)
+    return plot.trajectory(job.x, job.y, job.z, job.path.coords, labels=views.epoch_labels(job.path), **options)
 
 
 def _line(job: _Job) -> Figure:
     """Loss (left) and accuracy (right) of both splits along the slice."""
     what = job.metric.partition("_")[2]
     family = "loss" if what == "acc" else what
-    curves = {_legend_label(f"{s}_{family}"): job.sf.values[f"{s}_{family}"]
-              for s in _SPLIT_WORDS if f"{s}_{family}" in job.sf.values}
-    accs = {_legend_label(f"{s}_acc"): job.sf.values[f"{s}_acc"] for s in _SPLIT_WORDS if f"{s}_acc" in job.sf.values}
+    curves = {views.legend_label(f"{s}_{family}"): job.sf.values[f"{s}_{family}"]
+              for s in views.SPLIT_WORDS if f"{s}_{family}" in job.sf.values}
+    accs = {views.legend_label(f"{s}_acc"): job.sf.values[f"{s}_acc"] for s in views.SPLIT_WORDS if f"{s}_acc" in job.sf.values}
     endpoints = [0.0, 1.0] if job.sf.attrs.get("directions", {}).get("kind") == "target" else None
     label = "loss" if family == "loss" else family.replace("_", " ")
     return plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
@@ -344,11 +191,11 @@ def _panels(job: _Job) -> Figure:
     """One panel per criterion, each with its own levels and colourbar."""
     if job.ax is not None:
         raise ConfigError("kind 'panels' lays out its own grid of axes: leave ax out (or draw each criterion with kind='contour')")
-    columns = criteria(job.sf, _split_of(job.metric))
-    prefix = f"{_split_of(job.metric)}_"
+    columns = views.criteria(job.sf, views.split_of(job.metric))
+    prefix = f"{views.split_of(job.metric)}_"
     zs = {c[len(prefix):].replace("_", " "): job.sf.values[c] for c in columns}
     dones = dict.fromkeys(zs, job.sf.done)
-    options = {**job.plane(), "metric_label": f"{_SPLIT_WORDS[_split_of(job.metric)]} loss", "width": "double"}
+    options = {**job.plane(), "metric_label": f"{views.SPLIT_WORDS[views.split_of(job.metric)]} loss", "width": "double"}
     del options["done"], options["ax"]
     return plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
 
@@ -362,6 +209,12 @@ _DRAW: dict[str, Callable[[_Job], Figure]] = {
     "trajectory": _trajectory,
     "panels": _panels,
 }
+
+
+def draw(kind: str, sf: SurfaceFile, metric: str, path: TrajectoryPoints | None, style: dict[str, Any],
+         ax: Axes | None = None) -> Figure:
+    """One figure of ``kind`` (``landscape.plot``); ``style``: levels, vmin, vmax, log, cmap, width, title."""
+    return _DRAW[kind](_Job(sf, metric, path, style, ax))
 
 
 # --- the public entry point --------------------------------------------------------------------------------
@@ -382,17 +235,17 @@ def _prepare(surface: str | Path, options: PlotConfig, trajectory: str | Path | 
     """Read and check everything the figures of one surface file need; returns the job, the kinds
     to draw, and the "partial" mark of a file still being computed (None when complete)."""
     _check_options(options.formats, options.levels, options.dpi)
-    sf, partial = coarse_view(read_surface(surface))
-    chosen = resolve_metric(sf.columns, options.metric, repr(str(surface)))
+    sf, partial = views.coarse_view(read_surface(surface))
+    chosen = views.resolve_metric(sf.columns, options.metric, repr(str(surface)))
     path = load_trajectory(trajectory) if trajectory is not None else None
     selected = _choose(kinds, applicable_kinds(sf, chosen, path is not None), lenient)
     if trajectory is not None and ({"trajectory", "surface3d"} & set(selected)):
-        check_same_plane(sf, Path(trajectory))
+        views.check_same_plane(sf, Path(trajectory))
     log = options.log
     if log is None:
-        log = spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = views.spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
     style = {"levels": options.levels, "vmin": options.vmin, "vmax": options.vmax, "log": log, "cmap": options.cmap,
-             "width": options.width, "title": _title(sf, options.title)}
+             "width": options.width, "title": views.figure_title(sf, options.title)}
     return _Job(sf, chosen, path, style), selected, partial
 
 
@@ -466,17 +319,10 @@ def plot_training_curves(run_json: dict[str, Any], out_stem: Path, options: Plot
     if not epochs:
         raise GridError("the run lists no epoch checkpoints to draw")
     x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
-    curves = {_legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
+    curves = {views.legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
               for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
     figure = plot.training_curves(curves, width=options.width, title=title, log=True)
     return plot.save_figure(figure, out_stem, options.formats, options.dpi)
-
-
-# --- curvature maps (landscape surface --metric eig_ratio) --------------------------------------------
-
-# An eig-ratio surface holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.workflows.hessian).
-_METRIC_WORDS.update({"max_eig": "λmax", "min_eig": "λmin", "eig_ratio": "|λmin/λmax|",
-                      "eig_converged": "Lanczos converged (1/0)"})
 
 
 # --- export ------------------------------------------------------------------------------------------------
@@ -504,12 +350,12 @@ def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = 
     if fmt == "vtp":
         if sf.grid.y is None:
             raise GridError(f"{source} is a 1D surface; vtp needs a 2D one (use csv or npz)")
-        name = resolve_metric(sf.columns, metric or "train_loss", source)
+        name = views.resolve_metric(sf.columns, metric or "train_loss", source)
         z = np.where(sf.done, sf.values[name], np.nan)
         return to_vtp(target, sf.grid.x, sf.grid.y, z, log=log, zmax=zmax, name=name)
     if log or zmax is not None:
         raise ConfigError(f"--log and --zmax shape the heights of a vtp surface; they do not apply to {fmt}")
-    names = [resolve_metric(sf.columns, metric, source)] if metric else sf.columns
+    names = [views.resolve_metric(sf.columns, metric, source)] if metric else sf.columns
     arrays = {**{n: sf.values[n] for n in names}, "done": sf.done.astype(np.float64)}
     writer = to_csv if fmt == "csv" else to_npz
     return writer(target, sf.grid.x, sf.grid.y, arrays)

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from landscape import __version__
 from landscape.atomic import write_text_atomic
 from landscape.errors import LandscapeError
 from landscape.figures.interactive import SUFFIX, install_hint, plotly_available
 from landscape.io.surface_file import read_surface
+from landscape.version import __version__
 
 __all__ = ["Table", "run_tables", "write_index", "write_run_index"]
 

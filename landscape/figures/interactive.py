@@ -19,7 +19,7 @@ How it is drawn:
 - array convention (docs/CONTRACTS.md): ``A[i, j]`` is the value at ``(x[i], y[j])``; plotly's
   ``z[row][col]`` is at ``(x[col], y[row])``, so every array is transposed here;
 - a partial file (``landscape surface`` computes coarse levels first) is drawn at its finest
-  complete level, as ``landscape plot`` does (:func:`landscape.figures.files.coarse_view`), and
+  complete level, as ``landscape plot`` does (:func:`landscape.figures.views.coarse_view`), and
   marked "partial: N of M points" in the title; points not computed in what is drawn (a file
   with no complete level) and diverged points are gaps: the heatmap leaves them blank and the
   surface has holes there. Nothing is interpolated; contour lines, which would be, are drawn
@@ -42,7 +42,7 @@ import numpy as np
 from landscape.atomic import write_text_atomic
 from landscape.engine.grid import Grid
 from landscape.errors import GridError, MissingExtraError
-from landscape.figures import files
+from landscape.figures import views
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
@@ -117,7 +117,7 @@ def _as_surface_file(surface: str | Path | SurfaceFile | SurfaceLike) -> Surface
 def _as_path(sf: SurfaceFile, trajectory: str | Path | TrajectoryPoints | None) -> TrajectoryPoints | None:
     if trajectory is None or isinstance(trajectory, TrajectoryPoints):
         return trajectory
-    files.check_same_plane(sf, Path(trajectory))
+    views.check_same_plane(sf, Path(trajectory))
     return load_trajectory(trajectory)
 
 
@@ -226,18 +226,18 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     go = require_plotly()
     from plotly.subplots import make_subplots
 
-    sf, partial = files.coarse_view(_as_surface_file(surface))  # a partial file: its finest complete level
+    sf, partial = views.coarse_view(_as_surface_file(surface))  # a partial file: its finest complete level
     if sf.grid.y is None:
         raise GridError(f"an interactive view needs a 2D surface, and {str(sf.path)!r} is 1D")
-    first = files.resolve_metric(sf.columns, metric, repr(str(sf.path)))
+    first = views.resolve_metric(sf.columns, metric, repr(str(sf.path)))
     path = _as_path(sf, trajectory)
     columns = _columns(sf)
     if log is None:
-        log = files.spans_decades(sf.values[first][sf.done]) and not first.endswith(("_acc", "_eig_ratio"))
+        log = views.spans_decades(sf.values[first][sf.done]) and not first.endswith(("_acc", "_eig_ratio"))
     x, y = sf.grid.x, sf.grid.y
     x_label, y_label = str(sf.attrs.get("x_label") or "α"), str(sf.attrs.get("y_label") or "β")
     if path is not None:
-        x_label, y_label = files._path_labels(sf, path)
+        x_label, y_label = views.path_labels(sf, path)
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.52, 0.48], horizontal_spacing=0.08,
                         specs=[[{"type": "scene"}, {"type": "xy"}]])
@@ -248,7 +248,7 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     for column in columns:
         for scale in column.scales:
             key = f"{column.name}|{scale}"
-            labels[key] = ("log10 " if scale == "log" else "") + files.metric_label(column.name)
+            labels[key] = ("log10 " if scale == "log" else "") + views.metric_label(column.name)
             first_trace = len(fig.data)
             for trace, col in _group_traces(go, sf, column, scale, path, x, y, custom, hover, labels[key]):
                 fig.add_trace(trace, row=1, col=col)
@@ -275,7 +275,7 @@ def _by_name(columns: list[_Column], name: str) -> _Column:
 
 def _hovertemplate(columns: list[_Column], x_label: str, y_label: str) -> str:
     rows = [f"{x_label} = %{{x:.4g}}", f"{y_label} = %{{y:.4g}}"]
-    rows += [f"{files.metric_label(c.name)} = %{{customdata[{k}]:.4g}}" for k, c in enumerate(columns)]
+    rows += [f"{views.metric_label(c.name)} = %{{customdata[{k}]:.4g}}" for k, c in enumerate(columns)]
     return "<br>".join(rows) + "<extra></extra>"
 
 
@@ -296,10 +296,10 @@ def _group_traces(go: ModuleType, sf: SurfaceFile, column: _Column, scale: str, 
         traces.append((go.Contour(x=xs, y=ys, z=zt, contours={"coloring": "none"}, ncontours=16, showscale=False,
                                   line={"color": "rgba(255,255,255,0.55)", "width": 1}, hoverinfo="skip", name=label), 2))
     if path is not None:
-        heights = files.path_heights(sf, column.name, path)
+        heights = views.path_heights(sf, column.name, path)
         heights = _log10(heights) if scale == "log" else heights
         traces.append((go.Scatter3d(x=_plain(path.coords[:, 0]), y=_plain(path.coords[:, 1]), z=_plain(heights),
-                                    mode="lines+markers+text", text=files._epoch_labels(path), textposition="top center",
+                                    mode="lines+markers+text", text=views.epoch_labels(path), textposition="top center",
                                     marker={"size": 4, "color": _PATH_COLOUR}, line={"color": _PATH_COLOUR, "width": 7},
                                     textfont={"color": "black", "size": 10}, name="optimizer path",
                                     hovertemplate="epoch %{text}<extra></extra>"), 1))
@@ -310,7 +310,7 @@ def _shared_traces(go: ModuleType, path: TrajectoryPoints | None) -> list[tuple[
     """Always shown: the path on the heatmap (or an empty trace), and the two hover cursors."""
     if path is not None:
         path2d = go.Scatter(x=_plain(path.coords[:, 0]), y=_plain(path.coords[:, 1]), mode="lines+markers+text",
-                            text=files._epoch_labels(path), textposition="top right",
+                            text=views.epoch_labels(path), textposition="top right",
                             textfont={"color": "white", "size": 10}, marker={"size": 6, "color": _PATH_COLOUR},
                             line={"color": _PATH_COLOUR, "width": 2}, name="optimizer path",
                             hovertemplate="epoch %{text}<br>(%{x:.4g}, %{y:.4g})<extra></extra>")
@@ -362,7 +362,7 @@ def _layout(fig: Any, sf: SurfaceFile, columns: list[_Column], first: _Column, s
              _buttons("quantity", [(_quantity_label(q), q) for q in quantities], first.quantity, 0.16)]
     if has_log:
         menus.append(_buttons("scale", [("linear", "linear"), ("log10", "log")], start.partition("|")[2], 0.62))
-    text = files._title(sf, title) or ""
+    text = views.figure_title(sf, title) or ""
     if partial:
         mark = partial.replace("\n", "; ") + ("" if sf.done.all() else "; gaps: not computed")
         text = f"{text} — {mark}" if text else mark

@@ -68,7 +68,7 @@ def save_checkpoint(path: Path, model: nn.Module, config: Mapping[str, Any], *, 
                     metrics: Mapping[str, float], input_shape: tuple[int, ...],
                     output_shape: tuple[int, ...], extra: Mapping[str, Any] | None = None) -> None:
     """Write ``model``'s weights with ``config`` (a plain dict, as :func:`landscape.config.config_to_dict` makes it)."""
-    from landscape import __version__
+    from landscape.version import __version__
 
     payload = {
         "format": FORMAT,
@@ -140,7 +140,7 @@ def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Tensor]:
     return tensors
 
 
-def _find_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
+def find_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
     """Recognise the foreign layouts users bring; return a flat name → tensor dict."""
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict", "model", "net", "network"):
@@ -168,14 +168,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
         return Checkpoint(p, dict(obj["state_dict"]), dict(config), int(obj["epoch"]), int(obj["step"]),
                           dict(obj.get("metrics", {})), {k: v for k, v in obj.items() if k not in known})
-    return Checkpoint(p, _find_state_dict(obj, p), None)
+    return Checkpoint(p, find_state_dict(obj, p), None)
 
 
 def _recorded(p: Path, obj: Mapping[str, Any]) -> Checkpoint:
     """A checkpoint of a user's model saved by :class:`landscape.io.recorder.Recorder` (no config)."""
     known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
     epoch, step = obj.get("epoch"), obj.get("step")
-    return Checkpoint(p, _find_state_dict(obj, p), None, None if epoch is None else int(epoch),
+    return Checkpoint(p, find_state_dict(obj, p), None, None if epoch is None else int(epoch),
                       None if step is None else int(step), dict(obj.get("metrics") or {}),
                       {k: v for k, v in obj.items() if k not in known})
 

@@ -129,7 +129,7 @@ class Recorder:
             raise ConfigError(f"Recorder.save takes an nn.Module, got {type(model).__name__}")
         values = _metric_values(loss, metrics)
         name = f"checkpoints/step_{self.count:07d}.pt"
-        from landscape import __version__
+        from landscape.version import __version__
 
         payload = {
             "format": FORMAT, "format_version": 1, "landscape_version": __version__, "kind": KIND,

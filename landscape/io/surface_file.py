@@ -28,6 +28,7 @@ from landscape.engine.directions import Directions, write_directions
 from landscape.engine.grid import Grid
 from landscape.errors import SurfaceFileError
 from landscape.io.run_folder import diff_settings
+from landscape.testhooks import flush_seconds
 
 
 class _HasSettings(Protocol):
@@ -74,10 +75,10 @@ class SurfaceFile:
     values: dict[str, np.ndarray]
     done: np.ndarray
     attrs: dict[str, Any]
-    # seconds between flushes: 5, stretched so flushing stays under ~5 % of the time; the
-    # environment variable LANDSCAPE_FLUSH_SECONDS fixes it instead (crash tests flush very often)
-    flush_interval: float = field(default_factory=lambda: _env_flush_seconds() or 5.0)
-    adaptive_flush: bool = field(default_factory=lambda: _env_flush_seconds() is None)
+    # seconds between flushes: 5, stretched so flushing stays under ~5 % of the time; the test
+    # hook LANDSCAPE_FLUSH_SECONDS fixes it instead (landscape.testhooks: crash tests flush very often)
+    flush_interval: float = field(default_factory=lambda: 5.0 if (s := flush_seconds()) is None else s)
+    adaptive_flush: bool = field(default_factory=lambda: flush_seconds() is None)
     # called after every flush, with the file on disk (``landscape surface --preview`` redraws figures);
     # its time counts in the adaptive interval, so a slow preview makes flushes rarer, not the run slower
     on_flush: Callable[[SurfaceFile], None] | None = None
@@ -118,20 +119,6 @@ class SurfaceFile:
         if self.adaptive_flush:  # never spend more than ~5 % of the time flushing, whatever the file size
             self.flush_interval = max(self.flush_interval, 20 * (time.monotonic() - start))
         self._last_flush = time.monotonic()
-
-
-def _env_flush_seconds() -> float | None:
-    """``LANDSCAPE_FLUSH_SECONDS`` as a number of seconds ≥ 0, or None when it is not set."""
-    raw = os.environ.get("LANDSCAPE_FLUSH_SECONDS", "").strip()
-    if not raw:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise SurfaceFileError(f"LANDSCAPE_FLUSH_SECONDS={raw!r} must be a number of seconds ≥ 0")
-    return seconds
 
 
 def _json_attr(f: h5py.File, key: str) -> Any:

@@ -16,12 +16,12 @@ import h5py
 import numpy as np
 from torch import nn
 
-from landscape import __version__
 from landscape.atomic import atomic_path
 from landscape.engine.directions import Directions, model_fingerprint, write_directions
 from landscape.engine.pca import pca_axis_label
 from landscape.errors import DirectionError
 from landscape.io.surface_file import plain_attr
+from landscape.version import __version__
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +103,7 @@ def load_trajectory(path: str | Path) -> TrajectoryPoints:
     return TrajectoryPoints(coords, epochs, steps, losses, names, ev, meta)
 
 
-def _stored_coords(path: Path) -> np.ndarray | None:
+def stored_coords(path: Path) -> np.ndarray | None:
     """The path's (n, 2) coordinates when ``path`` is a trajectory file, else None."""
     try:
         with h5py.File(path, "r") as f:

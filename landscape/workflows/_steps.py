@@ -28,7 +28,7 @@ from landscape.io.checkpoint import load_checkpoint, sha256_file
 from landscape.io.run_folder import RunFolder, diff_settings, run_checkpoints
 from landscape.io.surface_file import read_surface
 from landscape.io.trajectory_file import Trajectory, load_trajectory, save_trajectory
-from landscape.workflows._experiment import experiment_from_checkpoint
+from landscape.workflows.experiment import experiment_from_checkpoint
 from landscape.workflows.surface import DirectionSource, SurfaceResult, make_directions, run_surface, surface_settings
 from landscape.workflows.train import RunResult, is_finished, train
 from landscape.workflows.trajectory import trajectory_from_run

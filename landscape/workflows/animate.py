@@ -36,7 +36,7 @@ from landscape.figures.animate import (
     shared_scale,
     write_animation,
 )
-from landscape.figures.files import (
+from landscape.figures.views import (
     check_same_plane,
     coarse_view,
     metric_label,
@@ -48,7 +48,7 @@ from landscape.io.checkpoint import load_checkpoint
 from landscape.io.run_folder import MANIFEST, RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import load_trajectory
-from landscape.workflows._experiment import checkpoint_config
+from landscape.workflows.experiment import checkpoint_config
 from landscape.workflows.surface import run_surface
 
 Kind = Literal["path", "surface3d", "evolution"]

@@ -41,11 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from matplotlib.figure import Figure
-
-from landscape import __version__
 from landscape.atomic import write_json_atomic, write_text_atomic
 from landscape.config import Config, config_to_dict, dumps_toml
 from landscape.engine.flatness import (
@@ -59,18 +54,19 @@ from landscape.engine.flatness import (
 from landscape.engine.grid import Grid
 from landscape.engine.losses import LOSSES, canonical_loss_name
 from landscape.errors import ConfigError, GridError
+from landscape.figures import compare as compare_figures
 from landscape.figures import plot
-from landscape.figures.files import spans_decades
+from landscape.figures.compare import LossResult, column, make_figures, path_radius
 from landscape.figures.index_page import Table, write_index
 from landscape.figures.interactive import plotly_available, write_views
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.tables import markdown_table, write_csv
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
+from landscape.version import __version__
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.surface import DirectionSource
 
-FloatArray = npt.NDArray[np.float64]
 Log = Callable[[str], None]
 
 DEFINITIONS: dict[str, str] = {
@@ -169,11 +165,6 @@ def prepare_loss(config: Config, loss: str, out_dir: Path, overwrite: bool = Fal
     return done
 
 
-def path_radius(traj: TrajectoryPoints) -> float:
-    """``R``: the largest distance of a checkpoint from the final one in the PCA plane."""
-    return float(np.max(np.hypot(traj.coords[:, 0], traj.coords[:, 1])))
-
-
 def pca_grid(traj: TrajectoryPoints, num: int, margin: float) -> str:
     """``MIN:MAX:NUM`` of both PCA axes: ``±(1 + margin)·R`` with ``num`` (odd) points, 0 on a node.
 
@@ -188,18 +179,6 @@ def pca_grid(traj: TrajectoryPoints, num: int, margin: float) -> str:
 
 
 # --- the whole comparison ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LossResult:
-    """What one loss produced, read back from its files."""
-
-    loss: str
-    manifest: dict[str, Any]
-    trajectory: TrajectoryPoints
-    surface_2d: SurfaceFile
-    slice_1d: SurfaceFile
-    surface_pca: SurfaceFile
 
 
 @dataclass(frozen=True)
@@ -278,7 +257,8 @@ def _stamp(out: Path, losses: Sequence[str], config: Config) -> str:
             st = f.stat()
             inputs[str(f.relative_to(out))] = [st.st_size, st.st_mtime_ns]
     # the drawing code too, so that a changed figure function redraws even within one version
-    code = [hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in [Path(__file__), *plot.source_files()]]
+    code = [hashlib.sha256(Path(m).read_bytes()).hexdigest()
+            for m in [Path(__file__), Path(compare_figures.__file__ or ""), *plot.source_files()]]
     text = json.dumps({"config": config_to_dict(config), "inputs": inputs, "version": __version__, "code": code,
                        "views": plotly_available()},  # installing plotly later writes the interactive views
                       sort_keys=True)
@@ -307,23 +287,6 @@ def _check_settings(config: Config) -> None:
 
 
 # --- the tables ------------------------------------------------------------------------------------
-
-
-def _prefix(sf: SurfaceFile) -> str:
-    """The split whose columns measure flatness: train unless only test was evaluated."""
-    return "test" if sf.attrs["settings"].get("split") == "test" else "train"
-
-
-def column(sf: SurfaceFile, criterion: str | None = None) -> str:
-    """Dataset holding ``criterion`` (None: the run's own loss) in a compare surface file."""
-    prefix = _prefix(sf)
-    if criterion is None or len(sf.attrs["settings"]["losses"]) == 1:
-        return f"{prefix}_loss"
-    return f"{prefix}_{criterion}"
-
-
-def has_accuracy(sf: SurfaceFile) -> bool:
-    return f"{_prefix(sf)}_acc" in sf.columns
 
 
 def steps_to_target(manifest: Mapping[str, Any], target: float) -> tuple[int, float] | None:
@@ -403,158 +366,8 @@ def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(markdown_table(rows))
 
 
-# --- the figures -------------------------------------------------------------------------------------
-
-
-def _loss_scale(zs: dict[str, FloatArray], label: str, floor: float) -> tuple[dict[str, FloatArray], bool, str]:
-    """(values, log, label) for panels of losses that together span decades.
-
-    Positive values get a log colour scale. A loss that reaches exactly 0 (a hinge beyond its
-    margin) cannot, so it is shown as ``log10 max(L, ε)`` on a linear scale instead.
-    """
-    finite = np.concatenate([v[np.isfinite(v)] for v in zs.values()])
-    if spans_decades(*zs.values()) or not finite.size or float(finite.min()) < 0 or float(finite.max()) < 10 * floor:
-        return zs, spans_decades(*zs.values()), label
-    with np.errstate(invalid="ignore"):
-        return {k: np.log10(np.maximum(v, floor)) for k, v in zs.items()}, False, f"log$_{{10}}$ max({label}, ε)"
-
-
-def _centre(sf: SurfaceFile, col: str) -> float:
-    x, y = sf.grid.x, sf.grid.y
-    i = origin_index(x, "x")
-    return float(sf.values[col][i] if y is None else sf.values[col][i, origin_index(y, "y")])
-
-
-def trajectory_figure(results: Sequence[LossResult], floor: float = 1e-3) -> Figure:
-    """One panel per loss: its PCA-plane surface (own loss, own colour scale) with its path on top.
-
-    Each loss has its own PCA plane and path radius ``R`` (the farthest checkpoint from the final
-    one, in parameter units since the PCA directions have unit norm, given in the panel title);
-    coordinates are divided by ``R`` so that every path fills its panel.
-    """
-    radius = path_radius(results[0].trajectory)
-    first = results[0].surface_pca
-    if first.grid.y is None:
-        raise GridError(f"{first.path} is a 1D surface; the PCA plane needs the 2D one")
-    zs: dict[str, FloatArray] = {}
-    paths: dict[str, FloatArray] = {}
-    dones: dict[str, npt.NDArray[np.bool_]] = {}
-    for r in results:
-        ev = 100 * np.asarray(r.trajectory.explained_variance)
-        name = f"{r.loss}\nR = {path_radius(r.trajectory):.3g}, PCs {ev[0]:.0f} + {ev[1]:.0f} %"
-        zs[name] = r.surface_pca.values[column(r.surface_pca)]
-        paths[name] = r.trajectory.coords / path_radius(r.trajectory)
-        dones[name] = r.surface_pca.done
-    zs, log, label = _loss_scale(zs, "train loss (own)", floor)
-    return plot.panels(first.grid.x / radius, first.grid.y / radius, zs, shared=False, kind="contour", paths=paths,
-                       dones=dones, metric_label=label, x_label="PC1 / R", y_label="PC2 / R", log=log,
-                       title="Optimizer paths in each run's PCA plane")
-
-
-def _random_panels(results: Sequence[LossResult], zs: Mapping[str, FloatArray], **options: Any) -> Figure:
-    sf = results[0].surface_2d
-    if sf.grid.y is None:
-        raise GridError(f"{sf.path} is a 1D surface; the panels need the 2D one")
-    return plot.panels(sf.grid.x, sf.grid.y, zs, x_label=str(sf.attrs.get("x_label", "α")),
-                       y_label=str(sf.attrs.get("y_label", "β")), **options)
-
-
-def raw_figure(results: Sequence[LossResult], floor: float = 1e-3) -> Figure:
-    """Random-direction surfaces under each run's own loss, each panel with its own colour scale."""
-    zs, log, label = _loss_scale({r.loss: r.surface_2d.values[column(r.surface_2d)] for r in results},
-                                 "train loss (own)", floor)
-    return _random_panels(results, zs, shared=False, kind="contour", metric_label=label, log=log,
-                          title="Each run under its own loss (own scales)")
-
-
-def relative_figure(results: Sequence[LossResult], floor: float) -> Figure:
-    """The same surfaces as :func:`raw_figure` as relative loss, on one shared log scale."""
-    zs = {}
-    for r in results:
-        col = column(r.surface_2d)
-        zs[r.loss] = relative_loss(r.surface_2d.values[col], _centre(r.surface_2d, col), floor)
-    return _random_panels(results, zs, shared=True, kind="filled", log=spans_decades(*zs.values()),
-                          metric_label="1 + (L − L(0)) / max(L(0), ε)",
-                          title="Relative loss (L / L(0)), shared scale")
-
-
-def accuracy_figure(results: Sequence[LossResult]) -> Figure:
-    """Training accuracy around each final model, on the absolute scale [0, 1] shared by all panels."""
-    zs = {r.loss: r.surface_2d.values[f"{_prefix(r.surface_2d)}_acc"] for r in results}
-    return _random_panels(results, zs, shared=True, kind="filled", vmin=0.0, vmax=1.0,
-                          metric_label="train accuracy", title="Accuracy, shared scale")
-
-
-def criterion_figure(results: Sequence[LossResult], criterion: str, floor: float = 1e-3) -> Figure:
-    """Every model evaluated under one ``criterion``: same units, so one shared scale."""
-    zs, log, label = _loss_scale({f"trained with {r.loss}": r.surface_2d.values[column(r.surface_2d, criterion)]
-                                  for r in results}, f"train {criterion}", floor)
-    return _random_panels(results, zs, shared=True, kind="filled", log=log, metric_label=label,
-                          title=f"Every model under {criterion}")
-
-
-def slices_figure(results: Sequence[LossResult], floor: float) -> Figure:
-    """The 1D slices overlaid as relative loss (log scale); the dotted line at 2 marks doubling."""
-    sf = results[0].slice_1d
-    curves = {}
-    for r in results:
-        col = column(r.slice_1d)
-        curves[r.loss] = relative_loss(r.slice_1d.values[col], _centre(r.slice_1d, col), floor)
-    fig = plot.lines_overlay(sf.grid.x, curves, metric_label="1 + (L − L(0)) / max(L(0), ε)", log=True,
-                             x_label=str(sf.attrs.get("x_label", "α")), width="single")
-    fig.axes[0].axhline(2.0, color="0.4", lw=0.8, ls=":", zorder=1)
-    return fig
-
-
-def slices_accuracy_figure(results: Sequence[LossResult]) -> Figure:
-    sf = results[0].slice_1d
-    curves = {r.loss: r.slice_1d.values[f"{_prefix(r.slice_1d)}_acc"] for r in results}
-    return plot.lines_overlay(sf.grid.x, curves, metric_label="train accuracy",
-                              x_label=str(sf.attrs.get("x_label", "α")), width="single")
-
-
-def _history(manifest: Mapping[str, Any], key: str) -> tuple[FloatArray, FloatArray]:
-    """(epochs, values) over the saved checkpoints; step checkpoints at fractional epochs."""
-    checkpoints = manifest["checkpoints"]
-    per_epoch = next((c["step"] / c["epoch"] for c in checkpoints if c["kind"] == "epoch" and c["epoch"] > 0), 1.0)
-    epochs = np.array([c["step"] / per_epoch for c in checkpoints], dtype=np.float64)
-    return epochs, np.array([c.get(key, math.nan) for c in checkpoints], dtype=np.float64)
-
-
-def training_loss_figure(results: Sequence[LossResult]) -> Figure:
-    """Training loss of each run divided by its value at initialization (criteria differ in units)."""
-    curves = {}
-    for r in results:
-        epochs, loss = _history(r.manifest, "train_loss")
-        curves[r.loss] = (epochs, loss / loss[0])
-    return plot.training_curves(curves, metric_label="train loss / initial", log=True, width="single")
-
-
-def training_accuracy_figure(results: Sequence[LossResult], target: float) -> Figure:
-    """Test accuracy of each run (comparable across losses); the dotted line is the target."""
-    curves = {r.loss: _history(r.manifest, "test_acc") for r in results}
-    fig = plot.training_curves(curves, metric_label="test accuracy", width="single")
-    fig.axes[0].axhline(target, color="0.4", lw=0.8, ls=":", zorder=1)
-    return fig
-
-
-def make_figures(results: Sequence[LossResult], config: Config) -> dict[str, Figure]:
-    """Every comparison figure by file name (without suffix)."""
-    floor = config.compare.floor
-    figures = {"trajectories": trajectory_figure(results, floor), "surfaces_raw": raw_figure(results, floor),
-               "surfaces_relative": relative_figure(results, floor), "slices": slices_figure(results, floor),
-               "training_loss": training_loss_figure(results)}
-    if has_accuracy(results[0].surface_2d):
-        figures |= {"surfaces_accuracy": accuracy_figure(results), "slices_accuracy": slices_accuracy_figure(results),
-                    "training_accuracy": training_accuracy_figure(results, config.compare.target_acc)}
-    if len(results) > 1:
-        for crit in results[0].surface_2d.attrs["settings"]["losses"]:
-            figures[f"surfaces_under_{crit}"] = criterion_figure(results, crit, floor)
-    return figures
-
-
 __all__ = [
     "DEFINITIONS", "CompareResult", "Curvature", "LossPaths", "LossResult", "curvature",
-    "doubling_radius", "flatness", "load_results", "make_figures", "mean_increase", "relative_loss", "run_compare",
+    "doubling_radius", "flatness", "load_results", "mean_increase", "relative_loss", "run_compare",
     "steps_to_target", "summary_rows",
 ]

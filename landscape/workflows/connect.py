@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape import __version__
 from landscape.config import Config, ConnectConfig, config_to_dict
 from landscape.engine.align import AlignmentError, align_state
 from landscape.engine.connect import (
@@ -51,7 +50,8 @@ from landscape.io.checkpoint import atomic_torch_save, load_checkpoint, sha256_f
 from landscape.io.connect_file import ConnectFile, open_connect
 from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
-from landscape.workflows._experiment import experiment_from_checkpoint, resolve_device
+from landscape.version import __version__
+from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
 
 EpochHook = Callable[[int, float], None]

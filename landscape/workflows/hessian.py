@@ -32,7 +32,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from landscape import __version__
 from landscape.atomic import write_json_atomic
 from landscape.config import Config, config_to_dict
 from landscape.engine.batchloss import BatchLossModel
@@ -53,7 +52,8 @@ from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
-from landscape.workflows._experiment import Experiment, experiment_with_user_data, resolve_device
+from landscape.version import __version__
+from landscape.workflows.experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Paired, Streamed, UserBatches, UserStreams

@@ -14,7 +14,7 @@ from landscape.io.run_folder import MANIFEST, RunFolder
 
 def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
     from landscape.io.checkpoint import load_checkpoint, sha256_file
-    from landscape.workflows._experiment import checkpoint_config
+    from landscape.workflows.experiment import checkpoint_config
 
     ckpt = load_checkpoint(path, unsafe=unsafe)
     n_params = sum(int(t.numel()) for t in ckpt.state_dict.values() if t.is_floating_point())

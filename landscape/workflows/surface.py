@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape import __version__
 from landscape.config import Config, PlotConfig, config_to_dict
 from landscape.engine.batchloss import BatchEngine, BatchSums, batch_sums_of, output_sums_of, samples_in
 from landscape.engine.directions import (
@@ -42,6 +41,7 @@ from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.surface_file import SurfaceFile, exclusive_lock, open_surface
+from landscape.version import __version__
 from landscape.workflows._distributed import (
     Group,
     WorkQueue,
@@ -55,7 +55,7 @@ from landscape.workflows._distributed import (
     share_setup,
     wait_a_little,
 )
-from landscape.workflows._experiment import Experiment, checkpoint_config, experiment_with_user_data, resolve_device
+from landscape.workflows.experiment import Experiment, checkpoint_config, experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.registry import is_user_spec, load_callable

@@ -27,7 +27,7 @@ from landscape.engine.progress import bar
 from landscape.errors import ConfigError, DataError, RunFolderError, TrainingDiverged
 from landscape.io.checkpoint import load_checkpoint, load_into, save_checkpoint
 from landscape.io.run_folder import RunFolder, diff_settings
-from landscape.workflows._experiment import Experiment, build_experiment, resolve_device
+from landscape.workflows.experiment import Experiment, build_experiment, resolve_device
 
 
 @dataclass(frozen=True)
