@@ -11,9 +11,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from landscape.api import Surface, dataset, load_surface, plot, random_directions, surface
-from landscape.api_hessian import HessianResult, hessian
-from landscape.api_trajectory import Trajectory, trajectory
+from landscape.api.surface import Surface, dataset, load_surface, plot, random_directions, surface
+from landscape.api.hessian import HessianResult, hessian
+from landscape.api.trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.errors import LandscapeError
 from landscape.io.recorder import Recorder

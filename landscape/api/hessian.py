@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from landscape.api import LossSpec, _as_batches, _device, _resolve_loss, _slices
+from landscape.api.surface import LossSpec, _as_batches, _device, _resolve_loss, _slices
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
 from landscape.engine.moved import ParamSelector, selector, working_copy
