@@ -11,8 +11,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from landscape.api.surface import Surface, dataset, load_surface, plot, random_directions, surface
 from landscape.api.hessian import HessianResult, hessian
+from landscape.api.inputs import dataset, random_directions
+from landscape.api.plot import plot
+from landscape.api.surface import Surface, load_surface, surface
 from landscape.api.trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.errors import LandscapeError

@@ -21,7 +21,7 @@ _FOUNDATION = frozenset({"errors", "atomic", "config"})
 ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "atomic": frozenset({"errors"}),
-    "config": frozenset({"errors", "atomic"}),
+    "config": frozenset({"errors", "atomic", "engine"}),  # the [directions] section is engine.directions.DirectionOptions
     "zoo": _FOUNDATION,  # zoo.data takes its own DataConfig
     "engine": frozenset({"errors", "zoo"}),  # never config: the engine takes its own options
     "io": frozenset({"errors", "atomic", "engine"}),  # never config: a checkpoint's config is a plain dict here

@@ -15,13 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from landscape.api.surface import LossSpec, _as_batches, _device, _resolve_loss, _slices
+from landscape.api.inputs import LossSpec, as_batches, model_device, resolve_loss
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
-from landscape.zoo.data import TensorSplit
 from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prepare
 
 
@@ -94,20 +93,20 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     """
     from landscape.workflows.hessian import parameter_names
 
-    dev = _device(model, device)
+    dev = model_device(model, device)
     prepared = prepare(data, dev, memory_budget)
     first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
-    spec, first = _resolve_loss(loss, None, model, first)
+    spec, first = resolve_loss(loss, None, model, first)
     split = next(iter(first.values()))
     work = working_copy(model, (), dev)  # reads the caller's parameters (on dev), owns its buffers: nothing of the caller is written
     target: nn.Module
     prefix = ""
     if spec.per_sample is not None:
         target, loss_fn = work, spec.per_sample
-        batches: Iterable[Any] = _slices(split) if isinstance(split, TensorSplit) else split
+        batches: Iterable[Any] = as_batches(split)
     else:
         target, prefix = BatchLossModel(work, spec.batch[0][1]), "inner."
-        batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else Paired(split)
+        batches = [(b, None) for b in as_batches(split)] if not isinstance(split, Streamed) else Paired(split)
 
         def loss_fn(out: Tensor, _: Any) -> Tensor:
             return out

@@ -12,218 +12,41 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from landscape.engine import directions as _dirs
-from landscape.engine.batchloss import (
-    BatchEngine,
-    BatchFn,
-    OutputMetrics,
-    batch_sums_of,
-    output_sums_of,
+from landscape.api.inputs import (
+    DEFAULT_AXIS,
+    AxisSpec,
+    DirectionsSpec,
+    LossSpec,
+    axis,
+    model_device,
+    resolve_directions,
+    resolve_loss,
+    spec_text,
 )
+from landscape.config import SurfaceConfig
+from landscape.engine import directions as dirs_
+from landscape.engine.batchloss import batch_sums_of
 from landscape.engine.directions import Directions
-from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size
-from landscape.engine.losses import ALIASES, LOSSES, Metrics, MetricSet, canonical_loss_name
-from landscape.engine.moved import ParamSelector, selector, working_copy
+from landscape.engine.evaluator import BNMode, EngineOptions, surface_evaluator
+from landscape.engine.grid import MAX_POINTS, Grid
+from landscape.engine.moved import ParamSelector, selector
 from landscape.engine.progress import bar
-from landscape.engine.surface import Evaluator, SurfaceEngine
-from landscape.errors import ConfigError, DataError, GridError, LandscapeError, ModelError
-from landscape.zoo.data import Task, TensorSplit
+from landscape.engine.surface import Evaluator
+from landscape.errors import ConfigError, GridError
+from landscape.zoo.data import TensorSplit
+from landscape.zoo.userdata import Streamed, batch_size_of, prepare
 
-if TYPE_CHECKING:
-    from landscape.figures.interactive import InteractiveFigure
-from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Prepared, Streamed, batch_size_of, first_batch, prepare
-
-AxisSpec = tuple[float, float, int] | Sequence[float] | np.ndarray
-LossSpec = str | Sequence[str] | nn.Module | Callable[[nn.Module, Any], Tensor]
-DirectionsSpec = Directions | str | Path | tuple[Mapping[str, Tensor], Mapping[str, Tensor] | None] | Any | None
-_DEFAULT_AXIS: tuple[float, float, int] = (-1.0, 1.0, 51)
-
-
-# --- directions ---------------------------------------------------------------------------------------------
-
-
-def random_directions(model: nn.Module, dims: int = 2, seed: int = 0, *, norm: str = "filter", ignore: str = "biasbn",
-                      dir_type: str = "weights") -> Directions:
-    """The paper's random directions: Gaussian, filter-normalized, biases and BatchNorm zeroed.
-
-    Args:
-        model: the network (any ``nn.Module``); only its parameter names, shapes and values are read.
-        dims: 1 or 2 directions (a line or a plane).
-        seed: seed of the CPU generator; the same seed gives the same directions bit for bit.
-        norm: ``filter`` (Li et al.), ``layer``, ``weight`` or ``none``: each direction's filter
-            (slice along dim 0) is rescaled to the norm of the weights' filter.
-        ignore: ``biasbn`` gives tensors with ndim ≤ 1 a zero direction; ``none`` gives each the
-            tensor itself (the paper's code); ``random1d`` a Gaussian rescaled to the tensor's norm.
-        dir_type: ``weights`` (parameters) or ``states`` (state-dict floats, BatchNorm statistics included).
-
-    Returns:
-        :class:`Directions` with ``x`` (and ``y``): dicts name → float32 CPU tensor shaped like the parameter.
-    """
-    if dims not in (1, 2):
-        raise ConfigError(f"dims must be 1 or 2, got {dims}")
-    cfg = _dirs.DirectionOptions(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)
-    if ignore not in ("biasbn", "none", "random1d"):
-        raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn', 'none' or 'random1d'")
-    return _dirs.random_directions(model, cfg, dims)
-
-
-def _resolve_directions(spec: DirectionsSpec, model: nn.Module, dims: int) -> Directions:
-    if spec is None:
-        return random_directions(model, dims)
-    if isinstance(spec, Directions):
-        dirs = spec
-    elif isinstance(spec, str | Path):
-        dirs = _dirs.load_directions(spec, model)
-    elif isinstance(getattr(spec, "directions", None), Directions):  # a trajectory's PCA plane
-        dirs = spec.directions  # type: ignore[union-attr]
-    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], Mapping):
-        x = {k: torch.as_tensor(v).detach().float().cpu() for k, v in spec[0].items()}
-        y = {k: torch.as_tensor(v).detach().float().cpu() for k, v in spec[1].items()} if spec[1] is not None else None
-        dirs = Directions(x, y, {"kind": "user", "dir_type": "weights", "norm": "none", "ignore": "none", "seed": -1})
-    else:
-        raise ConfigError(f"directions must be Directions, a direction file or a (dx, dy) pair of dicts, got {type(spec).__name__}")
-    _dirs.check_directions(dirs, model)
-    return dirs
-
-
-# --- the grid ---------------------------------------------------------------------------------------------------
-
-
-def _axis(spec: AxisSpec, name: str) -> np.ndarray:
-    """``(lo, hi, num)`` → ``linspace`` (an odd symmetric axis holds 0 exactly); any other sequence as given."""
-    if isinstance(spec, tuple) and len(spec) == 3 and isinstance(spec[2], int | np.integer) and not isinstance(spec[2], bool):
-        lo, hi, num = float(spec[0]), float(spec[1]), int(spec[2])
-        if num < 2 or not lo < hi or not (np.isfinite(lo) and np.isfinite(hi)):
-            raise GridError(f"{name}={spec!r} must be (MIN, MAX, NUM) with finite MIN < MAX and NUM ≥ 2")
-        axis = np.linspace(lo, hi, num)
-        if lo == -hi and num % 2 == 1:
-            axis[num // 2] = 0.0
-        return axis
-    axis = np.asarray(spec, dtype=np.float64).reshape(-1)
-    if len(axis) < 2 or not np.all(np.isfinite(axis)) or not np.all(np.diff(axis) > 0):
-        raise GridError(f"{name} must be (MIN, MAX, NUM) or at least 2 increasing finite coordinates")
-    return axis
-
-
-def _spec_text(axis: np.ndarray) -> str:
-    return f"{axis[0]:g}:{axis[-1]:g}:{len(axis)}"
-
-
-# --- losses ------------------------------------------------------------------------------------------------------
-
-
-def _infer_task(targets: Tensor, losses: Sequence[str], output: Tensor) -> tuple[Task, int]:
-    """The task (and classes) registry losses see: integer targets are classes, floats regression
-    unless the loss does not apply to it (then binary 0/1 targets, else reconstruction)."""
-    if not targets.is_floating_point():
-        return "classification", int(output.shape[1]) if output.ndim == 2 else int(targets.max()) + 1
-    tasks = [LOSSES.get(canonical_loss_name(n)).tasks if canonical_loss_name(n) in LOSSES else frozenset() for n in losses]
-    if all("regression" in t for t in tasks):
-        return "regression", 0
-    if targets.ndim <= 2 and (targets.ndim == 1 or targets.shape[-1] == 1) and bool(((targets == 0) | (targets == 1)).all()):
-        return "binary", 0
-    return "reconstruction", 0
-
-
-def _origin_output(model: nn.Module, x: Any) -> Tensor:
-    """The model's output on a couple of samples, from a copy that reads the caller's parameters
-    and owns its buffers, so a forward that writes them leaves the caller's model as it was."""
-    try:
-        device = next(iter(model.parameters())).device
-    except StopIteration:
-        device = torch.device("cpu")
-    with torch.inference_mode():
-        out = working_copy(model, (), device)(x.to(device))
-    if not isinstance(out, Tensor):
-        raise ModelError(f"the model returns a {type(out).__name__}, not a tensor: with a loss named or given as a "
-                         "criterion the forward must return the outputs; else pass loss=lambda model, batch: ...")
-    return out
-
-
-@dataclass
-class _Loss:
-    """What a loss spec resolves to: output metrics for (x, y) data or batch metrics for any data."""
-
-    names: list[str]
-    output: Metrics | None = None  # fn(output, target) side
-    per_sample: Callable[[Tensor, Tensor], Tensor] | None = None  # for the Hessian
-    batch: list[tuple[str, BatchFn]] = field(default_factory=list)  # fn(model, batch) side
-    label: str = ""
-
-
-def _resolve_loss(loss: LossSpec, metrics: Mapping[str, Callable[..., Tensor]] | None, model: nn.Module,
-                  prepared: dict[str, Prepared]) -> tuple[_Loss, dict[str, Prepared]]:
-    metrics = dict(metrics or {})
-    if callable(loss) and not isinstance(loss, nn.Module):
-        fns: list[tuple[str, BatchFn]] = [("loss", loss), *metrics.items()]
-        return _Loss([n for n, _ in fns], batch=fns, label=getattr(loss, "__name__", "callable")), prepared
-    batch = first_batch(next(iter(prepared.values())))
-    if not (isinstance(batch, tuple | list) and len(batch) >= 2 and isinstance(batch[0], Tensor) and isinstance(batch[1], Tensor)):
-        raise DataError(f"a loss {'named' if isinstance(loss, str) else 'criterion'} compares outputs with targets, so batches "
-                        f"must be (inputs, targets, ...) tuples; got {type(batch).__name__} batches: pass "
-                        "loss=lambda model, batch: ... for other batches")
-    output = _origin_output(model, batch[0][:2])
-    prepared = {k: _match_targets(v, output) for k, v in prepared.items()}
-    y = first_batch(next(iter(prepared.values())))[1]
-    if isinstance(loss, nn.Module):
-        acc = not y.is_floating_point() and output.ndim == 2
-        out_fns: list[tuple[str, Callable[[Tensor, Tensor], Tensor]]] = [("loss", loss), *metrics.items()]
-        om = OutputMetrics(out_fns, acc=acc)
-        om.check(output, y[: output.shape[0]].to(output.device))
-        return _Loss(om.names, output=om, per_sample=om.per_sample, label=type(loss).__name__), prepared
-    names = [loss] if isinstance(loss, str) else list(loss)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"loss must be a registry name, a list of them, a criterion or a callable, got {loss!r}")
-    task, num_classes = _infer_task(y, names, output)
-    ms = MetricSet(names, task, num_classes)
-    ms.check(output, y[: output.shape[0]].to(output.device))
-    criterion = ms.criteria[0]
-
-    def per_sample(out: Tensor, target: Tensor) -> Tensor:
-        return criterion.fn(out, target, num_classes)
-
-    if not metrics:
-        return _Loss(list(ms.names), output=ms, per_sample=per_sample, label=",".join(c.name for c in ms.criteria)), prepared
-    fns_named = [("loss" if i == 0 else c.name, _bind(c.fn, num_classes)) for i, c in enumerate(ms.criteria)]
-    om = OutputMetrics([*fns_named, *metrics.items()], acc=ms.has_acc)
-    om.check(output, y[: output.shape[0]].to(output.device))
-    return _Loss(om.names, output=om, per_sample=per_sample, label=",".join(c.name for c in ms.criteria)), prepared
-
-
-def _bind(fn: Callable[[Tensor, Tensor, int], Tensor], num_classes: int) -> Callable[[Tensor, Tensor], Tensor]:
-    def bound(output: Tensor, target: Tensor) -> Tensor:
-        return fn(output, target, num_classes)
-
-    return bound
-
-
-def _match_targets(p: Prepared, output: Tensor) -> Prepared:
-    """1-D float targets against one output column become (n, 1), as the CLI's data loading does."""
-    if (isinstance(p, TensorSplit) and p.targets.ndim == 1 and p.targets.is_floating_point()
-            and output.ndim == 2 and output.shape[1] == 1):
-        return TensorSplit(p.inputs, p.targets.unsqueeze(1))
-    return p
-
-
-def _slices(split: TensorSplit) -> list[tuple[Tensor, Tensor]]:
-    bs = auto_batch_size(split)
-    return [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
-
-
-def _as_batches(p: Prepared) -> Iterable[Any]:
-    return _slices(p) if isinstance(p, TensorSplit) else p
+_SURFACE = SurfaceConfig()  # the CLI's [surface] defaults: one place for both doors
 
 
 # --- the surface ---------------------------------------------------------------------------------------------
@@ -295,7 +118,7 @@ class Surface:
             raise ConfigError("this surface has no directions to embed; it cannot be saved as a surface file")
         p = Path(path)
         grid = self.grid
-        settings = {**self.attrs.get("settings", {}), "x": _spec_text(self.x), "y": _spec_text(self.y) if self.y is not None else "",
+        settings = {**self.attrs.get("settings", {}), "x": spec_text(self.x), "y": spec_text(self.y) if self.y is not None else "",
                     "directions": {**{k: v for k, v in self.directions.meta.items() if isinstance(v, str | int | float)},
                                    "fingerprint": self.directions.fingerprint()}}
         attrs = {"landscape_version": __version__, "checkpoint": "", "checkpoint_sha256": "", **self.axis_labels()}
@@ -325,7 +148,7 @@ def load_surface(path: str | Path) -> Surface:
     dirs = None
     with contextlib.suppress(OSError, KeyError, ValueError), h5py.File(sf.path, "r") as f:
         if "directions" in f and "x" in f["directions"]:
-            dirs = _dirs.read_directions_group(f["directions"])
+            dirs = dirs_.read_directions_group(f["directions"])
     return Surface(sf.grid.x, sf.grid.y, dict(sf.values), dirs, {**sf.attrs, "path": str(sf.path)}, sf.done)
 
 
@@ -334,14 +157,17 @@ def surface(
     data: Any,
     loss: LossSpec = "cross_entropy",
     directions: DirectionsSpec = None,
-    x: AxisSpec = _DEFAULT_AXIS,
-    y: AxisSpec | None = _DEFAULT_AXIS,
+    x: AxisSpec = DEFAULT_AXIS,
+    y: AxisSpec | None = DEFAULT_AXIS,
     *,
     metrics: Mapping[str, Callable[..., Tensor]] | None = None,
     params: ParamSelector = None,
     device: str | torch.device | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    batch_size: int = 0,
+    memory_budget: int = _SURFACE.memory_budget,
+    batch_size: int = _SURFACE.batch_size,
+    points_per_call: int = _SURFACE.points_per_call,
+    bn: BNMode = _SURFACE.bn,
+    bn_batches: int = _SURFACE.bn_batches,
     max_points: int = MAX_POINTS,
     progress: bool = True,
 ) -> Surface:
@@ -359,7 +185,8 @@ def surface(
             ``loss(model, batch) -> Tensor`` returning per-sample losses (n,) or a batch mean ().
         directions: from :func:`random_directions` or a trajectory, a direction file path
             (ours, a surface file, the paper's ``xdirection/ydirection`` layout), or a
-            ``(dx, dy)`` pair of name → tensor dicts; None: random, paper defaults, seed 0.
+            ``(dx, dy)`` pair of name → tensor dicts; None: random, paper defaults, seed 123 (as
+            ``landscape surface``: the same model and data give the same plane and values through both doors).
         x: α axis, ``(min, max, num)`` or the coordinates (units of the direction's length); left at
             the default with a trajectory as ``directions``, a grid that holds its whole path.
         y: β axis likewise; None (or 1D directions) for a 1D line.
@@ -371,56 +198,44 @@ def surface(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; None: the model's own device.
         memory_budget: bytes of data that may be cached on the device (default 2 GiB).
         batch_size: samples per forward for cached ``(inputs, targets)`` data; 0 chooses.
+        points_per_call: grid points per vectorized call; 0 calibrates on the first points.
+        bn: ``"fixed"`` (BatchNorm running statistics as trained, the paper's) or ``"recompute"``
+            (re-estimated at every point from ``bn_batches`` batches of the ``train`` data; needs
+            ``(inputs, targets)`` data in memory and a named or criterion loss).
         max_points: larger grids are refused (a guard against typos).
         progress: show a progress bar (also silenced by ``LANDSCAPE_QUIET=1``).
 
     Returns:
         :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
     """
-    dev = _device(model, device)
+    dev = model_device(model, device)
+    options = EngineOptions(batch_size=batch_size, points_per_call=points_per_call, bn=bn, bn_batches=bn_batches)
     plane_axes = getattr(directions, "axes", None)
-    if callable(plane_axes) and x is _DEFAULT_AXIS and y is _DEFAULT_AXIS:
-        x, y = plane_axes(num=_DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
-    xs = _axis(x, "x")
-    dirs0 = directions if directions is not None else None
-    ys = None if y is None else _axis(y, "y")
-    dirs = _resolve_directions(dirs0, model, 1 if ys is None else 2)
+    if callable(plane_axes) and x is DEFAULT_AXIS and y is DEFAULT_AXIS:
+        x, y = plane_axes(num=DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
+    xs, ys = axis(x, "x"), None if y is None else axis(y, "y")
+    dirs = resolve_directions(directions, model, 1 if ys is None else 2)
     if dirs.y is None:
-        ys = None if (y is _DEFAULT_AXIS or y is None) else ys
+        ys = None if (y is DEFAULT_AXIS or y is None) else ys
         if ys is not None:
             raise GridError("a 2D grid needs two directions; these directions are 1D (pass y=None)")
     grid = Grid(xs, ys)
     if grid.size > max_points:
         raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); pass max_points=N if you mean it")
-    moved = selector(params)
     prepared = prepare(data, dev, memory_budget)
-    spec, prepared = _resolve_loss(loss, metrics, model, prepared)
-    engine: Evaluator
-    if spec.output is not None and all(isinstance(p, TensorSplit) for p in prepared.values()):
-        splits = {k: p for k, p in prepared.items() if isinstance(p, TensorSplit)}
-        engine = SurfaceEngine(model, dirs, splits, spec.output, device=dev, batch_size=batch_size, moved=moved)
-    else:
-        sums = output_sums_of(spec.output) if spec.output is not None else batch_sums_of(spec.batch, batch_size_of)
-        engine = BatchEngine(model, dirs, {k: _as_batches(p) for k, p in prepared.items()}, spec.names, sums,
-                             device=dev, moved=moved)
+    spec, prepared = resolve_loss(loss, metrics, model, prepared)
+    train = prepared.get("train")
+    engine = surface_evaluator(model, dirs, prepared, spec.output,
+                               batch_loss=None if spec.output is not None else (spec.names, batch_sums_of(spec.batch, batch_size_of)),
+                               options=options, bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None,
+                               device=dev, moved=selector(params))
     flat = _run(engine, grid.coords(), progress)
     values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
     streamed = [k for k, p in prepared.items() if isinstance(p, Streamed)]
     settings = {"source": "python", "losses": [spec.label], "split": "both" if len(prepared) > 1 else next(iter(prepared)),
-                "max_samples": 0, "bn": "fixed", "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
-    attrs = {"settings": settings, "model_fingerprint": _dirs.model_fingerprint(model), "streamed": streamed}
+                "max_samples": 0, "bn": bn, "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
+    attrs = {"settings": settings, "model_fingerprint": dirs_.model_fingerprint(model), "streamed": streamed}
     return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
-
-
-def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    from landscape.workflows._experiment import resolve_device
-
-    if device is None:
-        try:
-            return next(iter(model.parameters())).device
-        except StopIteration:
-            return torch.device("cpu")
-    return resolve_device(str(device))
 
 
 def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:
@@ -442,86 +257,3 @@ def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:
     return np.concatenate(rows) if rows else np.empty((0, 0))
 
 
-# --- figures ---------------------------------------------------------------------------------------------------------
-
-
-def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train_loss", ax: Axes | None = None,
-         trajectory: Any = None, levels: int | None = None, vmin: float | None = None, vmax: float | None = None,
-         log: bool | None = None, cmap: str = "viridis", width: str = "single", title: str | None = None,
-         ) -> Figure | InteractiveFigure:
-    """One figure of a surface, as ``landscape plot`` draws it.
-
-    Args:
-        s: a :class:`Surface` or the path of a surface file.
-        kind: ``contour``, ``filled``, ``heatmap``, ``surface3d``, ``trajectory``, ``panels`` (2D) or ``line`` (1D);
-            ``interactive`` (2D, needs the ``interactive`` extra): a plotly view that displays inline in
-            Jupyter and saves to one self-contained HTML file with ``.save(path)``.
-        metric: the column drawn (``train_loss``, ``test_acc``, ...).
-        ax: draw into these axes (a 3D axes for ``surface3d``; every kind but ``panels`` and
-            ``interactive``); None: a new figure.
-        trajectory: for ``trajectory``/``surface3d``: a trajectory file path or what
-            :func:`landscape.trajectory` returns (points with ``coords`` (n, 2)).
-        levels: about this many contour levels; vmin, vmax: colour limits (metric units).
-        log: log colour scale; None chooses (a positive loss spanning more than a decade).
-        cmap: a matplotlib colour map name. width: ``single`` or ``double`` column.
-        title: a title, or None.
-
-    Returns:
-        the matplotlib ``Figure`` (``ax.figure`` when ``ax`` is given); for ``interactive`` an
-        :class:`~landscape.figures.interactive.InteractiveFigure`.
-    """
-    from landscape.figures import files
-    from landscape.io.surface_file import SurfaceFile
-
-    if not isinstance(s, Surface):
-        s = load_surface(s)
-    if kind == "interactive":
-        from landscape.figures.interactive import interactive_figure
-
-        if ax is not None:
-            raise ConfigError("kind='interactive' draws its own page: leave ax out")
-        return interactive_figure(s, trajectory, metric=metric, log=log, title=title)
-    if kind not in files.KINDS:
-        raise ConfigError(f"unknown figure kind {kind!r}; choose from {', '.join(files.KINDS)}")
-    chosen = files.resolve_metric(s.columns, metric, "the surface")
-    done = s.done if s.done is not None else np.ones(s.shape, dtype=bool)
-    sf = SurfaceFile(Path(str(s.attrs.get("path", "surface"))), s.grid, s.columns, s.values, done,
-                     {k: v for k, v in s.attrs.items() if k in ("settings", "directions")} | s.axis_labels()
-                     | ({"directions": dict(s.directions.meta)} if s.directions is not None else {}))
-    path = None
-    if trajectory is not None:
-        from landscape.io.trajectory_file import load_trajectory
-        path = load_trajectory(trajectory) if isinstance(trajectory, str | Path) else trajectory
-    reason = files.applicable_kinds(sf, chosen, path is not None)[kind]
-    if reason is not None:
-        raise LandscapeError(f"figure kind {kind!r} {reason}")
-    if log is None:
-        log = files.spans_decades(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
-    style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width, "title": title}
-    return files._DRAW[kind](files._Job(sf, chosen, path, style, ax))
-
-
-def dataset(name: str = "digits", **options: Any) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """A built-in dataset as ``((train_inputs, train_targets), (test_inputs, test_targets))`` tensors.
-
-    Args:
-        name: a registry name: ``digits`` (8×8 images (n, 1, 8, 8) in [0, 1], labels (n,) int64;
-            shipped with the package), ``linreg``, ``blobs``, ``spirals``, ``mnist``, ... .
-        options: the builder's keywords (e.g. ``seed=0``; ``root=``, ``download=`` for image sets).
-
-    Returns:
-        two ``(inputs, targets)`` pairs, ready for :func:`surface` as they are.
-    """
-    from landscape.zoo.data import DATASETS
-
-    try:
-        result = DATASETS.get(name)(**options)
-    except TypeError as err:
-        raise DataError(f"dataset {name!r} rejected options {options}: {err}") from err
-    train, test = result
-    return (train[0], train[1]), (test[0], test[1])
-
-
-def losses() -> list[str]:
-    """The registry's loss names (and aliases) accepted by ``loss=``."""
-    return [*LOSSES.names(), *ALIASES]

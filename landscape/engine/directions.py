@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import h5py
 import numpy as np
@@ -35,16 +35,31 @@ TensorDict = dict[str, Tensor]
 _EPS = 1e-10
 
 
+DirType = Literal["weights", "states"]
+Norm = Literal["filter", "layer", "weight", "none"]
+Ignore = Literal["biasbn", "none", "random1d"]
+
+
 @dataclass(frozen=True)
 class DirectionOptions:
     """How random directions are drawn: which tensors (``dir_type``), the rescaling (``norm``), the
-    rule for tensors with ndim ≤ 1 (``ignore``) and the generator's ``seed`` (the workflows fill
-    it from the config's ``[directions]`` section)."""
+    rule for tensors with ndim ≤ 1 (``ignore``) and the generator's ``seed``.
 
-    dir_type: str = "weights"
-    norm: str = "filter"
-    ignore: str = "biasbn"
+    One type for both doors: the config's ``[directions]`` section (``DirectionsConfig`` in
+    :mod:`landscape.config` is this class) and ``landscape.random_directions``. The default seed,
+    123, is the one every run folder, figure and reproduction number was drawn with.
+    """
+
+    dir_type: DirType = "weights"
+    norm: Norm = "filter"
+    ignore: Ignore = "biasbn"
     seed: int = 123
+
+    def __post_init__(self) -> None:
+        for key, value in (("dir_type", self.dir_type), ("norm", self.norm), ("ignore", self.ignore)):
+            allowed = get_args({"dir_type": DirType, "norm": Norm, "ignore": Ignore}[key])
+            if value not in allowed:
+                raise DirectionError(f"unknown {key} {value!r}; choose {', '.join(map(repr, allowed))}")
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,12 @@ _DRAW: dict[str, Callable[[_Job], Figure]] = {
 # --- the public entry point --------------------------------------------------------------------------------
 
 
+def draw(sf: SurfaceFile, kind: str, metric: str, path: TrajectoryPoints | None, style: dict[str, Any],
+         ax: Axes | None = None) -> Figure:
+    """One figure ``kind`` of column ``metric`` (``style``: levels, vmin, vmax, log, cmap, width, title)."""
+    return _DRAW[kind](_Job(sf, metric, path, style, ax))
+
+
 def _check_options(formats: Sequence[str], levels: int | None, dpi: int) -> None:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
