@@ -5,12 +5,14 @@ The Python API (see docs/API.md)::
     import landscape
     s = landscape.surface(model, (inputs, targets), loss="cross_entropy")
     fig = landscape.plot(s, kind="contour")
+    ck = landscape.load_checkpoint(path)  # a `landscape train` checkpoint: .model, .data, .config
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from landscape.api.checkpoint import load_checkpoint
 from landscape.api.hessian import HessianResult, hessian
 from landscape.api.inputs import dataset, random_directions
 from landscape.api.plot import plot
@@ -32,6 +34,7 @@ __all__ = [
     "connect",
     "dataset",
     "hessian",
+    "load_checkpoint",
     "load_surface",
     "plot",
     "random_directions",
