@@ -210,7 +210,7 @@ def _add_info(p: argparse.ArgumentParser) -> None:
 # --- trajectory ------------------------------------------------------------------------------------
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from landscape.api.trajectory import folder_checkpoints
+    from landscape.io.run_folder import folder_checkpoints
     from landscape.io.trajectory_file import save_trajectory
     from landscape.workflows.trajectory import compute_trajectory, summary
 

@@ -82,3 +82,29 @@ def test_the_check_sees_an_upward_import_even_inside_a_function() -> None:
     assert violations("io", "import landscape.config\n") == ["line 1: io imports config"]
     assert violations("engine", "from landscape import io\n") == ["line 1: engine imports io"]
     assert violations("io", "from landscape import __version__\n") == []
+
+
+def private_imports(module: str, source: str) -> list[str]:
+    """``from landscape.x import _name`` in ``module`` where ``landscape.x`` is another module: a private crossing."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("landscape"):
+            found += [f"line {node.lineno}: {node.module}.{a.name}" for a in node.names
+                      if a.name.startswith("_") and not a.name.startswith("__") and node.module != module]
+    return found
+
+
+# engine and figures still share private helpers between their own modules (engine.rewrites, figures._style)
+_PRIVATE_CHECKED = [p for p in SOURCES if part_of(p) not in ("engine", "figures")]
+
+
+@pytest.mark.parametrize("path", _PRIVATE_CHECKED, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_imports_another_modules_private_names(path: Path) -> None:
+    module = "landscape." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    assert private_imports(module, path.read_text(encoding="utf-8")) == []
+
+
+def test_the_private_check_sees_a_crossing() -> None:
+    source = "from landscape.api.inputs import _axis, axis\nfrom landscape import __version__\n"
+    assert private_imports("landscape.api.surface", source) == ["line 1: landscape.api.inputs._axis"]
+    assert private_imports("landscape.api.inputs", source) == []

@@ -16,12 +16,15 @@ import torch
 from torch import Tensor, nn
 
 from landscape.api.inputs import LossSpec, as_batches, model_device, resolve_loss
+from landscape.config import DirectionsConfig, HessianConfig, SurfaceConfig
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
-from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prepare
+from landscape.zoo.userdata import Paired, Streamed, prepare
+
+_HESSIAN, _DIRECTIONS, _SURFACE = HessianConfig(), DirectionsConfig(), SurfaceConfig()  # the CLI's defaults
 
 
 def _double_backward_attention() -> contextlib.AbstractContextManager[None]:
@@ -66,10 +69,10 @@ class HessianResult:
         return self.eigenvalues[0]
 
 
-def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = 3, *,
-            params: ParamSelector = None, ignore: str = "biasbn", device: str | torch.device | None = None,
-            memory_budget: int = DEFAULT_MEMORY_BUDGET, tol: float = 1e-3, max_iter: int = 100,
-            trace_samples: int = 100, seed: int = 0, progress: bool = True) -> HessianResult:
+def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = _HESSIAN.top_k, *,
+            params: ParamSelector = None, ignore: str = _DIRECTIONS.ignore, device: str | torch.device | None = None,
+            memory_budget: int = _SURFACE.memory_budget, tol: float = _HESSIAN.tol, max_iter: int = _HESSIAN.max_iter,
+            trace_samples: int = _HESSIAN.trace_samples, seed: int = _HESSIAN.seed, progress: bool = True) -> HessianResult:
     """Extreme eigenvalues and the trace of the loss Hessian at ``model``'s weights (matrix-free).
 
     Lanczos with full reorthogonalization for the ``top_k`` largest and the smallest eigenvalue,

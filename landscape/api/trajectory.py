@@ -10,7 +10,6 @@ oldest first, the final one last.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,16 +17,17 @@ from typing import Any
 
 from torch import nn
 
+from landscape.config import DirectionsConfig, RunConfig
 from landscape.errors import CheckpointError, ConfigError
-from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
+from landscape.io.checkpoint import Checkpoint, find_state_dict, load_checkpoint
 from landscape.io.recorder import skeleton_model
-from landscape.io.run_folder import run_checkpoints
+from landscape.io.run_folder import folder_checkpoints
 from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
 from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import trajectory as _traj
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
-_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+_DIRECTIONS = DirectionsConfig()  # the CLI's defaults
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,29 +58,6 @@ class Trajectory(_TrajectoryFile):
         return Path(path)
 
 
-def _natural_key(path: Path) -> list[Any]:
-    """``epoch_2`` before ``epoch_10``: digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def folder_checkpoints(folder: str | Path, include_steps: bool = False) -> list[Path]:
-    """The checkpoints of a folder, oldest first.
-
-    A run folder (``run.json``, written by ``landscape train`` or :class:`landscape.Recorder`)
-    lists them in order; any other folder gives its checkpoint files (``*.pt``, ``*.pth``,
-    ``*.ckpt``, ``*.bin``, ``*.tar``) sorted by name with numbers compared as numbers.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise CheckpointError(f"{str(root)!r} is not a folder")
-    if (root / "run.json").is_file():
-        return run_checkpoints(root, include_steps)
-    files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix in _SUFFIXES), key=_natural_key)
-    if not files:
-        raise CheckpointError(f"{str(root)!r} holds no run.json and no checkpoint files ({', '.join(_SUFFIXES)})")
-    return files
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module inside ``DataParallel`` / ``DistributedDataParallel`` (their names carry ``module.``)."""
     wrapped = getattr(model, "module", None)
@@ -96,7 +73,7 @@ def _in_memory(item: nn.Module | Mapping[str, Any], i: int) -> Checkpoint:
         return Checkpoint(label, {k: v.detach() for k, v in _unwrap(item).state_dict().items()}, None)
     label = Path(f"<state dict {i}>")
     epoch, step, metrics = item.get("epoch"), item.get("step"), item.get("metrics")
-    return Checkpoint(label, _find_state_dict(item, label), None,
+    return Checkpoint(label, find_state_dict(item, label), None,
                       epoch if isinstance(epoch, int) else None, step if isinstance(step, int) else None,
                       {k: float(v) for k, v in metrics.items()} if isinstance(metrics, Mapping) else {})
 
@@ -152,8 +129,8 @@ def _architecture(items: list[Path | Checkpoint], given: Sequence[PathItem] | st
                           "(any instance of the architecture; its weights are not used) or dir_type='states'")
 
 
-def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None = None, dir_type: str = "weights",
-               ignore: str = "biasbn", center: bool = True, include_steps: bool = False,
+def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None = None, dir_type: str = _DIRECTIONS.dir_type,
+               ignore: str = _DIRECTIONS.ignore, center: bool = RunConfig().pca_center, include_steps: bool = False,
                unsafe: bool = False) -> Trajectory:
     """PCA plane of an optimization path and the path projected onto it (Li et al., 2018, §7).
 
@@ -185,4 +162,4 @@ def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None
     return Trajectory(**{f.name: getattr(traj, f.name) for f in fields(traj)})
 
 
-__all__ = ["Trajectory", "folder_checkpoints", "trajectory"]
+__all__ = ["Trajectory", "trajectory"]

@@ -201,3 +201,9 @@ def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], what: str = "t
             parts.append(f"shape mismatches (checkpoint vs model): {_short(shapes)}")
         raise CheckpointError(f"the checkpoint does not fit {what}: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)
+
+
+def find_state_dict(obj: Any, where: Path) -> dict[str, Tensor]:
+    """The flat name → tensor dict inside ``obj`` (a file's contents or a dict held in memory, named ``where``
+    in messages): bare, or under ``state_dict``/``model``/..., DataParallel ``module.`` prefixes stripped."""
+    return _find_state_dict(obj, where)

@@ -103,7 +103,7 @@ def load_trajectory(path: str | Path) -> TrajectoryPoints:
     return TrajectoryPoints(coords, epochs, steps, losses, names, ev, meta)
 
 
-def _stored_coords(path: Path) -> np.ndarray | None:
+def stored_coords(path: Path) -> np.ndarray | None:
     """The path's (n, 2) coordinates when ``path`` is a trajectory file, else None."""
     try:
         with h5py.File(path, "r") as f:

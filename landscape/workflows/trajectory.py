@@ -50,7 +50,7 @@ from landscape.engine.pca import principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.run_folder import run_checkpoints
-from landscape.io.trajectory_file import Trajectory, TrajectoryPoints, _stored_coords
+from landscape.io.trajectory_file import Trajectory, TrajectoryPoints, stored_coords
 from landscape.workflows._experiment import checkpoint_config
 
 TensorDict = dict[str, Tensor]
@@ -241,7 +241,7 @@ def default_grid_overrides(path: Path, two_d: bool, num: int = 31, margin: float
     origin with ``margin`` on each side, ``num`` points per axis. A PCA plane is 2D, so ``y`` is
     always set whatever ``two_d`` says. Any other direction file keeps the default grid ([]).
     """
-    coords = _stored_coords(Path(path))
+    coords = stored_coords(Path(path))
     if coords is None or coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
         return []
     x, y = path_axis(coords[:, 0], num, margin), path_axis(coords[:, 1], num, margin)
