@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -315,3 +316,14 @@ def test_load_checkpoint_of_a_foreign_file_takes_a_factory_or_a_module(tmp_path:
     assert "\n" not in str(err.value)
     with pytest.raises(landscape.LandscapeError, match=r"unexpected keys: 2\.weight, 2\.bias"):
         landscape.load_checkpoint(path, nn.Sequential(nn.Linear(12, 6)))
+
+
+def test_the_apis_engine_options_are_checked_in_one_line(trained: Path) -> None:
+    ck = landscape.load_checkpoint(trained)
+    (x, y), _ = ck.data
+    for kwargs, text in (({"bn": "keep"}, "bn must be 'fixed' or 'recompute'"),
+                         ({"points_per_call": -1}, "points_per_call ≥ 0"),
+                         ({"bn": "recompute", "memory_budget": 1}, "needs (inputs, targets) data in memory")):
+        with pytest.raises(landscape.LandscapeError, match=re.escape(text)) as err:
+            landscape.surface(ck.model, (x, y), x=(-1, 1, 3), y=(-1, 1, 3), progress=False, **kwargs)
+        assert "\n" not in str(err.value)

@@ -1,10 +1,5 @@
-"""What every capability of the API resolves first: data, loss, device, directions and grid.
-
-A notebook passes plain objects (a model, tensors or a DataLoader, a loss name, a criterion or a
-callable, a device name, directions or a direction file, ``(min, max, num)`` axes); each is turned
-here, once, into what the engine takes, with the defaults of the CLI's config (:mod:`landscape.config`):
-``landscape.surface`` and ``landscape surface`` given the same inputs draw the same directions.
-"""
+"""What every capability of the API resolves first (data, loss, device, directions, grid), once,
+with the defaults of the CLI's config: given the same inputs both doors draw the same directions."""
 
 from __future__ import annotations
 
@@ -33,12 +28,8 @@ AxisSpec = tuple[float, float, int] | Sequence[float] | np.ndarray
 LossSpec = str | Sequence[str] | nn.Module | Callable[[nn.Module, Any], Tensor]
 DirectionsSpec = Directions | str | Path | tuple[Mapping[str, Tensor], Mapping[str, Tensor] | None] | Any | None
 
-def _parse_default(spec: str) -> tuple[float, float, int]:
-    lo, hi, num = spec.split(":")
-    return float(lo), float(hi), int(num)
-
-
-DEFAULT_AXIS = _parse_default(SurfaceConfig().x)  # the CLI's default grid axis, (-1, 1, 51)
+_LO, _HI, _NUM = SurfaceConfig().x.split(":")
+DEFAULT_AXIS = (float(_LO), float(_HI), int(_NUM))  # the CLI's default grid axis, (-1, 1, 51)
 DEFAULT_SEED = DirectionOptions().seed  # the CLI's [directions] seed (123), for both doors
 
 

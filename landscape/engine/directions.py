@@ -43,12 +43,9 @@ Ignore = Literal["biasbn", "none", "random1d"]
 @dataclass(frozen=True)
 class DirectionOptions:
     """How random directions are drawn: which tensors (``dir_type``), the rescaling (``norm``), the
-    rule for tensors with ndim ≤ 1 (``ignore``) and the generator's ``seed``.
-
-    One type for both doors: the config's ``[directions]`` section (``DirectionsConfig`` in
-    :mod:`landscape.config` is this class) and ``landscape.random_directions``. The default seed,
-    123, is the one every run folder, figure and reproduction number was drawn with.
-    """
+    rule for tensors with ndim ≤ 1 (``ignore``) and the generator's ``seed``. Also the config's
+    ``[directions]`` section (``landscape.config.DirectionsConfig`` is this class): one type, one
+    default seed (123, the paper's) for the API and the CLI."""
 
     dir_type: DirType = "weights"
     norm: Norm = "filter"
@@ -56,10 +53,9 @@ class DirectionOptions:
     seed: int = 123
 
     def __post_init__(self) -> None:
-        for key, value in (("dir_type", self.dir_type), ("norm", self.norm), ("ignore", self.ignore)):
-            allowed = get_args({"dir_type": DirType, "norm": Norm, "ignore": Ignore}[key])
-            if value not in allowed:
-                raise DirectionError(f"unknown {key} {value!r}; choose {', '.join(map(repr, allowed))}")
+        for key, choices in (("dir_type", DirType), ("norm", Norm), ("ignore", Ignore)):
+            if getattr(self, key) not in get_args(choices):
+                raise DirectionError(f"unknown {key} {getattr(self, key)!r}; choose {', '.join(map(repr, get_args(choices)))}")
 
 
 @dataclass(frozen=True)

@@ -165,12 +165,8 @@ def _identity(out: Tensor, _: Any) -> Tensor:
 
 def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], loss: str, split: str, *,
                   per_sample: LossFn | None = None, batch_fn: BatchFn | None = None) -> Setup:
-    """The Hessian problem over ``names`` of ``model`` (a private copy), for ``landscape hessian`` and the API.
-
-    ``per_sample(output, target)`` over (inputs, targets) batches, or a batch loss ``batch_fn(model, batch)``
-    over batches of any shape (the model is wrapped: its names carry ``inner.``; a loss that fails on
-    the first batch is one line naming it). ``data``: a list of batches (cached) or a stream.
-    """
+    """The Hessian problem over ``names`` of ``model`` (a private copy) for both doors: ``per_sample(output,
+    target)`` over (inputs, targets) batches, or ``batch_fn(model, batch)`` over any batches (names get ``inner.``)."""
     if batch_fn is None:
         assert per_sample is not None
         return Setup(HessianProblem(model, list(names), data, per_sample), model, data, per_sample, loss, split)
@@ -192,8 +188,7 @@ def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], l
 
 @dataclass(frozen=True)
 class Curvature:
-    """What :func:`measure` found: the loss and its gradient at θ*, the top and bottom Lanczos runs,
-    Hutchinson's trace and the exact trace (None above :data:`EXACT_TRACE_MAX_DIM` parameters)."""
+    """What :func:`measure` found at θ* (``exact``: None over :data:`EXACT_TRACE_MAX_DIM` parameters)."""
 
     loss: float
     grad: list[Tensor]

@@ -111,11 +111,6 @@ def axis_label(dirs: Directions, which: str) -> str:
     return f"{'α' if which == 'x' else 'β'} ({norm}-normalized)" if norm not in ("none", "as-saved") else ("α" if which == "x" else "β")
 
 
-def _splits(exp: Experiment, cfg: Config) -> dict[str, TensorSplit]:
-    names = ["train", "test"] if cfg.surface.split == "both" else [cfg.surface.split]
-    return {n: exp.data.split(n).subset(cfg.surface.max_samples) for n in names}
-
-
 def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
     """The one user batch loss ``file.py:fn`` among ``losses`` as (model, batch) → (sums, n): column ``loss``.
 
@@ -124,11 +119,6 @@ def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
     if len(losses) != 1:
         raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(losses)}")
     return batch_sums_of([("loss", load_callable(losses[0]))], samples_in)  # type: ignore[list-item]
-
-
-def engine_options(cfg: Config) -> EngineOptions:
-    s = cfg.surface
-    return EngineOptions(batch_size=s.batch_size, points_per_call=s.points_per_call, bn=s.bn, bn_batches=s.bn_batches)
 
 
 def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str, Prepared]:
@@ -152,7 +142,7 @@ def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str
         if s.max_samples:
             raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
         return dict(exp.batches.placed(names, device, s.memory_budget))
-    return dict(_splits(exp, cfg))
+    return {n: exp.data.split(n).subset(s.max_samples) for n in names}
 
 
 def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mapping[str, Prepared],
@@ -161,15 +151,14 @@ def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mappi
     one :func:`~landscape.engine.evaluator.surface_evaluator` the API's ``landscape.surface`` calls too."""
     s = cfg.surface
     if s.metric == "eig_ratio":
-        return eig_ratio_engine(exp, cfg, dirs, _splits(exp, cfg), device)
+        return eig_ratio_engine(exp, cfg, dirs, {k: v for k, v in splits.items() if isinstance(v, TensorSplit)}, device)
     losses = list(s.losses) or [cfg.train.loss]
     moved = selector(s.params) if s.params else None
+    options = EngineOptions(batch_size=s.batch_size, points_per_call=s.points_per_call, bn=s.bn, bn_batches=s.bn_batches)
     if any(is_user_spec(n) for n in losses):  # a batch loss fn(model, (inputs, targets)) or fn(model, batch)
-        if s.bn != "fixed":
-            raise ConfigError("--bn recompute is not available with a batch loss file.py:fn")
         return surface_evaluator(exp.model, dirs, splits, batch_loss=(["loss"], batch_loss_sums(losses)),
-                                 options=engine_options(cfg), device=device, moved=moved)
-    return surface_evaluator(exp.model, dirs, splits, exp.metrics(s.losses), options=engine_options(cfg),
+                                 options=options, device=device, moved=moved)
+    return surface_evaluator(exp.model, dirs, splits, exp.metrics(s.losses), options=options,
                              bn_data=exp.data.train if s.bn == "recompute" else None, device=device, moved=moved)
 
 
