@@ -108,3 +108,9 @@ def test_the_private_check_sees_a_crossing() -> None:
     source = "from landscape.api.inputs import _axis, axis\nfrom landscape import __version__\n"
     assert private_imports("landscape.api.surface", source) == ["line 1: landscape.api.inputs._axis"]
     assert private_imports("landscape.api.inputs", source) == []
+
+
+def test_config_takes_only_the_directions_options_from_the_engine() -> None:
+    tree = ast.parse((PACKAGE / "config.py").read_text(encoding="utf-8"))
+    engine = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("landscape.engine")}
+    assert engine == {"landscape.engine.directions"}
