@@ -170,24 +170,13 @@ def resolve_loss(loss: LossSpec, metrics: Mapping[str, Callable[..., Tensor]] | 
     task, num_classes = infer_task(y, names, output)
     ms = MetricSet(names, task, num_classes)
     ms.check(output, y[: output.shape[0]].to(output.device))
-    criterion = ms.criteria[0]
-
-    def per_sample(out: Tensor, target: Tensor) -> Tensor:
-        return criterion.fn(out, target, num_classes)
-
+    label = ",".join(c.name for c in ms.criteria)
     if not metrics:
-        return ResolvedLoss(list(ms.names), output=ms, per_sample=per_sample, label=",".join(c.name for c in ms.criteria)), prepared
-    fns_named = [("loss" if i == 0 else c.name, bind_classes(c.fn, num_classes)) for i, c in enumerate(ms.criteria)]
+        return ResolvedLoss(list(ms.names), output=ms, per_sample=ms.per_sample(), label=label), prepared
+    fns_named = [("loss" if i == 0 else c.name, ms.per_sample(i)) for i, c in enumerate(ms.criteria)]
     om = OutputMetrics([*fns_named, *metrics.items()], acc=ms.has_acc)
     om.check(output, y[: output.shape[0]].to(output.device))
-    return ResolvedLoss(om.names, output=om, per_sample=per_sample, label=",".join(c.name for c in ms.criteria)), prepared
-
-
-def bind_classes(fn: Callable[[Tensor, Tensor, int], Tensor], num_classes: int) -> Callable[[Tensor, Tensor], Tensor]:
-    def bound(output: Tensor, target: Tensor) -> Tensor:
-        return fn(output, target, num_classes)
-
-    return bound
+    return ResolvedLoss(om.names, output=om, per_sample=ms.per_sample(), label=label), prepared
 
 
 def match_targets(p: Prepared, output: Tensor) -> Prepared:

@@ -48,7 +48,6 @@ from landscape.engine.hessian import (
     hutchinson_trace,
     lanczos,
 )
-from landscape.engine.losses import get_criterion
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
@@ -101,13 +100,7 @@ def hessian_split(cfg: Config, allow_both: bool) -> str:
 
 def per_sample_loss(exp: Experiment, name: str) -> LossFn:
     """``(output, target) -> (n,)`` for the registered criterion ``name`` on the data's task."""
-    criterion = get_criterion(name, exp.data.task)
-    num_classes = exp.data.num_classes
-
-    def loss_fn(output: Tensor, target: Tensor) -> Tensor:
-        return criterion.fn(output, target, num_classes)
-
-    return loss_fn
+    return exp.metrics([name]).per_sample()
 
 
 @dataclass(frozen=True)
