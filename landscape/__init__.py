@@ -5,13 +5,17 @@ The Python API (see docs/API.md)::
     import landscape
     s = landscape.surface(model, (inputs, targets), loss="cross_entropy")
     fig = landscape.plot(s, kind="contour")
+    ck = landscape.load_checkpoint(path)  # a `landscape train` checkpoint: .model, .data, .config
 """
 
 from __future__ import annotations
 
-from landscape.api import Surface, dataset, load_surface, plot, random_directions, surface
-from landscape.api_hessian import HessianResult, hessian
-from landscape.api_trajectory import Trajectory, trajectory
+from landscape.api.checkpoint import load_checkpoint
+from landscape.api.hessian import HessianResult, hessian
+from landscape.api.inputs import dataset, random_directions
+from landscape.api.plot import plot
+from landscape.api.surface import Surface, load_surface, surface
+from landscape.api.trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.engine.filters import Filters, register_filter_rule
 from landscape.errors import FlatSurfaceWarning, LandscapeError
@@ -32,6 +36,7 @@ __all__ = [
     "connect",
     "dataset",
     "hessian",
+    "load_checkpoint",
     "load_surface",
     "plot",
     "random_directions",

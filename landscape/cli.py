@@ -164,7 +164,7 @@ def cmd_info(args: argparse.Namespace) -> int:
          details={"--out": "trajectory file (.h5); also a direction file for surface --directions",
                   "--model": "for foreign checkpoints (with --data, --config or --set): what they hold"})
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from landscape.api_trajectory import folder_checkpoints
+    from landscape.io.run_folder import folder_checkpoints
     from landscape.io.trajectory_file import save_trajectory
     from landscape.workflows.trajectory import compute_trajectory, summary
 

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from landscape.atomic import write_text_atomic
+from landscape.engine.directions import DirectionOptions
 from landscape.errors import ConfigError
+
+DirectionsConfig = DirectionOptions  # the [directions] section is the engine's own (frozen) options type
 
 T = TypeVar("T")
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["constant", "step", "cosine"]
-DirType = Literal["weights", "states"]
-Norm = Literal["filter", "layer", "weight", "none"]
-Ignore = Literal["biasbn", "none", "random1d"]
 Split = Literal["train", "test", "both"]
 BNMode = Literal["keep", "recompute"]  # BatchNorm statistics: the checkpoint's, or re-estimated at every point
 Target = Literal["label", "input"]
@@ -101,14 +101,6 @@ class TrainConfig:
         if self.epochs < 0 or self.batch_size < 1 or not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"train.epochs must be ≥ 0, train.batch_size ≥ 1 and train.lr a positive number, "
                               f"got {self.epochs}, {self.batch_size} and {self.lr}")
-
-
-@dataclass(frozen=True)
-class DirectionsConfig:
-    dir_type: DirType = "weights"
-    norm: Norm = "filter"
-    ignore: Ignore = "biasbn"
-    seed: int = 123
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from landscape.engine.directions import DirectionOptions, random_directions
+from landscape.engine.directions import random_directions
 from landscape.engine.grid import Grid
 from landscape.engine.hessian import HessianProblem
 from landscape.engine.surface import Evaluator, SurfaceEngine
@@ -62,7 +61,7 @@ def main() -> None:
     cfg, device = exp.config, resolve_device(args.device)
     grid = Grid.parse(args.grid, args.grid)
     coords = grid.coords()
-    dirs = random_directions(exp.model, DirectionOptions(**asdict(cfg.directions)), 2)
+    dirs = random_directions(exp.model, cfg.directions, 2)
     splits = {"train": exp.data.train}
 
     s = setup(exp, cfg, device)

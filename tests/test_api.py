@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import landscape
-from landscape.config import PlotConfig
+from landscape.config import DirectionsConfig, PlotConfig
 from landscape.engine.directions import save_directions
 from landscape.errors import ConfigError, DataError, GridError, LandscapeError, RegistryError
 
@@ -95,6 +95,7 @@ PUBLIC = [  # sorted: adding or removing a public name is a decision, written do
     "connect",
     "dataset",
     "hessian",
+    "load_checkpoint",
     "load_surface",
     "plot",
     "random_directions",
@@ -336,10 +337,10 @@ def test_directions_from_a_direction_file_and_a_surface_file(tmp_path: Path) -> 
     np.testing.assert_allclose(c["train_loss"], b["train_loss"], rtol=1e-12)
 
 
-def test_default_directions_are_the_papers_with_seed_0() -> None:
+def test_default_directions_are_the_papers_with_the_clis_seed_123() -> None:
     model = mlp()
     dirs = landscape.random_directions(model)
-    assert dirs.meta["seed"] == 0 and dirs.meta["norm"] == "filter"
+    assert dirs.meta["seed"] == 123 == DirectionsConfig().seed and dirs.meta["norm"] == "filter"
     assert not dirs.x["0.bias"].any() and dirs.y is not None
     for k in ("0.weight", "2.weight"):  # each filter (row) has the norm of the weights' row
         torch.testing.assert_close(dirs.x[k].double().norm(dim=1), model.state_dict()[k].norm(dim=1), rtol=1e-5, atol=1e-6)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,112 @@ def test_cli_takes_a_batch_loss_file_a_dataloader_and_params(tmp_path: Path) -> 
 
     dense = torch.autograd.functional.hessian(loss_of, w2)
     np.testing.assert_allclose(json.loads(report.read_text())["exact_trace"], float(torch.trace(dense)), rtol=1e-4)
+
+
+# --- one tool: the API and the CLI on the same checkpoint, with no seed -----------------------------------------------
+
+TINY_BN_TOML = """
+[data]
+name = "digits"
+max_train = 120
+max_test = 60
+
+[model]
+name = "mlp"
+options = { hidden = [12], batchnorm = true }
+
+[train]
+epochs = 1
+batch_size = 40
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of ``landscape train`` (an MLP with BatchNorm on 120 digits), trained in-process."""
+    root = tmp_path_factory.mktemp("trained")
+    (root / "tiny.toml").write_text(TINY_BN_TOML)
+    assert main(["train", str(root / "tiny.toml"), "--out", str(root / "run")]) == 0
+    (ckpt,) = sorted((root / "run" / "checkpoints").glob("epoch_*.pt"))[-1:]
+    return ckpt
+
+
+@pytest.mark.parametrize(("points_per_call", "bn"), [(0, "keep"), (3, "keep"), (4, "recompute")])
+def test_the_notebook_flow_gives_the_clis_file_bit_for_bit_with_no_seed(trained: Path, tmp_path: Path,
+                                                                       points_per_call: int, bn: str) -> None:
+    cli_file, api_file = tmp_path / "cli.h5", tmp_path / "api.h5"
+    assert main(["surface", str(trained), "--x", "-1:1:5", "--y", "-0.5:0.5:3", "--split", "both", "--out", str(cli_file),
+                 "--set", f"surface.points_per_call={points_per_call}", "--set", f'surface.bn="{bn}"']) == 0
+    # the five lines a notebook runs after `landscape train`: no seed, no data or model code
+    ck = landscape.load_checkpoint(trained)
+    s = landscape.surface(ck.model, ck.data, x=(-1, 1, 5), y=(-0.5, 0.5, 3), points_per_call=points_per_call,
+                          bn=bn, progress=False)  # type: ignore[arg-type]
+    s.save(api_file)
+    with h5py.File(cli_file, "r") as f, h5py.File(api_file, "r") as g:
+        columns = ["train_loss", "train_acc", "test_loss", "test_acc"]
+        assert [c for c in f if c in columns] == [c for c in g if c in columns] and all(c in f for c in columns)
+        for c in columns:  # exact equality: the same engine on the same tensors
+            np.testing.assert_array_equal(np.asarray(f[c][()]), np.asarray(g[c][()]), err_msg=c)
+        assert np.isfinite(np.asarray(f["train_loss"][()])).all()
+    cli, api = landscape.load_surface(cli_file).directions, landscape.load_surface(api_file).directions
+    assert cli is not None and api is not None and cli.y is not None and api.y is not None
+    assert cli.meta["seed"] == api.meta["seed"] == 123
+    assert list(cli.x) == list(api.x)
+    for k in cli.x:
+        assert torch.equal(cli.x[k], api.x[k]) and torch.equal(cli.y[k], api.y[k]), k
+    # the origin is the checkpoint's own model, as the CLI evaluates it (fixed BatchNorm)
+    if bn == "keep":
+        (x_train, y_train), _ = ck.data
+        with torch.no_grad():
+            want = float(F.cross_entropy(ck.model(x_train).double(), y_train))
+        np.testing.assert_allclose(s["train_loss"][2, 1], want, rtol=1e-5)
+
+
+def test_load_checkpoint_gives_the_config_epoch_and_a_model_that_is_the_files(trained: Path) -> None:
+    ck = landscape.load_checkpoint(trained)
+    saved = torch.load(trained, weights_only=True)
+    assert ck.config == saved["config"] and ck.config["model"]["options"]["batchnorm"] is True
+    assert (ck.epoch, ck.step) == (saved["epoch"], saved["step"]) and ck.epoch == 1 and ck.step == 3
+    assert not ck.model.training
+    state = ck.model.state_dict()
+    assert list(state) == list(saved["state_dict"]) and all(torch.equal(state[k], v) for k, v in saved["state_dict"].items())
+    (x_train, y_train), (x_test, _) = ck.data
+    assert (len(x_train), len(x_test)) == (120, 60) and x_train.shape[1:] == (1, 8, 8) and y_train.dtype == torch.int64
+
+
+@pytest.mark.parametrize("layout", ["bare", "dict", "ddp"])
+def test_load_checkpoint_of_a_foreign_file_takes_a_factory_or_a_module(tmp_path: Path, layout: str) -> None:
+    torch.manual_seed(4)
+    trained_model = nn.Sequential(nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 3))
+    state = trained_model.state_dict()
+    saved = {"bare": state, "dict": {"model": state, "epoch": 2},
+             "ddp": {f"module.{k}": v for k, v in state.items()}}[layout]
+    path = tmp_path / "foreign.pt"
+    torch.save(saved, path)
+
+    def factory() -> nn.Module:
+        return nn.Sequential(nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 3))
+
+    blank = factory()
+    before = {k: v.clone() for k, v in blank.state_dict().items()}
+    for given in (factory, blank):
+        ck = landscape.load_checkpoint(path, given)
+        assert ck.data is None and ck.config is None
+        assert all(torch.equal(ck.model.state_dict()[k], v) for k, v in state.items())
+    assert all(torch.equal(blank.state_dict()[k], v) for k, v in before.items())  # the module passed is not written
+    with pytest.raises(landscape.LandscapeError, match="does not say which model") as err:
+        landscape.load_checkpoint(path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(landscape.LandscapeError, match=r"unexpected keys: 2\.weight, 2\.bias"):
+        landscape.load_checkpoint(path, nn.Sequential(nn.Linear(12, 6)))
+
+
+def test_the_apis_engine_options_are_checked_in_one_line(trained: Path) -> None:
+    ck = landscape.load_checkpoint(trained)
+    (x, y), _ = ck.data
+    for kwargs, text in (({"bn": "fixed"}, "bn must be 'keep' or 'recompute'"),
+                         ({"points_per_call": -1}, "points_per_call ≥ 0"),
+                         ({"bn": "recompute", "memory_budget": 1}, "needs (inputs, targets) data in memory")):
+        with pytest.raises(landscape.LandscapeError, match=re.escape(text)) as err:
+            landscape.surface(ck.model, (x, y), x=(-1, 1, 3), y=(-1, 1, 3), progress=False, **kwargs)
+        assert "\n" not in str(err.value)

@@ -128,3 +128,17 @@ def test_target_direction_is_the_difference() -> None:
     for name, p in a.named_parameters():
         torch.testing.assert_close(dirs.x[name], torch.ones_like(p))
     assert isinstance(dirs, Directions) and dirs.y is None
+
+
+def test_the_configs_directions_section_is_the_engines_options_and_checks_its_choices() -> None:
+    from landscape.config import DirectionsConfig, config_from_dict
+    from landscape.errors import ConfigError
+
+    assert DirectionsConfig is DirectionOptions and DirectionOptions().seed == 123
+    assert config_from_dict({"directions": {"norm": "layer", "seed": 5}}).directions == DirectionOptions(norm="layer", seed=5)
+    with pytest.raises(ConfigError, match=r"directions\.norm = 'filters' is not allowed"):
+        config_from_dict({"directions": {"norm": "filters"}})
+    for key, bad in (("dir_type", "buffers"), ("norm", "filters"), ("ignore", "bias")):
+        with pytest.raises(DirectionError, match=f"unknown {key} '{bad}'; choose ") as err:
+            DirectionOptions(**{key: bad})  # type: ignore[arg-type]
+        assert "\n" not in str(err.value)

@@ -34,14 +34,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "testhooks": frozenset({"errors"}),  # the environment variables of the crash tests, read once
     "atomic": frozenset({"errors", "testhooks"}),
-    "config": frozenset({"errors", "atomic"}),
+    "config": frozenset({"errors", "atomic", "engine"}),  # the [directions] section is engine.directions.DirectionOptions
     "zoo": _FOUNDATION,  # zoo.data takes its own DataConfig
     "engine": frozenset({"errors", "zoo"}),  # never config: the engine takes its own options
     "io": frozenset({"errors", "atomic", "engine", "version", "testhooks"}),  # never config: a checkpoint's config is a plain dict here
     "figures": _FOUNDATION | {"engine", "io"},  # figures take a PlotConfig
     "workflows": _FOUNDATION | {"zoo", "engine", "io", "figures"},
 }
-TOP = frozenset({"api", "api_hessian", "api_trajectory", "cli", "flags", "__init__", "__main__"})  # may import anything
+TOP = frozenset({"api", "cli", "flags", "__init__", "__main__"})  # may import anything
 
 
 def part_of(path: Path) -> str:
@@ -313,3 +313,9 @@ def test_the_checks_find_private_names_taken_across_subpackages(tmp_path: Path) 
 def test_the_length_check_names_a_long_module(tmp_path: Path) -> None:
     pkg = write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/long.py": "x = 1\n" * 601, "pkg/short.py": "x = 1\n" * 600})
     assert too_long(pkg) == ["pkg/long.py: 601 lines"]
+
+
+def test_config_takes_only_the_directions_options_from_the_engine() -> None:
+    tree = ast.parse((PACKAGE / "config.py").read_text(encoding="utf-8"))
+    engine = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("landscape.engine")}
+    assert engine == {"landscape.engine.directions"}

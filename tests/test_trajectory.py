@@ -320,3 +320,28 @@ def test_cli_refuses_mixed_inputs(tiny_run: RunResult, tmp_path: Path, capsys: p
     assert code == 1 and "--include-steps" in capsys.readouterr().err
     assert main(["trajectory", *map(str, tiny_run.checkpoints), "--out", str(tmp_path / "t.h5")]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoints"] == 4
+
+
+def test_both_doors_take_foreign_checkpoints_with_states_directions_without_a_model(tmp_path: Path) -> None:
+    """A folder of bare state dicts: `landscape trajectory --dir-type states` and `landscape.trajectory(dir_type=
+    "states")` need no architecture (every float entry moves) and give the same plane, bit for bit."""
+    import landscape
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 2))
+    paths = []
+    for k in range(4):
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.is_floating_point():
+                    t.add_(0.1 * torch.randn_like(t))
+        paths.append(tmp_path / f"ck{k}.pt")
+        torch.save(copy.deepcopy(model.state_dict()), paths[-1])
+    out = tmp_path / "t.h5"
+    assert main(["trajectory", *map(str, paths), "--dir-type", "states", "--out", str(out)]) == 0
+    cli, api = load_trajectory(out), landscape.trajectory(paths, dir_type="states")
+    np.testing.assert_array_equal(cli.coords, api.coords)
+    dirs = load_directions(out, model)
+    assert "1.running_mean" in dirs.x and all(torch.equal(dirs.x[k], api.directions.x[k]) for k in api.directions.x)
+    with pytest.raises(CheckpointError, match="does not say which of its tensors are parameters"):
+        landscape.trajectory(paths)

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import h5py
 import numpy as np
@@ -40,16 +40,27 @@ TensorDict = dict[str, Tensor]
 _EPS = 1e-10
 
 
+DirType = Literal["weights", "states"]
+Norm = Literal["filter", "layer", "weight", "none"]
+Ignore = Literal["biasbn", "none", "random1d"]
+
+
 @dataclass(frozen=True)
 class DirectionOptions:
     """How random directions are drawn: which tensors (``dir_type``), the rescaling (``norm``), the
-    rule for tensors with ndim ≤ 1 (``ignore``) and the generator's ``seed`` (the workflows fill
-    it from the config's ``[directions]`` section)."""
+    rule for tensors with ndim ≤ 1 (``ignore``) and the generator's ``seed``. Also the config's
+    ``[directions]`` section (``landscape.config.DirectionsConfig`` is this class): one type, one
+    default seed (123, the paper's) for the API and the CLI."""
 
-    dir_type: str = "weights"
-    norm: str = "filter"
-    ignore: str = "biasbn"
+    dir_type: DirType = "weights"
+    norm: Norm = "filter"
+    ignore: Ignore = "biasbn"
     seed: int = 123
+
+    def __post_init__(self) -> None:
+        for key, choices in (("dir_type", DirType), ("norm", Norm), ("ignore", Ignore)):
+            if getattr(self, key) not in get_args(choices):
+                raise DirectionError(f"unknown {key} {getattr(self, key)!r}; choose {', '.join(map(repr, get_args(choices)))}")
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,11 @@ class MetricSet:
         if self.has_acc:
             self.names.append("acc")
 
+    def per_sample(self, i: int = 0) -> Callable[[Tensor, Tensor], Tensor]:
+        """Criterion ``i`` as ``(output, target) -> (n,)`` per-sample losses, with this set's classes."""
+        fn, num_classes = self.criteria[i].fn, self.num_classes
+        return lambda output, target: fn(output, target, num_classes)
+
     def batch_sums(self, output: Tensor, target: Tensor) -> Tensor:
         """Sum over the batch of each metric, in ``names`` order: shape (len(names),)."""
         per = [c.fn(output, target, self.num_classes) for c in self.criteria]

@@ -76,7 +76,7 @@ class SurfaceEngine:
 
     def __init__(self, model: nn.Module, directions: Directions, splits: Mapping[str, TensorSplit],
                  metrics: Metrics, *, device: torch.device | str = "cpu", batch_size: int = 0,
-                 bn: str = "fixed", bn_data: TensorSplit | None = None, bn_batches: int = 8,
+                 bn: str = "keep", bn_data: TensorSplit | None = None, bn_batches: int = 8,
                  points_per_call: int = 0, moved: Callable[[str], bool] | None = None) -> None:
         check_directions(directions, model)
         self.device = torch.device(device)
@@ -99,7 +99,7 @@ class SurfaceEngine:
                 raise ConfigError("--bn recompute needs training data")
             n = min(len(bn_data), bn_batches * 128)
             self.bn_data = TensorSplit(bn_data.inputs[:n], bn_data.targets[:n]).to(self.device)
-        self.points_per_call = points_per_call if bn == "fixed" else 1
+        self.points_per_call = points_per_call if bn == "keep" else 1
         self.stem: LinearStem | None = None
         self.stem_name = ""
         self.channels_last = False
@@ -108,7 +108,7 @@ class SurfaceEngine:
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
             self._use_channels_last()
         self.reference = self._reference_output()
-        if bn == "fixed":
+        if bn == "keep":
             self._fold_batchnorm()
             self._install_stem(directions)
         self._use_fast_layers()
@@ -536,7 +536,7 @@ class SurfaceEngine:
         """
         if candidates is None and self.device.type == "cpu" and not self.points_per_call:
             self.points_per_call = 1
-        if self.points_per_call or self.bn != "fixed":
+        if self.points_per_call or self.bn != "keep":
             self.points_per_call = max(1, self.points_per_call)
             return np.empty((0, len(self.columns))), 0
         done: list[np.ndarray] = []
@@ -582,7 +582,7 @@ class SurfaceResult:
 def compute_surface(model: nn.Module, data: Mapping[str, TensorSplit] | TensorSplit, directions: Directions,
                     x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float] | None = None, *,
                     metrics: Metrics, device: torch.device | str = "cpu", batch_size: int = 0,
-                    points_per_call: int = 1, bn: str = "fixed", bn_data: TensorSplit | None = None) -> SurfaceResult:
+                    points_per_call: int = 1, bn: str = "keep", bn_data: TensorSplit | None = None) -> SurfaceResult:
     """Evaluate ``metrics`` on the grid ``x`` (× ``y``) around ``model`` without touching any file.
 
     ``data`` is one split (named ``train``) or a mapping of split names to splits.

@@ -211,13 +211,13 @@ _DRAW: dict[str, Callable[[_Job], Figure]] = {
 }
 
 
-def draw(kind: str, sf: SurfaceFile, metric: str, path: TrajectoryPoints | None, style: dict[str, Any],
-         ax: Axes | None = None) -> Figure:
-    """One figure of ``kind`` (``landscape.plot``); ``style``: levels, vmin, vmax, log, cmap, width, title."""
-    return _DRAW[kind](_Job(sf, metric, path, style, ax))
-
-
 # --- the public entry point --------------------------------------------------------------------------------
+
+
+def draw(sf: SurfaceFile, kind: str, metric: str, path: TrajectoryPoints | None, style: dict[str, Any],
+         ax: Axes | None = None) -> Figure:
+    """One figure ``kind`` of column ``metric`` (``style``: levels, vmin, vmax, log, cmap, width, title)."""
+    return _DRAW[kind](_Job(sf, metric, path, style, ax))
 
 
 def _check_options(formats: Sequence[str], levels: int | None, dpi: int) -> None:

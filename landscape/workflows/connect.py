@@ -318,7 +318,7 @@ def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Ten
         origin = _with_state(model, a)
     bn_data = TensorSplit(torch.cat(list(bn_inputs)), torch.zeros(sum(len(v) for v in bn_inputs))) if bn_inputs else None
     engine = SurfaceEngine(origin, dirs, splits, metrics, device=resolve_device(cc.device),
-                           bn="recompute" if bn == "recompute" else "fixed", bn_data=bn_data,
+                           bn="recompute" if bn == "recompute" else "keep", bn_data=bn_data,
                            bn_batches=max(1, len(bn_inputs)))
     plane_settings = {**settings, "plane": {"x": xs, "y": ys}, "bend_fingerprint": dirs.fingerprint()}
     attrs = {"landscape_version": __version__, "x_label": "α (0 = A, 1 = B)", "y_label": "β (0 = A, 1 = bend)"}

@@ -20,6 +20,7 @@ the random directions). Models are evaluated in eval mode, BatchNorm on its runn
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 
 from landscape.atomic import write_json_atomic
 from landscape.config import Config, config_to_dict
-from landscape.engine.batchloss import BatchLossModel
+from landscape.engine.batchloss import BatchFn, BatchLossModel
 from landscape.engine.directions import Directions, save_directions, target_tensors
 from landscape.engine.eigratio import EigenRatioEngine, eig_ratio, split_batches
 from landscape.engine.evaluate import eval_mode
@@ -47,7 +48,6 @@ from landscape.engine.hessian import (
     hutchinson_trace,
     lanczos,
 )
-from landscape.engine.losses import get_criterion
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
@@ -101,13 +101,7 @@ def hessian_split(cfg: Config, allow_both: bool) -> str:
 
 def per_sample_loss(exp: Experiment, name: str) -> LossFn:
     """``(output, target) -> (n,)`` for the registered criterion ``name`` on the data's task."""
-    criterion = get_criterion(name, exp.data.task)
-    num_classes = exp.data.num_classes
-
-    def loss_fn(output: Tensor, target: Tensor) -> Tensor:
-        return criterion.fn(output, target, num_classes)
-
-    return loss_fn
+    return exp.metrics([name]).per_sample()
 
 
 @dataclass(frozen=True)
@@ -152,29 +146,87 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
     else:
         data = split_batches(probe, cfg.surface.batch_size)
     if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model
-        wrapped = BatchLossModel(model, load_callable(loss))  # type: ignore[arg-type]
-        pairs: Iterable[tuple[Any, None]] = [(b, None) for b in data] if isinstance(data, list) else Paired(data)
-        for first, _ in pairs:
-            try:
-                with torch.inference_mode():
-                    wrapped(first)
-            except LandscapeError:
-                raise
-            except Exception as err:  # the user's loss or forward: one line naming it
-                raise ModelError(f"the loss {loss!r} fails on the first {split_name} batch: {type(err).__name__}: "
-                                 f"{(str(err).splitlines() or [''])[0]}") from err
-            break
-
-        def identity(out: Tensor, _: Tensor) -> Tensor:
-            return out
-
-        problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, identity)
-        return Setup(problem, wrapped, pairs, identity, loss, split_name, prefix="inner.")
+        return problem_setup(model, names, data, loss, split_name, batch_fn=load_callable(loss))  # type: ignore[arg-type]
     assert not isinstance(exp.batches, UserBatches)  # a loss of (output, target) on them is refused when they are read
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(probe.inputs[:2]), probe.targets[:2])
-    loss_fn = per_sample_loss(exp, loss)
-    return Setup(HessianProblem(model, names, data, loss_fn), model, data, loss_fn, loss, split_name)
+    return problem_setup(model, names, data, loss, split_name, per_sample=per_sample_loss(exp, loss))
+
+
+def _identity(out: Tensor, _: Any) -> Tensor:
+    return out
+
+
+def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], loss: str, split: str, *,
+                  per_sample: LossFn | None = None, batch_fn: BatchFn | None = None) -> Setup:
+    """The Hessian problem over ``names`` of ``model`` (a private copy) for both doors: ``per_sample(output,
+    target)`` over (inputs, targets) batches, or ``batch_fn(model, batch)`` over any batches (names get ``inner.``)."""
+    if batch_fn is None:
+        assert per_sample is not None
+        return Setup(HessianProblem(model, list(names), data, per_sample), model, data, per_sample, loss, split)
+    wrapped = BatchLossModel(model, batch_fn)
+    pairs: Iterable[tuple[Any, None]] = [(b, None) for b in data] if isinstance(data, list) else Paired(data)
+    for first, _ in pairs:
+        try:
+            with torch.inference_mode():
+                wrapped(first)
+        except LandscapeError:
+            raise
+        except Exception as err:  # the user's loss or forward: one line naming it
+            raise ModelError(f"the loss {loss!r} fails on the first {split} batch: {type(err).__name__}: "
+                             f"{(str(err).splitlines() or [''])[0]}") from err
+        break
+    problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, _identity)
+    return Setup(problem, wrapped, pairs, _identity, loss, split, prefix="inner.")
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """What :func:`measure` found at θ* (``exact``: None over :data:`EXACT_TRACE_MAX_DIM` parameters)."""
+
+    loss: float
+    grad: list[Tensor]
+    top: EigenResult
+    bottom: EigenResult
+    trace: TraceResult | None  # None: trace_samples=0, no trace asked for
+    exact: TraceResult | None
+
+
+def _double_backward_attention() -> contextlib.AbstractContextManager[None]:
+    """Hessian-vector products differentiate twice; fused attention kernels (flash, memory-efficient)
+    have no double backward on the CPU, so scaled-dot-product attention runs as plain math here."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: no kernel choice to make
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def measure(problem: HessianProblem, top_k: int, *, tol: float, max_iter: int, trace_samples: int, seed: int,
+            vectors: bool = False, progress: bool = True) -> Curvature:
+    """The ``top_k`` largest eigenvalues (Lanczos, eigenvalue-relative test), the smallest (Lanczos,
+    ‖H‖-relative test: λmin is often ≈ 0), Hutchinson's trace and, for P ≤ 2000, the exact trace."""
+    exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM
+    # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
+    budget = 2 * min(max_iter, problem.dim) + trace_samples + (problem.dim if exact_wanted and trace_samples else 0)
+    plain_hvp = problem.hvp
+    with _double_backward_attention(), bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
+
+        def counted_hvp(v: Sequence[Tensor]) -> list[Tensor]:
+            pbar.update(1)
+            return plain_hvp(v)
+
+        problem.hvp = counted_hvp  # type: ignore[method-assign]
+        try:
+            loss, grad = problem.loss_and_grad()
+            top = lanczos(problem, top_k, which="largest", tol=tol, max_iter=max_iter, seed=seed, vectors=vectors)
+            bottom = lanczos(problem, 1, which="smallest", tol=tol, max_iter=max_iter, seed=seed, relative_to="norm",
+                             vectors=False)
+            trace = hutchinson_trace(problem, samples=trace_samples, seed=seed) if trace_samples else None  # 0: no trace
+            exact = exact_trace(problem) if exact_wanted and trace_samples else None
+        finally:
+            problem.hvp = plain_hvp  # type: ignore[method-assign]
+    return Curvature(float(loss), list(grad), top, bottom, trace, exact)
 
 
 # --- Hessian directions ------------------------------------------------------------------------
@@ -271,8 +323,8 @@ def _check_hessian_settings(cfg: Config, dim: int) -> None:
     h = cfg.hessian
     if not 1 <= h.top_k <= dim:
         raise ConfigError(f"hessian.top_k = {h.top_k} must be between 1 and the number of parameters P = {dim}")
-    if not h.tol > 0 or h.max_iter < 1 or h.trace_samples < 2:
-        raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples ≥ 2; got {h.tol}, {h.max_iter}, "
+    if not h.tol > 0 or h.max_iter < 1 or h.trace_samples == 1 or h.trace_samples < 0:
+        raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples 0 (no trace) or ≥ 2; got {h.tol}, {h.max_iter}, "
                           f"{h.trace_samples}")
 
 
@@ -317,27 +369,10 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     s = setup(exp, cfg, device, allow_both=False)
     problem, h = s.problem, cfg.hessian
     _check_hessian_settings(cfg, problem.dim)
-    loss, grad = problem.loss_and_grad()
-    exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM
-    # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
-    budget = 2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
-    with bar(budget, "hessian", unit="HVP") as pbar:
-        plain_hvp = problem.hvp
-
-        def counted_hvp(v: Sequence[Tensor]) -> list[Tensor]:
-            pbar.update(1)
-            return plain_hvp(v)
-
-        problem.hvp = counted_hvp  # type: ignore[method-assign]
-        top = lanczos(problem, h.top_k, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
-                      vectors=save_directions_to is not None)
-        # λmin is often ≈ 0, where an eigenvalue-relative test can never be met: test it against ‖H‖
-        bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
-                         relative_to="norm", vectors=False)
-        trace = hutchinson_trace(problem, samples=h.trace_samples, seed=h.seed)
-        exact = exact_trace(problem) if exact_wanted else None
-        problem.hvp = plain_hvp  # type: ignore[method-assign]
-    runs: list[EigenResult | TraceResult] = [top, bottom, trace, *([exact] if exact is not None else [])]
+    c = measure(problem, h.top_k, tol=h.tol, max_iter=h.max_iter, trace_samples=h.trace_samples, seed=h.seed,
+                vectors=save_directions_to is not None)
+    loss, grad, top, bottom, trace, exact = c.loss, c.grad, c.top, c.bottom, c.trace, c.exact
+    runs: list[EigenResult | TraceResult] = [top, bottom, *(r for r in (trace, exact) if r is not None)]
     hvps, hvp_seconds = sum(r.hvps for r in runs), sum(r.seconds for r in runs)
     fwd = forward_seconds(s.model, s.batches, s.loss_fn)
     full = config_to_dict(cfg)
@@ -357,7 +392,7 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
         "min_eigenvalue": bottom.eigenvalues[0],
         "min_eigenvalue_convergence": _eigen_report(bottom, h.tol, "norm"),
         "eig_ratio": eig_ratio(top.eigenvalues[0], bottom.eigenvalues[0]),
-        "trace": _trace_report(trace),
+        "trace": _trace_report(trace) if trace is not None else None,
         "exact_trace": exact.estimate if exact is not None else None,
         "hvps": hvps,
         "hvp_seconds": hvp_seconds,

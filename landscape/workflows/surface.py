@@ -12,19 +12,17 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from landscape.config import Config, PlotConfig, config_to_dict
-from landscape.engine.batchloss import BatchEngine, BatchSums, batch_sums_of, output_sums_of, samples_in
+from landscape.engine.batchloss import BatchSums, batch_sums_of, samples_in
 from landscape.engine.directions import (
-    DirectionOptions,
     Directions,
     load_directions,
     model_fingerprint,
@@ -32,12 +30,13 @@ from landscape.engine.directions import (
     random_directions,
     target_directions,
 )
+from landscape.engine.evaluator import EngineOptions, surface_evaluator
 from landscape.engine.flat import flat_message, is_flat
-from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size, coarse_to_fine
+from landscape.engine.grid import MAX_POINTS, Grid, coarse_to_fine
 from landscape.engine.moved import selector
 from landscape.engine.pca import pca_axis_label
 from landscape.engine.progress import bar
-from landscape.engine.surface import Evaluator, SurfaceEngine
+from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.surface_file import SurfaceFile, exclusive_lock, open_surface
@@ -59,7 +58,7 @@ from landscape.workflows.experiment import Experiment, checkpoint_config, experi
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.registry import is_user_spec, load_callable
-from landscape.zoo.userdata import Streamed, UserBatches, UserStreams
+from landscape.zoo.userdata import Prepared, Streamed, UserBatches, UserStreams
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
     else:
         if source.target2 is not None:
             raise ConfigError("--target2 needs --target")
-        return random_directions(exp.model, DirectionOptions(**asdict(cfg.directions)), dims)
+        return random_directions(exp.model, cfg.directions, dims)
     if dirs.dims < dims:
         raise DirectionError(f"a 2D grid (--y) needs two directions; {source.file or source.target} gives one")
     return dirs if dirs.dims == dims else Directions(dirs.x, None, dirs.meta)
@@ -115,11 +114,6 @@ def axis_label(dirs: Directions, which: str) -> str:
     return f"{'α' if which == 'x' else 'β'} ({norm}-normalized)" if norm not in ("none", "as-saved") else ("α" if which == "x" else "β")
 
 
-def _splits(exp: Experiment, cfg: Config) -> dict[str, TensorSplit]:
-    names = ["train", "test"] if cfg.surface.split == "both" else [cfg.surface.split]
-    return {n: exp.data.split(n).subset(cfg.surface.max_samples) for n in names}
-
-
 def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
     """The one user batch loss ``file.py:fn`` among ``losses`` as (model, batch) → (sums, n): column ``loss``.
 
@@ -130,60 +124,49 @@ def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
     return batch_sums_of([("loss", load_callable(losses[0]))], samples_in)  # type: ignore[list-item]
 
 
-def batch_loss_engine(exp: Experiment, cfg: Config, dirs: Directions, device: torch.device,
-                      moved: Callable[[str], bool] | None) -> BatchEngine:
-    """A user batch loss ``--loss file.py:fn``, ``fn(model, (inputs, targets))``, on every point.
+def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str, Prepared]:
+    """Each split the surface is evaluated on, as :func:`~landscape.engine.evaluator.surface_evaluator` takes it.
 
-    Such a loss is evaluated alone (column ``<split>_loss``), with ``--bn keep`` only.
+    Tensors (cut to ``max_samples``); the user's data over ``surface.memory_budget`` streamed; batches
+    of another shape than (inputs, targets) (dicts) cached when they fit, else streamed. The settings
+    that need tensors are refused here, naming their flags.
     """
     s = cfg.surface
-    sums = batch_loss_sums(s.losses)
-    if s.bn != "keep":
-        raise ConfigError("--bn recompute is not available with a batch loss file.py:fn")
-    splits: dict[str, list[tuple[Tensor, Tensor]]] = {}
-    for name, split in _splits(exp, cfg).items():
-        split = split.to(device)
-        bs = s.batch_size or auto_batch_size(split)
-        splits[name] = [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
-    return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved)
-
-
-def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: UserStreams, device: torch.device,
-                    moved: Callable[[str], bool] | None) -> BatchEngine:
-    """User data over ``surface.memory_budget``: read batch by batch, several grid points per read
-    (:class:`~landscape.engine.batchloss.BatchEngine`), with the registry losses or a batch loss file."""
-    s = cfg.surface
-    what = f"the data are streamed (over surface.memory_budget = {s.memory_budget:,} bytes)"
-    if s.metric != "loss" or s.bn != "keep":
-        raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need the data in memory; raise --memory-budget")
     names = ["train", "test"] if s.split == "both" else [s.split]
-    splits = {n: Streamed(streams.splits[n].limited(s.max_samples), device) for n in names}
-    if any(is_user_spec(n) for n in s.losses):
-        return BatchEngine(exp.model, dirs, splits, ["loss"], batch_loss_sums(s.losses), device=device, moved=moved,
-                           points_per_call=s.points_per_call)
-    metrics = exp.metrics(s.losses)
-    return BatchEngine(exp.model, dirs, splits, metrics.names, output_sums_of(metrics), device=device, moved=moved,
-                       points_per_call=s.points_per_call)
+    if isinstance(exp.batches, UserStreams):
+        if s.metric != "loss" or s.bn != "keep":
+            raise ConfigError(f"the data are streamed (over surface.memory_budget = {s.memory_budget:,} bytes): --metric "
+                              "eig_ratio and --bn recompute need the data in memory; raise --memory-budget")
+        return {n: Streamed(exp.batches.splits[n].limited(s.max_samples), device) for n in names}
+    if isinstance(exp.batches, UserBatches):
+        what = f"the {exp.batches.kind} batches of {exp.batches.name!r} are read by a batch loss only"
+        if s.metric != "loss" or s.bn != "keep":
+            raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need (inputs, targets) data")
+        if s.max_samples:
+            raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
+        return dict(exp.batches.placed(names, device, s.memory_budget))
+    return {n: exp.data.split(n).subset(s.max_samples) for n in names}
 
 
-def batches_engine(exp: Experiment, cfg: Config, dirs: Directions, batches: UserBatches, device: torch.device,
-                   moved: Callable[[str], bool] | None) -> BatchEngine:
-    """User batches of another shape than (inputs, targets) (dicts), read by the batch loss
-    ``--loss file.py:fn``: cached on the device when they fit ``surface.memory_budget``, else streamed."""
+def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mapping[str, Prepared],
+                   device: torch.device) -> Evaluator:
+    """The evaluator of ``landscape surface``: the eig-ratio engine for ``--metric eig_ratio``, else the
+    one :func:`~landscape.engine.evaluator.surface_evaluator` the API's ``landscape.surface`` calls too."""
     s = cfg.surface
-    what = f"the {batches.kind} batches of {batches.name!r} are read by a batch loss only"
-    if s.metric != "loss" or s.bn != "keep":
-        raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need (inputs, targets) data")
-    if s.max_samples:
-        raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
-    sums = batch_loss_sums(list(s.losses) or [cfg.train.loss])
-    names = ["train", "test"] if s.split == "both" else [s.split]
-    splits = batches.placed(names, device, s.memory_budget)
-    return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved, points_per_call=s.points_per_call)
+    if s.metric == "eig_ratio":
+        return eig_ratio_engine(exp, cfg, dirs, {k: v for k, v in splits.items() if isinstance(v, TensorSplit)}, device)
+    losses = list(s.losses) or [cfg.train.loss]
+    moved = selector(s.params) if s.params else None
+    options = EngineOptions(batch_size=s.batch_size, points_per_call=s.points_per_call, bn=s.bn, bn_batches=s.bn_batches)
+    if any(is_user_spec(n) for n in losses):  # a batch loss fn(model, (inputs, targets)) or fn(model, batch)
+        return surface_evaluator(exp.model, dirs, splits, batch_loss=(["loss"], batch_loss_sums(losses)),
+                                 options=options, device=device, moved=moved)
+    return surface_evaluator(exp.model, dirs, splits, exp.metrics(s.losses), options=options,
+                             bn_data=exp.data.train if s.bn == "recompute" else None, device=device, moved=moved)
 
 
-def _batches_note(engine: BatchEngine, batches: UserBatches, cfg: Config) -> str:
-    if any(isinstance(split, Streamed) for split in engine.splits.values()):
+def _batches_note(splits: Mapping[str, Any], batches: UserBatches, cfg: Config) -> str:
+    if any(isinstance(split, Streamed) for split in splits.values()):
         return (f"the {batches.kind} batches are over surface.memory_budget = {cfg.surface.memory_budget:,} bytes: "
                 "streamed from the loader, several grid points per read")
     return f"the {batches.kind} batches are cached on the device (within surface.memory_budget)"
@@ -257,21 +240,10 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     group = init_group(resolve_device(s.device).type if s.device else "cpu")  # a bad name: one line, before any group
     try:
         device = resolve_device(local_device(s.device, group))
-        engine: Evaluator
-        moved = selector(s.params) if s.params else None
-        if streams is not None:
-            engine = streamed_engine(exp, cfg, dirs, streams, device, moved)
-        elif batches is not None:
-            engine = batches_engine(exp, cfg, dirs, batches, device, moved)
-            notes.append(_batches_note(engine, batches, cfg))
-        elif s.metric == "eig_ratio":
-            engine = eig_ratio_engine(exp, cfg, dirs, _splits(exp, cfg), device)
-        elif any(is_user_spec(n) for n in s.losses):
-            engine = batch_loss_engine(exp, cfg, dirs, device, moved)
-        else:
-            engine = SurfaceEngine(exp.model, dirs, _splits(exp, cfg), exp.metrics(s.losses), device=device,
-                                   batch_size=s.batch_size, bn="fixed" if s.bn == "keep" else s.bn, bn_data=exp.data.train, bn_batches=s.bn_batches,
-                                   points_per_call=s.points_per_call, moved=moved)
+        splits = _data_splits(exp, cfg, device)
+        engine = surface_engine(exp, cfg, dirs, splits, device)
+        if batches is not None:
+            notes.append(_batches_note(splits, batches, cfg))
         settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
         with contextlib.ExitStack() as stack:
             sf = None

@@ -85,20 +85,22 @@ def project_all(deltas: Sequence[Mapping[str, Tensor]], d1: Mapping[str, Tensor]
 # --- checkpoints --------------------------------------------------------------------------------
 
 
-def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
-    """A model of the checkpoint's architecture; only its tensor names and shapes are used."""
+def model_from_checkpoint(ckpt: Checkpoint, dir_type: str = "weights") -> nn.Module:
+    """A model of the checkpoint's architecture (for the API and the CLI); only its tensor names and shapes are used."""
+    from landscape.io.recorder import skeleton_model
     from landscape.zoo.models import build_model
 
     in_shape, out_shape = ckpt.extra.get("input_shape"), ckpt.extra.get("output_shape")
     if ckpt.config is None and isinstance(ckpt.extra.get("parameters"), list):  # saved by landscape.Recorder
-        from landscape.io.recorder import skeleton_model
-
         return skeleton_model(ckpt.state_dict, [str(k) for k in ckpt.extra["parameters"]])
     config = checkpoint_config(ckpt)
-    if config is None or in_shape is None or out_shape is None:
-        raise CheckpointError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say which model it "
-                              "holds: pass model= (CLI: --model and --data, or --config FILE)")
-    return build_model(config.model.name, in_shape, out_shape, dict(config.model.options))
+    if config is not None and in_shape is not None and out_shape is not None:
+        return build_model(config.model.name, in_shape, out_shape, dict(config.model.options))
+    if dir_type == "states":  # every float state-dict entry moves: names and shapes are all it takes
+        return skeleton_model(ckpt.state_dict, None)
+    raise CheckpointError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say which of its tensors are "
+                          "parameters: pass model= (any instance of the architecture; its weights are not used; CLI: "
+                          "--model and --data, or --config FILE) or dir_type='states' (--dir-type states)")
 
 
 def _check_fits(state: Mapping[str, Tensor], fp: Mapping[str, list[int]], path: Path) -> None:
@@ -159,7 +161,7 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     if len(paths) < 3:
         raise DirectionError(f"a PCA plane needs at least 3 checkpoints, got {len(paths)}")
     final = _load(paths[-1], unsafe)
-    model = model if model is not None else model_from_checkpoint(final)
+    model = model if model is not None else model_from_checkpoint(final, dir_type)
     targets, names = _included(model, dir_type, ignore)
     fp = model_fingerprint(model)
     _check_fits(final.state_dict, fp, final.path)

@@ -7,32 +7,20 @@ surface API takes, any data.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from landscape.api import LossSpec, _as_batches, _device, _resolve_loss, _slices
-from landscape.engine.batchloss import BatchLossModel
-from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
+from landscape.api.inputs import LossSpec, as_batches, model_device, resolve_loss
+from landscape.config import DirectionsConfig, HessianConfig, SurfaceConfig
 from landscape.engine.moved import ParamSelector, selector, working_copy
-from landscape.engine.progress import bar
 from landscape.errors import ConfigError
-from landscape.zoo.data import TensorSplit
-from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prepare
+from landscape.workflows.hessian import measure, parameter_names, problem_setup
+from landscape.zoo.userdata import prepare
 
-
-def _double_backward_attention() -> contextlib.AbstractContextManager[None]:
-    """Hessian-vector products differentiate twice; fused attention kernels (flash, memory-efficient)
-    have no double backward on the CPU, so scaled-dot-product attention runs as plain math here."""
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # torch < 2.3: no kernel choice to make
-        return contextlib.nullcontext()
-    return sdpa_kernel(SDPBackend.MATH)
+_HESSIAN, _DIRECTIONS, _SURFACE = HessianConfig(), DirectionsConfig(), SurfaceConfig()  # the CLI's defaults
 
 
 # --- the Hessian -----------------------------------------------------------------------------------------------------
@@ -67,10 +55,10 @@ class HessianResult:
         return self.eigenvalues[0]
 
 
-def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = 3, *,
-            params: ParamSelector = None, ignore: str = "biasbn", device: str | torch.device | None = None,
-            memory_budget: int = DEFAULT_MEMORY_BUDGET, tol: float = 1e-3, max_iter: int = 100,
-            trace_samples: int = 100, seed: int = 0, progress: bool = True) -> HessianResult:
+def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = _HESSIAN.top_k, *,
+            params: ParamSelector = None, ignore: str = _DIRECTIONS.ignore, device: str | torch.device | None = None,
+            memory_budget: int = _SURFACE.memory_budget, tol: float = _HESSIAN.tol, max_iter: int = _HESSIAN.max_iter,
+            trace_samples: int = _HESSIAN.trace_samples, seed: int = _HESSIAN.seed, progress: bool = True) -> HessianResult:
     """Extreme eigenvalues and the trace of the loss Hessian at ``model``'s weights (matrix-free).
 
     Lanczos with full reorthogonalization for the ``top_k`` largest and the smallest eigenvalue,
@@ -93,50 +81,25 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     Returns:
         :class:`HessianResult` (eigenvalues in loss units per unit² of parameter).
     """
-    from landscape.workflows.hessian import parameter_names
-
-    dev = _device(model, device)
+    dev = model_device(model, device)
     prepared = prepare(data, dev, memory_budget)
     first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
-    spec, first = _resolve_loss(loss, None, model, first)
-    split = next(iter(first.values()))
+    spec, first = resolve_loss(loss, None, model, first)
     work = working_copy(model, (), dev)  # reads the caller's parameters (on dev), owns its buffers: nothing of the caller is written
-    target: nn.Module
-    prefix = ""
-    if spec.per_sample is not None:
-        target, loss_fn = work, spec.per_sample
-        batches: Iterable[Any] = _slices(split) if isinstance(split, TensorSplit) else split
-    else:
-        target, prefix = BatchLossModel(work, spec.batch[0][1]), "inner."
-        batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else Paired(split)
-
-        def loss_fn(out: Tensor, _: Any) -> Tensor:
-            return out
     moved = selector(params)
     base = parameter_names(work, "weights", ignore) if moved is None else [k for k, p in work.named_parameters() if moved(k)]
     if not base:
         raise ConfigError(f"params {params!r} selects no parameter")
-    problem = HessianProblem(target, [prefix + k for k in base], batches, loss_fn)  # type: ignore[arg-type]
-    with _double_backward_attention(), \
-            bar(2 * min(max_iter, problem.dim) + trace_samples if progress else 0, "hessian", unit="HVP") as pbar:
-        plain = problem.hvp
-
-        def counted(v: Sequence[Tensor]) -> list[Tensor]:
-            pbar.update(1)
-            return plain(v)
-
-        problem.hvp = counted  # type: ignore[method-assign]
-        value, grad = problem.loss_and_grad()
-        k = min(top_k, problem.dim)
-        top = lanczos(problem, k, which="largest", tol=tol, max_iter=max_iter, seed=seed, vectors=False)
-        bottom = lanczos(problem, 1, which="smallest", tol=tol, max_iter=max_iter, seed=seed, relative_to="norm", vectors=False)
-        trace = hutchinson_trace(problem, samples=trace_samples, seed=seed) if trace_samples else None
-        exact = exact_trace(problem) if problem.dim <= 2000 and trace_samples else None
+    (split_name, split), = first.items()
+    s = problem_setup(work, base, as_batches(split), spec.label, split_name, per_sample=spec.per_sample,
+                      batch_fn=None if spec.per_sample is not None else spec.batch[0][1])
+    c = measure(s.problem, min(top_k, s.problem.dim), tol=tol, max_iter=max_iter, trace_samples=trace_samples, seed=seed,
+                progress=progress)
+    trace = c.exact if c.exact is not None else c.trace
     return HessianResult(
-        eigenvalues=[float(v) for v in top.eigenvalues], min_eigenvalue=float(bottom.eigenvalues[0]),
-        trace=float(exact.estimate) if exact is not None else float(trace.estimate) if trace is not None else None,
-        trace_std=float(trace.stderr) if trace is not None else None,
-        exact_trace=float(exact.estimate) if exact is not None else None, loss=float(value),
-        grad_norm=float(sum(float((g.double() ** 2).sum()) for g in grad) ** 0.5), names=list(base), dim=problem.dim,
-        converged=bool(top.all_converged and bottom.all_converged))
-
+        eigenvalues=[float(v) for v in c.top.eigenvalues], min_eigenvalue=float(c.bottom.eigenvalues[0]),
+        trace=float(trace.estimate) if trace is not None else None,
+        trace_std=float(c.trace.stderr) if c.trace is not None else None,
+        exact_trace=float(c.exact.estimate) if c.exact is not None else None, loss=c.loss,
+        grad_norm=float(sum(float((g.double() ** 2).sum()) for g in c.grad) ** 0.5), names=list(base), dim=s.problem.dim,
+        converged=bool(c.top.all_converged and c.bottom.all_converged))

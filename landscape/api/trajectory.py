@@ -10,7 +10,6 @@ oldest first, the final one last.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,16 +17,16 @@ from typing import Any
 
 from torch import nn
 
+from landscape.config import DirectionsConfig, RunConfig
 from landscape.errors import CheckpointError, ConfigError
-from landscape.io.checkpoint import Checkpoint, find_state_dict, load_checkpoint
-from landscape.io.recorder import skeleton_model
-from landscape.io.run_folder import run_checkpoints
+from landscape.io.checkpoint import Checkpoint, find_state_dict
+from landscape.io.run_folder import folder_checkpoints
 from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
 from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import trajectory as _traj
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
-_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+_DIRECTIONS = DirectionsConfig()  # the CLI's defaults
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,29 +55,6 @@ class Trajectory(_TrajectoryFile):
         """Write the trajectory file (a direction file too: ``landscape surface --directions``)."""
         save_trajectory(path, self)
         return Path(path)
-
-
-def _natural_key(path: Path) -> list[Any]:
-    """``epoch_2`` before ``epoch_10``: digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def folder_checkpoints(folder: str | Path, include_steps: bool = False) -> list[Path]:
-    """The checkpoints of a folder, oldest first.
-
-    A run folder (``run.json``, written by ``landscape train`` or :class:`landscape.Recorder`)
-    lists them in order; any other folder gives its checkpoint files (``*.pt``, ``*.pth``,
-    ``*.ckpt``, ``*.bin``, ``*.tar``) sorted by name with numbers compared as numbers.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise CheckpointError(f"{str(root)!r} is not a folder")
-    if (root / "run.json").is_file():
-        return run_checkpoints(root, include_steps)
-    files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix in _SUFFIXES), key=_natural_key)
-    if not files:
-        raise CheckpointError(f"{str(root)!r} holds no run.json and no checkpoint files ({', '.join(_SUFFIXES)})")
-    return files
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -133,27 +109,17 @@ def _check_not_aliased(items: list[Path | Checkpoint]) -> None:
             seen[ptr] = i
 
 
-def _architecture(items: list[Path | Checkpoint], given: Sequence[PathItem] | str | Path, model: nn.Module | None,
-                  dir_type: str, unsafe: bool) -> tuple[nn.Module | None, list[Path | Checkpoint]]:
-    """The model whose names and shapes the directions take; the final checkpoint loaded once."""
+def _architecture(given: Sequence[PathItem] | str | Path, model: nn.Module | None) -> nn.Module | None:
+    """The model whose names and shapes the directions take: ``model``, else the list's last module, else
+    None (:func:`~landscape.workflows.trajectory.model_from_checkpoint` reads it from the final checkpoint)."""
     if model is not None:
-        return _unwrap(model), items
-    if not isinstance(given, str | Path):
-        modules = [m for m in given if isinstance(m, nn.Module)]
-        if modules:
-            return _unwrap(modules[-1]), items
-    final = items[-1] if isinstance(items[-1], Checkpoint) else load_checkpoint(items[-1], unsafe=unsafe)
-    items = [*items[:-1], final]
-    if final.is_ours or isinstance(final.extra.get("parameters"), list):
-        return None, items  # compute_trajectory rebuilds it from the checkpoint
-    if dir_type == "states":  # every float state-dict entry moves: names and shapes are all it takes
-        return skeleton_model(final.state_dict, None), items
-    raise CheckpointError(f"{str(final.path)!r} does not say which of its tensors are parameters: pass model=... "
-                          "(any instance of the architecture; its weights are not used) or dir_type='states'")
+        return _unwrap(model)
+    modules = [] if isinstance(given, str | Path) else [m for m in given if isinstance(m, nn.Module)]
+    return _unwrap(modules[-1]) if modules else None
 
 
-def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None = None, dir_type: str = "weights",
-               ignore: str = "biasbn", center: bool = True, include_steps: bool = False,
+def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None = None, dir_type: str = _DIRECTIONS.dir_type,
+               ignore: str = _DIRECTIONS.ignore, center: bool = RunConfig().pca_center, include_steps: bool = False,
                unsafe: bool = False) -> Trajectory:
     """PCA plane of an optimization path and the path projected onto it (Li et al., 2018, §7).
 
@@ -179,10 +145,9 @@ def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None
     items, source = _items(path, include_steps)
     if len(items) < 3:
         raise CheckpointError(f"a PCA plane needs at least 3 checkpoints, got {len(items)}")
-    arch, items = _architecture(items, path, model, dir_type, unsafe)
-    traj = _traj.compute_trajectory(items, model=arch, dir_type=dir_type, ignore=ignore, center=center,
+    traj = _traj.compute_trajectory(items, model=_architecture(path, model), dir_type=dir_type, ignore=ignore, center=center,
                                     unsafe=unsafe, source=source)
     return Trajectory(**{f.name: getattr(traj, f.name) for f in fields(traj)})
 
 
-__all__ = ["Trajectory", "folder_checkpoints", "trajectory"]
+__all__ = ["Trajectory", "trajectory"]

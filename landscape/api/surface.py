@@ -1,0 +1,280 @@
+"""The Python API: loss surfaces, directions, plots and the Hessian of any ``nn.Module`` in memory.
+
+Everything here is the CLI's engine behind a notebook-sized door: the same surface engine (fast
+paths for ``(inputs, targets)`` data and registry or criterion losses), the same HDF5 surface
+file, the same figures, the same matrix-free Hessian. The caller's model is never written to:
+the engines work on a private copy that owns only the moved tensors (the origin and every
+other tensor alias the caller's, read only), so a surface holds the model, its moved tensors
+once more and the two directions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape.api.inputs import (
+    DEFAULT_AXIS,
+    AxisSpec,
+    DirectionsSpec,
+    LossSpec,
+    axis,
+    model_device,
+    resolve_directions,
+    resolve_loss,
+    spec_text,
+)
+from landscape.config import SurfaceConfig
+from landscape.engine import directions as dirs_
+from landscape.engine.batchloss import batch_sums_of
+from landscape.engine.directions import Directions
+from landscape.engine.evaluator import BNMode, EngineOptions, surface_evaluator
+from landscape.engine.flat import flat_message, is_flat
+from landscape.engine.grid import MAX_POINTS, Grid
+from landscape.engine.moved import ParamSelector, selector
+from landscape.engine.progress import bar
+from landscape.engine.surface import Evaluator
+from landscape.errors import ConfigError, FlatSurfaceWarning, GridError
+from landscape.zoo.data import TensorSplit
+from landscape.zoo.userdata import Streamed, batch_size_of, prepare
+
+_SURFACE = SurfaceConfig()  # the CLI's [surface] defaults: one place for both doors
+
+
+# --- the surface ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Surface:
+    """A computed loss surface: ``s.x``, ``s.y`` and ``s["train_loss"]`` etc., ``A[i, j]`` at ``(x[i], y[j])``.
+
+    ``values`` maps each column (``<split>_<metric>``: ``train_loss``, ``train_acc``, ``test_loss``...)
+    to a float64 array of shape ``(len(x),)`` (1D) or ``(len(x), len(y))`` (2D).
+
+    Fields: ``x`` (nx,) α coordinates and ``y`` (ny,) β coordinates or None (1D), in units of the
+    directions' lengths; ``values`` as above (loss units; ``_acc`` columns a fraction in [0, 1]);
+    ``directions`` the :class:`Directions` the grid moves along (None if a file held none);
+    ``attrs`` settings and provenance (``settings``, ``model_fingerprint``, ``streamed``, labels);
+    ``done`` a bool array shaped like a column: the points computed (all True from
+    :func:`surface`; a partial file from an interrupted CLI run has False where it stopped).
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    values: dict[str, np.ndarray]
+    directions: Directions | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    done: np.ndarray | None = None
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        if column not in self.values:
+            raise KeyError(f"no metric {column!r}; available: {', '.join(self.values)}")
+        return self.values[column]
+
+    def __contains__(self, column: object) -> bool:
+        return column in self.values
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.values)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.x, self.y)
+
+    def __repr__(self) -> str:
+        return f"Surface({'×'.join(map(str, self.shape))} grid, columns {', '.join(self.values)})"
+
+    def axis_labels(self) -> dict[str, str]:
+        """``x_label``/``y_label`` for figures: the surface's own, else from its directions (``PC1 (91.8 %)``, ``α``)."""
+        from landscape.workflows.surface import axis_label
+
+        def label(axis: str) -> str:
+            if self.attrs.get(f"{axis}_label"):
+                return str(self.attrs[f"{axis}_label"])
+            if self.directions is None or (axis == "y" and self.y is None):
+                return ""
+            return axis_label(self.directions, axis)  # type: ignore[arg-type]
+        return {"x_label": label("x"), "y_label": label("y")}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the surface in the CLI's HDF5 surface-file format (``landscape plot`` reads it); returns the path."""
+        from landscape.io.surface_file import exclusive_lock, open_surface
+        from landscape.version import __version__
+
+        if self.directions is None:
+            raise ConfigError("this surface has no directions to embed; it cannot be saved as a surface file")
+        p = Path(path)
+        grid = self.grid
+        settings = {**self.attrs.get("settings", {}), "x": spec_text(self.x), "y": spec_text(self.y) if self.y is not None else "",
+                    "directions": {**{k: v for k, v in self.directions.meta.items() if isinstance(v, str | int | float)},
+                                   "fingerprint": self.directions.fingerprint()}}
+        attrs = {"landscape_version": __version__, "checkpoint": "", "checkpoint_sha256": "", **self.axis_labels()}
+        model_fp = self.attrs.get("model_fingerprint") or {k: list(v.shape) for k, v in self.directions.x.items()}
+        with exclusive_lock(p):
+            sf = open_surface(p, grid, self.columns, settings, attrs, self.directions, model_fp, overwrite=True)
+            done = self.done if self.done is not None else np.ones(grid.shape, dtype=bool)
+            idx = np.flatnonzero(done.reshape(-1))
+            sf.record(idx, np.stack([self.values[c].reshape(-1)[idx] for c in self.columns], axis=1))
+            sf.flush()
+        return p
+
+
+def load_surface(path: str | Path) -> Surface:
+    """Read a surface file written by ``landscape surface`` or :meth:`Surface.save`.
+
+    Args:
+        path: the HDF5 surface file.
+
+    Returns:
+        :class:`Surface` with the file's grid, metric arrays (uncomputed points NaN), ``done``
+        mask, attributes and embedded directions.
+    """
+    from landscape.io.surface_file import read_surface
+
+    sf = read_surface(path)
+    dirs = None
+    with contextlib.suppress(OSError, KeyError, ValueError), h5py.File(sf.path, "r") as f:
+        if "directions" in f and "x" in f["directions"]:
+            dirs = dirs_.read_directions_group(f["directions"])
+    return Surface(sf.grid.x, sf.grid.y, dict(sf.values), dirs, {**sf.attrs, "path": str(sf.path)}, sf.done)
+
+
+def surface(
+    model: nn.Module,
+    data: Any,
+    loss: LossSpec = "cross_entropy",
+    directions: DirectionsSpec = None,
+    x: AxisSpec = DEFAULT_AXIS,
+    y: AxisSpec | None = DEFAULT_AXIS,
+    *,
+    metrics: Mapping[str, Callable[..., Tensor]] | None = None,
+    params: ParamSelector = None,
+    device: str | torch.device | None = None,
+    memory_budget: int = _SURFACE.memory_budget,
+    batch_size: int = _SURFACE.batch_size,
+    points_per_call: int = _SURFACE.points_per_call,
+    bn: BNMode = _SURFACE.bn,
+    bn_batches: int = _SURFACE.bn_batches,
+    max_points: int = MAX_POINTS,
+    progress: bool = True,
+) -> Surface:
+    """The loss (and metrics) at every point ``θ* + α·δ + β·η`` of a grid around ``model``.
+
+    Args:
+        model: any ``nn.Module`` at its trained weights θ*; never written to (parameters,
+            buffers, train/eval mode and ``requires_grad`` stay as they are, also on errors).
+        data: ``(inputs, targets)`` tensors (n, ...) and (n, ...); a ``(train, test)`` tuple of
+            those; a map-style ``Dataset``; a ``DataLoader``; any re-iterable of batches (tuples or
+            dicts); or ``{"train": ..., "test": ...}``. Cached on ``device`` when it fits
+            ``memory_budget``, else streamed batch by batch at every point.
+        loss: a registry name (``"cross_entropy"``, ``"mse"``, ... or a list of them), a torch
+            criterion (``nn.CrossEntropyLoss()``: ``(output, target)``), or a callable
+            ``loss(model, batch) -> Tensor`` returning per-sample losses (n,) or a batch mean ().
+        directions: from :func:`random_directions` or a trajectory, a direction file path
+            (ours, a surface file, the paper's ``xdirection/ydirection`` layout), or a
+            ``(dx, dy)`` pair of name → tensor dicts; None: random, paper defaults, seed 123 (as
+            ``landscape surface``: the same model and data give the same plane and values through both doors).
+        x: α axis, ``(min, max, num)`` or the coordinates (units of the direction's length); left at
+            the default with a trajectory as ``directions``, a grid that holds its whole path.
+        y: β axis likewise; None (or 1D directions) for a 1D line.
+        metrics: more columns, name → fn; each takes what the loss takes (``(output, target)``
+            for a named or criterion loss, ``(model, batch)`` for a callable) and returns
+            per-sample values or a batch mean.
+        params: which tensors the directions move: glob patterns on names (``"layer3.*"``) or a
+            predicate ``name -> bool``; the rest stay bit-identical at θ*. The surface's
+            directions then hold only these tensors (and the patterns), so saving and reusing
+            them moves the same subset.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; None: the model's own device.
+        memory_budget: bytes of data that may be cached on the device (default 2 GiB).
+        batch_size: samples per forward for cached ``(inputs, targets)`` data; 0 chooses.
+        points_per_call: grid points per vectorized call; 0 calibrates on the first points.
+        bn: ``"keep"`` (BatchNorm running statistics as trained, the paper's) or ``"recompute"``
+            (re-estimated at every point from ``bn_batches`` batches of the ``train`` data; needs
+            ``(inputs, targets)`` data in memory and a named or criterion loss).
+        max_points: larger grids are refused (a guard against typos).
+        progress: show a progress bar (also silenced by ``LANDSCAPE_QUIET=1``).
+
+    Returns:
+        :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
+
+    Warns:
+        :class:`~landscape.errors.FlatSurfaceWarning` when every point equals the origin to
+        rounding (the directions do not change the loss: the figure would show nothing).
+    """
+    dev = model_device(model, device)
+    options = EngineOptions(batch_size=batch_size, points_per_call=points_per_call, bn=bn, bn_batches=bn_batches)
+    plane_axes = getattr(directions, "axes", None)
+    if callable(plane_axes) and x is DEFAULT_AXIS and y is DEFAULT_AXIS:
+        x, y = plane_axes(num=DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
+    xs, ys = axis(x, "x"), None if y is None else axis(y, "y")
+    dirs = resolve_directions(directions, model, 1 if ys is None else 2)
+    if dirs.y is None:
+        ys = None if (y is DEFAULT_AXIS or y is None) else ys
+        if ys is not None:
+            raise GridError("a 2D grid needs two directions; these directions are 1D (pass y=None)")
+    grid = Grid(xs, ys)
+    if grid.size > max_points:
+        raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); pass max_points=N if you mean it")
+    moved = selector(params)
+    if moved is not None:  # the directions hold only what moves, so a saved surface or direction file reuses the subset
+        dirs = dirs_.only(dirs, moved, _params_label(params))
+    prepared = prepare(data, dev, memory_budget)
+    spec, prepared = resolve_loss(loss, metrics, model, prepared)
+    train = prepared.get("train")
+    engine = surface_evaluator(model, dirs, prepared, spec.output,
+                               batch_loss=None if spec.output is not None else (spec.names, batch_sums_of(spec.batch, batch_size_of)),
+                               options=options, bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None,
+                               device=dev, moved=moved)
+    flat = _run(engine, grid.coords(), progress)
+    values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
+    streamed = [k for k, p in prepared.items() if isinstance(p, Streamed)]
+    settings = {"source": "python", "losses": [spec.label], "split": "both" if len(prepared) > 1 else next(iter(prepared)),
+                "max_samples": 0, "bn": bn, "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
+    attrs = {"settings": settings, "model_fingerprint": dirs_.model_fingerprint(model), "streamed": streamed}
+    if is_flat(values):
+        warnings.warn(FlatSurfaceWarning(flat_message(params or dirs.meta.get("params"))), stacklevel=2)
+    return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
+
+
+def _params_label(params: ParamSelector) -> str:
+    """``params`` as saved with the directions it chose: its glob patterns (JSON), or ``predicate``."""
+    if callable(params):
+        return "predicate"
+    return json.dumps([params] if isinstance(params, str) else list(params or []))
+
+
+def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:
+    """Every point, calibrated first (points per call), in pieces of about a second, with a bar."""
+    rows: list[np.ndarray] = []
+    with bar(len(coords) if progress else 0, "surface", unit="pt") as pbar:
+        vals, used = engine.calibrate(coords)
+        rows.append(vals)
+        pbar.update(used)
+        start, rate = used, 1.0
+        while start < len(coords):  # pieces of about a second of work, as the CLI's claim loop sizes them
+            piece = max(engine.points_per_call, min(1024, int(rate)))
+            t0 = time.perf_counter()
+            part = engine.evaluate(coords[start : start + piece])
+            rate = len(part) / max(time.perf_counter() - t0, 1e-9)
+            rows.append(part)
+            pbar.update(len(part))
+            start += len(part)
+    return np.concatenate(rows) if rows else np.empty((0, 0))
+
+
