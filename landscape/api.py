@@ -35,6 +35,7 @@ from landscape.engine.batchloss import (
 from landscape.engine.directions import Directions
 from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size
 from landscape.engine.losses import ALIASES, LOSSES, Metrics, MetricSet, canonical_loss_name
+from landscape.engine.modules import floating_dtype, plain_module
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
@@ -73,6 +74,7 @@ def random_directions(model: nn.Module, dims: int = 2, seed: int = 0, *, norm: s
     """
     if dims not in (1, 2):
         raise ConfigError(f"dims must be 1 or 2, got {dims}")
+    model = plain_module(model)  # torch.compile / DataParallel: the module inside
     cfg = _dirs.DirectionOptions(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)
     if ignore not in ("biasbn", "none", "random1d"):
         raise ConfigError(f"unknown ignore {ignore!r}; choose 'biasbn', 'none' or 'random1d'")
@@ -377,6 +379,7 @@ def surface(
     Returns:
         :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
     """
+    model = plain_module(model)  # torch.compile / DataParallel: the module inside
     dev = _device(model, device)
     plane_axes = getattr(directions, "axes", None)
     if callable(plane_axes) and x is _DEFAULT_AXIS and y is _DEFAULT_AXIS:
@@ -393,7 +396,7 @@ def surface(
     if grid.size > max_points:
         raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); pass max_points=N if you mean it")
     moved = selector(params)
-    prepared = prepare(data, dev, memory_budget)
+    prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
     spec, prepared = _resolve_loss(loss, metrics, model, prepared)
     engine: Evaluator
     if spec.output is not None and all(isinstance(p, TensorSplit) for p in prepared.values()):

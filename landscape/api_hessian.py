@@ -7,7 +7,6 @@ surface API takes, any data.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,22 +17,13 @@ from torch import Tensor, nn
 from landscape.api import LossSpec, _as_batches, _device, _resolve_loss, _slices
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
+from landscape.engine.modules import double_backward_attention as _double_backward_attention
+from landscape.engine.modules import floating_dtype, plain_module
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prepare
-
-
-def _double_backward_attention() -> contextlib.AbstractContextManager[None]:
-    """Hessian-vector products differentiate twice; fused attention kernels (flash, memory-efficient)
-    have no double backward on the CPU, so scaled-dot-product attention runs as plain math here."""
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # torch < 2.3: no kernel choice to make
-        return contextlib.nullcontext()
-    return sdpa_kernel(SDPBackend.MATH)
-
 
 # --- the Hessian -----------------------------------------------------------------------------------------------------
 
@@ -94,8 +84,9 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     """
     from landscape.workflows.hessian import parameter_names
 
+    model = plain_module(model)  # torch.compile / DataParallel: the module inside
     dev = _device(model, device)
-    prepared = prepare(data, dev, memory_budget)
+    prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
     first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
     spec, first = _resolve_loss(loss, None, model, first)
     split = next(iter(first.values()))

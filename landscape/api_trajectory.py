@@ -3,14 +3,13 @@
 The plane and the projection are :func:`landscape.workflows.trajectory.compute_trajectory`'s
 (PCA of the differences to the final point, Li et al. 2018, §7); this module only turns what a
 notebook holds into its inputs: a run folder (``landscape train`` or :class:`landscape.Recorder`),
-a folder of foreign checkpoint files, or a list mixing checkpoint paths, state dicts (bare,
+a folder of foreign checkpoints (files, a Trainer output_dir, Lightning checkpoints), or a list mixing checkpoint paths, state dicts (bare,
 ``{"model": ...}``, ``{"state_dict": ...}``, DDP ``module.`` prefixes) and ``nn.Module`` objects,
 oldest first, the final one last.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,16 +17,16 @@ from typing import Any
 
 from torch import nn
 
+from landscape.engine.modules import plain_module
 from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
+from landscape.io.foreign import checkpoint_files, is_hf_folder
 from landscape.io.recorder import skeleton_model
-from landscape.io.run_folder import run_checkpoints
 from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
 from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import trajectory as _traj
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
-_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,35 +57,16 @@ class Trajectory(_TrajectoryFile):
         return Path(path)
 
 
-def _natural_key(path: Path) -> list[Any]:
-    """``epoch_2`` before ``epoch_10``: digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
 def folder_checkpoints(folder: str | Path, include_steps: bool = False) -> list[Path]:
-    """The checkpoints of a folder, oldest first.
-
-    A run folder (``run.json``, written by ``landscape train`` or :class:`landscape.Recorder`)
-    lists them in order; any other folder gives its checkpoint files (``*.pt``, ``*.pth``,
-    ``*.ckpt``, ``*.bin``, ``*.tar``) sorted by name with numbers compared as numbers.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise CheckpointError(f"{str(root)!r} is not a folder")
-    if (root / "run.json").is_file():
-        return run_checkpoints(root, include_steps)
-    files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix in _SUFFIXES), key=_natural_key)
-    if not files:
-        raise CheckpointError(f"{str(root)!r} holds no run.json and no checkpoint files ({', '.join(_SUFFIXES)})")
-    return files
+    """The checkpoints of a folder, oldest first (:func:`landscape.io.foreign.checkpoint_files`): a run
+    folder's manifest, a Trainer output_dir's ``checkpoint-N/`` by N, Lightning ``checkpoints/`` by
+    step, else checkpoint files and Hugging Face folders in natural name order."""
+    return checkpoint_files(folder, include_steps)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside ``DataParallel`` / ``DistributedDataParallel`` (their names carry ``module.``)."""
-    wrapped = getattr(model, "module", None)
-    if type(model).__name__ in ("DataParallel", "DistributedDataParallel") and isinstance(wrapped, nn.Module):
-        return wrapped
-    return model
+    """The module inside ``torch.compile`` / ``DataParallel`` / DDP (their names carry ``_orig_mod.``, ``module.``)."""
+    return plain_module(model)
 
 
 def _in_memory(item: nn.Module | Mapping[str, Any], i: int) -> Checkpoint:
@@ -109,7 +89,7 @@ def _items(path: str | Path | Sequence[PathItem], include_steps: bool) -> tuple[
     out: list[Path | Checkpoint] = []
     for i, item in enumerate(path):
         if isinstance(item, str | Path):
-            if Path(item).is_dir():
+            if Path(item).is_dir() and not is_hf_folder(Path(item)):
                 raise ConfigError(f"item {i} of the list is a folder ({str(item)!r}): list checkpoint files, or pass the folder alone")
             out.append(Path(item))
         elif isinstance(item, nn.Module | Mapping):
@@ -134,7 +114,7 @@ def _check_not_aliased(items: list[Path | Checkpoint]) -> None:
 
 
 def _architecture(items: list[Path | Checkpoint], given: Sequence[PathItem] | str | Path, model: nn.Module | None,
-                  dir_type: str, unsafe: bool) -> tuple[nn.Module | None, list[Path | Checkpoint]]:
+                  dir_type: str, unsafe: bool, prefix: str | None = None) -> tuple[nn.Module | None, list[Path | Checkpoint]]:
     """The model whose names and shapes the directions take; the final checkpoint loaded once."""
     if model is not None:
         return _unwrap(model), items
@@ -142,9 +122,9 @@ def _architecture(items: list[Path | Checkpoint], given: Sequence[PathItem] | st
         modules = [m for m in given if isinstance(m, nn.Module)]
         if modules:
             return _unwrap(modules[-1]), items
-    final = items[-1] if isinstance(items[-1], Checkpoint) else load_checkpoint(items[-1], unsafe=unsafe)
+    final = items[-1] if isinstance(items[-1], Checkpoint) else load_checkpoint(items[-1], unsafe=unsafe, prefix=prefix)
     items = [*items[:-1], final]
-    if final.is_ours or isinstance(final.extra.get("parameters"), list):
+    if final.is_ours or isinstance(final.extra.get("parameters"), list) or final.extra.get("kind") == "huggingface":
         return None, items  # compute_trajectory rebuilds it from the checkpoint
     if dir_type == "states":  # every float state-dict entry moves: names and shapes are all it takes
         return skeleton_model(final.state_dict, None), items
@@ -154,7 +134,7 @@ def _architecture(items: list[Path | Checkpoint], given: Sequence[PathItem] | st
 
 def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None = None, dir_type: str = "weights",
                ignore: str = "biasbn", center: bool = True, include_steps: bool = False,
-               unsafe: bool = False) -> Trajectory:
+               unsafe: bool = False, prefix: str | None = None) -> Trajectory:
     """PCA plane of an optimization path and the path projected onto it (Li et al., 2018, §7).
 
     Args:
@@ -171,6 +151,8 @@ def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None
             paper's code: sklearn's PCA centres); ``False`` for the uncentred plane.
         include_steps: with a ``landscape train`` run folder, its step checkpoints too.
         unsafe: load files with ``weights_only=False`` (only files you trust).
+        prefix: read only the tensors whose names start with it, stripped (``"model."`` of a
+            LightningModule holding several networks); None finds the one prefix that fits ``model``.
 
     Returns:
         :class:`Trajectory`: ``directions`` for ``landscape.surface``, ``coords`` (n, 2) in units
@@ -179,9 +161,9 @@ def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None
     items, source = _items(path, include_steps)
     if len(items) < 3:
         raise CheckpointError(f"a PCA plane needs at least 3 checkpoints, got {len(items)}")
-    arch, items = _architecture(items, path, model, dir_type, unsafe)
+    arch, items = _architecture(items, path, model, dir_type, unsafe, prefix)
     traj = _traj.compute_trajectory(items, model=arch, dir_type=dir_type, ignore=ignore, center=center,
-                                    unsafe=unsafe, source=source)
+                                    unsafe=unsafe, source=source, prefix=prefix)
     return Trajectory(**{f.name: getattr(traj, f.name) for f in fields(traj)})
 
 

@@ -46,6 +46,8 @@ def _common(p: argparse.ArgumentParser, config_positional: bool = False) -> None
                    help="override any config value (TOML syntax for the value); repeatable")
     p.add_argument("--unsafe-load", action="store_true",
                    help="allow checkpoints that need arbitrary code to unpickle (only for files you trust)")
+    p.add_argument("--prefix", help="read only the checkpoint tensors whose names start with PREFIX, stripped (e.g. model. "
+                                    "of a Lightning module; default: the one prefix that fits the model)")
 
 
 def _overrides(args: argparse.Namespace, section_device: str, loss_key: str = "train.loss") -> list[str]:
@@ -130,7 +132,9 @@ def surface_config(args: argparse.Namespace, ckpt: Any, flags: dict[str, str] = 
 
     saved = checkpoint_config(ckpt)
     base = config_to_dict(saved) if saved is not None else None
-    if base is None and not (args.model or args.config):
+    if base is None and not (args.model or args.config) and ckpt.extra.get("kind") == "huggingface":
+        base = {"model": {"name": "hf"}}  # the model is built from the folder's config.json
+    elif base is None and not (args.model or args.config):
         raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
                           "name its model and data with --model/--data/--loss or --config FILE")
     return resolve_config(base, args.config, _overrides(args, "surface", "surface.losses") + _flag_overrides(args, flags))
@@ -140,7 +144,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
     from landscape.workflows.surface import DirectionSource, run_surface
 
-    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
+    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load, prefix=args.prefix)
     cfg = surface_config(args, ckpt)
     if args.directions is not None and args.x is None:
         from landscape.workflows.trajectory import default_grid_overrides
@@ -230,7 +234,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         overrides = _flag_overrides(args, {"model": "model.name", "data": "data.name"}) + list(args.overrides)
         model = build_experiment(resolve_config(None, args.config, overrides), losses=()).model  # no loss is evaluated
     traj = compute_trajectory(checkpoints, model=model, dir_type=args.dir_type, ignore=args.ignore,
-                              center=args.center, unsafe=args.unsafe_load, source=source)
+                              center=args.center, unsafe=args.unsafe_load, source=source, prefix=args.prefix)
     save_trajectory(args.out, traj)
     _print({"file": str(args.out), **summary(traj),
             "next": f"landscape surface {traj.meta['origin']} --directions {args.out} --out SURFACE.h5"})
@@ -259,6 +263,7 @@ def _add_trajectory(p: argparse.ArgumentParser) -> None:
                    help="override a config value (with --model/--data/--config)")
     p.add_argument("--unsafe-load", action="store_true",
                    help="allow checkpoints that need arbitrary code to unpickle (only for files you trust)")
+    p.add_argument("--prefix", help="read only the checkpoint tensors whose names start with PREFIX, stripped (e.g. model.)")
 
 
 # --- hessian ---------------------------------------------------------------------------------------
@@ -273,7 +278,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
     from landscape.workflows.hessian import format_hessian, run_hessian
 
-    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
+    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load, prefix=args.prefix)
     cfg = surface_config(args, ckpt, HESSIAN_FLAGS)
     report = run_hessian(args.checkpoint, cfg, out=args.out, save_directions_to=args.save_directions,
                          unsafe=args.unsafe_load, checkpoint_obj=ckpt)
@@ -348,14 +353,15 @@ def cmd_connect(args: argparse.Namespace) -> int:
     from landscape.workflows._experiment import checkpoint_config
     from landscape.workflows.connect import format_result, run_connect
 
-    ckpt = load_checkpoint(args.checkpoint_a, unsafe=args.unsafe_load)
+    ckpt = load_checkpoint(args.checkpoint_a, unsafe=args.unsafe_load, prefix=args.prefix)
     saved = checkpoint_config(ckpt)
     base = config_to_dict(saved) if saved is not None else None
     if base is None and not (args.model or args.config):
         raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
                           "name its model and data with --model/--data/--loss or --config FILE")
     cfg = resolve_config(base, args.config, _overrides(args, "connect") + _flag_overrides(args, CONNECT_FLAGS))
-    result = run_connect(args.checkpoint_a, args.checkpoint_b, args.out, cfg, unsafe=args.unsafe_load, overwrite=args.overwrite)
+    result = run_connect(args.checkpoint_a, args.checkpoint_b, args.out, cfg, unsafe=args.unsafe_load, overwrite=args.overwrite,
+                         prefix=args.prefix)
     print(format_result(result))
     return 0
 

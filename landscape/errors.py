@@ -61,3 +61,11 @@ class AnimationError(LandscapeError):
 
 class MissingExtraError(LandscapeError):
     """An optional extra (a package the default install leaves out) is needed and not installed."""
+
+
+def install_hint(extra: str) -> str:
+    """``pip install "<distribution>[extra]"`` with the name this package was installed under."""
+    from importlib.metadata import packages_distributions
+
+    names = packages_distributions().get("landscape") or ["filternorm-landscape"]
+    return f'pip install "{names[0]}[{extra}]"'

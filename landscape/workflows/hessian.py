@@ -48,6 +48,7 @@ from landscape.engine.hessian import (
     lanczos,
 )
 from landscape.engine.losses import get_criterion
+from landscape.engine.modules import double_backward_attention
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
@@ -308,6 +309,14 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     ``out`` when given; ``save_directions_to`` also writes the top two eigenvectors as a
     direction file (kind ``hessian``) for ``landscape surface --directions``.
     """
+    with double_backward_attention():  # a transformer's HVPs: attention as plain math
+        return _run_hessian(checkpoint, cfg, out=out, save_directions_to=save_directions_to, unsafe=unsafe,
+                            checkpoint_obj=checkpoint_obj)
+
+
+def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
+                 save_directions_to: str | Path | None = None, unsafe: bool = False,
+                 checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     exp = experiment_with_user_data(ckpt, cfg)  # user data over surface.memory_budget are streamed

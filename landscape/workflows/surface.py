@@ -37,7 +37,7 @@ from landscape.engine.pca import pca_axis_label
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DirectionError, LandscapeError
-from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.io.checkpoint import Checkpoint, fit_state_dict, load_checkpoint, sha256_file
 from landscape.io.surface_file import SurfaceFile, exclusive_lock, open_surface
 from landscape.workflows._distributed import (
     Group,
@@ -79,8 +79,9 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
             raise ConfigError("give either --directions or --target, not both")
         dirs = load_directions(source.file, exp.model)
     elif source.target is not None:
-        b = load_checkpoint(source.target, unsafe=unsafe).state_dict
-        c = load_checkpoint(source.target2, unsafe=unsafe).state_dict if source.target2 is not None else None
+        b = fit_state_dict(exp.model, load_checkpoint(source.target, unsafe=unsafe).state_dict, what="the model (--target)")
+        c = (fit_state_dict(exp.model, load_checkpoint(source.target2, unsafe=unsafe).state_dict, what="the model (--target2)")
+             if source.target2 is not None else None)
         dirs = target_directions(exp.model, b, c, cfg.directions.dir_type)
         # float state (BatchNorm statistics) that differs between the models but is not moved
         state = exp.model.state_dict()
