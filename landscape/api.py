@@ -35,12 +35,12 @@ from landscape.engine.batchloss import (
 from landscape.engine.directions import Directions
 from landscape.engine.grid import MAX_POINTS, Grid, auto_batch_size
 from landscape.engine.losses import ALIASES, LOSSES, Metrics, MetricSet, canonical_loss_name
-from landscape.engine.modules import floating_dtype, plain_module
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DataError, GridError, LandscapeError, ModelError
 from landscape.zoo.data import Task, TensorSplit
+from landscape.zoo.modules import floating_dtype, plain_module
 
 if TYPE_CHECKING:
     from landscape.figures.interactive import InteractiveFigure

@@ -17,12 +17,12 @@ from torch import Tensor, nn
 from landscape.api import LossSpec, _as_batches, _device, _resolve_loss, _slices
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
-from landscape.engine.modules import double_backward_attention as _double_backward_attention
-from landscape.engine.modules import floating_dtype, plain_module
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import double_backward_attention as _double_backward_attention
+from landscape.zoo.modules import floating_dtype, plain_module
 from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prepare
 
 # --- the Hessian -----------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from typing import Any
 
 from torch import nn
 
-from landscape.engine.modules import plain_module
 from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
 from landscape.io.foreign import checkpoint_files, is_hf_folder
@@ -25,6 +24,7 @@ from landscape.io.recorder import skeleton_model
 from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
 from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import trajectory as _traj
+from landscape.zoo.modules import plain_module
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
 

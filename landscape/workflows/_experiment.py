@@ -15,12 +15,12 @@ from torch import nn
 
 from landscape.config import Config, config_from_dict
 from landscape.engine.losses import MetricSet
-from landscape.engine.modules import floating_dtype
 from landscape.errors import CheckpointError, ConfigError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_into
 from landscape.zoo.data import DataBundle, TensorSplit, load_data
 from landscape.zoo.hf import HF_MODEL
 from landscape.zoo.models import build_model, build_unshaped_model
+from landscape.zoo.modules import floating_dtype
 from landscape.zoo.registry import is_user_spec
 from landscape.zoo.userdata import UserBatches, UserStreams, user_data
 

@@ -44,7 +44,6 @@ from landscape.engine.connect import (
 from landscape.engine.directions import Directions, model_fingerprint
 from landscape.engine.grid import Grid
 from landscape.engine.losses import MetricSet
-from landscape.engine.modules import plain_module
 from landscape.engine.progress import bar
 from landscape.engine.surface import SurfaceEngine
 from landscape.errors import CheckpointError, ConfigError, DataError
@@ -54,6 +53,7 @@ from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
 from landscape.workflows._experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import plain_module
 
 EpochHook = Callable[[int, float], None]
 PATH_TITLES = {"line": "line", "aligned_line": "aligned line", "curve": "curve"}

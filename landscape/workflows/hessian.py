@@ -48,13 +48,13 @@ from landscape.engine.hessian import (
     lanczos,
 )
 from landscape.engine.losses import get_criterion
-from landscape.engine.modules import double_backward_attention
 from landscape.engine.moved import selector
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.workflows._experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import double_backward_attention
 from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Paired, Streamed, UserBatches, UserStreams
 

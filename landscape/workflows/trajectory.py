@@ -47,13 +47,13 @@ import torch
 from torch import Tensor, nn
 
 from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors
-from landscape.engine.modules import plain_module
 from landscape.engine.pca import principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
 from landscape.io.checkpoint import Checkpoint, fit_state_dict, load_checkpoint, sha256_file
 from landscape.io.run_folder import run_checkpoints
 from landscape.io.trajectory_file import Trajectory, TrajectoryPoints, _stored_coords
 from landscape.workflows._experiment import checkpoint_config
+from landscape.zoo.modules import plain_module
 
 TensorDict = dict[str, Tensor]
 _IGNORE = ("biasbn", "none", "random1d")  # PCA: "none" and "random1d" both keep ndim ≤ 1 tensors

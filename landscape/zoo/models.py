@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from landscape.engine.modules import plain_module
 from landscape.errors import ModelError
+from landscape.zoo.modules import plain_module
 from landscape.zoo.registry import Registry, is_user_spec, load_callable
 
 # factory(input_shape, output_shape, **options) -> nn.Module
