@@ -343,3 +343,62 @@ def test_cli_hf_errors(trainer_dir: Any, tmp_path: Path, capsys: pytest.CaptureF
                    "not a safetensors file")
     _fails_cleanly(capsys, ["surface", str(out), *user, "--out", str(tmp_path / "s.h5")],
                    "is a folder", "checkpoint-12")
+
+
+def test_info_describes_foreign_checkpoints(trainer_dir: Any, lightning_run: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = trainer_dir
+    _, run, _ = lightning_run
+    capsys.readouterr()
+    assert main(["info", str(out / "checkpoint-8")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["format"], info["step"], info["epoch"], info["model_type"]) == ("huggingface", 8, 2, "gpt2")
+    assert main(["info", str(run / "checkpoints" / "epoch=1-step=24.ckpt")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["format"], info["step"], info["epoch"]) == ("lightning", 24, 1)
+
+
+def test_a_sharded_hf_folder_loads(tmp_path: Path) -> None:
+    from landscape.zoo.hf import model_from_hf_config
+
+    gpt = _gpt2(3, n_layer=2)
+    gpt.save_pretrained(tmp_path / "sharded", max_shard_size="4KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    ckpt = load_checkpoint(tmp_path / "sharded")
+    model = model_from_hf_config(ckpt.extra["hf_config"], "sharded")
+    load_into(model, ckpt.state_dict)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), gpt.state_dict().values(), strict=True))
+
+
+def test_model_hf_names_the_config_json_and_refuses_other_checkpoints(trainer_dir: Any, lightning_run: Any,
+                                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text_py, out, models = trainer_dir
+    _, run, _ = lightning_run
+    user = ["--data", f"{text_py}:data", "--loss", f"{text_py}:loss"]
+    assert main(["--quiet", "surface", str(out / "checkpoint-4"), "--model", "hf", *user, "--x", "-1:1:3",
+                 "--out", str(tmp_path / "s.h5")]) == 0
+    assert _origin(tmp_path / "s.h5") == pytest.approx(_text_loss64(models[4], _text_batches()), rel=1e-5)
+    capsys.readouterr()
+    _fails_cleanly(capsys, ["surface", str(run / "checkpoints" / "epoch=1-step=24.ckpt"), "--model", "hf", *user,
+                            "--out", str(tmp_path / "x.h5")], "model 'hf' is built from a Hugging Face folder's config.json")
+
+
+def test_api_trajectory_takes_a_prefix(tmp_path: Path) -> None:
+    nets = {step: (_net(step), _net(100 + step)) for step in (1, 2, 3)}
+    for step, (net, ema) in nets.items():
+        _lightning(tmp_path / "checkpoints" / f"epoch=0-step={step}.ckpt", net.state_dict(), 0, step, ema=ema.state_dict())
+    with pytest.raises(CheckpointError, match="several prefixes"):
+        landscape.trajectory(tmp_path, model=_net(0))
+    t = landscape.trajectory(tmp_path, model=_net(0), prefix="ema.")
+    want = landscape.trajectory([nets[s][1] for s in (1, 2, 3)])  # the ema networks in memory
+    np.testing.assert_allclose(t.coords, want.coords, atol=1e-6)
+    assert list(t.steps) == [1, 2, 3]
+
+
+def test_dataparallel_and_mixed_dtypes() -> None:
+    from landscape.zoo.modules import floating_dtype, plain_module
+
+    net = _net(0)
+    assert plain_module(nn.DataParallel(torch.compile(net))) is net
+    assert set(landscape.random_directions(nn.DataParallel(net)).x) == {k for k, _ in net.named_parameters()}
+    mixed = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2).double())
+    assert floating_dtype(mixed) is None and floating_dtype(net.double()) == torch.float64
