@@ -164,3 +164,40 @@ def test_cli_compiled_factory_and_checkpoint(tmp_path: Path, capsys: pytest.Capt
     s = landscape.load_surface(tmp_path / "s.h5")
     assert s["train_loss"][1] == pytest.approx(want, rel=1e-6)
     assert json.loads((tmp_path / "h.json").read_text())["loss"] == pytest.approx(want, rel=1e-6)
+
+
+DTYPED_PY = '''
+import torch
+from torch import nn
+
+def make(input_shape=(1, 6, 6), output_shape=(4,), dtype="float64"):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+    return net.to(getattr(torch, dtype))
+
+def data():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(40, 1, 6, 6, generator=g), torch.randint(0, 4, (40,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    return loader, loader
+'''
+
+
+@pytest.mark.parametrize(("dtype", "budget", "rtol"), [("float64", "0", 1e-12), ("float64", "1", 1e-12),
+                                                      ("bfloat16", "0", 3e-2), ("bfloat16", "1", 3e-2)])
+def test_cli_bf16_and_float64_models_on_float32_data(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     dtype: str, budget: str, rtol: float) -> None:
+    """In memory and streamed (--memory-budget 1): the origin against a float64 hand loss, as in the API."""
+    (tmp_path / "d.py").write_text(DTYPED_PY)
+    model = _conv_net(getattr(torch, dtype))
+    torch.save(model.state_dict(), tmp_path / "net.pt")
+    budget_flag = ["--memory-budget", budget] if budget != "0" else []
+    argv = ["--quiet", "surface", str(tmp_path / "net.pt"), "--model", f"{tmp_path / 'd.py'}:make",
+            "--set", f'model.options={{dtype = "{dtype}"}}', "--data", f"{tmp_path / 'd.py'}:data",
+            "--loss", "cross_entropy", "--x", "-1:1:3", *budget_flag, "--out", str(tmp_path / "s.h5")]
+    assert main(argv) == 0, capsys.readouterr().err
+    x, y = _images()
+    weights = {k: v.double() for k, v in model.state_dict().items()}  # the saved (bf16-rounded) weights, in float64
+    with torch.no_grad():
+        want = float(nn.functional.cross_entropy(functional_call(_conv_net(torch.float64), weights, (x.double(),)), y))
+    assert landscape.load_surface(tmp_path / "s.h5")["train_loss"][1] == pytest.approx(want, rel=rtol)

@@ -54,7 +54,7 @@ from landscape.errors import ConfigError, HessianError, LandscapeError, ModelErr
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.workflows._experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.modules import double_backward_attention
+from landscape.zoo.modules import double_backward_attention, floating_dtype
 from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Paired, Streamed, UserBatches, UserStreams
 
@@ -146,9 +146,9 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         if cfg.surface.max_samples:
             raise ConfigError(f"--max-samples {cfg.surface.max_samples} cuts (inputs, targets) data; the {exp.batches.kind} "
                               f"batches of {exp.batches.name!r}: cut them in your data function")
-        data = exp.batches.placed([split_name], device, cfg.surface.memory_budget)[split_name]
+        data = exp.batches.placed([split_name], device, cfg.surface.memory_budget, floating_dtype(exp.model))[split_name]
     elif isinstance(exp.batches, UserStreams):  # the probe is the split's first batch
-        data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device)
+        data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
     else:
         data = split_batches(probe, cfg.surface.batch_size)
     if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model

@@ -55,6 +55,7 @@ from landscape.workflows._distributed import (
 from landscape.workflows._experiment import Experiment, checkpoint_config, experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import floating_dtype
 from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Streamed, UserBatches, UserStreams
 
@@ -155,7 +156,7 @@ def streamed_engine(exp: Experiment, cfg: Config, dirs: Directions, streams: Use
     if s.metric != "loss" or s.bn != "fixed":
         raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need the data in memory; raise --memory-budget")
     names = ["train", "test"] if s.split == "both" else [s.split]
-    splits = {n: Streamed(streams.splits[n].limited(s.max_samples), device) for n in names}
+    splits = {n: Streamed(streams.splits[n].limited(s.max_samples), device, floating_dtype(exp.model)) for n in names}
     if any(is_user_spec(n) for n in s.losses):
         return BatchEngine(exp.model, dirs, splits, ["loss"], batch_loss_sums(s.losses), device=device, moved=moved,
                            points_per_call=s.points_per_call)
@@ -176,7 +177,7 @@ def batches_engine(exp: Experiment, cfg: Config, dirs: Directions, batches: User
         raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
     sums = batch_loss_sums(list(s.losses) or [cfg.train.loss])
     names = ["train", "test"] if s.split == "both" else [s.split]
-    splits = batches.placed(names, device, s.memory_budget)
+    splits = batches.placed(names, device, s.memory_budget, floating_dtype(exp.model))
     return BatchEngine(exp.model, dirs, splits, ["loss"], sums, device=device, moved=moved, points_per_call=s.points_per_call)
 
 

@@ -293,10 +293,12 @@ class UserBatches:
     sources: dict[str, Iterable[Batch]]  # re-iterable batches per split, as the function gave them
     kind: str  # the type of the first batch, for messages (dict, Tensor, ...)
 
-    def placed(self, names: Sequence[str], device: torch.device, memory_budget: int) -> dict[str, list[Batch] | Streamed]:
+    def placed(self, names: Sequence[str], device: torch.device, memory_budget: int,
+               dtype: torch.dtype | None = None) -> dict[str, list[Batch] | Streamed]:
         """The splits ``names``: each a list of batches on ``device`` when together they fit
-        ``memory_budget`` bytes, else a :class:`Streamed` source (:func:`prepare`, without tensors)."""
-        prepared = prepare({n: self.sources[n] for n in names}, device, memory_budget, tensors=False)
+        ``memory_budget`` bytes, else a :class:`Streamed` source (:func:`prepare`, without tensors);
+        floating inputs cast to ``dtype``, the model's."""
+        prepared = prepare({n: self.sources[n] for n in names}, device, memory_budget, tensors=False, dtype=dtype)
         return {n: p for n, p in prepared.items() if not isinstance(p, TensorSplit)}
 
 
