@@ -402,3 +402,31 @@ def test_dataparallel_and_mixed_dtypes() -> None:
     assert set(landscape.random_directions(nn.DataParallel(net)).x) == {k for k, _ in net.named_parameters()}
     mixed = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2).double())
     assert floating_dtype(mixed) is None and floating_dtype(net.double()) == torch.float64
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from landscape.errors import MissingExtraError
+    from landscape.zoo.hf import model_from_hf_config
+
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    monkeypatch.setitem(__import__("sys").modules, "safetensors", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"needs the safetensors package: pip install \".*\[hf\]\"$"):
+        load_checkpoint(tmp_path / "w.safetensors")
+    monkeypatch.setitem(__import__("sys").modules, "transformers", None)
+    with pytest.raises(MissingExtraError, match=r"from its config.json needs transformers: pip install \".*\[hf\]\"$"):
+        model_from_hf_config({"model_type": "gpt2"}, "folder")
+
+
+def test_lightning_hyper_parameters_that_are_objects_need_unsafe_load(tmp_path: Path) -> None:
+    import argparse
+
+    net = _net(5)
+    path = tmp_path / "ns.ckpt"
+    torch.save({"epoch": 0, "global_step": 3, "pytorch-lightning_version": "2.4.0",
+                "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError, match=r"refused.*Namespace.*pass --unsafe-load"):
+        load_checkpoint(path)
+    model = _net(0)
+    load_into(model, load_checkpoint(path, unsafe=True).state_dict)
+    assert torch.equal(model[0].weight, net[0].weight)
