@@ -92,9 +92,15 @@ def _print(summary: Any) -> None:
 
 # --- train -----------------------------------------------------------------------------------------
 
+def _no_prefix(args: argparse.Namespace) -> None:
+    if args.prefix is not None:  # a shared flag that only the commands reading foreign checkpoints use
+        raise ConfigError(f"--prefix applies to reading checkpoints (surface, hessian, connect, trajectory), not to {args.command}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from landscape.workflows.train import train
 
+    _no_prefix(args)
     flags = _flag_overrides(args, {"epochs": "train.epochs", "lr": "train.lr", "seed": "train.seed",
                                    "batch_size": "train.batch_size", "optimizer": "train.optimizer"})
     cfg = resolve_config(None, args.config_file, _overrides(args, "train") + flags)
@@ -479,6 +485,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from landscape.workflows.run import format_stage, run_pipeline
 
+    _no_prefix(args)
     device = [f"surface.device={json.dumps(args.device)}"] if args.device else []
     cfg = resolve_config(None, args.config_file, _overrides(args, "train") + device)
     out = args.out or Path("runs") / args.config_file.stem

@@ -430,3 +430,7 @@ def test_lightning_hyper_parameters_that_are_objects_need_unsafe_load(tmp_path: 
     model = _net(0)
     load_into(model, load_checkpoint(path, unsafe=True).state_dict)
     assert torch.equal(model[0].weight, net[0].weight)
+
+
+def test_prefix_is_refused_where_nothing_reads_a_foreign_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fails_cleanly(capsys, ["train", "--prefix", "model.", "--out", str(tmp_path / "r")], "--prefix applies to reading checkpoints")
