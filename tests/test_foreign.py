@@ -434,3 +434,13 @@ def test_lightning_hyper_parameters_that_are_objects_need_unsafe_load(tmp_path: 
 
 def test_prefix_is_refused_where_nothing_reads_a_foreign_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fails_cleanly(capsys, ["train", "--prefix", "model.", "--out", str(tmp_path / "r")], "--prefix applies to reading checkpoints")
+
+
+def test_a_model_whose_own_names_start_with_module(tmp_path: Path) -> None:
+    """The loader strips a module. every name carries; a model that holds its net as .module still fits."""
+    holder = nn.Module()
+    holder.module = _net(0)
+    net = _net(8)
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "held.pt")
+    load_into(holder, load_checkpoint(tmp_path / "held.pt").state_dict)
+    assert torch.equal(holder.module[0].weight, net[0].weight)

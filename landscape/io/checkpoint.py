@@ -322,6 +322,9 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str
     own = model.state_dict()
     tied = _tied(own)
     exact = _complete(state_dict, own, tied)
+    for w in WRAPPERS:  # a model whose own names all start with a wrapper's prefix (a module held as .module)
+        if exact is None and own and all(k.startswith(w) for k in own):
+            exact = _complete({w + k: v for k, v in state_dict.items()}, own, tied)
     if exact is None:
         fits = [(p, sub) for p in _prefixes(state_dict, len(own) - len(tied))
                 if (sub := _complete(_under(state_dict, p), own, tied)) is not None]
