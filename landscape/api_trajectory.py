@@ -3,9 +3,9 @@
 The plane and the projection are :func:`landscape.workflows.trajectory.compute_trajectory`'s
 (PCA of the differences to the final point, Li et al. 2018, §7); this module only turns what a
 notebook holds into its inputs: a run folder (``landscape train`` or :class:`landscape.Recorder`),
-a folder of foreign checkpoints (files, a Trainer output_dir, Lightning checkpoints), or a list mixing checkpoint paths, state dicts (bare,
-``{"model": ...}``, ``{"state_dict": ...}``, DDP ``module.`` prefixes) and ``nn.Module`` objects,
-oldest first, the final one last.
+a folder of foreign checkpoints (files, a Trainer output_dir, Lightning checkpoints), or a list
+mixing checkpoint paths, state dicts (bare, ``{"model": ...}``, ``{"state_dict": ...}``, DDP
+``module.`` prefixes) and ``nn.Module`` objects, oldest first, the final one last.
 """
 
 from __future__ import annotations
