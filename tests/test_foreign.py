@@ -444,3 +444,15 @@ def test_a_model_whose_own_names_start_with_module(tmp_path: Path) -> None:
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "held.pt")
     load_into(holder, load_checkpoint(tmp_path / "held.pt").state_dict)
     assert torch.equal(holder.module[0].weight, net[0].weight)
+
+
+def test_an_hf_folder_saved_in_bfloat16_is_evaluated_in_float32(tmp_path: Path) -> None:
+    from landscape.zoo.hf import model_from_hf_config
+
+    gpt = _gpt2(4).to(torch.bfloat16)
+    gpt.save_pretrained(tmp_path / "bf")
+    ckpt = load_checkpoint(tmp_path / "bf")
+    model = model_from_hf_config(ckpt.extra["hf_config"], "bf")
+    load_into(model, ckpt.state_dict)
+    assert next(model.parameters()).dtype == torch.float32
+    assert all(torch.equal(a.float(), b) for a, b in zip(gpt.state_dict().values(), model.state_dict().values(), strict=True))
