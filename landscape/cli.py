@@ -78,6 +78,8 @@ def checkpoint_based_config(args: argparse.Namespace, ckpt: Any) -> Config:
     from landscape.workflows.experiment import checkpoint_config
 
     saved = checkpoint_config(ckpt)
+    if saved is None and not (args.model or args.config) and ckpt.extra.get("kind") == "huggingface":
+        return resolve_config(args, {"model": {"name": "hf"}})  # the model is built from the folder's config.json
     if saved is None and not (args.model or args.config):
         raise ConfigError(f"{str(ckpt.path)!r} is not a landscape checkpoint, so it does not say what it is: "
                           "name its model and data with --model/--data/--loss or --config FILE")
@@ -116,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --- surface ---------------------------------------------------------------------------------------
 
 @command("surface", "evaluate the loss landscape on a 1D or 2D grid around a checkpoint (HDF5, resumable)",
-         (*EVALUATES, "--unsafe-load", "--out", "--x", "--y", "--params", "--dir-type", "--norm", "--ignore", "--seed",
+         (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--x", "--y", "--params", "--dir-type", "--norm", "--ignore", "--seed",
           "--directions", "--target", "--target2", "--split", "--max-samples", "--bn", "--batch-size",
           "--points-per-call", "--memory-budget", "--metric", "--hessian-directions", "--max-points", "--overwrite",
           "--preview"), (CHECKPOINT,), required=("--out",),
@@ -126,7 +128,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
     from landscape.workflows.surface import DirectionSource, format_summary, run_surface
 
-    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load))
+    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
     cfg = checkpoint_based_config(args, ckpt)
     if args.directions is not None and args.x is None:
         from landscape.workflows.trajectory import default_grid_overrides
@@ -156,7 +158,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 # --- trajectory ------------------------------------------------------------------------------------
 
 @command("trajectory", "PCA plane of an optimization path (run folder or checkpoints) and the path projected on it",
-         ("--model", "--data", "--config", "--set", "--unsafe-load", "--out", "--include-steps", "--dir-type", "--ignore",
+         ("--model", "--data", "--config", "--set", "--unsafe-load", "--prefix", "--out", "--include-steps", "--dir-type", "--ignore",
           "--center", "--uncentered"),
          (("inputs", {"nargs": "+", "type": Path, "metavar": "RUN_DIR_OR_CHECKPOINTS",
                       "help": "a run folder (its run.json lists the checkpoints) or checkpoint files in training order, final last"}),),
@@ -164,13 +166,13 @@ def cmd_info(args: argparse.Namespace) -> int:
          details={"--out": "trajectory file (.h5); also a direction file for surface --directions",
                   "--model": "for foreign checkpoints (with --data, --config or --set): what they hold"})
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from landscape.io.run_folder import folder_checkpoints
+    from landscape.io.foreign import checkpoint_files
     from landscape.io.trajectory_file import save_trajectory
     from landscape.workflows.trajectory import compute_trajectory, summary
 
     inputs: list[Path] = args.inputs
     if len(inputs) == 1 and inputs[0].is_dir():  # a run folder (train, Recorder) or a folder of checkpoint files
-        checkpoints, source = folder_checkpoints(inputs[0], bool(args.include_steps)), str(inputs[0])
+        checkpoints, source = checkpoint_files(inputs[0], bool(args.include_steps)), str(inputs[0])
     elif any(p.is_dir() for p in inputs):
         raise ConfigError("give one run folder or a list of checkpoint files, not both")
     elif args.include_steps:
@@ -187,7 +189,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
         model = build_experiment(cfg, losses=()).model  # no loss is evaluated
     traj = compute_trajectory(checkpoints, model=model, dir_type=cfg.directions.dir_type, ignore=cfg.directions.ignore,
-                              center=not args.uncentered, unsafe=bool(args.unsafe_load), source=source)
+                              center=not args.uncentered, unsafe=bool(args.unsafe_load), source=source, prefix=args.prefix)
     save_trajectory(args.out, traj)
     _print({"file": str(args.out), **summary(traj),
             "next": f"landscape surface {traj.meta['origin']} --directions {args.out} --out SURFACE.h5"})
@@ -197,14 +199,14 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 # --- hessian ---------------------------------------------------------------------------------------
 
 @command("hessian", "top eigenvalues, smallest eigenvalue and trace of the loss Hessian at a checkpoint (JSON)",
-         (*EVALUATES, "--unsafe-load", "--out", "--params", "--split", "--max-samples", "--batch-size", "--memory-budget",
+         (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--params", "--split", "--max-samples", "--batch-size", "--memory-budget",
           "--dir-type", "--ignore", "--top-k", "--tol", "--max-iter", "--trace-samples", "--seed", "--save-directions"),
          (CHECKPOINT,), required=("--out",), details={"--out": "report file (.json)"})
 def cmd_hessian(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
     from landscape.workflows.hessian import format_hessian, run_hessian, run_hessian_per_split
 
-    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load))
+    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
     cfg = checkpoint_based_config(args, ckpt)
     run = run_hessian_per_split if cfg.surface.split == "both" else run_hessian
     report = run(args.checkpoint, cfg, out=args.out, save_directions_to=args.save_directions,
@@ -232,7 +234,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # --- connect ---------------------------------------------------------------------------------------
 
 @command("connect", "paths between two minima: line, permutation-aligned line, trained Bezier/polygonal curve; barriers",
-         (*EVALUATES, "--unsafe-load", "--out", "--curve", "--bends", "--epochs", "--lr", "--seed", "--align", "--points",
+         (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--curve", "--bends", "--epochs", "--lr", "--seed", "--align", "--points",
           "--split", "--max-samples", "--bn", "--overwrite"),
          (("checkpoint_a", {"type": Path, "metavar": "A.pt"}), ("checkpoint_b", {"type": Path, "metavar": "B.pt"})),
          required=("--out",), details={"--out": "folder: connect.h5, connect.csv/.md, figures (re-running resumes)"})
@@ -240,9 +242,9 @@ def cmd_connect(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
     from landscape.workflows.connect import format_result, run_connect
 
-    cfg = checkpoint_based_config(args, load_checkpoint(args.checkpoint_a, unsafe=bool(args.unsafe_load)))
+    cfg = checkpoint_based_config(args, load_checkpoint(args.checkpoint_a, unsafe=bool(args.unsafe_load), prefix=args.prefix))
     result = run_connect(args.checkpoint_a, args.checkpoint_b, args.out, cfg, unsafe=bool(args.unsafe_load),
-                         overwrite=bool(args.overwrite))
+                         overwrite=bool(args.overwrite), prefix=args.prefix)
     print(format_result(result))
     return 0
 

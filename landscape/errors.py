@@ -69,3 +69,9 @@ class LandscapeWarning(UserWarning):
 
 class FlatSurfaceWarning(LandscapeWarning):
     """Every point of a surface equals the origin to rounding: the directions do not change the loss."""
+def install_hint(extra: str) -> str:
+    """``pip install "<distribution>[extra]"`` with the name this package was installed under."""
+    from importlib.metadata import packages_distributions
+
+    names = packages_distributions().get("landscape") or ["filternorm-landscape"]
+    return f'pip install "{names[0]}[{extra}]"'

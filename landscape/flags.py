@@ -78,6 +78,8 @@ FLAGS: dict[str, Flag] = {
                   metavar="SECTION.KEY=VALUE"),
     "--unsafe-load": Flag("allow checkpoints that need arbitrary code to unpickle (only for files you trust)",
                           action="switch"),
+    "--prefix": Flag("read only the checkpoint tensors whose names start with PREFIX, stripped (e.g. model. of a "
+                     "Lightning module; default: the one prefix that fits the model)"),
     # --- where results go ---
     "--out": Flag("where the results go", type=Path),
     "--overwrite": Flag("replace results made with other settings instead of refusing (otherwise re-running resumes)",

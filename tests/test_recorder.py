@@ -205,7 +205,7 @@ def test_trajectory_input_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="item 1 of the list is a int"):
         landscape.trajectory([states[0], 3, states[1]], model=model)  # type: ignore[list-item]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match=r"holds no run\.json and no checkpoint files"):
+    with pytest.raises(CheckpointError, match=r"holds no run\.json, no checkpoint-N/ folders and no checkpoint files"):
         landscape.trajectory(tmp_path / "empty")
 
 

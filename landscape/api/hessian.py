@@ -18,6 +18,7 @@ from landscape.config import DirectionsConfig, HessianConfig, SurfaceConfig
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.errors import ConfigError
 from landscape.workflows.hessian import measure, parameter_names, problem_setup
+from landscape.zoo.modules import floating_dtype, plain_module
 from landscape.zoo.userdata import prepare
 
 _HESSIAN, _DIRECTIONS, _SURFACE = HessianConfig(), DirectionsConfig(), SurfaceConfig()  # the CLI's defaults
@@ -81,8 +82,9 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     Returns:
         :class:`HessianResult` (eigenvalues in loss units per unit² of parameter).
     """
+    model = plain_module(model)  # torch.compile / DataParallel: the module inside
     dev = model_device(model, device)
-    prepared = prepare(data, dev, memory_budget)
+    prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
     first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
     spec, first = resolve_loss(loss, None, model, first)
     work = working_copy(model, (), dev)  # reads the caller's parameters (on dev), owns its buffers: nothing of the caller is written

@@ -22,6 +22,7 @@ from landscape.engine.moved import working_copy
 from landscape.errors import ConfigError, DataError, GridError, ModelError
 from landscape.workflows.experiment import resolve_device
 from landscape.zoo.data import Task, TensorSplit
+from landscape.zoo.modules import plain_module
 from landscape.zoo.userdata import Prepared, first_batch
 
 AxisSpec = tuple[float, float, int] | Sequence[float] | np.ndarray
@@ -59,6 +60,7 @@ def random_directions(model: nn.Module, dims: int = 2, seed: int = DEFAULT_SEED,
     """
     if dims not in (1, 2):
         raise ConfigError(f"dims must be 1 or 2, got {dims}")
+    model = plain_module(model)  # torch.compile / DataParallel: the module inside
     cfg = DirectionOptions(dir_type=dir_type, norm=norm, ignore=ignore, seed=seed)  # type: ignore[arg-type]
     return dirs_.random_directions(model, cfg, dims)
 

@@ -47,6 +47,7 @@ from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, FlatSurfaceWarning, GridError
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import floating_dtype, plain_module
 from landscape.zoo.userdata import Streamed, batch_size_of, prepare
 
 _SURFACE = SurfaceConfig()  # the CLI's [surface] defaults: one place for both doors
@@ -217,6 +218,7 @@ def surface(
         :class:`~landscape.errors.FlatSurfaceWarning` when every point equals the origin to
         rounding (the directions do not change the loss: the figure would show nothing).
     """
+    model = plain_module(model)  # torch.compile / DataParallel: the module inside
     dev = model_device(model, device)
     options = EngineOptions(batch_size=batch_size, points_per_call=points_per_call, bn=bn, bn_batches=bn_batches)
     plane_axes = getattr(directions, "axes", None)
@@ -234,7 +236,7 @@ def surface(
     moved = selector(params)
     if moved is not None:  # the directions hold only what moves, so a saved surface or direction file reuses the subset
         dirs = dirs_.only(dirs, moved, _params_label(params))
-    prepared = prepare(data, dev, memory_budget)
+    prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
     spec, prepared = resolve_loss(loss, metrics, model, prepared)
     train = prepared.get("train")
     engine = surface_evaluator(model, dirs, prepared, spec.output,

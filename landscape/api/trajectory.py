@@ -3,9 +3,9 @@
 The plane and the projection are :func:`landscape.workflows.trajectory.compute_trajectory`'s
 (PCA of the differences to the final point, Li et al. 2018, §7); this module only turns what a
 notebook holds into its inputs: a run folder (``landscape train`` or :class:`landscape.Recorder`),
-a folder of foreign checkpoint files, or a list mixing checkpoint paths, state dicts (bare,
-``{"model": ...}``, ``{"state_dict": ...}``, DDP ``module.`` prefixes) and ``nn.Module`` objects,
-oldest first, the final one last.
+a folder of foreign checkpoints (files, a Trainer output_dir, Lightning checkpoints), or a list
+mixing checkpoint paths, state dicts (bare, ``{"model": ...}``, ``{"state_dict": ...}``, DDP
+``module.`` prefixes) and ``nn.Module`` objects, oldest first, the final one last.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from torch import nn
 from landscape.config import DirectionsConfig, RunConfig
 from landscape.errors import CheckpointError, ConfigError
 from landscape.io.checkpoint import Checkpoint, find_state_dict
-from landscape.io.run_folder import folder_checkpoints
+from landscape.io.foreign import checkpoint_files, is_hf_folder
 from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
 from landscape.io.trajectory_file import save_trajectory
 from landscape.workflows import trajectory as _traj
+from landscape.zoo.modules import plain_module
 
 PathItem = str | Path | nn.Module | Mapping[str, Any]
 _DIRECTIONS = DirectionsConfig()  # the CLI's defaults
@@ -58,11 +59,8 @@ class Trajectory(_TrajectoryFile):
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside ``DataParallel`` / ``DistributedDataParallel`` (their names carry ``module.``)."""
-    wrapped = getattr(model, "module", None)
-    if type(model).__name__ in ("DataParallel", "DistributedDataParallel") and isinstance(wrapped, nn.Module):
-        return wrapped
-    return model
+    """The module inside ``torch.compile`` / ``DataParallel`` / DDP (their names carry ``_orig_mod.``, ``module.``)."""
+    return plain_module(model)
 
 
 def _in_memory(item: nn.Module | Mapping[str, Any], i: int) -> Checkpoint:
@@ -79,13 +77,13 @@ def _in_memory(item: nn.Module | Mapping[str, Any], i: int) -> Checkpoint:
 
 def _items(path: str | Path | Sequence[PathItem], include_steps: bool) -> tuple[list[Path | Checkpoint], str]:
     if isinstance(path, str | Path):
-        return list(folder_checkpoints(path, include_steps)), str(path)
+        return list(checkpoint_files(path, include_steps)), str(path)
     if isinstance(path, nn.Module | Mapping) or not isinstance(path, Sequence):
         raise ConfigError(f"trajectory takes a folder or a list of checkpoints, models or state dicts, got {type(path).__name__}")
     out: list[Path | Checkpoint] = []
     for i, item in enumerate(path):
         if isinstance(item, str | Path):
-            if Path(item).is_dir():
+            if Path(item).is_dir() and not is_hf_folder(Path(item)):
                 raise ConfigError(f"item {i} of the list is a folder ({str(item)!r}): list checkpoint files, or pass the folder alone")
             out.append(Path(item))
         elif isinstance(item, nn.Module | Mapping):
@@ -120,7 +118,7 @@ def _architecture(given: Sequence[PathItem] | str | Path, model: nn.Module | Non
 
 def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None = None, dir_type: str = _DIRECTIONS.dir_type,
                ignore: str = _DIRECTIONS.ignore, center: bool = RunConfig().pca_center, include_steps: bool = False,
-               unsafe: bool = False) -> Trajectory:
+               unsafe: bool = False, prefix: str | None = None) -> Trajectory:
     """PCA plane of an optimization path and the path projected onto it (Li et al., 2018, §7).
 
     Args:
@@ -137,6 +135,8 @@ def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None
             paper's code: sklearn's PCA centres); ``False`` for the uncentred plane.
         include_steps: with a ``landscape train`` run folder, its step checkpoints too.
         unsafe: load files with ``weights_only=False`` (only files you trust).
+        prefix: read only the tensors whose names start with it, stripped (``"model."`` of a
+            LightningModule holding several networks); None finds the one prefix that fits ``model``.
 
     Returns:
         :class:`Trajectory`: ``directions`` for ``landscape.surface``, ``coords`` (n, 2) in units
@@ -146,7 +146,7 @@ def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None
     if len(items) < 3:
         raise CheckpointError(f"a PCA plane needs at least 3 checkpoints, got {len(items)}")
     traj = _traj.compute_trajectory(items, model=_architecture(path, model), dir_type=dir_type, ignore=ignore, center=center,
-                                    unsafe=unsafe, source=source)
+                                    unsafe=unsafe, source=source, prefix=prefix)
     return Trajectory(**{f.name: getattr(traj, f.name) for f in fields(traj)})
 
 

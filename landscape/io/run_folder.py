@@ -119,21 +119,3 @@ _SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")  # checkpoint files in a fo
 def _natural_key(path: Path) -> list[Any]:
     """``epoch_2`` before ``epoch_10``: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def folder_checkpoints(folder: str | Path, include_steps: bool = False) -> list[Path]:
-    """The checkpoints of a folder, oldest first.
-
-    A run folder (``run.json``, written by ``landscape train`` or :class:`landscape.Recorder`)
-    lists them in order; any other folder gives its checkpoint files (``*.pt``, ``*.pth``,
-    ``*.ckpt``, ``*.bin``, ``*.tar``) sorted by name with numbers compared as numbers.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise CheckpointError(f"{str(root)!r} is not a folder")
-    if (root / "run.json").is_file():
-        return run_checkpoints(root, include_steps)
-    files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix in _SUFFIXES), key=_natural_key)
-    if not files:
-        raise CheckpointError(f"{str(root)!r} holds no run.json and no checkpoint files ({', '.join(_SUFFIXES)})")
-    return files

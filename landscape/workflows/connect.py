@@ -46,13 +46,14 @@ from landscape.engine.losses import MetricSet
 from landscape.engine.progress import bar
 from landscape.engine.surface import SurfaceEngine
 from landscape.errors import CheckpointError, ConfigError, DataError
-from landscape.io.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
+from landscape.io.checkpoint import atomic_torch_save, fit_state_dict, load_checkpoint, sha256_file
 from landscape.io.connect_file import ConnectFile, open_connect
 from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
 from landscape.version import __version__
 from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import plain_module
 
 EpochHook = Callable[[int, float], None]
 PATH_TITLES = {"line": "line", "aligned_line": "aligned line", "curve": "curve"}
@@ -353,13 +354,17 @@ def _with_state(model: nn.Module, state: Mapping[str, Tensor]) -> nn.Module:
 
 
 def run_connect(checkpoint_a: str | Path, checkpoint_b: str | Path, out: str | Path, cfg: Config | None = None, *,
-                unsafe: bool = False, overwrite: bool = False, on_epoch: EpochHook | None = None) -> ConnectResult:
-    """``landscape connect A.pt B.pt --out DIR``: both checkpoints of one architecture, config from A (or ``cfg``)."""
+                unsafe: bool = False, overwrite: bool = False, on_epoch: EpochHook | None = None,
+                prefix: str | None = None) -> ConnectResult:
+    """``landscape connect A.pt B.pt --out DIR``: both checkpoints of one architecture, config from A (or ``cfg``).
+
+    ``prefix``: read only the tensors whose names start with it (:func:`~landscape.io.checkpoint.load_checkpoint`).
+    """
     pa, pb = Path(checkpoint_a), Path(checkpoint_b)
     if pa.exists() and pb.exists() and pa.resolve() == pb.resolve():
         raise ConfigError(f"{str(pa)!r} was given twice: connect needs two different models")
-    ckpt_a = load_checkpoint(pa, unsafe=unsafe)
-    ckpt_b = load_checkpoint(pb, unsafe=unsafe)
+    ckpt_a = load_checkpoint(pa, unsafe=unsafe, prefix=prefix)
+    ckpt_b = load_checkpoint(pb, unsafe=unsafe, prefix=prefix)
     sha_a, sha_b = sha256_file(pa), sha256_file(pb)
     if sha_a == sha_b:
         raise ConfigError(f"{str(pa)!r} and {str(pb)!r} are the same file (sha256 {sha_a[:12]}): connect needs two different models")
@@ -368,7 +373,7 @@ def run_connect(checkpoint_a: str | Path, checkpoint_b: str | Path, out: str | P
     cfg = cfg or exp.config
     cc = cfg.connect
     state_a = exp.model.state_dict()
-    model_b = _with_state(exp.model, ckpt_b.state_dict)
+    model_b = _with_state(exp.model, fit_state_dict(exp.model, ckpt_b.state_dict, what=f"the model of {str(pa)!r}"))
     state_b = model_b.state_dict()
     names = ["train", "test"] if cc.split == "both" else [cc.split]
     splits = {n: exp.data.split(n).subset(cc.max_samples) for n in names}
@@ -439,6 +444,7 @@ def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataL
         if cc.split not in splits:
             raise ConfigError(f"split {cc.split!r} was asked for but no {cc.split} data was given")
         splits = {cc.split: splits[cc.split]}
+    model_a, model_b = plain_module(model_a), plain_module(model_b)  # torch.compile / DataParallel: the modules inside
     check_same_architecture(model_a.state_dict(), model_b.state_dict(), "model_a", "model_b")
     metrics = _metrics_for(model_a, train, loss)
     state_a = {k: v.detach().clone() for k, v in model_a.state_dict().items()}

@@ -6,6 +6,7 @@ the zoo needs (its data and model sections) and what the engine needs (the losse
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,10 +15,12 @@ from torch import nn
 
 from landscape.config import Config, config_from_dict
 from landscape.engine.losses import MetricSet
-from landscape.errors import CheckpointError, ConfigError
+from landscape.errors import CheckpointError, ConfigError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_into
 from landscape.zoo.data import DataBundle, TensorSplit, load_data
+from landscape.zoo.hf import HF_MODEL
 from landscape.zoo.models import build_model, build_unshaped_model
+from landscape.zoo.modules import floating_dtype
 from landscape.zoo.registry import is_user_spec
 from landscape.zoo.userdata import UserBatches, UserStreams, user_data
 
@@ -47,6 +50,28 @@ def checkpoint_config(ckpt: Checkpoint) -> Config | None:
         raise CheckpointError(f"checkpoint {str(ckpt.path)!r} has an unreadable config: {err}") from err
 
 
+def inputs_in(data: DataBundle, dtype: torch.dtype | None) -> DataBundle:
+    """The data with floating inputs cast once to ``dtype``, the model's (a bfloat16 or float64 model
+    on float32 data); integer inputs (token ids) and the targets stay as they are."""
+    def cast(s: TensorSplit) -> TensorSplit:
+        ok = dtype is None or not s.inputs.is_floating_point() or s.inputs.dtype == dtype
+        return s if ok else TensorSplit(s.inputs.to(dtype), s.targets)
+    return dataclasses.replace(data, train=cast(data.train), test=cast(data.test))
+
+
+def checkpoint_model(ckpt: Checkpoint, config: Config) -> nn.Module | None:
+    """The model a Hugging Face folder's config.json describes, when the config names model ``hf``
+    (the default for such a folder); None for any other model name."""
+    if config.model.name != HF_MODEL:
+        return None
+    if ckpt.extra.get("kind") != "huggingface":
+        raise ModelError(f"model {HF_MODEL!r} is built from a Hugging Face folder's config.json, and {str(ckpt.path)!r} "
+                         "is not one: name the model with --model")
+    from landscape.zoo.hf import model_from_hf_config
+
+    return model_from_hf_config(ckpt.extra["hf_config"], str(ckpt.path))
+
+
 def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``; a missing GPU is a clear error, not a crash later."""
     try:
@@ -63,8 +88,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_experiment(config: Config, data: DataBundle | None = None, losses: Sequence[str] | None = None) -> Experiment:
-    """Load the data and build a freshly initialised model (seeded by ``train.seed``).
+def build_experiment(config: Config, data: DataBundle | None = None, losses: Sequence[str] | None = None,
+                     model: nn.Module | None = None) -> Experiment:
+    """Load the data and build a freshly initialised model (seeded by ``train.seed``), or take ``model``.
 
     ``losses`` are the losses the command will use, checked against the task before anything
     long starts: None means the training loss (``train``), ``()`` none (a command that evaluates
@@ -73,7 +99,9 @@ def build_experiment(config: Config, data: DataBundle | None = None, losses: Seq
     """
     data = data if data is not None else load_data(config.data)
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model.name, data.input_shape, data.output_shape, dict(config.model.options))
+    if model is None:
+        model = build_model(config.model.name, data.input_shape, data.output_shape, dict(config.model.options))
+    data = inputs_in(data, floating_dtype(model))
     wanted = [n for n in ([config.train.loss] if losses is None else losses) if not is_user_spec(n)]  # file.py:fn: a batch loss
     if wanted:
         MetricSet(wanted, data.task, data.num_classes)
@@ -93,7 +121,8 @@ def experiment_from_checkpoint(ckpt: Checkpoint, config: Config | None = None, d
             "name its model and data with --model/--data/--loss or a config file"
         )
     # surface, hessian and compare evaluate surface.losses when the user named them
-    exp = build_experiment(config, data, losses=list(config.surface.losses) or [config.train.loss])
+    exp = build_experiment(config, data, losses=list(config.surface.losses) or [config.train.loss],
+                           model=checkpoint_model(ckpt, config))
     load_into(exp.model, ckpt.state_dict, what=f"model {config.model.name!r}")
     return exp
 
@@ -123,7 +152,7 @@ def _batches_experiment(ckpt: Checkpoint, config: Config, batches: UserBatches) 
         raise ConfigError(f"loss {named[0]!r} compares a model output with targets, which the {batches.kind} batches of "
                           f"{batches.name!r} do not hold apart: pass a batch loss --loss file.py:fn, fn(model, batch) -> loss")
     torch.manual_seed(config.train.seed)
-    model = build_unshaped_model(config.model.name, dict(config.model.options))
+    model = checkpoint_model(ckpt, config) or build_unshaped_model(config.model.name, dict(config.model.options))
     load_into(model, ckpt.state_dict, what=f"model {config.model.name!r}")
     empty = TensorSplit(torch.empty(0), torch.empty(0))  # no tensors: the batches are in ``batches``
     return Experiment(config, DataBundle(batches.name, empty, empty, "regression", 0), model, batches)

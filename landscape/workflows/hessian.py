@@ -20,7 +20,6 @@ the random directions). Models are evaluated in eval mode, BatchNorm on its runn
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -55,6 +54,7 @@ from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
 from landscape.workflows.experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import double_backward_attention, floating_dtype
 from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Paired, Streamed, UserBatches, UserStreams
 
@@ -140,9 +140,9 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         if cfg.surface.max_samples:
             raise ConfigError(f"--max-samples {cfg.surface.max_samples} cuts (inputs, targets) data; the {exp.batches.kind} "
                               f"batches of {exp.batches.name!r}: cut them in your data function")
-        data = exp.batches.placed([split_name], device, cfg.surface.memory_budget)[split_name]
+        data = exp.batches.placed([split_name], device, cfg.surface.memory_budget, floating_dtype(exp.model))[split_name]
     elif isinstance(exp.batches, UserStreams):  # the probe is the split's first batch
-        data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device)
+        data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
     else:
         data = split_batches(probe, cfg.surface.batch_size)
     if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model
@@ -192,16 +192,6 @@ class Curvature:
     exact: TraceResult | None
 
 
-def _double_backward_attention() -> contextlib.AbstractContextManager[None]:
-    """Hessian-vector products differentiate twice; fused attention kernels (flash, memory-efficient)
-    have no double backward on the CPU, so scaled-dot-product attention runs as plain math here."""
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # torch < 2.3: no kernel choice to make
-        return contextlib.nullcontext()
-    return sdpa_kernel(SDPBackend.MATH)
-
-
 def measure(problem: HessianProblem, top_k: int, *, tol: float, max_iter: int, trace_samples: int, seed: int,
             vectors: bool = False, progress: bool = True) -> Curvature:
     """The ``top_k`` largest eigenvalues (Lanczos, eigenvalue-relative test), the smallest (Lanczos,
@@ -210,7 +200,7 @@ def measure(problem: HessianProblem, top_k: int, *, tol: float, max_iter: int, t
     # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
     budget = 2 * min(max_iter, problem.dim) + trace_samples + (problem.dim if exact_wanted and trace_samples else 0)
     plain_hvp = problem.hvp
-    with _double_backward_attention(), bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
+    with double_backward_attention(), bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
 
         def counted_hvp(v: Sequence[Tensor]) -> list[Tensor]:
             pbar.update(1)
@@ -361,6 +351,14 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     ``out`` when given; ``save_directions_to`` also writes the top two eigenvectors as a
     direction file (kind ``hessian``) for ``landscape surface --directions``.
     """
+    with double_backward_attention():  # a transformer's HVPs: attention as plain math
+        return _run_hessian(checkpoint, cfg, out=out, save_directions_to=save_directions_to, unsafe=unsafe,
+                            checkpoint_obj=checkpoint_obj)
+
+
+def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
+                 save_directions_to: str | Path | None = None, unsafe: bool = False,
+                 checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     exp = experiment_with_user_data(ckpt, cfg)  # user data over surface.memory_budget are streamed

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 
 from landscape.errors import ConfigError, LandscapeError
+from landscape.io.foreign import is_hf_folder
 from landscape.io.run_folder import MANIFEST, RunFolder
 
 
@@ -30,6 +31,10 @@ def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
         if ckpt.extra.get("kind") == "record":  # saved by landscape.Recorder from the user's own loop
             out.update(format="recorded (landscape.Recorder)", model_class=ckpt.extra.get("model_class"),
                        epoch=ckpt.epoch, step=ckpt.step, metrics=ckpt.metrics)
+        elif ckpt.extra.get("kind") in ("lightning", "huggingface", "safetensors"):
+            hf = ckpt.extra.get("hf_config") or {}
+            out.update(format=ckpt.extra["kind"], epoch=ckpt.epoch, step=ckpt.step,
+                       **({"model_type": hf.get("model_type"), "architectures": hf.get("architectures")} if hf else {}))
         out["first_tensors"] = {k: list(v.shape) for k, v in list(ckpt.state_dict.items())[:8]}
     return out
 
@@ -99,6 +104,8 @@ def describe(path: str | Path, unsafe: bool = False) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise LandscapeError(f"{str(p)!r} does not exist")
+    if is_hf_folder(p):
+        return _checkpoint(p, unsafe)
     if p.is_dir():
         if not RunFolder(p).manifest_path.exists():
             raise LandscapeError(f"{str(p)!r} is a folder without {MANIFEST}: not a run folder")

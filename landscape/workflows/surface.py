@@ -38,7 +38,7 @@ from landscape.engine.pca import pca_axis_label
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, DirectionError, LandscapeError
-from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.io.checkpoint import Checkpoint, fit_state_dict, load_checkpoint, sha256_file
 from landscape.io.surface_file import SurfaceFile, exclusive_lock, open_surface
 from landscape.version import __version__
 from landscape.workflows._distributed import (
@@ -57,6 +57,7 @@ from landscape.workflows._distributed import (
 from landscape.workflows.experiment import Experiment, checkpoint_config, experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import floating_dtype
 from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Prepared, Streamed, UserBatches, UserStreams
 
@@ -81,8 +82,9 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
             raise ConfigError("give either --directions or --target, not both")
         dirs = load_directions(source.file, exp.model)
     elif source.target is not None:
-        b = load_checkpoint(source.target, unsafe=unsafe).state_dict
-        c = load_checkpoint(source.target2, unsafe=unsafe).state_dict if source.target2 is not None else None
+        b = fit_state_dict(exp.model, load_checkpoint(source.target, unsafe=unsafe).state_dict, what="the model (--target)")
+        c = (fit_state_dict(exp.model, load_checkpoint(source.target2, unsafe=unsafe).state_dict, what="the model (--target2)")
+             if source.target2 is not None else None)
         dirs = target_directions(exp.model, b, c, cfg.directions.dir_type)
         # float state (BatchNorm statistics) that differs between the models but is not moved
         state = exp.model.state_dict()
@@ -137,14 +139,14 @@ def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str
         if s.metric != "loss" or s.bn != "keep":
             raise ConfigError(f"the data are streamed (over surface.memory_budget = {s.memory_budget:,} bytes): --metric "
                               "eig_ratio and --bn recompute need the data in memory; raise --memory-budget")
-        return {n: Streamed(exp.batches.splits[n].limited(s.max_samples), device) for n in names}
+        return {n: Streamed(exp.batches.splits[n].limited(s.max_samples), device, floating_dtype(exp.model)) for n in names}
     if isinstance(exp.batches, UserBatches):
         what = f"the {exp.batches.kind} batches of {exp.batches.name!r} are read by a batch loss only"
         if s.metric != "loss" or s.bn != "keep":
             raise ConfigError(f"{what}: --metric eig_ratio and --bn recompute need (inputs, targets) data")
         if s.max_samples:
             raise ConfigError(f"{what}: --max-samples {s.max_samples} cuts (inputs, targets) data; cut the batches in your data function")
-        return dict(exp.batches.placed(names, device, s.memory_budget))
+        return dict(exp.batches.placed(names, device, s.memory_budget, floating_dtype(exp.model)))
     return {n: exp.data.split(n).subset(s.max_samples) for n in names}
 
 

@@ -35,6 +35,7 @@ direction entries are zero, so a trajectory file is a valid direction file for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -49,10 +50,11 @@ from landscape.config import PCA_GRID
 from landscape.engine.directions import Directions, dot, model_fingerprint, target_tensors
 from landscape.engine.pca import principal_directions
 from landscape.errors import CheckpointError, ConfigError, DirectionError, GridError
-from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.io.checkpoint import Checkpoint, fit_state_dict, load_checkpoint, sha256_file
 from landscape.io.run_folder import run_checkpoints
 from landscape.io.trajectory_file import Trajectory, TrajectoryPoints, stored_coords
 from landscape.workflows.experiment import checkpoint_config
+from landscape.zoo.modules import plain_module
 
 TensorDict = dict[str, Tensor]
 _IGNORE = ("biasbn", "none", "random1d")  # PCA: "none" and "random1d" both keep ndim ≤ 1 tensors
@@ -93,6 +95,10 @@ def model_from_checkpoint(ckpt: Checkpoint, dir_type: str = "weights") -> nn.Mod
     in_shape, out_shape = ckpt.extra.get("input_shape"), ckpt.extra.get("output_shape")
     if ckpt.config is None and isinstance(ckpt.extra.get("parameters"), list):  # saved by landscape.Recorder
         return skeleton_model(ckpt.state_dict, [str(k) for k in ckpt.extra["parameters"]])
+    if ckpt.extra.get("kind") == "huggingface":  # built from its config.json (the hf extra)
+        from landscape.zoo.hf import model_from_hf_config
+
+        return model_from_hf_config(ckpt.extra["hf_config"], str(ckpt.path))
     config = checkpoint_config(ckpt)
     if config is not None and in_shape is not None and out_shape is not None:
         return build_model(config.model.name, in_shape, out_shape, dict(config.model.options))
@@ -146,7 +152,7 @@ def _record(ckpt: Checkpoint) -> tuple[int, int, float]:
 
 def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model: nn.Module | None = None, dir_type: str = "weights",
                        ignore: str = "biasbn", center: bool = True, unsafe: bool = False,
-                       source: str = "") -> Trajectory:
+                       source: str = "", prefix: str | None = None) -> Trajectory:
     """PCA directions of an optimization path and each checkpoint's coordinates in their plane.
 
     ``checkpoints`` are in training order; the last one is the origin θ_final. ``model`` gives
@@ -155,22 +161,23 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     checkpoint's recorded ``train_loss`` (the value in the run's ``run.json``) is kept, NaN when
     it has none. ``source`` (e.g. the run folder) is recorded in the file. An item may be a
     :class:`Checkpoint` already in memory (the API's models and state dicts). ``center`` chooses
-    the mean-centred PCA (default, the paper's) or the uncentred one.
+    the mean-centred PCA (default, the paper's) or the uncentred one. ``prefix``: read only the
+    tensors under it (:func:`~landscape.io.checkpoint.load_checkpoint`); else each checkpoint's names
+    meet the model's as saved or under the one prefix that fits (:func:`~landscape.io.checkpoint.fit_state_dict`).
     """
     paths = [p if isinstance(p, Checkpoint) else Path(p) for p in checkpoints]
     if len(paths) < 3:
         raise DirectionError(f"a PCA plane needs at least 3 checkpoints, got {len(paths)}")
-    final = _load(paths[-1], unsafe)
-    model = model if model is not None else model_from_checkpoint(final, dir_type)
+    final = _load(paths[-1], unsafe, prefix)
+    model = plain_module(model) if model is not None else model_from_checkpoint(final, dir_type)
     targets, names = _included(model, dir_type, ignore)
     fp = model_fingerprint(model)
-    _check_fits(final.state_dict, fp, final.path)
+    final = _fitted(final, model, fp)
     origin = {k: final.state_dict[k].detach().cpu() for k in names}
     deltas: list[TensorDict] = []
     records: list[tuple[int, int, float]] = []
     for p in paths[:-1]:  # one checkpoint in memory at a time; only its Δ is kept
-        ckpt = _load(p, unsafe)
-        _check_fits(ckpt.state_dict, fp, ckpt.path)
+        ckpt = _fitted(_load(p, unsafe, prefix), model, fp)
         deltas.append(_delta(ckpt.state_dict, origin))
         records.append(_record(ckpt))
     deltas.append(_delta(final.state_dict, origin))  # zero row: θ_final − θ_final
@@ -183,7 +190,7 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     meta: dict[str, Any] = {
         "kind": "pca", "dir_type": dir_type, "norm": "none", "ignore": ignore, "seed": -1,
         "explained_variance": np.asarray(ratios[:2], dtype=np.float64), "center": center,
-        "origin": str(final.path), "origin_sha256": sha256_file(final.path) if final.path.is_file() else "", "source": source,
+        "origin": str(final.path), "origin_sha256": sha256_file(final.path) if final.path.exists() else "", "source": source,
         "num_checkpoints": len(paths),
     }
     epochs, steps, losses = zip(*records, strict=True)
@@ -193,8 +200,18 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
                       directions=Directions(d1, d2, meta), spectrum=ratios, fingerprint=fp)
 
 
-def _load(item: Path | Checkpoint, unsafe: bool) -> Checkpoint:
-    return item if isinstance(item, Checkpoint) else load_checkpoint(item, unsafe=unsafe)
+def _load(item: Path | Checkpoint, unsafe: bool, prefix: str | None = None) -> Checkpoint:
+    return item if isinstance(item, Checkpoint) else load_checkpoint(item, unsafe=unsafe, prefix=prefix)
+
+
+def _fitted(ckpt: Checkpoint, model: nn.Module, fp: Mapping[str, list[int]]) -> Checkpoint:
+    """The checkpoint under the model's names (a ``model.`` prefix found, tied tensors filled in)."""
+    try:
+        state = fit_state_dict(model, ckpt.state_dict, what="the trajectory's model")
+    except CheckpointError as err:
+        raise CheckpointError(f"{str(ckpt.path)!r}: {err}") from err
+    _check_fits(state, fp, ckpt.path)
+    return dataclasses.replace(ckpt, state_dict=state)
 
 
 def _load_path(item: Path | Checkpoint) -> Path:

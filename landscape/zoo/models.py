@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.errors import ModelError
+from landscape.zoo.modules import plain_module
 from landscape.zoo.registry import Registry, is_user_spec, load_callable
 
 # factory(input_shape, output_shape, **options) -> nn.Module
@@ -442,6 +443,7 @@ def build_model(
         model = factory(in_shape, out_shape, **opts)
     if not isinstance(model, nn.Module):
         raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
+    model = plain_module(model)  # a factory returning torch.compile(net): net (the same parameters)
     check_output_shape(model, in_shape, out_shape, name=name)
     return model
 
@@ -473,7 +475,7 @@ def build_unshaped_model(name: str, options: Mapping[str, object] | None = None)
         raise ModelError(f"user model {name!r} failed to build with options {opts}: {type(err).__name__}: {err}") from err
     if not isinstance(model, nn.Module):
         raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
-    return model
+    return plain_module(model)
 
 
 def check_output_shape(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -57,8 +58,25 @@ def is_user_spec(name: str) -> bool:
     return ":" in name
 
 
+@contextlib.contextmanager
+def _folder_on_path(folder: Path) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` while a user file is imported, as Python runs a script: the file
+    may import the modules beside it (``from helpers import Block``)."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)  # the first occurrence: the one inserted above
+
+
 def load_callable(spec: str) -> Callable[..., object]:
-    """Import the callable named by ``path/to/file.py:function`` or ``package.module:function``."""
+    """Import the callable named by ``path/to/file.py:function`` or ``package.module:function``.
+
+    A file's folder is on the import path while the file is imported, so its top-level imports find
+    the modules beside it.
+    """
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise RegistryError(f"user spec {spec!r} must look like 'file.py:function' or 'pkg.mod:function'")
@@ -78,7 +96,8 @@ def load_callable(spec: str) -> Callable[..., object]:
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[module_name] = module
             try:
-                loader_spec.loader.exec_module(module)
+                with _folder_on_path(path.resolve().parent):
+                    loader_spec.loader.exec_module(module)
             except Exception as err:
                 del sys.modules[module_name]
                 raise RegistryError(f"importing {str(path)!r} failed: {type(err).__name__}: {err}") from err

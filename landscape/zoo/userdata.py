@@ -42,10 +42,11 @@ class Streamed:
 
     source: Iterable[Batch]
     device: torch.device
+    dtype: torch.dtype | None = None  # floating inputs cast to it (the model's dtype)
 
     def __iter__(self) -> Iterator[Batch]:
         for batch in self.source:
-            yield batch_to(batch, self.device)
+            yield batch_to(batch, self.device, self.dtype)
 
 
 Prepared = TensorSplit | list[Batch] | Streamed
@@ -78,16 +79,24 @@ def splits_of(data: object) -> dict[str, object]:
                     f"or an iterable of batches; got {type(data).__name__}")
 
 
-def batch_to(batch: Batch, device: torch.device) -> Batch:
-    """The batch with every tensor on ``device`` (non-blocking where the source is pinned)."""
+def batch_to(batch: Batch, device: torch.device, dtype: torch.dtype | None = None) -> Batch:
+    """The batch with every tensor on ``device`` (non-blocking where the source is pinned).
+
+    ``dtype`` (the model's floating dtype): floating inputs are cast to it — a bare tensor, the
+    first item of a tuple (the targets stay as they are) and every floating tensor of a dict;
+    integer inputs such as token ids are left alone.
+    """
     if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
+        cast = dtype if dtype is not None and batch.is_floating_point() else None
+        return batch.to(device, cast, non_blocking=True)
     if isinstance(batch, np.ndarray):
-        return torch.as_tensor(batch).to(device)
+        return batch_to(torch.as_tensor(batch), device, dtype)
     if isinstance(batch, Mapping):
-        return {k: batch_to(v, device) for k, v in batch.items()}
+        return {k: batch_to(v, device, dtype) for k, v in batch.items()}
     if isinstance(batch, tuple | list):
-        return type(batch)(batch_to(v, device) for v in batch) if not hasattr(batch, "_fields") else batch
+        if hasattr(batch, "_fields"):
+            return batch
+        return type(batch)(batch_to(v, device, dtype if i == 0 else None) for i, v in enumerate(batch))
     if hasattr(batch, "to") and callable(batch.to):  # e.g. a transformers BatchEncoding
         return batch.to(device)
     return batch
@@ -150,9 +159,10 @@ def _as_split(cached: Sequence[Batch]) -> TensorSplit | None:
 
 
 def prepare(data: object, device: torch.device, memory_budget: int = DEFAULT_MEMORY_BUDGET, *,
-            tensors: bool = True) -> dict[str, Prepared]:
+            tensors: bool = True, dtype: torch.dtype | None = None) -> dict[str, Prepared]:
     """Each split of ``data`` cached on ``device`` when all splits together fit ``memory_budget``
     bytes, else streamed. ``tensors``: concatenate (inputs, targets) batches into a TensorSplit.
+    ``dtype``: the model's floating dtype, which floating inputs are cast to (:func:`batch_to`).
 
     The data are read once here to measure them; a source over the budget is then re-read at
     every point.
@@ -168,9 +178,9 @@ def prepare(data: object, device: torch.device, memory_budget: int = DEFAULT_MEM
                 cached = None
                 break
             assert cached is not None
-            cached.append(batch_to(batch, device))
+            cached.append(batch_to(batch, device, dtype))
         if cached is None:
-            out[name] = Streamed(batches, device)
+            out[name] = Streamed(batches, device, dtype)
             continue
         if not cached:
             raise DataError(f"{name} data hold no batches")
@@ -283,10 +293,12 @@ class UserBatches:
     sources: dict[str, Iterable[Batch]]  # re-iterable batches per split, as the function gave them
     kind: str  # the type of the first batch, for messages (dict, Tensor, ...)
 
-    def placed(self, names: Sequence[str], device: torch.device, memory_budget: int) -> dict[str, list[Batch] | Streamed]:
+    def placed(self, names: Sequence[str], device: torch.device, memory_budget: int,
+               dtype: torch.dtype | None = None) -> dict[str, list[Batch] | Streamed]:
         """The splits ``names``: each a list of batches on ``device`` when together they fit
-        ``memory_budget`` bytes, else a :class:`Streamed` source (:func:`prepare`, without tensors)."""
-        prepared = prepare({n: self.sources[n] for n in names}, device, memory_budget, tensors=False)
+        ``memory_budget`` bytes, else a :class:`Streamed` source (:func:`prepare`, without tensors);
+        floating inputs cast to ``dtype``, the model's."""
+        prepared = prepare({n: self.sources[n] for n in names}, device, memory_budget, tensors=False, dtype=dtype)
         return {n: p for n, p in prepared.items() if not isinstance(p, TensorSplit)}
 
 
