@@ -16,6 +16,7 @@ from landscape.api_hessian import HessianResult, hessian
 from landscape.api_trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.errors import LandscapeError
+from landscape.integrations.logging import log_figures
 from landscape.io.recorder import Recorder
 from landscape.workflows.connect import connect
 
@@ -31,6 +32,7 @@ __all__ = [
     "dataset",
     "hessian",
     "load_surface",
+    "log_figures",
     "plot",
     "random_directions",
     "surface",
