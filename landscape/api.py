@@ -39,6 +39,7 @@ from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError, DataError, GridError, LandscapeError, ModelError
+from landscape.integrations.notebook import SurfaceDisplay
 from landscape.zoo.data import Task, TensorSplit
 from landscape.zoo.modules import floating_dtype, plain_module
 
@@ -232,7 +233,7 @@ def _as_batches(p: Prepared) -> Iterable[Any]:
 
 
 @dataclass(frozen=True)
-class Surface:
+class Surface(SurfaceDisplay):
     """A computed loss surface: ``s.x``, ``s.y`` and ``s["train_loss"]`` etc., ``A[i, j]`` at ``(x[i], y[j])``.
 
     ``values`` maps each column (``<split>_<metric>``: ``train_loss``, ``train_acc``, ``test_loss``...)

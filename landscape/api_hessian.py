@@ -20,6 +20,7 @@ from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_tra
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError
+from landscape.integrations.notebook import HessianDisplay
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import double_backward_attention as _double_backward_attention
 from landscape.zoo.modules import floating_dtype, plain_module
@@ -29,7 +30,7 @@ from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prep
 
 
 @dataclass(frozen=True)
-class HessianResult:
+class HessianResult(HessianDisplay):
     """Curvature at θ*: ``eigenvalues`` (top_k, largest first), ``min_eigenvalue``, ``trace``.
 
     ``trace`` is Hutchinson's estimate (``trace_std`` its standard error), or exact when

@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from landscape.errors import CheckpointError, ConfigError
+from landscape.integrations.notebook import TrajectoryDisplay
 from landscape.io.checkpoint import Checkpoint, _find_state_dict, load_checkpoint
 from landscape.io.foreign import checkpoint_files, is_hf_folder
 from landscape.io.recorder import skeleton_model
@@ -30,7 +31,7 @@ PathItem = str | Path | nn.Module | Mapping[str, Any]
 
 
 @dataclass(frozen=True, eq=False)
-class Trajectory(_TrajectoryFile):
+class Trajectory(_TrajectoryFile, TrajectoryDisplay):
     """A path in the plane of its first two principal components.
 
     ``directions`` (x = PC1, y = PC2, unit norm, zero on biases/norm layers by default) go
