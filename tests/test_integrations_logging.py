@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from matplotlib.image import imread
@@ -107,7 +106,7 @@ def test_wandb_offline_run_holds_the_images(plane: tuple[Any, Any], tmp_path: Pa
 
 def test_refusals(plane: tuple[Any, Any], tmp_path: Path) -> None:
     s, _ = plane
-    with pytest.raises(ConfigError, match="cannot log to a builtins.object"):
+    with pytest.raises(ConfigError, match=r"cannot log to a builtins\.object"):
         landscape.log_figures(s, object())
     need("tensorboard", "tensorboard")
     from torch.utils.tensorboard import SummaryWriter
