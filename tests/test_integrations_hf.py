@@ -15,7 +15,7 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from tests.extras import need
+from extras import need
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),

@@ -13,7 +13,7 @@ import torch
 from matplotlib.image import imread
 from torch import nn
 
-from tests.extras import need
+from extras import need
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),  # Lightning's advice (few workers, logging interval)

@@ -16,7 +16,7 @@ from torch import nn
 
 import landscape
 from landscape.errors import ConfigError
-from tests.extras import need
+from extras import need
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from matplotlib.image import imread
 from torch import nn
 
 import landscape
-from tests.extras import need
+from extras import need
 
 REPO = Path(__file__).resolve().parents[1]
 

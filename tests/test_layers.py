@@ -28,7 +28,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "figures": _FOUNDATION | {"engine", "io"},  # figures take a PlotConfig
     "workflows": _FOUNDATION | {"zoo", "engine", "io", "figures"},
 }
-TOP = frozenset({"api", "api_hessian", "api_trajectory", "cli", "__init__", "__main__"})  # may import anything
+TOP = frozenset({"api", "api_hessian", "api_trajectory", "cli", "__init__", "__main__",
+                 "integrations"})  # may import anything (integrations: callbacks and loggers over the API)
 
 
 def part_of(path: Path) -> str:
