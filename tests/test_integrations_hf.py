@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from matplotlib.image import imread
-
 from extras import need
+from matplotlib.image import imread
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),

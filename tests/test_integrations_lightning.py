@@ -4,16 +4,16 @@ trajectory and surface at the end, figures in TensorBoard (read back) and paths 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from extras import need
 from matplotlib.image import imread
 from torch import nn
-
-from extras import need
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),  # Lightning's advice (few workers, logging interval)
@@ -144,3 +144,48 @@ def test_refuses_a_bad_setting() -> None:
         LandscapeCallback("x", every_n_epochs=0)
     with pytest.raises(ConfigError, match="grid must be an int ≥ 3"):
         LandscapeCallback("x", grid=2)
+
+
+def test_too_few_checkpoints_for_a_plane_is_one_clear_error(tmp_path: Path) -> None:
+    pl = need("lightning.pytorch", "lightning")
+    from landscape.errors import CheckpointError
+    from landscape.integrations.lightning import LandscapeCallback
+
+    x, y = _data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=48)
+    callback = LandscapeCallback(tmp_path / "run", surface_at_end=True, grid=5, progress=False)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", callbacks=[callback], logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    with pytest.raises(CheckpointError, match="a PCA plane needs at least 3 checkpoints, got 2"):
+        trainer.fit(_module(), loader)
+    assert len(callback.recorder.checkpoints) == 2  # what was recorded stays
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_only_rank_0_writes(tmp_path: Path) -> None:
+    """``ddp_spawn``, gloo, 2 processes: one run folder (no rank raced another into it), the surface and
+    its TensorBoard images from rank 0 alone, evaluated on the full data passed as ``data=``."""
+    pl = need("lightning.pytorch", "lightning")
+    need("tensorboard", "tensorboard")
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning_net import Net, data
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from landscape import load_surface
+    from landscape.integrations.lightning import LandscapeCallback
+
+    x, y = data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)  # 3 steps a rank an epoch
+    callback = LandscapeCallback(tmp_path / "run", surface_at_end=True, grid=5, data=(x, y), progress=False)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=2, strategy="ddp_spawn", callbacks=[callback],
+                         logger=TensorBoardLogger(tmp_path, name="tb"), enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(Net(), loader)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [c["step"] for c in run["checkpoints"]] == [0, 3, 6, 9] and run["status"] == "finished"
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [f"step_{s:07d}.pt" for s in (0, 3, 6, 9)]
+    assert load_surface(tmp_path / "run" / "surface.h5").shape == (5, 5)
+    (version,) = (tmp_path / "tb").iterdir()
+    acc = EventAccumulator(str(version))
+    acc.Reload()
+    assert sorted(acc.Tags()["images"]) == ["landscape/contour", "landscape/trajectory"]

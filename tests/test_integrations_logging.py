@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import torch
+from extras import need
 from matplotlib.image import imread
 from torch import nn
 
 import landscape
 from landscape.errors import ConfigError
-from extras import need
 
 REPO = Path(__file__).resolve().parents[1]
 

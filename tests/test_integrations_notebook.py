@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from extras import need
 from matplotlib.image import imread
 from torch import nn
 
 import landscape
-from extras import need
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from docblocks import run_blocks
 from extras import need
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from landscape.errors import MissingExtraError, install_hint
+from landscape.errors import LandscapeError, MissingExtraError, install_hint
 from landscape.integrations._end import EndResult, GridSpec, check_every, check_grid, trajectory_and_surface
 from landscape.io.recorder import Recorder
 
@@ -79,18 +79,27 @@ class LandscapeCallback(pl.Callback):
             self.recorder.save(pl_module, loss=_train_loss(trainer), epoch=epochs_done, step=trainer.global_step)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        failed: LandscapeError | None = None
         if self.recorder is not None:
             if self.recorder.count != trainer.global_step:
                 self.recorder.save(pl_module, loss=_train_loss(trainer), epoch=trainer.current_epoch, step=trainer.global_step)
             self.recorder.finish(pl_module)
             if self.surface_at_end:
-                self.result = self._surface(trainer, pl_module)
-                for logger in trainer.loggers:
-                    from landscape.integrations.logging import log_figures
-
-                    log_figures(self.out_dir, logger, step=trainer.global_step)
+                try:
+                    self.result = self._surface(trainer, pl_module)
+                    self._log(trainer)
+                except LandscapeError as err:  # raised after the barrier: the other ranks must not hang
+                    failed = err
         if self.surface_at_end:
             trainer.strategy.barrier("landscape-surface")  # the other ranks wait for rank 0's surface
+        if failed is not None:
+            raise failed
+
+    def _log(self, trainer: pl.Trainer) -> None:
+        from landscape.integrations.logging import log_figures
+
+        for logger in trainer.loggers:
+            log_figures(self.out_dir, logger, step=trainer.global_step)
 
     def _surface(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> EndResult:
         data = self.data if self.data is not None else trainer.train_dataloader
