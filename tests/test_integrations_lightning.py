@@ -56,7 +56,8 @@ def _module() -> Any:
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pl = need("lightning.pytorch", "lightning")
     need("tensorboard", "tensorboard")
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    need("wandb", "wandb")
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
     from landscape.integrations.lightning import LandscapeCallback
 
@@ -66,9 +67,16 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     callback = LandscapeCallback(root / "landscape", surface_at_end=True, grid=7, progress=False)
     trainer = pl.Trainer(max_epochs=3, accelerator="cpu", callbacks=[callback], enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1,
-                         logger=[TensorBoardLogger(root, name="tb"), CSVLogger(root, name="csv")])
+                         logger=[TensorBoardLogger(root, name="tb"), CSVLogger(root, name="csv"),
+                                 WandbLogger(save_dir=str(root), offline=True, project="landscape-test")])
     module = _module()
-    trainer.fit(module, loader)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_MODE", "offline")
+        trainer.fit(module, loader)
+        import wandb
+
+        wandb.finish()
     return {"root": root, "callback": callback, "module": module, "x": x, "y": y}
 
 
@@ -133,6 +141,14 @@ def test_csv_logger_gets_the_paths(fitted: dict[str, Any]) -> None:
         path = fitted["root"] / "landscape" / "figures" / f"{name}.png"
         assert f"landscape/{name}: {path}" in text
         assert path.stat().st_size > 1000
+
+
+def test_wandb_logger_run_holds_the_figures(fitted: dict[str, Any]) -> None:
+    (run_dir,) = (fitted["root"] / "wandb").glob("offline-run-*")
+    for name in ("contour", "trajectory"):
+        (logged,) = (run_dir / "files" / "media" / "images" / "landscape").glob(f"{name}_*.png")
+        png = imread(fitted["root"] / "landscape" / "figures" / f"{name}.png")
+        assert imread(logged).shape[:2] == png.shape[:2]
 
 
 def test_refuses_a_bad_setting() -> None:
