@@ -80,3 +80,29 @@ def test_quickstart_notebook_runs_headless(tmp_path: Path) -> None:
     path_figure = results['landscape.plot(s, "trajectory", trajectory=t)']["image/png"]
     img = imread(io.BytesIO(base64.b64decode(path_figure)), format="png")
     assert img.shape[0] > 200 and img[:, :, :3].std() > 0.05  # a drawing, not a blank image
+
+
+def test_a_notebook_shows_the_widget_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a Jupyter kernel with ipywidgets, long work shows tqdm's notebook bar (a widget), and no
+    warning; ``LANDSCAPE_QUIET`` (as everywhere) turns it off."""
+    nbformat = need("nbformat", "notebook")
+    nbclient = need("nbclient", "notebook")
+    need("ipykernel", "notebook")
+    need("ipywidgets", "notebook")
+    code = ("import torch\nfrom torch import nn\nimport landscape\ntorch.manual_seed(0)\n"
+            "s = landscape.surface(nn.Linear(3, 2), (torch.randn(20, 3), torch.randint(0, 2, (20,))), x=(-1.0, 1.0, 5), y=None)")
+
+    def outputs(quiet: bool) -> list[Any]:
+        if quiet:
+            monkeypatch.setenv("LANDSCAPE_QUIET", "1")
+        else:
+            monkeypatch.delenv("LANDSCAPE_QUIET", raising=False)
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        return list(nb.cells[0].outputs)
+
+    shown = outputs(quiet=False)
+    widgets = [o for o in shown if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == 1 and "surface" in widgets[0]["data"]["text/plain"]
+    assert not [o for o in shown if o.output_type in ("stream", "error")]  # no TqdmWarning, no error
+    assert outputs(quiet=True) == []
