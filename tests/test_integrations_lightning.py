@@ -205,3 +205,27 @@ def test_ddp_on_two_cpu_processes_only_rank_0_writes(tmp_path: Path) -> None:
     acc = EventAccumulator(str(version))
     acc.Reload()
     assert sorted(acc.Tags()["images"]) == ["landscape/contour", "landscape/trajectory"]
+
+
+def test_a_resumed_fit_continues_the_recorded_path(tmp_path: Path) -> None:
+    pl = need("lightning.pytorch", "lightning")
+    from landscape.errors import CheckpointError, ConfigError
+    from landscape.integrations.lightning import LandscapeCallback
+
+    x, y = _data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=48)  # 2 steps an epoch
+
+    def trainer(callback: Any, epochs: int) -> Any:
+        return pl.Trainer(max_epochs=epochs, accelerator="cpu", callbacks=[callback], logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, enable_checkpointing=False)
+
+    first = trainer(LandscapeCallback(tmp_path / "run"), 1)
+    first.fit(_module(), loader)
+    first.save_checkpoint(tmp_path / "epoch1.ckpt")
+    with pytest.raises(CheckpointError, match="already holds a recorded run"):
+        trainer(LandscapeCallback(tmp_path / "run"), 1).fit(_module(), loader)
+    with pytest.raises(ConfigError, match="starts at global step 0 but .* already records step 2"):
+        trainer(LandscapeCallback(tmp_path / "run", resume=True), 1).fit(_module(), loader)  # a fresh start, not a resume
+    trainer(LandscapeCallback(tmp_path / "run", resume=True), 2).fit(_module(), loader, ckpt_path=tmp_path / "epoch1.ckpt")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [(c["step"], c["epoch"]) for c in run["checkpoints"]] == [(0, 0), (2, 1), (4, 2)]

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from landscape.errors import ConfigError
+from landscape.io.recorder import Recorder
 
 GridSpec = int | tuple[Any, Any]
 
@@ -50,6 +51,15 @@ def _with_origin(axis: tuple[float, float, int]) -> np.ndarray:
     coords = np.linspace(axis[0], axis[1], axis[2])
     coords[int(np.argmin(np.abs(coords)))] = 0.0
     return coords
+
+
+def open_recorder(out_dir: Path, resume: bool, global_step: int) -> Recorder:
+    """The callback's Recorder; a resumed run must continue the recorded steps, not start over."""
+    recorder = Recorder(out_dir, resume=resume)
+    if global_step < recorder.count:
+        raise ConfigError(f"the trainer starts at global step {global_step} but {str(out_dir)!r} already records "
+                          f"step {recorder.count}: resume the training itself (from its checkpoint), or choose another folder")
+    return recorder
 
 
 def trajectory_and_surface(out_dir: Path, model: nn.Module, data: Any, loss: Any, grid: GridSpec, *,

@@ -29,7 +29,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from landscape.errors import MissingExtraError, install_hint
-from landscape.integrations._end import EndResult, GridSpec, check_grid, trajectory_and_surface
+from landscape.integrations._end import EndResult, GridSpec, check_grid, open_recorder, trajectory_and_surface
 from landscape.io.recorder import Recorder
 from landscape.zoo.modules import plain_module
 
@@ -69,17 +69,20 @@ class LandscapeCallback(TrainerCallback):  # type: ignore[misc]
             None: the Trainer's train dataloader.
         loss: as for :func:`landscape.surface`; None: the model's own loss, ``model(**batch).loss``.
         progress: show the surface's progress bar.
+        resume: append to the run already recorded in ``out_dir`` (a resumed training, e.g. from a
+            checkpoint); without it a folder that holds a run is refused.
 
     After training: ``result`` (``trajectory``, ``surface``, ``figures`` name → PNG path) when the
     surface was computed in this process, else None; ``recorder`` the Recorder (main process).
     """
 
     def __init__(self, out_dir: str | Path | None = None, surface_at_end: bool = False, *, grid: GridSpec = 21,
-                 data: Any = None, loss: Any = None, progress: bool = True) -> None:
+                 data: Any = None, loss: Any = None, progress: bool = True, resume: bool = False) -> None:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.surface_at_end = bool(surface_at_end)
         self.grid = check_grid(grid)
         self.data, self.loss, self.progress = data, loss, progress
+        self.resume = bool(resume)
         self.recorder: Recorder | None = None
         self.result: EndResult | None = None
 
@@ -93,7 +96,7 @@ class LandscapeCallback(TrainerCallback):  # type: ignore[misc]
                        model: nn.Module | None = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and model is not None:
             self.out_dir = self.out_dir if self.out_dir is not None else Path(str(args.output_dir)) / "landscape"
-            self.recorder = Recorder(self.out_dir)
+            self.recorder = open_recorder(self.out_dir, self.resume, state.global_step)
             self._save(state, model)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,

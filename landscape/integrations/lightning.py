@@ -6,7 +6,7 @@ Needs the ``lightning`` extra (``lightning.pytorch``)::
     trainer = Trainer(max_epochs=10, callbacks=[LandscapeCallback("runs/path", surface_at_end=True)])
 
 During ``fit`` a :class:`landscape.Recorder` writes the LightningModule's weights into ``out_dir``
-(the initial ones, then every ``every_n_epochs`` epochs, and the final ones), each at the trainer's
+(at the start of training, then every ``every_n_epochs`` epochs, and the final ones), each at the trainer's
 global step: a run folder that ``landscape trajectory out_dir`` reads. With ``surface_at_end``
 the callback then computes the path's PCA plane, the loss surface of the final model over it,
 and logs the figures to every logger of the trainer (:func:`landscape.log_figures`).
@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from landscape.errors import LandscapeError, MissingExtraError, install_hint
-from landscape.integrations._end import EndResult, GridSpec, check_every, check_grid, trajectory_and_surface
+from landscape.integrations._end import (
+    EndResult,
+    GridSpec,
+    check_every,
+    check_grid,
+    open_recorder,
+    trajectory_and_surface,
+)
 from landscape.io.recorder import Recorder
 
 try:
@@ -52,25 +59,29 @@ class LandscapeCallback(pl.Callback):
         loss: as for :func:`landscape.surface`: a registry name, a criterion called as
             ``loss(module(inputs), targets)``, or ``loss(module, batch)``.
         progress: show the surface's progress bar.
+        resume: append to the run already recorded in ``out_dir`` (a resumed training, e.g. from a
+            checkpoint); without it a folder that holds a run is refused.
 
     After ``fit``: ``result`` (an ``EndResult``: ``trajectory``, ``surface``, ``figures`` name → PNG
     path) when ``surface_at_end`` ran on this rank, else None; ``recorder`` the Recorder (rank 0).
     """
 
     def __init__(self, out_dir: str | Path, every_n_epochs: int = 1, surface_at_end: bool = False, *,
-                 grid: GridSpec = 21, data: Any = None, loss: Any = "cross_entropy", progress: bool = True) -> None:
+                 grid: GridSpec = 21, data: Any = None, loss: Any = "cross_entropy", progress: bool = True,
+                 resume: bool = False) -> None:
         super().__init__()
         self.out_dir = Path(out_dir)
         self.every_n_epochs = check_every(every_n_epochs, "every_n_epochs")
         self.surface_at_end = bool(surface_at_end)
         self.grid = check_grid(grid)
         self.data, self.loss, self.progress = data, loss, progress
+        self.resume = bool(resume)
         self.recorder: Recorder | None = None
         self.result: EndResult | None = None
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # after a resume restored the step
         if trainer.is_global_zero:
-            self.recorder = Recorder(self.out_dir)
+            self.recorder = open_recorder(self.out_dir, self.resume, trainer.global_step)
             self.recorder.save(pl_module, epoch=trainer.current_epoch, step=trainer.global_step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
