@@ -224,7 +224,7 @@ def test_a_resumed_fit_continues_the_recorded_path(tmp_path: Path) -> None:
     first.save_checkpoint(tmp_path / "epoch1.ckpt")
     with pytest.raises(CheckpointError, match="already holds a recorded run"):
         trainer(LandscapeCallback(tmp_path / "run"), 1).fit(_module(), loader)
-    with pytest.raises(ConfigError, match="starts at global step 0 but .* already records step 2"):
+    with pytest.raises(ConfigError, match=r"starts at global step 0 but .* already records step 2"):
         trainer(LandscapeCallback(tmp_path / "run", resume=True), 1).fit(_module(), loader)  # a fresh start, not a resume
     trainer(LandscapeCallback(tmp_path / "run", resume=True), 2).fit(_module(), loader, ckpt_path=tmp_path / "epoch1.ckpt")
     run = json.loads((tmp_path / "run" / "run.json").read_text())
