@@ -63,6 +63,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     transformers = need("transformers", "hf")
     need("accelerate", "hf")
     need("tensorboard", "tensorboard")
+    wandb = need("wandb", "wandb")
     from landscape.integrations.hf import LandscapeCallback
 
     root = tmp_path_factory.mktemp("hf")
@@ -73,9 +74,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     model = transformers.GPT2LMHeadModel(config)
     args = transformers.TrainingArguments(
         output_dir=str(root / "out"), max_steps=6, save_steps=2, per_device_train_batch_size=BATCH, learning_rate=1e-2,
-        logging_steps=1, report_to=["tensorboard"], use_cpu=True, disable_tqdm=True, save_only_model=True, seed=0)
+        logging_steps=1, report_to=["tensorboard", "wandb"], use_cpu=True, disable_tqdm=True, save_only_model=True, seed=0)
     callback = LandscapeCallback(surface_at_end=True, grid=5, progress=False)
-    transformers.Trainer(model=model, args=args, train_dataset=windows, callbacks=[callback]).train()
+    with pytest.MonkeyPatch.context() as mp:  # W&B offline, its files under root
+        mp.setenv("WANDB_MODE", "offline")
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_DIR", str(root))
+        mp.setenv("WANDB_PROJECT", "landscape-test")
+        transformers.Trainer(model=model, args=args, train_dataset=windows, callbacks=[callback]).train()
+        wandb.finish()
     (root / "text.py").write_text(TEXT_PY)
     return {"root": root, "out": root / "out", "callback": callback, "model": model, "windows": windows}
 
@@ -134,3 +141,11 @@ def test_callback_logs_to_tensorboard(trained: dict[str, Any]) -> None:
         assert (event.height, event.width) == png.shape[:2] and event.step == 6
         logged = imread(io.BytesIO(event.encoded_image_string), format="png")
         assert np.array_equal(np.rint(logged[:, :, :3] * 255), np.rint(png[:, :, :3] * 255))
+
+
+def test_callback_logs_to_the_wandb_run(trained: dict[str, Any]) -> None:
+    (run_dir,) = (trained["root"] / "wandb").glob("offline-run-*")
+    for name in ("contour", "trajectory"):
+        (logged,) = (run_dir / "files" / "media" / "images" / "landscape").glob(f"{name}_*.png")
+        png = imread(trained["out"] / "landscape" / "figures" / f"{name}.png")
+        assert imread(logged).shape[:2] == png.shape[:2]
