@@ -57,6 +57,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pl = need("lightning.pytorch", "lightning")
     need("tensorboard", "tensorboard")
     need("wandb", "wandb")
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
     from landscape.integrations.lightning import LandscapeCallback
@@ -65,8 +66,9 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     x, y = _data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)  # 6 steps an epoch
     callback = LandscapeCallback(root / "landscape", surface_at_end=True, grid=7, progress=False)
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", callbacks=[callback], enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1,
+    saver = ModelCheckpoint(dirpath=root / "ckpts", save_top_k=-1, every_n_epochs=1)  # Lightning's own files too
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", callbacks=[callback, saver], enable_progress_bar=False,
+                         enable_model_summary=False, log_every_n_steps=1,
                          logger=[TensorBoardLogger(root, name="tb"), CSVLogger(root, name="csv"),
                                  WandbLogger(save_dir=str(root), offline=True, project="landscape-test")])
     module = _module()
@@ -101,6 +103,20 @@ def test_cli_trajectory_reads_the_folder(fitted: dict[str, Any], tmp_path: Path)
     assert t.coords.shape == (4, 2)
     assert np.allclose(t.coords[-1], 0.0)  # the final point is the origin of the plane
     assert list(t.epochs) == [0, 1, 2, 3]
+
+
+def test_lightning_own_checkpoints_give_the_same_path(fitted: dict[str, Any]) -> None:
+    """Lightning's ``epoch=E-step=S.ckpt`` files (read by step) hold the weights the callback recorded."""
+    import landscape
+    from landscape.io.checkpoint import load_checkpoint
+
+    own = landscape.trajectory(fitted["root"] / "ckpts", model=_module())
+    assert list(own.steps) == [6, 12, 18]
+    recorded = fitted["callback"].recorder.checkpoints[1:]
+    mine = landscape.trajectory(recorded)  # the callback's files at the same steps: the same plane and path
+    np.testing.assert_allclose(np.abs(own.coords), np.abs(mine.coords), atol=1e-6)
+    for ckpt, rec in zip(sorted((fitted["root"] / "ckpts").iterdir()), recorded, strict=True):
+        assert torch.equal(load_checkpoint(ckpt).state_dict["net.0.weight"], load_checkpoint(rec).state_dict["net.0.weight"])
 
 
 def test_surface_origin_is_the_final_loss(fitted: dict[str, Any]) -> None:
