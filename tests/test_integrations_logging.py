@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from extras import need
+from frameworks import need
 from matplotlib.image import imread
 from torch import nn
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from extras import need
+from frameworks import need
 from matplotlib.image import imread
 from torch import nn
 

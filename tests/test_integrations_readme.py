@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from docblocks import run_blocks
-from extras import need
+from frameworks import need
 
 REPO = Path(__file__).resolve().parents[1]
 
