@@ -412,7 +412,8 @@ def surface(
     streamed = [k for k, p in prepared.items() if isinstance(p, Streamed)]
     settings = {"source": "python", "losses": [spec.label], "split": "both" if len(prepared) > 1 else next(iter(prepared)),
                 "max_samples": 0, "bn": "fixed", "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
-    attrs = {"settings": settings, "model_fingerprint": _dirs.model_fingerprint(model), "streamed": streamed}
+    attrs = {"settings": settings, "model_fingerprint": _dirs.model_fingerprint(model), "streamed": streamed,
+             **({"trajectory": directions} if callable(plane_axes) else {})}  # its path: drawn in notebooks
     return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
 
 

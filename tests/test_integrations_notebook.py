@@ -58,6 +58,11 @@ def test_trajectory_and_hessian_tables() -> None:
     assert len(cells) == 3 * 7
     np.testing.assert_allclose([float(cells[7 * i + 4]) for i in range(3)], t.coords[:, 0], rtol=1e-5, atol=1e-7)
     assert imread(io.BytesIO(t._repr_png_()), format="png").shape[2] in (3, 4)
+    over = landscape.surface(path[-1], data, directions=t, x=(-1.0, 1.0, 5), y=(-1.0, 1.0, 5), progress=False)
+    drawn = landscape.plot(over, "trajectory", trajectory=t)  # a surface over the plane shows the path
+    buf = io.BytesIO()
+    drawn.savefig(buf, format="png", dpi=100)
+    assert over._repr_png_() == buf.getvalue()
     h = landscape.hessian(model, data, top_k=2, progress=False)
     cells = _cells(h._repr_html_())
     assert cells[:4] == ["λ1", f"{h.eigenvalues[0]:.6g}", "λ2", f"{h.eigenvalues[1]:.6g}"]

@@ -2,7 +2,8 @@
 
 Mixins of the API's result classes (no fields, nothing imported until a notebook asks):
 
-- :class:`SurfaceDisplay` (``landscape.Surface``): the contour (2D) or the curve (1D) as PNG; a
+- :class:`SurfaceDisplay` (``landscape.Surface``): the contour (2D; with the path over it when the
+  surface was computed over a trajectory's plane) or the curve (1D) as PNG; a
   table of the grid and of each column's minimum, maximum and value at the origin;
 - :class:`TrajectoryDisplay` (``landscape.Trajectory``): the path in its PCA plane as PNG (axes
   with the explained variance); a table of the checkpoints and their coordinates;
@@ -48,9 +49,13 @@ class SurfaceDisplay:
         from landscape import plot
 
         s: Any = self
-        kind = "line" if s.y is None else "contour"
         metric = "train_loss" if "train_loss" in s.columns else s.columns[0]
-        return _png(plot(s, kind, metric=metric))  # type: ignore[arg-type]
+        if s.y is None:
+            return _png(plot(s, "line", metric=metric))  # type: ignore[arg-type]
+        path = s.attrs.get("trajectory")  # a surface over a trajectory's plane: the path over the contours
+        if path is not None:
+            return _png(plot(s, "trajectory", metric=metric, trajectory=path))  # type: ignore[arg-type]
+        return _png(plot(s, "contour", metric=metric))  # type: ignore[arg-type]
 
     def _repr_html_(self) -> str:
         s: Any = self
