@@ -13,12 +13,12 @@ from __future__ import annotations
 from landscape.api.checkpoint import load_checkpoint
 from landscape.api.hessian import HessianResult, hessian
 from landscape.api.inputs import dataset, random_directions
-from landscape.api.plot import plot
-from landscape.api.surface import Surface, load_surface, surface
+from landscape.api.surface import Surface, load_surface, plot, surface
 from landscape.api.trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.engine.filters import Filters, register_filter_rule
 from landscape.errors import FlatSurfaceWarning, LandscapeError
+from landscape.integrations.logging import log_figures
 from landscape.io.recorder import Recorder
 from landscape.version import __version__
 from landscape.workflows.connect import connect
@@ -38,6 +38,7 @@ __all__ = [
     "hessian",
     "load_checkpoint",
     "load_surface",
+    "log_figures",
     "plot",
     "random_directions",
     "register_filter_rule",

@@ -97,6 +97,7 @@ PUBLIC = [  # sorted: adding or removing a public name is a decision, written do
     "hessian",
     "load_checkpoint",
     "load_surface",
+    "log_figures",
     "plot",
     "random_directions",
     "register_filter_rule",

@@ -17,6 +17,7 @@ from landscape.api.inputs import LossSpec, as_batches, model_device, resolve_los
 from landscape.config import DirectionsConfig, HessianConfig, SurfaceConfig
 from landscape.engine.moved import ParamSelector, selector, working_copy
 from landscape.errors import ConfigError
+from landscape.integrations.notebook import HessianDisplay
 from landscape.workflows.hessian import measure, parameter_names, problem_setup
 from landscape.zoo.modules import floating_dtype, plain_module
 from landscape.zoo.userdata import prepare
@@ -28,7 +29,7 @@ _HESSIAN, _DIRECTIONS, _SURFACE = HessianConfig(), DirectionsConfig(), SurfaceCo
 
 
 @dataclass(frozen=True)
-class HessianResult:
+class HessianResult(HessianDisplay):
     """Curvature at θ*: ``eigenvalues`` (top_k, largest first), ``min_eigenvalue``, ``trace``.
 
     ``trace`` is Hutchinson's estimate (``trace_std`` its standard error), or exact when

@@ -17,11 +17,13 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from landscape.api.inputs import (
@@ -45,10 +47,14 @@ from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.moved import ParamSelector, selector
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
-from landscape.errors import ConfigError, FlatSurfaceWarning, GridError
+from landscape.errors import ConfigError, FlatSurfaceWarning, GridError, LandscapeError
+from landscape.integrations.notebook import SurfaceDisplay
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import floating_dtype, plain_module
 from landscape.zoo.userdata import Streamed, batch_size_of, prepare
+
+if TYPE_CHECKING:
+    from landscape.figures.interactive import InteractiveFigure
 
 _SURFACE = SurfaceConfig()  # the CLI's [surface] defaults: one place for both doors
 
@@ -57,7 +63,7 @@ _SURFACE = SurfaceConfig()  # the CLI's [surface] defaults: one place for both d
 
 
 @dataclass(frozen=True)
-class Surface:
+class Surface(SurfaceDisplay):
     """A computed loss surface: ``s.x``, ``s.y`` and ``s["train_loss"]`` etc., ``A[i, j]`` at ``(x[i], y[j])``.
 
     ``values`` maps each column (``<split>_<metric>``: ``train_loss``, ``train_acc``, ``test_loss``...)
@@ -77,6 +83,14 @@ class Surface:
     directions: Directions | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     done: np.ndarray | None = None
+
+    def figure(self) -> Figure:
+        """The figure a notebook shows: the contour of ``train_loss`` (the path over it when the surface
+        was computed over a trajectory's plane), or its curve in 1D."""
+        metric = "train_loss" if "train_loss" in self.columns else self.columns[0]
+        path = self.attrs.get("trajectory")
+        kind = "line" if self.y is None else "trajectory" if path is not None else "contour"
+        return plot(self, kind, metric=metric, trajectory=path)  # type: ignore[return-value]
 
     def __getitem__(self, column: str) -> np.ndarray:
         if column not in self.values:
@@ -248,7 +262,8 @@ def surface(
     streamed = [k for k, p in prepared.items() if isinstance(p, Streamed)]
     settings = {"source": "python", "losses": [spec.label], "split": "both" if len(prepared) > 1 else next(iter(prepared)),
                 "max_samples": 0, "bn": bn, "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
-    attrs = {"settings": settings, "model_fingerprint": dirs_.model_fingerprint(model), "streamed": streamed}
+    attrs = {"settings": settings, "model_fingerprint": dirs_.model_fingerprint(model), "streamed": streamed,
+             **({"trajectory": directions} if callable(plane_axes) else {})}  # its path: drawn in notebooks
     if is_flat(values):
         warnings.warn(FlatSurfaceWarning(flat_message(params or dirs.meta.get("params"))), stacklevel=2)
     return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
@@ -278,5 +293,64 @@ def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:
             pbar.update(len(part))
             start += len(part)
     return np.concatenate(rows) if rows else np.empty((0, 0))
+
+
+# --- figures ----------------------------------------------------------------------------------------------
+
+
+def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train_loss", ax: Axes | None = None,
+         trajectory: Any = None, levels: int | None = None, vmin: float | None = None, vmax: float | None = None,
+         log: bool | None = None, cmap: str = "viridis", width: str = "single", title: str | None = None,
+         ) -> Figure | InteractiveFigure:
+    """One figure of a surface, as ``landscape plot`` draws it.
+
+    Args:
+        s: a :class:`Surface` or the path of a surface file.
+        kind: ``contour``, ``filled``, ``heatmap``, ``surface3d``, ``trajectory``, ``panels`` (2D) or ``line`` (1D);
+            ``interactive`` (2D, needs the ``interactive`` extra): a plotly view that displays inline in
+            Jupyter and saves to one self-contained HTML file with ``.save(path)``.
+        metric: the column drawn (``train_loss``, ``test_acc``, ...).
+        ax: draw into these axes (a 3D axes for ``surface3d``; every kind but ``panels`` and
+            ``interactive``); None: a new figure.
+        trajectory: for ``trajectory``/``surface3d``: a trajectory file path or what
+            :func:`landscape.trajectory` returns (points with ``coords`` (n, 2)).
+        levels: about this many contour levels; vmin, vmax: colour limits (metric units).
+        log: log colour scale; None chooses (a positive loss spanning more than a decade).
+        cmap: a matplotlib colour map name. width: ``single`` or ``double`` column.
+        title: a title, or None.
+
+    Returns:
+        the matplotlib ``Figure`` (``ax.figure`` when ``ax`` is given); for ``interactive`` an
+        :class:`~landscape.figures.interactive.InteractiveFigure`.
+    """
+    from landscape.figures import files, views
+    from landscape.io.surface_file import SurfaceFile
+
+    if not isinstance(s, Surface):
+        s = load_surface(s)
+    if kind == "interactive":
+        from landscape.figures.interactive import interactive_figure
+
+        if ax is not None:
+            raise ConfigError("kind='interactive' draws its own page: leave ax out")
+        return interactive_figure(s, trajectory, metric=metric, log=log, title=title)
+    if kind not in files.KINDS:
+        raise ConfigError(f"unknown figure kind {kind!r}; choose from {', '.join(files.KINDS)}")
+    chosen = views.resolve_metric(s.columns, metric, "the surface")
+    done = s.done if s.done is not None else np.ones(s.shape, dtype=bool)
+    sf = SurfaceFile(Path(str(s.attrs.get("path", "surface"))), s.grid, s.columns, s.values, done,
+                     {k: v for k, v in s.attrs.items() if k in ("settings", "directions")} | s.axis_labels()
+                     | ({"directions": dict(s.directions.meta)} if s.directions is not None else {}))
+    path = None
+    if trajectory is not None:
+        from landscape.io.trajectory_file import load_trajectory
+        path = load_trajectory(trajectory) if isinstance(trajectory, str | Path) else trajectory
+    reason = files.applicable_kinds(sf, chosen, path is not None)[kind]
+    if reason is not None:
+        raise LandscapeError(f"figure kind {kind!r} {reason}")
+    if log is None:
+        log = views.spans_decades(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+    style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width, "title": title}
+    return files.draw(sf, kind, chosen, path, style, ax)
 
 

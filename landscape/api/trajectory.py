@@ -19,6 +19,7 @@ from torch import nn
 
 from landscape.config import DirectionsConfig, RunConfig
 from landscape.errors import CheckpointError, ConfigError
+from landscape.integrations.notebook import TrajectoryDisplay
 from landscape.io.checkpoint import Checkpoint, find_state_dict
 from landscape.io.foreign import checkpoint_files, is_hf_folder
 from landscape.io.trajectory_file import Trajectory as _TrajectoryFile
@@ -31,7 +32,7 @@ _DIRECTIONS = DirectionsConfig()  # the CLI's defaults
 
 
 @dataclass(frozen=True, eq=False)
-class Trajectory(_TrajectoryFile):
+class Trajectory(_TrajectoryFile, TrajectoryDisplay):
     """A path in the plane of its first two principal components.
 
     ``directions`` (x = PC1, y = PC2, unit norm, zero on biases/norm layers by default) go

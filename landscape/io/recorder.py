@@ -123,10 +123,19 @@ class Recorder:
         return self.save(model, loss=loss, metrics=metrics, epoch=epoch)
 
     def save(self, model: nn.Module, *, loss: float | Tensor | None = None,
-             metrics: Mapping[str, float | Tensor] | None = None, epoch: int | None = None) -> Path:
-        """Save ``model`` now at the current step count (0 before the first :meth:`step`)."""
+             metrics: Mapping[str, float | Tensor] | None = None, epoch: int | None = None,
+             step: int | None = None) -> Path:
+        """Save ``model`` now at the current step count (0 before the first :meth:`step`).
+
+        ``step`` (a non-negative int) records it at that step instead and sets the count there: a
+        loop that keeps its own step count (a Lightning or Hugging Face trainer's global step).
+        """
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Recorder.save takes an nn.Module, got {type(model).__name__}")
+        if step is not None:
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ConfigError(f"Recorder.save step must be a non-negative int, got {step!r}")
+            self.count = step
         values = _metric_values(loss, metrics)
         name = f"checkpoints/step_{self.count:07d}.pt"
         from landscape.version import __version__
