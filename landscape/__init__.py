@@ -12,6 +12,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from landscape.api import Surface, dataset, load_surface, plot, random_directions, surface
+from landscape.api_check import CheckReport, check
 from landscape.api_hessian import HessianResult, hessian
 from landscape.api_trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
@@ -20,6 +21,7 @@ from landscape.io.recorder import Recorder
 from landscape.workflows.connect import connect
 
 __all__ = [
+    "CheckReport",
     "Directions",
     "HessianResult",
     "LandscapeError",
@@ -27,6 +29,7 @@ __all__ = [
     "Surface",
     "Trajectory",
     "__version__",
+    "check",
     "connect",
     "dataset",
     "hessian",

@@ -524,6 +524,45 @@ def _add_animate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="evolution: replace cached surfaces made with other settings")
 
 
+# --- check ---------------------------------------------------------------------------------------
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.check import run_check
+    from landscape.workflows.surface import DirectionSource
+
+    if args.preview is not None or args.target2 is not None and args.target is None:
+        raise ConfigError("landscape check takes no --preview (nothing is written but the report)" if args.preview
+                          else "--target2 needs --target")
+    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
+    cfg = surface_config(args, ckpt)
+    plane = args.directions or (args.trajectory if args.surface is None else None)
+    if plane is not None and args.x is None:  # a trajectory's plane: the grid that holds its path, as `surface`
+        from landscape.workflows.trajectory import default_grid_overrides
+
+        cfg = resolve_config(config_to_dict(cfg), None, default_grid_overrides(plane, two_d=True))
+    source = DirectionSource(args.directions, args.target, args.target2, hessian=args.hessian_directions)
+    result = run_check(args.checkpoint, args.out, cfg, surface=args.surface, trajectory=args.trajectory, source=source,
+                       unsafe=args.unsafe_load, checkpoint_obj=ckpt, max_points=args.max_points)
+    print(result.table())
+    for line in result.warnings():
+        print(f"landscape check: {line}", file=sys.stderr)
+    print(f"report: {args.out}" + (f"; figures: {', '.join(str(f) for f in result.figures)}" if result.figures else ""))
+    return 0
+
+
+@command("check", "can this surface be trusted? origin, BatchNorm, seeds, scale, resolution, trajectory, numerics (JSON)")
+def _add_check(p: argparse.ArgumentParser) -> None:
+    _add_surface(p)  # every surface flag, with one spelling: the checks look at the surface they describe
+    for action in p._actions:
+        if "--out" in action.option_strings:
+            action.help = "report file (check.json); the check figures are written beside it"
+    p.add_argument("--surface", type=Path, metavar="S.h5", help="check this surface file (else the surface the flags "
+                                                                 "describe is computed in memory)")
+    p.add_argument("--trajectory", type=Path, metavar="T.h5", help="check a path over the plane (a trajectory file; "
+                                                                    "without --surface/--directions its plane is checked)")
+
+
 # --- entry points -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:

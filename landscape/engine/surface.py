@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class SurfaceEngine:
             self._install_stem(directions)
         self._use_fast_layers()
         self.variances = [t for k, t in zip(self.moved.names, self.moved.params, strict=True) if k.endswith("running_var")]
+        _break_for_tests(self)
 
     @property
     def names(self) -> list[str]:
@@ -562,6 +564,19 @@ class SurfaceEngine:
                 break
         self.points_per_call = best
         return (np.concatenate(done) if done else np.empty((0, len(self.columns)))), used
+
+
+# Test hook, read in this one place: LANDSCAPE_TEST_BREAK_REWRITE=1 makes the first-layer precomputation
+# (_LinearStem) 0.1 % wrong after it passed its equivalence check: a deliberately broken set-up rewrite, which
+# only the `origin` check of `landscape check` can see (tests/test_check.py). Never set it outside tests.
+TEST_BREAK_REWRITE = "LANDSCAPE_TEST_BREAK_REWRITE"
+
+
+def _break_for_tests(engine: SurfaceEngine) -> None:
+    if os.environ.get(TEST_BREAK_REWRITE) != "1" or engine.stem is None:
+        return
+    for key, (base, ux, uy) in list(engine.stem.cache.items()):
+        engine.stem.cache[key] = (base * 1.001, ux, uy)
 
 
 @dataclass(frozen=True)

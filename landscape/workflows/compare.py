@@ -68,6 +68,7 @@ from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.tables import markdown_table, write_csv
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
+from landscape.workflows.check import check_compare
 from landscape.workflows.surface import DirectionSource
 
 FloatArray = npt.NDArray[np.float64]
@@ -238,6 +239,7 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
     for loss in losses:
         work += prepare_loss(config, loss, out, overwrite, log)
     results = load_results(out, losses)
+    check_compare(config, out, losses, log)  # DIR/check.json (and each loss's), shown on index.html
     rows = summary_rows(results, config)
     criterion_rows = flatness_by_criterion(results, config)
     stamp = _stamp(out, losses, config)
