@@ -531,7 +531,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from landscape.workflows.check import run_check
     from landscape.workflows.surface import DirectionSource
 
-    if args.preview is not None or args.target2 is not None and args.target is None:
+    if args.preview is not None or (args.target2 is not None and args.target is None):
         raise ConfigError("landscape check takes no --preview (nothing is written but the report)" if args.preview
                           else "--target2 needs --target")
     ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)

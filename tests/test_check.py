@@ -77,7 +77,7 @@ def test_unknown_threshold_is_an_error_naming_it(mlp) -> None:
     model, data = mlp
     with pytest.raises(ConfigError, match="unknown check option 'seed_count'"):
         landscape.check(model, data, x=GRID, y=GRID, seed_count=4, progress=False)
-    with pytest.raises(ConfigError, match="check.bn_rtol must be a positive number"):
+    with pytest.raises(ConfigError, match=r"check\.bn_rtol must be a positive number"):
         landscape.check(model, data, x=GRID, y=GRID, bn_rtol=-1.0, progress=False)
 
 

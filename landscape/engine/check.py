@@ -219,7 +219,7 @@ def bn_mode_check(running: float, batch: float, recomputed: float | None, opts: 
     value = abs(running - batch) / loss_scale(batch, opts.floor)
     details = {"loss_running_stats": running, "loss_batch_stats": batch,
                **({"loss_bn_recompute": recomputed} if recomputed is not None else {})}
-    if value <= opts.bn_rtol or not math.isfinite(value) and running == batch:
+    if value <= opts.bn_rtol or (not math.isfinite(value) and running == batch):
         return CheckResult("bn_mode", "pass", value, opts.bn_rtol,
                            "the BatchNorm running statistics fit the data: the surface is the landscape training saw", details)
     gives = f" (at the origin it gives {recomputed:.4g})" if recomputed is not None else ""

@@ -41,8 +41,8 @@ from landscape.figures.files import plot_surface_file, plot_training_curves
 from landscape.figures.index_page import write_run_index
 from landscape.figures.interactive import write_views
 from landscape.io.run_folder import RunFolder, run_checkpoints
-from landscape.workflows.check import check_stage
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
+from landscape.workflows.check import check_stage
 from landscape.workflows.surface import DirectionSource
 from landscape.workflows.trajectory import default_grid_overrides
 
