@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from landscape.figures import planar
 
 
 def seeds_figure(x: npt.ArrayLike, y: npt.ArrayLike, planes: Mapping[str, npt.ArrayLike], *, log: bool = False,
@@ -46,18 +46,38 @@ def seeds_figure(x: npt.ArrayLike, y: npt.ArrayLike, planes: Mapping[str, npt.Ar
 
 def path_figure(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, path: npt.ArrayLike, flagged: Sequence[int],
                 labels: Sequence[str], *, log: bool = False, x_label: str = "", y_label: str = "") -> Figure:
-    """The trajectory over the contours; the checkpoints whose own loss disagrees with the surface under
-    them (or that lie far off the plane) are circled in red and named."""
+    """The trajectory over the contours (the levels of the run's contour figures); the checkpoints whose
+    own loss disagrees with the surface under them by more than a contour step circled in red and named.
+
+    Drawn without a layout engine (fixed margins), like :func:`seeds_figure`.
+    """
+    from landscape.figures._style import _levels, _style
+
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    zs = np.asarray(z, dtype=np.float64)
     points = np.asarray(path, dtype=np.float64)
-    fig = planar.trajectory(x, y, z, points, labels=list(labels), log=log, x_label=x_label or "PC1",
-                            y_label=y_label or "PC2",
-                            title="path against its plane (check: trajectory)")
-    ax = fig.axes[0]
+    shown = np.where(np.isfinite(zs) & (zs > 0), zs, np.nan) if log else np.where(np.isfinite(zs), zs, np.nan)
+    fig = Figure(figsize=(4.6, 3.6))
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.9)
+    ax = fig.subplots()
+    if np.isfinite(shown).any() and np.nanmax(shown) > np.nanmin(shown):
+        levels = _levels(_style(log=log), float(np.nanmin(shown)), float(np.nanmax(shown)), filled=False)
+        lines = ax.contour(xs, ys, shown.T, levels=levels, cmap="viridis", linewidths=0.8,
+                           norm=LogNorm() if log else None)
+        ax.clabel(lines, lines.levels[::2], fontsize=6, fmt="%.3g")
+    ax.plot(points[:, 0], points[:, 1], "-o", color="tab:red", markersize=3, linewidth=1.2, label="path")
+    ax.plot(points[-1, 0], points[-1, 1], "k*", markersize=9, label="end")
+    for i in flagged:
+        ax.plot(points[i, 0], points[i, 1], "o", markersize=13, markerfacecolor="none", markeredgecolor="red",
+                markeredgewidth=1.6)
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(8, 6), fontsize=7, color="darkred")
     if flagged:
-        bad = points[list(flagged)]
-        ax.scatter(bad[:, 0], bad[:, 1], s=90, facecolors="none", edgecolors="red", linewidths=1.6, zorder=6,
-                   label="leaves the plane")
-        ax.legend(loc="best", fontsize=7, framealpha=0.85)
+        ax.plot([], [], "o", markersize=10, markerfacecolor="none", markeredgecolor="red", label="leaves its plane")
+    ax.legend(loc="best", fontsize=7, framealpha=0.85)
+    ax.set_xlabel(x_label or "PC1", fontsize=8)
+    ax.set_ylabel(y_label or "PC2", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title("the path against its plane (check: trajectory)", fontsize=9)
     return fig
 
 

@@ -120,7 +120,10 @@ class CheckRun:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Every check's verdict (``checks``: one per name of :data:`~landscape.engine.check.CHECK_NAMES`)."""
+    """Every check's verdict: ``checks``, one :class:`~landscape.engine.check.CheckResult` per name of
+    :data:`~landscape.engine.check.CHECK_NAMES`, in that order; ``seconds`` the time the checks took;
+    ``figures`` the check figures written (with ``out=``, or in a run folder); ``runs`` the
+    per-surface results they were merged from (a run checks several surfaces)."""
 
     checks: list[chk.CheckResult]
     seconds: float = 0.0
@@ -454,7 +457,7 @@ def path_input(traj: TrajectoryPoints, recorded: bool | None) -> PathInput:
 
 
 def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
-                     plane: str = "", run_dir: Path | None = None) -> CheckReport:
+                     plane: str = "", *, figures: Path | None = None, prefix: str = "check") -> CheckReport:
     """The checks of a ``landscape run`` (or of one loss of ``landscape compare``) folder: every check on
     the random plane, scale/resolution/numerics on every surface, the trajectory on the PCA plane
     ``plane``; ``check.json`` and the check figures into ``out``."""
@@ -462,7 +465,7 @@ def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], traje
 
     t0 = time.perf_counter()
     opts = options(cfg)
-    final = run_checkpoints(run_dir or out)[-1]
+    final = run_checkpoints(out)[-1]
     exp = experiment_from_checkpoint(load_checkpoint(final), cfg)
     subject = subject_from_experiment(exp, cfg, resolve_device(cfg.surface.device))
     runs = []
@@ -476,8 +479,8 @@ def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], traje
             which.append("trajectory")
             path_in = path_from_file(trajectory, recorded_losses_apply(cfg, view.column))
         runs.append(check_view(subject, view, opts, path=path_in, names=which))
-    figures = write_figures(runs, out / "figures", "check")
-    result = report(runs, time.perf_counter() - t0, figures)
+    drawn = write_figures(runs, figures or out / "figures", prefix)
+    result = report(runs, time.perf_counter() - t0, drawn)
     result.save(out / REPORT)
     return result
 
@@ -504,30 +507,32 @@ def check_stage(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory
     return "done", "\n".join([head, *("    " + w for w in result.warnings())])
 
 
-def check_compare(cfg: Config, out: Path, losses: Sequence[str], log: Callable[[str], None]) -> CheckReport | None:
-    """``landscape compare``'s checks: each loss's folder as a run (``DIR/<loss>/check.json``), and
-    ``DIR/check.json`` with the worst verdict of each check over the losses."""
+def check_compare(cfg: Config, out: Path, losses: Sequence[str], log: Callable[[str], None]) -> list[Path]:
+    """``landscape compare``'s checks: each loss's folder as a run (``DIR/<loss>/check.json``, figures
+    ``DIR/<loss>/figures/check_*.png``), and ``DIR/check.json`` with the worst verdict of each check
+    over the losses. Returns the files written (none when ``check.enabled`` is false)."""
+    from landscape.workflows.compare import surface_config
+
     if not cfg.check.enabled:
-        return None
+        return []
     t0 = time.perf_counter()
     runs: list[CheckRun] = []
+    written: list[Path] = []
     for loss in losses:
         folder = out / loss
-        from landscape.workflows.compare import surface_config
-
-        lcfg = replace(surface_config(cfg, loss, cfg.compare.x, cfg.compare.y), check=cfg.check)
+        lcfg = replace(surface_config(cfg, loss, cfg.compare.x, cfg.compare.y), check=cfg.check, plot=cfg.plot)
         one = check_run_folder(lcfg, folder, {"surface_2d": folder / "surface_2d.h5", "slice_1d": folder / "slice_1d.h5",
                                               "surface_pca": folder / "surface_pca.h5"},
                                folder / "trajectory.h5", "surface_pca")
+        written += [folder / REPORT, *one.figures]
         for run in one.runs:
-            runs.append(replace(run, view=replace(run.view, name=f"{loss}/{run.view.name}"),
-                                results=[replace(r, details={**r.details, "surface": f"{loss}/{r.details.get('surface')}"})
-                                         for r in run.results]))
-    result = report(runs, time.perf_counter() - t0)
+            runs.append(replace(run, results=[replace(r, details={**r.details, "surface": f"{loss}/{r.details.get('surface')}"})
+                                              for r in run.results]))
+    result = report(runs, time.perf_counter() - t0, [f for f in written if f.suffix == ".png"])
     result.save(out / REPORT)
     for line in result.warnings():
         log(line)
-    return result
+    return [*written, out / REPORT]
 
 
 def _evaluate_all(engine: Evaluator, coords: np.ndarray) -> np.ndarray:

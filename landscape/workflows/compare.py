@@ -239,13 +239,12 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
     for loss in losses:
         work += prepare_loss(config, loss, out, overwrite, log)
     results = load_results(out, losses)
-    check_compare(config, out, losses, log)  # DIR/check.json (and each loss's), shown on index.html
     rows = summary_rows(results, config)
     criterion_rows = flatness_by_criterion(results, config)
     stamp = _stamp(out, losses, config)
     files = _unchanged_outputs(out, stamp)
     if files is None:  # something changed (or was never written): redraw
-        files = write_tables(out, rows, criterion_rows, config)
+        files = write_tables(out, rows, criterion_rows, config) + check_compare(config, out, losses, log)  # check.json: index.html
         for name, fig in make_figures(results, config).items():
             files += plot.save_figure(fig, out / "figures" / name, formats=[f for f in config.plot.formats if f != "html"],
                                       dpi=config.plot.dpi)
