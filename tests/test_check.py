@@ -25,6 +25,7 @@ from landscape.errors import ConfigError
 from landscape.workflows.train import train
 
 GRID = (-1.0, 1.0, 9)
+Trained = tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 
 
 def _data(n: int = 256, d: int = 10, classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +63,7 @@ def _bn_mlp() -> nn.Sequential:
 # --- the report ------------------------------------------------------------------------------------------
 
 
-def test_the_report_names_exactly_the_checks(mlp, tmp_path: Path) -> None:
+def test_the_report_names_exactly_the_checks(mlp: Trained, tmp_path: Path) -> None:
     model, data = mlp
     report = landscape.check(model, data, x=GRID, y=GRID, out=tmp_path / "check.json", progress=False)
     saved = json.loads((tmp_path / "check.json").read_text())
@@ -73,7 +74,7 @@ def test_the_report_names_exactly_the_checks(mlp, tmp_path: Path) -> None:
     assert (tmp_path / "check_seeds.png").is_file()  # the small multiples of the other seeds' planes
 
 
-def test_unknown_threshold_is_an_error_naming_it(mlp) -> None:
+def test_unknown_threshold_is_an_error_naming_it(mlp: Trained) -> None:
     model, data = mlp
     with pytest.raises(ConfigError, match="unknown check option 'seed_count'"):
         landscape.check(model, data, x=GRID, y=GRID, seed_count=4, progress=False)
@@ -84,7 +85,7 @@ def test_unknown_threshold_is_an_error_naming_it(mlp) -> None:
 # --- origin -------------------------------------------------------------------------------------------------
 
 
-def test_plain_evaluation_matches_a_float64_hand_loop(mlp) -> None:
+def test_plain_evaluation_matches_a_float64_hand_loop(mlp: Trained) -> None:
     model, data = mlp
     x, y = data
     with torch.no_grad():
@@ -97,7 +98,7 @@ def test_plain_evaluation_matches_a_float64_hand_loop(mlp) -> None:
     assert report["origin"].status == "pass" and report["origin"].value < 1e-5
 
 
-def test_origin_fails_on_a_deliberately_broken_engine_rewrite(mlp, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_origin_fails_on_a_deliberately_broken_engine_rewrite(mlp: Trained, monkeypatch: pytest.MonkeyPatch) -> None:
     model, data = mlp
     monkeypatch.setenv(TEST_BREAK_REWRITE, "1")  # the first-layer cache 0.1 % off, after its own equivalence check
     report = landscape.check(model, data, x=GRID, y=GRID, progress=False)
@@ -126,7 +127,7 @@ def test_bn_mode_passes_a_trained_net_and_warns_on_reset_statistics(monkeypatch:
     assert abs(d["loss_bn_recompute"] - d["loss_batch_stats"]) < 0.5 * abs(d["loss_running_stats"] - d["loss_batch_stats"])
 
 
-def test_bn_mode_does_not_apply_without_batchnorm(mlp) -> None:
+def test_bn_mode_does_not_apply_without_batchnorm(mlp: Trained) -> None:
     model, data = mlp
     result = landscape.check(model, data, x=GRID, y=GRID, progress=False)["bn_mode"]
     assert result.status == "pass" and result.value is None and "not applicable" in result.advice
@@ -135,7 +136,7 @@ def test_bn_mode_does_not_apply_without_batchnorm(mlp) -> None:
 # --- seeds ----------------------------------------------------------------------------------------------------
 
 
-def test_seeds_warns_for_an_outlier_among_twenty_and_passes_a_typical_seed(mlp) -> None:
+def test_seeds_warns_for_an_outlier_among_twenty_and_passes_a_typical_seed(mlp: Trained) -> None:
     """Among seeds 0..19, the plane most unlike the planes of its next three seeds (what the check
     compares it with) warns, the most alike passes; the numbers are those of landscape.surface."""
     model, data = mlp
@@ -166,7 +167,7 @@ def test_seeds_warns_for_an_outlier_among_twenty_and_passes_a_typical_seed(mlp) 
 
 
 @pytest.mark.parametrize(("half", "status", "word"), [(50.0, "warn", "shrink"), (1e-4, "warn", "widen"), (1.0, "pass", "")])
-def test_scale_warns_on_an_exploded_and_a_flat_range(mlp, half: float, status: str, word: str) -> None:
+def test_scale_warns_on_an_exploded_and_a_flat_range(mlp: Trained, half: float, status: str, word: str) -> None:
     model, data = mlp
     result = landscape.check(model, data, x=(-half, half, 9), y=(-half, half, 9), progress=False)["scale"]
     assert result.status == status, result
@@ -209,7 +210,7 @@ def test_resolution_compares_against_the_coarse_level_interpolated() -> None:
     assert chk.resolution_check(bumped, np.ones_like(z, dtype=bool), False, chk.CheckOptions(), step=0.1).value == pytest.approx(2.5)
 
 
-def test_resolution_on_a_real_model(mlp) -> None:
+def test_resolution_on_a_real_model(mlp: Trained) -> None:
     model, data = mlp
     assert landscape.check(model, data, x=(-1, 1, 5), y=(-1, 1, 5), progress=False)["resolution"].status == "warn"
     assert landscape.check(model, data, x=(-1, 1, 33), y=(-1, 1, 33), progress=False)["resolution"].status == "pass"
@@ -238,7 +239,7 @@ def _path_files(model: nn.Module, tmp_path: Path, kick: float) -> list[Path]:
 
 
 @pytest.mark.parametrize(("kick", "status"), [(2.0, "warn"), (0.0, "pass")])
-def test_trajectory_names_the_checkpoints_that_leave_the_plane(mlp, tmp_path: Path, kick: float, status: str) -> None:
+def test_trajectory_names_the_checkpoints_that_leave_the_plane(mlp: Trained, tmp_path: Path, kick: float, status: str) -> None:
     model, data = mlp
     traj = landscape.trajectory(_path_files(model, tmp_path, kick), model=model)
     x, y = traj.axes(num=31, margin=0.2)
@@ -279,7 +280,7 @@ def test_numerics_warns_on_non_finite_points_and_rounding_noise() -> None:
     assert result.status == "warn" and result.details["rounding_share"] == 1.0
 
 
-def test_numerics_on_a_model_that_overflows(mlp) -> None:
+def test_numerics_on_a_model_that_overflows(mlp: Trained) -> None:
     model, data = mlp
 
     class Exp(nn.Module):
@@ -394,3 +395,41 @@ def test_hugging_face_gpt2_through_the_api() -> None:
     assert report["origin"].status == "pass", report["origin"]
     assert report["seeds"].value is not None
     assert [c.name for c in report.checks] == list(chk.CHECK_NAMES)
+
+
+def test_run_writes_check_json_the_index_section_and_one_line_per_warning(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "tiny.toml").write_text(
+        '[data]\nname = "digits"\nmax_train = 200\nmax_test = 100\n[model]\nname = "mlp"\noptions = { hidden = [16] }\n'
+        '[train]\nepochs = 2\nbatch_size = 50\n[run]\nrandom_x = "-1:1:9"\nrandom_y = "-1:1:9"\nline_x = "-1:1:9"\n'
+        'pca_grid = 9\n[plot]\nformats = ["png"]\nkinds = ["contour"]\n')
+    out = tmp_path / "job"
+    assert main(["--quiet", "run", str(tmp_path / "tiny.toml"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((out / "check.json").read_text())
+    assert [c["name"] for c in saved["checks"]] == list(chk.CHECK_NAMES)
+    not_passed = [c["name"] for c in saved["checks"] if c["status"] != "pass"]
+    warning_lines = [ln for ln in printed.splitlines() if ln.strip().startswith(("warn: ", "fail: "))]
+    assert [ln.split(":")[1].strip() for ln in warning_lines] == not_passed
+    assert saved["checks"][0]["status"] == "pass"  # origin: the run's surfaces are the model's own evaluation
+    # each check says which surfaces it looked at: origin the random plane, trajectory the PCA plane
+    assert set(saved["checks"][0]["details"]["surfaces"]) == {"random_2d"}
+    assert set(saved["checks"][5]["details"]["surfaces"]) == {"pca_2d"}
+    assert (out / "figures" / "check_seeds.png").is_file()
+    page = (out / "index.html").read_text()
+    assert "Can I trust this?" in page and page.count("<td>origin</td>") == 1
+
+
+@pytest.mark.slow
+def test_the_quickstart_run_checks_as_the_readme_says(tmp_path: Path) -> None:
+    """README "Can I trust this?" and docs/CHECKS.md: the quickstart's basin lies inside its PCA plane
+    (run.pca_margin = 0.5), and only the trajectory check warns, naming epochs 4 and 6."""
+    from landscape.workflows.run import run_pipeline
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "configs" / "quickstart.toml", ['plot.formats=["png"]', 'plot.kinds=["contour"]'])
+    run_pipeline(cfg, tmp_path / "qs")
+    saved = {c["name"]: c for c in json.loads((tmp_path / "qs" / "check.json").read_text())["checks"]}
+    assert {n: c["status"] for n, c in saved.items() if c["status"] != "pass"} == {"trajectory": "warn"}
+    assert saved["trajectory"]["details"]["flagged_labels"] == ["epoch 4", "epoch 6"]
+    assert saved["scale"]["details"]["surfaces"]["pca_2d"]["status"] == "pass"

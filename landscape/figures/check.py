@@ -10,11 +10,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 
-
 def seeds_figure(x: npt.ArrayLike, y: npt.ArrayLike, planes: Mapping[str, npt.ArrayLike], *, log: bool = False,
                  x_label: str = "", y_label: str = "") -> Figure:
-    """Small multiples of the drawn plane and the planes of other seeds on one coarse grid: filled
-    contours on shared levels (log10 of the loss when ``log``), one row, the drawn plane first.
+    """Small multiples of the drawn plane and the planes of other seeds on one coarse grid: one shared
+    colour scale (log10 of the loss when ``log``) with iso-lines at shared levels, one row, the drawn plane first.
 
     Drawn without a layout engine (fixed margins): it is written at every check, so it must be quick.
     """
@@ -26,11 +25,14 @@ def seeds_figure(x: npt.ArrayLike, y: npt.ArrayLike, planes: Mapping[str, npt.Ar
     levels = np.linspace(lo, hi if hi > lo else lo + 1.0, 13)
     n = len(zs)
     fig = Figure(figsize=(1.9 * n + 0.9, 2.3))
-    fig.subplots_adjust(left=0.35 / (1.9 * n + 0.9) * 2, right=1 - 0.8 / (1.9 * n + 0.9), bottom=0.2, top=0.8, wspace=0.08)
+    fig.subplots_adjust(left=0.35 / (1.9 * n + 0.9) * 2, right=1 - 0.8 / (1.9 * n + 0.9), bottom=0.2, top=0.8, wspace=0.12)
     axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
     drawn = None
     for ax, (name, v) in zip(axes, shown.items(), strict=True):
-        drawn = ax.contourf(xs, ys, v.T, levels=levels, cmap="viridis", extend="both")  # (len(x), len(y)) → rows y
+        # (len(x), len(y)) → rows y; colours interpolated between the nodes, then the shared iso-lines
+        drawn = ax.pcolormesh(xs, ys, v.T, shading="gouraud", cmap="viridis", vmin=levels[0], vmax=levels[-1])
+        ax.contour(xs, ys, v.T, levels=levels, colors="white", linewidths=0.5, alpha=0.7, negative_linestyles="solid")
+        ax.set_xticks(np.linspace(xs[0], xs[-1], 5)[1:-1])  # no tick at the ends: neighbours' labels would touch
         ax.plot([0], [0], marker="+", color="white", markersize=7)
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
@@ -64,7 +66,7 @@ def path_figure(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, path: npt.
         levels = _levels(_style(log=log), float(np.nanmin(shown)), float(np.nanmax(shown)), filled=False)
         lines = ax.contour(xs, ys, shown.T, levels=levels, cmap="viridis", linewidths=0.8,
                            norm=LogNorm() if log else None)
-        ax.clabel(lines, lines.levels[::2], fontsize=6, fmt="%.3g")
+        ax.clabel(lines, list(lines.levels)[::2], fontsize=6, fmt="%.3g")
     ax.plot(points[:, 0], points[:, 1], "-o", color="tab:red", markersize=3, linewidth=1.2, label="path")
     ax.plot(points[-1, 0], points[-1, 1], "k*", markersize=9, label="end")
     for i in flagged:
