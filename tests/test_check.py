@@ -433,3 +433,9 @@ def test_the_quickstart_run_checks_as_the_readme_says(tmp_path: Path) -> None:
     assert {n: c["status"] for n, c in saved.items() if c["status"] != "pass"} == {"trajectory": "warn"}
     assert saved["trajectory"]["details"]["flagged_labels"] == ["epoch 4", "epoch 6"]
     assert saved["scale"]["details"]["surfaces"]["pca_2d"]["status"] == "pass"
+    # with the old margin of 0.3 the lowest value of the PCA plane lay on its left edge
+    run_pipeline(load_config(repo / "configs" / "quickstart.toml", ['plot.formats=["png"]', 'plot.kinds=["contour"]',
+                                                                    "run.pca_margin=0.3"]), tmp_path / "old")
+    old = {c["name"]: c for c in json.loads((tmp_path / "old" / "check.json").read_text())["checks"]}
+    assert old["scale"]["status"] == "warn" and "edge" in old["scale"]["advice"]
+    assert old["scale"]["details"]["lowest_at"][0] < 0  # the left edge, along −PC1
