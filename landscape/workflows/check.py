@@ -142,6 +142,7 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "checks": [c.to_dict() for c in self.checks], "seconds": self.seconds,
+                "check_seconds": sum(r.seconds for r in self.runs),  # the checks themselves, without loading and figures
                 "figures": [p.name for p in self.figures], "landscape_version": __version__}
 
     def save(self, path: str | Path) -> Path:
