@@ -344,24 +344,27 @@ def scale_check(x: npt.ArrayLike, y: npt.ArrayLike | None, z: npt.ArrayLike, don
     details = {"edge_step": step, "exploded_share": exploded, "flat_share": flat, "lowest_at": lowest_at,
                "lowest": low, "loss_scale": s, "min_step": opts.min_step, "max_step": opts.max_step,
                "exploded_threshold": opts.exploded_share, "flat_threshold": opts.flat_share}
-    problems: list[str] = []
+    problems: list[tuple[float, float, str]] = []  # (value, threshold, advice) of each problem found
     if exploded > opts.exploded_share:
-        problems.append(f"{exploded:.0%} of the plane is above {opts.explode:g}× the loss scale ({opts.explode * s:.3g}) or "
-                        f"diverged: the basin is a speck; shrink the range, e.g. {_range_text(xs, ys, 0.1)}")
+        problems.append((exploded, opts.exploded_share,
+                         f"{exploded:.0%} of the plane is above {opts.explode:g}× the loss scale ({opts.explode * s:.3g}) "
+                         f"or diverged: the basin is a speck; shrink the range, e.g. {_range_text(xs, ys, 0.1)}"))
     if flat > opts.flat_share:
-        problems.append(f"{flat:.0%} of the plane lies within {opts.flat_step * s:.3g} of its minimum: nothing moves; "
-                        f"widen the range, e.g. {_range_text(xs, ys, 1.0 / max(step, 1e-12))}")
-    if edge and at is not None:
-        problems.append(f"the lowest value lies on the grid's edge at ({', '.join(f'{c:+.3g}' for c in lowest_at or [])}): "
-                        "the basin runs off the plane; widen the range on that side (for a PCA plane: raise run.pca_margin)")
+        problems.append((flat, opts.flat_share,
+                         f"{flat:.0%} of the plane lies within {opts.flat_step * s:.3g} of its minimum: nothing moves; "
+                         f"widen the range, e.g. {_range_text(xs, ys, 1.0 / max(step, 1e-12))}"))
+    if edge:
+        at_text = ", ".join(f"{c:+.3g}" for c in lowest_at or [])
+        problems.append((step, opts.max_step, f"the lowest value lies on the grid's edge at ({at_text}): the basin runs off "
+                         "the plane; widen the range on that side (for a PCA plane: raise run.pca_margin)"))
     if not problems and not opts.min_step <= step <= opts.max_step:
-        factor = 1.0 / step if step > 0 else 1.0
-        problems.append(f"the grid's corner is {step:.3g}× the weights away from them: {'a huge' if step > 1 else 'a tiny'} "
-                        f"step; a range such as {_range_text(xs, ys, factor)} moves about one weight norm")
+        size = "a huge" if step > 1 else "a tiny"
+        problems.append((step, opts.max_step if step > 1 else opts.min_step,
+                         f"the grid's corner is {step:.3g}× the weights away from them: {size} step; a range such as "
+                         f"{_range_text(xs, ys, 1.0 / step if step > 0 else 1.0)} moves about one weight norm"))
     if problems:
-        return CheckResult("scale", "warn", exploded if exploded > opts.exploded_share else flat if flat > opts.flat_share
-                           else step, opts.exploded_share if exploded > opts.exploded_share
-                           else opts.flat_share if flat > opts.flat_share else opts.max_step, "; ".join(problems), details)
+        value, threshold, _ = problems[0]
+        return CheckResult("scale", "warn", value, threshold, "; ".join(p[2] for p in problems), details)
     return CheckResult("scale", "pass", step, opts.max_step,
                        f"the range fits: {exploded:.0%} exploded, {flat:.0%} flat, the lowest value inside the plane", details)
 
