@@ -344,7 +344,8 @@ def scale_check(x: npt.ArrayLike, y: npt.ArrayLike | None, z: npt.ArrayLike, don
     details = {"edge_step": step, "exploded_share": exploded, "flat_share": flat, "lowest_at": lowest_at,
                "lowest": low, "loss_scale": s, "min_step": opts.min_step, "max_step": opts.max_step,
                "exploded_threshold": opts.exploded_share, "flat_threshold": opts.flat_share}
-    problems: list[tuple[float, float, str]] = []  # (value, threshold, advice) of each problem found
+    # (value, threshold, advice) of each problem found; a lowest value on the edge is value 1, no threshold
+    problems: list[tuple[float, float | None, str]] = []
     if exploded > opts.exploded_share:
         problems.append((exploded, opts.exploded_share,
                          f"{exploded:.0%} of the plane is above {opts.explode:g}× the loss scale ({opts.explode * s:.3g}) "
@@ -355,7 +356,7 @@ def scale_check(x: npt.ArrayLike, y: npt.ArrayLike | None, z: npt.ArrayLike, don
                          f"widen the range, e.g. {_range_text(xs, ys, 1.0 / max(step, 1e-12))}"))
     if edge:
         at_text = ", ".join(f"{c:+.3g}" for c in lowest_at or [])
-        problems.append((step, opts.max_step, f"the lowest value lies on the grid's edge at ({at_text}): the basin runs off "
+        problems.append((1.0, None, f"the lowest value lies on the grid's edge at ({at_text}): the basin runs off "
                          "the plane; widen the range on that side (for a PCA plane: raise run.pca_margin)"))
     if not problems and not opts.min_step <= step <= opts.max_step:
         size = "a huge" if step > 1 else "a tiny"
