@@ -10,6 +10,7 @@ The Python API (see docs/API.md)::
 
 from __future__ import annotations
 
+from landscape.api.check import CheckReport, check
 from landscape.api.checkpoint import load_checkpoint
 from landscape.api.hessian import HessianResult, hessian
 from landscape.api.inputs import dataset, random_directions
@@ -24,6 +25,7 @@ from landscape.version import __version__
 from landscape.workflows.connect import connect
 
 __all__ = [
+    "CheckReport",
     "Directions",
     "Filters",
     "FlatSurfaceWarning",
@@ -33,6 +35,7 @@ __all__ = [
     "Surface",
     "Trajectory",
     "__version__",
+    "check",
     "connect",
     "dataset",
     "hessian",

@@ -348,6 +348,40 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- check ---------------------------------------------------------------------------------------
+
+@command("check", "can this surface be trusted? origin, BatchNorm, seeds, scale, resolution, trajectory, numerics (JSON)",
+         (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--x", "--y", "--params", "--dir-type", "--norm", "--ignore",
+          "--seed", "--directions", "--target", "--target2", "--split", "--max-samples", "--bn", "--batch-size",
+          "--memory-budget", "--hessian-directions", "--max-points", "--surface", "--trajectory"), (CHECKPOINT,),
+         required=("--out",),
+         details={"--out": "report file (check.json); the check figures are written beside it",
+                  "--trajectory": "a path over the plane (trajectory file); without --surface/--directions its plane is checked"})
+def cmd_check(args: argparse.Namespace) -> int:
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.check import run_check
+    from landscape.workflows.surface import DirectionSource
+
+    if args.target2 is not None and args.target is None:
+        raise ConfigError("--target2 needs --target")
+    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
+    cfg = checkpoint_based_config(args, ckpt)
+    plane = args.directions or (args.trajectory if args.surface is None else None)
+    if plane is not None and args.x is None:  # a trajectory's plane: the grid that holds its path, as `surface`
+        from landscape.workflows.trajectory import default_grid_overrides
+
+        cfg = layered_config(config_to_dict(cfg), None, default_grid_overrides(plane, two_d=True))
+    source = DirectionSource(args.directions, args.target, args.target2, hessian=bool(args.hessian_directions))
+    result = run_check(args.checkpoint, args.out, cfg, surface=args.surface, trajectory=args.trajectory, source=source,
+                       unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt,
+                       **({"max_points": args.max_points} if args.max_points is not None else {}))
+    print(result.table())
+    for line in result.warnings():
+        print(f"landscape check: {line}", file=sys.stderr)
+    print(f"report: {args.out}" + (f"; figures: {', '.join(str(f) for f in result.figures)}" if result.figures else ""))
+    return 0
+
+
 # --- entry points -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:

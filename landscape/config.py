@@ -228,6 +228,33 @@ class ConnectConfig:
 
 
 @dataclass(frozen=True)
+class CheckConfig:
+    """``landscape check`` and the check stage of ``run``/``compare``: thresholds (docs/CHECKS.md)."""
+
+    enabled: bool = True  # run and compare check their surfaces
+    origin_rtol: float = 1e-5
+    bn_rtol: float = 0.25
+    bn_batch_size: int = 64
+    seeds: int = 3
+    seed_points: int = 9
+    seed_radius: float = 0.5
+    seed_ratio: float = 1.3
+    seed_spread: float = 3.0
+    levels: int = 12
+    floor: float = 0.1
+    explode: float = 100.0
+    exploded_share: float = 0.25
+    flat_step: float = 0.01
+    flat_share: float = 0.5
+    min_step: float = 1e-2
+    max_step: float = 10.0
+    resolution: float = 1.0
+    variance: float = 0.5
+    path_steps: float = 1.0
+    rounding_share: float = 0.01
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -239,6 +266,7 @@ class Config:
     compare: CompareConfig = field(default_factory=CompareConfig)
     hessian: HessianConfig = field(default_factory=HessianConfig)
     connect: ConnectConfig = field(default_factory=ConnectConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
 
 
 def _type_name(tp: Any) -> str:

@@ -54,7 +54,7 @@ class Flag:
 
 
 _BN_RENAMED = {"fixed": "keep", "auto": "recompute"}  # config.RENAMED_VALUES holds the same for files and --set
-_BY_COMMAND_SEED = {"train": "train.seed", "compare": "train.seed", "surface": "directions.seed",
+_BY_COMMAND_SEED = {"train": "train.seed", "compare": "train.seed", "surface": "directions.seed", "check": "directions.seed",
                     "hessian": "hessian.seed", "connect": "connect.seed"}
 
 FLAGS: dict[str, Flag] = {
@@ -69,10 +69,10 @@ FLAGS: dict[str, Flag] = {
                    "compare: the losses to train and compare), or path/to/file.py:fn, a batch loss "
                    "fn(model, (inputs, targets)) -> per-sample losses or a mean",
                    key={"train": "train.loss", "run": "train.loss", "connect": "train.loss", "compare": "compare.losses",
-                        "surface": "surface.losses", "hessian": "surface.losses", "animate": "surface.losses"}),
+                        "surface": "surface.losses", "check": "surface.losses", "hessian": "surface.losses", "animate": "surface.losses"}),
     "--device": Flag("cpu, cuda or cuda:N",
                      key={"train": "train.device", "run": ("train.device", "surface.device"),
-                          "compare": ("train.device", "surface.device"), "surface": "surface.device",
+                          "compare": ("train.device", "surface.device"), "surface": "surface.device", "check": "surface.device",
                           "hessian": "surface.device", "animate": "surface.device", "connect": "connect.device"}),
     "--set": Flag("override any config value (TOML syntax for the value); repeatable", action="append",
                   metavar="SECTION.KEY=VALUE"),
@@ -92,28 +92,28 @@ FLAGS: dict[str, Flag] = {
     "--optimizer": Flag("optimizer of training", choices=("sgd", "adam", "adamw"), key={"train": "train.optimizer"}),
     "--batch-size": Flag("samples per batch: per training step (train); per forward pass or HVP (surface, hessian; "
                          "0 = automatic, the values do not change)", type=int,
-                         key={"train": "train.batch_size", "surface": "surface.batch_size", "hessian": "surface.batch_size"}),
+                         key={"train": "train.batch_size", "surface": "surface.batch_size", "check": "surface.batch_size", "hessian": "surface.batch_size"}),
     "--seed": Flag("seed of the command's random draws (recorded): training weights and data order (train, compare), "
                    "random directions (surface), Lanczos start vectors and trace probes (hessian), curve training, "
                    "BN batches and alignment order (connect)", type=int, key=_BY_COMMAND_SEED),
     # --- the data a point is evaluated on ---
     "--split": Flag("data split(s) evaluated: train, test or both (hessian: one report per split)",
                     choices=("train", "test", "both"),
-                    key={"surface": "surface.split", "hessian": "surface.split", "connect": "connect.split"}),
+                    key={"surface": "surface.split", "check": "surface.split", "hessian": "surface.split", "connect": "connect.split"}),
     "--max-samples": Flag("use the first N samples of each split (recorded; 0 = all)", type=int,
-                          key={"surface": "surface.max_samples", "hessian": "surface.max_samples",
+                          key={"surface": "surface.max_samples", "check": "surface.max_samples", "hessian": "surface.max_samples",
                                "connect": "connect.max_samples"}),
     "--memory-budget": Flag("user data (--data file.py:fn giving a DataLoader, Dataset or iterable) larger than this "
                             "are streamed batch by batch instead of held in memory (default 2 GiB)", type=int,
                             metavar="BYTES", key="surface.memory_budget"),
     "--bn": Flag("BatchNorm statistics: keep the checkpoint's (surface's default, the paper's) or recompute them at "
                  "every point (connect's default; a model without BatchNorm keeps)", choices=("keep", "recompute"),
-                 key={"surface": "surface.bn", "connect": "connect.bn"}, renamed=_BN_RENAMED),
+                 key={"surface": "surface.bn", "check": "surface.bn", "connect": "connect.bn"}, renamed=_BN_RENAMED),
     # --- directions and grid ---
     "--x": Flag("MIN:MAX:NUM along the first direction (default -1:1:51, config.LINE_GRID; animate: see its help)",
-                key={"surface": "surface.x"}),
+                key={"surface": "surface.x", "check": "surface.x"}),
     "--y": Flag("MIN:MAX:NUM along the second direction (2D when given; run and compare use -1:1:31, "
-                "config.PLANE_GRID)", key={"surface": "surface.y"}),
+                "config.PLANE_GRID)", key={"surface": "surface.y", "check": "surface.y"}),
     "--params": Flag("only the tensors whose names match move (surface) or span the Hessian (hessian), e.g. "
                      "'layer3.*'; the rest stay at the checkpoint", metavar="GLOB[,GLOB]", key="surface.params"),
     "--dir-type": Flag("parameters (weights, default) or every float state-dict entry (states)",
@@ -155,6 +155,8 @@ FLAGS: dict[str, Flag] = {
     "--align": Flag("weights: also the line to B permuted to match A", choices=("none", "weights"), key="connect.align"),
     "--points": Flag("t values over [0, 1] (default 61; plus connect.margin beyond)", type=int, key="connect.points"),
     # --- figures ---
+    "--surface": Flag("check this surface file (else the surface the flags describe is computed in memory)", type=Path,
+                      metavar="S.h5"),
     "--trajectory": Flag("trajectory file: the path over its PCA-plane surface", type=Path, metavar="FILE.h5"),
     "--kind": Flag("kind(s) of figure, comma-separated: plot contour,filled,heatmap,surface3d,line,trajectory,panels "
                    "(default: every kind of [plot] kinds that applies); animate one of path (default), surface3d, "

@@ -3,7 +3,8 @@
 ``LANDSCAPE_TEST_PAUSE_IN_WRITE=K:FLAG`` holds the K-th atomic write of the process inside its write
 window (:func:`pause_in_write`); ``LANDSCAPE_FLUSH_SECONDS=S`` flushes a surface file every ``S``
 seconds (0: after every evaluation call) instead of every 5 s stretched to stay under ~5 % of the
-time. Both are read here and nowhere else, once per process (:func:`reread` forgets what was read,
+time; ``LANDSCAPE_TEST_BREAK_REWRITE=1`` breaks a set-up rewrite of the surface engine
+(:func:`break_rewrite`). All three are read here and nowhere else, once per process (:func:`reread` forgets what was read,
 for a test that sets one in its own process); docs/RELIABILITY.md, "Test hooks".
 """
 
@@ -19,6 +20,7 @@ from landscape.errors import SurfaceFileError
 
 PAUSE_ENV = "LANDSCAPE_TEST_PAUSE_IN_WRITE"
 FLUSH_ENV = "LANDSCAPE_FLUSH_SECONDS"
+BREAK_REWRITE_ENV = "LANDSCAPE_TEST_BREAK_REWRITE"
 _writes = itertools.count(1)  # atomic writes of this process
 
 
@@ -26,6 +28,14 @@ _writes = itertools.count(1)  # atomic writes of this process
 def _pause_spec() -> tuple[int, Path] | None:
     k, _, flag = os.environ.get(PAUSE_ENV, "").partition(":")
     return (int(k), Path(flag)) if flag and k.isdigit() else None
+
+
+@functools.cache
+def break_rewrite() -> bool:
+    """``LANDSCAPE_TEST_BREAK_REWRITE=1``: the surface engine's first-layer precomputation is made 0.1 %
+    wrong after it passed its equivalence check, a deliberately broken set-up rewrite that only the
+    ``origin`` check of ``landscape check`` can see (tests/test_check.py)."""
+    return os.environ.get(BREAK_REWRITE_ENV) == "1"
 
 
 @functools.cache
@@ -63,3 +73,4 @@ def reread() -> None:
     """Forget what was read: the next use reads the environment again (for tests that set it in-process)."""
     _pause_spec.cache_clear()
     flush_seconds.cache_clear()
+    break_rewrite.cache_clear()

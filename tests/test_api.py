@@ -83,6 +83,7 @@ def acc_loop(x: Tensor, y: Tensor) -> Callable[[dict[str, Tensor]], float]:
 
 
 PUBLIC = [  # sorted: adding or removing a public name is a decision, written down here as well
+    "CheckReport",
     "Directions",
     "Filters",
     "FlatSurfaceWarning",
@@ -92,6 +93,7 @@ PUBLIC = [  # sorted: adding or removing a public name is a decision, written do
     "Surface",
     "Trajectory",
     "__version__",
+    "check",
     "connect",
     "dataset",
     "hessian",

@@ -451,3 +451,15 @@ def test_binary_accuracy_follows_the_criterion_decision_rule() -> None:
     assert correct(out, target, 0.5).tolist() == [1.0, 1.0, 1.0, 1.0]  # regressed onto 0/1: 0.5 decides
     acc = {name: MetricSet([name], "binary", 2).batch_sums(out, target)[-1].item() for name in ("bce", "mse", "l1", "hinge")}
     assert acc == {"bce": 3.0, "mse": 4.0, "l1": 4.0, "hinge": 3.0}
+
+
+def test_compare_checks_every_loss(compared: CompareResult) -> None:
+    """The checks of docs/CHECKS.md: each loss's folder, the worst of each over the losses, on the index page."""
+    out = compared.out_dir
+    merged = json.loads((out / "check.json").read_text())
+    names = ["origin", "bn_mode", "seeds", "scale", "resolution", "trajectory", "numerics"]
+    assert [c["name"] for c in merged["checks"]] == names
+    for loss in LOSSES:
+        own = json.loads((out / loss / "check.json").read_text())
+        assert own["checks"][0]["status"] == "pass"  # origin: each surface is its model's own evaluation
+    assert "Can I trust this?" in (out / "index.html").read_text()

@@ -36,7 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "atomic": frozenset({"errors", "testhooks"}),
     "config": frozenset({"errors", "atomic", "engine"}),  # the [directions] section is engine.directions.DirectionOptions
     "zoo": _FOUNDATION,  # zoo.data takes its own DataConfig
-    "engine": frozenset({"errors", "zoo"}),  # never config: the engine takes its own options
+    "engine": frozenset({"errors", "zoo", "testhooks"}),  # never config: the engine takes its own options
     "io": frozenset({"errors", "atomic", "engine", "version", "testhooks"}),  # never config: a checkpoint's config is a plain dict here
     "figures": _FOUNDATION | {"engine", "io"},  # figures take a PlotConfig
     "workflows": _FOUNDATION | {"zoo", "engine", "io", "figures"},

@@ -1,14 +1,13 @@
 """The surface engine: metrics at every point ``θ(α, β) = θ* + α·δ + β·η`` of a 1D or 2D grid.
 
-Why it is fast: the evaluation data is moved to the device once as contiguous tensors; each
-grid point is written into preallocated parameters with fused ``torch._foreach_*`` ops, always
-from the pristine origin (no drift from accumulated updates); every metric comes from the same
-forward pass and is summed on the device; and, where it pays, K grid points are evaluated in one
-call with ``torch.func.vmap`` over stacked weights (K is chosen by timing the first points).
-Only tensors whose direction is non-zero are rewritten (biases and BatchNorm are zero by default).
-What is linear in (α, β) is computed once (the first layer; fixed BatchNorm folded into the
-convolution before it), and the traced forward folds ReLUs and residual adds into the layer
-before them; every such rewrite is checked against the unmodified model before it is kept.
+Why it is fast: the evaluation data is moved to the device once as contiguous tensors; each grid point
+is written into preallocated parameters with fused ``torch._foreach_*`` ops, always from the pristine
+origin (no drift from accumulated updates); every metric comes from the same forward pass and is summed
+on the device; where it pays, K grid points are evaluated in one call with ``torch.func.vmap`` over
+stacked weights (K is chosen by timing the first points). Only tensors whose direction is non-zero are
+rewritten (biases and BatchNorm are zero by default). What is linear in (α, β) is computed once (the
+first layer; fixed BatchNorm folded into the convolution before it), the traced forward folds ReLUs and
+residual adds into the layer before them; every such rewrite is checked against the unmodified model.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from landscape.engine.rewrites import (
     is_bn,
 )
 from landscape.errors import ConfigError, GridError
+from landscape.testhooks import break_rewrite
 from landscape.zoo.data import TensorSplit
 
 
@@ -113,6 +113,8 @@ class SurfaceEngine:
             self._install_stem(directions)
         self._use_fast_layers()
         self.variances = [t for k, t in zip(self.moved.names, self.moved.params, strict=True) if k.endswith("running_var")]
+        if self.stem is not None and break_rewrite():  # a test hook (landscape.testhooks): a broken set-up rewrite
+            self.stem.cache = {k: (base * 1.001, ux, uy) for k, (base, ux, uy) in self.stem.cache.items()}
 
     @property
     def names(self) -> list[str]:

@@ -132,6 +132,7 @@ def write_index(folder: str | Path, *, title: str, settings: str, tables: Sequen
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">Written by landscape {html.escape(__version__)}. Links are relative to this folder.</p>',
+        _trust_section(root),
         "<h2>Numbers</h2>", *(_table(t) for t in tables),
         _figure_section(root, figures),
         f"<h2>Other files</h2><ul>{listed}</ul>" if listed else "",
@@ -140,6 +141,24 @@ def write_index(folder: str | Path, *, title: str, settings: str, tables: Sequen
     target = root / INDEX
     write_text_atomic(target, page)
     return target
+
+
+def _trust_section(root: Path) -> str:
+    """"Can I trust this?": the verdicts of ``<root>/check.json`` (``landscape check``), when there is one."""
+    try:
+        report = json.loads((root / "check.json").read_text())
+        checks = list(report["checks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    colour = {"pass": "#1a7f37", "warn": "#b35900", "fail": "#c62828"}
+    rows = "".join(
+        f'<tr><td>{html.escape(str(c.get("name")))}</td>'
+        f'<td style="color:{colour.get(str(c.get("status")), "#222")};font-weight:bold">{html.escape(str(c.get("status")))}</td>'
+        f'<td>{html.escape(_cell(c.get("value")))}</td><td>{html.escape(_cell(c.get("threshold")))}</td>'
+        f'<td style="text-align:left">{html.escape(str(c.get("advice", "")))}</td></tr>' for c in checks)
+    return ('<h2>Can I trust this?</h2><p class="note">Each check of <a href="check.json">check.json</a> tests the '
+            "figures against the model (what each one means and what to do when it warns: docs/CHECKS.md).</p>"
+            f"<table><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>advice</th></tr>{rows}</table>")
 
 
 # --- the numbers of a run ---------------------------------------------------------------------------

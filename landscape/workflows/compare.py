@@ -65,6 +65,7 @@ from landscape.io.tables import markdown_table, write_csv
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.version import __version__
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
+from landscape.workflows.check import check_compare
 from landscape.workflows.surface import DirectionSource
 
 Log = Callable[[str], None]
@@ -222,7 +223,7 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
     stamp = _stamp(out, losses, config)
     files = _unchanged_outputs(out, stamp)
     if files is None:  # something changed (or was never written): redraw
-        files = write_tables(out, rows, criterion_rows, config)
+        files = write_tables(out, rows, criterion_rows, config) + check_compare(config, out, {n: surface_config(config, n, config.compare.x, config.compare.y) for n in losses}, log)  # check.json: index.html
         for name, fig in make_figures(results, config).items():
             files += plot.save_figure(fig, out / "figures" / name, formats=[f for f in config.plot.formats if f != "html"],
                                       dpi=config.plot.dpi)

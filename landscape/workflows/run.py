@@ -42,6 +42,7 @@ from landscape.figures.index_page import write_run_index
 from landscape.figures.interactive import write_views
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
+from landscape.workflows.check import check_stage
 from landscape.workflows.surface import DirectionSource
 from landscape.workflows.trajectory import default_grid_overrides
 
@@ -181,6 +182,7 @@ def run_pipeline(cfg: Config, out: str | Path, *, overwrite: bool = False,
     jobs = surface_jobs(cfg, out)
     for job in jobs:
         step(job.name, functools.partial(_surface, job, out, final, overwrite))
+    step("check", lambda: check_stage(cfg, out, {j.name: out / "surfaces" / f"{j.name}.h5" for j in jobs}, out / TRAJECTORY, "pca_2d"))
     step("figures", lambda: _figures(cfg, out, jobs))
     return stages
 

@@ -1,0 +1,98 @@
+"""Figures of ``landscape check``: the planes of other seeds, and a path with the checkpoints that leave its plane."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+
+def seeds_figure(x: npt.ArrayLike, y: npt.ArrayLike, planes: Mapping[str, npt.ArrayLike], *, log: bool = False,
+                 x_label: str = "", y_label: str = "") -> Figure:
+    """Small multiples of the drawn plane and the planes of other seeds on one coarse grid: one shared
+    colour scale (log10 of the loss when ``log``) with iso-lines at shared levels, one row, the drawn plane first.
+
+    Drawn without a layout engine (fixed margins): it is written at every check, so it must be quick.
+    """
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    zs = {k: np.asarray(v, dtype=np.float64) for k, v in planes.items()}
+    shown = {k: np.log10(np.where(v > 0, v, np.nan)) if log else v for k, v in zs.items()}
+    finite = np.concatenate([v[np.isfinite(v)] for v in shown.values()])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    levels = np.linspace(lo, hi if hi > lo else lo + 1.0, 13)
+    n = len(zs)
+    fig = Figure(figsize=(1.9 * n + 0.9, 2.3))
+    fig.subplots_adjust(left=0.35 / (1.9 * n + 0.9) * 2, right=1 - 0.8 / (1.9 * n + 0.9), bottom=0.2, top=0.8, wspace=0.12)
+    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
+    drawn = None
+    for ax, (name, v) in zip(axes, shown.items(), strict=True):
+        # (len(x), len(y)) → rows y; colours interpolated between the nodes, then the shared iso-lines
+        drawn = ax.pcolormesh(xs, ys, v.T, shading="gouraud", cmap="viridis", vmin=levels[0], vmax=levels[-1])
+        ax.contour(xs, ys, v.T, levels=levels, colors="white", linewidths=0.5, alpha=0.7, negative_linestyles="solid")
+        ax.set_xticks(np.linspace(xs[0], xs[-1], 5)[1:-1])  # no tick at the ends: neighbours' labels would touch
+        ax.plot([0], [0], marker="+", color="white", markersize=7)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel(x_label or "α", fontsize=7)
+    axes[0].set_ylabel(y_label or "β", fontsize=7)
+    if drawn is not None:
+        bar = fig.colorbar(drawn, ax=list(axes), fraction=0.03, pad=0.02)
+        bar.set_label("log10 loss" if log else "loss", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    fig.suptitle("the drawn plane among planes of other seeds (check: seeds)", fontsize=9)
+    return fig
+
+
+def path_figure(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, path: npt.ArrayLike, flagged: Sequence[int],
+                labels: Sequence[str], *, log: bool = False, x_label: str = "", y_label: str = "") -> Figure:
+    """The trajectory over the contours (the levels of the run's contour figures); the checkpoints whose
+    own loss disagrees with the surface under them by more than a contour step circled in red and named.
+
+    Drawn without a layout engine (fixed margins), like :func:`seeds_figure`.
+    """
+    from landscape.figures._style import _levels, _style
+
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    zs = np.asarray(z, dtype=np.float64)
+    points = np.asarray(path, dtype=np.float64)
+    shown = np.where(np.isfinite(zs) & (zs > 0), zs, np.nan) if log else np.where(np.isfinite(zs), zs, np.nan)
+    fig = Figure(figsize=(4.6, 3.6))
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.9)
+    ax = fig.subplots()
+    if np.isfinite(shown).any() and np.nanmax(shown) > np.nanmin(shown):
+        levels = _levels(_style(log=log), float(np.nanmin(shown)), float(np.nanmax(shown)), filled=False)
+        lines = ax.contour(xs, ys, shown.T, levels=levels, cmap="viridis", linewidths=0.8,
+                           norm=LogNorm() if log else None)
+        ax.clabel(lines, list(lines.levels)[::2], fontsize=6, fmt="%.3g")
+    ax.plot(points[:, 0], points[:, 1], "-o", color="tab:red", markersize=3, linewidth=1.2, label="path")
+    ax.plot(points[-1, 0], points[-1, 1], "k*", markersize=9, label="end")
+    for i in flagged:
+        ax.plot(points[i, 0], points[i, 1], "o", markersize=13, markerfacecolor="none", markeredgecolor="red",
+                markeredgewidth=1.6)
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(8, 6), fontsize=7, color="darkred")
+    if flagged:
+        ax.plot([], [], "o", markersize=10, markerfacecolor="none", markeredgecolor="red", label="leaves its plane")
+    ax.legend(loc="best", fontsize=7, framealpha=0.85)
+    ax.set_xlabel(x_label or "PC1", fontsize=8)
+    ax.set_ylabel(y_label or "PC2", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title("the path against its plane (check: trajectory)", fontsize=9)
+    return fig
+
+
+def contour_spacing(values: npt.ArrayLike, log: bool, levels: int = 12) -> float:
+    """Mean spacing of the levels a contour figure of ``values`` draws (about ``levels`` round values over
+    the finite range), in the figure's units: decades on a log scale, the metric's own units otherwise.
+    0 when the values do not span a range."""
+    from landscape.figures._style import _levels, _style
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
+    if v.size < 2 or not float(v.max()) > float(v.min()):
+        return 0.0
+    drawn = _levels(_style(log=log, levels=levels), float(v.min()), float(v.max()), filled=False)
+    u = np.log10(drawn) if log else drawn
+    return float((u[-1] - u[0]) / (len(u) - 1)) if len(u) > 1 else 0.0

@@ -1,0 +1,586 @@
+"""``landscape check``: can this surface be trusted? Seven checks, a verdict each, and what to change.
+
+The checks (:mod:`landscape.engine.check`; thresholds and reasons in docs/CHECKS.md) run on a
+:class:`View` of a surface (its grid, values and directions) and a :class:`Subject` (the model,
+its data and loss, and a factory of the surface engine that computed it). Every value a check
+needs beyond the surface itself comes from that same engine — the planes of other seeds, the
+loss with re-estimated BatchNorm statistics, a checkpoint's loss at its real weights — except the
+``origin`` check's reference: :func:`~landscape.engine.check.plain_evaluation`, the model's own
+forward in eval mode with float64 accumulation, which is the point of that check.
+
+Doors: ``landscape check`` (:func:`run_check`), ``landscape.check`` (the API), and the ``check``
+stage of ``landscape run`` and ``landscape compare`` (:func:`check_run_folder`), which write
+``check.json`` and the check figures into the folder; ``index.html`` shows the verdicts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape.atomic import write_json_atomic
+from landscape.config import Config
+from landscape.engine import check as chk
+from landscape.engine.batchloss import BatchSums, output_sums_of
+from landscape.engine.directions import DirectionOptions, Directions, random_directions, read_directions_group
+from landscape.engine.evaluator import EngineOptions, surface_evaluator
+from landscape.engine.grid import MAX_POINTS, Grid
+from landscape.engine.progress import bar
+from landscape.engine.surface import Evaluator
+from landscape.errors import ConfigError, LandscapeError
+from landscape.figures.check import contour_spacing, path_figure, seeds_figure
+from landscape.figures.save import save_figure
+from landscape.figures.views import bilinear, spans_decades
+from landscape.io.checkpoint import Checkpoint, load_checkpoint
+from landscape.io.run_folder import run_checkpoints
+from landscape.io.surface_file import read_surface
+from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
+from landscape.version import __version__
+from landscape.workflows.surface import DirectionSource
+from landscape.zoo.data import TensorSplit
+
+REPORT = "check.json"
+EngineFactory = Callable[[Directions, str], Evaluator]  # (directions, "keep" | "recompute") -> an engine
+
+
+@dataclass
+class Subject:
+    """What the surface was computed from: the model, its data per split, the loss as batch sums, and
+    how to build the surface engine on other directions (the checks' only way to evaluate points)."""
+
+    model: nn.Module
+    data: dict[str, Any]  # split -> TensorSplit (sliced here) or an iterable of the user's batches
+    sums: BatchSums
+    names: list[str]  # metric names: column "<split>_<name>"
+    make_engine: EngineFactory
+    device: torch.device
+
+    def batches(self, size: int) -> dict[str, Iterable[Any]]:
+        return {k: ([(v.inputs[i : i + size], v.targets[i : i + size]) for i in range(0, len(v), size)]
+                    if isinstance(v, TensorSplit) else v) for k, v in self.data.items()}
+
+
+@dataclass(frozen=True)
+class View:
+    """The surface being checked. ``column`` is the loss the figures draw; ``bn`` how it was computed."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray | None
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+    column: str
+    directions: Directions
+    bn: str = "keep"
+    x_label: str = ""
+    y_label: str = ""
+
+    @property
+    def z(self) -> np.ndarray:
+        return np.where(self.done, self.values[self.column], np.nan)
+
+    @property
+    def log(self) -> bool:
+        """The figures' rule: a positive loss spanning more than a decade is drawn on a log scale."""
+        return spans_decades(self.values[self.column][self.done])
+
+
+@dataclass(frozen=True)
+class PathInput:
+    """A trajectory over the view's plane: coordinates, labels, each checkpoint's own loss (NaN
+    where unknown: evaluated by the engine from ``states``) and its weights (None: not at hand)."""
+
+    coords: np.ndarray  # (n, 2)
+    labels: list[str]
+    losses: np.ndarray  # (n,)
+    states: list[dict[str, Tensor]] | None
+    variance: float
+
+
+@dataclass
+class CheckRun:
+    """The verdicts on one view, plus what the check figures draw."""
+
+    view: View
+    results: list[chk.CheckResult]
+    seed_planes: dict[str, np.ndarray] = field(default_factory=dict)
+    seed_grid: tuple[np.ndarray, np.ndarray] | None = None
+    path: PathInput | None = None
+    flagged: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Every check's verdict: ``checks``, one :class:`~landscape.engine.check.CheckResult` per name of
+    :data:`~landscape.engine.check.CHECK_NAMES`, in that order; ``seconds`` the time the checks took;
+    ``figures`` the check figures written (with ``out=``, or in a run folder); ``runs`` the
+    per-surface results they were merged from (a run checks several surfaces)."""
+
+    checks: list[chk.CheckResult]
+    seconds: float = 0.0
+    figures: list[Path] = field(default_factory=list)
+    runs: list[CheckRun] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return max((c.status for c in self.checks), key=lambda s: chk.RANK[s], default="pass")
+
+    def __getitem__(self, name: str) -> chk.CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check {name!r}; the checks are {', '.join(c.name for c in self.checks)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "checks": [c.to_dict() for c in self.checks], "seconds": self.seconds,
+                "check_seconds": sum(r.seconds for r in self.runs),  # the checks themselves, without loading and figures
+                "figures": [p.name for p in self.figures], "landscape_version": __version__}
+
+    def save(self, path: str | Path) -> Path:
+        write_json_atomic(Path(path), self.to_dict(), allow_nan=False)
+        return Path(path)
+
+    def warnings(self) -> list[str]:
+        """One line per check that did not pass."""
+        return [f"{c.status}: {c.name}: {c.advice}" for c in self.checks if c.status != "pass"]
+
+    def table(self) -> str:
+        rows = [f"{'check':<11} {'status':<6} {'value':>10} {'threshold':>10}"]
+        for c in self.checks:
+            value = "–" if c.value is None else f"{c.value:.3g}"
+            threshold = "–" if c.threshold is None else f"{c.threshold:.3g}"
+            rows.append(f"{c.name:<11} {c.status:<6} {value:>10} {threshold:>10}")
+        return "\n".join(rows)
+
+    def __repr__(self) -> str:
+        return f"CheckReport({self.status})\n{self.table()}"
+
+
+# --- the checks of one view ------------------------------------------------------------------------------
+
+
+def _origin_index(axis: np.ndarray) -> int | None:
+    hits = np.flatnonzero(np.isclose(axis, 0.0, atol=1e-12 * max(1.0, float(np.abs(axis).max()))))
+    return int(hits[0]) if hits.size else None
+
+
+def _origin_values(view: View, engine: Callable[[], Evaluator]) -> dict[str, float]:
+    """Every column at (0, 0): the surface's own node, else the engine evaluates it there."""
+    i = _origin_index(view.x)
+    j = None if view.y is None else _origin_index(view.y)
+    if i is not None and (view.y is None or j is not None):
+        at = (i,) if view.y is None else (i, j)
+        if bool(view.done[at]):
+            return {c: float(v[at]) for c, v in view.values.items()}
+    e = engine()
+    row = e.evaluate(np.zeros((1, 2)))[0]
+    return dict(zip(e.columns, (float(v) for v in row), strict=True))
+
+
+def check_view(subject: Subject, view: View, opts: chk.CheckOptions, *, path: PathInput | None = None,
+               names: Sequence[str] = chk.CHECK_NAMES) -> CheckRun:
+    """Run the checks ``names`` on ``view`` (see the module docstring)."""
+    t0 = time.perf_counter()
+    run = CheckRun(view, [])
+    engine_cache: dict[str, Evaluator] = {}
+
+    def drawn_engine() -> Evaluator:
+        if "keep" not in engine_cache:
+            engine_cache["keep"] = subject.make_engine(view.directions, "keep")
+        return engine_cache["keep"]
+
+    origin = _origin_values(view, drawn_engine)
+    plain: dict[str, float] | None = None
+    if "origin" in names or "bn_mode" in names:
+        plain = chk.plain_evaluation(subject.model, subject.batches(opts.bn_batch_size), subject.sums, subject.names,
+                                     subject.device)
+    for name in names:
+        result = _ONE[name](subject, view, opts, run, origin, plain, path)
+        run.results.append(replace(result, details={**result.details, "surface": view.name}))
+    run.seconds = time.perf_counter() - t0
+    return run
+
+
+def _origin(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
+            plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
+    assert plain is not None
+    return chk.origin_check(origin, plain, opts.origin_rtol)
+
+
+def _bn_mode(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
+             plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
+    if not chk.has_batchnorm(subject.model):
+        return chk.not_applicable("bn_mode", "the model has no BatchNorm layer with running statistics")
+    assert plain is not None
+    col = view.column
+    batch = chk.plain_evaluation(subject.model, subject.batches(opts.bn_batch_size), subject.sums, subject.names,
+                                 subject.device, batch_statistics=True)
+    running = origin[col] if view.bn == "recompute" else plain[col]
+    result = chk.bn_mode_check(running, batch[col], None, opts)
+    if result.status == "pass" or view.bn == "recompute":
+        return result
+    try:
+        e = subject.make_engine(view.directions, "recompute")
+        row = e.evaluate(np.zeros((1, 2)))[0]
+        recomputed = float(row[e.columns.index(col)])
+    except (LandscapeError, ValueError):
+        recomputed = None  # --bn recompute is not available with this loss or data: advise without a number
+    return chk.bn_mode_check(running, batch[col], recomputed, opts)
+
+
+def _seed_axes(view: View, opts: chk.CheckOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Coarse axes of the seeds' planes and, when they are sub-grids of the view, the indices."""
+    assert view.y is not None
+    sx, sy = chk.seed_grid_stride(view.x, opts.seed_points), chk.seed_grid_stride(view.y, opts.seed_points)
+    if sx is None or sy is None:
+        return None
+    ix, iy = np.arange(0, len(view.x), sx), np.arange(0, len(view.y), sy)
+    return view.x[ix], view.y[iy], ix, iy
+
+
+def _seeds(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
+           plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
+    meta = view.directions.meta
+    if view.y is None or meta.get("kind", "random") != "random" or "seed" not in meta:
+        return chk.not_applicable("seeds", f"the plane is not random ({meta.get('kind', 'user')} directions)"
+                                  if view.y is not None else "a 1D line (the 2D plane checks the seeds)")
+    axes = _seed_axes(view, opts)
+    if axes is None:
+        return chk.not_applicable("seeds", "the grid has no node at 0 or no coarse sub-grid through it")
+    x, y, ix, iy = axes
+    half = min(abs(float(x[0])), abs(float(x[-1])), abs(float(y[0])), abs(float(y[-1])))
+    radius = opts.seed_radius * half
+    drawn = view.z[np.ix_(ix, iy)]
+    base = DirectionOptions(dir_type=str(meta.get("dir_type", "weights")), norm=str(meta.get("norm", "filter")),  # type: ignore[arg-type]
+                            ignore=str(meta.get("ignore", "biasbn")), seed=int(meta["seed"]))  # type: ignore[arg-type]
+    seeds = [base.seed + k for k in range(1, opts.seeds + 1)]
+    coords = Grid(x, y).coords()
+    planes = {f"seed {base.seed} (drawn)": drawn}
+    summaries = []
+    try:
+        for seed in seeds:
+            dirs = random_directions(subject.model, replace(base, seed=seed), 2)
+            e = subject.make_engine(dirs, view.bn)
+            z = e.evaluate(coords)[:, e.columns.index(view.column)].reshape(len(x), len(y))
+            planes[f"seed {seed}"] = z
+            summaries.append(chk.plane_summary(x, y, z, radius))
+        drawn_summary = chk.plane_summary(x, y, drawn, radius)
+    except LandscapeError as err:
+        return chk.CheckResult("seeds", "warn", None, opts.seed_ratio, f"the planes of other seeds cannot be compared: {err}")
+    run.seed_planes, run.seed_grid = planes, (x, y)
+    result = chk.seeds_check(drawn_summary, summaries, opts, seeds)
+    return replace(result, details={**result.details, "grid": [len(x), len(y)], "radius": radius})
+
+
+def _scale(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
+           plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
+    weights = dict(subject.model.named_parameters()) | dict(subject.model.named_buffers())
+    step = chk.step_ratio(view.directions.x, view.directions.y, {k: v.detach() for k, v in weights.items()}, view.x, view.y)
+    return chk.scale_check(view.x, view.y, view.values[view.column], view.done, origin[view.column], step, opts)
+
+
+def _resolution(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
+                plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
+    return chk.resolution_check(view.values[view.column], view.done, view.log, opts, _step(view, opts))
+
+
+def _numerics(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
+              plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
+    return chk.numerics_check(view.values[view.column], view.done, view.log, opts, _step(view, opts))
+
+
+def _trajectory(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
+                plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
+    if path is None:
+        return chk.not_applicable("trajectory", "no trajectory was given")
+    if view.y is None:
+        return chk.not_applicable("trajectory", "a path lies in a plane, and this surface is a 1D line")
+    on_surface = bilinear(view.x, view.y, view.z, path.coords)
+    own = path.losses.copy()
+    off = np.full(len(own), np.nan)
+    if path.states is not None:
+        origin_state = _float_state(subject.model)
+        diffs = [{k: v.detach().to("cpu", torch.float32) - origin_state[k] for k, v in s.items()
+                  if k in origin_state and v.shape == origin_state[k].shape} for s in path.states]
+        dy = view.directions.y or {}
+        off = np.array([chk.residual_ratios([d], view.directions.x, dy)[0] if any(bool(t.ne(0).any()) for t in d.values())
+                        else 0.0 for d in diffs])
+        for i in np.flatnonzero(~np.isfinite(own)):  # not recorded: the engine at the checkpoint's real weights
+            own[i] = _loss_at(subject, diffs[i], view.column)
+    step = _step(view, opts)
+    result = chk.trajectory_check(own, on_surface, np.nan_to_num(off, nan=0.0), path.variance, path.labels, step,
+                                  view.log, opts)
+    run.path, run.flagged = path, list(result.details.get("flagged", []))
+    return result
+
+
+def _step(view: View, opts: chk.CheckOptions) -> float:
+    """The contour step: the spacing of the levels the view's contour figure draws."""
+    return contour_spacing(view.z, view.log, opts.levels)
+
+
+def _float_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items() if v.is_floating_point()}
+
+
+def _loss_at(subject: Subject, diff: Mapping[str, Tensor], column: str) -> float:
+    """The loss at ``θ* + diff`` (a checkpoint's weights and statistics): the engine at α = 1 along ``diff``."""
+    if not any(bool(t.ne(0).any()) for t in diff.values()):
+        return math.nan
+    dirs = Directions(dict(diff), None, {"kind": "target", "dir_type": "states", "norm": "none", "ignore": "none", "seed": -1})
+    e = subject.make_engine(dirs, "keep")
+    row = e.evaluate(np.array([[1.0, 0.0]]))[0]
+    return float(row[e.columns.index(column)])
+
+
+_ONE: dict[str, Callable[..., chk.CheckResult]] = {
+    "origin": _origin, "bn_mode": _bn_mode, "seeds": _seeds, "scale": _scale, "resolution": _resolution,
+    "trajectory": _trajectory, "numerics": _numerics,
+}
+
+
+# --- reports and figures ----------------------------------------------------------------------------------
+
+
+def merge(runs: Sequence[CheckRun]) -> list[chk.CheckResult]:
+    """One result per check name, the worst over the views it ran on (a check no view ran on: not applicable)."""
+    out = []
+    for name in chk.CHECK_NAMES:
+        found = [r for run in runs for r in run.results if r.name == name]
+        applicable = [r for r in found if r.value is not None or r.status != "pass"] or found
+        out.append(chk.worst(applicable) if applicable else chk.not_applicable(name, "no surface of this kind"))
+    return out
+
+
+def write_figures(runs: Sequence[CheckRun], folder: Path, prefix: str = "check", dpi: int = 120) -> list[Path]:
+    """``<prefix>_seeds.png`` (the planes of other seeds) and, when checkpoints leave their plane,
+    ``<prefix>_trajectory.png`` (the path with those checkpoints circled) of the views that have them."""
+    written: list[Path] = []
+    for run in runs:
+        v = run.view
+        if run.seed_planes and run.seed_grid is not None:
+            fig = seeds_figure(*run.seed_grid, run.seed_planes, log=v.log, x_label=v.x_label, y_label=v.y_label)
+            written += save_figure(fig, folder / f"{prefix}_seeds", formats=["png"], dpi=dpi)
+        if run.path is not None and v.y is not None and run.flagged:  # else the run's own trajectory figure says it all
+            fig = path_figure(v.x, v.y, v.z, run.path.coords, run.flagged, run.path.labels, log=v.log,
+                              x_label=v.x_label, y_label=v.y_label)
+            written += save_figure(fig, folder / f"{prefix}_trajectory", formats=["png"], dpi=dpi)
+    return written
+
+
+def report(runs: Sequence[CheckRun], seconds: float, figures: Sequence[Path] = ()) -> CheckReport:
+    return CheckReport(merge(runs), seconds, list(figures), list(runs))
+
+
+# --- subjects: the CLI's experiment ------------------------------------------------------------------------
+
+
+def bn_mode(recorded: Any) -> str:
+    """The BatchNorm mode a surface file records: ``keep`` (files before 0.2 say ``fixed``) or ``recompute``."""
+    return "recompute" if recorded == "recompute" else "keep"
+
+
+def subject_from_experiment(exp: Any, cfg: Config, device: torch.device) -> Subject:
+    """The model, data and loss of a checkpoint's experiment, with the surface job's engine."""
+    from landscape.workflows.surface import _data_splits, batch_loss_sums
+    from landscape.zoo.registry import is_user_spec
+
+    if exp.batches is not None:
+        raise ConfigError("landscape check needs (inputs, targets) data in memory; these data are streamed or come as "
+                          "dict batches: check a --max-samples subset, or use landscape.check in Python")
+    s = cfg.surface
+    if s.metric != "loss":
+        raise ConfigError(f"landscape check checks loss surfaces; --metric {s.metric} is not one")
+    splits = _data_splits(exp, cfg, device)
+    user = any(is_user_spec(n) for n in s.losses)
+    metrics = None if user else exp.metrics(s.losses)
+    sums, names = (batch_loss_sums(s.losses), ["loss"]) if metrics is None else (output_sums_of(metrics), list(metrics.names))
+
+    def engine(dirs: Directions, bn: str) -> Evaluator:
+        options = EngineOptions(batch_size=s.batch_size, points_per_call=1, bn=bn, bn_batches=s.bn_batches)  # type: ignore[arg-type]
+        return surface_evaluator(exp.model, dirs, splits, metrics, batch_loss=None if metrics is not None else (names, sums),
+                                 options=options, bn_data=exp.data.train if bn == "recompute" else None, device=device)
+    return Subject(exp.model, dict(splits), sums, names, engine, device)
+
+
+def view_of_file(path: Path, name: str | None = None, column: str | None = None) -> View:
+    """A surface file with the directions it embeds."""
+    sf = read_surface(path)
+    try:
+        with h5py.File(sf.path, "r") as f:
+            dirs = read_directions_group(f["directions"])
+    except (OSError, KeyError) as err:
+        raise ConfigError(f"surface file {str(path)!r} holds no directions to check against: {err}") from err
+    col = column or next((c for c in sf.columns if c.endswith("_loss")), sf.columns[0])
+    if col not in sf.columns:
+        raise ConfigError(f"surface file {str(path)!r} has no column {col!r}; it has {', '.join(sf.columns)}")
+    return View(name or path.stem, sf.grid.x, sf.grid.y, dict(sf.values), sf.done, col, dirs,
+                bn_mode(sf.attrs.get("settings", {}).get("bn")), str(sf.attrs.get("x_label", "")),
+                str(sf.attrs.get("y_label", "")))
+
+
+def path_from_file(path: Path, recorded: bool) -> PathInput:
+    """A trajectory file's path; the checkpoints' weights from their files (when they are still there).
+
+    ``recorded``: the loss each checkpoint recorded (its training loss over the whole training
+    split) is the loss the surface shows; otherwise the engine evaluates each checkpoint."""
+    traj = load_trajectory(path)
+    return path_input(traj, recorded)
+
+
+def path_input(traj: TrajectoryPoints, recorded: bool | None) -> PathInput:
+    """``recorded``: use the losses the checkpoints recorded (True), have the engine evaluate each
+    checkpoint (False), or record where the weights are not at hand (None)."""
+    states: list[dict[str, Tensor]] | None = []
+    for name in traj.names:
+        try:
+            states.append(load_checkpoint(name).state_dict)  # type: ignore[union-attr]
+        except (LandscapeError, OSError):
+            states = None
+            break
+    use = recorded if recorded is not None else states is None
+    losses = np.asarray(traj.losses, dtype=np.float64) if use else np.full(len(traj.coords), np.nan)
+    labels = [f"epoch {int(e)}" if e >= 0 else f"#{i}" for i, e in enumerate(traj.epochs)]
+    variance = float(np.nansum(np.asarray(traj.explained_variance, dtype=np.float64)))
+    return PathInput(np.asarray(traj.coords, dtype=np.float64), labels, losses, states, variance)
+
+
+# --- the run folder's stage ---------------------------------------------------------------------------------
+
+
+def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
+                     plane: str = "", *, figures: Path | None = None, prefix: str = "check") -> CheckReport:
+    """The checks of a ``landscape run`` (or of one loss of ``landscape compare``) folder: every check on
+    the random plane, scale/resolution/numerics on every surface, the trajectory on the PCA plane
+    ``plane``; ``check.json`` and the check figures into ``out``."""
+    from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
+
+    t0 = time.perf_counter()
+    opts = options(cfg)
+    final = run_checkpoints(out)[-1]
+    exp = experiment_from_checkpoint(load_checkpoint(final), cfg)
+    subject = subject_from_experiment(exp, cfg, resolve_device(cfg.surface.device))
+    runs = []
+    for i, (name, path) in enumerate(surfaces.items()):
+        view = view_of_file(path, name)
+        which: list[str] = ["scale", "resolution", "numerics"]
+        if i == 0:
+            which = ["origin", "bn_mode", "seeds", *which]
+        path_in = None
+        if name == plane and trajectory is not None:
+            which.append("trajectory")
+            path_in = path_from_file(trajectory, recorded_losses_apply(cfg, view.column))
+        runs.append(check_view(subject, view, opts, path=path_in, names=which))
+    drawn = write_figures(runs, figures or out / "figures", prefix)
+    result = report(runs, time.perf_counter() - t0, drawn)
+    result.save(out / REPORT)
+    return result
+
+
+def recorded_losses_apply(cfg: Config, column: str) -> bool:
+    """A checkpoint's recorded loss (its training loss over the whole training split) is what ``column`` shows."""
+    s = cfg.surface
+    return column == "train_loss" and not s.max_samples and (not s.losses or s.losses[0] == cfg.train.loss)
+
+
+def options(cfg: Config) -> chk.CheckOptions:
+    opts = chk.CheckOptions(**{k: v for k, v in asdict(cfg.check).items() if k != "enabled"})
+    return replace(opts, levels=cfg.plot.levels) if cfg.plot.levels else opts  # the figures' own levels
+
+
+def check_stage(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
+                plane: str) -> tuple[str, str]:
+    """``landscape run``'s check stage: (action, detail) with one warning line per check that did not pass."""
+    if not cfg.check.enabled:
+        return "skipped", "check.enabled = false"
+    result = check_run_folder(cfg, out, surfaces, trajectory, plane)
+    counts = {s: sum(c.status == s for c in result.checks) for s in ("pass", "warn", "fail")}
+    head = f"{counts['pass']} passed, {counts['warn']} warned, {counts['fail']} failed → {out / REPORT}"
+    return "done", "\n".join([head, *("    " + w for w in result.warnings())])
+
+
+def check_compare(cfg: Config, out: Path, surfaces: Mapping[str, Config], log: Callable[[str], None]) -> list[Path]:
+    """``landscape compare``'s checks: each loss's folder as a run (``DIR/<loss>/check.json``, figures
+    ``DIR/<loss>/figures/check_*.png``), and ``DIR/check.json`` with the worst verdict of each check
+    over the losses. ``surfaces``: each loss's surface config. Returns the files written (none when
+    ``check.enabled`` is false)."""
+    if not cfg.check.enabled:
+        return []
+    t0 = time.perf_counter()
+    runs: list[CheckRun] = []
+    written: list[Path] = []
+    for loss, surface_cfg in surfaces.items():
+        folder = out / loss
+        lcfg = replace(surface_cfg, check=cfg.check, plot=cfg.plot)
+        one = check_run_folder(lcfg, folder, {"surface_2d": folder / "surface_2d.h5", "slice_1d": folder / "slice_1d.h5",
+                                              "surface_pca": folder / "surface_pca.h5"},
+                               folder / "trajectory.h5", "surface_pca")
+        written += [folder / REPORT, *one.figures]
+        for run in one.runs:
+            runs.append(replace(run, results=[replace(r, details={**r.details, "surface": f"{loss}/{r.details.get('surface')}"})
+                                              for r in run.results]))
+    result = report(runs, time.perf_counter() - t0, [f for f in written if f.suffix == ".png"])
+    result.save(out / REPORT)
+    for line in result.warnings():
+        log(line)
+    return [*written, out / REPORT]
+
+
+def _evaluate_all(engine: Evaluator, coords: np.ndarray) -> np.ndarray:
+    rows = []
+    with bar(len(coords), "check: surface", unit="pt") as pbar:
+        for start in range(0, len(coords), 256):
+            rows.append(engine.evaluate(coords[start : start + 256]))
+            pbar.update(len(rows[-1]))
+    return np.concatenate(rows)
+
+
+# --- landscape check -----------------------------------------------------------------------------------------
+
+
+def run_check(checkpoint: str | Path, out: str | Path, cfg: Config, *, surface: Path | None = None,
+              trajectory: Path | None = None, source: DirectionSource | None = None, unsafe: bool = False,
+              checkpoint_obj: Checkpoint | None = None, max_points: int = MAX_POINTS) -> CheckReport:
+    """``landscape check CKPT``: check ``surface`` (a file), or the surface the config describes,
+    computed here in memory by the engine; ``trajectory`` checks a path over it (and gives the
+    plane when neither ``surface`` nor ``directions`` does)."""
+    from landscape.workflows.experiment import experiment_with_user_data, resolve_device
+    from landscape.workflows.surface import axis_label, make_directions
+
+    t0 = time.perf_counter()
+    ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
+    exp = experiment_with_user_data(ckpt, cfg)
+    subject = subject_from_experiment(exp, cfg, resolve_device(cfg.surface.device))
+    opts = options(cfg)
+    if surface is not None:
+        view = view_of_file(Path(surface))
+    else:
+        s = cfg.surface
+        grid = Grid.parse(s.x, s.y, max_points)
+        given = source or DirectionSource()
+        if given.file is None and given.target is None and not given.hessian and trajectory is not None:
+            given = replace(given, file=Path(trajectory))  # the trajectory's own plane
+        dirs = make_directions(exp, cfg, given, 1 if grid.y is None else 2, unsafe)
+        engine = subject.make_engine(dirs, s.bn)
+        flat = _evaluate_all(engine, grid.coords())
+        values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
+        col = next(c for c in engine.columns if c.endswith("_loss"))
+        view = View("surface", grid.x, grid.y, values, np.ones(grid.shape, dtype=bool), col, dirs, s.bn,
+                    axis_label(dirs, "x"), axis_label(dirs, "y") if grid.y is not None else "")
+    path_in = path_from_file(Path(trajectory), recorded_losses_apply(cfg, view.column)) if trajectory is not None else None
+    run = check_view(subject, view, opts, path=path_in)
+    target = Path(out)
+    figures = write_figures([run], target.parent, target.stem)
+    result = report([run], time.perf_counter() - t0, figures)
+    result.save(target)
+    return result
