@@ -122,7 +122,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 SURFACE_FLAGS = {"x": "surface.x", "y": "surface.y", "split": "surface.split", "max_samples": "surface.max_samples",
                  "bn": "surface.bn", "batch_size": "surface.batch_size", "points_per_call": "surface.points_per_call",
                  "dir_type": "directions.dir_type", "norm": "directions.norm", "ignore": "directions.ignore",
-                 "seed": "directions.seed", "metric": "surface.metric", "memory_budget": "surface.memory_budget"}
+                 "seed": "directions.seed", "metric": "surface.metric", "memory_budget": "surface.memory_budget",
+                 "operator": "hessian.operator"}
 
 
 def surface_config(args: argparse.Namespace, ckpt: Any, flags: dict[str, str] = SURFACE_FLAGS) -> Config:
@@ -185,6 +186,9 @@ def _add_surface(p: argparse.ArgumentParser) -> None:
                         "<split>_max_eig, _min_eig, _eig_ratio, _eig_converged; settings in [hessian] map_tol, map_max_iter)")
     p.add_argument("--hessian-directions", action="store_true",
                    help="x (and y) = the top Hessian eigenvectors at the checkpoint (unit norm; [hessian] tol, max_iter, seed)")
+    p.add_argument("--operator", choices=["hessian", "ggn", "fisher"],
+                   help="with --hessian-directions: the top eigenvectors of the Hessian (default), the Gauss-Newton "
+                        "matrix or the empirical Fisher")
     p.add_argument("--max-points", type=int, default=250_000, help="refuse larger grids (default 250000)")
     p.add_argument("--overwrite", action="store_true", help="replace a file made with other settings")
     p.add_argument("--preview", type=Path, metavar="DIR",
@@ -266,7 +270,10 @@ def _add_trajectory(p: argparse.ArgumentParser) -> None:
 HESSIAN_FLAGS = {"split": "surface.split", "max_samples": "surface.max_samples", "batch_size": "surface.batch_size",
                  "dir_type": "directions.dir_type", "ignore": "directions.ignore", "top_k": "hessian.top_k",
                  "tol": "hessian.tol", "max_iter": "hessian.max_iter", "trace_samples": "hessian.trace_samples",
-                 "seed": "hessian.seed", "memory_budget": "surface.memory_budget"}
+                 "seed": "hessian.seed", "memory_budget": "surface.memory_budget",
+                 # curvature family (issue 23)
+                 "operator": "hessian.operator", "trace": "hessian.trace", "density": "hessian.density",
+                 "density_runs": "hessian.density_runs", "density_steps": "hessian.density_steps"}
 
 
 def cmd_hessian(args: argparse.Namespace) -> int:
@@ -274,6 +281,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from landscape.workflows.hessian import format_hessian, run_hessian
 
     ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
+    if args.blocks:  # a comma-separated list
+        args.overrides.append(f"hessian.blocks={json.dumps([b.strip() for b in args.blocks.split(',') if b.strip()])}")
     cfg = surface_config(args, ckpt, HESSIAN_FLAGS)
     report = run_hessian(args.checkpoint, cfg, out=args.out, save_directions_to=args.save_directions,
                          unsafe=args.unsafe_load, checkpoint_obj=ckpt)
@@ -302,6 +311,17 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of the Lanczos start vectors and trace probes (default 0)")
     p.add_argument("--save-directions", type=Path, metavar="FILE.h5",
                    help="also write the top two eigenvectors as a direction file (landscape surface --directions)")
+    p.add_argument("--operator", choices=["hessian", "ggn", "fisher"],
+                   help="the curvature matrix: hessian (default), ggn (generalized Gauss-Newton JᵀH_outJ) or fisher "
+                        "(empirical Fisher, mean of per-sample gradient outer products)")
+    p.add_argument("--trace", choices=["hutch++", "hutchinson"],
+                   help="trace estimator with --trace-samples products (default hutch++), with its standard error")
+    p.add_argument("--density", action="store_true", default=None,
+                   help="spectral density by SLQ: JSON \"density\" {nodes, weights, runs, steps} and OUT.density.png")
+    p.add_argument("--density-runs", type=int, help="SLQ Lanczos runs (default 10)")
+    p.add_argument("--density-steps", type=int, help="SLQ Lanczos steps per run (default 80)")
+    p.add_argument("--blocks", metavar="module|layer|GLOB[,GLOB]",
+                   help="also per diagonal block: top eigenvalue, trace (and density): a table, JSON \"blocks\" and OUT.blocks.png")
     _common(p)
 
 

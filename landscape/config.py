@@ -181,6 +181,12 @@ class HessianConfig:
     seed: int = 0  # start vectors and probes
     map_tol: float = 1e-3  # eig_ratio maps: per-point test relative to ‖H‖ (ratio accurate to ~tol)
     map_max_iter: int = 100
+    operator: Literal["hessian", "ggn", "fisher"] = "hessian"  # the curvature matrix (GGN, empirical Fisher)
+    trace: Literal["hutch++", "hutchinson"] = "hutch++"  # trace estimator (trace_samples products)
+    density: bool = False  # SLQ spectral density (density_runs Lanczos runs of density_steps steps)
+    density_runs: int = 10
+    density_steps: int = 80
+    blocks: tuple[str, ...] = ()  # per diagonal block: ("module",), ("layer",) or glob patterns, one block each
 
 
 @dataclass(frozen=True)

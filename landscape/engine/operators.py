@@ -88,10 +88,11 @@ class GGNProblem(_ProductProblem):
         with eval_mode(self._model), torch.enable_grad():
             for x, y in self._batches:
                 f = self._forward(x)
-                out, vjp_fn = vjp(f, *primals)
+                pulled = vjp(f, *primals)
+                out, vjp_fn = pulled[0], pulled[1]
                 if not isinstance(out, Tensor):
                     raise HessianError(f"the GGN needs a tensor output; the model returned a {type(out).__name__}")
-                _, u = jvp(f, primals, vs)  # u = J v, shaped like the output
+                u = jvp(f, primals, vs)[1]  # u = J v, shaped like the output
                 o = out.detach().requires_grad_(True)
                 loss = self._per_sample(o, x, y).sum() / self.num_samples
                 (g,) = torch.autograd.grad(loss, o, create_graph=True)
@@ -137,8 +138,8 @@ class FisherProblem(_ProductProblem):
                 def per_sample(*chosen: Tensor, f: Callable[..., Any] = f, x: Any = x, y: Any = y) -> Tensor:
                     return self._per_sample(f(*chosen), x, y)
 
-                _, vjp_fn = vjp(per_sample, *primals)
-                _, c = jvp(per_sample, primals, vs)  # c_i = g_iᵀ v, (n,)
+                vjp_fn = vjp(per_sample, *primals)[1]
+                c = jvp(per_sample, primals, vs)[1]  # c_i = g_iᵀ v, (n,)
                 for a, part in zip(acc, vjp_fn(c / self.num_samples), strict=True):
                     a.add_(part)
         return acc

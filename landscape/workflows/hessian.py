@@ -44,14 +44,15 @@ from landscape.engine.hessian import (
     LossFn,
     TraceResult,
     exact_trace,
-    hutchinson_trace,
     lanczos,
 )
 from landscape.engine.losses import get_criterion
 from landscape.engine.moved import selector
+from landscape.engine.operators import convert
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.workflows import _curvature as curvature
 from landscape.workflows._experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.registry import is_user_spec, load_callable
@@ -218,9 +219,10 @@ def hessian_directions(exp: Experiment, cfg: Config, dims: int) -> Directions:
     """
     s = setup(exp, cfg, resolve_device(cfg.surface.device))
     h = cfg.hessian
-    res = lanczos(s.problem, dims, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed)
-    return eigen_directions(s.problem, res, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
-                            seed=h.seed, loss=s.loss, split=s.split)
+    problem = convert(s.problem, h.operator)  # hessian, ggn or fisher
+    res = lanczos(problem, dims, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed)
+    return eigen_directions(problem, res, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
+                            seed=h.seed, loss=s.loss, split=s.split, operator=h.operator)
 
 
 # --- eigenvalue-ratio maps ---------------------------------------------------------------------
@@ -314,12 +316,15 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     cfg = cfg or exp.config
     device = resolve_device(cfg.surface.device)
     s = setup(exp, cfg, device, allow_both=False)
-    problem, h = s.problem, cfg.hessian
+    h = cfg.hessian
+    problem = convert(s.problem, h.operator) if h.operator != "hessian" else s.problem  # GGN, Fisher
     _check_hessian_settings(cfg, problem.dim)
+    curvature.check_settings(h)
     loss, grad = problem.loss_and_grad()
     exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM
     # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
-    budget = 2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
+    budget = (2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
+              + (h.density_runs * min(h.density_steps, problem.dim) if h.density else 0))
     with bar(budget, "hessian", unit="HVP") as pbar:
         plain_hvp = problem.hvp
 
@@ -333,10 +338,13 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
         # λmin is often ≈ 0, where an eigenvalue-relative test can never be met: test it against ‖H‖
         bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
                          relative_to="norm", vectors=False)
-        trace = hutchinson_trace(problem, samples=h.trace_samples, seed=h.seed)
+        trace = curvature.trace_of(problem, h)
         exact = exact_trace(problem) if exact_wanted else None
+        density = curvature.density_of(problem, h)
         problem.hvp = plain_hvp  # type: ignore[method-assign]
-    runs: list[EigenResult | TraceResult] = [top, bottom, trace, *([exact] if exact is not None else [])]
+    blocks = curvature.blocks_of(problem, h, s.prefix)
+    runs: list[Any] = [top, bottom, *([trace] if trace else []), *([exact] if exact is not None else []),
+                       *([density] if density else []), *blocks]
     hvps, hvp_seconds = sum(r.hvps for r in runs), sum(r.seconds for r in runs)
     fwd = forward_seconds(s.model, s.batches, s.loss_fn)
     full = config_to_dict(cfg)
@@ -356,7 +364,8 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
         "min_eigenvalue": bottom.eigenvalues[0],
         "min_eigenvalue_convergence": _eigen_report(bottom, h.tol, "norm"),
         "eig_ratio": eig_ratio(top.eigenvalues[0], bottom.eigenvalues[0]),
-        "trace": _trace_report(trace),
+        "operator": h.operator,
+        "trace": {"method": h.trace, **_trace_report(trace)} if trace else None,
         "exact_trace": exact.estimate if exact is not None else None,
         "hvps": hvps,
         "hvp_seconds": hvp_seconds,
@@ -365,14 +374,16 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
         "forward_seconds": fwd,
         "hvp_cost_in_forward_passes": (hvp_seconds / hvps) / fwd if hvps and fwd > 0 else None,
     }
+    report.update(curvature.report_extras(density, blocks, s.prefix))
     if save_directions_to is not None:
         dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
-                                seed=h.seed, loss=s.loss, split=s.split)
+                                seed=h.seed, loss=s.loss, split=s.split, operator=h.operator)
         save_directions(save_directions_to, dirs, exp.model)
         report["directions_file"] = str(save_directions_to)
     report["seconds"] = time.perf_counter() - t_start
     report = _finite_or_none(report)
     if out is not None:
+        report["figures"] = curvature.write_figures(report, out)
         write_json_atomic(out, report, allow_nan=False)
         report["file"] = str(out)
     return report
@@ -388,23 +399,27 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.6g}"
 
 
+_OPERATOR_WORDS = {"hessian": "Hessian", "ggn": "Gauss-Newton matrix", "fisher": "Empirical Fisher"}
+
+
 def format_hessian(report: Mapping[str, Any]) -> str:
     """A few human-readable lines for the terminal."""
     st, par, tr = report["settings"], report["parameters"], report["trace"]
-    lines = [f"Hessian of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
+    lines = [f"{_OPERATOR_WORDS[report.get('operator', 'hessian')]} of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
              f"tensors ({par['dir_type']}, ignore {par['ignore']}): P = {par['dim']:,}; loss {_num(report['loss'])}, "
              f"‖grad‖ {_num(report['grad_norm'])}",
              "top eigenvalues: " + ", ".join(_num(v) for v in report["eigenvalues"])
              + f" ({_status(report['eigenvalues_convergence'])})",
              f"λmin = {_num(report['min_eigenvalue'])} ({_status(report['min_eigenvalue_convergence'])}); "
              f"|λmin/λmax| = {_num(report['eig_ratio'])}",
-             f"trace ≈ {_num(tr['estimate'])} ± {_num(tr['stderr'])} (95 % CI [{_num(tr['ci95'][0])}, "
-             f"{_num(tr['ci95'][1])}], {tr['samples']} Rademacher probes)"
-             + (f"; exact trace {_num(report['exact_trace'])}" if report.get("exact_trace") is not None else "")]
+             (f"trace ≈ {_num(tr['estimate'])} ± {_num(tr['stderr'])} (95 % CI [{_num(tr['ci95'][0])}, "
+              f"{_num(tr['ci95'][1])}], {tr['method']}, {tr['samples']} products)" if tr else "trace not estimated")
+             + (f"; exact trace {_num(report['exact_trace'])}" if report.get("exact_trace") is not None else ""),
+             *curvature.format_extras(report)]
     rate, cost = report.get("hvps_per_second"), report.get("hvp_cost_in_forward_passes")
     lines.append(f"{report['hvps']} HVPs in {report['hvp_seconds']:.2f} s ({_num(rate)} HVPs/s on {st['device']}; "
                  f"one HVP ≈ {_num(cost)} loss evaluations)")
-    written = [report[k] for k in ("file", "directions_file") if report.get(k)]
+    written = [report[k] for k in ("file", "directions_file") if report.get(k)] + list(report.get("figures", []))
     if written:
         lines.append("wrote " + " and ".join(written))
     return "\n".join(lines)
