@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,9 +17,13 @@ from torch import Tensor, nn
 
 from landscape.api import LossSpec, _as_batches, _device, _resolve_loss, _slices
 from landscape.engine.batchloss import BatchLossModel
-from landscape.engine.hessian import HessianProblem, exact_trace, hutchinson_trace, lanczos
+from landscape.engine.blocks import BlockResult, block_curvature, block_groups
+from landscape.engine.hessian import HessianProblem, exact_trace, lanczos
 from landscape.engine.moved import ParamSelector, selector, working_copy
+from landscape.engine.operators import curvature_problem
 from landscape.engine.progress import bar
+from landscape.engine.slq import DENSITY_RUNS, DENSITY_STEPS, Density, slq_density
+from landscape.engine.slq import trace as trace_estimate
 from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, Paired, Streamed, prepare
@@ -61,6 +65,10 @@ class HessianResult:
     names: list[str]
     dim: int
     converged: bool
+    operator: str = "hessian"  # the matrix: hessian, ggn (generalized Gauss-Newton) or fisher (empirical)
+    trace_method: str = "hutch++"  # the estimator behind trace_std
+    density: Density | None = None  # SLQ nodes and weights (Σ = 1) when density=True
+    blocks: list[BlockResult] = field(default_factory=list)  # per diagonal block when blocks= is given
 
     @property
     def max_eigenvalue(self) -> float:
@@ -70,7 +78,9 @@ class HessianResult:
 def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = 3, *,
             params: ParamSelector = None, ignore: str = "biasbn", device: str | torch.device | None = None,
             memory_budget: int = DEFAULT_MEMORY_BUDGET, tol: float = 1e-3, max_iter: int = 100,
-            trace_samples: int = 100, seed: int = 0, progress: bool = True) -> HessianResult:
+            trace_samples: int = 100, seed: int = 0, progress: bool = True, operator: str = "hessian",
+            trace: str = "hutch++", density: bool = False, density_runs: int = DENSITY_RUNS,
+            density_steps: int = DENSITY_STEPS, blocks: str | Sequence[str] | None = None) -> HessianResult:
     """Extreme eigenvalues and the trace of the loss Hessian at ``model``'s weights (matrix-free).
 
     Lanczos with full reorthogonalization for the ``top_k`` largest and the smallest eigenvalue,
@@ -86,8 +96,14 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         ignore: ``biasbn`` leaves out tensors with ndim ≤ 1 (the paper's rule), ``none`` keeps them.
         device: as for :func:`surface`. memory_budget: as for :func:`surface` (bytes).
         tol: relative tolerance of the Ritz values. max_iter: Lanczos iterations at most.
-        trace_samples: Hutchinson probes. seed: seed of the start vector and the probes.
+        trace_samples: products of the trace estimator. seed: seed of the start vector and the probes.
         progress: show a progress bar.
+        operator: ``hessian``, ``ggn`` (generalized Gauss-Newton JᵀH_outJ by JVPs; needs a loss of
+            (output, target)) or ``fisher`` (empirical Fisher from per-sample gradients).
+        trace: ``hutch++`` (Meyer et al. 2021) or ``hutchinson``; its standard error is ``trace_std``.
+        density: also the spectral density by SLQ (``density_runs`` Lanczos runs of ``density_steps``).
+        blocks: ``"module"``, ``"layer"`` or glob patterns (a list or a comma-separated string): top
+            eigenvalue, trace (and density) of each diagonal block.
 
     Returns:
         :class:`HessianResult` (eigenvalues in loss units per unit² of parameter).
@@ -115,9 +131,10 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     base = parameter_names(work, "weights", ignore) if moved is None else [k for k, p in work.named_parameters() if moved(k)]
     if not base:
         raise ConfigError(f"params {params!r} selects no parameter")
-    problem = HessianProblem(target, [prefix + k for k in base], batches, loss_fn)  # type: ignore[arg-type]
+    problem: HessianProblem = curvature_problem(operator, target, [prefix + k for k in base], batches, loss_fn)  # type: ignore[arg-type]
+    extra = density_runs * min(density_steps, problem.dim) if density else 0
     with _double_backward_attention(), \
-            bar(2 * min(max_iter, problem.dim) + trace_samples if progress else 0, "hessian", unit="HVP") as pbar:
+            bar(2 * min(max_iter, problem.dim) + trace_samples + extra if progress else 0, "hessian", unit="HVP") as pbar:
         plain = problem.hvp
 
         def counted(v: Sequence[Tensor]) -> list[Tensor]:
@@ -129,12 +146,18 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
         k = min(top_k, problem.dim)
         top = lanczos(problem, k, which="largest", tol=tol, max_iter=max_iter, seed=seed, vectors=False)
         bottom = lanczos(problem, 1, which="smallest", tol=tol, max_iter=max_iter, seed=seed, relative_to="norm", vectors=False)
-        trace = hutchinson_trace(problem, samples=trace_samples, seed=seed)
+        tr = trace_estimate(problem, trace, samples=trace_samples, seed=seed)
         exact = exact_trace(problem) if problem.dim <= 2000 else None
+        dens = slq_density(problem, runs=density_runs, steps=density_steps, seed=seed) if density else None
+        groups = block_groups(problem.names, blocks.split(",") if isinstance(blocks, str) else blocks, prefix) if blocks else []
+        per_block = block_curvature(problem, groups, tol=tol, max_iter=max_iter, trace_method=trace,
+                                    trace_samples=trace_samples, seed=seed,
+                                    density=(density_runs, density_steps) if density else None)
     return HessianResult(
         eigenvalues=[float(v) for v in top.eigenvalues], min_eigenvalue=float(bottom.eigenvalues[0]),
-        trace=float(exact.estimate if exact is not None else trace.estimate), trace_std=float(trace.stderr),
+        trace=float(exact.estimate if exact is not None else tr.estimate), trace_std=float(tr.stderr),
         exact_trace=float(exact.estimate) if exact is not None else None, loss=float(value),
         grad_norm=float(sum(float((g.double() ** 2).sum()) for g in grad) ** 0.5), names=list(base), dim=problem.dim,
-        converged=bool(top.all_converged and bottom.all_converged))
+        converged=bool(top.all_converged and bottom.all_converged), operator=operator, trace_method=trace,
+        density=dens, blocks=per_block)
 

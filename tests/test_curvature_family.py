@@ -133,14 +133,14 @@ def test_blocks_by_layer_and_by_glob(trained: tuple[Path, dict[str, np.ndarray],
 
 
 def test_directions_of_the_fisher(trained: tuple[Path, dict[str, np.ndarray], list[int]], tmp_path: Path) -> None:
-    ckpt, dense, sizes = trained
+    ckpt, dense, _sizes = trained
     out = tmp_path / "f.h5"
     assert main(["--quiet", "surface", str(ckpt), "--out", str(out), "--hessian-directions", "--operator", "fisher",
                  "--x", "-1:1:3", "--y", "-1:1:3", "--set", "directions.ignore='none'"]) == 0
     model = experiment_from_checkpoint(load_checkpoint(ckpt)).model
     d = load_directions(out, model)
     assert d.meta["operator"] == "fisher" and d.y is not None
-    lam, vecs = np.linalg.eigh(dense["fisher"])
+    _lam, vecs = np.linalg.eigh(dense["fisher"])
     for vec, k in ((d.x, -1), (d.y, -2)):
         v = np.concatenate([vec[n].double().numpy().reshape(-1) for n in NAMES])
         assert abs(float(v @ vecs[:, k])) == pytest.approx(1.0, abs=1e-4)
@@ -150,9 +150,43 @@ def test_curvature_flags_fail_in_one_line(trained: tuple[Path, dict[str, np.ndar
                                           capsys: pytest.CaptureFixture[str]) -> None:
     ckpt, _, _ = trained
     out = str(tmp_path / "x.json")
-    assert main(["hessian", str(ckpt), "--out", out, "--trace-samples", "3"]) == 1
-    assert "Hutch++ needs at least 4" in capsys.readouterr().err
+    assert main(["hessian", str(ckpt), "--out", out, "--density", "--density-runs", "0"]) == 1
+    assert "density_runs must be ≥ 1" in capsys.readouterr().err
     assert main(["hessian", str(ckpt), "--out", out, "--blocks", "conv*"]) == 1
     assert "block pattern 'conv*' matches none" in capsys.readouterr().err
     assert main(["hessian", str(ckpt), "--out", out, "--operator", "kfac"]) != 0
     assert "invalid choice: 'kfac'" in capsys.readouterr().err
+
+
+def test_api_operators_density_and_blocks_on_dict_batches() -> None:
+    """``landscape.hessian(operator=..., density=True, blocks=...)`` with dict batches and a callable
+    per-sample loss: the Fisher's spectrum and diagonal blocks against a dense float64 oracle."""
+    import landscape
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 5, generator=g), torch.randint(0, 3, (40,), generator=g)
+    batches = [{"inputs": x[:25], "labels": y[:25]}, {"inputs": x[25:], "labels": y[25:]}]
+
+    def loss(m: torch.nn.Module, b: dict[str, Tensor]) -> Tensor:
+        return F.cross_entropy(m(b["inputs"]), b["labels"], reduction="none")
+
+    r = landscape.hessian(model, batches, loss=loss, operator="fisher", top_k=2, tol=1e-8, max_iter=60,
+                          trace_samples=30, density=True, density_runs=3, density_steps=20, blocks="layer",
+                          progress=False)
+    m64 = model.double()
+    params = [p for n, p in m64.named_parameters() if n.endswith("weight")]
+    grads = torch.stack([torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(
+        F.cross_entropy(m64(x[i:i + 1].double()), y[i:i + 1]), params)]) for i in range(40)])
+    fisher = (grads.T @ grads / 40).numpy()
+    exact = np.linalg.eigvalsh(fisher)
+    assert r.operator == "fisher" and r.trace_method == "hutch++" and r.names == ["0.weight", "2.weight"]
+    np.testing.assert_allclose(r.eigenvalues, exact[::-1][:2], rtol=1e-4)
+    assert r.exact_trace == pytest.approx(exact.sum(), rel=1e-4)
+    assert r.density is not None and sum(r.density.weights) == pytest.approx(1.0, abs=1e-12)
+    assert abs(r.density.trace - exact.sum()) <= 4 * r.density.trace_stderr
+    assert [b.name for b in r.blocks] == ["0.weight", "2.weight"]
+    top_block = np.linalg.eigvalsh(fisher[:30, :30])[-1]
+    assert r.blocks[0].top.eigenvalues[0] == pytest.approx(top_block, rel=1e-4)
+    assert r.blocks[0].density is not None and r.blocks[0].trace is not None

@@ -52,16 +52,17 @@ def hutchpp_trace(problem: HessianProblem, *, samples: int = 100, seed: int = 0)
 
     The standard error is that of the Hutchinson part (the deflated trace is exact given Q): the
     sample standard deviation of its probes over √count; the 95 % interval is ±1.96 of it.
-    Memory: Q holds s float64 vectors of length P.
+    With 2 or 3 products there is no room for a sketch and two probes: it is then Hutchinson's
+    estimator (an empty sketch). Memory: Q holds s float64 vectors of length P.
     """
-    if samples < 4:
-        raise HessianError(f"Hutch++ needs at least 4 products (1 sketch, 1 exact, 2 probes), got {samples}")
+    if samples < 2:
+        raise HessianError(f"Hutch++ needs at least 2 products to estimate an error, got {samples}")
     start = time.perf_counter()
     op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
-    s = min(samples // 3, problem.dim)
+    s = min(samples // 3, problem.dim) if samples >= 4 else 0
     probes = samples - 2 * s
     sketch = _rademacher(gen, (s, problem.dim), problem.device)
-    y = torch.stack([op(row) for row in sketch], dim=1)  # (P, s)
+    y = torch.stack([op(row) for row in sketch], dim=1) if s else sketch.T  # (P, s)
     q, _ = torch.linalg.qr(y)  # (P, s) orthonormal columns
     top = math.fsum(float(q[:, i] @ op(q[:, i])) for i in range(q.shape[1]))
     draws = torch.empty(probes, dtype=torch.float64, device=problem.device)

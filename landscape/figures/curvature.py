@@ -17,7 +17,7 @@ from landscape.errors import ConfigError
 
 __all__ = ["blocks_figure", "density_figure"]
 
-_FLOOR = 1e-8  # lowest density drawn, relative to the peak (the log axis needs a bottom)
+_FLOOR = 1e-5  # lowest density drawn, relative to the peak (the log axis needs a bottom)
 
 
 def _smoothed(nodes: np.ndarray, weights: np.ndarray, sigma: float | None, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +34,8 @@ def _draw_density(ax: Axes, nodes: Sequence[float], weights: Sequence[float], si
                   label: str | None = None) -> None:
     grid, dens = _smoothed(np.asarray(nodes, dtype=float), np.asarray(weights, dtype=float), sigma)
     ax.semilogy(grid, dens, lw=1.2, label=label)
+    low = min(_FLOOR * float(line.get_ydata().max()) for line in ax.get_lines())  # type: ignore[union-attr]
+    ax.set_ylim(bottom=low)  # what lies below the floor sits on the axis
 
 
 def density_figure(nodes: Sequence[float], weights: Sequence[float], top: Sequence[float] = (), *,
@@ -59,29 +61,29 @@ def blocks_figure(names: Sequence[str], top: Sequence[float], traces: Sequence[f
                   stderrs: Sequence[float | None], densities: Sequence[tuple[Sequence[float], Sequence[float]] | None]
                   = (), *, title: str = "curvature per block") -> Figure:
     """Per block: the top eigenvalue and the trace (± 1.96 standard errors) as bars, and, when
-    given, each block's smoothed density (log scale) in a second panel."""
+    given, each block's smoothed density (log scale) in a third panel."""
     if not names or len(top) != len(names) or len(traces) != len(names):
         raise ConfigError(f"blocks figure: {len(names)} names, {len(top)} eigenvalues, {len(traces)} traces")
     drawn = [d for d in densities if d is not None]
-    fig = Figure(figsize=(9.0 if drawn else 5.5, 0.45 * len(names) + 1.6), layout="constrained")
-    axes = fig.subplots(1, 2 if drawn else 1, squeeze=False)[0]
-    ax = axes[0]
+    fig = Figure(figsize=(11.0 if drawn else 7.0, 0.35 * len(names) + 1.8), layout="constrained")
+    axes = fig.subplots(1, 3 if drawn else 2, squeeze=False)[0]
     y = np.arange(len(names))
-    ax.barh(y - 0.2, top, height=0.4, color="C0", label="λmax")
+    axes[0].barh(y, top, color="C0")
+    axes[0].set_xlabel("top eigenvalue λmax")
     tr = [t if t is not None else np.nan for t in traces]
     err = [1.96 * s if s is not None else 0.0 for s in stderrs]
-    ax.barh(y + 0.2, tr, height=0.4, color="C1", xerr=err, label="trace (95 %)")
-    ax.set_yticks(y, list(names), fontsize=7)
-    ax.invert_yaxis()
-    if min(top) > 0 and np.nanmin(np.asarray(tr, dtype=float)) > 0:
-        ax.set_xscale("log")
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=10)
+    axes[1].barh(y, tr, color="C1", xerr=err)
+    axes[1].set_xlabel("trace (95 % interval)")
+    for ax in axes[:2]:
+        ax.set_yticks(y, list(names) if ax is axes[0] else [], fontsize=7)
+        ax.invert_yaxis()
+        ax.grid(axis="x", lw=0.3)
+    fig.suptitle(title, fontsize=10)
     if drawn:
         for name, d in zip(names, densities, strict=False):
             if d is not None:
-                _draw_density(axes[1], d[0], d[1], None, label=name)
-        axes[1].set_xlabel("eigenvalue λ")
-        axes[1].set_ylabel("density (log scale)")
-        axes[1].legend(fontsize=6, frameon=False)
+                _draw_density(axes[2], d[0], d[1], None, label=name)
+        axes[2].set_xlabel("eigenvalue λ")
+        axes[2].set_ylabel("density (log scale)")
+        axes[2].legend(fontsize=6, frameon=False)
     return fig

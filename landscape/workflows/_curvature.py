@@ -20,11 +20,11 @@ from landscape.errors import ConfigError
 from landscape.figures.curvature import blocks_figure, density_figure
 from landscape.figures.save import save_figure
 
+OPERATOR_WORDS = {"hessian": "Hessian", "ggn": "Gauss-Newton matrix", "fisher": "empirical Fisher"}
+
 
 def check_settings(h: HessianConfig) -> None:
-    """Settings the eigenvalue part does not check: the trace method's minimum and SLQ's sizes."""
-    if h.trace == "hutch++" and 0 < h.trace_samples < 4:
-        raise ConfigError(f"hessian.trace_samples = {h.trace_samples}: Hutch++ needs at least 4 products")
+    """Settings the eigenvalue part does not check: SLQ's sizes."""
     if h.density and (h.density_runs < 1 or h.density_steps < 2):
         raise ConfigError(f"hessian.density_runs must be ≥ 1 and density_steps ≥ 2, got {h.density_runs} and "
                           f"{h.density_steps}")
@@ -76,11 +76,11 @@ def write_figures(report: Mapping[str, Any], out: str | Path) -> list[str]:
     """``<out stem>.density.png`` (the ESD, top eigenvalues marked) and ``<out stem>.blocks.png``."""
     stem = Path(out).with_suffix("")
     written: list[str] = []
-    what = f"{report['operator']} of {report['settings']['loss']}"
+    what = f"{OPERATOR_WORDS[report['operator']]} of {report['settings']['loss']}"
     if report.get("density"):
         d = report["density"]
         fig = density_figure(d["nodes"], d["weights"], report["eigenvalues"],
-                             title=f"spectral density of the {what} (SLQ, {d['runs']}×{d['steps']})")
+                             title=f"{what}: spectral density\n(SLQ, {d['runs']} runs × {d['steps']} steps; Gaussian smoothing)")
         written += [str(p) for p in save_figure(fig, f"{stem}.density", formats=("png",))]
     if report.get("blocks"):
         b = report["blocks"]

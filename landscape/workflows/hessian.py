@@ -399,13 +399,11 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.6g}"
 
 
-_OPERATOR_WORDS = {"hessian": "Hessian", "ggn": "Gauss-Newton matrix", "fisher": "Empirical Fisher"}
-
-
 def format_hessian(report: Mapping[str, Any]) -> str:
     """A few human-readable lines for the terminal."""
     st, par, tr = report["settings"], report["parameters"], report["trace"]
-    lines = [f"{_OPERATOR_WORDS[report.get('operator', 'hessian')]} of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
+    word = curvature.OPERATOR_WORDS[report.get("operator", "hessian")]
+    lines = [f"{word[:1].upper() + word[1:]} of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
              f"tensors ({par['dir_type']}, ignore {par['ignore']}): P = {par['dim']:,}; loss {_num(report['loss'])}, "
              f"‖grad‖ {_num(report['grad_norm'])}",
              "top eigenvalues: " + ", ".join(_num(v) for v in report["eigenvalues"])
