@@ -204,3 +204,19 @@ def test_fisher_of_a_per_sample_batch_loss_equals_the_output_loss_fisher(
     via_batch = FisherProblem(wrapped, [f"inner.{n}" for n in names[:2]], dict_batches, identity)  # type: ignore[arg-type]
     direct = FisherProblem(model, names[:2], batches(x, y), ce)
     np.testing.assert_allclose(dense_of(via_batch), dense_of(direct), atol=1e-13)
+
+
+def test_relu_layers_have_equal_hessian_and_ggn_diagonal_blocks() -> None:
+    """f is piecewise linear in one layer's weights of a ReLU net: ∂²f/∂W² = 0 in that block, so its
+    Hessian block is its GGN block; the blocks between layers differ (docs/CURVATURE.md)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(D, 8), nn.ReLU(), nn.Linear(8, C)).to(DT)
+    x, y = data()
+    names = ["0.weight", "2.weight"]
+    for name in names:
+        h = dense_of(HessianProblem(model, [name], batches(x, y), ce))
+        np.testing.assert_allclose(dense_of(GGNProblem(model, [name], batches(x, y), ce)), h, atol=1e-13)
+    full_h = dense_of(HessianProblem(model, names, batches(x, y), ce))
+    full_g = dense_of(GGNProblem(model, names, batches(x, y), ce))
+    assert np.abs(full_h - full_g).max() > 1e-3
+    assert np.linalg.eigvalsh(full_g).min() > -1e-12 > np.linalg.eigvalsh(full_h).min()  # G is PSD, H is not
