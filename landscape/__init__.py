@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from landscape.api import Surface, dataset, load_surface, plot, random_directions, surface
 from landscape.api_hessian import HessianResult, hessian
+from landscape.api_sharpness import Sharpness, sharpness
 from landscape.api_trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.errors import LandscapeError
@@ -24,6 +25,7 @@ __all__ = [
     "HessianResult",
     "LandscapeError",
     "Recorder",
+    "Sharpness",
     "Surface",
     "Trajectory",
     "__version__",
@@ -33,6 +35,7 @@ __all__ = [
     "load_surface",
     "plot",
     "random_directions",
+    "sharpness",
     "surface",
     "trajectory",
 ]

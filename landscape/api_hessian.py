@@ -52,7 +52,9 @@ class HessianResult:
     Units: eigenvalues and traces in loss units per unit² of parameter; ``loss`` the loss at θ*
     (its units); ``grad_norm`` ‖∇L(θ*)‖₂ (loss units per unit of parameter; near 0 at a minimum,
     where the eigenvalues describe the curvature best); ``converged`` whether every Lanczos
-    eigenvalue met ``tol``.
+    eigenvalue met ``tol``. ``operator`` names the matrix (hessian, ggn, fisher), ``trace_method`` the
+    trace estimator; ``density`` holds the SLQ nodes and weights and ``blocks`` the per-block results
+    when they were asked for.
     """
 
     eigenvalues: list[float]
@@ -73,6 +75,38 @@ class HessianResult:
     @property
     def max_eigenvalue(self) -> float:
         return self.eigenvalues[0]
+
+
+def _problem(model: nn.Module, data: Any, loss: LossSpec, params: ParamSelector, ignore: str,
+             device: str | torch.device | None, memory_budget: int,
+             operator: str = "hessian") -> tuple[HessianProblem, list[str], str]:
+    """(the curvature problem of ``loss`` on the first split of ``data``, the model's names of its
+    parameters, the prefix the problem's names carry): the API's one way from user inputs to a problem."""
+    from landscape.workflows.hessian import parameter_names
+
+    dev = _device(model, device)
+    prepared = prepare(data, dev, memory_budget)
+    first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
+    spec, first = _resolve_loss(loss, None, model, first)
+    split = next(iter(first.values()))
+    work = working_copy(model, (), dev)  # reads the caller's parameters (on dev), owns its buffers: nothing of the caller is written
+    target: nn.Module
+    prefix = ""
+    if spec.per_sample is not None:
+        target, loss_fn = work, spec.per_sample
+        batches: Iterable[Any] = _slices(split) if isinstance(split, TensorSplit) else split
+    else:
+        target, prefix = BatchLossModel(work, spec.batch[0][1]), "inner."
+        batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else Paired(split)
+
+        def loss_fn(out: Tensor, _: Any) -> Tensor:
+            return out
+    moved = selector(params)
+    base = parameter_names(work, "weights", ignore) if moved is None else [k for k, p in work.named_parameters() if moved(k)]
+    if not base:
+        raise ConfigError(f"params {params!r} selects no parameter")
+    problem = curvature_problem(operator, target, [prefix + k for k in base], batches, loss_fn)  # type: ignore[arg-type]
+    return problem, base, prefix
 
 
 def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k: int = 3, *,
@@ -108,30 +142,7 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
     Returns:
         :class:`HessianResult` (eigenvalues in loss units per unit² of parameter).
     """
-    from landscape.workflows.hessian import parameter_names
-
-    dev = _device(model, device)
-    prepared = prepare(data, dev, memory_budget)
-    first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
-    spec, first = _resolve_loss(loss, None, model, first)
-    split = next(iter(first.values()))
-    work = working_copy(model, (), dev)  # reads the caller's parameters (on dev), owns its buffers: nothing of the caller is written
-    target: nn.Module
-    prefix = ""
-    if spec.per_sample is not None:
-        target, loss_fn = work, spec.per_sample
-        batches: Iterable[Any] = _slices(split) if isinstance(split, TensorSplit) else split
-    else:
-        target, prefix = BatchLossModel(work, spec.batch[0][1]), "inner."
-        batches = [(b, None) for b in _as_batches(split)] if not isinstance(split, Streamed) else Paired(split)
-
-        def loss_fn(out: Tensor, _: Any) -> Tensor:
-            return out
-    moved = selector(params)
-    base = parameter_names(work, "weights", ignore) if moved is None else [k for k, p in work.named_parameters() if moved(k)]
-    if not base:
-        raise ConfigError(f"params {params!r} selects no parameter")
-    problem: HessianProblem = curvature_problem(operator, target, [prefix + k for k in base], batches, loss_fn)  # type: ignore[arg-type]
+    problem, base, prefix = _problem(model, data, loss, params, ignore, device, memory_budget, operator)
     extra = density_runs * min(density_steps, problem.dim) if density else 0
     with _double_backward_attention(), \
             bar(2 * min(max_iter, problem.dim) + trace_samples + extra if progress else 0, "hessian", unit="HVP") as pbar:

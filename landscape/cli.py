@@ -325,6 +325,55 @@ def _add_hessian(p: argparse.ArgumentParser) -> None:
     _common(p)
 
 
+# --- sharpness -------------------------------------------------------------------------------------
+
+SHARPNESS_FLAGS = {"split": "surface.split", "max_samples": "surface.max_samples", "batch_size": "surface.batch_size",
+                   "memory_budget": "surface.memory_budget", "ignore": "directions.ignore", "steps": "sharpness.steps",
+                   "step": "sharpness.step", "samples": "sharpness.samples", "m": "sharpness.m", "seed": "sharpness.seed"}
+
+
+def cmd_sharpness(args: argparse.Namespace) -> int:
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.sharpness import format_sharpness, run_sharpness
+
+    ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
+    if args.measures:
+        args.overrides.append(f"sharpness.measures={json.dumps([m.strip() for m in args.measures.split(',') if m.strip()])}")
+    if args.rho:
+        try:
+            rhos = [float(r) for r in args.rho.split(",") if r.strip()]
+        except ValueError as err:
+            raise ConfigError(f"--rho {args.rho!r}: expected comma-separated numbers") from err
+        args.overrides.append(f"sharpness.rho={json.dumps(rhos)}")
+    cfg = surface_config(args, ckpt, SHARPNESS_FLAGS)
+    report = run_sharpness(args.checkpoint, cfg, out=args.out, unsafe=args.unsafe_load, checkpoint_obj=ckpt)
+    print(format_sharpness(report))
+    return 0
+
+
+@command("sharpness", "sharpness measures at a checkpoint: worst-case, average-case, m-sharpness, Fisher-Rao, curvature (JSON)")
+def _add_sharpness(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="report file (.json)")
+    p.add_argument("--measures", metavar="NAME[,NAME]",
+                   help="worst_l2, worst_linf, adaptive_worst_l2, adaptive_worst_linf, average, adaptive_average, "
+                        "fisher_rao, curvature (default worst_l2,adaptive_worst_l2,average,fisher_rao,curvature)")
+    p.add_argument("--rho", metavar="R[,R]", help="radii of the worst/average measures (default 0.05)")
+    p.add_argument("--steps", type=int, help="projected gradient ascent steps (default 20)")
+    p.add_argument("--step", type=float, help="ascent step length in units of rho (default 1)")
+    p.add_argument("--samples", type=int, help="Gaussian draws of the average-case measures (default 20)")
+    p.add_argument("--m", type=int, help="m-sharpness: measure every batch of M samples alone and average (default 0: all data)")
+    p.add_argument("--seed", type=int, help="seed of the ascent starts and the draws (default 0)")
+    p.add_argument("--params", metavar="GLOB[,GLOB]", help="perturb only the parameters whose names match")
+    p.add_argument("--split", choices=["train", "test"])
+    p.add_argument("--max-samples", type=int, help="use the first N samples of the split (recorded)")
+    p.add_argument("--batch-size", type=int, help="samples per batch (0 = automatic); does not change the values")
+    p.add_argument("--memory-budget", type=int, metavar="BYTES", help="stream user data larger than this (default 2 GiB)")
+    p.add_argument("--ignore", choices=["biasbn", "none", "random1d"],
+                   help="biasbn (default): perturb the tensors with ndim > 1, as the directions")
+    _common(p)
+
+
 # --- compare ---------------------------------------------------------------------------------------
 
 def cmd_compare(args: argparse.Namespace) -> int:

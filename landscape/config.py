@@ -190,6 +190,23 @@ class HessianConfig:
 
 
 @dataclass(frozen=True)
+class SharpnessConfig:
+    """``landscape sharpness``: sharpness measures at a checkpoint (docs/CURVATURE.md).
+
+    The loss, split, samples, parameter set and device are those of the Hessian (``surface`` and
+    ``directions``); the curvature measure uses the random directions of ``directions``.
+    """
+
+    measures: tuple[str, ...] = ("worst_l2", "adaptive_worst_l2", "average", "fisher_rao", "curvature")
+    rho: tuple[float, ...] = (0.05,)  # radii: each worst/average measure at each
+    steps: int = 20  # projected gradient ascent steps (worst-case measures)
+    step: float = 1.0  # ascent step length, in units of rho
+    samples: int = 20  # Gaussian draws (average-case measures)
+    m: int = 0  # m-sharpness: samples per batch, each batch measured alone (0 = the whole data)
+    seed: int = 0  # random starts and draws
+
+
+@dataclass(frozen=True)
 class ConnectConfig:
     """``landscape connect``: paths between two minima (Garipov et al. 2018; Ainsworth et al. 2023)."""
 
@@ -227,6 +244,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     hessian: HessianConfig = field(default_factory=HessianConfig)
+    sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
     connect: ConnectConfig = field(default_factory=ConnectConfig)
 
 

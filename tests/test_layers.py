@@ -28,7 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "figures": _FOUNDATION | {"engine", "io"},  # figures take a PlotConfig
     "workflows": _FOUNDATION | {"zoo", "engine", "io", "figures"},
 }
-TOP = frozenset({"api", "api_hessian", "api_trajectory", "cli", "__init__", "__main__"})  # may import anything
+TOP = frozenset({"api", "api_hessian", "api_sharpness", "api_trajectory", "cli", "__init__", "__main__"})  # may import anything
 
 
 def part_of(path: Path) -> str:

@@ -4,7 +4,10 @@ Hessian)."""
 
 from __future__ import annotations
 
+import json
 import math
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +197,103 @@ def test_bad_settings_name_the_value(mlp: tuple[nn.Module, Tensor, Tensor, Hessi
         sharpness(problem, ["worst_l2"], [-0.1])
     with pytest.raises(HessianError, match="m = 30 leaves 1 batch"):
         sharpness(problem, ["worst_l2"], [0.1], m=30, steps=1)
+
+
+# --- the command and the API ---------------------------------------------------------------------------
+
+BLOBS = """
+    [data]
+    name = "blobs"
+    options = { n_train = 120, n_test = 60 }
+
+    [model]
+    name = "mlp"
+    options = { hidden = [6], activation = "tanh" }
+
+    [train]
+    loss = "cross_entropy"
+    epochs = 2
+"""
+
+
+def test_sharpness_command_against_direct_float64_measures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from landscape.cli import main
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows._experiment import experiment_from_checkpoint
+
+    (tmp_path / "c.toml").write_text(textwrap.dedent(BLOBS))
+    assert main(["--quiet", "train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")]) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "epoch_002.pt"
+    out = tmp_path / "s.json"
+    assert main(["sharpness", str(ckpt), "--out", str(out), "--measures", "worst_l2,average,fisher_rao,curvature",
+                 "--rho", "0.05,0.2", "--steps", "30", "--samples", "10"]) == 0
+    assert "worst_l2" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    rows = {(row["measure"], row["rho"]): row for row in r["measures"]}
+    assert set(rows) == {("worst_l2", 0.05), ("worst_l2", 0.2), ("average", 0.05), ("average", 0.2),
+                         ("fisher_rao", None), ("curvature", None)}
+    exp = experiment_from_checkpoint(load_checkpoint(ckpt))
+    model = exp.model.double().eval()
+    x, y = exp.data.train.inputs.double(), exp.data.train.targets
+    names = r["parameters"]["names"]
+    assert names == ["fc1.weight", "out.weight"]
+    own = {k: p.detach() for k, p in model.named_parameters()}
+    sizes = [own[k].numel() for k in names]
+    t0 = torch.cat([own[k].reshape(-1) for k in names])
+
+    def loss(flat: Tensor, xs: Tensor = x, ys: Tensor = y) -> Tensor:
+        parts = dict(zip(names, (p.reshape(own[k].shape) for p, k in zip(torch.split(flat, sizes), names, strict=True)), strict=True))
+        return F.cross_entropy(functional_call(model, {**own, **parts}, (xs,)), ys)
+
+    base = float(loss(t0))
+    for rho in (0.05, 0.2):  # a direct ascent, started along the gradient
+        t = t0.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss(t), [t])
+        delta, best = rho * g / g.norm(), -math.inf
+        for _ in range(200):
+            t = (t0 + delta).requires_grad_(True)
+            value = loss(t)
+            (g,) = torch.autograd.grad(value, [t])
+            best = max(best, float(value.detach()) - base)
+            delta = delta + 0.2 * rho * g / g.norm()
+            delta = delta * min(1.0, rho / float(delta.norm()))
+        assert rows[("worst_l2", rho)]["value"] == pytest.approx(best, rel=2e-3)
+    grads = []
+    for i in range(len(x)):
+        t = t0.clone().requires_grad_(True)
+        grads.append(float(torch.autograd.grad(loss(t, x[i:i + 1], y[i:i + 1]), [t])[0] @ t0) ** 2)
+    assert rows[("fisher_rao", None)]["value"] == pytest.approx(math.sqrt(np.mean(grads)), rel=1e-4)
+    dirs = landscape.random_directions(exp.model, 2, seed=123)
+    assert dirs.y is not None
+    hess = torch.autograd.functional.hessian(loss, t0)
+    d, e = (torch.cat([v[k].double().reshape(-1) for k in names]) for v in (dirs.x, dirs.y))
+    mean = 0.5 * float(d @ hess @ d + e @ hess @ e)
+    assert rows[("curvature", None)]["value"] == pytest.approx(mean, rel=1e-4)
+    assert rows[("average", 0.2)]["stderr"] > 0 and rows[("average", 0.2)]["iterations"] == 10
+
+
+def test_api_sharpness_on_dict_batches_with_a_callable_loss() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 5, generator=g), torch.randint(0, 3, (40,), generator=g)
+    batches = [{"inputs": x[:20], "labels": y[:20]}, {"inputs": x[20:], "labels": y[20:]}]
+
+    def per_sample(m: nn.Module, b: dict[str, Tensor]) -> Tensor:
+        return F.cross_entropy(m(b["inputs"]), b["labels"], reduction="none")
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = landscape.sharpness(model, batches, loss=per_sample, measures=["adaptive_worst_linf", "fisher_rao"],
+                            rho=[0.01], m=10, progress=False, steps=5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is not written
+    assert s.names == ["0.weight", "2.weight"] and s.dim == 48
+    worst = s.results[0]
+    assert worst.m == 10 and worst.details["batches"] == 4 and worst.stderr is not None and worst.value > 0
+    m64 = model.double()
+    params = [m64[0].weight, m64[2].weight]  # type: ignore[index]
+    theta = torch.cat([p.detach().reshape(-1) for p in params])
+    sq = [float(torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(
+        F.cross_entropy(m64(x[i:i + 1].double()), y[i:i + 1]), params)]) @ theta) ** 2 for i in range(40)]
+    assert s.value("fisher_rao") == pytest.approx(math.sqrt(np.mean(sq)), rel=1e-4)
+    with pytest.raises(landscape.LandscapeError, match="no result for measure 'average'"):
+        s.value("average")
