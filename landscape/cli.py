@@ -382,6 +382,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     overrides = _flag_overrides(args, {"epochs": "train.epochs", "seed": "train.seed"})
     if args.losses:
         overrides.append(f"compare.losses={json.dumps([n.strip() for n in args.losses.split(',') if n.strip()])}")
+    if args.sharpness:  # extra columns: sharpness measures of each final model
+        overrides.append(f"compare.sharpness={json.dumps([n.strip() for n in args.sharpness.split(',') if n.strip()])}")
     if args.device:
         overrides += [f"train.device={json.dumps(args.device)}", f"surface.device={json.dumps(args.device)}"]
     cfg = resolve_config(None, args.config_file, overrides + list(args.overrides))
@@ -397,6 +399,9 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("config_file", type=Path, metavar="CONFIG", help="TOML config with model, data, [train] and [compare] losses")
     p.add_argument("--out", type=Path, required=True, help="folder: one run per loss, summary.csv/.md, figures/ (re-running resumes)")
     p.add_argument("--losses", help="comma-separated losses to compare (overrides compare.losses)")
+    p.add_argument("--sharpness", metavar="MEASURE[,MEASURE]",
+                   help="also these sharpness measures of each final model as columns (compare.sharpness; "
+                        "radius and steps from [sharpness]; see landscape sharpness)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, help="training seed: the initial weights and data order shared by every loss")
     p.add_argument("--device", help="cpu, cuda or cuda:N (training and surfaces)")

@@ -154,6 +154,7 @@ class CompareConfig:
     pca_grid: int = 31  # points per axis (odd) of the PCA-plane surfaces: ±(1 + pca_margin)·R, R = path radius
     pca_margin: float = 0.3
     floor: float = 1e-3  # ε of the relative loss 1 + (L − L(0)) / max(L(0), ε) and of the doubling radius
+    sharpness: tuple[str, ...] = ()  # extra columns: these [sharpness] measures at each final model (own loss)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.floor) and self.floor > 0):

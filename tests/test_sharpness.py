@@ -297,3 +297,58 @@ def test_api_sharpness_on_dict_batches_with_a_callable_loss() -> None:
     assert s.value("fisher_rao") == pytest.approx(math.sqrt(np.mean(sq)), rel=1e-4)
     with pytest.raises(landscape.LandscapeError, match="no result for measure 'average'"):
         s.value("average")
+
+
+COMPARE = """
+    [data]
+    name = "digits"
+    max_train = 120
+    max_test = 60
+
+    [model]
+    name = "mlp"
+    options = { hidden = [8] }
+
+    [train]
+    lr = 0.1
+    batch_size = 40
+    epochs = 2
+
+    [compare]
+    losses = ["mse"]
+    x = "-1:1:7"
+    y = "-1:1:7"
+    line_x = "-1:1:5"
+    pca_grid = 5
+
+    [sharpness]
+    rho = [0.1]
+    steps = 5
+
+    [plot]
+    formats = ["png"]
+    dpi = 40
+"""
+
+
+def test_compare_adds_sharpness_columns_on_request(tmp_path: Path) -> None:
+    """``landscape compare --sharpness`` puts each final model's measures (own loss) in the table; they
+    equal ``landscape sharpness`` on that checkpoint with that loss."""
+    import csv
+
+    from landscape.cli import main
+
+    (tmp_path / "c.toml").write_text(textwrap.dedent(COMPARE))
+    out = tmp_path / "cmp"
+    assert main(["--quiet", "compare", str(tmp_path / "c.toml"), "--out", str(out),
+                 "--sharpness", "worst_l2,fisher_rao"]) == 0
+    with (out / "summary.csv").open() as f:
+        rows = {r["loss"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"mse"} and float(rows["mse"]["worst_l2@0.1"]) > 0
+    for loss, row in rows.items():
+        ckpt = sorted((out / loss / "checkpoints").glob("epoch_*.pt"))[-1]
+        assert main(["--quiet", "sharpness", str(ckpt), "--out", str(tmp_path / f"{loss}.json"), "--loss", loss,
+                     "--measures", "worst_l2,fisher_rao", "--rho", "0.1", "--steps", "5"]) == 0
+        ref = {m["measure"]: m["value"] for m in json.loads((tmp_path / f"{loss}.json").read_text())["measures"]}
+        assert float(row["worst_l2@0.1"]) == pytest.approx(ref["worst_l2"], rel=1e-9)
+        assert float(row["fisher_rao"]) == pytest.approx(ref["fisher_rao"], rel=1e-9)

@@ -88,3 +88,10 @@ def format_sharpness(report: Mapping[str, Any]) -> str:
     if report.get("file"):
         lines.append(f"wrote {report['file']}")
     return "\n".join(lines)
+
+
+def sharpness_columns(checkpoint: str | Path, cfg: Config) -> dict[str, Any]:
+    """``cfg.sharpness``'s measures at ``checkpoint`` as table columns: ``<measure>`` for the measures
+    without a radius, ``<measure>@<rho>`` for the others (``landscape compare --sharpness``)."""
+    report = run_sharpness(checkpoint, cfg)
+    return {r["measure"] if r["rho"] is None else f"{r['measure']}@{r['rho']:g}": r["value"] for r in report["measures"]}
