@@ -11,7 +11,8 @@ point, ``hessian.map_tol``). HVPs are timed on their own with random vectors.
     python scripts/bench_hessian.py /tmp/h_mlp/checkpoints/epoch_020.pt --threads 1
 
 ``--versus-pyhessian`` instead times the Hessian, GGN and Fisher products and one SLQ run against
-PyHessian (``pip install pyhessian``) on the same model, data and threads, one process per side.
+PyHessian (``pip install pyhessian``) on the same model, data and threads, one process per side;
+``--memory ggn`` the peak memory of one product on a 25.4M-parameter MLP.
 """
 
 from __future__ import annotations
@@ -125,9 +126,35 @@ def versus_pyhessian(checkpoint: Path, threads: int, hvps: int, steps: int = 80)
           f"SLQ time {ours['slq_seconds'] / theirs['slq_seconds']:.2f}× (nan: PyHessian's density failed)")
 
 
+def _product_memory(kind: str) -> dict[str, float]:
+    """Growth of the peak resident memory during one ``kind`` product on an MLP 64-5000-5000-10 (25.4M
+    parameters) with 32 samples, relative to the model's own bytes (the vector v is allocated before)."""
+    import resource
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    from landscape.engine.operators import curvature_problem
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 5000), nn.ReLU(), nn.Linear(5000, 5000), nn.ReLU(), nn.Linear(5000, 10))
+    model_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+
+    def ce(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out, t, reduction="none")
+
+    problem = curvature_problem(kind, model, [n for n, _ in model.named_parameters()], [(x, y)], ce)
+    v = [torch.randn_like(p) for p in model.parameters()]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    problem.hvp(v)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    return {"model_mib": model_mib, "grown_mib": grown, "ratio": grown / model_mib}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("checkpoint", type=Path, nargs="?", help="a landscape checkpoint (all modes but --memory)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--hvps", type=int, default=100, help="HVPs to time")
@@ -136,7 +163,16 @@ def main() -> None:
                         help="only: HVPs/s, SLQ time and peak memory against PyHessian (pip install pyhessian)")
     parser.add_argument("--steps", type=int, default=80, help="SLQ steps for --versus-pyhessian")
     parser.add_argument("--side", choices=["pyhessian", "landscape"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory", choices=["hessian", "ggn", "fisher"],
+                        help="only: peak memory of one product on a 25.4M-parameter MLP (run once per kind)")
     args = parser.parse_args()
+    if args.memory:
+        m = _product_memory(args.memory)
+        print(f"{args.memory}: model {m['model_mib']:.0f} MiB, peak grows {m['grown_mib']:.0f} MiB during one product "
+              f"= {m['ratio']:.2f}× the model (the result itself is 1×)")
+        return
+    if args.checkpoint is None:
+        parser.error("a checkpoint is needed")
     if args.side:
         import json
 

@@ -63,6 +63,14 @@ class _ProductProblem(HessianProblem):
         return per
 
 
+def _accumulate(acc: list[Tensor] | None, parts: Sequence[Tensor]) -> list[Tensor]:
+    if acc is None:
+        return list(parts)
+    for a, part in zip(acc, parts, strict=True):
+        a.add_(part)
+    return acc
+
+
 class GGNProblem(_ProductProblem):
     """The generalized Gauss-Newton matrix ``(1/N) Σ_i J_iᵀ H_i J_i`` of the loss, matrix-free.
 
@@ -84,7 +92,7 @@ class GGNProblem(_ProductProblem):
         the loss only), VJP ``Jᵀw``. Costs about one forward with tangents, one forward and one backward."""
         vs = tuple(self._checked_vector(v))
         primals = self._primals()
-        acc = [torch.zeros_like(t) for t in primals]
+        acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
             for x, y in self._batches:
                 f = self._forward(x)
@@ -99,9 +107,8 @@ class GGNProblem(_ProductProblem):
                 if not g.requires_grad:
                     continue  # the loss is linear in the output: H_out = 0 on this batch
                 (w,) = torch.autograd.grad((g * u.detach()).sum(), o, allow_unused=True, materialize_grads=True)
-                for a, part in zip(acc, vjp_fn(w.to(out.dtype)), strict=True):
-                    a.add_(part)
-        return acc
+                acc = _accumulate(acc, vjp_fn(w.to(out.dtype)))
+        return acc if acc is not None else [torch.zeros_like(t) for t in primals]
 
 
 class FisherProblem(_ProductProblem):
@@ -130,7 +137,7 @@ class FisherProblem(_ProductProblem):
         then ``Σ_i g_i c_i / N`` by one VJP. Costs about one forward with tangents, one forward and one backward."""
         vs = tuple(self._checked_vector(v))
         primals = self._primals()
-        acc = [torch.zeros_like(t) for t in primals]
+        acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
             for x, y in self._batches:
                 f = self._forward(x)
@@ -140,9 +147,8 @@ class FisherProblem(_ProductProblem):
 
                 vjp_fn = vjp(per_sample, *primals)[1]
                 c = jvp(per_sample, primals, vs)[1]  # c_i = g_iᵀ v, (n,)
-                for a, part in zip(acc, vjp_fn(c / self.num_samples), strict=True):
-                    a.add_(part)
-        return acc
+                acc = _accumulate(acc, vjp_fn(c / self.num_samples))
+        return acc if acc is not None else [torch.zeros_like(t) for t in primals]
 
 
 _KINDS: dict[str, type[HessianProblem]] = {"hessian": HessianProblem, "ggn": GGNProblem, "fisher": FisherProblem}
