@@ -190,3 +190,21 @@ def test_api_operators_density_and_blocks_on_dict_batches() -> None:
     top_block = np.linalg.eigvalsh(fisher[:30, :30])[-1]
     assert r.blocks[0].top.eigenvalues[0] == pytest.approx(top_block, rel=1e-4)
     assert r.blocks[0].density is not None and r.blocks[0].trace is not None
+
+
+@pytest.mark.parametrize("operator", ["ggn", "fisher"])
+def test_streamed_loader_gives_the_in_memory_operator(operator: str) -> None:
+    """A DataLoader over the memory budget is re-read at every product: same eigenvalues and trace."""
+    import landscape
+
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(50, 4, generator=g), torch.randint(0, 3, (50,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    kw: dict[str, object] = {"operator": operator, "top_k": 2, "tol": 1e-8, "max_iter": 40, "trace_samples": 12,
+                             "progress": False}
+    streamed = landscape.hessian(model, loader, memory_budget=1, **kw)  # type: ignore[arg-type]
+    held = landscape.hessian(model, (x, y), **kw)  # type: ignore[arg-type]
+    np.testing.assert_allclose(streamed.eigenvalues, held.eigenvalues, rtol=1e-5)
+    assert streamed.trace == pytest.approx(held.trace, rel=1e-5)

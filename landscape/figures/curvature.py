@@ -27,15 +27,14 @@ def _smoothed(nodes: np.ndarray, weights: np.ndarray, sigma: float | None, point
     grid = np.linspace(lo - 5 * s, hi + 5 * s, points)
     z = (grid[:, None] - nodes[None, :]) / s
     dens = np.exp(-0.5 * z * z) @ weights / (s * np.sqrt(2.0 * np.pi))
-    return grid, np.maximum(dens, _FLOOR * float(dens.max()))
+    # what lies below the floor is not drawn (a log axis has no zero)
+    return grid, np.where(dens >= _FLOOR * float(dens.max()), dens, np.nan)
 
 
 def _draw_density(ax: Axes, nodes: Sequence[float], weights: Sequence[float], sigma: float | None,
                   label: str | None = None) -> None:
     grid, dens = _smoothed(np.asarray(nodes, dtype=float), np.asarray(weights, dtype=float), sigma)
     ax.semilogy(grid, dens, lw=1.2, label=label)
-    low = min(_FLOOR * float(line.get_ydata().max()) for line in ax.get_lines())  # type: ignore[union-attr]
-    ax.set_ylim(bottom=low)  # what lies below the floor sits on the axis
 
 
 def density_figure(nodes: Sequence[float], weights: Sequence[float], top: Sequence[float] = (), *,
