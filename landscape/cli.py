@@ -282,7 +282,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
     if args.blocks:  # a comma-separated list
-        args.overrides.append(f"hessian.blocks={json.dumps([b.strip() for b in args.blocks.split(',') if b.strip()])}")
+        args.overrides = [*args.overrides, f"hessian.blocks={json.dumps([b.strip() for b in args.blocks.split(',') if b.strip()])}"]
     cfg = surface_config(args, ckpt, HESSIAN_FLAGS)
     report = run_hessian(args.checkpoint, cfg, out=args.out, save_directions_to=args.save_directions,
                          unsafe=args.unsafe_load, checkpoint_obj=ckpt)
@@ -338,13 +338,13 @@ def cmd_sharpness(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
     if args.measures:
-        args.overrides.append(f"sharpness.measures={json.dumps([m.strip() for m in args.measures.split(',') if m.strip()])}")
+        args.overrides = [*args.overrides, f"sharpness.measures={json.dumps([m.strip() for m in args.measures.split(',') if m.strip()])}"]
     if args.rho:
         try:
             rhos = [float(r) for r in args.rho.split(",") if r.strip()]
         except ValueError as err:
             raise ConfigError(f"--rho {args.rho!r}: expected comma-separated numbers") from err
-        args.overrides.append(f"sharpness.rho={json.dumps(rhos)}")
+        args.overrides = [*args.overrides, f"sharpness.rho={json.dumps(rhos)}"]
     cfg = surface_config(args, ckpt, SHARPNESS_FLAGS)
     report = run_sharpness(args.checkpoint, cfg, out=args.out, unsafe=args.unsafe_load, checkpoint_obj=ckpt)
     print(format_sharpness(report))
