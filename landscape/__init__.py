@@ -14,6 +14,7 @@ from landscape.api.check import CheckReport, check
 from landscape.api.checkpoint import load_checkpoint
 from landscape.api.hessian import HessianResult, hessian
 from landscape.api.inputs import dataset, random_directions
+from landscape.api.sharpness import Sharpness, sharpness
 from landscape.api.surface import Surface, load_surface, plot, surface
 from landscape.api.trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
@@ -32,6 +33,7 @@ __all__ = [
     "HessianResult",
     "LandscapeError",
     "Recorder",
+    "Sharpness",
     "Surface",
     "Trajectory",
     "__version__",
@@ -45,6 +47,7 @@ __all__ = [
     "plot",
     "random_directions",
     "register_filter_rule",
+    "sharpness",
     "surface",
     "trajectory",
 ]

@@ -120,8 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 @command("surface", "evaluate the loss landscape on a 1D or 2D grid around a checkpoint (HDF5, resumable)",
          (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--x", "--y", "--params", "--dir-type", "--norm", "--ignore", "--seed",
           "--directions", "--target", "--target2", "--split", "--max-samples", "--bn", "--batch-size",
-          "--points-per-call", "--memory-budget", "--metric", "--hessian-directions", "--max-points", "--overwrite",
-          "--preview"), (CHECKPOINT,), required=("--out",),
+          "--points-per-call", "--memory-budget", "--metric", "--hessian-directions", "--operator", "--max-points",
+          "--overwrite", "--preview"), (CHECKPOINT,), required=("--out",),
          details={"--out": "surface file (.h5); re-running resumes it",
                   "--x": "with --directions TRAJECTORY.h5 the default covers the path, config.PCA_GRID points per axis"})
 def cmd_surface(args: argparse.Namespace) -> int:
@@ -198,9 +198,11 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
 # --- hessian ---------------------------------------------------------------------------------------
 
-@command("hessian", "top eigenvalues, smallest eigenvalue and trace of the loss Hessian at a checkpoint (JSON)",
+@command("hessian", "top eigenvalues, smallest eigenvalue, trace, spectral density and blocks of the loss Hessian, "
+         "Gauss-Newton matrix or empirical Fisher at a checkpoint (JSON)",
          (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--params", "--split", "--max-samples", "--batch-size", "--memory-budget",
-          "--dir-type", "--ignore", "--top-k", "--tol", "--max-iter", "--trace-samples", "--seed", "--save-directions"),
+          "--dir-type", "--ignore", "--top-k", "--tol", "--max-iter", "--trace-samples", "--seed", "--save-directions",
+          "--operator", "--trace", "--density", "--density-runs", "--density-steps", "--blocks"),
          (CHECKPOINT,), required=("--out",), details={"--out": "report file (.json)"})
 def cmd_hessian(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
@@ -215,10 +217,33 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sharpness -------------------------------------------------------------------------------------
+
+@command("sharpness", "sharpness measures at a checkpoint: worst-case, average-case, m-sharpness, Fisher-Rao, curvature (JSON)",
+         (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--measures", "--rho", "--steps", "--step", "--samples", "--m",
+          "--seed", "--params", "--split", "--max-samples", "--batch-size", "--memory-budget", "--ignore"),
+         (CHECKPOINT,), required=("--out",), details={"--out": "report file (.json)"})
+def cmd_sharpness(args: argparse.Namespace) -> int:
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.sharpness import format_sharpness, run_sharpness
+
+    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
+    if args.rho:  # comma-separated numbers
+        try:
+            rhos = [float(r) for r in args.rho.split(",") if r.strip()]
+        except ValueError as err:
+            raise ConfigError(f"--rho {args.rho!r}: expected comma-separated numbers") from err
+        args.overrides = [f"sharpness.rho={json.dumps(rhos)}", *args.overrides]
+    cfg = checkpoint_based_config(args, ckpt)
+    report = run_sharpness(args.checkpoint, cfg, out=args.out, unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt)
+    print(format_sharpness(report))
+    return 0
+
+
 # --- compare ---------------------------------------------------------------------------------------
 
 @command("compare", "train one model per loss from the same initial weights and compare their landscapes",
-         (*EVALUATES, "--out", "--epochs", "--seed", "--overwrite"), (CONFIG_ARG,), required=("--out",),
+         (*EVALUATES, "--out", "--epochs", "--seed", "--sharpness", "--overwrite"), (CONFIG_ARG,), required=("--out",),
          details={"--out": "folder: one run per loss, summary.csv/.md, figures/ (re-running resumes)"})
 def cmd_compare(args: argparse.Namespace) -> int:
     from landscape.workflows.compare import format_rows, run_compare

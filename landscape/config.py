@@ -168,6 +168,7 @@ class CompareConfig:
     pca_grid: int = PCA_GRID  # points per axis (odd) of the PCA-plane surfaces: ±(1 + pca_margin)·R, R = path radius
     pca_margin: float = 0.3
     floor: float = 1e-3  # ε of the relative loss 1 + (L − L(0)) / max(L(0), ε) and of the doubling radius
+    sharpness: tuple[str, ...] = ()  # extra columns: these [sharpness] measures at each final model (own loss)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.floor) and self.floor > 0):
@@ -195,6 +196,29 @@ class HessianConfig:
     seed: int = 0  # start vectors and probes
     map_tol: float = 1e-3  # eig_ratio maps: per-point test relative to ‖H‖ (ratio accurate to ~tol)
     map_max_iter: int = 100
+    operator: Literal["hessian", "ggn", "fisher"] = "hessian"  # the curvature matrix (GGN, empirical Fisher)
+    trace: Literal["hutch++", "hutchinson"] = "hutch++"  # trace estimator (trace_samples products)
+    density: bool = False  # SLQ spectral density (density_runs Lanczos runs of density_steps steps)
+    density_runs: int = 10
+    density_steps: int = 80
+    blocks: tuple[str, ...] = ()  # per diagonal block: ("module",), ("layer",) or glob patterns, one block each
+
+
+@dataclass(frozen=True)
+class SharpnessConfig:
+    """``landscape sharpness``: sharpness measures at a checkpoint (docs/CURVATURE.md).
+
+    The loss, split, samples, parameter set and device are those of the Hessian (``surface`` and
+    ``directions``); the curvature measure uses the random directions of ``directions``.
+    """
+
+    measures: tuple[str, ...] = ("worst_l2", "adaptive_worst_l2", "average", "fisher_rao", "curvature")
+    rho: tuple[float, ...] = (0.05,)  # radii: each worst/average measure at each
+    steps: int = 20  # projected gradient ascent steps (worst-case measures)
+    step: float = 1.0  # ascent step length, in units of rho
+    samples: int = 20  # Gaussian draws (average-case measures)
+    m: int = 0  # m-sharpness: samples per batch, each batch measured alone (0 = the whole data)
+    seed: int = 0  # random starts and draws
 
 
 @dataclass(frozen=True)
@@ -265,6 +289,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     hessian: HessianConfig = field(default_factory=HessianConfig)
+    sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
     connect: ConnectConfig = field(default_factory=ConnectConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
 

@@ -55,7 +55,8 @@ class Flag:
 
 _BN_RENAMED = {"fixed": "keep", "auto": "recompute"}  # config.RENAMED_VALUES holds the same for files and --set
 _BY_COMMAND_SEED = {"train": "train.seed", "compare": "train.seed", "surface": "directions.seed", "check": "directions.seed",
-                    "hessian": "hessian.seed", "connect": "connect.seed"}
+                    "hessian": "hessian.seed", "connect": "connect.seed",
+                    "sharpness": "sharpness.seed"}
 
 FLAGS: dict[str, Flag] = {
     # --- what is evaluated: every command that evaluates a model takes these six ---
@@ -69,11 +70,11 @@ FLAGS: dict[str, Flag] = {
                    "compare: the losses to train and compare), or path/to/file.py:fn, a batch loss "
                    "fn(model, (inputs, targets)) -> per-sample losses or a mean",
                    key={"train": "train.loss", "run": "train.loss", "connect": "train.loss", "compare": "compare.losses",
-                        "surface": "surface.losses", "check": "surface.losses", "hessian": "surface.losses", "animate": "surface.losses"}),
+                        "surface": "surface.losses", "check": "surface.losses", "hessian": "surface.losses", "sharpness": "surface.losses", "animate": "surface.losses"}),
     "--device": Flag("cpu, cuda or cuda:N",
                      key={"train": "train.device", "run": ("train.device", "surface.device"),
                           "compare": ("train.device", "surface.device"), "surface": "surface.device", "check": "surface.device",
-                          "hessian": "surface.device", "animate": "surface.device", "connect": "connect.device"}),
+                          "hessian": "surface.device", "sharpness": "surface.device", "animate": "surface.device", "connect": "connect.device"}),
     "--set": Flag("override any config value (TOML syntax for the value); repeatable", action="append",
                   metavar="SECTION.KEY=VALUE"),
     "--unsafe-load": Flag("allow checkpoints that need arbitrary code to unpickle (only for files you trust)",
@@ -92,16 +93,17 @@ FLAGS: dict[str, Flag] = {
     "--optimizer": Flag("optimizer of training", choices=("sgd", "adam", "adamw"), key={"train": "train.optimizer"}),
     "--batch-size": Flag("samples per batch: per training step (train); per forward pass or HVP (surface, hessian; "
                          "0 = automatic, the values do not change)", type=int,
-                         key={"train": "train.batch_size", "surface": "surface.batch_size", "check": "surface.batch_size", "hessian": "surface.batch_size"}),
+                         key={"train": "train.batch_size", "surface": "surface.batch_size", "check": "surface.batch_size", "hessian": "surface.batch_size",
+                              "sharpness": "surface.batch_size"}),
     "--seed": Flag("seed of the command's random draws (recorded): training weights and data order (train, compare), "
                    "random directions (surface), Lanczos start vectors and trace probes (hessian), curve training, "
                    "BN batches and alignment order (connect)", type=int, key=_BY_COMMAND_SEED),
     # --- the data a point is evaluated on ---
     "--split": Flag("data split(s) evaluated: train, test or both (hessian: one report per split)",
                     choices=("train", "test", "both"),
-                    key={"surface": "surface.split", "check": "surface.split", "hessian": "surface.split", "connect": "connect.split"}),
+                    key={"surface": "surface.split", "check": "surface.split", "hessian": "surface.split", "sharpness": "surface.split", "connect": "connect.split"}),
     "--max-samples": Flag("use the first N samples of each split (recorded; 0 = all)", type=int,
-                          key={"surface": "surface.max_samples", "check": "surface.max_samples", "hessian": "surface.max_samples",
+                          key={"surface": "surface.max_samples", "check": "surface.max_samples", "hessian": "surface.max_samples", "sharpness": "surface.max_samples",
                                "connect": "connect.max_samples"}),
     "--memory-budget": Flag("user data (--data file.py:fn giving a DataLoader, Dataset or iterable) larger than this "
                             "are streamed batch by batch instead of held in memory (default 2 GiB)", type=int,
@@ -146,6 +148,29 @@ FLAGS: dict[str, Flag] = {
     "--tol": Flag("Lanczos residual tolerance (default 1e-6)", type=float, key="hessian.tol"),
     "--max-iter": Flag("HVPs per Lanczos run (default 100)", type=int, key="hessian.max_iter"),
     "--trace-samples": Flag("Hutchinson probes (default 100)", type=int, key="hessian.trace_samples"),
+    "--operator": Flag("the curvature matrix: hessian (default), ggn (generalized Gauss-Newton JᵀH_outJ) or fisher "
+                       "(empirical Fisher); surface: whose top eigenvectors --hessian-directions takes",
+                       choices=("hessian", "ggn", "fisher"), key="hessian.operator"),
+    "--trace": Flag("trace estimator with --trace-samples products (default hutch++), with its standard error",
+                    choices=("hutch++", "hutchinson"), key="hessian.trace"),
+    "--density": Flag("spectral density by SLQ: JSON \"density\" {nodes, weights, runs, steps} and OUT.density.png",
+                      action="switch", key="hessian.density"),
+    "--density-runs": Flag("SLQ Lanczos runs (default 10)", type=int, key="hessian.density_runs"),
+    "--density-steps": Flag("SLQ Lanczos steps per run (default 80)", type=int, key="hessian.density_steps"),
+    "--blocks": Flag("also per diagonal block: top eigenvalue, trace (and density): a table, JSON \"blocks\" and "
+                     "OUT.blocks.png", metavar="module|layer|GLOB[,GLOB]", key="hessian.blocks"),
+    # --- sharpness ---
+    "--measures": Flag("worst_l2, worst_linf, adaptive_worst_l2, adaptive_worst_linf, average, adaptive_average, "
+                       "fisher_rao, curvature (default worst_l2,adaptive_worst_l2,average,fisher_rao,curvature)",
+                       metavar="NAME[,NAME]", key="sharpness.measures"),
+    "--rho": Flag("radii of the worst/average measures (default 0.05)", metavar="R[,R]"),
+    "--steps": Flag("projected gradient ascent steps (default 20)", type=int, key="sharpness.steps"),
+    "--step": Flag("ascent step length in units of rho (default 1)", type=float, key="sharpness.step"),
+    "--samples": Flag("Gaussian draws of the average-case measures (default 20)", type=int, key="sharpness.samples"),
+    "--m": Flag("m-sharpness: measure every batch of M samples alone and average (default 0: all data)", type=int,
+                key="sharpness.m"),
+    "--sharpness": Flag("also these sharpness measures of each final model as columns (radius and steps from "
+                        "[sharpness]; see landscape sharpness)", metavar="MEASURE[,MEASURE]", key="compare.sharpness"),
     "--save-directions": Flag("also write the top two eigenvectors as a direction file (landscape surface "
                               "--directions)", type=Path, metavar="FILE.h5"),
     # --- connect ---

@@ -9,6 +9,10 @@ point, ``hessian.map_tol``). HVPs are timed on their own with random vectors.
 
     landscape train configs/digits_mlp.toml --out /tmp/h_mlp
     python scripts/bench_hessian.py /tmp/h_mlp/checkpoints/epoch_020.pt --threads 1
+
+``--versus-pyhessian`` instead times the Hessian, GGN and Fisher products and one SLQ run against
+PyHessian (``pip install pyhessian``) on the same model, data and threads, one process per side;
+``--memory ggn`` the peak memory of one product on a 25.4M-parameter MLP.
 """
 
 from __future__ import annotations
@@ -47,14 +51,135 @@ def seconds_per_point(engine: Evaluator, coords: np.ndarray) -> float:
     return (time.perf_counter() - start) / len(coords)
 
 
+def _side(checkpoint: Path, side: str, threads: int, hvps: int, steps: int) -> dict[str, float]:
+    """One side of ``--versus-pyhessian``, in its own process: HVPs/s on random vectors, the seconds of
+    one SLQ run of ``steps`` Lanczos steps, and the growth of the peak resident memory (MiB)."""
+    import resource
+
+    from pyhessian import hessian as pyhessian_hessian
+    from pyhessian.utils import hessian_vector_product
+
+    from landscape.engine.operators import convert
+    from landscape.engine.slq import slq_density
+
+    torch.set_num_threads(threads)
+    exp = experiment_from_checkpoint(load_checkpoint(checkpoint))
+    model = exp.model.eval()
+    x, y = exp.data.train.inputs, exp.data.train.targets
+    gen = torch.Generator().manual_seed(0)
+    vectors = [[torch.randn(p.shape, generator=gen) for p in model.parameters()] for _ in range(hvps + 2)]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out: dict[str, float] = {}
+    if side == "pyhessian":  # all the data as one batch (its fastest mode: the gradient graph is kept)
+        comp = pyhessian_hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+        for v in vectors[:2]:
+            hessian_vector_product(comp.gradsH, comp.params, v)
+        start = time.perf_counter()
+        for v in vectors[2:]:
+            hessian_vector_product(comp.gradsH, comp.params, v)
+        out["hessian"] = hvps / (time.perf_counter() - start)
+        try:  # PyHessian 0.1's density calls torch.eig, which torch 2 removed
+            start = time.perf_counter()
+            comp.density(iter=steps, n_v=1)
+            out["slq_seconds"] = time.perf_counter() - start
+        except (AttributeError, RuntimeError):
+            out["slq_seconds"] = float("nan")
+    else:  # the same data and parameters (all of them, as PyHessian), through `landscape hessian`'s set-up
+        s = setup(exp, exp.config, torch.device("cpu"))
+        every = convert(s.problem, "hessian", [n for n, _ in s.model.named_parameters()])
+        for kind in ("hessian", "ggn", "fisher"):
+            problem = convert(every, kind)
+            for v in vectors[:2]:
+                problem.hvp(v)
+            start = time.perf_counter()
+            for v in vectors[2:]:
+                problem.hvp(v)
+            out[kind] = hvps / (time.perf_counter() - start)
+        start = time.perf_counter()
+        slq_density(every, runs=1, steps=steps)
+        out["slq_seconds"] = time.perf_counter() - start
+    out["peak_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    return out
+
+
+def versus_pyhessian(checkpoint: Path, threads: int, hvps: int, steps: int = 80) -> None:
+    """``landscape``'s Hessian, GGN and Fisher products against PyHessian's HVP on the same model, data
+    and thread count, each side in a fresh process; prints both and the ratio."""
+    import json
+    import subprocess
+    import sys
+
+    rows = {}
+    for side in ("pyhessian", "landscape"):
+        done = subprocess.run([sys.executable, __file__, str(checkpoint), "--side", side, "--threads", str(threads),
+                               "--hvps", str(hvps), "--steps", str(steps)], check=True, capture_output=True, text=True)
+        rows[side] = json.loads(done.stdout.strip().splitlines()[-1])
+    ours, theirs = rows["landscape"], rows["pyhessian"]
+    print(f"{threads} thread(s), {hvps} products each, SLQ of {steps} steps")
+    print(f"PyHessian HVPs/s:          {theirs['hessian']:8.1f}   SLQ {theirs['slq_seconds']:.2f} s   "
+          f"peak +{theirs['peak_mib']:.0f} MiB")
+    print(f"landscape HVPs/s:          {ours['hessian']:8.1f}   SLQ {ours['slq_seconds']:.2f} s   "
+          f"peak +{ours['peak_mib']:.0f} MiB")
+    print(f"landscape GGN, Fisher /s:  {ours['ggn']:8.1f}, {ours['fisher']:.1f}")
+    print(f"ratio landscape / PyHessian: HVPs/s {ours['hessian'] / theirs['hessian']:.2f}×, "
+          f"SLQ time {ours['slq_seconds'] / theirs['slq_seconds']:.2f}× (nan: PyHessian's density failed)")
+
+
+def _product_memory(kind: str) -> dict[str, float]:
+    """Growth of the peak resident memory during one ``kind`` product on an MLP 64-5000-5000-10 (25.4M
+    parameters) with 32 samples, relative to the model's own bytes (the vector v is allocated before)."""
+    import resource
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    from landscape.engine.operators import curvature_problem
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 5000), nn.ReLU(), nn.Linear(5000, 5000), nn.ReLU(), nn.Linear(5000, 10))
+    model_mib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+
+    def ce(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out, t, reduction="none")
+
+    problem = curvature_problem(kind, model, [n for n, _ in model.named_parameters()], [(x, y)], ce)
+    v = [torch.randn_like(p) for p in model.parameters()]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    problem.hvp(v)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    return {"model_mib": model_mib, "grown_mib": grown, "ratio": grown / model_mib}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("checkpoint", type=Path, nargs="?", help="a landscape checkpoint (all modes but --memory)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--hvps", type=int, default=100, help="HVPs to time")
     parser.add_argument("--grid", default="-1:1:5", help="MIN:MAX:NUM per axis of the 2D grid (both surfaces)")
+    parser.add_argument("--versus-pyhessian", action="store_true",
+                        help="only: HVPs/s, SLQ time and peak memory against PyHessian (pip install pyhessian)")
+    parser.add_argument("--steps", type=int, default=80, help="SLQ steps for --versus-pyhessian")
+    parser.add_argument("--side", choices=["pyhessian", "landscape"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory", choices=["hessian", "ggn", "fisher"],
+                        help="only: peak memory of one product on a 25.4M-parameter MLP (run once per kind)")
     args = parser.parse_args()
+    if args.memory:
+        m = _product_memory(args.memory)
+        print(f"{args.memory}: model {m['model_mib']:.0f} MiB, peak grows {m['grown_mib']:.0f} MiB during one product "
+              f"= {m['ratio']:.2f}× the model (the result itself is 1×)")
+        return
+    if args.checkpoint is None:
+        parser.error("a checkpoint is needed")
+    if args.side:
+        import json
+
+        print(json.dumps(_side(args.checkpoint, args.side, args.threads or 1, args.hvps, args.steps)))
+        return
+    if args.versus_pyhessian:
+        versus_pyhessian(args.checkpoint, args.threads or 1, args.hvps, args.steps)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     exp = experiment_from_checkpoint(load_checkpoint(args.checkpoint))

@@ -90,6 +90,7 @@ PUBLIC = [  # sorted: adding or removing a public name is a decision, written do
     "HessianResult",
     "LandscapeError",
     "Recorder",
+    "Sharpness",
     "Surface",
     "Trajectory",
     "__version__",
@@ -103,6 +104,7 @@ PUBLIC = [  # sorted: adding or removing a public name is a decision, written do
     "plot",
     "random_directions",
     "register_filter_rule",
+    "sharpness",
     "surface",
     "trajectory",
 ]

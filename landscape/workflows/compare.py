@@ -66,6 +66,7 @@ from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.version import __version__
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.check import check_compare
+from landscape.workflows.sharpness import sharpness_columns
 from landscape.workflows.surface import DirectionSource
 
 Log = Callable[[str], None]
@@ -134,6 +135,13 @@ def training_config(config: Config, loss: str) -> Config:
     never invalidates a finished training.
     """
     return Config(data=config.data, model=config.model, train=dataclasses.replace(config.train, loss=loss))
+
+
+def sharpness_config(config: Config, loss: str) -> Config:
+    """The ``compare.sharpness`` measures of one run, under its own loss, with the compare's directions."""
+    surface = dataclasses.replace(config.surface, losses=(loss,))
+    sharp = dataclasses.replace(config.sharpness, measures=config.compare.sharpness)
+    return dataclasses.replace(training_config(config, loss), surface=surface, directions=config.directions, sharpness=sharp)
 
 
 def surface_config(config: Config, loss: str, x: str, y: str) -> Config:
@@ -219,6 +227,8 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
         work += prepare_loss(config, loss, out, overwrite, log)
     results = load_results(out, losses)
     rows = summary_rows(results, config)
+    for row in rows if config.compare.sharpness else []:  # on request: sharpness of each final model, own loss
+        row |= sharpness_columns(run_checkpoints(LossPaths(out / row["loss"]).run)[-1], sharpness_config(config, row["loss"]))
     criterion_rows = flatness_by_criterion(results, config)
     stamp = _stamp(out, losses, config)
     files = _unchanged_outputs(out, stamp)

@@ -25,7 +25,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from landscape.atomic import write_json_atomic
-from landscape.config import Config, config_to_dict
+from landscape.config import Config, HessianConfig, config_to_dict
 from landscape.engine.batchloss import BatchFn, BatchLossModel
+from landscape.engine.blocks import BlockResult
 from landscape.engine.directions import Directions, save_directions, target_tensors
 from landscape.engine.eigratio import EigenRatioEngine, eig_ratio, split_batches
 from landscape.engine.evaluate import eval_mode
@@ -44,14 +45,16 @@ from landscape.engine.hessian import (
     LossFn,
     TraceResult,
     exact_trace,
-    hutchinson_trace,
     lanczos,
 )
 from landscape.engine.moved import selector
+from landscape.engine.operators import convert
 from landscape.engine.progress import bar
+from landscape.engine.slq import Density
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
+from landscape.workflows import _curvature as curvature
 from landscape.workflows.experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import double_backward_attention, floating_dtype
@@ -182,23 +185,30 @@ def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], l
 
 @dataclass(frozen=True)
 class Curvature:
-    """What :func:`measure` found at θ* (``exact``: None over :data:`EXACT_TRACE_MAX_DIM` parameters)."""
+    """What :func:`measure` found at θ* (``exact``: None over :data:`EXACT_TRACE_MAX_DIM` parameters;
+    ``trace`` None with ``trace_samples`` = 0; ``density`` and ``blocks`` when asked for)."""
 
     loss: float
     grad: list[Tensor]
     top: EigenResult
     bottom: EigenResult
-    trace: TraceResult | None  # None: trace_samples=0, no trace asked for
+    trace: TraceResult | None
     exact: TraceResult | None
+    density: Density | None = None
+    blocks: list[BlockResult] = field(default_factory=list)
 
 
-def measure(problem: HessianProblem, top_k: int, *, tol: float, max_iter: int, trace_samples: int, seed: int,
-            vectors: bool = False, progress: bool = True) -> Curvature:
-    """The ``top_k`` largest eigenvalues (Lanczos, eigenvalue-relative test), the smallest (Lanczos,
-    ‖H‖-relative test: λmin is often ≈ 0), Hutchinson's trace and, for P ≤ 2000, the exact trace."""
-    exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM
+def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vectors: bool = False,
+            progress: bool = True) -> Curvature:
+    """What ``landscape hessian`` and ``landscape.hessian`` report, for both: the ``h.top_k`` largest
+    eigenvalues (Lanczos, eigenvalue-relative test), the smallest (Lanczos, ‖H‖-relative test: λmin is
+    often ≈ 0), the trace (``h.trace``: Hutch++ or Hutchinson; exact for P ≤ 2000), the SLQ density and
+    the per-block results (``h.density``, ``h.blocks``). ``problem`` may be the Hessian, GGN or Fisher."""
+    curvature.check_settings(h)
+    exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM and h.trace_samples > 0
     # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
-    budget = 2 * min(max_iter, problem.dim) + trace_samples + (problem.dim if exact_wanted and trace_samples else 0)
+    budget = (2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
+              + (h.density_runs * min(h.density_steps, problem.dim) if h.density else 0))
     plain_hvp = problem.hvp
     with double_backward_attention(), bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
 
@@ -209,14 +219,17 @@ def measure(problem: HessianProblem, top_k: int, *, tol: float, max_iter: int, t
         problem.hvp = counted_hvp  # type: ignore[method-assign]
         try:
             loss, grad = problem.loss_and_grad()
-            top = lanczos(problem, top_k, which="largest", tol=tol, max_iter=max_iter, seed=seed, vectors=vectors)
-            bottom = lanczos(problem, 1, which="smallest", tol=tol, max_iter=max_iter, seed=seed, relative_to="norm",
-                             vectors=False)
-            trace = hutchinson_trace(problem, samples=trace_samples, seed=seed) if trace_samples else None  # 0: no trace
-            exact = exact_trace(problem) if exact_wanted and trace_samples else None
+            top = lanczos(problem, min(h.top_k, problem.dim), which="largest", tol=h.tol, max_iter=h.max_iter,
+                          seed=h.seed, vectors=vectors)
+            bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
+                             relative_to="norm", vectors=False)
+            trace = curvature.trace_of(problem, h)
+            exact = exact_trace(problem) if exact_wanted else None
+            density = curvature.density_of(problem, h)
         finally:
             problem.hvp = plain_hvp  # type: ignore[method-assign]
-    return Curvature(float(loss), list(grad), top, bottom, trace, exact)
+        blocks = curvature.blocks_of(problem, h, prefix)
+    return Curvature(float(loss), list(grad), top, bottom, trace, exact, density, blocks)
 
 
 # --- Hessian directions ------------------------------------------------------------------------
@@ -261,9 +274,10 @@ def hessian_directions(exp: Experiment, cfg: Config, dims: int) -> Directions:
     """
     s = setup(exp, cfg, resolve_device(cfg.surface.device))
     h = cfg.hessian
-    res = lanczos(s.problem, dims, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed)
-    return eigen_directions(s.problem, res, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
-                            seed=h.seed, loss=s.loss, split=s.split)
+    problem = convert(s.problem, h.operator)  # hessian, ggn or fisher
+    res = lanczos(problem, dims, which="largest", tol=h.tol, max_iter=h.max_iter, seed=h.seed)
+    return eigen_directions(problem, res, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
+                            seed=h.seed, loss=s.loss, split=s.split, operator=h.operator)
 
 
 # --- eigenvalue-ratio maps ---------------------------------------------------------------------
@@ -365,12 +379,13 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str 
     cfg = cfg or exp.config
     device = resolve_device(cfg.surface.device)
     s = setup(exp, cfg, device, allow_both=False)
-    problem, h = s.problem, cfg.hessian
+    h = cfg.hessian
+    problem = convert(s.problem, h.operator) if h.operator != "hessian" else s.problem  # GGN, Fisher
     _check_hessian_settings(cfg, problem.dim)
-    c = measure(problem, h.top_k, tol=h.tol, max_iter=h.max_iter, trace_samples=h.trace_samples, seed=h.seed,
-                vectors=save_directions_to is not None)
+    c = measure(problem, h, prefix=s.prefix, vectors=save_directions_to is not None)
     loss, grad, top, bottom, trace, exact = c.loss, c.grad, c.top, c.bottom, c.trace, c.exact
-    runs: list[EigenResult | TraceResult] = [top, bottom, *(r for r in (trace, exact) if r is not None)]
+    density, blocks = c.density, c.blocks
+    runs: list[Any] = [top, bottom, *(r for r in (trace, exact, density) if r is not None), *blocks]
     hvps, hvp_seconds = sum(r.hvps for r in runs), sum(r.seconds for r in runs)
     fwd = forward_seconds(s.model, s.batches, s.loss_fn)
     full = config_to_dict(cfg)
@@ -390,7 +405,8 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str 
         "min_eigenvalue": bottom.eigenvalues[0],
         "min_eigenvalue_convergence": _eigen_report(bottom, h.tol, "norm"),
         "eig_ratio": eig_ratio(top.eigenvalues[0], bottom.eigenvalues[0]),
-        "trace": _trace_report(trace) if trace is not None else None,
+        "operator": h.operator,
+        "trace": {"method": h.trace, **_trace_report(trace)} if trace is not None else None,
         "exact_trace": exact.estimate if exact is not None else None,
         "hvps": hvps,
         "hvp_seconds": hvp_seconds,
@@ -399,14 +415,16 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str 
         "forward_seconds": fwd,
         "hvp_cost_in_forward_passes": (hvp_seconds / hvps) / fwd if hvps and fwd > 0 else None,
     }
+    report.update(curvature.report_extras(density, blocks, s.prefix))
     if save_directions_to is not None:
         dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
-                                seed=h.seed, loss=s.loss, split=s.split)
+                                seed=h.seed, loss=s.loss, split=s.split, operator=h.operator)
         save_directions(save_directions_to, dirs, exp.model)
         report["directions_file"] = str(save_directions_to)
     report["seconds"] = time.perf_counter() - t_start
     report = _finite_or_none(report)
     if out is not None:
+        report["figures"] = curvature.write_figures(report, out)
         write_json_atomic(out, report, allow_nan=False)
         report["file"] = str(out)
     return report
@@ -449,20 +467,22 @@ def format_hessian(report: Mapping[str, Any]) -> str:
         text = "\n".join(f"[{name}]\n{format_hessian(r)}" for name, r in report["reports"].items())
         return text + (f"\nwrote {report['file']}" if report.get("file") else "")
     st, par, tr = report["settings"], report["parameters"], report["trace"]
-    lines = [f"Hessian of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
+    word = curvature.OPERATOR_WORDS[report.get("operator", "hessian")]
+    lines = [f"{word[:1].upper() + word[1:]} of {st['loss']} on {st['split']} ({st['num_samples']} samples) w.r.t. {len(par['names'])} "
              f"tensors ({par['dir_type']}, ignore {par['ignore']}): P = {par['dim']:,}; loss {_num(report['loss'])}, "
              f"‖grad‖ {_num(report['grad_norm'])}",
              "top eigenvalues: " + ", ".join(_num(v) for v in report["eigenvalues"])
              + f" ({_status(report['eigenvalues_convergence'])})",
              f"λmin = {_num(report['min_eigenvalue'])} ({_status(report['min_eigenvalue_convergence'])}); "
              f"|λmin/λmax| = {_num(report['eig_ratio'])}",
-             f"trace ≈ {_num(tr['estimate'])} ± {_num(tr['stderr'])} (95 % CI [{_num(tr['ci95'][0])}, "
-             f"{_num(tr['ci95'][1])}], {tr['samples']} Rademacher probes)"
-             + (f"; exact trace {_num(report['exact_trace'])}" if report.get("exact_trace") is not None else "")]
+             (f"trace ≈ {_num(tr['estimate'])} ± {_num(tr['stderr'])} (95 % CI [{_num(tr['ci95'][0])}, "
+              f"{_num(tr['ci95'][1])}], {tr['method']}, {tr['samples']} products)" if tr else "trace not estimated")
+             + (f"; exact trace {_num(report['exact_trace'])}" if report.get("exact_trace") is not None else ""),
+             *curvature.format_extras(report)]
     rate, cost = report.get("hvps_per_second"), report.get("hvp_cost_in_forward_passes")
     lines.append(f"{report['hvps']} HVPs in {report['hvp_seconds']:.2f} s ({_num(rate)} HVPs/s on {st['device']}; "
                  f"one HVP ≈ {_num(cost)} loss evaluations)")
-    written = [report[k] for k in ("file", "directions_file") if report.get(k)]
+    written = [report[k] for k in ("file", "directions_file") if report.get(k)] + list(report.get("figures", []))
     if written:
         lines.append("wrote " + " and ".join(written))
     return "\n".join(lines)

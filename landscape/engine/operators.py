@@ -1,0 +1,182 @@
+"""Curvature operators beside the Hessian: the generalized Gauss-Newton matrix and the empirical Fisher.
+
+Both are positive semi-definite surrogates of the Hessian of ``L(θ) = (1/N) Σ_i ℓ(f(x_i; θ), y_i)``
+and, like it, are only ever applied to a vector (never materialized):
+
+* **GGN** ``G = (1/N) Σ_i J_iᵀ H_i J_i`` with ``J_i = ∂f(x_i)/∂θ`` the network's Jacobian and
+  ``H_i = ∂²ℓ/∂f²`` the loss's Hessian in the output (Schraudolph 2002; Martens 2010). A product
+  ``Gv`` is a Jacobian-vector product (forward mode, ``torch.func.jvp``) for ``u = Jv``, the
+  output-space Hessian-vector product ``H_out u`` (double backprop through the loss alone, which
+  is cheap: no network), and one vector-Jacobian product ``Jᵀ(H_out u)``. ``G`` drops the term
+  ``Σ ∂ℓ/∂f · ∂²f/∂θ²`` of the Hessian, so it equals the Hessian when ``f`` is linear in θ.
+* **Empirical Fisher** ``F = (1/N) Σ_i g_i g_iᵀ`` with ``g_i = ∇_θ ℓ_i`` the per-sample gradients
+  (Amari 1998; Kunstner et al. 2019 on its limits). ``Fv = (1/N) Σ_i g_i (g_iᵀ v)``: the n numbers
+  ``g_iᵀ v`` are one forward-mode JVP of the per-sample loss vector, and ``Σ_i g_i c_i`` is one
+  reverse-mode VJP of it with weights ``c`` (both from :mod:`torch.func`), so the per-sample
+  gradients are contracted with v and c without ever being stored (n × P would not fit for
+  large models; the per-sample gradient is formed implicitly, batch by batch).
+
+The two are :class:`~landscape.engine.hessian.HessianProblem` subclasses that override only the
+product ``hvp``: Lanczos, the traces, SLQ densities and blocks run on them unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, get_args
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jvp, vjp
+
+from landscape.engine.batchloss import BatchLossModel
+from landscape.engine.evaluate import eval_mode
+from landscape.engine.hessian import HessianProblem, LossFn, _samples
+from landscape.errors import HessianError
+
+OperatorName = Literal["hessian", "ggn", "fisher"]
+OPERATORS: tuple[str, ...] = get_args(OperatorName)
+
+
+class _ProductProblem(HessianProblem):
+    """A HessianProblem whose ``hvp`` is another curvature product, built from the same inputs."""
+
+    kind: str = "hessian"
+
+    def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
+        return type(self)(self._model, self.names, self._batches, self._loss_fn,
+                          params={**self._tensors, **params})
+
+    def _forward(self, x: Any) -> Callable[..., Any]:
+        """``f(*restricted tensors) -> model(x)`` at this point, for torch.func's transforms."""
+        def f(*chosen: Tensor) -> Any:
+            return functional_call(self._model, {**self._tensors, **dict(zip(self.names, chosen, strict=True))}, (x,))
+        return f
+
+    def _primals(self) -> tuple[Tensor, ...]:
+        return tuple(self._tensors[n].detach() for n in self.names)
+
+    def _per_sample(self, out: Any, x: Any, y: Any) -> Tensor:
+        per = self._loss_fn(out, y)
+        if tuple(per.shape) != (_samples(x),):
+            raise HessianError(f"loss_fn must return per-sample losses of shape ({_samples(x)},), got {tuple(per.shape)}")
+        return per
+
+
+def _accumulate(acc: list[Tensor] | None, parts: Sequence[Tensor]) -> list[Tensor]:
+    if acc is None:
+        return list(parts)
+    for a, part in zip(acc, parts, strict=True):
+        a.add_(part)
+    return acc
+
+
+class GGNProblem(_ProductProblem):
+    """The generalized Gauss-Newton matrix ``(1/N) Σ_i J_iᵀ H_i J_i`` of the loss, matrix-free.
+
+    Needs a model whose output the loss compares with targets (``loss_fn(output, target)``); a batch
+    loss ``fn(model, batch)`` hides the output, so its GGN is refused.
+    """
+
+    kind = "ggn"
+
+    def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+        if isinstance(model, BatchLossModel):
+            raise HessianError("the GGN needs the model's output and a loss of (output, target); a batch loss "
+                               "fn(model, batch) hides the output: use operator 'hessian' or 'fisher'")
+        super().__init__(model, names, batches, loss_fn, params=params)
+
+    def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
+        """``G v`` accumulated over batches: JVP ``u = Jv``, ``w = H_out u`` (double backprop through
+        the loss only), VJP ``Jᵀw``. Costs about one forward with tangents, one forward and one backward."""
+        vs = tuple(self._checked_vector(v))
+        primals = self._primals()
+        acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
+        with eval_mode(self._model), torch.enable_grad():
+            for x, y in self._batches:
+                f = self._forward(x)
+                pulled = vjp(f, *primals)
+                out, vjp_fn = pulled[0], pulled[1]
+                if not isinstance(out, Tensor):
+                    raise HessianError(f"the GGN needs a tensor output; the model returned a {type(out).__name__}")
+                u = jvp(f, primals, vs)[1]  # u = J v, shaped like the output
+                o = out.detach().requires_grad_(True)
+                loss = self._per_sample(o, x, y).sum() / self.num_samples
+                (g,) = torch.autograd.grad(loss, o, create_graph=True)
+                if not g.requires_grad:
+                    continue  # the loss is linear in the output: H_out = 0 on this batch
+                (w,) = torch.autograd.grad((g * u.detach()).sum(), o, allow_unused=True, materialize_grads=True)
+                acc = _accumulate(acc, vjp_fn(w.to(out.dtype)))
+        return acc if acc is not None else [torch.zeros_like(t) for t in primals]
+
+
+class FisherProblem(_ProductProblem):
+    """The empirical Fisher ``(1/N) Σ_i g_i g_iᵀ`` (``g_i`` the per-sample loss gradients), matrix-free.
+
+    A batch loss ``fn(model, batch)`` must return per-sample losses ``(n,)`` (or ``(n, ...)``); a batch
+    mean has no per-sample gradients and is refused.
+    """
+
+    kind = "fisher"
+
+    def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+        super().__init__(model, names, batches, loss_fn, params=params)
+        if isinstance(model, BatchLossModel):
+            for batch, _ in self._batches:  # one look at the first batch: is the loss per sample?
+                with torch.inference_mode():
+                    value = model.fn(model.inner, batch)
+                if isinstance(value, Tensor) and value.ndim == 0:
+                    raise HessianError("the empirical Fisher needs per-sample losses; the batch loss returns a batch "
+                                       "mean (a 0-d tensor): return the (n,) per-sample values instead")
+                break
+
+    def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
+        """``F v`` accumulated over batches: ``c = (g_iᵀ v)_i`` by one JVP of the per-sample losses,
+        then ``Σ_i g_i c_i / N`` by one VJP. Costs about one forward with tangents, one forward and one backward."""
+        vs = tuple(self._checked_vector(v))
+        primals = self._primals()
+        acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
+        with eval_mode(self._model), torch.enable_grad():
+            for x, y in self._batches:
+                f = self._forward(x)
+
+                def per_sample(*chosen: Tensor, f: Callable[..., Any] = f, x: Any = x, y: Any = y) -> Tensor:
+                    return self._per_sample(f(*chosen), x, y)
+
+                vjp_fn = vjp(per_sample, *primals)[1]
+                c = jvp(per_sample, primals, vs)[1]  # c_i = g_iᵀ v, (n,)
+                acc = _accumulate(acc, vjp_fn(c / self.num_samples))
+        return acc if acc is not None else [torch.zeros_like(t) for t in primals]
+
+
+_KINDS: dict[str, type[HessianProblem]] = {"hessian": HessianProblem, "ggn": GGNProblem, "fisher": FisherProblem}
+
+
+def check_operator(name: str) -> OperatorName:
+    if name not in _KINDS:
+        raise HessianError(f"unknown operator {name!r}; choose one of {', '.join(OPERATORS)}")
+    return name  # type: ignore[return-value]
+
+
+def curvature_problem(operator: str, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
+                      loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> HessianProblem:
+    """The ``operator`` (hessian, ggn or fisher) of the loss as a problem for Lanczos, traces and SLQ."""
+    return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params)
+
+
+def operator_of(problem: HessianProblem) -> str:
+    """The name of the operator a problem applies."""
+    return getattr(problem, "kind", "hessian")
+
+
+def convert(problem: HessianProblem, operator: str | None = None, names: Sequence[str] | None = None) -> HessianProblem:
+    """The same model, data, loss and point as ``problem`` with another operator and/or parameter subset.
+
+    Restricting the names gives the operator's diagonal block over those parameters.
+    """
+    kind = _KINDS[check_operator(operator or operator_of(problem))]
+    # the problem's own inputs, read here (same package) rather than re-resolved from the user's data
+    return kind(problem._model, problem.names if names is None else names, problem._batches,
+                problem._loss_fn, params=problem._tensors)

@@ -1,0 +1,97 @@
+"""``landscape sharpness``: sharpness measures of the loss at a checkpoint (JSON and a table).
+
+The model, data, loss, split and parameter set are resolved exactly as for ``landscape hessian``
+(:func:`landscape.workflows.hessian.setup`: any model, streamed data, dict batches and batch
+losses, ``--params``); the measures are :mod:`landscape.engine.sharpness`'s. The ``curvature``
+measure uses the random filter-normalized directions of the ``[directions]`` section, the ones
+``landscape surface`` draws, so it is the curvature at the centre of that surface.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from landscape.atomic import write_json_atomic
+from landscape.config import Config, config_to_dict
+from landscape.engine.directions import DirectionOptions, random_directions
+from landscape.engine.progress import bar
+from landscape.engine.sharpness import SharpnessResult, sharpness
+from landscape.errors import ConfigError
+from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from landscape.version import __version__
+from landscape.workflows.experiment import experiment_with_user_data, resolve_device
+from landscape.workflows.hessian import setup
+
+
+def result_row(r: SharpnessResult) -> dict[str, Any]:
+    """One measure as a JSON-ready row (NaN/inf as None)."""
+    row = {"measure": r.measure, "value": r.value, "stderr": r.stderr, "rho": r.rho, "iterations": r.iterations,
+           "m": r.m, "seconds": r.seconds, **r.details}
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def run_sharpness(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
+                  unsafe: bool = False, checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
+    """The ``sharpness`` section's measures at ``checkpoint``; returns the report (written to ``out``)."""
+    t_start = time.perf_counter()
+    ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
+    exp = experiment_with_user_data(ckpt, cfg)
+    cfg = cfg or exp.config
+    sc = cfg.sharpness
+    s = setup(exp, cfg, resolve_device(cfg.surface.device), allow_both=False)
+    dirs = None
+    if "curvature" in sc.measures:
+        if cfg.directions.dir_type != "weights":
+            raise ConfigError(f"the curvature measure is along parameter directions; directions.dir_type = "
+                              f"{cfg.directions.dir_type!r} is not 'weights'")
+        drawn = random_directions(exp.model, DirectionOptions(**asdict(cfg.directions)), 2)
+        assert drawn.y is not None
+        dirs = (drawn.x, drawn.y)
+    results: list[SharpnessResult] = []
+    with bar(len(sc.measures), "sharpness", unit="measure") as pbar:
+        for name in sc.measures:
+            results += sharpness(s.problem, [name], sc.rho, steps=sc.steps, step=sc.step, samples=sc.samples, m=sc.m,
+                                 seed=sc.seed, directions=dirs, prefix=s.prefix)
+            pbar.update(1)
+    loss, _ = s.problem.loss_and_grad()
+    full = config_to_dict(cfg)
+    report: dict[str, Any] = {
+        "checkpoint": str(ckpt.path), "checkpoint_sha256": sha256_file(ckpt.path), "landscape_version": __version__,
+        "settings": {"loss": s.loss, "split": s.split, "num_samples": s.problem.num_samples,
+                     "max_samples": cfg.surface.max_samples, **full["sharpness"], "directions": full["directions"]},
+        "parameters": {"dim": s.problem.dim, "names": [k.removeprefix(s.prefix) for k in s.problem.names]},
+        "loss": loss,
+        "measures": [result_row(r) for r in results],
+        "seconds": time.perf_counter() - t_start,
+    }
+    if out is not None:
+        write_json_atomic(out, report, allow_nan=False)
+        report["file"] = str(out)
+    return report
+
+
+def format_sharpness(report: Mapping[str, Any]) -> str:
+    """A table for the terminal: measure, ρ, value ± standard error, steps or draws."""
+    st = report["settings"]
+    lines = [f"sharpness of {st['loss']} on {st['split']} ({st['num_samples']} samples), P = {report['parameters']['dim']:,}, "
+             f"loss {report['loss']:.6g}" + (f", m = {st['m']}" if st["m"] else ""),
+             f"{'measure':<22} {'rho':>8} {'value':>13} {'± stderr':>10} {'steps':>6}"]
+    for r in report["measures"]:
+        rho = "" if r["rho"] is None else f"{r['rho']:.4g}"
+        err = "" if r["stderr"] is None else f"{r['stderr']:.2g}"
+        lines.append(f"{r['measure']:<22} {rho:>8} {r['value']:>13.6g} {err:>10} {r['iterations']:>6}")
+    if report.get("file"):
+        lines.append(f"wrote {report['file']}")
+    return "\n".join(lines)
+
+
+def sharpness_columns(checkpoint: str | Path, cfg: Config) -> dict[str, Any]:
+    """``cfg.sharpness``'s measures at ``checkpoint`` as table columns: ``<measure>`` for the measures
+    without a radius, ``<measure>@<rho>`` for the others (``landscape compare --sharpness``)."""
+    report = run_sharpness(checkpoint, cfg)
+    return {r["measure"] if r["rho"] is None else f"{r['measure']}@{r['rho']:g}": r["value"] for r in report["measures"]}
