@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from landscape.workflows.experiment import experiment_from_checkpoint
 from torch import Tensor
 from torch.func import functional_call
 
 from landscape.cli import main
 from landscape.engine.directions import load_directions
 from landscape.io.checkpoint import load_checkpoint
+from landscape.workflows.experiment import experiment_from_checkpoint
 
 MLP = """
     [data]

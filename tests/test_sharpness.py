@@ -217,10 +217,9 @@ BLOBS = """
 
 
 def test_sharpness_command_against_direct_float64_measures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from landscape.workflows.experiment import experiment_from_checkpoint
-
     from landscape.cli import main
     from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.experiment import experiment_from_checkpoint
 
     (tmp_path / "c.toml").write_text(textwrap.dedent(BLOBS))
     assert main(["--quiet", "train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")]) == 0

@@ -109,7 +109,7 @@ class HessianProblem:
         self._batches = tuple(batches) if isinstance(batches, Sequence) else batches
         self._tensors = _point_tensors(model, params or {})
         self.names: tuple[str, ...] = _checked_names(names, self._tensors)
-        self.num_samples = sum(_samples(x) for x, _ in self._batches)
+        self.num_samples = sum(batch_samples(x) for x, _ in self._batches)
         if isinstance(self._batches, tuple) and not self._batches:
             raise HessianError("a Hessian problem needs at least one batch of evaluation data")
         if self.num_samples == 0:
@@ -189,8 +189,8 @@ class HessianProblem:
     def _batch_loss(self, leaves: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
         tensors = {**self._tensors, **dict(zip(self.names, leaves, strict=True))}
         per_sample = self._loss_fn(functional_call(self._model, tensors, (x,)), y)
-        if tuple(per_sample.shape) != (_samples(x),):
-            raise HessianError(f"loss_fn must return per-sample losses of shape ({_samples(x)},), "
+        if tuple(per_sample.shape) != (batch_samples(x),):
+            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), "
                                f"got {tuple(per_sample.shape)}")
         return per_sample.sum() / self.num_samples
 
@@ -205,7 +205,7 @@ class HessianProblem:
         return out
 
 
-def _samples(x: object) -> int:
+def batch_samples(x: object) -> int:
     """Samples in a batch's inputs: a tensor's leading size, or that of the first tensor in a dict/tuple."""
     if isinstance(x, Tensor):
         return int(x.shape[0])

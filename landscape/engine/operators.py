@@ -31,7 +31,7 @@ from torch.func import functional_call, jvp, vjp
 
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.evaluate import eval_mode
-from landscape.engine.hessian import HessianProblem, LossFn, _samples
+from landscape.engine.hessian import HessianProblem, LossFn, batch_samples
 from landscape.errors import HessianError
 
 OperatorName = Literal["hessian", "ggn", "fisher"]
@@ -58,8 +58,8 @@ class _ProductProblem(HessianProblem):
 
     def _per_sample(self, out: Any, x: Any, y: Any) -> Tensor:
         per = self._loss_fn(out, y)
-        if tuple(per.shape) != (_samples(x),):
-            raise HessianError(f"loss_fn must return per-sample losses of shape ({_samples(x)},), got {tuple(per.shape)}")
+        if tuple(per.shape) != (batch_samples(x),):
+            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), got {tuple(per.shape)}")
         return per
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape.engine.hessian import HessianProblem
+from landscape.engine.hessian import HessianProblem, batch_samples
 from landscape.engine.operators import convert
 from landscape.errors import HessianError
 
@@ -148,21 +148,11 @@ def _slice(x: Any, lo: int, hi: int) -> Any:
     return x  # not per sample (None, a scalar): shared by every slice
 
 
-def _size(x: Any) -> int:
-    if isinstance(x, Tensor):
-        return int(x.shape[0])
-    values = x.values() if isinstance(x, Mapping) else x if isinstance(x, tuple | list) else ()
-    for v in values:
-        if isinstance(v, Tensor) and v.ndim:
-            return int(v.shape[0])
-    raise HessianError(f"cannot tell how many samples a batch of type {type(x).__name__} holds")
-
-
 def m_batches(batches: Iterable[tuple[Any, Any]], m: int) -> Iterator[tuple[Any, Any]]:
     """The data re-cut into consecutive batches of m samples (a shorter tail batch is dropped, so
     every batch has exactly m); read once, batch by batch (streamed data stays streamed)."""
     for x, y in batches:
-        n = _size(x)
+        n = batch_samples(x)
         for lo in range(0, n - m + 1, m):
             yield _slice(x, lo, lo + m), _slice(y, lo, lo + m)
 
