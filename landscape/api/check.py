@@ -29,6 +29,7 @@ from landscape.api.inputs import (
 )
 from landscape.api.surface import Surface, load_surface
 from landscape.api.surface import surface as compute_surface
+from landscape.config import SurfaceConfig
 from landscape.engine.batchloss import batch_sums_of, output_sums_of
 from landscape.engine.check import CheckOptions
 from landscape.engine.directions import Directions
@@ -145,7 +146,7 @@ def _subject(model: nn.Module, data: Any, loss: LossSpec, metrics: Mapping[str, 
     train = prepared.get("train", next(iter(prepared.values())))
 
     def engine(dirs: Directions, bn: str) -> Evaluator:
-        options = EngineOptions(batch_size=0, points_per_call=1, bn=bn, bn_batches=8)  # type: ignore[arg-type]
+        options = EngineOptions(batch_size=0, points_per_call=1, bn=bn, bn_batches=SurfaceConfig().bn_batches)  # type: ignore[arg-type]
         return surface_evaluator(model, dirs, prepared, spec.output, batch_loss=batch_loss, options=options,
                                  bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None, device=dev)
     return check_flow.Subject(model, dict(prepared), sums, list(spec.names), engine, dev)
