@@ -13,7 +13,6 @@ import pytest
 import torch
 from frameworks import need
 from matplotlib.image import imread
-from torch import nn
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),  # Lightning's advice (few workers, logging interval)
@@ -23,33 +22,17 @@ pytestmark = [
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(96, 4, generator=g)
-    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.3).long()  # three classes
-    return x, y
+    need("lightning.pytorch", "lightning")
+    from lightning_net import data
+
+    return data()  # three classes from two thresholds
 
 
 def _module() -> Any:
-    pl = need("lightning.pytorch", "lightning")
+    need("lightning.pytorch", "lightning")
+    from lightning_net import Net
 
-    class Net(pl.LightningModule):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x)
-
-        def training_step(self, batch: Any, _: int) -> torch.Tensor:
-            loss = nn.functional.cross_entropy(self(batch[0]), batch[1])
-            self.log("train_loss", loss)
-            return loss
-
-        def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.SGD(self.parameters(), lr=0.5)
-
-    torch.manual_seed(0)
-    return Net()
+    return Net()  # seeded in its __init__
 
 
 @pytest.fixture(scope="module")
