@@ -321,6 +321,18 @@ def test_hessian_without_a_trace() -> None:
         landscape.hessian(model, data, top_k=1, trace_samples=1, progress=False)
 
 
+def test_the_cli_takes_trace_samples_0_as_no_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "r"), "--epochs", "1", "--set", "model.options={hidden=[8]}"]) == 0
+    ckpt, out = str(tmp_path / "r" / "checkpoints" / "epoch_001.pt"), tmp_path / "h.json"
+    capsys.readouterr()
+    assert main(["hessian", ckpt, "--trace-samples", "0", "--top-k", "1", "--max-iter", "10", "--out", str(out)]) == 0
+    assert "trace not estimated" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["trace"] is None and report["exact_trace"] is None and np.isfinite(report["eigenvalues"][0])
+    assert main(["hessian", ckpt, "--trace-samples", "1", "--out", str(out)]) == 1  # one probe has no error bar
+    assert "trace_samples 0 (no trace) or ≥ 2" in capsys.readouterr().err
+
+
 def test_the_your_model_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/YOUR_MODEL.md's register_filter_rule block runs as written (its assert is the claim)."""
     from docblocks import REPO, python_blocks
