@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from landscape.config import Config
+from landscape.config import RENAMED_VALUES, Config
 
 Key = str | tuple[str, ...]  # one config key, or several that all take the value (--device of run)
 Action = Literal["value", "switch", "bool", "append"]
@@ -53,7 +53,7 @@ class Flag:
         return () if key is None else (key,) if isinstance(key, str) else key
 
 
-_BN_RENAMED = {"fixed": "keep", "auto": "recompute"}  # config.RENAMED_VALUES holds the same for files and --set
+_BN_RENAMED = {**RENAMED_VALUES["surface.bn"], **RENAMED_VALUES["connect.bn"]}  # --bn reads what files and --set read
 _BY_COMMAND_SEED = {"train": "train.seed", "compare": "train.seed", "surface": "directions.seed", "check": "directions.seed",
                     "hessian": "hessian.seed", "connect": "connect.seed",
                     "sharpness": "sharpness.seed"}

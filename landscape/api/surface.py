@@ -11,7 +11,6 @@ once more and the two directions.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -44,7 +43,7 @@ from landscape.engine.directions import Directions
 from landscape.engine.evaluator import BNMode, EngineOptions, surface_evaluator
 from landscape.engine.flat import flat_message, is_flat
 from landscape.engine.grid import MAX_POINTS, Grid
-from landscape.engine.moved import ParamSelector, selector
+from landscape.engine.moved import ParamSelector, params_label, selector
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, FlatSurfaceWarning, GridError, LandscapeError
@@ -249,7 +248,7 @@ def surface(
         raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); pass max_points=N if you mean it")
     moved = selector(params)
     if moved is not None:  # the directions hold only what moves, so a saved surface or direction file reuses the subset
-        dirs = dirs_.only(dirs, moved, _params_label(params))
+        dirs = dirs_.only(dirs, moved, params_label(params))
     prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
     spec, prepared = resolve_loss(loss, metrics, model, prepared)
     train = prepared.get("train")
@@ -267,13 +266,6 @@ def surface(
     if is_flat(values):
         warnings.warn(FlatSurfaceWarning(flat_message(params or dirs.meta.get("params"))), stacklevel=2)
     return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
-
-
-def _params_label(params: ParamSelector) -> str:
-    """``params`` as saved with the directions it chose: its glob patterns (JSON), or ``predicate``."""
-    if callable(params):
-        return "predicate"
-    return json.dumps([params] if isinstance(params, str) else list(params or []))
 
 
 def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:

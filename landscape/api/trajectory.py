@@ -59,16 +59,11 @@ class Trajectory(_TrajectoryFile, TrajectoryDisplay):
         return Path(path)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside ``torch.compile`` / ``DataParallel`` / DDP (their names carry ``_orig_mod.``, ``module.``)."""
-    return plain_module(model)
-
-
 def _in_memory(item: nn.Module | Mapping[str, Any], i: int) -> Checkpoint:
     """A checkpoint of a model or a state dict held in memory (tensors read, never copied nor changed)."""
     if isinstance(item, nn.Module):
         label = Path(f"<model {i}>")
-        return Checkpoint(label, {k: v.detach() for k, v in _unwrap(item).state_dict().items()}, None)
+        return Checkpoint(label, {k: v.detach() for k, v in plain_module(item).state_dict().items()}, None)
     label = Path(f"<state dict {i}>")
     epoch, step, metrics = item.get("epoch"), item.get("step"), item.get("metrics")
     return Checkpoint(label, find_state_dict(item, label), None,
@@ -112,9 +107,9 @@ def _architecture(given: Sequence[PathItem] | str | Path, model: nn.Module | Non
     """The model whose names and shapes the directions take: ``model``, else the list's last module, else
     None (:func:`~landscape.workflows.trajectory.model_from_checkpoint` reads it from the final checkpoint)."""
     if model is not None:
-        return _unwrap(model)
+        return plain_module(model)
     modules = [] if isinstance(given, str | Path) else [m for m in given if isinstance(m, nn.Module)]
-    return _unwrap(modules[-1]) if modules else None
+    return plain_module(modules[-1]) if modules else None
 
 
 def trajectory(path: str | Path | Sequence[PathItem], *, model: nn.Module | None = None, dir_type: str = _DIRECTIONS.dir_type,

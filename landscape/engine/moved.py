@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 import torch
@@ -27,6 +28,13 @@ def selector(params: ParamSelector) -> Callable[[str], bool] | None:
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError(f"params must be glob patterns on parameter names or a predicate, got {params!r}")
     return lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def params_label(params: ParamSelector) -> str:
+    """``params`` as saved with the directions it chose: its glob patterns (JSON), or ``predicate``."""
+    if callable(params):
+        return "predicate"
+    return json.dumps([params] if isinstance(params, str) else list(params or []))
 
 
 def moved_names(directions: Directions, moved: Callable[[str], bool] | None = None) -> list[str]:

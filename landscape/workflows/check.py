@@ -32,7 +32,7 @@ from landscape.config import Config
 from landscape.engine import check as chk
 from landscape.engine.batchloss import BatchSums, output_sums_of
 from landscape.engine.directions import DirectionOptions, Directions, random_directions, read_directions_group
-from landscape.engine.evaluator import EngineOptions, surface_evaluator
+from landscape.engine.evaluator import EngineOptions, surface_evaluator, tensor_batches
 from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
@@ -65,8 +65,7 @@ class Subject:
     device: torch.device
 
     def batches(self, size: int) -> dict[str, Iterable[Any]]:
-        return {k: ([(v.inputs[i : i + size], v.targets[i : i + size]) for i in range(0, len(v), size)]
-                    if isinstance(v, TensorSplit) else v) for k, v in self.data.items()}
+        return {k: tensor_batches(v, size) if isinstance(v, TensorSplit) else v for k, v in self.data.items()}
 
 
 @dataclass(frozen=True)

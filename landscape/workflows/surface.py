@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import sys
 import time
@@ -33,7 +32,7 @@ from landscape.engine.directions import (
 from landscape.engine.evaluator import EngineOptions, surface_evaluator
 from landscape.engine.flat import flat_message, is_flat
 from landscape.engine.grid import MAX_POINTS, Grid, coarse_to_fine
-from landscape.engine.moved import selector
+from landscape.engine.moved import params_label, selector
 from landscape.engine.pca import pca_axis_label
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
@@ -238,7 +237,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     grid = Grid.parse(s.x, s.y, max_points)
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     if s.params:  # the file's directions hold only what moves: reusing them (--directions) moves the same subset
-        dirs = only(dirs, selector(s.params), json.dumps(list(s.params)))  # type: ignore[arg-type]
+        dirs = only(dirs, selector(s.params), params_label(s.params))  # type: ignore[arg-type]
     group = init_group(resolve_device(s.device).type if s.device else "cpu")  # a bad name: one line, before any group
     try:
         device = resolve_device(local_device(s.device, group))
