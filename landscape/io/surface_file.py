@@ -1,7 +1,10 @@
 """The HDF5 surface file: created once, updated atomically, resumable, locked against a second writer.
 
-Layout (see README "File formats"): ``x``, ``y`` (2D), one float64 dataset per metric column,
+Layout (see docs/FORMATS.md): ``x``, ``y`` (2D), one float64 dataset per metric column,
 ``done`` (bool), ``directions/`` (the direction layout), and attributes recording the settings.
+A progressive surface (``--tolerance``, ``--refine``) also holds grid-shaped *extras*: per column
+``<column>_stderr``, per split ``<split>_samples``, the running sums ``progressive/<column>_sum`` and
+``progressive/<column>_sumsq``, the ``above`` and ``computed`` masks (:func:`extra_names`).
 Updates are crash-safe: each flush copies the file to a temporary name, writes the new values
 there, fsyncs and renames it over the original (:mod:`landscape.atomic`), so a kill at any moment leaves a readable file
 whose ``done`` points hold exactly the values that were computed.
@@ -75,6 +78,9 @@ class SurfaceFile:
     values: dict[str, np.ndarray]
     done: np.ndarray
     attrs: dict[str, Any]
+    # grid-shaped datasets beside the metric columns (a progressive surface's errors, samples, sums,
+    # masks), by dataset path; :meth:`record` takes their values after the columns' in each row
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
     # seconds between flushes: 5, stretched so flushing stays under ~5 % of the time; the test
     # hook LANDSCAPE_FLUSH_SECONDS fixes it instead (landscape.testhooks: crash tests flush very often)
     flush_interval: float = field(default_factory=lambda: 5.0 if (s := flush_seconds()) is None else s)
@@ -90,8 +96,12 @@ class SurfaceFile:
         return np.flatnonzero(~self.done.reshape(-1))
 
     def record(self, flat_indices: np.ndarray, rows: np.ndarray) -> None:
+        """Values at ``flat_indices``: each row holds the columns, then the extras (when it is that wide)."""
         for c, name in enumerate(self.columns):
             self.values[name].reshape(-1)[flat_indices] = rows[:, c]
+        if rows.shape[1] > len(self.columns):
+            for c, name in enumerate(self.extra, start=len(self.columns)):
+                self.extra[name].reshape(-1)[flat_indices] = rows[:, c]
         self.done.reshape(-1)[flat_indices] = True
 
     def maybe_flush(self) -> bool:
@@ -109,8 +119,17 @@ class SurfaceFile:
                 with h5py.File(tmp, "r+") as f:
                     for name in self.columns:
                         f[name][...] = self.values[name]
+                    for name, array in self.extra.items():
+                        if name in f:
+                            f[name][...] = array
+                        else:
+                            f.create_dataset(name, data=array)
                     f["done"][...] = self.done
                     f.attrs["n_done"] = int(self.done.sum())
+                    for key in PROGRESSIVE_ATTRS:
+                        if key in self.attrs:
+                            value = self.attrs[key]
+                            f.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
         except OSError as err:
             raise SurfaceFileError(f"cannot write {str(self.path)!r}: {os_reason(err)}; "
                                    "the points already on disk are kept") from err
@@ -119,6 +138,40 @@ class SurfaceFile:
         if self.adaptive_flush:  # never spend more than ~5 % of the time flushing, whatever the file size
             self.flush_interval = max(self.flush_interval, 20 * (time.monotonic() - start))
         self._last_flush = time.monotonic()
+
+
+# attributes of a progressive surface that a run may change (a new tolerance, a refined grid): written at every flush
+PROGRESSIVE_ATTRS = ("progressive", "refine", "tolerance", "tolerance_spec", "samples_total", "sample_seed", "top",
+                     "computed_share")
+
+
+def make_progressive(sf: SurfaceFile, samples_total: Mapping[str, int], refine: bool) -> None:
+    """Give ``sf`` the extras of a progressive surface (:func:`extra_names`) that it lacks.
+
+    Points done before (an exact file, or one made without ``--refine``) are exact and computed:
+    standard error 0, every sample read, the running sums those of the exact mean (the second
+    moment unknown: NaN, never read again since the point is complete).
+    """
+    sf.attrs["progressive"] = True
+    sf.attrs["refine"] = bool(refine or sf.attrs.get("refine"))
+    sf.attrs["samples_total"] = dict(samples_total)
+    for name in extra_names(sf.columns, sf.attrs):
+        if name in sf.extra:
+            continue
+        kind = name.rsplit("_", 1)[-1] if "/" in name or name.endswith(("_stderr", "_samples")) else name
+        split = name.split("/")[-1].split("_", 1)[0]
+        done = sf.done
+        if kind == "stderr":
+            array = np.where(done, 0.0, np.nan)
+        elif kind == "samples":
+            array = np.where(done, samples_total[split], 0).astype(np.int64)
+        elif kind == "sum":
+            array = np.where(done, sf.values[name.split("/")[-1][: -len("_sum")]] * samples_total[split], 0.0)
+        elif kind == "sumsq":
+            array = np.where(done, np.nan, 0.0)
+        else:  # the masks: "above" (none stopped so yet), "computed" (every point done so far was computed)
+            array = done.copy() if name == "computed" else np.zeros(done.shape, dtype=bool)
+        sf.extra[name] = array
 
 
 def _json_attr(f: h5py.File, key: str) -> Any:
@@ -163,7 +216,8 @@ def open_surface(path: Path, grid: Grid, columns: list[str], settings: Mapping[s
     """
     if path.exists() and not overwrite:
         existing = reopen(path, read_surface, settings)
-        return SurfaceFile(path, existing.grid, existing.columns, existing.values, existing.done, existing.attrs)
+        return SurfaceFile(path, existing.grid, existing.columns, existing.values, existing.done, existing.attrs,
+                           extra=existing.extra)
     values = {c: np.full(grid.shape, np.nan) for c in columns}
     done = np.zeros(grid.shape, dtype=bool)
     all_attrs = {**attrs, "settings": json.dumps(settings), "format": FORMAT, "format_version": 1,
@@ -219,11 +273,31 @@ def read_surface(path: str | Path) -> SurfaceFile:
         grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)
         values = {c: np.asarray(f[c][()], dtype=np.float64) for c in columns}
         done = np.asarray(f["done"][()], dtype=bool)
+        for key in ("tolerance", "samples_total", "top"):  # a progressive file's tables (JSON)
+            if isinstance(attrs.get(key), str):
+                attrs[key] = json.loads(attrs[key])
+        extra = {name: np.asarray(f[name][()]) for name in extra_names(columns, attrs) if name in f}
         if not isinstance(attrs["settings"], dict):
             raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'settings' attribute is not a table")
         if "directions" in f:
             d = f["directions"]
             attrs["directions"] = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in d.attrs.items()}
-    if done.shape != grid.shape or any(v.shape != grid.shape for v in values.values()):
+    if done.shape != grid.shape or any(v.shape != grid.shape for v in [*values.values(), *extra.values()]):
         raise SurfaceFileError(f"surface file {str(p)!r} is inconsistent: array shapes do not match the grid {grid.shape}")
-    return SurfaceFile(p, grid, columns, values, done, attrs)
+    return SurfaceFile(p, grid, columns, values, done, attrs, extra=extra)
+
+
+def splits_of_columns(columns: list[str]) -> list[str]:
+    """The splits of ``<split>_<metric>`` columns, in order of first appearance."""
+    return list(dict.fromkeys(c.split("_", 1)[0] for c in columns))
+
+
+def extra_names(columns: list[str], attrs: Mapping[str, Any]) -> list[str]:
+    """The extras a progressive surface file holds, in the order :meth:`SurfaceFile.record` fills them:
+    ``<column>_stderr`` per column, ``<split>_samples`` per split, ``progressive/<column>_sum`` and
+    ``progressive/<column>_sumsq`` per column, ``above``; ``computed`` when refined. None for an exact file."""
+    if not attrs.get("progressive"):
+        return []
+    return ([f"{c}_stderr" for c in columns] + [f"{s}_samples" for s in splits_of_columns(columns)]
+            + [f"progressive/{c}_{k}" for k in ("sum", "sumsq") for c in columns] + ["above"]
+            + (["computed"] if attrs.get("refine") else []))
