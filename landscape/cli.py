@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
          (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--x", "--y", "--params", "--dir-type", "--norm", "--ignore", "--seed",
           "--directions", "--target", "--target2", "--split", "--max-samples", "--bn", "--batch-size",
           "--points-per-call", "--memory-budget", "--metric", "--hessian-directions", "--operator", "--max-points",
-          "--overwrite", "--preview"), (CHECKPOINT,), required=("--out",),
+          "--tolerance", "--refine", "--vmax", "--overwrite", "--preview"), (CHECKPOINT,), required=("--out",),
          details={"--out": "surface file (.h5); re-running resumes it",
                   "--x": "with --directions TRAJECTORY.h5 the default covers the path, config.PCA_GRID points per axis"})
 def cmd_surface(args: argparse.Namespace) -> int:

@@ -118,6 +118,9 @@ class SurfaceConfig:
     metric: SurfaceMetric = "loss"  # "eig_ratio": λmax, λmin and |λmin/λmax| of the Hessian per point
     params: tuple[str, ...] = ()  # glob patterns: only these tensors move (and the Hessian is over them); empty = all
     memory_budget: int = 2 << 30  # bytes: user data (file.py:fn giving loaders, Datasets, iterables) over it are streamed
+    tolerance: str = ""  # progressive: "0.01" (standard error, loss units) or "2%" (of the contour step); "" = exact
+    refine: bool = False  # progressive: compute finer levels only where the contours need them
+    sample_seed: int = 0  # progressive: the seed of the one random order the samples are read in
 
     def __post_init__(self) -> None:
         _renamed(self, "surface")

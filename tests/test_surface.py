@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -14,10 +16,35 @@ from torch.utils.data import DataLoader, TensorDataset
 from landscape.engine.directions import DirectionOptions, Directions, random_directions, target_directions
 from landscape.engine.evaluate import evaluate
 from landscape.engine.grid import Grid, parse_axis
-from landscape.engine.losses import MetricSet
-from landscape.engine.surface import SurfaceEngine, compute_surface
+from landscape.engine.losses import Metrics, MetricSet
+from landscape.engine.surface import SurfaceEngine
 from landscape.errors import GridError
 from landscape.zoo.data import TensorSplit
+
+
+@dataclass(frozen=True)
+class SurfaceResult:
+    """Arrays of a computed surface: ``values[column]`` has the grid's shape."""
+
+    grid: Grid
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+
+
+def compute_surface(model: nn.Module, data: Mapping[str, TensorSplit] | TensorSplit, directions: Directions,
+                    x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float] | None = None, *,
+                    metrics: Metrics, device: torch.device | str = "cpu", batch_size: int = 0,
+                    points_per_call: int = 1, bn: str = "keep", bn_data: TensorSplit | None = None) -> SurfaceResult:
+    """The engine on a whole grid, one split (``train``) or several, no file (this file's shorthand)."""
+    splits = {"train": data} if isinstance(data, TensorSplit) else dict(data)
+    grid = Grid(np.asarray(x, dtype=np.float64), None if y is None else np.asarray(y, dtype=np.float64))
+    if (grid.y is None) != (directions.y is None):
+        raise GridError("a 2D grid needs two directions and a 1D grid one")
+    engine = SurfaceEngine(model, directions, splits, metrics, device=device, batch_size=batch_size, bn=bn,
+                           bn_data=bn_data if bn_data is not None else splits.get("train"), points_per_call=points_per_call)
+    flat = engine.evaluate(grid.coords())
+    values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
+    return SurfaceResult(grid, values, np.ones(grid.shape, dtype=bool))
 
 
 def linreg_problem(n: int = 64, d: int = 5) -> tuple[nn.Module, TensorSplit, np.ndarray, np.ndarray]:

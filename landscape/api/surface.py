@@ -45,9 +45,12 @@ from landscape.engine.flat import flat_message, is_flat
 from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.moved import ParamSelector, params_label, selector
 from landscape.engine.progress import bar
+from landscape.engine.progressive import ProgressiveEvaluator, ProgressiveOptions, Tolerance
+from landscape.engine.refine import Scale, interpolate, refine
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, FlatSurfaceWarning, GridError, LandscapeError
 from landscape.integrations.notebook import SurfaceDisplay
+from landscape.io.surface_file import extra_names
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import floating_dtype, plain_module
 from landscape.zoo.userdata import Streamed, batch_size_of, prepare
@@ -82,6 +85,7 @@ class Surface(SurfaceDisplay):
     directions: Directions | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     done: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def figure(self) -> Figure:
         """The figure a notebook shows: the contour of ``train_loss`` (the path over it when the surface
@@ -187,6 +191,10 @@ def surface(
     bn_batches: int = _SURFACE.bn_batches,
     max_points: int = MAX_POINTS,
     progress: bool = True,
+    tolerance: float | str | None = None,
+    refine: bool = False,
+    sample_seed: int = _SURFACE.sample_seed,
+    vmax: float | None = None,
 ) -> Surface:
     """The loss (and metrics) at every point ``θ* + α·δ + β·η`` of a grid around ``model``.
 
@@ -223,6 +231,14 @@ def surface(
             ``(inputs, targets)`` data in memory and a named or criterion loss).
         max_points: larger grids are refused (a guard against typos).
         progress: show a progress bar (also silenced by ``LANDSCAPE_QUIET=1``).
+        tolerance: None (exact, the default), or a progressive surface: each point's samples are read
+            in one random order (``sample_seed``) until the standard error of every loss is at most
+            this, in the loss's units (``0.01``) or a percent of the contour step (``"2%"``, the
+            contour step from the top of the range ``vmax``, default 100 × the origin's loss, and 12
+            levels). The surface then holds ``s.extra["train_loss_stderr"]``, ``s.extra["train_samples"]``...
+            and the tolerance in ``s.attrs`` (docs/SPEED.md).
+        refine: with ``tolerance``: compute finer levels only where the contours need them, the rest
+            interpolated (``s.extra["computed"]`` marks the points computed).
 
     Returns:
         :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
@@ -233,6 +249,9 @@ def surface(
     """
     model = plain_module(model)  # torch.compile / DataParallel: the module inside
     dev = model_device(model, device)
+    tol = Tolerance.parse(tolerance)
+    if refine and tol is None:
+        raise ConfigError("refine=True needs a tolerance: it is what interpolation between computed points must meet")
     options = EngineOptions(batch_size=batch_size, points_per_call=points_per_call, bn=bn, bn_batches=bn_batches)
     plane_axes = getattr(directions, "axes", None)
     if callable(plane_axes) and x is DEFAULT_AXIS and y is DEFAULT_AXIS:
@@ -252,20 +271,63 @@ def surface(
     prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
     spec, prepared = resolve_loss(loss, metrics, model, prepared)
     train = prepared.get("train")
+    popts = None if tol is None else ProgressiveOptions(tol, seed=sample_seed, vmax=vmax, refine=refine)
     engine = surface_evaluator(model, dirs, prepared, spec.output,
                                batch_loss=None if spec.output is not None else (spec.names, batch_sums_of(spec.batch, batch_size_of)),
                                options=options, bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None,
-                               device=dev, moved=moved)
-    flat = _run(engine, grid.coords(), progress)
+                               device=dev, moved=moved, progressive=None if popts is None else (popts, grid, None))
+    if isinstance(engine, ProgressiveEvaluator) and engine.options.refine:
+        flat = _run_refined(engine, progress)
+    else:
+        flat = _run(engine, grid.coords(), progress)
     values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
+    extra, pattrs = progressive_extras(engine, flat, grid) if isinstance(engine, ProgressiveEvaluator) else ({}, {})
     streamed = [k for k, p in prepared.items() if isinstance(p, Streamed)]
     settings = {"source": "python", "losses": [spec.label], "split": "both" if len(prepared) > 1 else next(iter(prepared)),
                 "max_samples": 0, "bn": bn, "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
-    attrs = {"settings": settings, "model_fingerprint": dirs_.model_fingerprint(model), "streamed": streamed,
+    attrs = {"settings": settings, "model_fingerprint": dirs_.model_fingerprint(model), "streamed": streamed, **pattrs,
              **({"trajectory": directions} if callable(plane_axes) else {})}  # its path: drawn in notebooks
     if is_flat(values):
         warnings.warn(FlatSurfaceWarning(flat_message(params or dirs.meta.get("params"))), stacklevel=2)
-    return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool))
+    return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool), extra)
+
+
+def progressive_extras(engine: ProgressiveEvaluator, flat: np.ndarray, grid: Grid) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A progressive surface's extras (named as in its file) and attributes, from the evaluator's rows."""
+    attrs = {"progressive": True, "refine": engine.options.refine, "tolerance": engine.tolerance,
+             "tolerance_spec": engine.options.tolerance.spec, "sample_seed": engine.options.seed, "top": engine.top,
+             "samples_total": dict(zip(engine.splits, engine.total.tolist(), strict=True))}
+    names = extra_names(engine.columns, attrs)
+    extra = {name: flat[:, len(engine.columns) + i].reshape(grid.shape) for i, name in enumerate(names)}
+    for name in names:
+        if name.endswith("_samples"):
+            extra[name] = extra[name].astype(np.int64)
+        elif name in ("above", "computed"):
+            extra[name] = extra[name] > 0
+    if engine.options.refine:
+        attrs["computed_share"] = float(extra["computed"].mean())
+    return extra, attrs
+
+
+def _run_refined(engine: ProgressiveEvaluator, progress: bool) -> np.ndarray:
+    """``refine``: level by level (:func:`~landscape.engine.refine.refine`), the points needed computed, the rest interpolated."""
+    grid = engine.grid
+    flat = np.full((grid.size, engine.width), np.nan)
+    column, tol, origin, step, top = engine.scale()
+    c = engine.columns.index(column)
+
+    def compute(idx: np.ndarray) -> None:
+        if len(idx):
+            flat[idx] = _run(engine, grid.coords(idx), progress)
+
+    def fill(idx: np.ndarray, coarse: tuple[np.ndarray, ...], error: np.ndarray) -> None:
+        if len(idx):
+            values = np.stack([interpolate(flat[:, k].reshape(grid.shape), coarse, idx)[0] for k in range(len(engine.columns))], axis=1)
+            flat[idx] = engine.filled_rows(values, error, column)
+
+    refine(grid.shape, np.zeros(grid.shape, dtype=bool), Scale(tol, origin, step, top), lambda: flat[:, c].reshape(grid.shape),
+           compute, fill)
+    return flat
 
 
 def _run(engine: Evaluator, coords: np.ndarray, progress: bool) -> np.ndarray:

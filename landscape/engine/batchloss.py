@@ -26,13 +26,28 @@ import torch
 from torch import Tensor, nn
 
 from landscape.engine.directions import Directions, check_directions, uses_effective
-from landscape.engine.losses import correct
+from landscape.engine.losses import correct, diverged_as_nan, moments
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
 from landscape.errors import ConfigError, LandscapeError, ModelError
 
 OutputFn = Callable[[Tensor, Tensor], Tensor]
 BatchFn = Callable[[nn.Module, Any], Tensor]
 BatchSums = Callable[[nn.Module, Any], tuple[Tensor, int]]  # (model, batch) -> (sums (m,) float64, samples)
+
+
+def per_sample(value: Tensor, n: int, what: str) -> Tensor:
+    """Per-sample values ``(n,)`` (or ``(n, ...)``, averaged over the rest): what a standard error needs.
+
+    A batch mean (a 0-d tensor) is refused: the spread of the samples cannot be read from it.
+    """
+    if not isinstance(value, Tensor):
+        raise ModelError(f"{what} returned a {type(value).__name__}, not a tensor")
+    if value.ndim == 0:
+        raise ModelError(f"{what} returns a batch mean: a progressive surface (tolerance) needs one value per sample "
+                         "(e.g. reduction='none'); or evaluate exactly")
+    if value.shape[0] != n:
+        raise ModelError(f"{what} returned shape {tuple(value.shape)}: expected per-sample values ({n},)")
+    return value.reshape(n, -1).to(torch.float64).mean(dim=1)
 
 
 def weighted_sum(value: Tensor, n: int, what: str) -> Tensor:
@@ -66,6 +81,14 @@ class OutputMetrics:
             sums.append((correct(output, target).sum() + output.sum() * 0).to(torch.float64))
         return torch.stack(sums)
 
+    def batch_moments(self, output: Tensor, target: Tensor) -> Tensor:
+        """Σv and Σv² over the batch of each loss's per-sample values (and accuracy): (2, len(names))."""
+        n = int(target.shape[0])
+        cols = [per_sample(fn(output, target), n, f"loss {name!r}") for name, fn in self.fns]
+        if self.has_acc:
+            cols.append((correct(output, target) + diverged_as_nan(output)).to(torch.float64))
+        return moments(torch.stack(cols, dim=1))
+
     def per_sample(self, output: Tensor, target: Tensor) -> Tensor:
         """The first loss as per-sample values (a batch mean repeated n times): for the Hessian."""
         value = self.fns[0][1](output, target)
@@ -85,24 +108,44 @@ class OutputMetrics:
                              f"{tuple(target.shape)}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
 
 
-def batch_sums_of(fns: Sequence[tuple[str, BatchFn]], size_of: Callable[[Any], int]) -> BatchSums:
+class LossSums:
+    """Batch losses ``fn(model, batch)`` as one (model, batch) → (sums, n) function; :meth:`moments`
+    gives (Σv, Σv²) of per-sample losses instead (progressive surfaces)."""
+
+    def __init__(self, fns: Sequence[tuple[str, BatchFn]], size_of: Callable[[Any], int]) -> None:
+        self.fns = list(fns)
+        self.size_of = size_of
+
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+        n = self.size_of(batch)
+        return torch.stack([weighted_sum(fn(model, batch), n, f"loss {name!r}") for name, fn in self.fns]), n
+
+    def moments(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+        n = self.size_of(batch)
+        return moments(torch.stack([per_sample(fn(model, batch), n, f"loss {name!r}") for name, fn in self.fns], dim=1)), n
+
+
+class OutputSums:
+    """A registry :class:`MetricSet` or :class:`OutputMetrics` on (inputs, targets, ...) batches, as :class:`LossSums`."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+        return self.metrics.batch_sums(model(batch[0]), batch[1]), int(batch[1].shape[0])
+
+    def moments(self, model: nn.Module, batch: Any) -> tuple[Tensor, int]:
+        return self.metrics.batch_moments(model(batch[0]), batch[1]), int(batch[1].shape[0])
+
+
+def batch_sums_of(fns: Sequence[tuple[str, BatchFn]], size_of: Callable[[Any], int]) -> LossSums:
     """Batch losses ``fn(model, batch)`` as one (model, batch) → (sums, n) function."""
-
-    def sums(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
-        n = size_of(batch)
-        return torch.stack([weighted_sum(fn(model, batch), n, f"loss {name!r}") for name, fn in fns]), n
-
-    return sums
+    return LossSums(fns, size_of)
 
 
-def output_sums_of(metrics: Any) -> BatchSums:
+def output_sums_of(metrics: Any) -> OutputSums:
     """A registry :class:`MetricSet` or :class:`OutputMetrics` on (inputs, targets, ...) batches."""
-
-    def sums(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
-        x, y = batch[0], batch[1]
-        return metrics.batch_sums(model(x), y), int(y.shape[0])
-
-    return sums
+    return OutputSums(metrics)
 
 
 def samples_in(batch: Any) -> int:
@@ -175,6 +218,8 @@ class BatchEngine:
         self.points_per_call = points_per_call
         self.passes = 0  # passes over the data so far (each reads every batch of every split once)
         self.read_seconds = 0.0  # of which spent getting batches from the splits
+        self._chunk_sizes: dict[str, list[int]] | None = None
+        self._streams: dict[str, tuple[Iterator[Any], int]] = {}  # a streamed split's reader and its next batch
         self._check_first_batch()
 
     def _check_first_batch(self) -> None:
@@ -235,6 +280,45 @@ class BatchEngine:
             with contextlib.suppress(RuntimeError):
                 self.moved.reset()
         return out.cpu().numpy()
+
+    def chunk_sizes(self) -> dict[str, list[int]]:
+        """Samples in each batch of each split, in reading order (a streamed split is read once to count)."""
+        if self._chunk_sizes is None:
+            size_of = getattr(self.sums, "size_of", None) or samples_in
+            self._chunk_sizes = {k: [size_of(b) for b in self._batches(split)] for k, split in self.splits.items()}
+        return self._chunk_sizes
+
+    def _chunk(self, split: str, index: int) -> Any:
+        """Batch ``index`` of ``split``: by position in a list; a streamed split is read on from where
+        the last request left it (restarted when asked for an earlier batch)."""
+        source = self.splits[split]
+        if isinstance(source, Sequence):
+            return source[index]
+        it, position = self._streams.get(split, (None, 0))
+        if it is None or index < position:
+            it, position = self._batches(source), 0
+        for _ in range(index - position):
+            next(it)
+        self._streams[split] = (it, index + 1)
+        return next(it)
+
+    def moments(self, coords: np.ndarray, split: str, chunk: int) -> np.ndarray:
+        """Σv and Σv² of each loss's per-sample values over batch ``chunk`` of ``split`` at each (α, β) row:
+        (k, 2, len(names)) float64 (progressive evaluation, :mod:`landscape.engine.progressive`)."""
+        fn = getattr(self.sums, "moments", None)
+        if fn is None:
+            raise ConfigError("this loss gives batch sums only; a progressive surface needs per-sample losses")
+        batch = self._chunk(split, chunk)
+        out = np.empty((len(coords), 2, self.width))
+        try:
+            with torch.inference_mode():
+                for i, (a, b) in enumerate(np.asarray(coords, dtype=np.float64).reshape(-1, 2)):
+                    self.moved.set_point(float(a), float(b))
+                    out[i] = fn(self.model, batch)[0].cpu().numpy()
+        finally:
+            with contextlib.suppress(RuntimeError):
+                self.moved.reset()
+        return out
 
     def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]:
         """Points per pass from a timed first pass over (up to) two points, whose values it returns.

@@ -10,14 +10,17 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
 
 from landscape.engine.batchloss import BatchEngine, BatchSums, output_sums_of
 from landscape.engine.directions import Directions
-from landscape.engine.grid import auto_batch_size
+from landscape.engine.grid import Grid, auto_batch_size
 from landscape.engine.losses import Metrics
+from landscape.engine.progressive import Progress, ProgressiveEvaluator, ProgressiveOptions, chunk_size
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.userdata import Streamed
 
 BNMode = Literal["keep", "recompute"]
 
@@ -45,15 +48,51 @@ def tensor_batches(split: TensorSplit, batch_size: int = 0) -> list[tuple[Any, A
     return [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
 
 
+def shuffled(splits: Mapping[str, TensorSplit | Iterable[Any]], seed: int) -> dict[str, TensorSplit | Iterable[Any]]:
+    """Each split in one seeded random order, the same for every point of a progressive surface: the
+    samples of tensors and of a streamed ``DataLoader`` over a map-style ``Dataset`` (rebuilt to read
+    them in that order, whatever its own sampler), the batches of a cached list; any other stream as it
+    comes (its own order, which must then be random and the same on every read)."""
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, TensorSplit | Iterable[Any]] = {}
+    for name, split in splits.items():
+        if isinstance(split, TensorSplit):
+            perm = torch.randperm(len(split), generator=g).to(split.inputs.device)
+            out[name] = TensorSplit(split.inputs[perm], split.targets[perm])
+        elif isinstance(split, list):
+            out[name] = [split[i] for i in torch.randperm(len(split), generator=g).tolist()]
+        elif isinstance(split, Streamed) and isinstance(loader := split.source, DataLoader) and hasattr(loader.dataset, "__len__") \
+                and not isinstance(loader.dataset, IterableDataset):
+            order = torch.randperm(len(loader.dataset), generator=g).tolist()  # type: ignore[arg-type]
+            again = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=order, collate_fn=loader.collate_fn,
+                               num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+            out[name] = Streamed(again, split.device, split.dtype)
+        else:
+            out[name] = split
+    return out
+
+
 def surface_evaluator(model: nn.Module, directions: Directions, splits: Mapping[str, TensorSplit | Iterable[Any]],
                       metrics: Metrics | None = None, *, batch_loss: tuple[Sequence[str], BatchSums] | None = None,
                       options: EngineOptions, bn_data: TensorSplit | None = None,
-                      device: torch.device | str = "cpu", moved: Callable[[str], bool] | None = None) -> Evaluator:
+                      device: torch.device | str = "cpu", moved: Callable[[str], bool] | None = None,
+                      progressive: tuple[ProgressiveOptions, Grid, Progress | None] | None = None) -> Evaluator:
     """:class:`SurfaceEngine` for ``metrics`` of ``(output, target)`` on tensors (vectorized, set-up
     rewrites, BatchNorm re-estimated on ``bn_data``), else :class:`BatchEngine` for ``metrics`` or
-    ``batch_loss`` (column names, ``(model, batch) -> (sums, n)``) read batch by batch."""
+    ``batch_loss`` (column names, ``(model, batch) -> (sums, n)``) read batch by batch.
+
+    ``progressive`` (options, the grid, sums read before or None): either engine reads the splits in
+    one seeded random order, chunk by chunk, behind a :class:`ProgressiveEvaluator`."""
     if (metrics is None) == (batch_loss is None):
         raise ConfigError("give either output metrics or a batch loss, not both or neither")
+    if progressive is not None:
+        popts, grid, state = progressive
+        sizes = [len(s) for s in splits.values() if isinstance(s, TensorSplit)]
+        chunk = options.batch_size or chunk_size(min(sizes, default=0))
+        base = surface_evaluator(model, directions, shuffled(splits, popts.seed), metrics, batch_loss=batch_loss,
+                                 options=EngineOptions(chunk, max(1, options.points_per_call), options.bn, options.bn_batches),
+                                 bn_data=bn_data, device=device, moved=moved)
+        return ProgressiveEvaluator(base, grid, popts, state)  # type: ignore[arg-type]
     if metrics is not None and all(isinstance(s, TensorSplit) for s in splits.values()):
         tensors = {k: s for k, s in splits.items() if isinstance(s, TensorSplit)}
         return SurfaceEngine(model, directions, tensors, metrics, device=device, batch_size=options.batch_size,

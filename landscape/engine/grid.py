@@ -79,6 +79,16 @@ class Grid:
         i, j = np.unravel_index(idx, self.shape)
         return np.stack([self.x[i], self.y[j]], axis=1)
 
+    def flat_index(self, coords: np.ndarray) -> np.ndarray:
+        """Flat (C-order) indices of (α, β) rows that are grid points (the inverse of :meth:`coords`)."""
+        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        i = np.searchsorted(self.x, coords[:, 0])
+        j = np.zeros(len(coords), dtype=np.int64) if self.y is None else np.searchsorted(self.y, coords[:, 1])
+        i, j = np.minimum(i, len(self.x) - 1), np.minimum(j, 0 if self.y is None else len(self.y) - 1)
+        if not (np.array_equal(self.x[i], coords[:, 0]) and (self.y is None or np.array_equal(self.y[j], coords[:, 1]))):
+            raise GridError("coordinates that are not points of this grid")
+        return i if self.y is None else np.ravel_multi_index((i, j), self.shape)
+
 
 def auto_batch_size(split: TensorSplit, budget: int = 1 << 21) -> int:
     """Whole split when its inputs are small (≤ ``budget`` floats), else a slice of that size."""

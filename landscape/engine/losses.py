@@ -135,12 +135,27 @@ def correct(output: Tensor, target: Tensor, threshold: float = 0.0) -> Tensor:
     return ((output.reshape(target.shape) > threshold) == (target > 0.5)).to(output.dtype).reshape(-1)
 
 
+def moments(values: Tensor) -> Tensor:
+    """(Σv, Σv²) over the samples of per-sample values ``(n, m)``: shape (2, m), float64."""
+    v = values.to(torch.float64)
+    return torch.stack([v.sum(dim=0), (v * v).sum(dim=0)])
+
+
+def diverged_as_nan(output: Tensor) -> Tensor:
+    """Per sample 0, or NaN where that sample's output is not finite (no host sync): added to an
+    accuracy, it makes a diverged output count as no prediction."""
+    return output.reshape(output.shape[0], -1).sum(dim=1) * 0
+
+
 class Metrics(Protocol):
-    """What the surface engine needs from metrics: names, per-batch sums, a first-batch check."""
+    """What the surface engine needs from metrics: names, per-batch sums (and, for progressive
+    evaluation, the per-sample moments Σv and Σv² as a (2, len(names)) tensor), a first-batch check."""
 
     names: list[str]
 
     def batch_sums(self, output: Tensor, target: Tensor) -> Tensor: ...
+
+    def batch_moments(self, output: Tensor, target: Tensor) -> Tensor: ...
 
     def check(self, output: Tensor, target: Tensor) -> None: ...
 
@@ -172,7 +187,7 @@ class MetricSet:
 
     def batch_sums(self, output: Tensor, target: Tensor) -> Tensor:
         """Sum over the batch of each metric, in ``names`` order: shape (len(names),)."""
-        per = [c.fn(output, target, self.num_classes) for c in self.criteria]
+        per = [c.fn(output, target, self.num_classes).to(torch.float64) for c in self.criteria]  # summed in float64
         sums = [per[0].sum()]
         if len(per) > 1:
             sums += [p.sum() for p in per]
@@ -181,6 +196,14 @@ class MetricSet:
             # (output.sum() * 0 is 0 for finite outputs; no host sync)
             sums.append(correct(output, target, self.criteria[0].binary_threshold).sum() + output.sum() * 0)
         return torch.stack(sums).to(torch.float64)
+
+    def batch_moments(self, output: Tensor, target: Tensor) -> Tensor:
+        """Σv and Σv² over the batch of each metric's per-sample values: shape (2, len(names))."""
+        per = [c.fn(output, target, self.num_classes) for c in self.criteria]
+        cols = per[:1] + (per if len(per) > 1 else [])
+        if self.has_acc:
+            cols.append(correct(output, target, self.criteria[0].binary_threshold) + diverged_as_nan(output))
+        return moments(torch.stack(cols, dim=1))
 
     def check(self, output: Tensor, target: Tensor) -> None:
         """Fail early, naming shapes or values, when the output or targets cannot meet the loss.

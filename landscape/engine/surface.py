@@ -16,7 +16,6 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -25,7 +24,6 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from landscape.engine.directions import Directions, check_directions, uses_effective
-from landscape.engine.grid import Grid
 from landscape.engine.losses import Metrics
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
 from landscape.engine.rewrites import (
@@ -36,7 +34,7 @@ from landscape.engine.rewrites import (
     in_layout_of,
     is_bn,
 )
-from landscape.errors import ConfigError, GridError
+from landscape.errors import ConfigError
 from landscape.testhooks import break_rewrite
 from landscape.zoo.data import TensorSplit
 
@@ -89,6 +87,7 @@ class SurfaceEngine:
         # aliases the caller's own tensors where it can (never written to): one copy of the model less
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=model, moved=moved)
         self.reference: Tensor | None = None  # the unmodified model's output at CHECK_POINT, first batch
+        self.chunk: tuple[str, int] | None = None  # set by moments(): evaluate one batch of one split
         self.bn = bn
         self.bn_modules = [m for m in self.model.modules() if is_bn(m)]
         if bn == "recompute":
@@ -465,24 +464,28 @@ class SurfaceEngine:
             m.eval()
 
     def _sums(self, forward: object, stacked: bool) -> Tensor:
-        """Metric means per split, concatenated in column order."""
+        """Metric means per split, concatenated in column order; with :attr:`chunk` set, the raw
+        per-sample moments (every metric's Σv, then every Σv²) of that one batch of that one split."""
         cols = []
-        for name, split in self.splits.items():
+        for name, split in self.splits.items() if self.chunk is None else [(self.chunk[0], self.splits[self.chunk[0]])]:
             bs = self.batch_sizes[name]
             total = None
-            for start in range(0, len(split), bs):
+            for start in range(0, len(split), bs) if self.chunk is None else [self.chunk[1] * bs]:
                 x, y = split.inputs[start : start + bs], split.targets[start : start + bs]
                 if self.stem is not None:
                     self.stem.key = (name, start)
                 s = forward(x, y)  # type: ignore[operator]
                 total = s if total is None else total + s
             assert total is not None
-            cols.append(total / len(split))
+            cols.append(total / len(split) if self.chunk is None else total)
         return torch.cat(cols, dim=-1)
 
+    def _reduce(self, output: Tensor, y: Tensor) -> Tensor:
+        return self.metrics.batch_sums(output, y) if self.chunk is None else self.metrics.batch_moments(output, y).reshape(-1)
+
     def _eval_single(self, coords: np.ndarray) -> Tensor:
-        out = torch.empty(len(coords), len(self.columns), dtype=torch.float64, device=self.device)
-        forward = lambda x, y: self.metrics.batch_sums(self.model(x), y)  # noqa: E731
+        out = torch.empty(len(coords), self._width(), dtype=torch.float64, device=self.device)
+        forward = lambda x, y: self._reduce(self.model(x), y)  # noqa: E731
         for k, (a, b) in enumerate(coords):
             self._set_point(float(a), float(b))
             with torch.inference_mode():
@@ -508,7 +511,7 @@ class SurfaceEngine:
                 stacked[f"{self.stem_name}.coef"] = torch.stack([a, b], dim=1)
 
             def one(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-                return self.metrics.batch_sums(functional_call(self.model, params, (x,)), y)
+                return self._reduce(functional_call(self.model, params, (x,)), y)
 
             batched = vmap(one, in_dims=(0, None, None))
             return self._sums(lambda x, y: batched(stacked, x, y), stacked=True)
@@ -519,12 +522,28 @@ class SurfaceEngine:
         """Metric values at each (α, β) row of ``coords``: (k, len(columns)) float64 on the host."""
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
         if len(coords) == 0:
-            return np.empty((0, len(self.columns)))
+            return np.empty((0, self._width()))
         k = self.points_per_call
         if k <= 1:
             return self._eval_single(coords).cpu().numpy()
         parts = [self._eval_stacked(coords[s : s + k]) for s in range(0, len(coords), k)]
         return torch.cat(parts).cpu().numpy()
+
+    def _width(self) -> int:
+        return len(self.columns) if self.chunk is None else 2 * len(self.metrics.names)
+
+    def chunk_sizes(self) -> dict[str, list[int]]:
+        """Samples in each batch of each split, in reading order: the chunks of :meth:`moments`."""
+        return {k: [min(self.batch_sizes[k], len(s) - i) for i in range(0, len(s), self.batch_sizes[k])] for k, s in self.splits.items()}
+
+    def moments(self, coords: np.ndarray, split: str, chunk: int) -> np.ndarray:
+        """Σv and Σv² of each metric's per-sample values over batch ``chunk`` of ``split`` at each (α, β) row:
+        (k, 2, len(metrics)) float64 (progressive evaluation, :mod:`landscape.engine.progressive`)."""
+        self.chunk = (split, chunk)
+        try:
+            return self.evaluate(coords).reshape(len(coords), 2, len(self.metrics.names))
+        finally:
+            self.chunk = None
 
     def calibrate(self, coords: np.ndarray, candidates: Sequence[int] | None = None) -> tuple[np.ndarray, int]:
         """Pick points-per-call by timing real work on the first points; returns their values too.
@@ -570,31 +589,3 @@ class SurfaceEngine:
                 break
         self.points_per_call = best
         return (np.concatenate(done) if done else np.empty((0, len(self.columns)))), used
-
-
-@dataclass(frozen=True)
-class SurfaceResult:
-    """Arrays of a computed surface: ``values[column]`` has the grid's shape."""
-
-    grid: Grid
-    values: dict[str, np.ndarray]
-    done: np.ndarray
-
-
-def compute_surface(model: nn.Module, data: Mapping[str, TensorSplit] | TensorSplit, directions: Directions,
-                    x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float] | None = None, *,
-                    metrics: Metrics, device: torch.device | str = "cpu", batch_size: int = 0,
-                    points_per_call: int = 1, bn: str = "keep", bn_data: TensorSplit | None = None) -> SurfaceResult:
-    """Evaluate ``metrics`` on the grid ``x`` (× ``y``) around ``model`` without touching any file.
-
-    ``data`` is one split (named ``train``) or a mapping of split names to splits.
-    """
-    splits = {"train": data} if isinstance(data, TensorSplit) else dict(data)
-    grid = Grid(np.asarray(x, dtype=np.float64), None if y is None else np.asarray(y, dtype=np.float64))
-    if (grid.y is None) != (directions.y is None):
-        raise GridError("a 2D grid needs two directions and a 1D grid one")
-    engine = SurfaceEngine(model, directions, splits, metrics, device=device, batch_size=batch_size, bn=bn,
-                           bn_data=bn_data if bn_data is not None else splits.get("train"), points_per_call=points_per_call)
-    flat = engine.evaluate(grid.coords())
-    values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
-    return SurfaceResult(grid, values, np.ones(grid.shape, dtype=bool))

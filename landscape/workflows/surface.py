@@ -35,6 +35,7 @@ from landscape.engine.grid import MAX_POINTS, Grid, coarse_to_fine
 from landscape.engine.moved import params_label, selector
 from landscape.engine.pca import pca_axis_label
 from landscape.engine.progress import bar
+from landscape.engine.progressive import ProgressiveEvaluator, ProgressiveOptions
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.io.checkpoint import Checkpoint, fit_state_dict, load_checkpoint, sha256_file
@@ -53,6 +54,15 @@ from landscape.workflows._distributed import (
     share_setup,
     wait_a_little,
 )
+from landscape.workflows._progressive import (
+    attach,
+    decode_state,
+    encode_state,
+    fill_refined,
+    progressive_options,
+    summary_lines,
+)
+from landscape.workflows._progressive import summary as progressive_summary
 from landscape.workflows.experiment import Experiment, checkpoint_config, experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
@@ -150,7 +160,7 @@ def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str
 
 
 def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mapping[str, Prepared],
-                   device: torch.device) -> Evaluator:
+                   device: torch.device, progressive: tuple[ProgressiveOptions, Grid] | None = None) -> Evaluator:
     """The evaluator of ``landscape surface``: the eig-ratio engine for ``--metric eig_ratio``, else the
     one :func:`~landscape.engine.evaluator.surface_evaluator` the API's ``landscape.surface`` calls too."""
     s = cfg.surface
@@ -159,11 +169,13 @@ def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mappi
     losses = list(s.losses) or [cfg.train.loss]
     moved = selector(s.params) if s.params else None
     options = EngineOptions(batch_size=s.batch_size, points_per_call=s.points_per_call, bn=s.bn, bn_batches=s.bn_batches)
+    reading = None if progressive is None else (*progressive, None)
     if any(is_user_spec(n) for n in losses):  # a batch loss fn(model, (inputs, targets)) or fn(model, batch)
         return surface_evaluator(exp.model, dirs, splits, batch_loss=(["loss"], batch_loss_sums(losses)),
-                                 options=options, device=device, moved=moved)
+                                 options=options, device=device, moved=moved, progressive=reading)
     return surface_evaluator(exp.model, dirs, splits, exp.metrics(s.losses), options=options,
-                             bn_data=exp.data.train if s.bn == "recompute" else None, device=device, moved=moved)
+                             bn_data=exp.data.train if s.bn == "recompute" else None, device=device, moved=moved,
+                             progressive=reading)
 
 
 def _batches_note(splits: Mapping[str, Any], batches: UserBatches, cfg: Config) -> str:
@@ -238,11 +250,12 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     if s.params:  # the file's directions hold only what moves: reusing them (--directions) moves the same subset
         dirs = only(dirs, selector(s.params), params_label(s.params))  # type: ignore[arg-type]
+    popts = progressive_options(cfg, Path(out), overwrite)
     group = init_group(resolve_device(s.device).type if s.device else "cpu")  # a bad name: one line, before any group
     try:
         device = resolve_device(local_device(s.device, group))
         splits = _data_splits(exp, cfg, device)
-        engine = surface_engine(exp, cfg, dirs, splits, device)
+        engine = surface_engine(exp, cfg, dirs, splits, device, None if popts is None else (popts, grid))
         if batches is not None:
             notes.append(_batches_note(splits, batches, cfg))
         settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
@@ -256,6 +269,8 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                     stack.enter_context(exclusive_lock(Path(out)))
                     sf = open_surface(Path(out), grid, engine.columns, settings, attrs, dirs,
                                       model_fingerprint(exp.model), overwrite)
+                    if isinstance(engine, ProgressiveEvaluator):
+                        attach(sf, engine)
                 except LandscapeError as err:
                     share_setup(group, "landscape/setup", None, str(err))
                     raise
@@ -263,19 +278,28 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                 if preview is not None:
                     sf.on_flush = functools.partial(draw_preview, folder=Path(preview))  # type: ignore[union-attr]
                 share_setup(group, "landscape/setup", encode_array(pending))
+                if isinstance(engine, ProgressiveEvaluator):  # the other ranks go on from the same sums
+                    share_setup(group, "landscape/state", encode_array(encode_state(engine.state)))
             else:
                 pending = decode_array(share_setup(group, "landscape/setup", None))
-            counts, seconds = _fill(sf, engine, group, pending, grid.coords(pending))
+                if isinstance(engine, ProgressiveEvaluator):
+                    engine.state = decode_state(decode_array(share_setup(group, "landscape/state", None)), len(engine.columns))
+            if isinstance(engine, ProgressiveEvaluator) and engine.options.refine:
+                counts, seconds, computed = fill_refined(sf, engine, group, _fill)
+            else:
+                (counts, seconds), computed = _fill(sf, engine, group, pending, grid.coords(pending)), len(pending)
     finally:
         close_group(group)
     if sf is None:
         return SurfaceResult(group.rank, counts[0] if counts else 0)
-    summary = summarize(sf, computed=len(pending), seconds=seconds, total_seconds=time.perf_counter() - t_start,
+    summary = summarize(sf, computed=computed, seconds=seconds, total_seconds=time.perf_counter() - t_start,
                         points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
                         **({"points_per_rank": counts} if group.distributed else {}))
     if sf.done.all() and is_flat(sf.values):
         summary["warnings"] = [flat_message(list(s.params) or dirs.meta.get("params"))]
-    return SurfaceResult(group.rank, len(pending), summary)
+    if sf.attrs.get("progressive"):
+        summary["progressive"] = progressive_summary(sf)
+    return SurfaceResult(group.rank, computed, summary)
 
 
 def pending_coarse_to_fine(done: np.ndarray) -> np.ndarray:
@@ -327,14 +351,14 @@ def _target_notes(dirs: Directions) -> list[str]:
 
 
 def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.ndarray,
-          coords: np.ndarray) -> tuple[list[int], float]:
+          coords: np.ndarray, tag: str = "") -> tuple[list[int], float]:
     """Evaluate this rank's claims of the pending points; rank 0 records everything and flushes.
 
     The first claim calibrates the points per call; after that each evaluation call is sized to
     about a second of this rank's work, so flushes (every few seconds), progress and load
     balance stay fine-grained whatever the model costs.
     """
-    queue = WorkQueue(group, len(pending), prefix="landscape/work")
+    queue = WorkQueue(group, len(pending), prefix=f"landscape/work{tag}")
     # claims of about a second of work, but never more than an eighth of a rank's fair share
     fair_share = max(1, -(-len(pending) // (8 * group.world_size))) if group.distributed else 1 << 30
     t0 = time.perf_counter()
@@ -342,7 +366,7 @@ def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.n
         if sf is not None:
             stack.enter_context(flush_on_sigterm())
         mine = _evaluate_claims(sf, engine, queue, pending, coords, fair_share)
-    return gather_counts(group, "landscape/counts", mine), time.perf_counter() - t0
+    return gather_counts(group, f"landscape/counts{tag}", mine), time.perf_counter() - t0
 
 
 def _evaluate_claims(sf: SurfaceFile | None, engine: Evaluator, queue: WorkQueue, pending: np.ndarray,
@@ -430,6 +454,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("points per rank: " + ", ".join(f"rank {r}: {n}" for r, n in enumerate(summary["points_per_rank"])))
     if summary.get("cosine") is not None:
         lines.append(f"cosine between the two directions: {summary['cosine']:+.4f}")
+    if summary.get("progressive"):
+        lines += summary_lines(summary["progressive"], summary["progressive"]["tolerances"])
     lines += [f"note: {n}" for n in summary.get("notes", [])]
     lines += [f"warning: {w}" for w in summary.get("warnings", [])]
     for name, best in summary.get("best", {}).items():

@@ -1,0 +1,279 @@
+"""Progressive surfaces: every point an estimate over the same random samples, with its standard
+error, read until the figure is settled (``--tolerance``; docs/SPEED.md "Progressive surfaces").
+
+Each split's samples are read in one seeded random order, chunk by chunk (the engine's batches), the
+same order at every point: neighbouring points see the same samples, so their errors move together
+and the *shape* of the surface settles long before the data run out (common random numbers). Per
+point and column the running sum ``S1`` and sum of squares ``S2`` of the per-sample values over the
+``n`` samples read of ``N`` give the estimate ``S1 / n`` and its standard error with the
+finite-population correction, ``√(s² / n · (1 − n / N))`` with ``s² = (S2 − S1² / n) / (n − 1)``: it
+reaches 0 when every sample is read, and the value is then the exact mean.
+
+Points stop separately (each one's forward passes are what costs; a point that has settled reads no
+more, while its neighbours go on), when for each split
+
+* every loss column's standard error is at most its tolerance ``T`` (after at least
+  :data:`MIN_SAMPLES` samples, so that the spread itself is estimated from enough of them), or
+* the estimate of the split's first loss lies above the figure's top by more than
+  :data:`ABOVE_SE` standard errors (an exploded corner, drawn as "above the range" anyway;
+  recorded in ``above``), or
+* the data run out (exact), or the sum is no longer finite (a diverged sample makes the exact mean
+  non-finite too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from landscape.engine.grid import Grid
+from landscape.errors import ConfigError
+
+MIN_SAMPLES = 1000  # a point's standard error is trusted only from this many samples (or all of them)
+ABOVE_SE = 3.0  # a point this many standard errors above the figure's top needs no more samples
+EXPLODE, FLOOR = 100.0, 0.1  # default top of the range: EXPLODE · max(|L(origin)|, FLOOR) (check's "exploded")
+LEVELS = 12  # contour levels of the figures (plot.levels' default): their spacing is the contour step
+ORIGIN_RTOL = 0.01  # the origin (the scale of the figure) is read to this relative standard error
+MAX_CHUNK, MIN_CHUNK, CHUNKS = 1024, 64, 64  # samples per chunk: N / CHUNKS within [MIN_CHUNK, MAX_CHUNK]
+
+TolFn = Callable[[np.ndarray], np.ndarray]  # the estimates (k, columns) -> the tolerated standard errors (k, columns)
+
+
+class ChunkReader(Protocol):
+    """What progressive evaluation needs from an engine (:class:`~landscape.engine.surface.SurfaceEngine`,
+    :class:`~landscape.engine.batchloss.BatchEngine`): columns ``<split>_<metric>`` grouped by split,
+    the samples of each chunk, and per-sample moments of one chunk at several points."""
+
+    columns: list[str]
+
+    def chunk_sizes(self) -> dict[str, list[int]]: ...
+
+    def moments(self, coords: np.ndarray, split: str, chunk: int) -> np.ndarray: ...
+
+
+def chunk_size(samples: int) -> int:
+    """Samples per chunk for a split of ``samples``: fine enough that a point stops close to where its
+    error meets the tolerance, large enough for efficient forward passes."""
+    return max(MIN_CHUNK, min(MAX_CHUNK, samples // CHUNKS))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``--tolerance``: an absolute standard error in the loss's units, or a percent of the contour step."""
+
+    value: float
+    percent: bool = False
+
+    @classmethod
+    def parse(cls, spec: str | float | None) -> Tolerance | None:
+        """``0.01`` or ``"0.01"`` (absolute), ``"2%"`` (of the contour step); None or ``""``: exact evaluation."""
+        if spec is None or (isinstance(spec, str) and not spec.strip()):
+            return None
+        text = str(spec).strip()
+        percent = text.endswith("%")
+        try:
+            value = float(text[:-1] if percent else text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"--tolerance {spec!r}: give a standard error ≥ 0 in the loss's units (0.01) or a percent of "
+                              "the contour step (2%)")
+        return cls(value, percent)
+
+    @property
+    def spec(self) -> str:
+        return f"{self.value:g}%" if self.percent else f"{self.value:g}"
+
+
+@dataclass(frozen=True)
+class ProgressiveOptions:
+    """How a progressive surface is read: the tolerance, the seed of the sample order, the figure's
+    top (``plot.vmax``; None: :data:`EXPLODE` times the origin's loss) and contour levels, and
+    ``refine`` (compute only where contours need it; :mod:`landscape.engine.refine`)."""
+
+    tolerance: Tolerance
+    seed: int = 0
+    vmax: float | None = None
+    levels: int = LEVELS
+    refine: bool = False
+    min_samples: int = MIN_SAMPLES
+
+
+@dataclass
+class Progress:
+    """The running sums of every grid point (rows), plus one last row for the origin (the figure's scale).
+
+    ``s1``, ``s2``: (P + 1, columns) Σv and Σv²; ``n``: (P + 1, splits) samples read; ``above``: (P + 1,).
+    """
+
+    s1: np.ndarray
+    s2: np.ndarray
+    n: np.ndarray
+    above: np.ndarray
+
+    @classmethod
+    def empty(cls, points: int, columns: int, splits: int) -> Progress:
+        return cls(np.zeros((points + 1, columns)), np.zeros((points + 1, columns)),
+                   np.zeros((points + 1, splits), dtype=np.int64), np.zeros(points + 1, dtype=bool))
+
+
+class ProgressiveEvaluator:
+    """Estimates at grid points to a tolerance, from an engine that reads chunks (:class:`ChunkReader`).
+
+    An :class:`~landscape.engine.surface.Evaluator` like the exact engines, so both doors' loops (and
+    torchrun's shards) drive it unchanged: :meth:`evaluate` takes (α, β) rows of the grid and returns
+    per point the columns' estimates, then the extras of a progressive surface file in the order of
+    :func:`landscape.io.surface_file.extra_names` (standard errors, samples per split, Σv, Σv²,
+    ``above``, and ``computed`` when refining). ``state`` continues sums read before (a resumed file).
+    """
+
+    def __init__(self, reader: ChunkReader, grid: Grid, options: ProgressiveOptions, state: Progress | None = None) -> None:
+        self.reader = reader
+        self.grid = grid
+        self.options = options
+        self.columns = list(reader.columns)
+        self.points_per_call = 1
+        sizes = reader.chunk_sizes()
+        self.splits = list(sizes)
+        self.ends = {k: np.cumsum(v) for k, v in sizes.items()}  # samples read after each chunk
+        self.total = np.array([int(self.ends[k][-1]) if len(self.ends[k]) else 0 for k in self.splits], dtype=np.int64)
+        self.split_of = np.array([self.splits.index(c.split("_", 1)[0]) for c in self.columns])
+        self.losses = np.array([not c.endswith("_acc") for c in self.columns])
+        self.state = state if state is not None else Progress.empty(grid.size, len(self.columns), len(self.splits))
+        self.origin = grid.size  # the state's last row
+        self.tolerance: dict[str, float] = {}
+        self.top: dict[str, float] = {}
+
+    # --- the figure's scale and the tolerance, from the origin ------------------------------------------
+
+    def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]:
+        """Resolve the tolerance and the figure's top from the origin's loss; evaluates no grid point."""
+        self.resolve()
+        return np.empty((0, self.width)), 0
+
+    def resolve(self) -> None:
+        """Read the origin until its loss is known to :data:`ORIGIN_RTOL`, then set ``tolerance`` and ``top`` per loss column."""
+        if self.tolerance:
+            return
+        o = self.options
+        origin = np.array([self.origin])
+        self._settle(origin, lambda mean: ORIGIN_RTOL * np.maximum(np.abs(mean), FLOOR), np.full(len(self.columns), np.inf))
+        mean = self._mean(origin)[0]
+        for c, name in enumerate(self.columns):
+            if not self.losses[c]:
+                continue
+            top = o.vmax if o.vmax is not None else EXPLODE * max(abs(float(mean[c])), FLOOR)
+            step = (top - float(mean[c])) / o.levels
+            if o.tolerance.percent and not step > 0:
+                raise ConfigError(f"--tolerance {o.tolerance.spec} of the contour step: the top of the range ({top:g}) is not "
+                                  f"above the origin's {name} ({float(mean[c]):g}); raise --vmax or give an absolute tolerance")
+            self.top[name] = float(top)
+            self.tolerance[name] = o.tolerance.value / 100 * step if o.tolerance.percent else o.tolerance.value
+
+    # --- evaluation --------------------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        return 4 * len(self.columns) + len(self.splits) + 1 + int(self.options.refine)
+
+    def _limits(self) -> tuple[TolFn, np.ndarray]:
+        tol = np.array([self.tolerance.get(c, np.inf) for c in self.columns])
+        return (lambda mean: np.broadcast_to(tol, mean.shape)), np.array([self.top.get(c, np.inf) for c in self.columns])
+
+    def settled_points(self) -> np.ndarray:
+        """Which grid points (flat) need no more samples under the resolved tolerance (every split settled)."""
+        self.resolve()
+        rows = np.arange(self.grid.size)
+        tol_of, top = self._limits()
+        return np.asarray(np.logical_and.reduce([self._settled(rows, s, tol_of, top) for s in range(len(self.splits))]))
+
+    def evaluate(self, coords: np.ndarray) -> np.ndarray:
+        """Every (α, β) row of ``coords`` (grid points) read until settled: (k, :attr:`width`) rows."""
+        self.resolve()
+        rows = self.grid.flat_index(np.asarray(coords, dtype=np.float64).reshape(-1, 2))
+        self._settle(rows, *self._limits())
+        return self.rows(rows)
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """What the file records for state ``rows``: estimates, standard errors, samples, Σv, Σv², above (, computed)."""
+        st = self.state
+        parts = [self._mean(rows), self._stderr(rows), st.n[rows].astype(np.float64), st.s1[rows], st.s2[rows],
+                 st.above[rows, None].astype(np.float64)]
+        if self.options.refine:
+            parts.append(np.ones((len(rows), 1)))
+        return np.concatenate(parts, axis=1)
+
+    def scale(self) -> tuple[str, float, float, float, float]:
+        """The figure's column (the first loss) and its tolerance, origin value, contour step and top (for ``--refine``)."""
+        self.resolve()
+        column = next(iter(self.tolerance))
+        origin = float(self._mean(np.array([self.origin]))[0, self.columns.index(column)])
+        return column, self.tolerance[column], origin, (self.top[column] - origin) / self.options.levels, self.top[column]
+
+    def filled_rows(self, interpolated: np.ndarray, error: np.ndarray, column: str) -> np.ndarray:
+        """Rows for points filled by interpolation (``--refine``): the interpolated columns (k, columns), the
+        estimated error as the standard error of every loss column, no samples, and ``computed`` 0."""
+        k, c = len(interpolated), len(self.columns)
+        stderr = np.where(self.losses, error[:, None], np.nan)
+        above = interpolated[:, self.columns.index(column)] > self.top[column]
+        return np.concatenate([interpolated, stderr, np.zeros((k, len(self.splits) + 2 * c)), above[:, None],
+                               np.zeros((k, 1))], axis=1)
+
+    def _mean(self, rows: np.ndarray) -> np.ndarray:
+        n = self.state.n[rows][:, self.split_of]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean: np.ndarray = self.state.s1[rows] / n
+        return mean
+
+    def _stderr(self, rows: np.ndarray) -> np.ndarray:
+        """Standard error with the finite-population correction: 0 once every sample is read, NaN below 2."""
+        st = self.state
+        n = st.n[rows][:, self.split_of].astype(np.float64)
+        big_n = self.total[self.split_of]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.maximum(st.s2[rows] - st.s1[rows] ** 2 / n, 0.0) / (n - 1)
+            se = np.sqrt(var / n * (1.0 - n / big_n))
+        return np.where(n >= big_n, 0.0, np.where(n >= 2, se, np.nan))
+
+    def _settled(self, rows: np.ndarray, s: int, tol_of: TolFn, top: np.ndarray) -> np.ndarray:
+        """Which ``rows`` need no more of split ``s``; records which of them stop above the range."""
+        st = self.state
+        n, big_n = st.n[rows, s], self.total[s]
+        cols = np.flatnonzero((self.split_of == s) & self.losses)
+        if not len(cols):  # a split with accuracy only: read whole
+            return np.asarray(n >= big_n)
+        estimates = self._mean(rows)
+        mean, se, tol = estimates[:, cols], self._stderr(rows)[:, cols], tol_of(estimates)[:, cols]
+        enough = n >= min(big_n, self.options.min_samples)
+        within = ((se <= tol) & (tol > 0)).all(axis=1)  # a tolerance of 0 reads everything
+        above = enough & ~within & (n < big_n) & (mean[:, 0] - ABOVE_SE * se[:, 0] > top[cols[0]])
+        st.above[rows] = above
+        diverged = ~np.isfinite(st.s1[rows][:, cols]).all(axis=1)
+        return np.asarray((n >= big_n) | diverged | (enough & (within | above)))
+
+    def _settle(self, rows: np.ndarray, tol_of: TolFn, top: np.ndarray) -> None:
+        """Read chunks at ``rows`` until each is settled in every split; points at the same chunk go together."""
+        for s, split in enumerate(self.splits):
+            ends = self.ends[split]
+            active = rows[~self._settled(rows, s, tol_of, top)]
+            while len(active):
+                chunk = np.searchsorted(ends, self.state.n[active, s], side="right")
+                group = active[chunk == chunk.min()]
+                c = int(chunk.min())
+                cols = np.flatnonzero(self.split_of == s)
+                m = self.reader.moments(self._coords(group), split, c)  # (k, 2, metrics of the split)
+                self.state.s1[np.ix_(group, cols)] += m[:, 0]
+                self.state.s2[np.ix_(group, cols)] += m[:, 1]
+                self.state.n[group, s] = ends[c]
+                active = active[~self._settled(active, s, tol_of, top)]
+
+    def _coords(self, rows: np.ndarray) -> np.ndarray:
+        coords = np.zeros((len(rows), 2))
+        on_grid = rows < self.grid.size
+        coords[on_grid] = self.grid.coords(rows[on_grid])
+        return coords
+

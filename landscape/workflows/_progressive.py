@@ -1,0 +1,153 @@
+"""``landscape surface --tolerance/--refine``: a progressive surface's options, its file's extras and
+its summary (the engine is :mod:`landscape.engine.progressive`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from landscape.config import Config
+from landscape.engine.progressive import LEVELS, Progress, ProgressiveEvaluator, ProgressiveOptions, Tolerance
+from landscape.engine.refine import Scale, interpolate, refine
+from landscape.errors import ConfigError
+from landscape.io.surface_file import SurfaceFile, make_progressive, plain_attr, splits_of_columns
+from landscape.workflows._distributed import Group, decode_array, encode_array, share_setup
+
+Fill = Callable[..., tuple[list[int], float]]  # workflows.surface._fill: (sf, engine, group, pending, coords, tag)
+_END = b"end"
+
+
+def _prior(out: Path) -> dict[str, Any]:
+    """The progressive attributes of an existing surface file at ``out`` (none for an exact or damaged one)."""
+    try:
+        with h5py.File(out, "r") as f:
+            return {k: plain_attr(f.attrs[k]) for k in ("progressive", "sample_seed", "refine") if k in f.attrs}
+    except (OSError, KeyError):
+        return {}
+
+
+def progressive_options(cfg: Config, out: Path, overwrite: bool) -> ProgressiveOptions | None:
+    """What ``--tolerance``/``--refine`` ask for; None for an exact surface.
+
+    A file made progressive before goes on progressively even without ``--tolerance``: with a tolerance
+    of 0 (every sample read, so exact), continuing from the samples it has read instead of starting over.
+    """
+    s = cfg.surface
+    tol = Tolerance.parse(s.tolerance)
+    prior = {} if overwrite or not out.is_file() else _prior(out)
+    if tol is None and s.refine:
+        raise ConfigError("--refine needs --tolerance T: T is what interpolation between computed points must meet")
+    if tol is not None and s.metric != "loss":
+        raise ConfigError(f"--tolerance estimates losses from samples; --metric {s.metric} is computed exactly (drop --tolerance)")
+    if tol is None and not prior.get("progressive"):
+        return None
+    seed = int(prior.get("sample_seed", s.sample_seed))
+    if tol is not None and seed != s.sample_seed:
+        raise ConfigError(f"{str(out)!r} was read in the sample order of surface.sample_seed = {seed}, not {s.sample_seed}; "
+                          f"pass --set surface.sample_seed={seed} to go on, or --overwrite")
+    return ProgressiveOptions(tol if tol is not None else Tolerance(0.0), seed=seed, vmax=cfg.plot.vmax,
+                              levels=cfg.plot.levels or LEVELS, refine=s.refine)
+
+
+def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
+    """Make ``sf`` a progressive file, hand its running sums to ``engine``, resolve the tolerance, and
+    mark done exactly the points that the tolerance (now) finds settled: a smaller one reopens points,
+    which go on from the samples already read; a larger one is already met."""
+    totals = dict(zip(engine.splits, engine.total.tolist(), strict=True))
+    make_progressive(sf, totals, engine.options.refine)
+    engine.state = progress_from_extras(sf, engine)
+    engine.resolve()
+    sf.done[...] = engine.settled_points().reshape(sf.done.shape)
+    o = engine.options
+    sf.attrs.update({"tolerance": engine.tolerance, "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed,
+                     "top": engine.top, "samples_total": totals})
+
+
+def progress_from_extras(sf: SurfaceFile, engine: ProgressiveEvaluator) -> Progress:
+    """The running sums a progressive surface file holds (its extras), as the evaluator's state."""
+    state = Progress.empty(sf.grid.size, len(sf.columns), len(engine.splits))
+    for c, name in enumerate(sf.columns):
+        state.s1[:-1, c] = sf.extra[f"progressive/{name}_sum"].reshape(-1)
+        state.s2[:-1, c] = sf.extra[f"progressive/{name}_sumsq"].reshape(-1)
+    for s, split in enumerate(engine.splits):
+        state.n[:-1, s] = sf.extra[f"{split}_samples"].reshape(-1)
+    state.above[:-1] = sf.extra["above"].reshape(-1)
+    return state
+
+
+def encode_state(state: Progress) -> np.ndarray:
+    """The state as one float64 array (for the other ranks of a torchrun job)."""
+    return np.concatenate([state.s1, state.s2, state.n.astype(np.float64), state.above[:, None].astype(np.float64)], axis=1)
+
+
+def decode_state(array: np.ndarray, columns: int) -> Progress:
+    c = columns
+    return Progress(array[:, :c].copy(), array[:, c : 2 * c].copy(), array[:, 2 * c : -1].astype(np.int64), array[:, -1] > 0)
+
+
+def summary(sf: SurfaceFile) -> dict[str, Any]:
+    """How much was read and how good the estimates are: for the summary and ``landscape info``."""
+    done = sf.done
+    out: dict[str, Any] = {"tolerance": sf.attrs.get("tolerance_spec"), "tolerances": dict(sf.attrs.get("tolerance", {})),
+                           "above": int(sf.extra["above"][done].sum())}
+    computed = sf.extra.get("computed", np.ones_like(done))[done].astype(bool) if "computed" in sf.extra else done[done]
+    totals = sf.attrs.get("samples_total", {})
+    out["read_share"] = {s: float(sf.extra[f"{s}_samples"][done][computed].sum()) / max(1, totals.get(s, 0) * int(computed.sum()))
+                         for s in splits_of_columns(sf.columns)}
+    out["largest_stderr"] = {c: (float(np.nanmax(sf.extra[f"{c}_stderr"][done])) if done.any() else None)
+                             for c in sf.attrs.get("tolerance", {})}
+    if "computed" in sf.extra:
+        out["computed_share"] = float(sf.extra["computed"].mean())
+    return out
+
+
+def summary_lines(info: dict[str, Any], tolerance: dict[str, float]) -> list[str]:
+    lines = [f"progressive (--tolerance {info['tolerance']}): read " + ", ".join(
+        f"{100 * v:.1f} % of the {s} samples" for s, v in info["read_share"].items()) + " (per computed point, on average)"]
+    for c, se in info["largest_stderr"].items():
+        if se is not None:
+            lines.append(f"largest standard error of {c}: {se:.3g} (T = {tolerance[c]:.3g})")
+    if info["above"]:
+        lines.append(f"{info['above']} points stopped above the figure's range (by more than 3 standard errors)")
+    if "computed_share" in info:
+        lines.append(f"refined: {100 * info['computed_share']:.1f} % of the points computed, the rest interpolated")
+    return lines
+
+
+def fill_refined(sf: SurfaceFile | None, engine: ProgressiveEvaluator, group: Group, fill: Fill) -> tuple[list[int], float, int]:
+    """``--refine``: rank 0 decides level by level (:func:`~landscape.engine.refine.refine`) which points
+    to compute, every rank computes its claims of them (one round of ``fill`` per level), rank 0 fills
+    the others by interpolation. Returns the points per rank, the seconds and the points computed."""
+    grid = engine.grid
+    counts = [0] * group.world_size
+    seconds, computed, rounds = 0.0, 0, 0
+
+    def compute(idx: np.ndarray) -> None:
+        nonlocal seconds, computed, rounds
+        share_setup(group, f"landscape/round{rounds}", encode_array(idx))
+        got, secs = fill(sf, engine, group, idx, grid.coords(idx), f"r{rounds}")
+        counts[:] = [a + b for a, b in zip(counts, got, strict=True)] if got else counts
+        seconds, computed, rounds = seconds + secs, computed + len(idx), rounds + 1
+
+    if sf is None:  # another rank: compute what rank 0 hands out, round after round
+        while (raw := share_setup(group, f"landscape/round{rounds}", None)) != _END:
+            idx = decode_array(raw)
+            got, _ = fill(None, engine, group, idx, grid.coords(idx), f"r{rounds}")
+            rounds += 1
+        return got, seconds, computed
+    column, tol, origin, step, top = engine.scale()
+
+    def interpolated(idx: np.ndarray, coarse: tuple[np.ndarray, ...], error: np.ndarray) -> None:
+        if len(idx):
+            values = np.stack([interpolate(sf.values[c], coarse, idx)[0] for c in sf.columns], axis=1)
+            sf.record(idx, engine.filled_rows(values, error, column))
+
+    refine(grid.shape, sf.done.copy(), Scale(tol, origin, step, top), lambda: sf.values[column], compute, interpolated)
+    share_setup(group, f"landscape/round{rounds}", _END)
+    sf.attrs["computed_share"] = float(sf.extra["computed"].mean())
+    sf.flush()
+    return counts, seconds, computed
