@@ -132,10 +132,10 @@ FLAGS: dict[str, Flag] = {
                                  "tol, max_iter, seed)", action="switch"),
     "--tolerance": Flag("progressive surface: read each point's samples (one seeded random order) until its standard error is "
                         "at most T, in the loss's units (0.01) or a percent of the contour step (2%%); default exact",
-                        key={"surface": "surface.tolerance", "run": "surface.tolerance"}, metavar="T"),
+                        key="surface.tolerance", metavar="T"),
     "--refine": Flag("with --tolerance: compute a finer level's point only where the coarser cells straddle a contour or "
                      "interpolate worse than T; the rest is interpolated and marked", action="switch",
-                     key={"surface": "surface.refine", "run": "surface.refine"}),
+                     key="surface.refine"),
     "--metric": Flag("what is computed at each point: loss (default), or eig_ratio: Hessian λmax, λmin and "
                      "|λmin/λmax| (datasets <split>_max_eig, _min_eig, _eig_ratio, _eig_converged; settings in "
                      "[hessian] map_tol, map_max_iter)", choices=("loss", "eig_ratio"), key={"surface": "surface.metric"}),

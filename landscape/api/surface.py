@@ -77,6 +77,8 @@ class Surface(SurfaceDisplay):
     ``attrs`` settings and provenance (``settings``, ``model_fingerprint``, ``streamed``, labels);
     ``done`` a bool array shaped like a column: the points computed (all True from
     :func:`surface`; a partial file from an interrupted CLI run has False where it stopped).
+    ``extra``: a progressive surface's per-point arrays, named as in its file (``train_loss_stderr``,
+    ``train_samples``, ``above``, ``computed``, the running sums ``progressive/...``); empty when exact.
     """
 
     x: np.ndarray
@@ -239,6 +241,9 @@ def surface(
             and the tolerance in ``s.attrs`` (docs/SPEED.md).
         refine: with ``tolerance``: compute finer levels only where the contours need them, the rest
             interpolated (``s.extra["computed"]`` marks the points computed).
+        sample_seed: the seed of the one random order the samples are read in (``tolerance`` only).
+        vmax: the top of the figure's range (``tolerance`` only): a point above it by more than 3
+            standard errors stops early; None: 100 × max(origin's loss, 0.1).
 
     Returns:
         :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
