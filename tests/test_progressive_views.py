@@ -20,6 +20,9 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+from chromium import Browser, find_chromium
+from required import need
+
 import landscape
 from landscape.cli import main
 from landscape.config import PlotConfig
@@ -271,8 +274,15 @@ def test_an_exact_file_draws_nothing_extra(tmp_path: Path, kind: str) -> None:
 # --- the interactive page ---------------------------------------------------------------------------------
 
 
+def need_plotly() -> None:
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        need("plotly (pip install plotly, the 'interactive' extra)", False)
+
+
 def test_hover_shows_value_plus_minus_error_and_names_interpolated_points(tmp_path: Path) -> None:
-    pytest.importorskip("plotly")
+    need_plotly()
     from landscape.figures.interactive import interactive_figure
 
     extras, _, above = plane_errors()
@@ -290,3 +300,44 @@ def test_hover_shows_value_plus_minus_error_and_names_interpolated_points(tmp_pa
     plain = interactive_figure(exact(tmp_path / "e.h5", X, Y, {"train_loss": BOWL}))
     assert "±" not in next(t for t in plain.figure.data if t.type == "heatmap").hovertemplate
     assert above[4, 3]
+
+
+# Hovers the visible heatmap at grid node (I, J) and returns the hover label's text.
+HOVER = """
+new Promise(function (resolve) {
+  (function poll(n) {
+    var gd = document.querySelector('.js-plotly-plot');
+    if (!gd || !gd.getAttribute('data-shown')) {
+      if (n > 0) { setTimeout(function () { poll(n - 1); }, 100); } else { resolve('no plot'); }
+      return;
+    }
+    var heat = gd._fullData.filter(function (t) { return t.visible === true && t.type === 'heatmap'; })[0];
+    Plotly.Fx.hover(gd, {xval: heat.x[I], yval: heat.y[J], target: gd}, 'xy');
+    setTimeout(function () {
+      resolve(Array.prototype.map.call(document.querySelectorAll('.hovertext'), function (e) {
+        return Array.prototype.map.call(e.querySelectorAll('tspan.line'), function (l) { return l.textContent; }).join('|');
+      }).join('\\n'));
+    }, 300);
+  })(600);
+})
+"""
+
+
+def test_the_hover_in_chromium_reads_value_plus_minus_error(tmp_path: Path) -> None:
+    need_plotly()
+    executable = find_chromium()
+    need("chromium (apt-get install chromium)", executable is not None)
+    assert executable is not None
+    from landscape.figures.interactive import write_interactive
+
+    extras, _, _ = plane_errors()
+    computed = np.ones(BOWL.shape, dtype=bool)
+    computed[1, 1] = False
+    path = progressive(tmp_path / "h.h5", X, Y, {"train_loss": BOWL, "train_acc": 1 - BOWL / 10},
+                       {**extras, "computed": computed}, refine=True)
+    page = write_interactive(path, tmp_path)[0]
+    with Browser(executable) as browser:
+        browser.open(page.resolve().as_uri())
+        texts = {(i, j): browser.evaluate(HOVER.replace("I", str(i)).replace("J", str(j))) for i, j in [(2, 1), (1, 1)]}
+    assert f"training loss = {BOWL[2, 1]:.4g} ± 0.06" in texts[(2, 1)] and "interpolated" not in texts[(2, 1)]
+    assert f"training loss = {BOWL[1, 1]:.4g} ± 0.01" in texts[(1, 1)] and texts[(1, 1)].endswith("interpolated")
