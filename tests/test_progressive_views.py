@@ -253,6 +253,11 @@ def test_a_refined_surface_dots_its_interpolated_points_and_says_how_many_were_c
     assert marked == {(round(X[i], 9), round(Y[j], 9)) for i in range(7) for j in range(5) if not computed[i, j]}
     notes = [a.get_text() for a in figure.findobj() if a.get_gid() == ESTIMATE_GID]
     assert notes == ["refine: 34 % of points computed (· interpolated)"]  # 12/35 = 34.3 %
+    line_computed = np.arange(11) % 4 == 0  # 3 of 11 points; no computed_share attribute: from the mask
+    line = progressive(tmp_path / "line.h5", XL, None, {"train_loss": LINE["train_loss"]}, {"computed": line_computed},
+                       refine=True)
+    drawn = surface_figures(line, PNG, kinds=["line"])["line"]
+    assert [a.get_text() for a in drawn.findobj() if a.get_gid() == ESTIMATE_GID] == ["refine: 27 % of points computed"]
 
 
 # --- an exact file gains nothing ----------------------------------------------------------------------------
