@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from chromium import Browser, find_chromium
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-
-from chromium import Browser, find_chromium
 from required import need
 
 import landscape
