@@ -345,3 +345,49 @@ def test_the_hover_in_chromium_reads_value_plus_minus_error(tmp_path: Path) -> N
         texts = {(i, j): browser.evaluate(HOVER.replace("I", str(i)).replace("J", str(j))) for i, j in [(2, 1), (1, 1)]}
     assert f"training loss = {BOWL[2, 1]:.4g} ± 0.06" in texts[(2, 1)] and "interpolated" not in texts[(2, 1)]
     assert f"training loss = {BOWL[1, 1]:.4g} ± 0.01" in texts[(1, 1)] and texts[(1, 1)].endswith("interpolated")
+
+
+def test_panels_hatch_each_criterion_with_its_own_tolerance(tmp_path: Path) -> None:
+    values = {"train_loss": BOWL, "train_cross_entropy": BOWL, "train_mse": BOWL / 2}
+    err = np.full(BOWL.shape, 0.01)
+    err[0, 0] = 0.07  # above T of cross-entropy (0.05), below that of mse (0.1)
+    sf = new_file(tmp_path / "panels.h5", X, Y, values)
+    make_progressive(sf, {"train": 100}, False)
+    for c in values:
+        sf.extra[f"{c}_stderr"][...] = err
+    sf.attrs["tolerance"] = {"train_loss": 0.05, "train_cross_entropy": 0.05, "train_mse": 0.1}
+    sf.flush()
+    figure = surface_figures(tmp_path / "panels.h5", PNG, kinds=["panels"])["panels"]
+    hatched = [a for a in figure.findobj(PolyCollection) if a.get_gid() == HATCH_GID]
+    assert len(hatched) == 1 and hatched[0].axes is figure.axes[0] and len(hatched[0].get_paths()) == 1
+
+
+def test_a_partial_file_is_hatched_on_the_coarse_level_it_shows(tmp_path: Path) -> None:
+    done = np.zeros(BOWL.shape, dtype=bool)
+    done[::2, ::4] = True  # the first coarse level of a 7 × 5 grid (strides 2, 4): 4 × 2 points, complete
+    done[1, 1] = True  # and one point of the next level
+    err = np.full(BOWL.shape, 0.01)
+    err[2, 4] = 0.2
+    path = progressive(tmp_path / "partial.h5", X, Y, {"train_loss": BOWL}, {"train_loss_stderr": err}, done=done)
+    figure = surface_figures(path, PNG, kinds=["contour"])["contour"]
+    xs, ys = X[::2], Y[::4]
+    expected = {(round(xs[i], 9), round(xs[i + 1], 9), round(ys[0], 9), round(ys[1], 9)) for i in (0, 1)}
+    assert rectangles(figure) == expected  # the two coarse cells with (x[2], y[4]) as a corner
+
+
+def test_export_adds_the_errors_samples_and_masks_of_a_progressive_surface(tmp_path: Path) -> None:
+    err = np.linspace(0.0, 0.1, BOWL.size).reshape(BOWL.shape)
+    samples = np.arange(BOWL.size).reshape(BOWL.shape)
+    above = BOWL > 1.5
+    path = progressive(tmp_path / "p.h5", X, Y, plane_values(),
+                       {"train_loss_stderr": err, "train_samples": samples, "above": above})
+    assert main(["export", str(path), "--format", "npz", "--out", str(tmp_path / "p.npz"), "--column", "train_loss"]) == 0
+    with np.load(tmp_path / "p.npz") as data:
+        assert sorted(data.files) == ["above", "done", "train_loss", "train_loss_stderr", "train_samples", "x", "y"]
+        np.testing.assert_array_equal(data["train_loss_stderr"], err)
+        np.testing.assert_array_equal(data["train_samples"], samples)
+        np.testing.assert_array_equal(data["above"], above.astype(np.float64))
+    assert main(["export", str(exact(tmp_path / "e.h5", X, Y, plane_values())), "--format", "npz",
+                 "--out", str(tmp_path / "e.npz"), "--column", "train_loss"]) == 0
+    with np.load(tmp_path / "e.npz") as data:
+        assert sorted(data.files) == ["done", "train_loss", "x", "y"]

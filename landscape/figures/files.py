@@ -210,7 +210,10 @@ def _panels(job: _Job) -> Figure:
     dones = dict.fromkeys(zs, job.sf.done)
     options = {**job.plane(), "metric_label": f"{views.SPLIT_WORDS[views.split_of(job.metric)]} loss", "width": "double"}
     del options["done"], options["ax"]
-    return plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
+    figure = plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
+    for ax, column in zip(figure.axes, columns, strict=False):  # the panels come first, their colourbars after
+        estimates.draw_plane_marks(ax, job.sf, column, centred=False, fontsize=_preset("single").tick - 1)
+    return figure
 
 
 _DRAW: dict[str, Callable[[_Job], Figure]] = {
@@ -349,7 +352,8 @@ def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = 
 
     ``csv`` and ``npz`` hold every metric (or only ``metric``) as stored in the file, plus a
     ``done`` column (1 computed, 0 not yet), so a diverged point (NaN, done) and a missing one
-    (NaN, not done) stay apart. ``vtp`` draws ``metric`` (default ``train_loss``) with
+    (NaN, not done) stay apart; a progressive surface adds the metrics' ``<column>_stderr``, their
+    splits' ``<split>_samples`` and its ``above`` and ``computed`` masks (1/0). ``vtp`` draws ``metric`` (default ``train_loss``) with
     not-computed points left as holes; ``log`` and ``zmax`` shape its heights (vtp only).
     The default ``out`` is the surface file with the format's suffix.
     """
@@ -370,5 +374,8 @@ def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = 
         raise ConfigError(f"--log and --zmax shape the heights of a vtp surface; they do not apply to {fmt}")
     names = [views.resolve_metric(sf.columns, metric, source)] if metric else sf.columns
     arrays = {**{n: sf.values[n] for n in names}, "done": sf.done.astype(np.float64)}
+    # a progressive surface: the errors and samples of these columns, and the masks (1/0); not the running sums
+    wanted = [f"{n}_stderr" for n in names] + [f"{s}_samples" for s in dict.fromkeys(n.split("_", 1)[0] for n in names)]
+    arrays |= {k: np.asarray(sf.extra[k], dtype=np.float64) for k in [*wanted, "above", "computed"] if k in sf.extra}
     writer = to_csv if fmt == "csv" else to_npz
     return writer(target, sf.grid.x, sf.grid.y, arrays)
