@@ -391,3 +391,24 @@ def test_export_adds_the_errors_samples_and_masks_of_a_progressive_surface(tmp_p
                  "--out", str(tmp_path / "e.npz"), "--column", "train_loss"]) == 0
     with np.load(tmp_path / "e.npz") as data:
         assert sorted(data.files) == ["done", "train_loss", "x", "y"]
+
+
+def test_a_runs_index_table_shows_how_settled_each_progressive_surface_is(tmp_path: Path) -> None:
+    from landscape.figures.index_page import run_tables
+
+    err = np.full(BOWL.shape, 0.02)
+    err[3, 3] = 0.04  # largest: 0.8 T
+    samples = np.full(BOWL.shape, 250)  # a quarter of the training set at every point
+    computed = np.ones(BOWL.shape, dtype=bool)
+    computed[0, :] = False  # 5 of 35 interpolated: 30 computed
+    samples[~computed] = 0
+    plain = exact(tmp_path / "exact.h5", X, Y, {"train_loss": BOWL})
+    estimated = progressive(tmp_path / "p.h5", X, Y, {"train_loss": BOWL},
+                            {"train_loss_stderr": err, "train_samples": samples, "computed": computed}, refine=True)
+    table = run_tables({}, [plain, estimated])[0]
+    assert [row["surface"] for row in table.rows] == ["exact", "p"]
+    assert list(table.rows[0]) == list(table.rows[1])  # the exact file's row has the columns too, empty
+    assert table.rows[0]["largest s.e. / T"] is None
+    assert table.rows[1]["largest s.e. / T"] == pytest.approx(0.04 / 0.05)
+    assert table.rows[1]["data read %"] == pytest.approx(25.0)
+    assert table.rows[1]["points computed %"] == pytest.approx(100 * 30 / 35)

@@ -15,11 +15,14 @@ figures are left exactly as they were (none of these functions draws anything fo
   column without a tolerance (accuracy) is never hatched. A note says "hatched: s.e. > T";
 - refined surfaces (``--refine``): the points filled by interpolation (``computed`` False) are
   marked with small dots and a note says "N % of points computed".
+
+:func:`progressive_summary` gives the numbers ``landscape info`` and a run's index page print.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -29,7 +32,7 @@ from landscape.figures._style import BoolArray, FloatArray, _edges
 from landscape.io.surface_file import SurfaceFile
 
 __all__ = ["ESTIMATE_GID", "HATCH_GID", "INTERPOLATED_GID", "computed_share", "draw_plane_marks", "estimate_note",
-           "interpolated", "share_line", "stderr_of", "tolerance_of", "unsettled"]
+           "interpolated", "progressive_summary", "share_line", "stderr_of", "tolerance_of", "unsettled"]
 
 HATCH_GID = "landscape-stderr-hatch"
 """``gid`` of the hatched cells of a 2D figure whose standard error exceeds the tolerance."""
@@ -87,6 +90,41 @@ def computed_share(sf: SurfaceFile) -> float | None:
     filled = interpolated(sf)
     done = int(sf.done.sum())
     return None if filled is None or done == 0 else 1.0 - int(filled.sum()) / done
+
+
+def progressive_summary(sf: SurfaceFile) -> dict[str, Any] | None:
+    """What a progressive surface's estimates are worth (None for an exact file).
+
+    ``tolerance_spec`` as given and ``tolerance`` T per loss column; ``max_stderr`` the largest
+    standard error per loss column over the done points, leaving out those that stopped above the
+    figure's range (they stop early by design), and ``max_stderr_in_T`` the same divided by T;
+    ``data_read_percent`` per split: the samples read over the done computed points as a percent
+    of all the samples those points would read (N each); ``above`` how many points stopped above
+    the range; with ``--refine``, ``computed_percent``: the share of points computed, not interpolated.
+    """
+    if not sf.attrs.get("progressive"):
+        return None
+    tolerance = {c: float(t) for c, t in (sf.attrs.get("tolerance") or {}).items()}
+    above = sf.done & np.asarray(sf.extra.get("above", np.zeros(sf.grid.shape, dtype=bool)), dtype=bool)
+    computed = sf.done & np.asarray(sf.extra.get("computed", np.ones(sf.grid.shape, dtype=bool)), dtype=bool)
+    largest: dict[str, float | None] = {}
+    for column in tolerance:
+        err = np.asarray(sf.extra.get(f"{column}_stderr", np.full(sf.grid.shape, np.nan)), dtype=np.float64)
+        shown = err[sf.done & ~above & np.isfinite(err)]
+        largest[column] = float(shown.max()) if shown.size else None
+    read: dict[str, float | None] = {}
+    for split, total in (sf.attrs.get("samples_total") or {}).items():
+        samples = np.asarray(sf.extra.get(f"{split}_samples", np.zeros(sf.grid.shape, dtype=np.int64)), dtype=np.int64)
+        points = int(computed.sum())
+        read[split] = 100.0 * int(samples[computed].sum()) / (int(total) * points) if points and total else None
+    out: dict[str, Any] = {
+        "tolerance_spec": sf.attrs.get("tolerance_spec"), "tolerance": tolerance, "max_stderr": largest,
+        "max_stderr_in_T": {c: (v / tolerance[c] if v is not None and tolerance[c] > 0 else None) for c, v in largest.items()},
+        "data_read_percent": read, "above": int(above.sum()), "sample_seed": sf.attrs.get("sample_seed")}
+    share = computed_share(sf)
+    if share is not None:
+        out["computed_percent"] = 100.0 * share
+    return out
 
 
 def _cells(x: FloatArray, y: FloatArray, marked: BoolArray, centred: bool) -> list[FloatArray]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
@@ -11,9 +11,6 @@ import numpy as np
 from landscape.errors import ConfigError, LandscapeError
 from landscape.io.foreign import is_hf_folder
 from landscape.io.run_folder import MANIFEST, RunFolder
-
-if TYPE_CHECKING:
-    from landscape.io.surface_file import SurfaceFile
 
 
 def _checkpoint(path: Path, unsafe: bool) -> dict[str, Any]:
@@ -64,6 +61,7 @@ def _h5(path: Path) -> dict[str, Any]:
     if fmt == "landscape-connect":
         return _connect(path)
     if fmt == "landscape-surface":
+        from landscape.figures.estimates import progressive_summary
         from landscape.io.surface_file import read_surface
         from landscape.workflows.surface import summarize
 
@@ -74,7 +72,7 @@ def _h5(path: Path) -> dict[str, Any]:
                    settings=sf.attrs["settings"], landscape_version=sf.attrs.get("landscape_version"))
         if sf.grid.y is not None:
             out.update(y=[float(sf.grid.y[0]), float(sf.grid.y[-1]), len(sf.grid.y)], y_label=sf.attrs.get("y_label"))
-        progressive = progressive_summary(sf)
+        progressive = progressive_summary(sf)  # None for an exact file
         if progressive is not None:
             out["progressive"] = progressive
         return out
@@ -92,43 +90,6 @@ def _h5(path: Path) -> dict[str, Any]:
                 out["epochs"] = [int(e) for e in t["epoch"][()]]
     except (OSError, KeyError, ValueError, TypeError, AttributeError) as err:  # a damaged or foreign layout
         raise LandscapeError(f"{str(path)!r} is an HDF5 file this tool cannot describe: {type(err).__name__}: {err}") from err
-    return out
-
-
-def progressive_summary(sf: SurfaceFile) -> dict[str, Any] | None:
-    """What a progressive surface's estimates are worth (None for an exact file).
-
-    ``tolerance_spec`` as given and ``tolerance`` T per loss column; ``max_stderr`` the largest
-    standard error per loss column over the done points, leaving out those that stopped above the
-    figure's range (they stop early by design), and ``max_stderr_in_T`` the same divided by T;
-    ``data_read_percent`` per split: the samples read over the done computed points as a percent
-    of all the samples those points would read (N each); ``above`` how many points stopped above
-    the range; with ``--refine``, ``computed_percent``: the share of points computed, not interpolated.
-    """
-    from landscape.figures.estimates import computed_share
-
-    if not sf.attrs.get("progressive"):
-        return None
-    tolerance = {c: float(t) for c, t in (sf.attrs.get("tolerance") or {}).items()}
-    above = sf.done & np.asarray(sf.extra.get("above", np.zeros(sf.grid.shape, dtype=bool)), dtype=bool)
-    computed = sf.done & np.asarray(sf.extra.get("computed", np.ones(sf.grid.shape, dtype=bool)), dtype=bool)
-    largest: dict[str, float | None] = {}
-    for column in tolerance:
-        err = np.asarray(sf.extra.get(f"{column}_stderr", np.full(sf.grid.shape, np.nan)), dtype=np.float64)
-        shown = err[sf.done & ~above & np.isfinite(err)]
-        largest[column] = float(shown.max()) if shown.size else None
-    read: dict[str, float | None] = {}
-    for split, total in (sf.attrs.get("samples_total") or {}).items():
-        samples = np.asarray(sf.extra.get(f"{split}_samples", np.zeros(sf.grid.shape, dtype=np.int64)), dtype=np.int64)
-        points = int(computed.sum())
-        read[split] = 100.0 * int(samples[computed].sum()) / (int(total) * points) if points and total else None
-    out: dict[str, Any] = {
-        "tolerance_spec": sf.attrs.get("tolerance_spec"), "tolerance": tolerance, "max_stderr": largest,
-        "max_stderr_in_T": {c: (v / tolerance[c] if v is not None and tolerance[c] > 0 else None) for c, v in largest.items()},
-        "data_read_percent": read, "above": int(above.sum()), "sample_seed": sf.attrs.get("sample_seed")}
-    share = computed_share(sf)
-    if share is not None:
-        out["computed_percent"] = 100.0 * share
     return out
 
 
