@@ -31,6 +31,7 @@ from landscape.figures.curves import BAND_GID, BAND_LABEL
 from landscape.figures.estimates import ESTIMATE_GID, HATCH_GID, INTERPOLATED_GID
 from landscape.figures.files import plot_surface_file, surface_figures
 from landscape.io.surface_file import make_progressive, open_surface, read_surface
+from landscape.io.trajectory_file import TrajectoryPoints
 
 X = np.linspace(-1.0, 1.0, 7)
 Y = np.linspace(-0.5, 0.5, 5)
@@ -237,6 +238,10 @@ def test_contours_hatch_exactly_the_cells_with_a_corner_whose_error_exceeds_t(tm
     assert rectangles(accuracy) == set() and ESTIMATE_GID not in gids(accuracy)  # no tolerance for accuracy
     api = landscape.plot(landscape.load_surface(path), "contour")
     assert isinstance(api, Figure) and rectangles(api) == expected
+    coords = np.array([[-0.8, 0.4], [-0.3, 0.1], [0.0, 0.0]])
+    points = TrajectoryPoints(coords, np.arange(3), np.arange(3), np.full(3, np.nan), ("a", "b", "c"), np.array([0.9, 0.1]), {})
+    over = landscape.plot(landscape.load_surface(path), "trajectory", trajectory=points)  # the path over the contours
+    assert isinstance(over, Figure) and rectangles(over) == expected
 
 
 def test_a_refined_surface_dots_its_interpolated_points_and_says_how_many_were_computed(tmp_path: Path) -> None:
