@@ -167,9 +167,11 @@ def draw_plane_marks(ax: Axes, sf: SurfaceFile, column: str, *, centred: bool, f
     bad = unsettled(sf, column)
     cells = [] if bad is None else _cells(x, y, bad, centred)
     if cells:
-        hatch = PolyCollection(cells, facecolors="none", edgecolors="none", linewidths=0.0, hatch="///",
-                               hatchcolor=_HATCH_COLOUR, zorder=2.5, gid=HATCH_GID)
-        hatch.set_hatch_linewidth(0.6)
+        # the hatch takes the edge colour (matplotlib ≥ 3.7); the edges themselves have no width
+        hatch = PolyCollection(cells, facecolors="none", edgecolors=[_HATCH_COLOUR], linewidths=0.0, hatch="///",
+                               zorder=2.5, gid=HATCH_GID)
+        if hasattr(hatch, "set_hatch_linewidth"):  # matplotlib ≥ 3.10: thinner than the default 1 pt
+            hatch.set_hatch_linewidth(0.6)
         ax.add_collection(hatch, autolim=False)
         tol = tolerance_of(sf, column)
         lines.append(f"hatched: s.e. > T = {tol:.3g}")
