@@ -76,9 +76,9 @@ class Surface(SurfaceDisplay):
     ``directions`` the :class:`Directions` the grid moves along (None if a file held none);
     ``attrs`` settings and provenance (``settings``, ``model_fingerprint``, ``streamed``, labels);
     ``done`` a bool array shaped like a column: the points computed (all True from
-    :func:`surface`; a partial file from an interrupted CLI run has False where it stopped).
-    ``extra``: a progressive surface's per-point arrays, named as in its file (``train_loss_stderr``,
-    ``train_samples``, ``above``, ``computed``, the running sums ``progressive/...``); empty when exact.
+    :func:`surface`; a partial file from an interrupted CLI run has False where it stopped);
+    ``extra`` a progressive surface's grid-shaped extras (``train_loss_stderr``, ``train_samples``,
+    ``above``, ``computed``..., docs/FORMATS.md), empty for an exact one.
     """
 
     x: np.ndarray
@@ -134,7 +134,7 @@ class Surface(SurfaceDisplay):
 
     def save(self, path: str | Path) -> Path:
         """Write the surface in the CLI's HDF5 surface-file format (``landscape plot`` reads it); returns the path."""
-        from landscape.io.surface_file import exclusive_lock, open_surface
+        from landscape.io.surface_file import PROGRESSIVE_ATTRS, exclusive_lock, open_surface
         from landscape.version import __version__
 
         if self.directions is None:
@@ -151,6 +151,8 @@ class Surface(SurfaceDisplay):
             done = self.done if self.done is not None else np.ones(grid.shape, dtype=bool)
             idx = np.flatnonzero(done.reshape(-1))
             sf.record(idx, np.stack([self.values[c].reshape(-1)[idx] for c in self.columns], axis=1))
+            sf.attrs.update({k: self.attrs[k] for k in PROGRESSIVE_ATTRS if k in self.attrs})  # a progressive surface's
+            sf.extra.update({k: np.asarray(v) for k, v in self.extra.items()})  # attributes and extras, as written by the CLI
             sf.flush()
         return p
 
@@ -172,7 +174,7 @@ def load_surface(path: str | Path) -> Surface:
     with contextlib.suppress(OSError, KeyError, ValueError), h5py.File(sf.path, "r") as f:
         if "directions" in f and "x" in f["directions"]:
             dirs = dirs_.read_directions_group(f["directions"])
-    return Surface(sf.grid.x, sf.grid.y, dict(sf.values), dirs, {**sf.attrs, "path": str(sf.path)}, sf.done)
+    return Surface(sf.grid.x, sf.grid.y, dict(sf.values), dirs, {**sf.attrs, "path": str(sf.path)}, sf.done, dict(sf.extra))
 
 
 def surface(
@@ -383,7 +385,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
         :class:`~landscape.figures.interactive.InteractiveFigure`.
     """
     from landscape.figures import files, views
-    from landscape.io.surface_file import SurfaceFile
+    from landscape.io.surface_file import PROGRESSIVE_ATTRS, SurfaceFile
 
     if not isinstance(s, Surface):
         s = load_surface(s)
@@ -398,8 +400,8 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
     chosen = views.resolve_metric(s.columns, metric, "the surface")
     done = s.done if s.done is not None else np.ones(s.shape, dtype=bool)
     sf = SurfaceFile(Path(str(s.attrs.get("path", "surface"))), s.grid, s.columns, s.values, done,
-                     {k: v for k, v in s.attrs.items() if k in ("settings", "directions")} | s.axis_labels()
-                     | ({"directions": dict(s.directions.meta)} if s.directions is not None else {}))
+                     {k: v for k, v in s.attrs.items() if k in ("settings", "directions", *PROGRESSIVE_ATTRS)} | s.axis_labels()
+                     | ({"directions": dict(s.directions.meta)} if s.directions is not None else {}), extra=dict(s.extra))
     path = None
     if trajectory is not None:
         from landscape.io.trajectory_file import load_trajectory

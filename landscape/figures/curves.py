@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import numpy.typing as npt
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
 from landscape.errors import ConfigError, GridError
@@ -36,7 +38,11 @@ from landscape.figures._style import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["line", "lines_overlay", "training_curves"]
+__all__ = ["BAND_GID", "BAND_LABEL", "line", "lines_overlay", "training_curves"]
+
+BAND_GID = "landscape-stderr-band"
+"""``gid`` of the ±2 standard-error bands of a progressive surface's curves."""
+BAND_LABEL = "±2 s.e."
 
 _LOSS_COLOURS = ("C0", "C2", "C4", "C6", "C8")  # left axis of `line`
 _ACC_COLOURS = ("C3", "C1", "C5", "C7", "C9")  # right (accuracy) axis of `line`
@@ -73,8 +79,10 @@ def _plot_curves(
     computed: BoolArray,
     log: bool,
     palette: Sequence[str],
+    errors: Mapping[str, npt.ArrayLike],
 ) -> tuple[list[Line2D], BoolArray, BoolArray]:
-    """Draw each curve with NaN where it cannot be shown; returns the lines and the masks."""
+    """Draw each curve with NaN where it cannot be shown, and a light ±2 standard-error band in its
+    colour where ``errors`` has its name; returns the lines and the masks."""
     families = list(dict.fromkeys(_family(name) for name in curves))
     diverged = np.zeros_like(computed)
     hidden = np.zeros_like(computed)
@@ -87,6 +95,11 @@ def _plot_curves(
         shown = np.where(computed & ~bad & ~nonpositive, curve, np.nan)
         colour = palette[families.index(_family(name)) % len(palette)]
         handles += ax.plot(x, shown, color=colour, ls=_linestyle(name), lw=1.3, label=name)
+        if name in errors:
+            band = 2.0 * _curve(errors[name], f"errors of {name}", x.size)
+            where = np.isfinite(shown) & np.isfinite(band)
+            ax.fill_between(x, shown - band, shown + band, where=where, color=colour, alpha=0.18, lw=0,
+                            gid=BAND_GID, zorder=1.5)
     return handles, diverged, hidden
 
 
@@ -108,7 +121,7 @@ def _log_ticks(axis: Axis, lo: float, hi: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _legend_above(fig: Figure, handles: Sequence[Line2D], preset: _Preset, title: str | None = None) -> None:
+def _legend_above(fig: Figure, handles: Sequence[Artist], preset: _Preset, title: str | None = None) -> None:
     """Legend above the axes, outside the data, so it never hides a curve.
 
     A figure title goes in the legend's own title: as an axes title it would sit between the
@@ -162,7 +175,9 @@ class CurveOptions(TypedDict, total=False):
     ``done``: a mask of computed points (all); ``metric_label`` ("loss"); ``x_label`` ("α");
     ``log``: a log loss axis (False); ``endpoints``: positions marked A, B, ... (None);
     ``width``: ``"single"`` or ``"double"`` column; ``title`` (None); ``ax``: draw into these
-    axes (their figure is returned; the legend goes inside them) instead of a new figure (None).
+    axes (their figure is returned; the legend goes inside them) instead of a new figure (None);
+    ``errors``: curve name → standard errors (same length), drawn as a light ±2 s.e. band in the
+    curve's colour with one legend entry "±2 s.e." (None: no bands).
     """
 
     done: npt.ArrayLike | None
@@ -173,6 +188,7 @@ class CurveOptions(TypedDict, total=False):
     width: Width
     title: str | None
     ax: Axes | None
+    errors: Mapping[str, npt.ArrayLike] | None
 
 
 def line(
@@ -216,18 +232,22 @@ def _slice(
     width: Width = "single",
     title: str | None = None,
     ax: Axes | None = None,
+    errors: Mapping[str, npt.ArrayLike] | None = None,
 ) -> Figure:
     """:func:`line` and :func:`lines_overlay`: ``palette`` colours the curves by metric, or None: one colour each."""
     preset = _preset(width)
     xs = _axis(x, "x")
     computed = _computed(done, xs.shape)
     own = ax is None
+    unknown = sorted(set(errors or {}) - set(curves) - set(acc_curves or {}))
+    if unknown:
+        raise ConfigError(f"errors names {unknown} that are not among the curves {[*curves, *(acc_curves or {})]}")
     fig, ax = _figure_axes(preset, ax)
-    handles: list[Line2D] = []
+    handles: list[Artist] = []
     diverged, hidden = np.zeros_like(computed), np.zeros_like(computed)
     groups = [(curves, palette)] if palette is not None else [({n: v}, [f"C{k % 10}"]) for k, (n, v) in enumerate(curves.items())]
     for group, colours in groups:
-        more, bad, nonpositive = _plot_curves(ax, xs, group, computed, log, colours)
+        more, bad, nonpositive = _plot_curves(ax, xs, group, computed, log, colours, errors or {})
         handles += more
         diverged |= bad
         hidden |= nonpositive
@@ -235,13 +255,15 @@ def _slice(
     _value_axis(ax, metric_label, log, preset)
     if acc_curves:
         twin = ax.twinx()
-        more, bad, _ = _plot_curves(twin, xs, acc_curves, computed, False, _ACC_COLOURS)
+        more, bad, _ = _plot_curves(twin, xs, acc_curves, computed, False, _ACC_COLOURS, errors or {})
         handles += more
         diverged |= bad
         _value_axis(twin, acc_label, False, preset)
         twin.yaxis.label.set_color(_ACC_COLOURS[0])
         ax.yaxis.label.set_color(_LOSS_COLOURS[0])
     _mark_endpoints(ax, endpoints, preset)
+    if any(name in (errors or {}) for name in [*curves, *(acc_curves or {})]):  # what the bands mean, once
+        handles.append(Patch(facecolor="0.5", alpha=0.35, lw=0, label=BAND_LABEL))
     if own:
         _legend_above(fig, handles, preset, title)
     else:  # the caller's figure may hold other axes: the legend stays inside these

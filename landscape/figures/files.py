@@ -36,7 +36,8 @@ from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 from landscape.config import PlotConfig
 from landscape.errors import ConfigError, GridError, LandscapeError
-from landscape.figures import plot, views
+from landscape.figures import estimates, plot, views
+from landscape.figures._style import _preset
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
@@ -147,16 +148,23 @@ def _mark_partial(figure: Figure, text: str) -> None:
 # --- one function per kind ------------------------------------------------------------------------------
 
 
+def _estimates(job: _Job, figure: Figure, *, centred: bool = False) -> Figure:
+    """A progressive surface's marks on a 2D figure (:mod:`landscape.figures.estimates`); none for an exact file."""
+    ax = job.ax if job.ax is not None else figure.axes[0]
+    estimates.draw_plane_marks(ax, job.sf, job.metric, centred=centred, fontsize=_preset(job.style["width"]).tick - 1)
+    return figure
+
+
 def _contour(job: _Job) -> Figure:
-    return plot.contour(job.x, job.y, job.z, **job.plane())
+    return _estimates(job, plot.contour(job.x, job.y, job.z, **job.plane()))
 
 
 def _filled(job: _Job) -> Figure:
-    return plot.filled_contour(job.x, job.y, job.z, **job.plane())
+    return _estimates(job, plot.filled_contour(job.x, job.y, job.z, **job.plane()))
 
 
 def _heatmap(job: _Job) -> Figure:
-    return plot.heatmap(job.x, job.y, job.z, **job.plane())
+    return _estimates(job, plot.heatmap(job.x, job.y, job.z, **job.plane()), centred=True)
 
 
 def _surface3d(job: _Job) -> Figure:
@@ -170,21 +178,26 @@ def _trajectory(job: _Job) -> Figure:
     assert job.path is not None
     x_label, y_label = views.path_labels(job.sf, job.path)
     options = {**job.plane(), "x_label": x_label, "y_label": y_label}
-    return plot.trajectory(job.x, job.y, job.z, job.path.coords, labels=views.epoch_labels(job.path), **options)
+    return _estimates(job, plot.trajectory(job.x, job.y, job.z, job.path.coords, labels=views.epoch_labels(job.path), **options))
 
 
 def _line(job: _Job) -> Figure:
-    """Loss (left) and accuracy (right) of both splits along the slice."""
+    """Loss (left) and accuracy (right) of both splits along the slice; ±2 s.e. bands of a progressive surface."""
     what = job.metric.partition("_")[2]
     family = "loss" if what == "acc" else what
-    curves = {views.legend_label(f"{s}_{family}"): job.sf.values[f"{s}_{family}"]
-              for s in views.SPLIT_WORDS if f"{s}_{family}" in job.sf.values}
-    accs = {views.legend_label(f"{s}_acc"): job.sf.values[f"{s}_acc"] for s in views.SPLIT_WORDS if f"{s}_acc" in job.sf.values}
+    names = [f"{s}_{family}" for s in views.SPLIT_WORDS if f"{s}_{family}" in job.sf.values]
+    acc_names = [f"{s}_acc" for s in views.SPLIT_WORDS if f"{s}_acc" in job.sf.values]
+    curves = {views.legend_label(c): job.sf.values[c] for c in names}
+    accs = {views.legend_label(c): job.sf.values[c] for c in acc_names}
+    errors = {views.legend_label(c): err for c in names + acc_names if (err := estimates.stderr_of(job.sf, c)) is not None}
     endpoints = [0.0, 1.0] if job.sf.attrs.get("directions", {}).get("kind") == "target" else None
     label = "loss" if family == "loss" else family.replace("_", " ")
-    return plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
-                     x_label=job.sf.attrs.get("x_label") or "α", log=job.style["log"], endpoints=endpoints,
-                     width=job.style["width"], title=job.style["title"], ax=job.ax)
+    figure = plot.line(job.x, curves, acc_curves=accs or None, done=job.sf.done, metric_label=label,
+                       x_label=job.sf.attrs.get("x_label") or "α", log=job.style["log"], endpoints=endpoints,
+                       width=job.style["width"], title=job.style["title"], ax=job.ax, errors=errors or None)
+    estimates.estimate_note(job.ax if job.ax is not None else figure.axes[0], estimates.share_line(job.sf, False),
+                            _preset(job.style["width"]).tick - 1)
+    return figure
 
 
 def _panels(job: _Job) -> Figure:
@@ -197,7 +210,10 @@ def _panels(job: _Job) -> Figure:
     dones = dict.fromkeys(zs, job.sf.done)
     options = {**job.plane(), "metric_label": f"{views.SPLIT_WORDS[views.split_of(job.metric)]} loss", "width": "double"}
     del options["done"], options["ax"]
-    return plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
+    figure = plot.panels(job.x, job.y, zs, shared=False, kind="contour", dones=dones, **options)
+    for ax, column in zip(figure.axes, columns, strict=False):  # the panels come first, their colourbars after
+        estimates.draw_plane_marks(ax, job.sf, column, centred=False, fontsize=_preset("single").tick - 1)
+    return figure
 
 
 _DRAW: dict[str, Callable[[_Job], Figure]] = {
@@ -336,7 +352,8 @@ def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = 
 
     ``csv`` and ``npz`` hold every metric (or only ``metric``) as stored in the file, plus a
     ``done`` column (1 computed, 0 not yet), so a diverged point (NaN, done) and a missing one
-    (NaN, not done) stay apart. ``vtp`` draws ``metric`` (default ``train_loss``) with
+    (NaN, not done) stay apart; a progressive surface adds the metrics' ``<column>_stderr``, their
+    splits' ``<split>_samples`` and its ``above`` and ``computed`` masks (1/0). ``vtp`` draws ``metric`` (default ``train_loss``) with
     not-computed points left as holes; ``log`` and ``zmax`` shape its heights (vtp only).
     The default ``out`` is the surface file with the format's suffix.
     """
@@ -357,5 +374,8 @@ def export_surface_file(surface: str | Path, fmt: str, out: str | Path | None = 
         raise ConfigError(f"--log and --zmax shape the heights of a vtp surface; they do not apply to {fmt}")
     names = [views.resolve_metric(sf.columns, metric, source)] if metric else sf.columns
     arrays = {**{n: sf.values[n] for n in names}, "done": sf.done.astype(np.float64)}
+    # a progressive surface: the errors and samples of these columns, and the masks (1/0); not the running sums
+    wanted = [f"{n}_stderr" for n in names] + [f"{s}_samples" for s in dict.fromkeys(n.split("_", 1)[0] for n in names)]
+    arrays |= {k: np.asarray(sf.extra[k], dtype=np.float64) for k in [*wanted, "above", "computed"] if k in sf.extra}
     writer = to_csv if fmt == "csv" else to_npz
     return writer(target, sf.grid.x, sf.grid.y, arrays)

@@ -22,6 +22,7 @@ import numpy as np
 
 from landscape.atomic import write_text_atomic
 from landscape.errors import LandscapeError
+from landscape.figures.estimates import progressive_summary
 from landscape.figures.interactive import SUFFIX, install_hint, plotly_available
 from landscape.io.surface_file import read_surface
 from landscape.version import __version__
@@ -185,6 +186,12 @@ def _surface_row(path: Path) -> dict[str, Any]:
     finite = z[np.isfinite(z)]
     row |= {"metric": column, "at origin": float(at_origin), "lowest": float(finite.min()) if finite.size else math.nan,
             "highest": float(finite.max()) if finite.size else math.nan}
+    estimate = progressive_summary(sf)
+    if estimate is not None:  # a progressive surface: how settled its estimates are, how much data they read
+        row |= {"largest s.e. / T": estimate["max_stderr_in_T"].get(column),
+                "data read %": estimate["data_read_percent"].get(column.split("_", 1)[0])}
+        if "computed_percent" in estimate:
+            row["points computed %"] = estimate["computed_percent"]
     return row
 
 
@@ -197,6 +204,8 @@ def run_tables(manifest: Mapping[str, Any], surfaces: Sequence[Path]) -> list[Ta
         tables.append(Table("Training", [{k: c.get(k) for k in keys if any(k in e for e in epochs)} for c in epochs[-1:]],
                             "The final checkpoint (the origin of every surface), over the whole splits."))
     rows = [_surface_row(p) for p in surfaces if p.exists()]
+    columns = dict.fromkeys(k for row in rows for k in row)  # every row gets the columns of any (progressive) surface
+    rows = [{k: row.get(k) for k in columns} for row in rows]
     if rows:
         tables.append(Table("Surfaces", rows, "Values of the first loss column of each file; unfinished points are left out."))
     return tables

@@ -42,7 +42,7 @@ import numpy as np
 from landscape.atomic import write_text_atomic
 from landscape.engine.grid import Grid
 from landscape.errors import GridError, MissingExtraError
-from landscape.figures import views
+from landscape.figures import estimates, views
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
@@ -110,8 +110,9 @@ def _as_surface_file(surface: str | Path | SurfaceFile | SurfaceLike) -> Surface
     grid = Grid(np.asarray(surface.x, dtype=np.float64), None if surface.y is None else np.asarray(surface.y, dtype=np.float64))
     done = np.ones(grid.shape, dtype=bool) if surface.done is None else np.asarray(surface.done, dtype=bool)
     attrs = dict(surface.attrs)
+    extra = {k: np.asarray(v) for k, v in getattr(surface, "extra", {}).items()}  # a progressive surface's errors and masks
     return SurfaceFile(Path(str(attrs.get("path", "surface"))), grid, list(surface.values),
-                       {k: np.asarray(v, dtype=np.float64) for k, v in surface.values.items()}, done, attrs)
+                       {k: np.asarray(v, dtype=np.float64) for k, v in surface.values.items()}, done, attrs, extra=extra)
 
 
 def _as_path(sf: SurfaceFile, trajectory: str | Path | TrajectoryPoints | None) -> TrajectoryPoints | None:
@@ -241,8 +242,7 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.52, 0.48], horizontal_spacing=0.08,
                         specs=[[{"type": "scene"}, {"type": "xy"}]])
-    hover = _hovertemplate(columns, x_label, y_label)
-    custom = _plain(np.stack([c.z.T for c in columns], axis=-1))  # (ny, nx, k): every metric at each point
+    hover, custom = _hover(sf, columns, x_label, y_label)
     groups: dict[str, list[int]] = {}
     labels: dict[str, str] = {}
     for column in columns:
@@ -273,10 +273,28 @@ def _by_name(columns: list[_Column], name: str) -> _Column:
     return next(c for c in columns if c.name == name)
 
 
-def _hovertemplate(columns: list[_Column], x_label: str, y_label: str) -> str:
+def _hover(sf: SurfaceFile, columns: list[_Column], x_label: str, y_label: str) -> tuple[str, list[Any]]:
+    """The hover template and its per-point data (ny, nx, k): every metric at the point, then, for a
+    progressive surface, the standard errors shown as "value ± s.e." and a word for a point that was
+    interpolated (``--refine``) or stopped above the range."""
+    errors = {c.name: err for c in columns if (err := estimates.stderr_of(sf, c.name)) is not None}
+    stack = [c.z.T for c in columns] + [errors[name].T for name in errors]
     rows = [f"{x_label} = %{{x:.4g}}", f"{y_label} = %{{y:.4g}}"]
-    rows += [f"{views.metric_label(c.name)} = %{{customdata[{k}]:.4g}}" for k, c in enumerate(columns)]
-    return "<br>".join(rows) + "<extra></extra>"
+    for k, c in enumerate(columns):
+        spread = f" ± %{{customdata[{len(columns) + list(errors).index(c.name)}]:.2g}}" if c.name in errors else ""
+        rows.append(f"{views.metric_label(c.name)} = %{{customdata[{k}]:.4g}}{spread}")
+    custom: list[Any] = _plain(np.stack(stack, axis=-1))  # (ny, nx, k)
+    filled = estimates.interpolated(sf)
+    above = sf.extra.get("above") if sf.attrs.get("progressive") else None
+    words = np.full(sf.grid.shape, "", dtype=object)
+    if above is not None:
+        words[np.asarray(above, dtype=bool) & sf.done] = "stopped above the range"
+    if filled is not None:
+        words[filled] = "interpolated"
+    if (words != "").any():
+        rows.append(f"%{{customdata[{len(stack)}]}}")
+        custom = [[[*point, words.T[r][q]] for q, point in enumerate(row)] for r, row in enumerate(custom)]
+    return "<br>".join(rows) + "<extra></extra>", custom
 
 
 def _group_traces(go: ModuleType, sf: SurfaceFile, column: _Column, scale: str, path: TrajectoryPoints | None,

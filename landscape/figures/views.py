@@ -172,5 +172,6 @@ def coarse_view(sf: SurfaceFile) -> tuple[SurfaceFile, str | None]:
         return sf, mark
     grid = Grid(sf.grid.x[idx[0]], sf.grid.y[idx[1]] if sf.grid.y is not None else None)
     values = {c: v[np.ix_(*idx)] for c, v in sf.values.items()}
-    coarse = SurfaceFile(sf.path, grid, sf.columns, values, sf.done[np.ix_(*idx)], sf.attrs)
+    extra = {name: v[np.ix_(*idx)] for name, v in sf.extra.items()}  # a progressive file's errors, samples, masks
+    coarse = SurfaceFile(sf.path, grid, sf.columns, values, sf.done[np.ix_(*idx)], sf.attrs, extra=extra)
     return coarse, f"{mark}\n{'×'.join(str(len(i)) for i in idx)} level shown"

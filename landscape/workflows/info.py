@@ -61,6 +61,7 @@ def _h5(path: Path) -> dict[str, Any]:
     if fmt == "landscape-connect":
         return _connect(path)
     if fmt == "landscape-surface":
+        from landscape.figures.estimates import progressive_summary
         from landscape.io.surface_file import read_surface
         from landscape.workflows.surface import summarize
 
@@ -71,6 +72,9 @@ def _h5(path: Path) -> dict[str, Any]:
                    settings=sf.attrs["settings"], landscape_version=sf.attrs.get("landscape_version"))
         if sf.grid.y is not None:
             out.update(y=[float(sf.grid.y[0]), float(sf.grid.y[-1]), len(sf.grid.y)], y_label=sf.attrs.get("y_label"))
+        progressive = progressive_summary(sf)  # None for an exact file
+        if progressive is not None:
+            out["progressive"] = progressive
         return out
     try:
         with h5py.File(path, "r") as f:
