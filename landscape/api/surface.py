@@ -302,6 +302,7 @@ def surface(
 def progressive_extras(engine: ProgressiveEvaluator, flat: np.ndarray, grid: Grid) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A progressive surface's extras (named as in its file) and attributes, from the evaluator's rows."""
     attrs = {"progressive": True, "refine": engine.options.refine, "tolerance": engine.tolerance,
+             "tolerance_relative": {k: list(v) for k, v in engine.relative.items()},
              "tolerance_spec": engine.options.tolerance.spec, "sample_seed": engine.options.seed, "top": engine.top,
              "samples_total": dict(zip(engine.splits, engine.total.tolist(), strict=True))}
     names = extra_names(engine.columns, attrs)

@@ -37,10 +37,23 @@ MIN_SAMPLES = 1000  # a point's standard error is trusted only from this many sa
 ABOVE_SE = 3.0  # a point this many standard errors above the figure's top needs no more samples
 EXPLODE, FLOOR = 100.0, 0.1  # default top of the range: EXPLODE · max(|L(origin)|, FLOOR) (check's "exploded")
 LEVELS = 12  # contour levels of the figures (plot.levels' default): their spacing is the contour step
+LOG_SPACING = 10 ** (1 / 3) - 1  # a log-scale figure's contours (1-2-5 per decade) lie about this far apart, relative
 ORIGIN_RTOL = 0.01  # the origin (the scale of the figure) is read to this relative standard error
 MAX_CHUNK, MIN_CHUNK, CHUNKS = 1024, 64, 64  # samples per chunk: N / CHUNKS within [MIN_CHUNK, MAX_CHUNK]
 
 TolFn = Callable[[np.ndarray], np.ndarray]  # the estimates (k, columns) -> the tolerated standard errors (k, columns)
+
+
+def tolerance_at(values: np.ndarray, tolerance: float, relative: tuple[float, float] | None) -> np.ndarray:
+    """The tolerance T at points of these values: ``tolerance`` (absolute), or for a percent of the contour step
+    (``relative`` = (share × :data:`LOG_SPACING`, floor)) the smaller of the linear figure's T and the log
+    figure's there, ``share · LOG_SPACING · max(value, floor)``: a log-scale figure's low contours lie close together."""
+    values = np.asarray(values, dtype=np.float64)
+    if relative is None:
+        return np.full(values.shape, tolerance)
+    rel, floor = relative
+    level = np.maximum(np.where(np.isnan(values), np.inf, values), floor)
+    return np.minimum(tolerance, rel * level)
 
 
 class ChunkReader(Protocol):
@@ -146,6 +159,7 @@ class ProgressiveEvaluator:
         self.state = state if state is not None else Progress.empty(grid.size, len(self.columns), len(self.splits))
         self.origin = grid.size  # the state's last row
         self.tolerance: dict[str, float] = {}
+        self.relative: dict[str, tuple[float, float]] = {}  # a percent tolerance: tolerance_at's (share, floor)
         self.top: dict[str, float] = {}
 
     # --- the figure's scale and the tolerance, from the origin ------------------------------------------
@@ -173,6 +187,8 @@ class ProgressiveEvaluator:
                                   f"above the origin's {name} ({float(mean[c]):g}); raise --vmax or give an absolute tolerance")
             self.top[name] = float(top)
             self.tolerance[name] = o.tolerance.value / 100 * step if o.tolerance.percent else o.tolerance.value
+            if o.tolerance.percent:
+                self.relative[name] = (o.tolerance.value / 100 * LOG_SPACING, max(abs(float(mean[c])), 1e-3))
 
     # --- evaluation --------------------------------------------------------------------------------------
 
@@ -180,9 +196,14 @@ class ProgressiveEvaluator:
     def width(self) -> int:
         return 4 * len(self.columns) + len(self.splits) + 1 + int(self.options.refine)
 
+    def tolerance_of(self, column: str, values: np.ndarray) -> np.ndarray:
+        """T at points of these values of ``column`` (:func:`tolerance_at`); infinite for a column without one."""
+        return tolerance_at(values, self.tolerance.get(column, np.inf), self.relative.get(column))
+
     def _limits(self) -> tuple[TolFn, np.ndarray]:
-        tol = np.array([self.tolerance.get(c, np.inf) for c in self.columns])
-        return (lambda mean: np.broadcast_to(tol, mean.shape)), np.array([self.top.get(c, np.inf) for c in self.columns])
+        def tol_of(mean: np.ndarray) -> np.ndarray:
+            return np.stack([self.tolerance_of(c, mean[:, k]) for k, c in enumerate(self.columns)], axis=1)
+        return tol_of, np.array([self.top.get(c, np.inf) for c in self.columns])
 
     def settled_points(self) -> np.ndarray:
         """Which grid points (flat) need no more samples under the resolved tolerance (every split settled)."""
@@ -207,12 +228,14 @@ class ProgressiveEvaluator:
             parts.append(np.ones((len(rows), 1)))
         return np.concatenate(parts, axis=1)
 
-    def scale(self) -> tuple[str, float, float, float, float]:
-        """The figure's column (the first loss) and its tolerance, origin value, contour step and top (for ``--refine``)."""
+    def scale(self) -> tuple[str, Callable[[np.ndarray], np.ndarray], float, float, float]:
+        """The figure's column (the first loss) and its tolerance (of the values), origin value, contour step and
+        top (for ``--refine``)."""
         self.resolve()
         column = next(iter(self.tolerance))
         origin = float(self._mean(np.array([self.origin]))[0, self.columns.index(column)])
-        return column, self.tolerance[column], origin, (self.top[column] - origin) / self.options.levels, self.top[column]
+        step = (self.top[column] - origin) / self.options.levels
+        return column, (lambda values: self.tolerance_of(column, values)), origin, step, self.top[column]
 
     def filled_rows(self, interpolated: np.ndarray, error: np.ndarray, column: str) -> np.ndarray:
         """Rows for points filled by interpolation (``--refine``): the interpolated columns (k, columns), the

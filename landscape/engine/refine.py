@@ -6,9 +6,9 @@ largest stride that still gives :data:`MIN_INTERVALS` intervals down to 1 (each 
 before it; the last interval may be shorter, which bilinear interpolation does not mind). A cell of a
 level (the rectangle between neighbouring indices of both axes) needs its finer points computed when
 
-* its corner values straddle a contour level (levels ``L(0) + k · step``, the step of the figure's
-  contours: :class:`~landscape.engine.progressive.ProgressiveEvaluator`), or reach the top of the range
-  from below — the lines must be drawn where they are;
+* its corner values straddle a contour level — of a linear figure (``L(0) + k · step``, the step of
+  the figure's contours: :class:`~landscape.engine.progressive.ProgressiveEvaluator`) or of a log-scale
+  one (three per decade) — or reach the top of the range from below: the lines must be drawn where they are;
 * its bilinear interpolation error, estimated from the level's second differences around it
   (``h²·|f''| / 8`` per axis), exceeds the tolerance T;
 * a corner is not finite (diverged).
@@ -89,13 +89,15 @@ def interpolate(values: np.ndarray, coarse: tuple[np.ndarray, ...], points: np.n
         return (cvals * w).sum(axis=1), cvals
 
 
-def refine_level(values: np.ndarray, coarse: tuple[np.ndarray, ...], fine: tuple[np.ndarray, ...], *, tolerance: float,
-                 origin: float, step: float, top: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refine_level(values: np.ndarray, coarse: tuple[np.ndarray, ...], fine: tuple[np.ndarray, ...], *,
+                 tolerance: float | Callable[[np.ndarray], np.ndarray], origin: float, step: float,
+                 top: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which new points of level ``fine`` to compute, from ``values`` (grid-shaped; only the points of level
     ``coarse`` are read).
 
     Returns ``(compute, fill, error)``: flat indices of the new points to compute, those to fill by
     interpolation (:func:`interpolate`), and the estimated interpolation error of each filled one.
+    ``tolerance``: T, or T as a function of the (interpolated) values.
     """
     shape = values.shape
     new = np.setdiff1d(level_points(shape, fine), level_points(shape, coarse))
@@ -104,7 +106,8 @@ def refine_level(values: np.ndarray, coarse: tuple[np.ndarray, ...], fine: tuple
     mesh = np.ix_(*coarse)
     v = values[mesh]
     smooth = np.where(np.isfinite(v), v, 0.0)
-    _, cvals = interpolate(values, coarse, new)
+    guess, cvals = interpolate(values, coarse, new)
+    tol = tolerance(guess) if callable(tolerance) else np.full(len(new), tolerance)
     error = np.zeros(len(new))
     for a, c in enumerate(coarse):  # per axis, the largest curvature at the cell's corners times h² / 8
         curv = np.zeros(shape)
@@ -116,19 +119,20 @@ def refine_level(values: np.ndarray, coarse: tuple[np.ndarray, ...], fine: tuple
     cmin, cmax = np.min(cvals, axis=1), np.max(cvals, axis=1)
     diverged = ~np.isfinite(cvals).all(axis=1)
     above = cmin > top
-    with np.errstate(invalid="ignore"):
-        band = np.floor((np.minimum(cvals, top) - origin) / step)
-    straddle = (band.min(axis=1) != band.max(axis=1)) | (cmax > top)
-    need = diverged | (~above & (straddle | (error > tolerance)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        band = np.floor((np.minimum(cvals, top) - origin) / step)  # the levels of a linear figure
+        decade = np.floor(3 * np.log10(np.clip(cvals, 1e-12, top)))  # a log figure's (about three per decade)
+    straddle = (band.min(axis=1) != band.max(axis=1)) | (decade.min(axis=1) != decade.max(axis=1)) | (cmax > top)
+    need = diverged | (~above & (straddle | (error > tol)))
     return new[need], new[~need], error[~need]
 
 
 @dataclass(frozen=True)
 class Scale:
-    """What refinement reads the figure's column against: the tolerance T, the origin's value, the
-    contour step and the top of the range."""
+    """What refinement reads the figure's column against: the tolerance T (or T of the values), the origin's
+    value, the contour step and the top of the range."""
 
-    tolerance: float
+    tolerance: float | Callable[[np.ndarray], np.ndarray]
     origin: float
     step: float
     top: float

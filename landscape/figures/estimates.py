@@ -28,6 +28,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 
+from landscape.engine.progressive import tolerance_at
 from landscape.figures._style import BoolArray, FloatArray, _edges
 from landscape.io.surface_file import SurfaceFile
 
@@ -54,12 +55,14 @@ def stderr_of(sf: SurfaceFile, column: str) -> FloatArray | None:
     return err if bool((known > 0).any()) else None
 
 
-def tolerance_of(sf: SurfaceFile, column: str) -> float | None:
-    """The absolute tolerance T of ``column`` (loss columns only), or None."""
+def tolerance_of(sf: SurfaceFile, column: str) -> FloatArray | None:
+    """The tolerance T of ``column`` at every point (loss columns only), or None: the absolute T, or for a
+    percent of the contour step T of each point's value (:func:`~landscape.engine.progressive.tolerance_at`)."""
     table = sf.attrs.get("tolerance")
     if not isinstance(table, dict) or column not in table:
         return None
-    return float(table[column])
+    relative = (sf.attrs.get("tolerance_relative") or {}).get(column)
+    return tolerance_at(sf.values[column], float(table[column]), None if relative is None else (relative[0], relative[1]))
 
 
 def unsettled(sf: SurfaceFile, column: str) -> BoolArray | None:
@@ -95,9 +98,10 @@ def computed_share(sf: SurfaceFile) -> float | None:
 def progressive_summary(sf: SurfaceFile) -> dict[str, Any] | None:
     """What a progressive surface's estimates are worth (None for an exact file).
 
-    ``tolerance_spec`` as given and ``tolerance`` T per loss column; ``max_stderr`` the largest
-    standard error per loss column over the done points, leaving out those that stopped above the
-    figure's range (they stop early by design), and ``max_stderr_in_T`` the same divided by T;
+    ``tolerance_spec`` as given and ``tolerance`` T per loss column (a percent of the contour step: the
+    linear figure's T, smaller at low values, :func:`tolerance_of`); ``max_stderr`` the largest standard
+    error per loss column over the done points, leaving out those that stopped above the figure's range
+    (they stop early by design), and ``max_stderr_in_T`` the largest ratio of a point's error to its T;
     ``data_read_percent`` per split: the samples read over the done computed points as a percent
     of all the samples those points would read (N each); ``above`` how many points stopped above
     the range; with ``--refine``, ``computed_percent``: the share of points computed, not interpolated.
@@ -108,10 +112,15 @@ def progressive_summary(sf: SurfaceFile) -> dict[str, Any] | None:
     above = sf.done & np.asarray(sf.extra.get("above", np.zeros(sf.grid.shape, dtype=bool)), dtype=bool)
     computed = sf.done & np.asarray(sf.extra.get("computed", np.ones(sf.grid.shape, dtype=bool)), dtype=bool)
     largest: dict[str, float | None] = {}
+    in_t: dict[str, float | None] = {}
     for column in tolerance:
         err = np.asarray(sf.extra.get(f"{column}_stderr", np.full(sf.grid.shape, np.nan)), dtype=np.float64)
-        shown = err[sf.done & ~above & np.isfinite(err)]
-        largest[column] = float(shown.max()) if shown.size else None
+        keep = sf.done & ~above & np.isfinite(err)
+        largest[column] = float(err[keep].max()) if keep.any() else None
+        t = tolerance_of(sf, column)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = err[keep] / t[keep] if t is not None else np.zeros(0)
+        in_t[column] = float(np.max(ratio)) if ratio.size and np.isfinite(ratio).all() else None
     read: dict[str, float | None] = {}
     for split, total in (sf.attrs.get("samples_total") or {}).items():
         samples = np.asarray(sf.extra.get(f"{split}_samples", np.zeros(sf.grid.shape, dtype=np.int64)), dtype=np.int64)
@@ -119,7 +128,7 @@ def progressive_summary(sf: SurfaceFile) -> dict[str, Any] | None:
         read[split] = 100.0 * int(samples[computed].sum()) / (int(total) * points) if points and total else None
     out: dict[str, Any] = {
         "tolerance_spec": sf.attrs.get("tolerance_spec"), "tolerance": tolerance, "max_stderr": largest,
-        "max_stderr_in_T": {c: (v / tolerance[c] if v is not None and tolerance[c] > 0 else None) for c, v in largest.items()},
+        "max_stderr_in_T": in_t,
         "data_read_percent": read, "above": int(above.sum()), "sample_seed": sf.attrs.get("sample_seed")}
     share = computed_share(sf)
     if share is not None:
@@ -174,7 +183,10 @@ def draw_plane_marks(ax: Axes, sf: SurfaceFile, column: str, *, centred: bool, f
             hatch.set_hatch_linewidth(0.6)
         ax.add_collection(hatch, autolim=False)
         tol = tolerance_of(sf, column)
-        lines.append(f"hatched: s.e. > T = {tol:.3g}")
+        assert tol is not None
+        spread = np.nanmin(tol[sf.done]), np.nanmax(tol[sf.done])
+        lines.append(f"hatched: s.e. > T = {spread[1]:.3g}" if spread[0] == spread[1] else
+                     f"hatched: s.e. > T ({spread[0]:.2g} to {spread[1]:.2g})")
     filled = interpolated(sf)
     dots = filled is not None and bool(filled.any())
     if filled is not None and dots:

@@ -14,7 +14,7 @@ from landscape.config import Config
 from landscape.engine.progressive import LEVELS, Progress, ProgressiveEvaluator, ProgressiveOptions, Tolerance
 from landscape.engine.refine import Scale, interpolate, refine
 from landscape.errors import ConfigError
-from landscape.io.surface_file import SurfaceFile, make_progressive, plain_attr, splits_of_columns
+from landscape.io.surface_file import SurfaceFile, make_progressive, plain_attr
 from landscape.workflows._distributed import Group, decode_array, encode_array, share_setup
 
 Fill = Callable[..., tuple[list[int], float]]  # workflows.surface._fill: (sf, engine, group, pending, coords, tag)
@@ -63,8 +63,8 @@ def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
     engine.resolve()
     sf.done[...] = engine.settled_points().reshape(sf.done.shape)
     o = engine.options
-    sf.attrs.update({"tolerance": engine.tolerance, "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed,
-                     "top": engine.top, "samples_total": totals})
+    sf.attrs.update({"tolerance": engine.tolerance, "tolerance_relative": {k: list(v) for k, v in engine.relative.items()},
+                     "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed, "top": engine.top, "samples_total": totals})
 
 
 def progress_from_extras(sf: SurfaceFile, engine: ProgressiveEvaluator) -> Progress:
@@ -89,32 +89,18 @@ def decode_state(array: np.ndarray, columns: int) -> Progress:
     return Progress(array[:, :c].copy(), array[:, c : 2 * c].copy(), array[:, 2 * c : -1].astype(np.int64), array[:, -1] > 0)
 
 
-def summary(sf: SurfaceFile) -> dict[str, Any]:
-    """How much was read and how good the estimates are: for the summary and ``landscape info``."""
-    done = sf.done
-    out: dict[str, Any] = {"tolerance": sf.attrs.get("tolerance_spec"), "tolerances": dict(sf.attrs.get("tolerance", {})),
-                           "above": int(sf.extra["above"][done].sum())}
-    computed = sf.extra.get("computed", np.ones_like(done))[done].astype(bool) if "computed" in sf.extra else done[done]
-    totals = sf.attrs.get("samples_total", {})
-    out["read_share"] = {s: float(sf.extra[f"{s}_samples"][done][computed].sum()) / max(1, totals.get(s, 0) * int(computed.sum()))
-                         for s in splits_of_columns(sf.columns)}
-    out["largest_stderr"] = {c: (float(np.nanmax(sf.extra[f"{c}_stderr"][done])) if done.any() else None)
-                             for c in sf.attrs.get("tolerance", {})}
-    if "computed" in sf.extra:
-        out["computed_share"] = float(sf.extra["computed"].mean())
-    return out
-
-
-def summary_lines(info: dict[str, Any], tolerance: dict[str, float]) -> list[str]:
-    lines = [f"progressive (--tolerance {info['tolerance']}): read " + ", ".join(
-        f"{100 * v:.1f} % of the {s} samples" for s, v in info["read_share"].items()) + " (per computed point, on average)"]
-    for c, se in info["largest_stderr"].items():
+def summary_lines(info: dict[str, Any]) -> list[str]:
+    """The terminal lines of :func:`landscape.figures.estimates.progressive_summary`'s numbers."""
+    read = ", ".join(f"{v:.1f} % of the {s} samples" for s, v in info["data_read_percent"].items() if v is not None)
+    lines = [f"progressive (--tolerance {info['tolerance_spec']}): read {read} (per computed point, on average)"]
+    for c, se in info["max_stderr"].items():
         if se is not None:
-            lines.append(f"largest standard error of {c}: {se:.3g} (T = {tolerance[c]:.3g})")
+            ratio = info["max_stderr_in_T"].get(c)
+            lines.append(f"largest standard error of {c}: {se:.3g}" + (f"; largest in units of its T: {ratio:.2f}" if ratio is not None else ""))
     if info["above"]:
         lines.append(f"{info['above']} points stopped above the figure's range (by more than 3 standard errors)")
-    if "computed_share" in info:
-        lines.append(f"refined: {100 * info['computed_share']:.1f} % of the points computed, the rest interpolated")
+    if "computed_percent" in info:
+        lines.append(f"refined: {info['computed_percent']:.1f} % of the points computed, the rest interpolated")
     return lines
 
 

@@ -62,7 +62,6 @@ from landscape.workflows._progressive import (
     progressive_options,
     summary_lines,
 )
-from landscape.workflows._progressive import summary as progressive_summary
 from landscape.workflows.experiment import Experiment, checkpoint_config, experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
@@ -298,6 +297,8 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     if sf.done.all() and is_flat(sf.values):
         summary["warnings"] = [flat_message(list(s.params) or dirs.meta.get("params"))]
     if sf.attrs.get("progressive"):
+        from landscape.figures.estimates import progressive_summary  # (matplotlib only when needed)
+
         summary["progressive"] = progressive_summary(sf)
     return SurfaceResult(group.rank, computed, summary)
 
@@ -455,7 +456,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("cosine") is not None:
         lines.append(f"cosine between the two directions: {summary['cosine']:+.4f}")
     if summary.get("progressive"):
-        lines += summary_lines(summary["progressive"], summary["progressive"]["tolerances"])
+        lines += summary_lines(summary["progressive"])
     lines += [f"note: {n}" for n in summary.get("notes", [])]
     lines += [f"warning: {w}" for w in summary.get("warnings", [])]
     for name, best in summary.get("best", {}).items():
