@@ -259,3 +259,23 @@ def test_api_refine_matches_the_cli_decisions() -> None:
     assert (s.extra["train_samples"][~computed] == 0).all() and np.isfinite(s["train_loss"]).all()
     plain = landscape.surface(model, (data.inputs, data.targets), x=(-2, 2, 33), y=(-2, 2, 33), progress=False, tolerance="5%")
     assert np.array_equal(s["train_loss"][computed], plain["train_loss"][computed])
+
+
+def test_check_reads_estimates_and_interpolated_points(tiny_run: RunResult, tmp_path: Path) -> None:
+    """``check`` evaluates the origin exactly when the surface holds an estimate there, finds the resolution
+    from computed points only, and counts an estimate's error as noise against the contour step."""
+    from landscape.engine.check import CheckOptions, numerics_check
+    from landscape.workflows.check import view_of_file
+
+    out = tmp_path / "r.h5"
+    assert _surface(tiny_run.final, out, "--tolerance", "5%", "--refine", "--set", "data.max_train=0") == 0
+    view = view_of_file(out)
+    assert view.computed is not None and view.stderr is not None and view.exact is not None
+    assert not view.computed.all() and not view.exact[8, 8]  # the origin is an estimate here
+    report = landscape.check(landscape.load_checkpoint(tiny_run.final).model, landscape.dataset("digits"),
+                             surface=landscape.load_surface(out), progress=False)
+    assert report["origin"].status == "pass"  # evaluated exactly, not read off the estimate
+    z = np.full((5, 5), 1.0) + np.arange(5)[:, None]  # contour step of 12 levels over 1 to 5: about 0.33
+    assert numerics_check(z, np.ones((5, 5), bool), False, CheckOptions()).status == "pass"
+    noisy = numerics_check(z, np.ones((5, 5), bool), False, CheckOptions(), stderr=np.full((5, 5), 0.5))
+    assert noisy.status == "warn" and "--tolerance" in noisy.advice

@@ -110,7 +110,8 @@ def check(
     done = surface.done if surface.done is not None else np.ones(surface.shape, dtype=bool)
     labels = surface.axis_labels()
     view = check_flow.View("surface", surface.x, surface.y, dict(surface.values), done, column, dirs,
-                       check_flow.bn_mode(surface.attrs.get("settings", {}).get("bn")), labels["x_label"], labels["y_label"])
+                       check_flow.bn_mode(surface.attrs.get("settings", {}).get("bn")), labels["x_label"], labels["y_label"],
+                       **check_flow.progressive_view(surface.columns, surface.extra, column))
     # the checkpoints' own losses: the engine at their weights; recorded ones only where the files are gone
     path_in = check_flow.path_input(path, None if column == "train_loss" else False) if path is not None else None
     run = check_flow.check_view(subject, view, opts, path=path_in)

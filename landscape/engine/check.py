@@ -480,15 +480,21 @@ def _dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor], keys: Sequence[str], 
 
 
 def numerics_check(z: npt.ArrayLike, done: npt.ArrayLike, log: bool, opts: CheckOptions,
-                   step: float | None = None) -> CheckResult:
-    """Non-finite values, and points whose float32 rounding (``16·ε·|L|``) is larger than a contour step."""
-    values = np.asarray(z, dtype=np.float64)[np.asarray(done, dtype=bool)]
+                   step: float | None = None, stderr: npt.ArrayLike | None = None) -> CheckResult:
+    """Non-finite values, and points whose float32 rounding (``16·ε·|L|``) or, on a progressive surface,
+    twice the standard error of the estimate (``stderr``) is larger than a contour step."""
+    mask = np.asarray(done, dtype=bool)
+    values = np.asarray(z, dtype=np.float64)[mask]
     bad = int(np.sum(~np.isfinite(values)))
-    finite = values[np.isfinite(values)]
+    keep = np.isfinite(values)
+    finite = values[keep]
     u = display_units(finite, log)
     step = contour_step(u, opts.levels) if step is None else step
     # float32 rounding of a mean of float32 losses, in the figure's units
     noise = 16 * _EPS32 / math.log(10) * np.ones_like(finite) if log else 16 * _EPS32 * np.abs(finite)
+    if stderr is not None:  # an estimate's error, in the figure's units
+        se = np.nan_to_num(np.asarray(stderr, dtype=np.float64)[mask][keep], nan=0.0)
+        noise = np.maximum(noise, 2 * se / (np.maximum(finite, 1e-300) * math.log(10)) if log else 2 * se)
     rounding = float(np.mean(noise >= step)) if finite.size and step > 0 else (1.0 if finite.size > 1 else 0.0)
     if finite.size > 1 and step == 0 and float(np.ptp(finite)) == 0:
         rounding = 1.0
@@ -499,7 +505,10 @@ def numerics_check(z: npt.ArrayLike, done: npt.ArrayLike, log: bool, opts: Check
                         "shrink the range to stay where the model is finite")
     if rounding > opts.rounding_share:
         problems.append(f"at {rounding:.0%} of the points float32 rounding is larger than a contour step: the contours "
-                        "are rounding noise; widen the range (see scale) or evaluate in float64 (model.double())")
+                        "are rounding noise; widen the range (see scale) or evaluate in float64 (model.double())"
+                        if stderr is None else
+                        f"at {rounding:.0%} of the points float32 rounding or twice the estimate's standard error is larger "
+                        "than a contour step: the contours are noise; give a smaller --tolerance, or evaluate exactly")
     if problems:
         return CheckResult("numerics", "warn", bad / max(values.size, 1) + rounding, opts.rounding_share,
                            "; ".join(problems), details)

@@ -82,6 +82,11 @@ class View:
     bn: str = "keep"
     x_label: str = ""
     y_label: str = ""
+    # a progressive surface's (None: exact): the points computed (not interpolated), the column's
+    # standard errors, and the points whose every column is exact (every sample read)
+    computed: np.ndarray | None = None
+    stderr: np.ndarray | None = None
+    exact: np.ndarray | None = None
 
     @property
     def z(self) -> np.ndarray:
@@ -179,7 +184,7 @@ def _origin_values(view: View, engine: Callable[[], Evaluator]) -> dict[str, flo
     j = None if view.y is None else _origin_index(view.y)
     if i is not None and (view.y is None or j is not None):
         at = (i,) if view.y is None else (i, j)
-        if bool(view.done[at]):
+        if bool(view.done[at]) and (view.exact is None or bool(view.exact[at])):  # (not an estimate)
             return {c: float(v[at]) for c, v in view.values.items()}
     e = engine()
     row = e.evaluate(np.zeros((1, 2)))[0]
@@ -290,12 +295,13 @@ def _scale(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, 
 
 def _resolution(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
                 plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
-    return chk.resolution_check(view.values[view.column], view.done, view.log, opts, _step(view, opts))
+    done = view.done if view.computed is None else view.done & view.computed  # interpolated points prove nothing
+    return chk.resolution_check(view.values[view.column], done, view.log, opts, _step(view, opts))
 
 
 def _numerics(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
               plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
-    return chk.numerics_check(view.values[view.column], view.done, view.log, opts, _step(view, opts))
+    return chk.numerics_check(view.values[view.column], view.done, view.log, opts, _step(view, opts), view.stderr)
 
 
 def _trajectory(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
@@ -425,7 +431,16 @@ def view_of_file(path: Path, name: str | None = None, column: str | None = None)
         raise ConfigError(f"surface file {str(path)!r} has no column {col!r}; it has {', '.join(sf.columns)}")
     return View(name or path.stem, sf.grid.x, sf.grid.y, dict(sf.values), sf.done, col, dirs,
                 bn_mode(sf.attrs.get("settings", {}).get("bn")), str(sf.attrs.get("x_label", "")),
-                str(sf.attrs.get("y_label", "")))
+                str(sf.attrs.get("y_label", "")), **progressive_view(sf.columns, sf.extra, col))
+
+
+def progressive_view(columns: Sequence[str], extra: Mapping[str, np.ndarray], column: str) -> dict[str, np.ndarray | None]:
+    """A progressive surface's ``computed``, ``stderr`` and ``exact`` for :class:`View` (none for an exact one)."""
+    if f"{column}_stderr" not in extra:
+        return {}
+    computed = np.asarray(extra.get("computed", np.ones(extra[f"{column}_stderr"].shape)), dtype=bool)
+    exact = computed & np.logical_and.reduce([np.asarray(extra[f"{c}_stderr"]) == 0 for c in columns])
+    return {"computed": computed, "stderr": np.asarray(extra[f"{column}_stderr"], dtype=np.float64), "exact": exact}
 
 
 def path_from_file(path: Path, recorded: bool) -> PathInput:
