@@ -8,7 +8,7 @@ surface draws the same figure as the exact one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import contourpy
 import numpy as np
@@ -71,7 +71,7 @@ def directed_distance(a: Sequence[np.ndarray], b: Sequence[np.ndarray], step: fl
     return float(_to_segments(_sampled(a, step), starts, ends).max())
 
 
-def hausdorff(u: npt.ArrayLike, v: npt.ArrayLike, levels: Sequence[float], step: float = STEP) -> float:
+def hausdorff(u: npt.ArrayLike, v: npt.ArrayLike, levels: Iterable[float], step: float = STEP) -> float:
     """Symmetric Hausdorff distance between the contour lines of ``u`` and ``v`` (same 2D grid), in
     grid cells: the largest, over ``levels``, of max(directed(u→v), directed(v→u)).
 

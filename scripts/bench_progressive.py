@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +60,9 @@ PAPER_RANGE = 1.0
 
 
 @dataclass(frozen=True)
-class Row:
-    """One line of the table: a run compared with the exact surface of its plane."""
+class Comparison:
+    """A run's numbers against the exact surface of its plane."""
 
-    plane: str
-    run: str
-    wall_s: float
-    speedup: float
     sample_forwards: int
     data_share: float
     max_err_t: float  # largest |estimate − exact| / T over the points not stopped "above"
@@ -73,6 +70,17 @@ class Row:
     computed_share: float
     above: int
     hausdorff_cells: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    plane: str
+    run: str
+    wall_s: float
+    speedup: float
+    numbers: Comparison
 
 
 def figure_levels(exact: np.ndarray, top: float | None) -> tuple[np.ndarray, bool, float | None]:
@@ -90,15 +98,14 @@ def samples_total(sf: SurfaceFile, split: str) -> int:
     return int(sf.attrs["samples_total"][split])
 
 
-def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Sequence[float], n: int) -> dict[str, float]:
+def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[float], n: int) -> Comparison:
     """The table's numbers for ``run`` against ``exact`` (an exact run compared with itself gives the exact row)."""
     split = metric.split("_", 1)[0]
     e = np.where(exact.done, exact.values[metric], np.nan)
     v = np.where(run.done, run.values[metric], np.nan)
     points = int(run.done.size)
     if not run.attrs.get("progressive"):
-        return {"sample_forwards": points * n, "data_share": 1.0, "max_err_t": 0.0, "within_2se": 1.0,
-                "computed_share": 1.0, "above": 0, "hausdorff_cells": hausdorff(e, v, levels)}
+        return Comparison(points * n, 1.0, 0.0, 1.0, 1.0, 0, hausdorff(e, v, levels))
     t = float(run.attrs["tolerance"][metric])
     se = run.extra[f"{metric}_stderr"]
     above = run.extra["above"].astype(bool)
@@ -109,11 +116,9 @@ def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Sequence[
     within = err[both] <= 2 * se[both] + 1e-9 * np.maximum(1.0, np.abs(e[both]))
     kept = both & ~above
     computed = run.extra["computed"].astype(bool) if "computed" in run.extra else np.ones(e.shape, dtype=bool)
-    return {"sample_forwards": forwards, "data_share": forwards / (points * n),
-            "max_err_t": float(err[kept].max() / t) if kept.any() else 0.0,
-            "within_2se": float(within.mean()) if within.size else float("nan"),
-            "computed_share": float(computed.mean()), "above": int(above.sum()),
-            "hausdorff_cells": hausdorff(e, v, levels)}
+    return Comparison(forwards, forwards / (points * n), float(err[kept].max() / t) if kept.any() else 0.0,
+                      float(within.mean()) if within.size else float("nan"), float(computed.mean()),
+                      int(above.sum()), hausdorff(e, v, levels))
 
 
 def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric: str) -> tuple[list[Row], Figure, str]:
@@ -139,14 +144,15 @@ def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric
         for c, (run, sf) in enumerate(surfaces.items()):
             numbers = compare(exact, sf, metric, levels, n)
             wall = timings.get(f"{plane}/{run}", float("nan"))
-            rows.append(Row(plane, run, wall, timings.get(f"{plane}/exact", float("nan")) / wall, **numbers))
-            ax = axes[r][c]
-            assert exact.grid.y is not None
-            contour(sf.grid.x, sf.grid.y, sf.values[metric], done=sf.done, ax=ax, levels=list(levels), log=log,
+            rows.append(Row(plane, run, wall, timings.get(f"{plane}/exact", float("nan")) / wall, numbers))
+            ax, y = axes[r][c], sf.grid.y
+            assert y is not None, "a 2D surface"
+            contour(sf.grid.x, y, sf.values[metric], done=sf.done, ax=ax, levels=list(levels), log=log,
                     vmax=vmax, title=f"{plane}: {run}")
             if "computed" in sf.extra:  # the points refine evaluated; the rest are interpolated
                 ii, jj = np.nonzero(sf.extra["computed"].astype(bool))
-                ax.plot(sf.grid.x[ii], sf.grid.y[jj], ".", color="0.25", markersize=1.2)
+                ax.plot(sf.grid.x[ii], y[jj], ".", color="0.3", markersize=1.6)
+                ax.set_title(f"{plane}: {run} (dots: points computed)", fontsize=ax.title.get_fontsize())
     return rows, fig, "\n".join(notes)
 
 
@@ -155,9 +161,10 @@ def markdown(rows: Sequence[Row], note: str) -> str:
             "| within 2 SE | points computed | above range | contour Hausdorff (cells) |")
     lines = [head, "|" + "---|" * 11]
     for r in rows:
-        lines.append(f"| {r.plane} | {r.run} | {r.wall_s:.1f} | {r.speedup:.2f}× | {r.sample_forwards:,} | "
-                     f"{100 * r.data_share:.1f} % | {r.max_err_t:.2f} | {100 * r.within_2se:.1f} % | "
-                     f"{100 * r.computed_share:.1f} % | {r.above} | {r.hausdorff_cells:.2f} |")
+        c = r.numbers
+        lines.append(f"| {r.plane} | {r.run} | {r.wall_s:.1f} | {r.speedup:.2f}× | {c.sample_forwards:,} | "
+                     f"{100 * c.data_share:.1f} % | {c.max_err_t:.2f} | {100 * c.within_2se:.1f} % | "
+                     f"{100 * c.computed_share:.1f} % | {c.above} | {c.hausdorff_cells:.2f} |")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {line}" for line in note.splitlines()) + "\n"
 
 
@@ -168,7 +175,8 @@ def run_command(cmd: list[str]) -> float:
     """Run one ``landscape`` command; its wall time in seconds. A failure ends the benchmark with its message."""
     print("$", " ".join(cmd[2:]), flush=True)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # this checkout's landscape
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"bench_progressive: `{' '.join(cmd[2:])}` failed: {(done.stderr or done.stdout).strip()[-600:]}")
