@@ -18,13 +18,16 @@ of the two surfaces at the figure's levels, in grid cells (``scripts/_contours.p
 are those ``landscape plot`` draws for the exact surface with ``--vmax`` at the estimator's top of
 the range (attrs["top"]) when the surface goes above it.
 
-Planes (``--plane``): ``small`` (default), ±``--range`` around the checkpoint, a range where no
-point explodes; ``paper``, the paper's ±1, where the trained CNN's corners explode; ``both``.
+Planes: ``small``, ±``--range`` around the checkpoint, a range where no point explodes; with
+``--plane paper`` also the paper's ±1, where the trained CNN's corners explode (three more runs),
+so the share of points ``--refine`` computes can be read on both. ``--reuse`` keeps the runs
+already complete in the output folder (with their recorded times), e.g. to add the paper plane later.
 The workload is ``configs/bench_progressive.toml`` (the digits CNN on 60,000 augmented digits),
 trained into the output folder when no ``--checkpoint`` is given.
 
     python scripts/bench_progressive.py --out-dir bench_out --threads 2            # the benchmark
-    python scripts/bench_progressive.py --out-dir bench_out --plane both --threads 2
+    python scripts/bench_progressive.py --out-dir bench_out --plane paper --threads 2
+    python scripts/bench_progressive.py --out-dir bench_out --plane paper --reuse --threads 2   # add the ±1 plane
     python scripts/bench_progressive.py --out-dir bench_out --analyze-only         # re-read the files
     python scripts/bench_progressive.py --out-dir /tmp/quick --quick               # smoke run, seconds
 
@@ -174,8 +177,8 @@ def markdown(rows: Sequence[Row], note: str) -> str:
 def run_command(cmd: list[str]) -> float:
     """Run one ``landscape`` command; its wall time in seconds. A failure ends the benchmark with its message."""
     print("$", " ".join(cmd[2:]), flush=True)
-    start = time.perf_counter()
     path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # this checkout's landscape
+    start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
     wall = time.perf_counter() - start
     if done.returncode != 0:
@@ -184,10 +187,14 @@ def run_command(cmd: list[str]) -> float:
 
 
 def train(out: Path, quick: bool, threads: list[str]) -> Path:
-    """Train the workload into ``out/run``; its last checkpoint."""
+    """Train the workload into ``out/run`` (``out/run_quick`` for ``--quick``); its last checkpoint."""
+    folder = out / ("run_quick" if quick else "run")
+    trained = sorted((folder / "checkpoints").glob("*.pt"))
+    if trained:  # a run already there (landscape train would only resume it)
+        return trained[-1]
     extra = ["--epochs", "1", "--set", "data.options={ n_train = 3000 }"] if quick else []
-    run_command([sys.executable, "-m", "landscape", "train", str(CONFIG), "--out", str(out / "run"), *extra, *threads])
-    return sorted((out / "run" / "checkpoints").glob("*.pt"))[-1]
+    run_command([sys.executable, "-m", "landscape", "train", str(CONFIG), "--out", str(folder), *extra, *threads])
+    return sorted((folder / "checkpoints").glob("*.pt"))[-1]
 
 
 def compute(args: argparse.Namespace, planes: dict[str, float], threads: list[str]) -> dict[str, float]:
@@ -199,17 +206,23 @@ def compute(args: argparse.Namespace, planes: dict[str, float], threads: list[st
     directions = ["--directions", str(args.directions)] if args.directions else ["--seed", str(args.seed)]
     options = {"exact": [], "tolerance": ["--tolerance", args.tolerance],
                "refine": ["--tolerance", args.tolerance, "--refine"]}
-    timings: dict[str, float] = {}
+    stored = out / "timings.json"
+    timings: dict[str, float] = json.loads(stored.read_text()) if args.reuse and stored.is_file() else {}
     for plane, r in planes.items():
         grid = f"{-r:g}:{r:g}:{points}"
         for run in RUNS:
             path = out / f"{plane}_{run}.h5"
-            timings[f"{plane}/{run}"] = run_command(
-                [sys.executable, "-m", "landscape", "surface", str(checkpoint), "--x", grid, "--y", grid,
-                 "--out", str(path), "--overwrite", *directions, *common, *options[run]])
+            if not (args.reuse and f"{plane}/{run}" in timings and complete(path)):
+                timings[f"{plane}/{run}"] = run_command(
+                    [sys.executable, "-m", "landscape", "surface", str(checkpoint), "--x", grid, "--y", grid,
+                     "--out", str(path), "--overwrite", *directions, *common, *options[run]])
+                stored.write_text(json.dumps(timings, indent=1))
             directions = ["--directions", str(path)] if run == "exact" and not args.directions else directions
-    (out / "timings.json").write_text(json.dumps(timings, indent=1))
     return timings
+
+
+def complete(path: Path) -> bool:
+    return path.is_file() and bool(read_surface(path).done.all())
 
 
 def metric_split(metric: str) -> str:
@@ -226,7 +239,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--directions", type=Path, help="a direction or surface file (default: the first exact run's, --seed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
     p.add_argument("--tolerance", default="2%", help="the tolerance given to --tolerance (default: 2%%)")
-    p.add_argument("--plane", choices=("small", "paper", "both"), default="small")
+    p.add_argument("--plane", choices=("small", "paper"), default="small", help="paper: also the paper's ±1 plane")
+    p.add_argument("--reuse", action="store_true", help="keep the complete runs already in OUT (and their times)")
     p.add_argument("--range", type=float, default=0.25, help="half-width of the small plane (default 0.25)")
     p.add_argument("--points", type=int, default=51, help="points per axis (default 51)")
     p.add_argument("--metric", default="train_loss")
@@ -241,7 +255,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    planes = {name: r for name, r in (("small", args.range), ("paper", PAPER_RANGE)) if args.plane in (name, "both")}
+    planes = {name: r for name, r in (("small", args.range), ("paper", PAPER_RANGE)) if name == "small" or args.plane == "paper"}
     threads = ["--threads", str(args.threads)] if args.threads else []
     if args.analyze_only:
         stored = args.out_dir / "timings.json"
