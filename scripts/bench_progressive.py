@@ -29,6 +29,7 @@ trained into the output folder when no ``--checkpoint`` is given.
     python scripts/bench_progressive.py --out-dir bench_out --plane paper --threads 2
     python scripts/bench_progressive.py --out-dir bench_out --plane paper --reuse --threads 2   # add the ±1 plane
     python scripts/bench_progressive.py --out-dir bench_out --analyze-only         # re-read the files
+                                                                                   # (a run not finished is named so)
     python scripts/bench_progressive.py --out-dir /tmp/quick --quick               # smoke run, seconds
 
 Writes ``<out-dir>/progressive_table.md`` (the table, Markdown) and ``<out-dir>/speed_progressive.png``
@@ -147,7 +148,8 @@ def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric
         for c, (run, sf) in enumerate(surfaces.items()):
             numbers = compare(exact, sf, metric, levels, n)
             wall = timings.get(f"{plane}/{run}", float("nan"))
-            rows.append(Row(plane, run, wall, timings.get(f"{plane}/exact", float("nan")) / wall, numbers))
+            label = run if sf.done.all() else f"{run} ({int(sf.done.sum())}/{sf.done.size} points done)"
+            rows.append(Row(plane, label, wall, timings.get(f"{plane}/exact", float("nan")) / wall, numbers))
             ax, y = axes[r][c], sf.grid.y
             assert y is not None, "a 2D surface"
             contour(sf.grid.x, y, sf.values[metric], done=sf.done, ax=ax, levels=list(levels), log=log,
@@ -203,7 +205,8 @@ def compute(args: argparse.Namespace, planes: dict[str, float], threads: list[st
     checkpoint = args.checkpoint or train(out, args.quick, threads)
     points = 9 if args.quick else args.points
     common = [*(["--max-samples", "2000"] if args.quick else []), "--split", metric_split(args.metric), *threads]
-    directions = ["--directions", str(args.directions)] if args.directions else ["--seed", str(args.seed)]
+    directions = (["--directions", str(args.directions)] if args.directions
+                  else ["--seed", str(args.seed)] if args.seed is not None else [])
     options = {"exact": [], "tolerance": ["--tolerance", args.tolerance],
                "refine": ["--tolerance", args.tolerance, "--refine"]}
     stored = out / "timings.json"
@@ -237,7 +240,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=Path("bench_progressive"), help="where files, table and figure go")
     p.add_argument("--checkpoint", type=Path, help="default: train configs/bench_progressive.toml into OUT/run")
     p.add_argument("--directions", type=Path, help="a direction or surface file (default: the first exact run's, --seed)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    p.add_argument("--seed", type=int, help="seed of the random directions (default: landscape surface's)")
     p.add_argument("--tolerance", default="2%", help="the tolerance given to --tolerance (default: 2%%)")
     p.add_argument("--plane", choices=("small", "paper"), default="small", help="paper: also the paper's ±1 plane")
     p.add_argument("--reuse", action="store_true", help="keep the complete runs already in OUT (and their times)")

@@ -83,14 +83,14 @@ EXACT = 0.93 + 0.5 * np.arange(SHAPE[0], dtype=np.float64)[:, None] + np.zeros(S
 
 
 def write(path: Path, values: np.ndarray, extra: dict[str, np.ndarray] | None = None,
-          refine: bool = False) -> Path:
+          refine: bool = False, done: np.ndarray | None = None) -> Path:
     w = torch.arange(4.0).reshape(2, 2)
     dirs = Directions({"w": w}, {"w": w.T.contiguous()}, {"kind": "random", "dir_type": "weights", "norm": "filter",
                                                           "ignore": "biasbn", "seed": 0})
     sf = open_surface(path, Grid(X, Y), ["train_loss", "train_acc"], {"model": {"name": "cnn"}}, {}, dirs, {"w": [2, 2]})
     sf.values["train_loss"][...] = values
     sf.values["train_acc"][...] = 0.5
-    sf.done[...] = True
+    sf.done[...] = True if done is None else done
     if extra is not None:
         make_progressive(sf, {"train": N}, refine)
         sf.attrs.update(tolerance={"train_loss": T}, tolerance_spec=str(T), top={"train_loss": 10.0}, sample_seed=0)
@@ -137,6 +137,16 @@ def test_the_table_holds_the_numbers_worked_out_by_hand(bench: ModuleType, tmp_p
     assert rows["refine"][2:] == ["8.0", "12.50×", f"{9 * 400:,}", "12.0 %", "0.50", f"{100 * 9 / 30:.1f} %",
                                   "30.0 %", "0", "0.10"]
     assert (tmp_path / "speed_progressive.png").stat().st_size > 10_000
+
+
+def test_a_run_not_finished_is_named_so(bench: ModuleType, tmp_path: Path) -> None:
+    hand_made(tmp_path)
+    done = np.ones(SHAPE, dtype=bool)
+    done[2, :] = False
+    write(tmp_path / "small_tolerance.h5", EXACT, {"train_samples": np.where(done, 100, 0)}, done=done)
+    assert bench.main(["--out-dir", str(tmp_path), "--analyze-only"]) == 0
+    table = (tmp_path / "progressive_table.md").read_text()
+    assert "| small | tolerance (24/30 points done) | 20.0 | 5.00× | 2,400 |" in table
 
 
 def test_the_levels_are_the_contour_figures(bench: ModuleType) -> None:
