@@ -156,7 +156,7 @@ def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric
                     vmax=vmax, title=f"{plane}: {run}")
             if "computed" in sf.extra:  # the points refine evaluated; the rest are interpolated
                 ii, jj = np.nonzero(sf.extra["computed"].astype(bool))
-                ax.plot(sf.grid.x[ii], y[jj], ".", color="0.3", markersize=1.6)
+                ax.plot(sf.grid.x[ii], y[jj], ".", color="0.2", markersize=2.0)
                 ax.set_title(f"{plane}: {run} (dots: points computed)", fontsize=ax.title.get_fontsize())
     return rows, fig, "\n".join(notes)
 
