@@ -92,6 +92,8 @@ def figure_levels(exact: np.ndarray, top: float | None) -> tuple[np.ndarray, boo
     values span more than a decade, about 12 round values over the range, capped at ``top`` (as
     ``--vmax top``) when the surface goes above it."""
     finite = exact[np.isfinite(exact)]
+    if finite.size < 2:
+        raise ValueError("the exact surface has fewer than 2 finite values: no contour figure to compare")
     log = spans_decades(finite)
     lo, hi = float(finite.min()), float(finite.max())
     vmax = top if top is not None and hi > top > lo else None
@@ -125,6 +127,17 @@ def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[
                       int(above.sum()), hausdorff(e, v, levels))
 
 
+def check_comparable(exact: SurfaceFile, sf: SurfaceFile, name: str, metric: str) -> None:
+    """Stop with a message when ``sf`` is not the exact surface's plane, or has no tolerance for ``metric``."""
+    if sf.grid.shape != exact.grid.shape or not (np.allclose(sf.grid.x, exact.grid.x) and sf.grid.y is not None
+                                                 and exact.grid.y is not None and np.allclose(sf.grid.y, exact.grid.y)):
+        sys.exit(f"bench_progressive: {name} has another grid than the exact surface of its plane")
+    if sf.attrs.get("directions_fingerprint") != exact.attrs.get("directions_fingerprint"):
+        sys.exit(f"bench_progressive: {name} was computed along other directions than the exact surface")
+    if metric not in sf.columns or (sf.attrs.get("progressive") and metric not in sf.attrs["tolerance"]):
+        sys.exit(f"bench_progressive: {name} has no tolerance for --metric {metric!r} (a loss column is needed)")
+
+
 def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric: str) -> tuple[list[Row], Figure, str]:
     """Rows of the table, the side-by-side figure and a note on T, N and the levels, from the files
     ``files[plane][run]`` and the wall times ``timings["plane/run"]``."""
@@ -135,6 +148,8 @@ def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric
     for r, (plane, paths) in enumerate(files.items()):
         surfaces = {run: read_surface(paths[run]) for run in RUNS if run in paths}
         exact = surfaces["exact"]
+        for run, sf in surfaces.items():
+            check_comparable(exact, sf, f"{plane}_{run}.h5", metric)
         progressive = [sf for sf in surfaces.values() if sf.attrs.get("progressive")]
         top = float(progressive[0].attrs["top"][metric]) if progressive else None
         n = samples_total(progressive[0], metric.split("_", 1)[0]) if progressive else 0

@@ -87,7 +87,8 @@ def write(path: Path, values: np.ndarray, extra: dict[str, np.ndarray] | None = 
     w = torch.arange(4.0).reshape(2, 2)
     dirs = Directions({"w": w}, {"w": w.T.contiguous()}, {"kind": "random", "dir_type": "weights", "norm": "filter",
                                                           "ignore": "biasbn", "seed": 0})
-    sf = open_surface(path, Grid(X, Y), ["train_loss", "train_acc"], {"model": {"name": "cnn"}}, {}, dirs, {"w": [2, 2]})
+    sf = open_surface(path, Grid(X, Y), ["train_loss", "train_acc"], {"model": {"name": "cnn"}}, {}, dirs, {"w": [2, 2]},
+                      overwrite=True)
     sf.values["train_loss"][...] = values
     sf.values["train_acc"][...] = 0.5
     sf.done[...] = True if done is None else done
@@ -147,6 +148,22 @@ def test_a_run_not_finished_is_named_so(bench: ModuleType, tmp_path: Path) -> No
     assert bench.main(["--out-dir", str(tmp_path), "--analyze-only"]) == 0
     table = (tmp_path / "progressive_table.md").read_text()
     assert "| small | tolerance (24/30 points done) | 20.0 | 5.00× | 2,400 |" in table
+
+
+def test_files_of_another_plane_are_refused(bench: ModuleType, tmp_path: Path) -> None:
+    hand_made(tmp_path)
+    w = torch.ones(2, 2)
+    other = Directions({"w": w}, {"w": -w}, {"kind": "random", "dir_type": "weights", "norm": "filter",
+                                            "ignore": "biasbn", "seed": 1})
+    sf = open_surface(tmp_path / "small_refine.h5", Grid(X, Y), ["train_loss"], {"model": {"name": "cnn"}}, {}, other,
+                      {"w": [2, 2]}, overwrite=True)
+    sf.done[...] = True
+    sf.flush()
+    with pytest.raises(SystemExit, match=r"small_refine\.h5 was computed along other directions"):
+        bench.main(["--out-dir", str(tmp_path), "--analyze-only"])
+    hand_made(tmp_path)
+    with pytest.raises(SystemExit, match="no tolerance for --metric 'train_acc'"):
+        bench.main(["--out-dir", str(tmp_path), "--analyze-only", "--metric", "train_acc"])
 
 
 def test_the_levels_are_the_contour_figures(bench: ModuleType) -> None:
