@@ -71,18 +71,21 @@ def directed_distance(a: Sequence[np.ndarray], b: Sequence[np.ndarray], step: fl
     return float(_to_segments(_sampled(a, step), starts, ends).max())
 
 
-def hausdorff(u: npt.ArrayLike, v: npt.ArrayLike, levels: Iterable[float], step: float = STEP) -> float:
-    """Symmetric Hausdorff distance between the contour lines of ``u`` and ``v`` (same 2D grid), in
-    grid cells: the largest, over ``levels``, of max(directed(u→v), directed(v→u)).
-
-    A level drawn in one surface and absent from the other gives inf (a contour appeared or vanished);
-    a level absent from both counts 0.
-    """
+def hausdorff_by_level(u: npt.ArrayLike, v: npt.ArrayLike, levels: Iterable[float], step: float = STEP) -> list[float]:
+    """Per level, the symmetric Hausdorff distance max(directed(u→v), directed(v→u)) between the contour
+    lines of ``u`` and ``v`` (same 2D grid), in grid cells: inf where the level is drawn in one surface
+    only (a contour appeared or vanished), 0 where in neither."""
     u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
     if u.shape != v.shape or u.ndim != 2:
         raise ValueError(f"the two surfaces must be 2D grids of one shape, got {u.shape} and {v.shape}")
-    worst = 0.0
+    distances = []
     for level in levels:
         lu, lv = contour_lines(u, level), contour_lines(v, level)
-        worst = max(worst, directed_distance(lu, lv, step), directed_distance(lv, lu, step))
-    return worst
+        distances.append(max(directed_distance(lu, lv, step), directed_distance(lv, lu, step)))
+    return distances
+
+
+def hausdorff(u: npt.ArrayLike, v: npt.ArrayLike, levels: Iterable[float], step: float = STEP) -> float:
+    """Symmetric Hausdorff distance between the contour lines of ``u`` and ``v`` at ``levels``, in grid
+    cells: the largest of :func:`hausdorff_by_level` (0 without levels)."""
+    return max(hausdorff_by_level(u, v, levels, step), default=0.0)

@@ -14,7 +14,8 @@ then the three files are read and compared point by point with the exact one: sa
 T (T = attrs["tolerance"][metric]; points stopped "above" the figure's range left out and counted
 apart), the share of points whose exact value lies within 2 standard errors of the estimate, the
 share of points computed (not interpolated), and the Hausdorff distance between the contour lines
-of the two surfaces at the figure's levels, in grid cells (``scripts/_contours.py``). The levels
+of the two surfaces at the figure's levels, in grid cells (``scripts/_contours.py``): the largest
+over the levels drawn in both, with the number of levels drawn in one surface only beside it. The levels
 are those ``landscape plot`` draws for the exact surface with ``--vmax`` at the estimator's top of
 the range (attrs["top"]) when the surface goes above it.
 
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _contours import hausdorff
+from _contours import hausdorff_by_level
 from matplotlib.figure import Figure
 
 from landscape.figures._style import _levels, _style
@@ -73,7 +74,8 @@ class Comparison:
     within_2se: float  # share of points with |estimate − exact| ≤ 2 standard errors
     computed_share: float
     above: int
-    hausdorff_cells: float
+    hausdorff_cells: float  # over the levels drawn in both surfaces
+    levels_in_one: int  # levels drawn in one surface only (a contour appeared or vanished)
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,11 @@ def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[
     e = np.where(exact.done, exact.values[metric], np.nan)
     v = np.where(run.done, run.values[metric], np.nan)
     points = int(run.done.size)
+    by_level = np.asarray(hausdorff_by_level(e, v, levels))
+    shared = by_level[np.isfinite(by_level)]
+    lines = (float(shared.max()) if shared.size else 0.0, int((~np.isfinite(by_level)).sum()))
     if not run.attrs.get("progressive"):
-        return Comparison(points * n, 1.0, 0.0, 1.0, 1.0, 0, hausdorff(e, v, levels))
+        return Comparison(points * n, 1.0, 0.0, 1.0, 1.0, 0, *lines)
     t = float(run.attrs["tolerance"][metric])
     se = run.extra[f"{metric}_stderr"]
     above = run.extra["above"].astype(bool)
@@ -124,7 +129,7 @@ def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[
     computed = run.extra["computed"].astype(bool) if "computed" in run.extra else np.ones(e.shape, dtype=bool)
     return Comparison(forwards, forwards / (points * n), float(err[kept].max() / t) if kept.any() else 0.0,
                       float(within.mean()) if within.size else float("nan"), float(computed.mean()),
-                      int(above.sum()), hausdorff(e, v, levels))
+                      int(above.sum()), *lines)
 
 
 def check_comparable(exact: SurfaceFile, sf: SurfaceFile, name: str, metric: str) -> None:
@@ -176,6 +181,10 @@ def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric
     return rows, fig, "\n".join(notes)
 
 
+def in_one(count: int) -> str:
+    return f" (+{count} level{'s' if count > 1 else ''} in one surface only)" if count else ""
+
+
 def markdown(rows: Sequence[Row], note: str) -> str:
     head = ("| plane | run | wall time (s) | speed-up | sample-forwards | data read | max \\|est − exact\\| / T "
             "| within 2 SE | points computed | above range | contour Hausdorff (cells) |")
@@ -184,7 +193,7 @@ def markdown(rows: Sequence[Row], note: str) -> str:
         c = r.numbers
         lines.append(f"| {r.plane} | {r.run} | {r.wall_s:.1f} | {r.speedup:.2f}× | {c.sample_forwards:,} | "
                      f"{100 * c.data_share:.1f} % | {c.max_err_t:.2f} | {100 * c.within_2se:.1f} % | "
-                     f"{100 * c.computed_share:.1f} % | {c.above} | {c.hausdorff_cells:.2f} |")
+                     f"{100 * c.computed_share:.1f} % | {c.above} | {c.hausdorff_cells:.2f}{in_one(c.levels_in_one)} |")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {line}" for line in note.splitlines()) + "\n"
 
 

@@ -70,6 +70,8 @@ def test_identical_surfaces_are_zero_apart_and_a_vanished_level_is_infinitely_fa
     holed[:3, :3] = np.nan  # masked cells draw no line, in both surfaces alike
     assert contours.hausdorff(holed, holed.copy(), [150.0]) == pytest.approx(0.0, abs=1e-9)
     assert contours.hausdorff(bowl, bowl + 10.0, [5.0]) == math.inf  # the level-5 ellipse is gone
+    by_level = contours.hausdorff_by_level(bowl, bowl + 10.0, [5.0, 60.0])
+    assert by_level[0] == math.inf and 0.0 < by_level[1] < math.inf
     assert contours.hausdorff(bowl, bowl, [-1.0]) == 0.0  # a level neither surface reaches
 
 
@@ -148,6 +150,19 @@ def test_a_run_not_finished_is_named_so(bench: ModuleType, tmp_path: Path) -> No
     assert bench.main(["--out-dir", str(tmp_path), "--analyze-only"]) == 0
     table = (tmp_path / "progressive_table.md").read_text()
     assert "| small | tolerance (24/30 points done) | 20.0 | 5.00× | 2,400 |" in table
+
+
+def test_a_level_drawn_in_one_surface_only_is_counted_beside_the_distance(bench: ModuleType, tmp_path: Path) -> None:
+    hand_made(tmp_path)
+    computed = np.ones(SHAPE, dtype=bool)
+    # +0.1 moves every line 0.2 cell along i, and the level 1.0 (at i = 0.14 in the exact surface) off the grid
+    write(tmp_path / "small_refine.h5", EXACT + 0.1, {"train_loss_stderr": np.full(SHAPE, 0.05),
+                                                      "train_samples": np.full(SHAPE, 10), "computed": computed},
+          refine=True)
+    assert bench.main(["--out-dir", str(tmp_path), "--analyze-only"]) == 0
+    row = next(line for line in (tmp_path / "progressive_table.md").read_text().splitlines()
+               if line.startswith("| small | refine"))
+    assert row.endswith("| 0.20 (+1 level in one surface only) |"), row
 
 
 def test_files_of_another_plane_are_refused(bench: ModuleType, tmp_path: Path) -> None:
