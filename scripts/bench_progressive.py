@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 from _contours import hausdorff_by_level
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.figures._style import _levels, _style
@@ -100,10 +101,6 @@ def figure_levels(exact: np.ndarray, top: float | None) -> tuple[np.ndarray, boo
     lo, hi = float(finite.min()), float(finite.max())
     vmax = top if top is not None and hi > top > lo else None
     return _levels(_style(log=log, vmax=vmax), lo, hi if vmax is None else vmax, filled=False), log, vmax
-
-
-def samples_total(sf: SurfaceFile, split: str) -> int:
-    return int(sf.attrs["samples_total"][split])
 
 
 def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[float], n: int) -> Comparison:
@@ -157,28 +154,33 @@ def analyze(files: dict[str, dict[str, Path]], timings: dict[str, float], metric
             check_comparable(exact, sf, f"{plane}_{run}.h5", metric)
         progressive = [sf for sf in surfaces.values() if sf.attrs.get("progressive")]
         top = float(progressive[0].attrs["top"][metric]) if progressive else None
-        n = samples_total(progressive[0], metric.split("_", 1)[0]) if progressive else 0
+        n = int(progressive[0].attrs["samples_total"][metric.split("_", 1)[0]]) if progressive else 0
         e = np.where(exact.done, exact.values[metric], np.nan)
         levels, log, vmax = figure_levels(e, top)
         t = ", ".join(f"{run}: T = {sf.attrs['tolerance'][metric]:.4g} ({sf.attrs.get('tolerance_spec', '')})"
                       for run, sf in surfaces.items() if sf.attrs.get("progressive"))
         notes.append(f"{plane} plane, x {exact.grid.x[0]:g}..{exact.grid.x[-1]:g}, grid {exact.grid.shape}, "
-                     f"N = {n:,} samples; {t}; top = {top}; levels ({'log' if log else 'linear'}): "
+                     f"N = {n:,} samples; {t}; top = {'none' if top is None else f'{top:.4g}'}; levels ({'log' if log else 'linear'}): "
                      + ", ".join(f"{lv:.3g}" for lv in levels))
         for c, (run, sf) in enumerate(surfaces.items()):
             numbers = compare(exact, sf, metric, levels, n)
             wall = timings.get(f"{plane}/{run}", float("nan"))
             label = run if sf.done.all() else f"{run} ({int(sf.done.sum())}/{sf.done.size} points done)"
             rows.append(Row(plane, label, wall, timings.get(f"{plane}/exact", float("nan")) / wall, numbers))
-            ax, y = axes[r][c], sf.grid.y
-            assert y is not None, "a 2D surface"
-            contour(sf.grid.x, y, sf.values[metric], done=sf.done, ax=ax, levels=list(levels), log=log,
-                    vmax=vmax, title=f"{plane}: {run}")
-            if "computed" in sf.extra:  # the points refine evaluated; the rest are interpolated
-                ii, jj = np.nonzero(sf.extra["computed"].astype(bool))
-                ax.plot(sf.grid.x[ii], y[jj], ".", color="0.2", markersize=2.0)
-                ax.set_title(f"{plane}: {run} (dots: points computed)", fontsize=ax.title.get_fontsize())
+            panel(axes[r][c], sf, metric, f"{plane}: {run}", levels, log, vmax)
     return rows, fig, "\n".join(notes)
+
+
+def panel(ax: Axes, sf: SurfaceFile, metric: str, title: str, levels: np.ndarray, log: bool, vmax: float | None) -> None:
+    """One surface's contour lines at the shared levels; the points ``--refine`` computed dotted."""
+    y = sf.grid.y
+    assert y is not None, "a 2D surface"
+    computed = sf.extra.get("computed")
+    contour(sf.grid.x, y, sf.values[metric], done=sf.done, ax=ax, levels=list(levels), log=log, vmax=vmax,
+            title=title if computed is None else f"{title} (dots: points computed)")
+    if computed is not None:  # the rest are interpolated
+        ii, jj = np.nonzero(computed.astype(bool))
+        ax.plot(sf.grid.x[ii], y[jj], ".", color="0.2", markersize=2.0)
 
 
 def in_one(count: int) -> str:
