@@ -11,7 +11,7 @@ For one checkpoint and one pair of directions, each plane is computed three time
 
 then the three files are read and compared point by point with the exact one: sample-forwards
 (Σ over points of ``train_samples``; exact: points × N), the largest |estimate − exact| in units of
-T (T = attrs["tolerance"][metric]; points stopped "above" the figure's range left out and counted
+T (each point's T, ``landscape.figures.estimates.tolerance_of``; points stopped "above" the figure's range left out and counted
 apart), the share of points whose exact value lies within 2 standard errors of the estimate, the
 share of points computed (not interpolated), and the Hausdorff distance between the contour lines
 of the two surfaces at the figure's levels, in grid cells (``scripts/_contours.py``): the largest
@@ -55,6 +55,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.figures._style import _levels, _style
+from landscape.figures.estimates import tolerance_of
 from landscape.figures.planar import contour
 from landscape.figures.views import spans_decades
 from landscape.io.surface_file import SurfaceFile, read_surface
@@ -114,7 +115,8 @@ def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[
     lines = (float(shared.max()) if shared.size else 0.0, int((~np.isfinite(by_level)).sum()))
     if not run.attrs.get("progressive"):
         return Comparison(points * n, 1.0, 0.0, 1.0, 1.0, 0, *lines)
-    t = float(run.attrs["tolerance"][metric])
+    t = tolerance_of(run, metric)  # each point's T (a percent tolerance: smaller at low values, as on a log figure)
+    assert t is not None
     se = run.extra[f"{metric}_stderr"]
     above = run.extra["above"].astype(bool)
     forwards = int(run.extra[f"{split}_samples"].sum())
@@ -124,7 +126,7 @@ def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[
     within = err[both] <= 2 * se[both] + 1e-9 * np.maximum(1.0, np.abs(e[both]))
     kept = both & ~above
     computed = run.extra["computed"].astype(bool) if "computed" in run.extra else np.ones(e.shape, dtype=bool)
-    return Comparison(forwards, forwards / (points * n), float(err[kept].max() / t) if kept.any() else 0.0,
+    return Comparison(forwards, forwards / (points * n), float((err[kept] / t[kept]).max()) if kept.any() else 0.0,
                       float(within.mean()) if within.size else float("nan"), float(computed.mean()),
                       int(above.sum()), *lines)
 

@@ -237,9 +237,9 @@ def surface(
         progress: show a progress bar (also silenced by ``LANDSCAPE_QUIET=1``).
         tolerance: None (exact, the default), or a progressive surface: each point's samples are read
             in one random order (``sample_seed``) until the standard error of every loss is at most
-            this, in the loss's units (``0.01``) or a percent of the contour step (``"2%"``, the
-            contour step from the top of the range ``vmax``, default 100 × the origin's loss, and 12
-            levels). The surface then holds ``s.extra["train_loss_stderr"]``, ``s.extra["train_samples"]``...
+            this, in the loss's units (``0.01``) or a percent of the contour step (``"2%"``: 12
+            levels over the range of the grid's coarsest level, read first, capped at the top
+            ``vmax``; smaller at low values, as a log-scale figure's contours are). The surface then holds ``s.extra["train_loss_stderr"]``, ``s.extra["train_samples"]``...
             and the tolerance in ``s.attrs`` (docs/SPEED.md).
         refine: with ``tolerance``: compute finer levels only where the contours need them, the rest
             interpolated (``s.extra["computed"]`` marks the points computed).

@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from landscape.engine.grid import Grid
+from landscape.engine.refine import grid_levels, level_points
 from landscape.errors import ConfigError
 
 MIN_SAMPLES = 1000  # a point's standard error is trusted only from this many samples (or all of them)
@@ -161,6 +162,8 @@ class ProgressiveEvaluator:
         self.tolerance: dict[str, float] = {}
         self.relative: dict[str, tuple[float, float]] = {}  # a percent tolerance: tolerance_at's (share, floor)
         self.top: dict[str, float] = {}
+        self.step: dict[str, float] = {}  # the figure's contour step
+        self.lowest: dict[str, float] = {}  # the smallest value of the grid's coarsest level
 
     # --- the figure's scale and the tolerance, from the origin ------------------------------------------
 
@@ -170,25 +173,57 @@ class ProgressiveEvaluator:
         return np.empty((0, self.width)), 0
 
     def resolve(self) -> None:
-        """Read the origin until its loss is known to :data:`ORIGIN_RTOL`, then set ``tolerance`` and ``top`` per loss column."""
+        """The figure's scale, read from the data before any point is finished.
+
+        The origin, read until its loss is known to :data:`ORIGIN_RTOL`, sets the top of the range
+        (``vmax``, else :data:`EXPLODE` times its loss). The coarsest level of the grid (refinement's
+        first, :func:`~landscape.engine.refine.grid_levels`), each point read to ``min_samples`` (reads
+        those points need anyway), sets the contour step: ``(min(largest, top) − smallest) / levels``; a
+        percent tolerance is that share of it (and of a log figure's spacing at low values, :func:`tolerance_at`).
+        """
         if self.tolerance:
             return
         o = self.options
         origin = np.array([self.origin])
-        self._settle(origin, lambda mean: ORIGIN_RTOL * np.maximum(np.abs(mean), FLOOR), np.full(len(self.columns), np.inf))
-        mean = self._mean(origin)[0]
+        inf = np.full(len(self.columns), np.inf)
+        self._settle(origin, lambda mean: ORIGIN_RTOL * np.maximum(np.abs(mean), FLOOR), inf)
+        at_origin = self._mean(origin)[0]
+        top = np.array([o.vmax if o.vmax is not None else EXPLODE * max(abs(float(v)), FLOOR) for v in at_origin])
+        pilot = level_points(self.grid.shape, grid_levels(self.grid.shape)[0])
+        self._settle(pilot, lambda mean: np.full(mean.shape, np.inf), np.where(self.losses, top, np.inf))
+        estimates = self._mean(pilot)
+        scale: dict[str, tuple[float, float, float]] = {}
         for c, name in enumerate(self.columns):
             if not self.losses[c]:
                 continue
-            top = o.vmax if o.vmax is not None else EXPLODE * max(abs(float(mean[c])), FLOOR)
-            step = (top - float(mean[c])) / o.levels
+            seen = np.append(estimates[:, c], at_origin[c])
+            seen = seen[np.isfinite(seen)]
+            lo = float(seen.min()) if seen.size else float(at_origin[c])
+            step = (min(float(seen.max()) if seen.size else lo, float(top[c])) - lo) / o.levels
+            if not step > 0:  # a flat coarse level: the step up to the top
+                step = (float(top[c]) - lo) / o.levels
+            scale[name] = (float(top[c]), step, lo)
+        self.apply_scale(scale)
+
+    def apply_scale(self, scale: dict[str, tuple[float, float, float]]) -> None:
+        """Set the figure's scale per loss column, ``(top, contour step, smallest value)`` (:meth:`resolve`'s, or a
+        resumed file's: its points were read against it), and the tolerance from it."""
+        o = self.options
+        for name, (top, step, lo) in scale.items():
+            if o.vmax is not None and top != o.vmax:
+                raise ConfigError(f"the surface was read against the top of the range {top:g}, not --vmax {o.vmax:g}; "
+                                  "pass the same --vmax, or --overwrite")
             if o.tolerance.percent and not step > 0:
                 raise ConfigError(f"--tolerance {o.tolerance.spec} of the contour step: the top of the range ({top:g}) is not "
-                                  f"above the origin's {name} ({float(mean[c]):g}); raise --vmax or give an absolute tolerance")
-            self.top[name] = float(top)
+                                  f"above the {name} of the plane ({lo:g}); raise --vmax or give an absolute tolerance")
+            self.top[name], self.step[name], self.lowest[name] = float(top), float(step), float(lo)
             self.tolerance[name] = o.tolerance.value / 100 * step if o.tolerance.percent else o.tolerance.value
             if o.tolerance.percent:
-                self.relative[name] = (o.tolerance.value / 100 * LOG_SPACING, max(abs(float(mean[c])), 1e-3))
+                self.relative[name] = (o.tolerance.value / 100 * LOG_SPACING, max(lo, 1e-3))
+
+    def scale_table(self) -> dict[str, list[float]]:
+        """The figure's scale as :meth:`apply_scale` takes it (for the file's ``scale`` attribute)."""
+        return {k: [self.top[k], self.step[k], self.lowest[k]] for k in self.top}
 
     # --- evaluation --------------------------------------------------------------------------------------
 
@@ -234,8 +269,7 @@ class ProgressiveEvaluator:
         self.resolve()
         column = next(iter(self.tolerance))
         origin = float(self._mean(np.array([self.origin]))[0, self.columns.index(column)])
-        step = (self.top[column] - origin) / self.options.levels
-        return column, (lambda values: self.tolerance_of(column, values)), origin, step, self.top[column]
+        return column, (lambda values: self.tolerance_of(column, values)), origin, self.step[column], self.top[column]
 
     def filled_rows(self, interpolated: np.ndarray, error: np.ndarray, column: str) -> np.ndarray:
         """Rows for points filled by interpolation (``--refine``): the interpolated columns (k, columns), the

@@ -142,7 +142,7 @@ class SurfaceFile:
 
 # attributes of a progressive surface that a run may change (a new tolerance, a refined grid): written at every flush
 PROGRESSIVE_ATTRS = ("progressive", "refine", "tolerance", "tolerance_relative", "tolerance_spec", "samples_total",
-                     "sample_seed", "top", "computed_share")
+                     "sample_seed", "top", "scale", "computed_share")
 
 
 def make_progressive(sf: SurfaceFile, samples_total: Mapping[str, int], refine: bool) -> None:
@@ -273,7 +273,7 @@ def read_surface(path: str | Path) -> SurfaceFile:
         grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)
         values = {c: np.asarray(f[c][()], dtype=np.float64) for c in columns}
         done = np.asarray(f["done"][()], dtype=bool)
-        for key in ("tolerance", "tolerance_relative", "samples_total", "top"):  # a progressive file's tables (JSON)
+        for key in ("tolerance", "tolerance_relative", "samples_total", "top", "scale"):  # a progressive file's tables (JSON)
             if isinstance(attrs.get(key), str):
                 attrs[key] = json.loads(attrs[key])
         extra = {name: np.asarray(f[name][()]) for name in extra_names(columns, attrs) if name in f}

@@ -60,11 +60,19 @@ def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
     totals = dict(zip(engine.splits, engine.total.tolist(), strict=True))
     make_progressive(sf, totals, engine.options.refine)
     engine.state = progress_from_extras(sf, engine)
-    engine.resolve()
-    sf.done[...] = engine.settled_points().reshape(sf.done.shape)
+    if isinstance(sf.attrs.get("scale"), dict):  # the scale its points were read against, not one read again
+        engine.apply_scale({k: (v[0], v[1], v[2]) for k, v in sf.attrs["scale"].items()})
+    else:
+        engine.resolve()
+    settled = engine.settled_points().reshape(sf.done.shape)  # (which also marks those above the range)
+    read = np.flatnonzero((engine.state.n[:-1] != progress_from_extras(sf, engine).n[:-1]).any(axis=1))
+    if len(read):  # the points the scale was read from (the coarsest level) hold more than the file: record them
+        sf.record(read, engine.rows(read))
+    sf.done[...] = settled
     o = engine.options
     sf.attrs.update({"tolerance": engine.tolerance, "tolerance_relative": {k: list(v) for k, v in engine.relative.items()},
-                     "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed, "top": engine.top, "samples_total": totals})
+                     "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed, "top": engine.top, "samples_total": totals,
+                     "scale": engine.scale_table()})
 
 
 def progress_from_extras(sf: SurfaceFile, engine: ProgressiveEvaluator) -> Progress:

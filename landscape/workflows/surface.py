@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import sys
 import time
@@ -277,12 +278,14 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                 if preview is not None:
                     sf.on_flush = functools.partial(draw_preview, folder=Path(preview))  # type: ignore[union-attr]
                 share_setup(group, "landscape/setup", encode_array(pending))
-                if isinstance(engine, ProgressiveEvaluator):  # the other ranks go on from the same sums
+                if isinstance(engine, ProgressiveEvaluator):  # the other ranks go on from the same sums and scale
                     share_setup(group, "landscape/state", encode_array(encode_state(engine.state)))
+                    share_setup(group, "landscape/scale", json.dumps(engine.scale_table()).encode())
             else:
                 pending = decode_array(share_setup(group, "landscape/setup", None))
                 if isinstance(engine, ProgressiveEvaluator):
                     engine.state = decode_state(decode_array(share_setup(group, "landscape/state", None)), len(engine.columns))
+                    engine.apply_scale({k: (v[0], v[1], v[2]) for k, v in json.loads(share_setup(group, "landscape/scale", None)).items()})
             if isinstance(engine, ProgressiveEvaluator) and engine.options.refine:
                 counts, seconds, computed = fill_refined(sf, engine, group, _fill)
             else:
