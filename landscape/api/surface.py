@@ -321,7 +321,7 @@ def _run_refined(engine: ProgressiveEvaluator, progress: bool) -> np.ndarray:
     """``refine``: level by level (:func:`~landscape.engine.refine.refine`), the points needed computed, the rest interpolated."""
     grid = engine.grid
     flat = np.full((grid.size, engine.width), np.nan)
-    column, tol, origin, step, top = engine.scale()
+    column, tol, origin, step, top, log = engine.scale()
     c = engine.columns.index(column)
 
     def compute(idx: np.ndarray) -> None:
@@ -333,7 +333,7 @@ def _run_refined(engine: ProgressiveEvaluator, progress: bool) -> np.ndarray:
             values = np.stack([interpolate(flat[:, k].reshape(grid.shape), coarse, idx)[0] for k in range(len(engine.columns))], axis=1)
             flat[idx] = engine.filled_rows(values, error, column)
 
-    refine(grid.shape, np.zeros(grid.shape, dtype=bool), Scale(tol, origin, step, top), lambda: flat[:, c].reshape(grid.shape),
+    refine(grid.shape, np.zeros(grid.shape, dtype=bool), Scale(tol, origin, step, top, log), lambda: flat[:, c].reshape(grid.shape),
            compute, fill)
     return flat
 

@@ -24,7 +24,7 @@ more, while its neighbours go on), when for each split
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,15 +46,14 @@ TolFn = Callable[[np.ndarray], np.ndarray]  # the estimates (k, columns) -> the 
 
 
 def tolerance_at(values: np.ndarray, tolerance: float, relative: tuple[float, float] | None) -> np.ndarray:
-    """The tolerance T at points of these values: ``tolerance`` (absolute), or for a percent of the contour step
-    (``relative`` = (share × :data:`LOG_SPACING`, floor)) the smaller of the linear figure's T and the log
-    figure's there, ``share · LOG_SPACING · max(value, floor)``: a log-scale figure's low contours lie close together."""
+    """The tolerance T at points of these values: ``tolerance``; or on a log-scale figure, for a percent of the
+    contour step (``relative`` = (share × :data:`LOG_SPACING`, floor)), ``share · LOG_SPACING · max(value, floor)``:
+    the contours of a log-scale figure lie that far apart there."""
     values = np.asarray(values, dtype=np.float64)
     if relative is None:
         return np.full(values.shape, tolerance)
     rel, floor = relative
-    level = np.maximum(np.where(np.isnan(values), np.inf, values), floor)
-    return np.minimum(tolerance, rel * level)
+    return rel * np.maximum(np.where(np.isnan(values), np.inf, values), floor)
 
 
 class ChunkReader(Protocol):
@@ -160,10 +159,11 @@ class ProgressiveEvaluator:
         self.state = state if state is not None else Progress.empty(grid.size, len(self.columns), len(self.splits))
         self.origin = grid.size  # the state's last row
         self.tolerance: dict[str, float] = {}
-        self.relative: dict[str, tuple[float, float]] = {}  # a percent tolerance: tolerance_at's (share, floor)
+        self.relative: dict[str, tuple[float, float]] = {}  # a percent tolerance on a log figure: tolerance_at's (share, floor)
         self.top: dict[str, float] = {}
         self.step: dict[str, float] = {}  # the figure's contour step
         self.lowest: dict[str, float] = {}  # the smallest value of the grid's coarsest level
+        self.log: dict[str, bool] = {}  # whether the figure of that column is drawn on a log scale
 
     # --- the figure's scale and the tolerance, from the origin ------------------------------------------
 
@@ -192,7 +192,7 @@ class ProgressiveEvaluator:
         pilot = level_points(self.grid.shape, grid_levels(self.grid.shape)[0])
         self._settle(pilot, lambda mean: np.full(mean.shape, np.inf), np.where(self.losses, top, np.inf))
         estimates = self._mean(pilot)
-        scale: dict[str, tuple[float, float, float]] = {}
+        scale: dict[str, tuple[float, float, float, bool]] = {}
         for c, name in enumerate(self.columns):
             if not self.losses[c]:
                 continue
@@ -202,28 +202,33 @@ class ProgressiveEvaluator:
             step = (min(float(seen.max()) if seen.size else lo, float(top[c])) - lo) / o.levels
             if not step > 0:  # a flat coarse level: the step up to the top
                 step = (float(top[c]) - lo) / o.levels
-            scale[name] = (float(top[c]), step, lo)
+            log = o.vmax is None and bool(seen.size) and lo > 0 and float(seen.max()) / lo > 10  # the figures' rule
+            scale[name] = (float(top[c]), step, lo, log)
         self.apply_scale(scale)
 
-    def apply_scale(self, scale: dict[str, tuple[float, float, float]]) -> None:
-        """Set the figure's scale per loss column, ``(top, contour step, smallest value)`` (:meth:`resolve`'s, or a
-        resumed file's: its points were read against it), and the tolerance from it."""
+    def apply_scale(self, scale: Mapping[str, Sequence[float | bool]]) -> None:
+        """Set the figure's scale per loss column, ``(top, contour step, smallest value, log scale)``
+        (:meth:`resolve`'s, or a resumed file's: its points were read against it), and the tolerance from it:
+        a percent of the contour step is that share of ``step`` (linear figure) or of the spacing of a log
+        figure's contours at each point's value (:func:`tolerance_at`)."""
         o = self.options
-        for name, (top, step, lo) in scale.items():
+        for name, (top, step, lo, log) in scale.items():
             if o.vmax is not None and top != o.vmax:
                 raise ConfigError(f"the surface was read against the top of the range {top:g}, not --vmax {o.vmax:g}; "
                                   "pass the same --vmax, or --overwrite")
             if o.tolerance.percent and not step > 0:
                 raise ConfigError(f"--tolerance {o.tolerance.spec} of the contour step: the top of the range ({top:g}) is not "
                                   f"above the {name} of the plane ({lo:g}); raise --vmax or give an absolute tolerance")
-            self.top[name], self.step[name], self.lowest[name] = float(top), float(step), float(lo)
-            self.tolerance[name] = o.tolerance.value / 100 * step if o.tolerance.percent else o.tolerance.value
-            if o.tolerance.percent:
-                self.relative[name] = (o.tolerance.value / 100 * LOG_SPACING, max(lo, 1e-3))
+            self.top[name], self.step[name], self.lowest[name], self.log[name] = float(top), float(step), float(lo), bool(log)
+            share = o.tolerance.value / 100
+            self.tolerance[name] = share * step if o.tolerance.percent else o.tolerance.value
+            if o.tolerance.percent and log:
+                self.relative[name] = (share * LOG_SPACING, lo)
+                self.tolerance[name] = share * LOG_SPACING * lo  # the smallest, at the lowest value
 
     def scale_table(self) -> dict[str, list[float]]:
         """The figure's scale as :meth:`apply_scale` takes it (for the file's ``scale`` attribute)."""
-        return {k: [self.top[k], self.step[k], self.lowest[k]] for k in self.top}
+        return {k: [self.top[k], self.step[k], self.lowest[k], float(self.log[k])] for k in self.top}
 
     # --- evaluation --------------------------------------------------------------------------------------
 
@@ -263,13 +268,13 @@ class ProgressiveEvaluator:
             parts.append(np.ones((len(rows), 1)))
         return np.concatenate(parts, axis=1)
 
-    def scale(self) -> tuple[str, Callable[[np.ndarray], np.ndarray], float, float, float]:
+    def scale(self) -> tuple[str, Callable[[np.ndarray], np.ndarray], float, float, float, bool]:
         """The figure's column (the first loss) and its tolerance (of the values), origin value, contour step and
         top (for ``--refine``)."""
         self.resolve()
         column = next(iter(self.tolerance))
         origin = float(self._mean(np.array([self.origin]))[0, self.columns.index(column)])
-        return column, (lambda values: self.tolerance_of(column, values)), origin, self.step[column], self.top[column]
+        return column, (lambda values: self.tolerance_of(column, values)), origin, self.step[column], self.top[column], self.log[column]
 
     def filled_rows(self, interpolated: np.ndarray, error: np.ndarray, column: str) -> np.ndarray:
         """Rows for points filled by interpolation (``--refine``): the interpolated columns (k, columns), the

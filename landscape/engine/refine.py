@@ -6,9 +6,9 @@ largest stride that still gives :data:`MIN_INTERVALS` intervals down to 1 (each 
 before it; the last interval may be shorter, which bilinear interpolation does not mind). A cell of a
 level (the rectangle between neighbouring indices of both axes) needs its finer points computed when
 
-* its corner values straddle a contour level — of a linear figure (``L(0) + k · step``, the step of
-  the figure's contours: :class:`~landscape.engine.progressive.ProgressiveEvaluator`) or of a log-scale
-  one (three per decade) — or reach the top of the range from below: the lines must be drawn where they are;
+* its corner values straddle a contour level of the figure — linear (``L(0) + k · step``, the step of
+  its contours: :class:`~landscape.engine.progressive.ProgressiveEvaluator`) or log-scale (three per
+  decade) — or reach the top of the range from below: the lines must be drawn where they are;
 * its bilinear interpolation error, estimated from the level's second differences around it
   (``h²·|f''| / 8`` per axis), exceeds the tolerance T;
 * a corner is not finite (diverged).
@@ -91,7 +91,7 @@ def interpolate(values: np.ndarray, coarse: tuple[np.ndarray, ...], points: np.n
 
 def refine_level(values: np.ndarray, coarse: tuple[np.ndarray, ...], fine: tuple[np.ndarray, ...], *,
                  tolerance: float | Callable[[np.ndarray], np.ndarray], origin: float, step: float,
-                 top: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 top: float, log: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which new points of level ``fine`` to compute, from ``values`` (grid-shaped; only the points of level
     ``coarse`` are read).
 
@@ -119,10 +119,9 @@ def refine_level(values: np.ndarray, coarse: tuple[np.ndarray, ...], fine: tuple
     cmin, cmax = np.min(cvals, axis=1), np.max(cvals, axis=1)
     diverged = ~np.isfinite(cvals).all(axis=1)
     above = cmin > top
-    with np.errstate(invalid="ignore", divide="ignore"):
-        band = np.floor((np.minimum(cvals, top) - origin) / step)  # the levels of a linear figure
-        decade = np.floor(3 * np.log10(np.clip(cvals, 1e-12, top)))  # a log figure's (about three per decade)
-    straddle = (band.min(axis=1) != band.max(axis=1)) | (decade.min(axis=1) != decade.max(axis=1)) | (cmax > top)
+    with np.errstate(invalid="ignore", divide="ignore"):  # the figure's levels: linear, or about three per decade
+        band = np.floor(3 * np.log10(np.clip(cvals, 1e-12, top))) if log else np.floor((np.minimum(cvals, top) - origin) / step)
+    straddle = (band.min(axis=1) != band.max(axis=1)) | (cmax > top)
     need = diverged | (~above & (straddle | (error > tol)))
     return new[need], new[~need], error[~need]
 
@@ -130,12 +129,13 @@ def refine_level(values: np.ndarray, coarse: tuple[np.ndarray, ...], fine: tuple
 @dataclass(frozen=True)
 class Scale:
     """What refinement reads the figure's column against: the tolerance T (or T of the values), the origin's
-    value, the contour step and the top of the range."""
+    value, the contour step, the top of the range and whether the figure is drawn on a log scale."""
 
     tolerance: float | Callable[[np.ndarray], np.ndarray]
     origin: float
     step: float
     top: float
+    log: bool = False
 
 
 def refine(shape: tuple[int, ...], done: np.ndarray, scale: Scale, values: Callable[[], np.ndarray],
@@ -149,7 +149,7 @@ def refine(shape: tuple[int, ...], done: np.ndarray, scale: Scale, values: Calla
     compute(first[~d[first]])
     for coarse, fine in itertools.pairwise(levels):
         todo, rest, error = refine_level(values(), coarse, fine, tolerance=scale.tolerance, origin=scale.origin,
-                                         step=scale.step, top=scale.top)
+                                         step=scale.step, top=scale.top, log=scale.log)
         keep = ~d[rest]
         fill(rest[keep], coarse, error[keep])
         compute(todo[~d[todo]])

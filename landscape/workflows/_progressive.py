@@ -61,7 +61,7 @@ def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
     make_progressive(sf, totals, engine.options.refine)
     engine.state = progress_from_extras(sf, engine)
     if isinstance(sf.attrs.get("scale"), dict):  # the scale its points were read against, not one read again
-        engine.apply_scale({k: (v[0], v[1], v[2]) for k, v in sf.attrs["scale"].items()})
+        engine.apply_scale(sf.attrs["scale"])
     else:
         engine.resolve()
     settled = engine.settled_points().reshape(sf.done.shape)  # (which also marks those above the range)
@@ -133,14 +133,14 @@ def fill_refined(sf: SurfaceFile | None, engine: ProgressiveEvaluator, group: Gr
             got, _ = fill(None, engine, group, idx, grid.coords(idx), f"r{rounds}")
             rounds += 1
         return got, seconds, computed
-    column, tol, origin, step, top = engine.scale()
+    column, tol, origin, step, top, log = engine.scale()
 
     def interpolated(idx: np.ndarray, coarse: tuple[np.ndarray, ...], error: np.ndarray) -> None:
         if len(idx):
             values = np.stack([interpolate(sf.values[c], coarse, idx)[0] for c in sf.columns], axis=1)
             sf.record(idx, engine.filled_rows(values, error, column))
 
-    refine(grid.shape, sf.done.copy(), Scale(tol, origin, step, top), lambda: sf.values[column], compute, interpolated)
+    refine(grid.shape, sf.done.copy(), Scale(tol, origin, step, top, log), lambda: sf.values[column], compute, interpolated)
     share_setup(group, f"landscape/round{rounds}", _END)
     sf.attrs["computed_share"] = float(sf.extra["computed"].mean())
     sf.flush()

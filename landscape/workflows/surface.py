@@ -285,7 +285,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                 pending = decode_array(share_setup(group, "landscape/setup", None))
                 if isinstance(engine, ProgressiveEvaluator):
                     engine.state = decode_state(decode_array(share_setup(group, "landscape/state", None)), len(engine.columns))
-                    engine.apply_scale({k: (v[0], v[1], v[2]) for k, v in json.loads(share_setup(group, "landscape/scale", None)).items()})
+                    engine.apply_scale(json.loads(share_setup(group, "landscape/scale", None)))
             if isinstance(engine, ProgressiveEvaluator) and engine.options.refine:
                 counts, seconds, computed = fill_refined(sf, engine, group, _fill)
             else:
