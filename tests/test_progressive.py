@@ -289,3 +289,24 @@ def test_check_reads_estimates_and_interpolated_points(tiny_run: RunResult, tmp_
     assert numerics_check(z, np.ones((5, 5), bool), False, CheckOptions()).status == "pass"
     noisy = numerics_check(z, np.ones((5, 5), bool), False, CheckOptions(), stderr=np.full((5, 5), 0.5))
     assert noisy.status == "warn" and "--tolerance" in noisy.advice
+
+
+@pytest.mark.parametrize("kind", ["list", "loader"])
+def test_cli_streamed_dict_batches_with_a_batch_loss(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The user's dict batches over the memory budget, read again at every point in one seeded order (a DataLoader
+    over a map-style Dataset rebuilt to read in it): 70 samples, fewer than a point reads before it may stop, so
+    every value is the exact mean, which the float64 hand loop gives."""
+    from test_cli_batches import data, files, hand, surface_flags
+
+    model, _, ckpt = files(tmp_path)
+    out = tmp_path / "s.h5"
+    args = ["surface", str(ckpt), *surface_flags(tmp_path), "--set", f'data.options={{kind="{kind}"}}', "--memory-budget", "1",
+            "--out", str(out), "--tolerance", "0.05"]
+    assert main(args) == 0
+    assert "streamed from the loader" in capsys.readouterr().out
+    s = landscape.load_surface(out)
+    assert (s.extra["train_samples"] == 70).all() and (s.extra["train_loss_stderr"] == 0).all()
+    x, y = data()
+    assert s.directions is not None
+    np.testing.assert_allclose(s["train_loss"], hand(model, s.directions, s.x, s.y, x[:70], y[:70]), rtol=1e-6)
+    assert main(args) == 0 and "nothing to compute" in capsys.readouterr().out

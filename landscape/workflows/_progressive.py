@@ -73,6 +73,7 @@ def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
     sf.attrs.update({"tolerance": engine.tolerance, "tolerance_relative": {k: list(v) for k, v in engine.relative.items()},
                      "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed, "top": engine.top, "samples_total": totals,
                      "scale": engine.scale_table()})
+    sf.flush()  # the extras, the scale and what was read for it are on disk even when no point is left to compute
 
 
 def progress_from_extras(sf: SurfaceFile, engine: ProgressiveEvaluator) -> Progress:
