@@ -22,7 +22,7 @@ from landscape.engine.grid import Grid
 from landscape.engine.losses import MetricSet
 from landscape.engine.progressive import ProgressiveEvaluator, ProgressiveOptions, Tolerance
 from landscape.engine.refine import grid_levels, interpolate, refine_level
-from landscape.errors import ConfigError, ModelError
+from landscape.errors import ConfigError, GridError, ModelError
 from landscape.workflows.train import RunResult
 from landscape.zoo.data import TensorSplit
 
@@ -310,3 +310,25 @@ def test_cli_streamed_dict_batches_with_a_batch_loss(tmp_path: Path, kind: str, 
     assert s.directions is not None
     np.testing.assert_allclose(s["train_loss"], hand(model, s.directions, s.x, s.y, x[:70], y[:70]), rtol=1e-6)
     assert main(args) == 0 and "nothing to compute" in capsys.readouterr().out
+
+
+def test_api_start_goes_on_from_the_samples_read(tmp_path: Path) -> None:
+    """A smaller tolerance from ``start`` equals a fresh run at it, bit for bit (also through a saved file); tolerance 0 is exact."""
+    model, data = classifier_problem(3000)
+    kw = {"x": (-1, 1, 9), "y": (-1, 1, 9), "progress": False}
+    coarse = landscape.surface(model, (data.inputs, data.targets), tolerance="20%", **kw)
+    fine = landscape.surface(model, (data.inputs, data.targets), tolerance="5%", **kw)
+    for start in (coarse, landscape.load_surface(coarse.save(tmp_path / "c.h5"))):
+        went_on = landscape.surface(model, (data.inputs, data.targets), tolerance="5%", start=start, **kw)
+        assert (went_on.extra["train_samples"] >= coarse.extra["train_samples"]).all()
+        assert (went_on.extra["train_samples"] > coarse.extra["train_samples"]).any()
+        for name in ("train_samples", "train_loss_stderr", "progressive/train_loss_sum"):
+            assert np.array_equal(went_on.extra[name], fine.extra[name]), name
+        assert np.array_equal(went_on["train_loss"], fine["train_loss"])
+    exact = landscape.surface(model, (data.inputs, data.targets), **kw)
+    full = landscape.surface(model, (data.inputs, data.targets), start=fine, **kw)
+    assert np.allclose(full["train_loss"], exact["train_loss"], rtol=1e-12, atol=0)
+    with pytest.raises(ConfigError, match="exact"):
+        landscape.surface(model, (data.inputs, data.targets), start=exact, **kw)
+    with pytest.raises(GridError, match="another grid"):
+        landscape.surface(model, (data.inputs, data.targets), start=fine, x=(-1, 1, 5), y=(-1, 1, 5), progress=False)

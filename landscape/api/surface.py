@@ -199,6 +199,7 @@ def surface(
     refine: bool = False,
     sample_seed: int = _SURFACE.sample_seed,
     vmax: float | None = None,
+    start: Surface | None = None,
 ) -> Surface:
     """The loss (and metrics) at every point ``θ* + α·δ + β·η`` of a grid around ``model``.
 
@@ -246,6 +247,9 @@ def surface(
         sample_seed: the seed of the one random order the samples are read in (``tolerance`` only).
         vmax: the top of the figure's range (``tolerance`` only): a point above it by more than 3
             standard errors stops early; None: 100 × max(origin's loss, 0.1).
+        start: a progressive surface of the same grid, directions and data to go on from: every point
+            continues from the samples it has read (a smaller ``tolerance`` reads on, a larger one is
+            already met, ``tolerance=0`` reads on to every sample), in its sample order and scale.
 
     Returns:
         :class:`Surface`: ``s.x`` (nx,), ``s.y`` (ny,) or None, ``s["train_loss"]`` (nx, ny) float64.
@@ -278,13 +282,24 @@ def surface(
     prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
     spec, prepared = resolve_loss(loss, metrics, model, prepared)
     train = prepared.get("train")
+    if start is not None:
+        tol, sample_seed = _check_start(start, grid, dirs, tol)
     popts = None if tol is None else ProgressiveOptions(tol, seed=sample_seed, vmax=vmax, refine=refine)
     engine = surface_evaluator(model, dirs, prepared, spec.output,
                                batch_loss=None if spec.output is not None else (spec.names, batch_sums_of(spec.batch, batch_size_of)),
                                options=options, bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None,
                                device=dev, moved=moved, progressive=None if popts is None else (popts, grid, None))
+    done = np.zeros(grid.size, dtype=bool)
+    if isinstance(engine, ProgressiveEvaluator) and start is not None:  # on from the samples read
+        engine.state = engine.sums_of(start.extra)
+        engine.apply_scale(start.attrs["scale"])
+        done = engine.settled_points()
     if isinstance(engine, ProgressiveEvaluator) and engine.options.refine:
-        flat = _run_refined(engine, progress)
+        flat = _run_refined(engine, progress, done)
+    elif isinstance(engine, ProgressiveEvaluator):
+        todo = np.flatnonzero(~done)
+        _run(engine, grid.coords(todo), progress)
+        flat = engine.rows(np.arange(grid.size))
     else:
         flat = _run(engine, grid.coords(), progress)
     values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
@@ -302,7 +317,7 @@ def surface(
 def progressive_extras(engine: ProgressiveEvaluator, flat: np.ndarray, grid: Grid) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A progressive surface's extras (named as in its file) and attributes, from the evaluator's rows."""
     attrs = {"progressive": True, "refine": engine.options.refine, "tolerance": engine.tolerance,
-             "tolerance_relative": {k: list(v) for k, v in engine.relative.items()},
+             "tolerance_relative": {k: list(v) for k, v in engine.relative.items()}, "scale": engine.scale_table(),
              "tolerance_spec": engine.options.tolerance.spec, "sample_seed": engine.options.seed, "top": engine.top,
              "samples_total": dict(zip(engine.splits, engine.total.tolist(), strict=True))}
     names = extra_names(engine.columns, attrs)
@@ -317,10 +332,24 @@ def progressive_extras(engine: ProgressiveEvaluator, flat: np.ndarray, grid: Gri
     return extra, attrs
 
 
-def _run_refined(engine: ProgressiveEvaluator, progress: bool) -> np.ndarray:
-    """``refine``: level by level (:func:`~landscape.engine.refine.refine`), the points needed computed, the rest interpolated."""
+def _check_start(start: Surface, grid: Grid, dirs: Directions, tol: Tolerance | None) -> tuple[Tolerance, int]:
+    """The tolerance (0 without one: on to every sample) and sample seed to go on from ``start`` with."""
+    if not start.attrs.get("progressive") or "scale" not in start.attrs:
+        raise ConfigError("start= goes on from a progressive surface (computed with tolerance=); this one is exact")
+    same_y = (start.y is None and grid.y is None) or (start.y is not None and grid.y is not None and np.array_equal(start.y, grid.y))
+    if start.shape != grid.shape or not (np.array_equal(start.x, grid.x) and same_y):
+        raise GridError(f"start= is a {'×'.join(map(str, start.shape))} surface on another grid; pass its own x and y")
+    if start.directions is not None and start.directions.fingerprint() != dirs.fingerprint():
+        raise ConfigError("start= was computed along other directions; pass directions=start.directions")
+    return (tol if tol is not None else Tolerance(0.0)), int(start.attrs["sample_seed"])
+
+
+def _run_refined(engine: ProgressiveEvaluator, progress: bool, done: np.ndarray) -> np.ndarray:
+    """``refine``: level by level (:func:`~landscape.engine.refine.refine`), the points needed computed, the rest
+    interpolated; points ``done`` already (a ``start``) stay as they are."""
     grid = engine.grid
     flat = np.full((grid.size, engine.width), np.nan)
+    flat[done] = engine.rows(np.flatnonzero(done))
     column, tol, origin, step, top, log = engine.scale()
     c = engine.columns.index(column)
 
@@ -333,7 +362,7 @@ def _run_refined(engine: ProgressiveEvaluator, progress: bool) -> np.ndarray:
             values = np.stack([interpolate(flat[:, k].reshape(grid.shape), coarse, idx)[0] for k in range(len(engine.columns))], axis=1)
             flat[idx] = engine.filled_rows(values, error, column)
 
-    refine(grid.shape, np.zeros(grid.shape, dtype=bool), Scale(tol, origin, step, top, log), lambda: flat[:, c].reshape(grid.shape),
+    refine(grid.shape, done.reshape(grid.shape), Scale(tol, origin, step, top, log), lambda: flat[:, c].reshape(grid.shape),
            compute, fill)
     return flat
 

@@ -165,6 +165,17 @@ class ProgressiveEvaluator:
         self.lowest: dict[str, float] = {}  # the smallest value of the grid's coarsest level
         self.log: dict[str, bool] = {}  # whether the figure of that column is drawn on a log scale
 
+    def sums_of(self, extra: Mapping[str, np.ndarray]) -> Progress:
+        """The running sums a progressive surface holds (its file's or :class:`Surface`'s extras) as a state."""
+        state = Progress.empty(self.grid.size, len(self.columns), len(self.splits))
+        for c, name in enumerate(self.columns):
+            state.s1[:-1, c] = np.asarray(extra[f"progressive/{name}_sum"]).reshape(-1)
+            state.s2[:-1, c] = np.asarray(extra[f"progressive/{name}_sumsq"]).reshape(-1)
+        for s, split in enumerate(self.splits):
+            state.n[:-1, s] = np.asarray(extra[f"{split}_samples"]).reshape(-1)
+        state.above[:-1] = np.asarray(extra["above"]).reshape(-1)
+        return state
+
     # --- the figure's scale and the tolerance, from the origin ------------------------------------------
 
     def calibrate(self, coords: np.ndarray) -> tuple[np.ndarray, int]:

@@ -59,13 +59,13 @@ def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
     which go on from the samples already read; a larger one is already met."""
     totals = dict(zip(engine.splits, engine.total.tolist(), strict=True))
     make_progressive(sf, totals, engine.options.refine)
-    engine.state = progress_from_extras(sf, engine)
+    engine.state = engine.sums_of(sf.extra)
     if isinstance(sf.attrs.get("scale"), dict):  # the scale its points were read against, not one read again
         engine.apply_scale(sf.attrs["scale"])
     else:
         engine.resolve()
     settled = engine.settled_points().reshape(sf.done.shape)  # (which also marks those above the range)
-    read = np.flatnonzero((engine.state.n[:-1] != progress_from_extras(sf, engine).n[:-1]).any(axis=1))
+    read = np.flatnonzero((engine.state.n[:-1] != engine.sums_of(sf.extra).n[:-1]).any(axis=1))
     if len(read):  # the points the scale was read from (the coarsest level) hold more than the file: record them
         sf.record(read, engine.rows(read))
     sf.done[...] = settled
@@ -74,18 +74,6 @@ def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
                      "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed, "top": engine.top, "samples_total": totals,
                      "scale": engine.scale_table()})
     sf.flush()  # the extras, the scale and what was read for it are on disk even when no point is left to compute
-
-
-def progress_from_extras(sf: SurfaceFile, engine: ProgressiveEvaluator) -> Progress:
-    """The running sums a progressive surface file holds (its extras), as the evaluator's state."""
-    state = Progress.empty(sf.grid.size, len(sf.columns), len(engine.splits))
-    for c, name in enumerate(sf.columns):
-        state.s1[:-1, c] = sf.extra[f"progressive/{name}_sum"].reshape(-1)
-        state.s2[:-1, c] = sf.extra[f"progressive/{name}_sumsq"].reshape(-1)
-    for s, split in enumerate(engine.splits):
-        state.n[:-1, s] = sf.extra[f"{split}_samples"].reshape(-1)
-    state.above[:-1] = sf.extra["above"].reshape(-1)
-    return state
 
 
 def encode_state(state: Progress) -> np.ndarray:
