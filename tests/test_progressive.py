@@ -332,3 +332,17 @@ def test_api_start_goes_on_from_the_samples_read(tmp_path: Path) -> None:
         landscape.surface(model, (data.inputs, data.targets), start=exact, **kw)
     with pytest.raises(GridError, match="another grid"):
         landscape.surface(model, (data.inputs, data.targets), start=fine, x=(-1, 1, 5), y=(-1, 1, 5), progress=False)
+
+
+def test_cli_refine_at_tolerance_zero_computes_exact_values(tiny_run: RunResult, tmp_path: Path) -> None:
+    """With T = 0 every computed point reads every sample (unless it stops above the range): it is the exact
+    engine's value; only cells above the range are filled (interpolated, marked not computed)."""
+    wide = ["--x", "-3:3:33", "--y", "-3:3:33", "--vmax", "1.5"]
+    assert _surface(tiny_run.final, tmp_path / "e.h5", *wide) == 0
+    assert _surface(tiny_run.final, tmp_path / "r.h5", "--tolerance", "0", "--refine", *wide) == 0
+    with h5py.File(tmp_path / "e.h5") as e, h5py.File(tmp_path / "r.h5") as r:
+        computed, exact, refined = r["computed"][()], e["train_loss"][()], r["train_loss"][()]
+        read_all = computed & ~r["above"][()]  # (a computed point may still stop early above the range)
+        assert 0 < computed.mean() < 1 and read_all.sum() > 50
+        np.testing.assert_allclose(refined[read_all], exact[read_all], rtol=1e-12, atol=0)
+        assert (exact[~read_all] > 1.5).all()  # what was filled, or stopped early, lies above the figure's range
