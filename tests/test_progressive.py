@@ -229,6 +229,11 @@ def test_cli_points_above_the_range_stop_early(tiny_run: RunResult, tmp_path: Pa
     assert above.sum() > 0
     assert np.all(mean[above] - 3 * se[above] > 1.0) and np.all(n[above] < n.max())
     assert np.all((se[~above] <= 0.001) | (n[~above] == n.max()))
+    from landscape.config import PlotConfig
+    from landscape.figures.files import _prepare
+
+    job = _prepare(out, PlotConfig(), None, ["contour"], False)[0]  # figures stop at the top: above it, estimates stopped early
+    assert job.style["vmax"] == 1.0 and _prepare(out, PlotConfig(vmax=3.0), None, ["contour"], False)[0].style["vmax"] == 3.0
 
 
 def test_cli_refine_computes_where_contours_need_it(tiny_run: RunResult, tmp_path: Path,

@@ -260,7 +260,11 @@ def _prepare(surface: str | Path, options: PlotConfig, trajectory: str | Path | 
     log = options.log
     if log is None:
         log = views.spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
-    style = {"levels": options.levels, "vmin": options.vmin, "vmax": options.vmax, "log": log, "cmap": options.cmap,
+    vmax = options.vmax
+    top = (sf.attrs.get("top") or {}).get(chosen) if sf.attrs.get("progressive") else None
+    if vmax is None and top is not None and bool(np.any(sf.values[chosen][sf.done] > top)):
+        vmax = float(top)  # above the top an estimate stopped early (or was filled): drawn as "above the range"
+    style = {"levels": options.levels, "vmin": options.vmin, "vmax": vmax, "log": log, "cmap": options.cmap,
              "width": options.width, "title": views.figure_title(sf, options.title)}
     return _Job(sf, chosen, path, style), selected, partial
 
