@@ -44,7 +44,7 @@ def evaluator(model: nn.Module, dirs: Directions, data: TensorSplit, grid: Grid,
               min_samples: int = 16) -> ProgressiveEvaluator:
     opts = ProgressiveOptions(Tolerance.parse(tol), seed=seed, min_samples=min_samples)  # type: ignore[arg-type]
     engine = surface_evaluator(model, dirs, {"train": data}, MetricSet(["mse"], "regression", 0),
-                               options=EngineOptions(CHUNK, 0, "keep", 8), progressive=(opts, grid, None))
+                               options=EngineOptions(CHUNK, 0, "keep", 8), progressive=(opts, grid))
     assert isinstance(engine, ProgressiveEvaluator)
     return engine
 
@@ -104,7 +104,7 @@ def test_coverage_of_two_standard_errors_over_sample_orders() -> None:
     for seed in range(24):
         opts = ProgressiveOptions(Tolerance(0.01), seed=seed, min_samples=256)
         engine = surface_evaluator(model, dirs, {"train": data}, metrics, options=EngineOptions(64, 0, "keep", 8),
-                                   progressive=(opts, grid, None))
+                                   progressive=(opts, grid))
         rows = engine.evaluate(grid.coords())
         est, se, n = rows[:, 0], rows[:, 2], rows[:, 4]
         partial = n < len(data)

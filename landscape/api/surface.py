@@ -288,7 +288,7 @@ def surface(
     engine = surface_evaluator(model, dirs, prepared, spec.output,
                                batch_loss=None if spec.output is not None else (spec.names, batch_sums_of(spec.batch, batch_size_of)),
                                options=options, bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None,
-                               device=dev, moved=moved, progressive=None if popts is None else (popts, grid, None))
+                               device=dev, moved=moved, progressive=None if popts is None else (popts, grid))
     done = np.zeros(grid.size, dtype=bool)
     if isinstance(engine, ProgressiveEvaluator) and start is not None:  # on from the samples read
         engine.state = engine.sums_of(start.extra)

@@ -16,7 +16,7 @@ from landscape.engine.batchloss import BatchEngine, BatchSums, output_sums_of
 from landscape.engine.directions import Directions
 from landscape.engine.grid import Grid, auto_batch_size
 from landscape.engine.losses import Metrics
-from landscape.engine.progressive import Progress, ProgressiveEvaluator, ProgressiveOptions, chunk_size
+from landscape.engine.progressive import ProgressiveEvaluator, ProgressiveOptions, chunk_size
 from landscape.engine.surface import Evaluator, SurfaceEngine
 from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
@@ -76,23 +76,23 @@ def surface_evaluator(model: nn.Module, directions: Directions, splits: Mapping[
                       metrics: Metrics | None = None, *, batch_loss: tuple[Sequence[str], BatchSums] | None = None,
                       options: EngineOptions, bn_data: TensorSplit | None = None,
                       device: torch.device | str = "cpu", moved: Callable[[str], bool] | None = None,
-                      progressive: tuple[ProgressiveOptions, Grid, Progress | None] | None = None) -> Evaluator:
+                      progressive: tuple[ProgressiveOptions, Grid] | None = None) -> Evaluator:
     """:class:`SurfaceEngine` for ``metrics`` of ``(output, target)`` on tensors (vectorized, set-up
     rewrites, BatchNorm re-estimated on ``bn_data``), else :class:`BatchEngine` for ``metrics`` or
     ``batch_loss`` (column names, ``(model, batch) -> (sums, n)``) read batch by batch.
 
-    ``progressive`` (options, the grid, sums read before or None): either engine reads the splits in
+    ``progressive`` (options, the grid): either engine reads the splits in
     one seeded random order, chunk by chunk, behind a :class:`ProgressiveEvaluator`."""
     if (metrics is None) == (batch_loss is None):
         raise ConfigError("give either output metrics or a batch loss, not both or neither")
     if progressive is not None:
-        popts, grid, state = progressive
+        popts, grid = progressive
         sizes = [len(s) for s in splits.values() if isinstance(s, TensorSplit)]
         chunk = options.batch_size or chunk_size(min(sizes, default=0))
         base = surface_evaluator(model, directions, shuffled(splits, popts.seed), metrics, batch_loss=batch_loss,
                                  options=EngineOptions(chunk, max(1, options.points_per_call), options.bn, options.bn_batches),
                                  bn_data=bn_data, device=device, moved=moved)
-        return ProgressiveEvaluator(base, grid, popts, state)  # type: ignore[arg-type]
+        return ProgressiveEvaluator(base, grid, popts)  # type: ignore[arg-type]
     if metrics is not None and all(isinstance(s, TensorSplit) for s in splits.values()):
         tensors = {k: s for k, s in splits.items() if isinstance(s, TensorSplit)}
         return SurfaceEngine(model, directions, tensors, metrics, device=device, batch_size=options.batch_size,

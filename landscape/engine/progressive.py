@@ -141,10 +141,11 @@ class ProgressiveEvaluator:
     torchrun's shards) drive it unchanged: :meth:`evaluate` takes (α, β) rows of the grid and returns
     per point the columns' estimates, then the extras of a progressive surface file in the order of
     :func:`landscape.io.surface_file.extra_names` (standard errors, samples per split, Σv, Σv²,
-    ``above``, and ``computed`` when refining). ``state`` continues sums read before (a resumed file).
+    ``above``, and ``computed`` when refining). Its :attr:`state` may be replaced by sums read before
+    (:meth:`sums_of` a resumed file's or ``start`` surface's extras).
     """
 
-    def __init__(self, reader: ChunkReader, grid: Grid, options: ProgressiveOptions, state: Progress | None = None) -> None:
+    def __init__(self, reader: ChunkReader, grid: Grid, options: ProgressiveOptions) -> None:
         self.reader = reader
         self.grid = grid
         self.options = options
@@ -156,7 +157,7 @@ class ProgressiveEvaluator:
         self.total = np.array([int(self.ends[k][-1]) if len(self.ends[k]) else 0 for k in self.splits], dtype=np.int64)
         self.split_of = np.array([self.splits.index(c.split("_", 1)[0]) for c in self.columns])
         self.losses = np.array([not c.endswith("_acc") for c in self.columns])
-        self.state = state if state is not None else Progress.empty(grid.size, len(self.columns), len(self.splits))
+        self.state = Progress.empty(grid.size, len(self.columns), len(self.splits))
         self.origin = grid.size  # the state's last row
         self.tolerance: dict[str, float] = {}
         self.relative: dict[str, tuple[float, float]] = {}  # a percent tolerance on a log figure: tolerance_at's (share, floor)

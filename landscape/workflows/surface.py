@@ -169,13 +169,12 @@ def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mappi
     losses = list(s.losses) or [cfg.train.loss]
     moved = selector(s.params) if s.params else None
     options = EngineOptions(batch_size=s.batch_size, points_per_call=s.points_per_call, bn=s.bn, bn_batches=s.bn_batches)
-    reading = None if progressive is None else (*progressive, None)
     if any(is_user_spec(n) for n in losses):  # a batch loss fn(model, (inputs, targets)) or fn(model, batch)
         return surface_evaluator(exp.model, dirs, splits, batch_loss=(["loss"], batch_loss_sums(losses)),
-                                 options=options, device=device, moved=moved, progressive=reading)
+                                 options=options, device=device, moved=moved, progressive=progressive)
     return surface_evaluator(exp.model, dirs, splits, exp.metrics(s.losses), options=options,
                              bn_data=exp.data.train if s.bn == "recompute" else None, device=device, moved=moved,
-                             progressive=reading)
+                             progressive=progressive)
 
 
 def _batches_note(splits: Mapping[str, Any], batches: UserBatches, cfg: Config) -> str:
