@@ -185,3 +185,23 @@ def test_recorded_checkpoints_load_safely_and_name_the_model(trained: dict[str, 
         assert '"n_layer": 2' in raw["model_config_json"]
         assert raw["state_dict"]["lm_head.weight"].data_ptr() == raw["state_dict"]["transformer.wte.weight"].data_ptr()
     assert Path(trained["run"], "run.json").is_file()
+
+
+def test_progressive_surface_with_per_sample_token_losses(trained: dict[str, Any]) -> None:
+    """``tolerance=`` on a transformer: per-sample (per-row) token losses are read to the exact mean (tolerance 0);
+    the model's own batch-mean loss is refused in one line."""
+    model, batches = trained["model"], trained["batches"]
+
+    def per_row(m: nn.Module, b: Mapping[str, Tensor]) -> Tensor:
+        logits = m(input_ids=b["input_ids"]).logits[:, :-1]
+        target = b["labels"][:, 1:]
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                           reduction="none").view(target.shape).mean(dim=1)
+
+    kw = {"directions": landscape.random_directions(model, seed=3), "x": (-0.5, 0.5, 3), "y": None, "progress": False}
+    exact = landscape.surface(model, batches, loss=_lm_loss, **kw)
+    full = landscape.surface(model, batches, loss=per_row, tolerance=0, **kw)
+    np.testing.assert_allclose(full["train_loss"], exact["train_loss"], rtol=1e-5)
+    assert (full.extra["train_samples"] == sum(b["input_ids"].shape[0] for b in batches)).all()
+    with pytest.raises(landscape.LandscapeError, match="batch mean"):
+        landscape.surface(model, batches, loss=_lm_loss, tolerance=0.01, **kw)
