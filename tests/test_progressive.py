@@ -351,3 +351,13 @@ def test_cli_refine_at_tolerance_zero_computes_exact_values(tiny_run: RunResult,
         assert 0 < computed.mean() < 1 and read_all.sum() > 50
         np.testing.assert_allclose(refined[read_all], exact[read_all], rtol=1e-12, atol=0)
         assert (exact[~read_all] > 1.5).all()  # what was filled, or stopped early, lies above the figure's range
+
+
+def test_cli_a_refined_file_run_without_refine_computes_the_filled_points(tiny_run: RunResult, tmp_path: Path) -> None:
+    wide = ["--x", "-3:3:33", "--y", "-3:3:33", "--vmax", "1.5", "--tolerance", "5%"]
+    assert _surface(tiny_run.final, tmp_path / "r.h5", "--refine", *wide) == 0
+    assert _surface(tiny_run.final, tmp_path / "p.h5", *wide) == 0
+    assert _surface(tiny_run.final, tmp_path / "r.h5", *wide) == 0  # the same tolerance, now every point
+    with h5py.File(tmp_path / "r.h5") as r, h5py.File(tmp_path / "p.h5") as p:
+        assert r["computed"][()].all() and r.attrs["computed_share"] == 1.0
+        assert np.array_equal(r["train_loss"][()], p["train_loss"][()])

@@ -49,8 +49,9 @@ def progressive_options(cfg: Config, out: Path, overwrite: bool) -> ProgressiveO
     if tol is not None and seed != s.sample_seed:
         raise ConfigError(f"{str(out)!r} was read in the sample order of surface.sample_seed = {seed}, not {s.sample_seed}; "
                           f"pass --set surface.sample_seed={seed} to go on, or --overwrite")
+    # a file refined before keeps its ``computed`` mask (the points filled then are computed now, unless --refine)
     return ProgressiveOptions(tol if tol is not None else Tolerance(0.0), seed=seed, vmax=cfg.plot.vmax,
-                              levels=cfg.plot.levels or LEVELS, refine=s.refine)
+                              levels=cfg.plot.levels or LEVELS, refine=s.refine or bool(prior.get("refine")))
 
 
 def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:

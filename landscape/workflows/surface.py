@@ -285,10 +285,13 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
                 if isinstance(engine, ProgressiveEvaluator):
                     engine.state = decode_state(decode_array(share_setup(group, "landscape/state", None)), len(engine.columns))
                     engine.apply_scale(json.loads(share_setup(group, "landscape/scale", None)))
-            if isinstance(engine, ProgressiveEvaluator) and engine.options.refine:
+            if isinstance(engine, ProgressiveEvaluator) and s.refine:
                 counts, seconds, computed = fill_refined(sf, engine, group, _fill)
             else:
                 (counts, seconds), computed = _fill(sf, engine, group, pending, grid.coords(pending)), len(pending)
+                if sf is not None and "computed" in sf.extra:  # a refined file computed whole: its share follows
+                    sf.attrs["computed_share"] = float(sf.extra["computed"].mean())
+                    sf.flush()
     finally:
         close_group(group)
     if sf is None:
