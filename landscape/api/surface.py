@@ -46,7 +46,7 @@ from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.moved import ParamSelector, params_label, selector
 from landscape.engine.progress import bar
 from landscape.engine.progressive import ProgressiveEvaluator, ProgressiveOptions, Tolerance
-from landscape.engine.refine import Scale, interpolate, refine
+from landscape.engine.refine import refine
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, FlatSurfaceWarning, GridError, LandscapeError
 from landscape.integrations.notebook import SurfaceDisplay
@@ -316,10 +316,7 @@ def surface(
 
 def progressive_extras(engine: ProgressiveEvaluator, flat: np.ndarray, grid: Grid) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A progressive surface's extras (named as in its file) and attributes, from the evaluator's rows."""
-    attrs = {"progressive": True, "refine": engine.options.refine, "tolerance": engine.tolerance,
-             "tolerance_relative": {k: list(v) for k, v in engine.relative.items()}, "scale": engine.scale_table(),
-             "tolerance_spec": engine.options.tolerance.spec, "sample_seed": engine.options.seed, "top": engine.top,
-             "samples_total": dict(zip(engine.splits, engine.total.tolist(), strict=True))}
+    attrs = engine.attrs()
     names = extra_names(engine.columns, attrs)
     extra = {name: flat[:, len(engine.columns) + i].reshape(grid.shape) for i, name in enumerate(names)}
     for name in names:
@@ -350,7 +347,7 @@ def _run_refined(engine: ProgressiveEvaluator, progress: bool, done: np.ndarray)
     grid = engine.grid
     flat = np.full((grid.size, engine.width), np.nan)
     flat[done] = engine.rows(np.flatnonzero(done))
-    column, tol, origin, step, top, log = engine.scale()
+    column, scale = engine.scale()
     c = engine.columns.index(column)
 
     def compute(idx: np.ndarray) -> None:
@@ -359,11 +356,10 @@ def _run_refined(engine: ProgressiveEvaluator, progress: bool, done: np.ndarray)
 
     def fill(idx: np.ndarray, coarse: tuple[np.ndarray, ...], error: np.ndarray) -> None:
         if len(idx):
-            values = np.stack([interpolate(flat[:, k].reshape(grid.shape), coarse, idx)[0] for k in range(len(engine.columns))], axis=1)
-            flat[idx] = engine.filled_rows(values, error, column)
+            columns = [flat[:, k].reshape(grid.shape) for k in range(len(engine.columns))]
+            flat[idx] = engine.filled_rows(columns, coarse, idx, error, column)
 
-    refine(grid.shape, done.reshape(grid.shape), Scale(tol, origin, step, top, log), lambda: flat[:, c].reshape(grid.shape),
-           compute, fill)
+    refine(grid.shape, done.reshape(grid.shape), scale, lambda: flat[:, c].reshape(grid.shape), compute, fill)
     return flat
 
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from landscape.engine.grid import Grid
-from landscape.engine.refine import grid_levels, level_points
+from landscape.engine.refine import Scale, grid_levels, interpolate, level_points
 from landscape.errors import ConfigError
 
 MIN_SAMPLES = 1000  # a point's standard error is trusted only from this many samples (or all of them)
@@ -280,22 +280,33 @@ class ProgressiveEvaluator:
             parts.append(np.ones((len(rows), 1)))
         return np.concatenate(parts, axis=1)
 
-    def scale(self) -> tuple[str, Callable[[np.ndarray], np.ndarray], float, float, float, bool]:
-        """The figure's column (the first loss) and its tolerance (of the values), origin value, contour step and
-        top (for ``--refine``)."""
+    def scale(self) -> tuple[str, Scale]:
+        """The figure's column (the first loss) and what ``--refine`` reads it against (:class:`~landscape.engine.refine.Scale`)."""
         self.resolve()
         column = next(iter(self.tolerance))
         origin = float(self._mean(np.array([self.origin]))[0, self.columns.index(column)])
-        return column, (lambda values: self.tolerance_of(column, values)), origin, self.step[column], self.top[column], self.log[column]
+        return column, Scale(lambda values: self.tolerance_of(column, values), origin, self.step[column], self.top[column],
+                             self.log[column])
 
-    def filled_rows(self, interpolated: np.ndarray, error: np.ndarray, column: str) -> np.ndarray:
-        """Rows for points filled by interpolation (``--refine``): the interpolated columns (k, columns), the
-        estimated error as the standard error of every loss column, no samples, and ``computed`` 0."""
-        k, c = len(interpolated), len(self.columns)
+    def filled_rows(self, values: Sequence[np.ndarray], coarse: tuple[np.ndarray, ...], points: np.ndarray,
+                    error: np.ndarray, column: str) -> np.ndarray:
+        """Rows for ``points`` filled by interpolation (``--refine``): every column's grid-shaped ``values``
+        interpolated from level ``coarse``, the estimated ``error`` as the standard error of every loss column,
+        no samples, ``above`` from ``column``, and ``computed`` 0."""
+        interpolated = np.stack([interpolate(v, coarse, points)[0] for v in values], axis=1)
+        k, c = len(points), len(self.columns)
         stderr = np.where(self.losses, error[:, None], np.nan)
         above = interpolated[:, self.columns.index(column)] > self.top[column]
         return np.concatenate([interpolated, stderr, np.zeros((k, len(self.splits) + 2 * c)), above[:, None],
                                np.zeros((k, 1))], axis=1)
+
+    def attrs(self) -> dict[str, Any]:
+        """What a progressive surface records of how it was read (its file's and :class:`Surface`'s attributes)."""
+        o = self.options
+        return {"progressive": True, "refine": o.refine, "tolerance": dict(self.tolerance),
+                "tolerance_relative": {k: list(v) for k, v in self.relative.items()}, "tolerance_spec": o.tolerance.spec,
+                "sample_seed": o.seed, "top": dict(self.top), "scale": self.scale_table(),
+                "samples_total": dict(zip(self.splits, self.total.tolist(), strict=True))}
 
     def _mean(self, rows: np.ndarray) -> np.ndarray:
         n = self.state.n[rows][:, self.split_of]
@@ -333,12 +344,12 @@ class ProgressiveEvaluator:
         """Read chunks at ``rows`` until each is settled in every split; points at the same chunk go together."""
         for s, split in enumerate(self.splits):
             ends = self.ends[split]
+            cols = np.flatnonzero(self.split_of == s)
             active = rows[~self._settled(rows, s, tol_of, top)]
             while len(active):
                 chunk = np.searchsorted(ends, self.state.n[active, s], side="right")
                 group = active[chunk == chunk.min()]
                 c = int(chunk.min())
-                cols = np.flatnonzero(self.split_of == s)
                 m = self.reader.moments(self._coords(group), split, c)  # (k, 2, metrics of the split)
                 self.state.s1[np.ix_(group, cols)] += m[:, 0]
                 self.state.s2[np.ix_(group, cols)] += m[:, 1]

@@ -12,7 +12,7 @@ import numpy as np
 
 from landscape.config import Config
 from landscape.engine.progressive import LEVELS, Progress, ProgressiveEvaluator, ProgressiveOptions, Tolerance
-from landscape.engine.refine import Scale, interpolate, refine
+from landscape.engine.refine import refine
 from landscape.errors import ConfigError
 from landscape.io.surface_file import SurfaceFile, make_progressive, plain_attr
 from landscape.workflows._distributed import Group, decode_array, encode_array, share_setup
@@ -58,22 +58,19 @@ def attach(sf: SurfaceFile, engine: ProgressiveEvaluator) -> None:
     """Make ``sf`` a progressive file, hand its running sums to ``engine``, resolve the tolerance, and
     mark done exactly the points that the tolerance (now) finds settled: a smaller one reopens points,
     which go on from the samples already read; a larger one is already met."""
-    totals = dict(zip(engine.splits, engine.total.tolist(), strict=True))
-    make_progressive(sf, totals, engine.options.refine)
+    make_progressive(sf, dict(zip(engine.splits, engine.total.tolist(), strict=True)), engine.options.refine)
     engine.state = engine.sums_of(sf.extra)
+    on_file = engine.state.n.copy()  # the samples the file holds, before the scale is read
     if isinstance(sf.attrs.get("scale"), dict):  # the scale its points were read against, not one read again
         engine.apply_scale(sf.attrs["scale"])
     else:
         engine.resolve()
     settled = engine.settled_points().reshape(sf.done.shape)  # (which also marks those above the range)
-    read = np.flatnonzero((engine.state.n[:-1] != engine.sums_of(sf.extra).n[:-1]).any(axis=1))
+    read = np.flatnonzero((engine.state.n[:-1] != on_file[:-1]).any(axis=1))
     if len(read):  # the points the scale was read from (the coarsest level) hold more than the file: record them
         sf.record(read, engine.rows(read))
     sf.done[...] = settled
-    o = engine.options
-    sf.attrs.update({"tolerance": engine.tolerance, "tolerance_relative": {k: list(v) for k, v in engine.relative.items()},
-                     "tolerance_spec": o.tolerance.spec, "sample_seed": o.seed, "top": engine.top, "samples_total": totals,
-                     "scale": engine.scale_table()})
+    sf.attrs.update({k: v for k, v in engine.attrs().items() if k != "refine"})  # (a refined file stays refined)
     sf.flush()  # the extras, the scale and what was read for it are on disk even when no point is left to compute
 
 
@@ -123,14 +120,13 @@ def fill_refined(sf: SurfaceFile | None, engine: ProgressiveEvaluator, group: Gr
             got, _ = fill(None, engine, group, idx, grid.coords(idx), f"r{rounds}")
             rounds += 1
         return got, seconds, computed
-    column, tol, origin, step, top, log = engine.scale()
+    column, scale = engine.scale()
 
     def interpolated(idx: np.ndarray, coarse: tuple[np.ndarray, ...], error: np.ndarray) -> None:
         if len(idx):
-            values = np.stack([interpolate(sf.values[c], coarse, idx)[0] for c in sf.columns], axis=1)
-            sf.record(idx, engine.filled_rows(values, error, column))
+            sf.record(idx, engine.filled_rows([sf.values[c] for c in sf.columns], coarse, idx, error, column))
 
-    refine(grid.shape, sf.done.copy(), Scale(tol, origin, step, top, log), lambda: sf.values[column], compute, interpolated)
+    refine(grid.shape, sf.done.copy(), scale, lambda: sf.values[column], compute, interpolated)
     share_setup(group, f"landscape/round{rounds}", _END)
     sf.attrs["computed_share"] = float(sf.extra["computed"].mean())
     sf.flush()
