@@ -99,7 +99,7 @@ FLAGS: dict[str, Flag] = {
                    "random directions (surface), Lanczos start vectors and trace probes (hessian), curve training, "
                    "BN batches and alignment order (connect)", type=int, key=_BY_COMMAND_SEED),
     # --- the data a point is evaluated on ---
-    "--split": Flag("data split(s) evaluated: train, test or both (hessian: one report per split)",
+    "--split": Flag("data split(s) evaluated: train, test or both (hessian, sharpness: one report per split)",
                     choices=("train", "test", "both"),
                     key={"surface": "surface.split", "check": "surface.split", "hessian": "surface.split", "sharpness": "surface.split", "connect": "connect.split"}),
     "--max-samples": Flag("use the first N samples of each split (recorded; 0 = all)", type=int,

@@ -6,7 +6,6 @@ Needs the ``hf`` extra: a missing ``transformers`` fails here."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np

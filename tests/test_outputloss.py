@@ -140,5 +140,5 @@ def test_what_the_ggn_and_output_loss_refuse() -> None:
     with pytest.raises(ModelError, match=r"fails on the first train batch"):
         landscape.hessian(model, batches, loss=wrong, operator="ggn", progress=False)
     tupled = landscape.OutputLoss(output=lambda m, b: (m(b["feats"]),), loss=token_ce, name="tupled")  # type: ignore[arg-type,return-value]
-    with pytest.raises(ModelError, match="'tupled'.* returned a tuple, not a tensor"):
+    with pytest.raises(ModelError, match=r"'tupled'.* returned a tuple, not a tensor"):
         tupled(model, batches[0])
