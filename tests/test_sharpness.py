@@ -5,6 +5,7 @@ Hessian)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import textwrap
@@ -342,6 +343,17 @@ def test_sharpness_split_both_gives_one_report_per_split(tmp_path: Path, capsys:
     exp = experiment_from_checkpoint(load_checkpoint(ckpt))
     assert test["measures"][1]["value"] == pytest.approx(_fisher_rao64(exp.model, x, y), rel=1e-4)
     assert test["loss"] != both["reports"]["train"]["loss"]
+    # landscape compare --sharpness under split both: each split's measures as its own columns
+    from landscape.workflows.experiment import checkpoint_config
+    from landscape.workflows.sharpness import sharpness_columns
+
+    cfg = checkpoint_config(load_checkpoint(ckpt))
+    assert cfg is not None
+    cfg = dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split="both"),
+                              sharpness=dataclasses.replace(cfg.sharpness, measures=("worst_l2", "fisher_rao"), rho=(0.05,), steps=4))
+    cols = sharpness_columns(ckpt, cfg)
+    assert cols == {f"{split}_{m}": both["reports"][split]["measures"][i]["value"]
+                    for split in ("train", "test") for i, m in enumerate(["worst_l2@0.05", "fisher_rao"])}
 
 
 def test_api_sharpness_split_both_returns_one_result_per_split() -> None:
