@@ -68,7 +68,8 @@ FLAGS: dict[str, Flag] = {
                    key="data.name"),
     "--loss": Flag("loss name(s), comma-separated where several are evaluated in one pass (surface, hessian, animate; "
                    "compare: the losses to train and compare), or path/to/file.py:fn, a batch loss "
-                   "fn(model, (inputs, targets)) -> per-sample losses or a mean",
+                   "fn(model, (inputs, targets)) -> per-sample losses or a mean (a landscape.OutputLoss too), or "
+                   "causal_lm / causal_lm_per_sample: a Hugging Face causal LM's next-token loss on dict batches",
                    key={"train": "train.loss", "run": "train.loss", "connect": "train.loss", "compare": "compare.losses",
                         "surface": "surface.losses", "check": "surface.losses", "hessian": "surface.losses", "sharpness": "surface.losses", "animate": "surface.losses"}),
     "--device": Flag("cpu, cuda or cuda:N",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -125,3 +126,9 @@ def test_cli_ggn_of_a_hugging_face_folder_with_loss_causal_lm(tmp_path: Path) ->
         assert report["loss"] == pytest.approx(float(np.mean([float(model(**b).loss) for b in train])), rel=1e-5)
     assert sum(report["density"]["weights"]) == pytest.approx(1.0, abs=1e-12)
     assert max(report["density"]["nodes"]) == pytest.approx(report["eigenvalues"][0], rel=1e-3)
+    # the same name is a batch loss for surfaces too: the line's centre is the model's own mean loss
+    assert main(["--quiet", "surface", str(tmp_path / "gpt2"), "--data", f"{tmp_path / 'lm.py'}:data", "--loss", "causal_lm",
+                 "--x", "-1:1:3", "--out", str(tmp_path / "s.h5")]) == 0
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        centre = float(np.asarray(f["train_loss"][()])[1])
+    assert centre == pytest.approx(report["loss"], rel=1e-6)

@@ -125,7 +125,8 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
             ``trace_std`` are None). seed: seed of the start vector and the probes.
         progress: show a progress bar.
         operator: ``hessian``, ``ggn`` (generalized Gauss-Newton JᵀH_outJ by JVPs; needs a loss of
-            (output, target)) or ``fisher`` (empirical Fisher from per-sample gradients).
+            (output, target) or a :class:`~landscape.OutputLoss`) or ``fisher`` (empirical Fisher from
+            per-sample gradients).
         trace: ``hutch++`` or ``hutchinson``; its standard error is ``trace_std``.
         density: also the spectral density by SLQ (``density_runs`` Lanczos runs of ``density_steps``).
         blocks: ``"module"``, ``"layer"`` or glob patterns (a list or a comma-separated string): top
