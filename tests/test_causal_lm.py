@@ -92,7 +92,8 @@ class RowCE(nn.Module):
 def test_ggn_of_the_batch_loss_path_equals_the_plain_output_target_formulation() -> None:
     """Every row predicts as many tokens, so the batch mean (causal_lm) and the row means give one loss."""
     model, batches = gpt2(torch.float64), lm_batches()
-    kwargs = {"operator": "ggn", "top_k": 2, "tol": 1e-9, "max_iter": 40, "trace_samples": 0, "progress": False}
+    kwargs = {"operator": "ggn", "top_k": 2, "tol": 1e-9, "max_iter": 40, "trace_samples": 0, "progress": False,
+              "blocks": "*.mlp.*"}
     via_batch = landscape.hessian(model, batches, loss="causal_lm", **kwargs)  # type: ignore[arg-type]
     ids = torch.cat([b["input_ids"] for b in batches])
     labels = torch.cat([b["labels"] for b in batches])
@@ -100,9 +101,12 @@ def test_ggn_of_the_batch_loss_path_equals_the_plain_output_target_formulation()
     assert via_batch.operator == plain.operator == "ggn"
     assert via_batch.names == [n.removeprefix("gpt.") for n in plain.names]
     np.testing.assert_allclose(via_batch.eigenvalues, plain.eigenvalues, rtol=1e-8)
+    (block,), (plain_block,) = via_batch.blocks, plain.blocks  # the MLP's diagonal block of G, both ways
+    assert block.dim == plain_block.dim == 2 * 8 * 16
+    assert block.top.eigenvalues[0] == pytest.approx(plain_block.top.eigenvalues[0], rel=1e-8)
     assert via_batch.loss == pytest.approx(plain.loss, rel=1e-12)
     assert via_batch.min_eigenvalue >= -1e-8 * via_batch.eigenvalues[0]  # cross-entropy is convex: G ⪰ 0
-    hess = landscape.hessian(model, batches, loss="causal_lm", **{**kwargs, "operator": "hessian"})  # type: ignore[arg-type]
+    hess = landscape.hessian(model, batches, loss="causal_lm", **{**kwargs, "operator": "hessian", "blocks": None})  # type: ignore[arg-type]
     assert hess.eigenvalues[0] != pytest.approx(via_batch.eigenvalues[0], rel=1e-3)  # a network: G ≠ H
 
 
