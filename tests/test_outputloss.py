@@ -10,7 +10,11 @@ skips labels -100, as a language model's.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,23 +63,24 @@ def row_ce(out: Tensor, b: Mapping[str, Tensor]) -> Tensor:
 LOSSES: dict[str, Callable[[Tensor, Mapping[str, Tensor]], Tensor]] = {"batch_mean": token_ce, "per_sample": row_ce}
 
 
-def dense_ggn(model: nn.Module, batches: list[dict[str, Tensor]], loss: Callable[..., Tensor]) -> np.ndarray:
-    """(1/N) Σ_b J_bᵀ H_b J_b over every parameter, in float64 by dense autograd."""
+def dense_ggn(model: nn.Module, batches: list[dict[str, Tensor]], loss: Callable[..., Tensor],
+              shape: tuple[int, ...] = (T, C), key: str = "feats") -> np.ndarray:
+    """(1/N) Σ_b J_bᵀ H_b J_b over every parameter, in float64 by dense autograd (``shape``: one sample's output; ``key``: the inputs)."""
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for _, p in model.named_parameters()]
     theta0 = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-    total_n = sum(b["feats"].shape[0] for b in batches)
+    total_n = sum(b[key].shape[0] for b in batches)
     g = torch.zeros(theta0.numel(), theta0.numel(), dtype=DT)
     for b in batches:
-        n = b["feats"].shape[0]
+        n = b[key].shape[0]
 
         def out_of(theta: Tensor, b: Mapping[str, Tensor] = b) -> Tensor:
             parts = torch.split(theta, [s.numel() for s in shapes])
             params = {k: p.reshape(s) for k, p, s in zip(names, parts, shapes, strict=True)}
-            return functional_call(model, params, (b["feats"],)).reshape(-1)
+            return functional_call(model, params, (b[key],)).reshape(-1)
 
         def summed(o: Tensor, b: Mapping[str, Tensor] = b, n: int = n) -> Tensor:
-            value = loss(o.view(n, T, C), b)
+            value = loss(o.view(n, *shape), b)
             return value * n if value.ndim == 0 else value.sum()  # a batch mean counts n samples
 
         jac = torch.autograd.functional.jacobian(out_of, theta0)  # (n·T·C, P)
@@ -142,3 +147,53 @@ def test_what_the_ggn_and_output_loss_refuse() -> None:
     tupled = landscape.OutputLoss(output=lambda m, b: (m(b["feats"]),), loss=token_ce, name="tupled")  # type: ignore[arg-type,return-value]
     with pytest.raises(ModelError, match=r"'tupled'.* returned a tuple, not a tensor"):
         tupled(model, batches[0])
+
+
+NET_PY = '''
+import torch
+from torch import nn
+
+import landscape
+
+
+def make():
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def data():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
+    batches = [{"features": x[i:i + 10], "labels": y[i:i + 10]} for i in range(0, 40, 10)]
+    return batches[:3], batches[3:]
+
+
+ggn_loss = landscape.OutputLoss(output=lambda m, b: m(b["features"]),
+                                loss=lambda out, b: nn.functional.cross_entropy(out, b["labels"], reduction="none"))
+'''
+
+
+def test_cli_takes_an_output_loss_from_a_file_for_the_ggn(tmp_path: Path) -> None:
+    """``--loss file.py:ggn_loss`` naming an OutputLoss: ``--operator ggn`` on dict batches, equal to the
+    dense Jᵀ H_out J of the same net and batches."""
+    from landscape.cli import main
+
+    (tmp_path / "net.py").write_text(NET_PY)
+    ns: dict[str, Any] = {}
+    exec(NET_PY, ns)
+    torch.manual_seed(4)
+    model = ns["make"]()
+    torch.save(model.state_dict(), tmp_path / "net.pt")
+    out = tmp_path / "g.json"
+    py = tmp_path / "net.py"
+    assert main(["--quiet", "hessian", str(tmp_path / "net.pt"), "--model", f"{py}:make", "--data", f"{py}:data",
+                 "--loss", f"{py}:ggn_loss", "--operator", "ggn", "--ignore", "none", "--top-k", "2", "--tol", "1e-8",
+                 "--max-iter", "60", "--trace-samples", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    train = ns["data"]()[0]
+    m64 = copy.deepcopy(model).double()
+    batches64 = [{"features": b["features"].double(), "labels": b["labels"]} for b in train]
+    oracle = dense_ggn(m64, batches64, lambda o, b: F.cross_entropy(o.reshape(-1, 3), b["labels"], reduction="none"),
+                       shape=(3,), key="features")
+    assert report["operator"] == "ggn" and report["parameters"]["dim"] == oracle.shape[0] == 67
+    np.testing.assert_allclose(report["eigenvalues"], np.linalg.eigvalsh(oracle)[::-1][:2], rtol=1e-4)
+    assert report["exact_trace"] == pytest.approx(float(np.trace(oracle)), rel=1e-4)
