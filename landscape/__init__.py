@@ -19,6 +19,7 @@ from landscape.api.surface import Surface, load_surface, plot, surface
 from landscape.api.trajectory import Trajectory, trajectory
 from landscape.engine.directions import Directions
 from landscape.engine.filters import Filters, register_filter_rule
+from landscape.engine.outputloss import OutputLoss, causal_lm_loss
 from landscape.errors import FlatSurfaceWarning, LandscapeError
 from landscape.integrations.logging import log_figures
 from landscape.io.recorder import Recorder
@@ -32,11 +33,13 @@ __all__ = [
     "FlatSurfaceWarning",
     "HessianResult",
     "LandscapeError",
+    "OutputLoss",
     "Recorder",
     "Sharpness",
     "Surface",
     "Trajectory",
     "__version__",
+    "causal_lm_loss",
     "check",
     "connect",
     "dataset",

@@ -225,7 +225,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
          (CHECKPOINT,), required=("--out",), details={"--out": "report file (.json)"})
 def cmd_sharpness(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
-    from landscape.workflows.sharpness import format_sharpness, run_sharpness
+    from landscape.workflows.sharpness import format_sharpness, run_sharpness, run_sharpness_per_split
 
     ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
     if args.rho:  # comma-separated numbers
@@ -235,7 +235,8 @@ def cmd_sharpness(args: argparse.Namespace) -> int:
             raise ConfigError(f"--rho {args.rho!r}: expected comma-separated numbers") from err
         args.overrides = [f"sharpness.rho={json.dumps(rhos)}", *args.overrides]
     cfg = checkpoint_based_config(args, ckpt)
-    report = run_sharpness(args.checkpoint, cfg, out=args.out, unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt)
+    run = run_sharpness_per_split if cfg.surface.split == "both" else run_sharpness
+    report = run(args.checkpoint, cfg, out=args.out, unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt)
     print(format_sharpness(report))
     return 0
 

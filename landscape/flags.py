@@ -68,7 +68,8 @@ FLAGS: dict[str, Flag] = {
                    key="data.name"),
     "--loss": Flag("loss name(s), comma-separated where several are evaluated in one pass (surface, hessian, animate; "
                    "compare: the losses to train and compare), or path/to/file.py:fn, a batch loss "
-                   "fn(model, (inputs, targets)) -> per-sample losses or a mean",
+                   "fn(model, (inputs, targets)) -> per-sample losses or a mean (a landscape.OutputLoss too), or "
+                   "causal_lm / causal_lm_per_sample: a Hugging Face causal LM's next-token loss on dict batches",
                    key={"train": "train.loss", "run": "train.loss", "connect": "train.loss", "compare": "compare.losses",
                         "surface": "surface.losses", "check": "surface.losses", "hessian": "surface.losses", "sharpness": "surface.losses", "animate": "surface.losses"}),
     "--device": Flag("cpu, cuda or cuda:N",
@@ -99,7 +100,7 @@ FLAGS: dict[str, Flag] = {
                    "random directions (surface), Lanczos start vectors and trace probes (hessian), curve training, "
                    "BN batches and alignment order (connect)", type=int, key=_BY_COMMAND_SEED),
     # --- the data a point is evaluated on ---
-    "--split": Flag("data split(s) evaluated: train, test or both (hessian: one report per split)",
+    "--split": Flag("data split(s) evaluated: train, test or both (hessian, sharpness: one report per split)",
                     choices=("train", "test", "both"),
                     key={"surface": "surface.split", "check": "surface.split", "hessian": "surface.split", "sharpness": "surface.split", "connect": "connect.split"}),
     "--max-samples": Flag("use the first N samples of each split (recorded; 0 = all)", type=int,

@@ -4,6 +4,8 @@ Hessian)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import textwrap
@@ -297,6 +299,79 @@ def test_api_sharpness_on_dict_batches_with_a_callable_loss() -> None:
     assert s.value("fisher_rao") == pytest.approx(math.sqrt(np.mean(sq)), rel=1e-4)
     with pytest.raises(landscape.LandscapeError, match="no result for measure 'average'"):
         s.value("average")
+
+
+
+def _fisher_rao64(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """√((1/N) Σᵢ ⟨∇ℓᵢ, θ⟩²) over the weights (ndim > 1), by a float64 loop of per-sample gradients."""
+    m64 = copy.deepcopy(model).double()
+    params = [p for p in m64.parameters() if p.ndim > 1]
+    theta = torch.cat([p.detach().reshape(-1) for p in params])
+    sq = [float(torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(
+        F.cross_entropy(m64(x[i:i + 1].double()), y[i:i + 1]), params)]) @ theta) ** 2 for i in range(len(x))]
+    return math.sqrt(float(np.mean(sq)))
+
+
+def test_sharpness_split_both_gives_one_report_per_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--split both`` as ``landscape hessian --split both``: one report per split, each equal to a run on
+    that split alone; the test split's numbers against a float64 loop over the test data."""
+    from landscape.cli import main
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.experiment import experiment_from_checkpoint
+
+    (tmp_path / "c.toml").write_text(textwrap.dedent(BLOBS))
+    assert main(["--quiet", "train", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")]) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "epoch_002.pt"
+    flags = ["--measures", "worst_l2,fisher_rao", "--rho", "0.05", "--steps", "4"]
+    capsys.readouterr()
+    assert main(["sharpness", str(ckpt), *flags, "--split", "both", "--out", str(tmp_path / "both.json")]) == 0
+    shown = capsys.readouterr().out
+    assert "[train]" in shown and "[test]" in shown and "on test (60 samples)" in shown
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert both["split"] == "both" and list(both["reports"]) == ["train", "test"]
+    for split in ("train", "test"):
+        assert main(["--quiet", "sharpness", str(ckpt), *flags, "--split", split, "--out", str(tmp_path / f"{split}.json")]) == 0
+        alone = json.loads((tmp_path / f"{split}.json").read_text())
+        got = both["reports"][split]
+        assert got["settings"]["split"] == split and got["loss"] == alone["loss"]
+        assert [r["value"] for r in got["measures"]] == [r["value"] for r in alone["measures"]]
+    exp = experiment_from_checkpoint(load_checkpoint(ckpt))
+    x, y = exp.data.test.inputs, exp.data.test.targets
+    test = both["reports"]["test"]
+    with torch.no_grad():
+        assert test["loss"] == pytest.approx(float(F.cross_entropy(exp.model.double()(x.double()), y)), rel=1e-6)
+    exp = experiment_from_checkpoint(load_checkpoint(ckpt))
+    assert test["measures"][1]["value"] == pytest.approx(_fisher_rao64(exp.model, x, y), rel=1e-4)
+    assert test["loss"] != both["reports"]["train"]["loss"]
+    # landscape compare --sharpness under split both: each split's measures as its own columns
+    from landscape.workflows.experiment import checkpoint_config
+    from landscape.workflows.sharpness import sharpness_columns
+
+    cfg = checkpoint_config(load_checkpoint(ckpt))
+    assert cfg is not None
+    cfg = dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split="both"),
+                              sharpness=dataclasses.replace(cfg.sharpness, measures=("worst_l2", "fisher_rao"), rho=(0.05,), steps=4))
+    cols = sharpness_columns(ckpt, cfg)
+    assert cols == {f"{split}_{m}": both["reports"][split]["measures"][i]["value"]
+                    for split in ("train", "test") for i, m in enumerate(["worst_l2@0.05", "fisher_rao"])}
+
+
+def test_api_sharpness_split_both_returns_one_result_per_split() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(50, 5, generator=g), torch.randint(0, 3, (50,), generator=g)
+    data = ((x[:30], y[:30]), (x[30:], y[30:]))
+    both = landscape.sharpness(model, data, measures=["fisher_rao"], split="both", progress=False)
+    assert set(both) == {"train", "test"} and both["test"].split == "test" and both["train"].split == "train"
+    assert both["test"].value("fisher_rao") == pytest.approx(_fisher_rao64(model, x[30:], y[30:]), rel=1e-4)
+    assert both["train"].value("fisher_rao") == pytest.approx(_fisher_rao64(model, x[:30], y[:30]), rel=1e-4)
+    one = landscape.sharpness(model, data, measures=["fisher_rao"], progress=False)
+    assert one.split == "train" and one.value("fisher_rao") == both["train"].value("fisher_rao")
+    with pytest.raises(landscape.LandscapeError, match="split 'test' is not in the data, which hold train"):
+        landscape.sharpness(model, (x, y), measures=["fisher_rao"], split="both", progress=False)
+    with pytest.raises(landscape.LandscapeError, match="split 'valid': choose 'train', 'test' or 'both'"):
+        landscape.sharpness(model, data, measures=["fisher_rao"], split="valid", progress=False)  # type: ignore[call-overload]
 
 
 COMPARE = """

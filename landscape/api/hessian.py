@@ -73,22 +73,26 @@ class HessianResult(HessianDisplay):
 
 def curvature_problem(model: nn.Module, data: Any, loss: LossSpec, params: ParamSelector, ignore: str,
                       device: str | torch.device | None, memory_budget: int,
-                      operator: str = "hessian") -> tuple[HessianProblem, list[str], str]:
-    """(the curvature problem of ``loss`` on the first split of ``data``, the model's names of its
-    parameters, the prefix the problem's names carry): the API's one way from user inputs to a problem
+                      operator: str = "hessian", split: str | None = None) -> tuple[HessianProblem, list[str], str]:
+    """(the curvature problem of ``loss`` on the first split of ``data`` (or on ``split``), the model's names
+    of its parameters, the prefix the problem's names carry): the API's one way from user inputs to a problem
     (:func:`hessian` and :func:`landscape.sharpness`), through the CLI's :func:`problem_setup`."""
     model = plain_module(model)  # torch.compile / DataParallel: the module inside
     dev = model_device(model, device)
     prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))  # float inputs in the model's dtype
-    first = {"train": prepared["train"]} if "train" in prepared else dict(list(prepared.items())[:1])
+    if split is not None and split not in prepared:
+        raise ConfigError(f"split {split!r} is not in the data, which hold {', '.join(prepared)} "
+                          "(a (train, test) pair of data gives both)")
+    name = split if split is not None else "train" if "train" in prepared else next(iter(prepared))
+    first = {name: prepared[name]}
     spec, first = resolve_loss(loss, None, model, first)
     work = working_copy(model, (), dev)  # reads the caller's parameters (on dev), owns its buffers: nothing of the caller is written
     moved = selector(params)
     base = parameter_names(work, "weights", ignore) if moved is None else [k for k, p in work.named_parameters() if moved(k)]
     if not base:
         raise ConfigError(f"params {params!r} selects no parameter")
-    (split_name, split), = first.items()
-    s = problem_setup(work, base, as_batches(split), spec.label, split_name, per_sample=spec.per_sample,
+    (split_name, chosen), = first.items()
+    s = problem_setup(work, base, as_batches(chosen), spec.label, split_name, per_sample=spec.per_sample,
                       batch_fn=None if spec.per_sample is not None else spec.batch[0][1])
     problem = convert(s.problem, operator) if operator != "hessian" else s.problem  # GGN, Fisher
     return problem, base, s.prefix
@@ -121,7 +125,8 @@ def hessian(model: nn.Module, data: Any, loss: LossSpec = "cross_entropy", top_k
             ``trace_std`` are None). seed: seed of the start vector and the probes.
         progress: show a progress bar.
         operator: ``hessian``, ``ggn`` (generalized Gauss-Newton JᵀH_outJ by JVPs; needs a loss of
-            (output, target)) or ``fisher`` (empirical Fisher from per-sample gradients).
+            (output, target) or a :class:`~landscape.OutputLoss`) or ``fisher`` (empirical Fisher from
+            per-sample gradients).
         trace: ``hutch++`` or ``hutchinson``; its standard error is ``trace_std``.
         density: also the spectral density by SLQ (``density_runs`` Lanczos runs of ``density_steps``).
         blocks: ``"module"``, ``"layer"`` or glob patterns (a list or a comma-separated string): top

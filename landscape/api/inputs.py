@@ -19,6 +19,7 @@ from landscape.engine.directions import DirectionOptions, Directions
 from landscape.engine.evaluator import tensor_batches
 from landscape.engine.losses import ALIASES, LOSSES, Metrics, MetricSet, canonical_loss_name
 from landscape.engine.moved import working_copy
+from landscape.engine.outputloss import BATCH_LOSSES
 from landscape.errors import ConfigError, DataError, GridError, ModelError
 from landscape.workflows.experiment import resolve_device
 from landscape.zoo.data import Task, TensorSplit
@@ -152,6 +153,8 @@ class ResolvedLoss:
 def resolve_loss(loss: LossSpec, metrics: Mapping[str, Callable[..., Tensor]] | None, model: nn.Module,
                   prepared: dict[str, Prepared]) -> tuple[ResolvedLoss, dict[str, Prepared]]:
     metrics = dict(metrics or {})
+    if isinstance(loss, str) and loss in BATCH_LOSSES:  # causal_lm: a batch loss by name, as --loss causal_lm
+        loss = BATCH_LOSSES.get(loss)
     if callable(loss) and not isinstance(loss, nn.Module):
         fns: list[tuple[str, BatchFn]] = [("loss", loss), *metrics.items()]
         return ResolvedLoss([n for n, _ in fns], batch=fns, label=getattr(loss, "__name__", "callable")), prepared

@@ -32,6 +32,7 @@ from torch.func import functional_call, jvp, vjp
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.evaluate import eval_mode
 from landscape.engine.hessian import HessianProblem, LossFn, batch_samples
+from landscape.engine.outputloss import OutputLoss, OutputModel
 from landscape.errors import HessianError
 
 OperatorName = Literal["hessian", "ggn", "fisher"]
@@ -47,10 +48,12 @@ class _ProductProblem(HessianProblem):
         return type(self)(self._model, self.names, self._batches, self._loss_fn,
                           params={**self._tensors, **params})
 
-    def _forward(self, x: Any) -> Callable[..., Any]:
-        """``f(*restricted tensors) -> model(x)`` at this point, for torch.func's transforms."""
+    def _forward(self, x: Any, module: nn.Module | None = None) -> Callable[..., Any]:
+        """``f(*restricted tensors) -> module(x)`` (default: the problem's model) at this point, for torch.func's transforms."""
+        net = self._model if module is None else module
+
         def f(*chosen: Tensor) -> Any:
-            return functional_call(self._model, {**self._tensors, **dict(zip(self.names, chosen, strict=True))}, (x,))
+            return functional_call(net, {**self._tensors, **dict(zip(self.names, chosen, strict=True))}, (x,))
         return f
 
     def _primals(self) -> tuple[Tensor, ...]:
@@ -74,18 +77,38 @@ def _accumulate(acc: list[Tensor] | None, parts: Sequence[Tensor]) -> list[Tenso
 class GGNProblem(_ProductProblem):
     """The generalized Gauss-Newton matrix ``(1/N) Σ_i J_iᵀ H_i J_i`` of the loss, matrix-free.
 
-    Needs a model whose output the loss compares with targets (``loss_fn(output, target)``); a batch
-    loss ``fn(model, batch)`` hides the output, so its GGN is refused.
+    Needs the model's output: a model whose output the loss compares with targets
+    (``loss_fn(output, target)``), or a batch loss given as an
+    :class:`~landscape.engine.outputloss.OutputLoss` (output and loss of the output apart). Any other
+    batch loss ``fn(model, batch)`` hides the output, so its GGN is refused.
     """
 
     kind = "ggn"
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
                  loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+        self._net: nn.Module = model  # what J is of: the model, or an OutputLoss's output half
+        self._output_loss: OutputLoss | None = None
         if isinstance(model, BatchLossModel):
-            raise HessianError("the GGN needs the model's output and a loss of (output, target); a batch loss "
-                               "fn(model, batch) hides the output: use operator 'hessian' or 'fisher'")
+            if not isinstance(model.fn, OutputLoss):
+                raise HessianError("the GGN needs the model's output; this batch loss fn(model, batch) hides it: give it as "
+                                   "landscape.OutputLoss(output=..., loss=...) (or --loss causal_lm), or use operator "
+                                   "'hessian' or 'fisher'")
+            self._net, self._output_loss = OutputModel(model.inner, model.fn), model.fn
         super().__init__(model, names, batches, loss_fn, params=params)
+
+    def _batch_total(self, out: Tensor, x: Any, y: Any) -> Tensor:
+        """Σ over the batch's samples of the loss of ``out`` (a batch mean counts n times), over N."""
+        if self._output_loss is None:
+            return self._per_sample(out, x, y).sum() / self.num_samples
+        n = batch_samples(x)
+        value = self._output_loss.loss(out, x)
+        if not isinstance(value, Tensor) or (value.ndim and value.shape[0] != n):
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise HessianError(f"OutputLoss {self._output_loss.name!r}: loss(output, batch) must return per-sample losses "
+                               f"({n},) or a batch mean (), got {got}")
+        total = value * n if value.ndim == 0 else value.reshape(n, -1).mean(dim=1).sum()
+        return total / self.num_samples
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``G v`` accumulated over batches: JVP ``u = Jv``, ``w = H_out u`` (double backprop through
@@ -95,15 +118,14 @@ class GGNProblem(_ProductProblem):
         acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
             for x, y in self._batches:
-                f = self._forward(x)
+                f = self._forward(x, self._net)
                 pulled = vjp(f, *primals)
                 out, vjp_fn = pulled[0], pulled[1]
                 if not isinstance(out, Tensor):
                     raise HessianError(f"the GGN needs a tensor output; the model returned a {type(out).__name__}")
                 u = jvp(f, primals, vs)[1]  # u = J v, shaped like the output
                 o = out.detach().requires_grad_(True)
-                loss = self._per_sample(o, x, y).sum() / self.num_samples
-                (g,) = torch.autograd.grad(loss, o, create_graph=True)
+                (g,) = torch.autograd.grad(self._batch_total(o, x, y), o, create_graph=True)
                 if not g.requires_grad:
                     continue  # the loss is linear in the output: H_out = 0 on this batch
                 (w,) = torch.autograd.grad((g * u.detach()).sum(), o, allow_unused=True, materialize_grads=True)

@@ -15,13 +15,13 @@ from torch import nn
 
 from landscape.config import Config, config_from_dict
 from landscape.engine.losses import MetricSet
+from landscape.engine.outputloss import is_batch_loss
 from landscape.errors import CheckpointError, ConfigError, ModelError
 from landscape.io.checkpoint import Checkpoint, load_into
 from landscape.zoo.data import DataBundle, TensorSplit, load_data
 from landscape.zoo.hf import HF_MODEL
 from landscape.zoo.models import build_model, build_unshaped_model
 from landscape.zoo.modules import floating_dtype
-from landscape.zoo.registry import is_user_spec
 from landscape.zoo.userdata import UserBatches, UserStreams, user_data
 
 
@@ -102,7 +102,7 @@ def build_experiment(config: Config, data: DataBundle | None = None, losses: Seq
     if model is None:
         model = build_model(config.model.name, data.input_shape, data.output_shape, dict(config.model.options))
     data = inputs_in(data, floating_dtype(model))
-    wanted = [n for n in ([config.train.loss] if losses is None else losses) if not is_user_spec(n)]  # file.py:fn: a batch loss
+    wanted = [n for n in ([config.train.loss] if losses is None else losses) if not is_batch_loss(n)]  # file.py:fn, causal_lm: a batch loss
     if wanted:
         MetricSet(wanted, data.task, data.num_classes)
     return Experiment(config, data, model)
@@ -147,10 +147,10 @@ def _batches_experiment(ckpt: Checkpoint, config: Config, batches: UserBatches) 
     """The model of a checkpoint whose data are batches of another shape than (inputs, targets):
     built without shapes (:func:`~landscape.zoo.models.build_unshaped_model`), for a batch loss only."""
     losses = list(config.surface.losses) or [config.train.loss]
-    named = [n for n in losses if not is_user_spec(n)]
+    named = [n for n in losses if not is_batch_loss(n)]
     if named:
         raise ConfigError(f"loss {named[0]!r} compares a model output with targets, which the {batches.kind} batches of "
-                          f"{batches.name!r} do not hold apart: pass a batch loss --loss file.py:fn, fn(model, batch) -> loss")
+                          f"{batches.name!r} do not hold apart: pass a batch loss --loss file.py:fn, fn(model, batch) -> loss (or causal_lm)")
     torch.manual_seed(config.train.seed)
     model = checkpoint_model(ckpt, config) or build_unshaped_model(config.model.name, dict(config.model.options))
     load_into(model, ckpt.state_dict, what=f"model {config.model.name!r}")

@@ -49,6 +49,7 @@ from landscape.engine.hessian import (
 )
 from landscape.engine.moved import selector
 from landscape.engine.operators import convert
+from landscape.engine.outputloss import is_batch_loss, load_batch_loss
 from landscape.engine.progress import bar
 from landscape.engine.slq import Density
 from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
@@ -58,7 +59,6 @@ from landscape.workflows import _curvature as curvature
 from landscape.workflows.experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import double_backward_attention, floating_dtype
-from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Paired, Streamed, UserBatches, UserStreams
 
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
@@ -148,8 +148,8 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
     else:
         data = split_batches(probe, cfg.surface.batch_size)
-    if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model
-        return problem_setup(model, names, data, loss, split_name, batch_fn=load_callable(loss))  # type: ignore[arg-type]
+    if is_batch_loss(loss):  # a batch loss fn(model, batch) (file.py:fn, causal_lm): the Hessian of the wrapped model
+        return problem_setup(model, names, data, loss, split_name, batch_fn=load_batch_loss(loss))
     assert not isinstance(exp.batches, UserBatches)  # a loss of (output, target) on them is refused when they are read
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(probe.inputs[:2]), probe.targets[:2])

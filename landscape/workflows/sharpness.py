@@ -9,6 +9,7 @@ measure uses the random filter-normalized directions of the ``[directions]`` sec
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -75,8 +76,30 @@ def run_sharpness(checkpoint: str | Path, cfg: Config | None = None, *, out: str
     return report
 
 
+def run_sharpness_per_split(checkpoint: str | Path, cfg: Config, *, out: str | Path | None = None,
+                            unsafe: bool = False, checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
+    """``surface.split = "both"``: :func:`run_sharpness` on the training split, then on the test split.
+
+    The report is ``{"split": "both", "reports": {"train": ..., "test": ...}}``, each as :func:`run_sharpness`
+    returns it (same seed and directions, so the two differ only by their data), written to ``out`` when
+    given: the layout of ``landscape hessian --split both``.
+    """
+    ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
+    reports = {name: run_sharpness(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
+                                   unsafe=unsafe, checkpoint_obj=ckpt) for name in ("train", "test")}
+    report: dict[str, Any] = {"split": "both", "reports": reports}
+    if out is not None:
+        write_json_atomic(out, report, allow_nan=False)
+        report["file"] = str(out)
+    return report
+
+
 def format_sharpness(report: Mapping[str, Any]) -> str:
-    """A table for the terminal: measure, ρ, value ± standard error, steps or draws."""
+    """A table for the terminal: measure, ρ, value ± standard error, steps or draws (per split for
+    :func:`run_sharpness_per_split`)."""
+    if "reports" in report:
+        text = "\n".join(f"[{name}]\n{format_sharpness(r)}" for name, r in report["reports"].items())
+        return text + (f"\nwrote {report['file']}" if report.get("file") else "")
     st = report["settings"]
     lines = [f"sharpness of {st['loss']} on {st['split']} ({st['num_samples']} samples), P = {report['parameters']['dim']:,}, "
              f"loss {report['loss']:.6g}" + (f", m = {st['m']}" if st["m"] else ""),
@@ -92,6 +115,13 @@ def format_sharpness(report: Mapping[str, Any]) -> str:
 
 def sharpness_columns(checkpoint: str | Path, cfg: Config) -> dict[str, Any]:
     """``cfg.sharpness``'s measures at ``checkpoint`` as table columns: ``<measure>`` for the measures
-    without a radius, ``<measure>@<rho>`` for the others (``landscape compare --sharpness``)."""
-    report = run_sharpness(checkpoint, cfg)
+    without a radius, ``<measure>@<rho>`` for the others (``landscape compare --sharpness``); with
+    ``surface.split = "both"`` each split's, as ``train_<column>`` and ``test_<column>``."""
+    if cfg.surface.split == "both":
+        reports = run_sharpness_per_split(checkpoint, cfg)["reports"]
+        return {f"{split}_{k}": v for split, r in reports.items() for k, v in _columns(r).items()}
+    return _columns(run_sharpness(checkpoint, cfg))
+
+
+def _columns(report: Mapping[str, Any]) -> dict[str, Any]:
     return {r["measure"] if r["rho"] is None else f"{r['measure']}@{r['rho']:g}": r["value"] for r in report["measures"]}

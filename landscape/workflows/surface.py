@@ -34,6 +34,7 @@ from landscape.engine.evaluator import EngineOptions, surface_evaluator
 from landscape.engine.flat import flat_message, is_flat
 from landscape.engine.grid import MAX_POINTS, Grid, coarse_to_fine
 from landscape.engine.moved import params_label, selector
+from landscape.engine.outputloss import is_batch_loss, load_batch_loss
 from landscape.engine.pca import pca_axis_label
 from landscape.engine.progress import bar
 from landscape.engine.progressive import ProgressiveEvaluator, ProgressiveOptions
@@ -67,7 +68,6 @@ from landscape.workflows.experiment import Experiment, checkpoint_config, experi
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import floating_dtype
-from landscape.zoo.registry import is_user_spec, load_callable
 from landscape.zoo.userdata import Prepared, Streamed, UserBatches, UserStreams
 
 
@@ -132,7 +132,7 @@ def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
     """
     if len(losses) != 1:
         raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(losses)}")
-    return batch_sums_of([("loss", load_callable(losses[0]))], samples_in)  # type: ignore[list-item]
+    return batch_sums_of([("loss", load_batch_loss(losses[0]))], samples_in)
 
 
 def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str, Prepared]:
@@ -169,7 +169,7 @@ def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mappi
     losses = list(s.losses) or [cfg.train.loss]
     moved = selector(s.params) if s.params else None
     options = EngineOptions(batch_size=s.batch_size, points_per_call=s.points_per_call, bn=s.bn, bn_batches=s.bn_batches)
-    if any(is_user_spec(n) for n in losses):  # a batch loss fn(model, (inputs, targets)) or fn(model, batch)
+    if any(is_batch_loss(n) for n in losses):  # a batch loss fn(model, (inputs, targets)) or fn(model, batch)
         return surface_evaluator(exp.model, dirs, splits, batch_loss=(["loss"], batch_loss_sums(losses)),
                                  options=options, device=device, moved=moved, progressive=progressive)
     return surface_evaluator(exp.model, dirs, splits, exp.metrics(s.losses), options=options,
