@@ -261,6 +261,62 @@ def test_trajectory_names_the_checkpoints_that_leave_the_plane(mlp: Trained, tmp
         assert max(off) < 1e-3
 
 
+def test_level_positions_count_the_drawn_levels_between_two_values() -> None:
+    """Log levels 1-2-5-10 (0.30, 0.40, 0.30 decades apart): a value's position is its level's index,
+    a fraction of the way to the next in log units between levels, the end spacings beyond the ends."""
+    levels = np.log10([1.0, 2.0, 5.0, 10.0])
+    at = chk.level_positions(np.log10([1.0, 2.0, 5.0, 10.0, math.sqrt(10.0), 0.5, 20.0]), levels)
+    expected = [0.0, 1.0, 2.0, 3.0, 1.0 + (0.5 - math.log10(2.0)) / math.log10(2.5), -1.0, 4.0]
+    assert at[:6] == pytest.approx(expected[:6], abs=1e-12)
+    assert at[6] == pytest.approx(3.0 + math.log10(2.0) / math.log10(2.0), abs=1e-12)
+    assert math.isnan(float(chk.level_positions(np.array([np.nan]), levels)[0]))
+    with pytest.raises(ValueError, match="increasing"):
+        chk.level_positions(np.zeros(1), [1.0, 1.0])
+
+
+def test_trajectory_steps_are_the_levels_the_figure_draws_at_that_height() -> None:
+    """Known answers on a log figure with levels 1, 2, 5, 10: own 2.1 over 4.9 lies in the band
+    between the lines 2 and 5 (no line between them: the figure draws it right), though the two
+    are 1.1 mean steps (1/3 decade) apart; own 1.9 over 5.1 has the lines 2 and 5 between (warns)."""
+    opts = chk.CheckOptions()
+    levels = np.log10([1.0, 2.0, 5.0, 10.0])
+    mean_step = 1.0 / 3.0
+    same_band = chk.trajectory_check([2.1], [4.9], [0.5], 0.9, ["#0"], mean_step, True, opts, levels)
+    assert math.log10(4.9 / 2.1) / mean_step > 1.0  # by the mean step it would warn
+    assert same_band.status == "pass" and same_band.value < 1.0
+    assert same_band.value == pytest.approx(math.log10(4.9 / 2.0) / math.log10(2.5) - math.log10(2.1 / 2.0) / math.log10(2.5))
+    two_lines = chk.trajectory_check([1.9], [5.1], [0.5], 0.9, ["#0"], mean_step, True, opts, levels)
+    assert two_lines.status == "warn" and two_lines.details["flagged_labels"] == ["#0"] and two_lines.value > 1.0
+    assert chk.trajectory_check([2.0], [5.0], [0.5], 0.9, ["#0"], mean_step, True, opts, levels).value == pytest.approx(1.0)
+    # linear levels 0, 1, ..., 10: 0.05 over 0.5 is half a step (one band); in decades it would be a whole decade
+    linear = chk.trajectory_check([0.05], [0.5], [0.5], 0.9, ["#0"], 1.0, False, opts, np.arange(11.0))
+    assert linear.status == "pass" and linear.value == pytest.approx(0.45)
+    assert chk.trajectory_check([0.05], [0.5], [0.5], 0.9, ["#0"], 1 / 6, True, opts,
+                                np.log10([0.01, 0.1, 1.0, 10.0])).value == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_the_check_judges_the_scale_the_figure_is_drawn_on(run_dir: Path, tmp_path: Path, scale: bool) -> None:
+    """plot.log (CLI, run) and log= (API) set the figure's scale; the trajectory and resolution checks
+    then use its levels (log: decades; linear: the loss), not the automatic rule's."""
+    ckpt = run_dir / "checkpoints" / "epoch_003.pt"
+    assert main(["--quiet", "trajectory", str(run_dir), "--out", str(tmp_path / "t.h5")]) == 0
+    assert main(["--quiet", "surface", str(ckpt), "--directions", str(tmp_path / "t.h5"), "--out", str(tmp_path / "s.h5"),
+                 "--x", "-4:4:9", "--y", "-4:4:9"]) == 0
+    out = tmp_path / "check.json"
+    assert main(["--quiet", "check", str(ckpt), "--surface", str(tmp_path / "s.h5"), "--trajectory", str(tmp_path / "t.h5"),
+                 "--out", str(out), "--set", "check.seeds=1", "--set", f"plot.log={str(scale).lower()}"]) == 0
+    saved = {c["name"]: c for c in json.loads(out.read_text())["checks"]}
+    traj = saved["trajectory"]["details"]
+    assert traj["log"] is scale and saved["resolution"]["details"]["log"] is scale
+    levels = np.asarray(traj["levels"])
+    spacing = np.diff(np.log10(levels)) if scale else np.diff(levels)
+    assert traj["contour_step"] == pytest.approx(float(spacing.mean()))  # the mean spacing of those levels
+    loaded = landscape.load_checkpoint(ckpt)
+    api = landscape.check(loaded.model, loaded.data[0], surface=tmp_path / "s.h5", seeds=1, log=scale, progress=False)
+    assert api["resolution"].details["log"] is scale
+
+
 def test_trajectory_off_plane_ratio_is_a_least_squares_residual() -> None:
     """θ − θ* = 2·δ + 3·ε with ε ⟂ (δ, η): the residual is 3‖ε‖ of ‖2δ + 3ε‖, whatever δ, η's lengths."""
     dx = {"w": torch.tensor([1.0, 1.0, 0.0, 0.0])}

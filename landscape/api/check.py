@@ -60,6 +60,7 @@ def check(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     out: str | Path | None = None,
     progress: bool = True,
+    log: bool | None = None,
     **thresholds: Any,
 ) -> CheckReport:
     """Check a loss surface of ``model``: seven verdicts, each with its value, threshold and advice.
@@ -81,6 +82,9 @@ def check(
             Without ``surface`` and ``directions`` its plane is the one computed.
         out: also write the report there as JSON (``check.json``), with the figures beside it.
         progress: a progress bar while the surface is computed.
+        log: the scale of the figure the checks judge, as :func:`landscape.plot` takes it (True: log
+            levels, False: linear, None: log when a positive loss spans more than a decade); the
+            contour step is the spacing of that figure's levels.
         thresholds: any field of :class:`~landscape.engine.check.CheckOptions` (``seeds=5``,
             ``bn_rtol=0.1``, ...), as ``--set check.KEY=VALUE`` on the command line.
 
@@ -111,7 +115,7 @@ def check(
     labels = surface.axis_labels()
     view = check_flow.View("surface", surface.x, surface.y, dict(surface.values), done, column, dirs,
                        check_flow.bn_mode(surface.attrs.get("settings", {}).get("bn")), labels["x_label"], labels["y_label"],
-                       **check_flow.progressive_view(surface.columns, surface.extra, column))
+                       **check_flow.progressive_view(surface.columns, surface.extra, column), scale=log)
     # the checkpoints' own losses: the engine at their weights; recorded ones only where the files are gone
     path_in = check_flow.path_input(path, None if column == "train_loss" else False) if path is not None else None
     run = check_flow.check_view(subject, view, opts, path=path_in)
