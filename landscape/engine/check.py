@@ -488,7 +488,7 @@ def trajectory_check(own: npt.ArrayLike, on_surface: npt.ArrayLike, off_plane: n
 
 def _loss_units(levels: npt.ArrayLike, log: bool) -> list[float]:
     lv = np.asarray(levels, dtype=np.float64)
-    return (10.0 ** lv if log else lv).tolist()
+    return [float(v) for v in (10.0 ** lv if log else lv)]
 
 
 def residual_ratios(diffs: Sequence[Mapping[str, Tensor]], dx: Mapping[str, Tensor], dy: Mapping[str, Tensor]) -> FloatArray:
