@@ -75,6 +75,38 @@ def test_the_report_names_exactly_the_checks(mlp: Trained, tmp_path: Path) -> No
     assert (tmp_path / "check_seeds.png").is_file()  # the small multiples of the other seeds' planes
 
 
+class _CountedBatches:
+    """A re-iterable of (inputs, targets) batches that counts the batches read from it."""
+
+    def __init__(self, data: tuple[torch.Tensor, torch.Tensor], size: int = 64) -> None:
+        self.batches = [(data[0][i : i + size], data[1][i : i + size]) for i in range(0, len(data[0]), size)]
+        self.read = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for batch in self.batches:
+            self.read += 1
+            yield batch
+
+
+def test_check_without_a_surface_prepares_the_data_once(mlp: Trained) -> None:
+    """landscape.check computes the surface itself: the data are read (and cached) once, each batch read
+    once, not once for the surface and again for the checks; the surface it computed is the one
+    landscape.surface gives."""
+    model, data = mlp
+    counted = _CountedBatches(data)
+    report = landscape.check(model, counted, x=GRID, y=GRID, seeds=1, progress=False)
+    assert counted.read == len(counted.batches) == 4
+    assert report["origin"].status == "pass"
+    alone = _CountedBatches(data)
+    s = landscape.surface(model, alone, x=GRID, y=GRID, progress=False)
+    assert alone.read == len(alone.batches)
+    drawn = report["seeds"].details["drawn_mean_increase"]
+    stride = chk.seed_grid_stride(s.x, chk.CheckOptions().seed_points) or 1
+    sub = s["train_loss"][::stride, ::stride]
+    radius = 0.5 * min(abs(s.x[0]), abs(s.x[-1]))
+    assert drawn == pytest.approx(chk.plane_summary(s.x[::stride], s.y[::stride], sub, radius).mean_increase, rel=1e-12)
+
+
 def test_unknown_threshold_is_an_error_naming_it(mlp: Trained) -> None:
     model, data = mlp
     with pytest.raises(ConfigError, match="unknown check option 'seed_count'"):
