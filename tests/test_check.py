@@ -75,6 +75,38 @@ def test_the_report_names_exactly_the_checks(mlp: Trained, tmp_path: Path) -> No
     assert (tmp_path / "check_seeds.png").is_file()  # the small multiples of the other seeds' planes
 
 
+class _CountedBatches:
+    """A re-iterable of (inputs, targets) batches that counts the batches read from it."""
+
+    def __init__(self, data: tuple[torch.Tensor, torch.Tensor], size: int = 64) -> None:
+        self.batches = [(data[0][i : i + size], data[1][i : i + size]) for i in range(0, len(data[0]), size)]
+        self.read = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for batch in self.batches:
+            self.read += 1
+            yield batch
+
+
+def test_check_without_a_surface_prepares_the_data_once(mlp: Trained) -> None:
+    """landscape.check computes the surface itself: the data are read (and cached) once, each batch read
+    once, not once for the surface and again for the checks; the surface it computed is the one
+    landscape.surface gives."""
+    model, data = mlp
+    counted = _CountedBatches(data)
+    report = landscape.check(model, counted, x=GRID, y=GRID, seeds=1, progress=False)
+    assert counted.read == len(counted.batches) == 4
+    assert report["origin"].status == "pass"
+    alone = _CountedBatches(data)
+    s = landscape.surface(model, alone, x=GRID, y=GRID, progress=False)
+    assert alone.read == len(alone.batches)
+    drawn = report["seeds"].details["drawn_mean_increase"]
+    stride = chk.seed_grid_stride(s.x, chk.CheckOptions().seed_points) or 1
+    sub = s["train_loss"][::stride, ::stride]
+    radius = 0.5 * min(abs(s.x[0]), abs(s.x[-1]))
+    assert drawn == pytest.approx(chk.plane_summary(s.x[::stride], s.y[::stride], sub, radius).mean_increase, rel=1e-12)
+
+
 def test_unknown_threshold_is_an_error_naming_it(mlp: Trained) -> None:
     model, data = mlp
     with pytest.raises(ConfigError, match="unknown check option 'seed_count'"):
@@ -261,6 +293,62 @@ def test_trajectory_names_the_checkpoints_that_leave_the_plane(mlp: Trained, tmp
         assert max(off) < 1e-3
 
 
+def test_level_positions_count_the_drawn_levels_between_two_values() -> None:
+    """Log levels 1-2-5-10 (0.30, 0.40, 0.30 decades apart): a value's position is its level's index,
+    a fraction of the way to the next in log units between levels, the end spacings beyond the ends."""
+    levels = np.log10([1.0, 2.0, 5.0, 10.0])
+    at = chk.level_positions(np.log10([1.0, 2.0, 5.0, 10.0, math.sqrt(10.0), 0.5, 20.0]), levels)
+    expected = [0.0, 1.0, 2.0, 3.0, 1.0 + (0.5 - math.log10(2.0)) / math.log10(2.5), -1.0, 4.0]
+    assert at[:6] == pytest.approx(expected[:6], abs=1e-12)
+    assert at[6] == pytest.approx(3.0 + math.log10(2.0) / math.log10(2.0), abs=1e-12)
+    assert math.isnan(float(chk.level_positions(np.array([np.nan]), levels)[0]))
+    with pytest.raises(ValueError, match="increasing"):
+        chk.level_positions(np.zeros(1), [1.0, 1.0])
+
+
+def test_trajectory_steps_are_the_levels_the_figure_draws_at_that_height() -> None:
+    """Known answers on a log figure with levels 1, 2, 5, 10: own 2.1 over 4.9 lies in the band
+    between the lines 2 and 5 (no line between them: the figure draws it right), though the two
+    are 1.1 mean steps (1/3 decade) apart; own 1.9 over 5.1 has the lines 2 and 5 between (warns)."""
+    opts = chk.CheckOptions()
+    levels = np.log10([1.0, 2.0, 5.0, 10.0])
+    mean_step = 1.0 / 3.0
+    same_band = chk.trajectory_check([2.1], [4.9], [0.5], 0.9, ["#0"], mean_step, True, opts, levels)
+    assert math.log10(4.9 / 2.1) / mean_step > 1.0  # by the mean step it would warn
+    assert same_band.status == "pass" and same_band.value < 1.0
+    assert same_band.value == pytest.approx(math.log10(4.9 / 2.0) / math.log10(2.5) - math.log10(2.1 / 2.0) / math.log10(2.5))
+    two_lines = chk.trajectory_check([1.9], [5.1], [0.5], 0.9, ["#0"], mean_step, True, opts, levels)
+    assert two_lines.status == "warn" and two_lines.details["flagged_labels"] == ["#0"] and two_lines.value > 1.0
+    assert chk.trajectory_check([2.0], [5.0], [0.5], 0.9, ["#0"], mean_step, True, opts, levels).value == pytest.approx(1.0)
+    # linear levels 0, 1, ..., 10: 0.05 over 0.5 is half a step (one band); in decades it would be a whole decade
+    linear = chk.trajectory_check([0.05], [0.5], [0.5], 0.9, ["#0"], 1.0, False, opts, np.arange(11.0))
+    assert linear.status == "pass" and linear.value == pytest.approx(0.45)
+    assert chk.trajectory_check([0.05], [0.5], [0.5], 0.9, ["#0"], 1 / 6, True, opts,
+                                np.log10([0.01, 0.1, 1.0, 10.0])).value == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_the_check_judges_the_scale_the_figure_is_drawn_on(run_dir: Path, tmp_path: Path, scale: bool) -> None:
+    """plot.log (CLI, run) and log= (API) set the figure's scale; the trajectory and resolution checks
+    then use its levels (log: decades; linear: the loss), not the automatic rule's."""
+    ckpt = run_dir / "checkpoints" / "epoch_003.pt"
+    assert main(["--quiet", "trajectory", str(run_dir), "--out", str(tmp_path / "t.h5")]) == 0
+    assert main(["--quiet", "surface", str(ckpt), "--directions", str(tmp_path / "t.h5"), "--out", str(tmp_path / "s.h5"),
+                 "--x", "-4:4:9", "--y", "-4:4:9"]) == 0
+    out = tmp_path / "check.json"
+    assert main(["--quiet", "check", str(ckpt), "--surface", str(tmp_path / "s.h5"), "--trajectory", str(tmp_path / "t.h5"),
+                 "--out", str(out), "--set", "check.seeds=1", "--set", f"plot.log={str(scale).lower()}"]) == 0
+    saved = {c["name"]: c for c in json.loads(out.read_text())["checks"]}
+    traj = saved["trajectory"]["details"]
+    assert traj["log"] is scale and saved["resolution"]["details"]["log"] is scale
+    levels = np.asarray(traj["levels"])
+    spacing = np.diff(np.log10(levels)) if scale else np.diff(levels)
+    assert traj["contour_step"] == pytest.approx(float(spacing.mean()))  # the mean spacing of those levels
+    loaded = landscape.load_checkpoint(ckpt)
+    api = landscape.check(loaded.model, loaded.data[0], surface=tmp_path / "s.h5", seeds=1, log=scale, progress=False)
+    assert api["resolution"].details["log"] is scale
+
+
 def test_trajectory_off_plane_ratio_is_a_least_squares_residual() -> None:
     """θ − θ* = 2·δ + 3·ε with ε ⟂ (δ, η): the residual is 3‖ε‖ of ‖2δ + 3ε‖, whatever δ, η's lengths."""
     dx = {"w": torch.tensor([1.0, 1.0, 0.0, 0.0])}
@@ -428,20 +516,21 @@ def test_run_writes_check_json_the_index_section_and_one_line_per_warning(tmp_pa
 
 @pytest.mark.slow
 def test_the_quickstart_run_checks_as_the_readme_says(tmp_path: Path) -> None:
-    """README "Can I trust this?" and docs/CHECKS.md: the quickstart's basin lies inside its PCA plane
-    (run.pca_margin = 0.5), and only the trajectory check warns, naming epochs 4 and 6."""
+    """README "Can I trust this?" and docs/CHECKS.md: the quickstart passes every check, its basin inside
+    its PCA plane (run.pca_margin = 0.5); trained faster (lr 0.1 for 12 epochs) its path leaves the
+    plane and only the trajectory check warns, naming epochs 4 and 6."""
     from landscape.workflows.run import run_pipeline
 
     repo = Path(__file__).resolve().parents[1]
-    cfg = load_config(repo / "configs" / "quickstart.toml", ['plot.formats=["png"]', 'plot.kinds=["contour"]'])
-    run_pipeline(cfg, tmp_path / "qs")
+    quick = ['plot.formats=["png"]', 'plot.kinds=["contour"]']
+    run_pipeline(load_config(repo / "configs" / "quickstart.toml", quick), tmp_path / "qs")
     saved = {c["name"]: c for c in json.loads((tmp_path / "qs" / "check.json").read_text())["checks"]}
-    assert {n: c["status"] for n, c in saved.items() if c["status"] != "pass"} == {"trajectory": "warn"}
-    assert saved["trajectory"]["details"]["flagged_labels"] == ["epoch 4", "epoch 6"]
+    assert {n: c["status"] for n, c in saved.items() if c["status"] != "pass"} == {}
+    assert saved["trajectory"]["value"] < 1.0 and saved["trajectory"]["details"]["explained_variance"] > 0.5
     assert saved["scale"]["details"]["surfaces"]["pca_2d"]["status"] == "pass"
-    # with the old margin of 0.3 the lowest value of the PCA plane lay on its left edge
-    run_pipeline(load_config(repo / "configs" / "quickstart.toml", ['plot.formats=["png"]', 'plot.kinds=["contour"]',
-                                                                    "run.pca_margin=0.3"]), tmp_path / "old")
-    old = {c["name"]: c for c in json.loads((tmp_path / "old" / "check.json").read_text())["checks"]}
-    assert old["scale"]["status"] == "warn" and "edge" in old["scale"]["advice"]
-    assert old["scale"]["details"]["lowest_at"][0] < 0  # the left edge, along −PC1
+    run_pipeline(load_config(repo / "configs" / "quickstart.toml", [*quick, "train.lr=0.1", "train.epochs=12"]),
+                 tmp_path / "fast")
+    fast = {c["name"]: c for c in json.loads((tmp_path / "fast" / "check.json").read_text())["checks"]}
+    assert {n: c["status"] for n, c in fast.items() if c["status"] != "pass"} == {"trajectory": "warn"}
+    assert fast["trajectory"]["details"]["flagged_labels"] == ["epoch 4", "epoch 6"]
+    assert (tmp_path / "fast" / "figures" / "check_trajectory.png").is_file()

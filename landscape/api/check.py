@@ -23,19 +23,20 @@ from landscape.api.inputs import (
     AxisSpec,
     DirectionsSpec,
     LossSpec,
+    axis,
     model_device,
     resolve_directions,
     resolve_loss,
 )
-from landscape.api.surface import Surface, load_surface
-from landscape.api.surface import surface as compute_surface
+from landscape.api.surface import Surface, _run, load_surface
 from landscape.config import SurfaceConfig
 from landscape.engine.batchloss import batch_sums_of, output_sums_of
 from landscape.engine.check import CheckOptions
 from landscape.engine.directions import Directions
 from landscape.engine.evaluator import EngineOptions, surface_evaluator
+from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.surface import Evaluator
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, GridError
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.workflows import check as check_flow
 from landscape.zoo.data import TensorSplit
@@ -60,6 +61,7 @@ def check(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     out: str | Path | None = None,
     progress: bool = True,
+    log: bool | None = None,
     **thresholds: Any,
 ) -> CheckReport:
     """Check a loss surface of ``model``: seven verdicts, each with its value, threshold and advice.
@@ -81,6 +83,9 @@ def check(
             Without ``surface`` and ``directions`` its plane is the one computed.
         out: also write the report there as JSON (``check.json``), with the figures beside it.
         progress: a progress bar while the surface is computed.
+        log: the scale of the figure the checks judge, as :func:`landscape.plot` takes it (True: log
+            levels, False: linear, None: log when a positive loss spans more than a decade); the
+            contour step is the spacing of that figure's levels.
         thresholds: any field of :class:`~landscape.engine.check.CheckOptions` (``seeds=5``,
             ``bn_rtol=0.1``, ...), as ``--set check.KEY=VALUE`` on the command line.
 
@@ -95,23 +100,21 @@ def check(
         raise ConfigError(f"unknown check option {unknown[0]!r}; known: {', '.join(sorted(known))}")
     opts = CheckOptions(**thresholds)
     path = _path(trajectory)
+    subject, engine = _subject(model, data, loss, metrics, device, memory_budget)  # the data prepared once, here
     if surface is None:
-        plane = directions if directions is not None else trajectory
-        surface = compute_surface(model, data, loss, plane, x, y, metrics=metrics, device=device,
-                               memory_budget=memory_budget, progress=progress)
+        surface = _computed(subject.model, engine, directions if directions is not None else trajectory, x, y, progress)
     elif not isinstance(surface, Surface):
         surface = load_surface(surface)
     dirs = resolve_directions(directions, model, 1 if surface.y is None else 2) if directions is not None \
         else surface.directions
     if dirs is None:
         raise ConfigError("this surface holds no directions: pass the directions it was computed with")
-    subject = _subject(model, data, loss, metrics, device, memory_budget)
     column = next((c for c in surface.columns if c.endswith("_loss")), surface.columns[0])
     done = surface.done if surface.done is not None else np.ones(surface.shape, dtype=bool)
     labels = surface.axis_labels()
     view = check_flow.View("surface", surface.x, surface.y, dict(surface.values), done, column, dirs,
                        check_flow.bn_mode(surface.attrs.get("settings", {}).get("bn")), labels["x_label"], labels["y_label"],
-                       **check_flow.progressive_view(surface.columns, surface.extra, column))
+                       **check_flow.progressive_view(surface.columns, surface.extra, column), scale=log)
     # the checkpoints' own losses: the engine at their weights; recorded ones only where the files are gone
     path_in = check_flow.path_input(path, None if column == "train_loss" else False) if path is not None else None
     run = check_flow.check_view(subject, view, opts, path=path_in)
@@ -135,9 +138,33 @@ def _path(trajectory: Any) -> TrajectoryPoints | None:
     raise ConfigError(f"trajectory must be what landscape.trajectory returns or a trajectory file, got {type(trajectory).__name__}")
 
 
+def _computed(model: nn.Module, engine: Callable[[Directions, int], Evaluator], plane: Any, x: AxisSpec,
+              y: AxisSpec | None, progress: bool) -> Surface:
+    """The surface :func:`landscape.surface` computes for ``(model, data, loss, plane, x, y)``, on the data
+    :func:`_subject` prepared: its directions and grid resolved as there, its points by the same engine."""
+    plane_axes = getattr(plane, "axes", None)
+    if callable(plane_axes) and x is DEFAULT_AXIS and y is DEFAULT_AXIS:
+        x, y = plane_axes(num=DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
+    xs, ys = axis(x, "x"), None if y is None else axis(y, "y")
+    dirs = resolve_directions(plane, model, 1 if ys is None else 2)
+    if dirs.y is None and ys is not None:
+        if y is not DEFAULT_AXIS:
+            raise GridError("a 2D grid needs two directions; these directions are 1D (pass y=None)")
+        ys = None
+    grid = Grid(xs, ys)
+    if grid.size > MAX_POINTS:
+        raise GridError(f"the grid has {grid.size:,} points (more than {MAX_POINTS:,}); check a smaller grid")
+    e = engine(dirs, 0)  # 0: calibrate the points per call, as landscape.surface does
+    flat = _run(e, grid.coords(), progress)
+    values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(e.columns)}
+    return Surface(grid.x, grid.y, values, dirs, {"settings": {"bn": "keep"}}, np.ones(grid.shape, dtype=bool))
+
+
 def _subject(model: nn.Module, data: Any, loss: LossSpec, metrics: Mapping[str, Callable[..., Tensor]] | None,
-             device: str | torch.device | None, memory_budget: int) -> check_flow.Subject:
-    """The model, data and loss as :func:`landscape.surface` resolves them, and its engine (the same one)."""
+             device: str | torch.device | None, memory_budget: int
+             ) -> tuple[check_flow.Subject, Callable[[Directions, int], Evaluator]]:
+    """The model, data and loss as :func:`landscape.surface` resolves them (the data prepared once), the
+    checks' engine factory, and the same engine with ``points_per_call`` for computing the surface."""
     model = plain_module(model)
     dev = model_device(model, device)
     prepared = prepare(data, dev, memory_budget, dtype=floating_dtype(model))
@@ -146,8 +173,10 @@ def _subject(model: nn.Module, data: Any, loss: LossSpec, metrics: Mapping[str, 
     batch_loss = None if spec.output is not None else (spec.names, sums)
     train = prepared.get("train", next(iter(prepared.values())))
 
-    def engine(dirs: Directions, bn: str) -> Evaluator:
-        options = EngineOptions(batch_size=0, points_per_call=1, bn=bn, bn_batches=SurfaceConfig().bn_batches)  # type: ignore[arg-type]
+    def engine(dirs: Directions, bn: str, points_per_call: int = 1) -> Evaluator:
+        options = EngineOptions(batch_size=0, points_per_call=points_per_call, bn=bn,  # type: ignore[arg-type]
+                                bn_batches=SurfaceConfig().bn_batches)
         return surface_evaluator(model, dirs, prepared, spec.output, batch_loss=batch_loss, options=options,
                                  bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None, device=dev)
-    return check_flow.Subject(model, dict(prepared), sums, list(spec.names), engine, dev)
+    return (check_flow.Subject(model, dict(prepared), sums, list(spec.names), engine, dev),
+            lambda dirs, per_call: engine(dirs, "keep", per_call))

@@ -7,10 +7,13 @@ docs/CHECKS.md; the options are :class:`CheckOptions` (``[check]`` in a config).
 
 Two units recur:
 
-- the **contour step**: the figure's default spacing of iso-lines, ``(u_max − u_min) / levels``
-  over the finite values, in the figure's units ``u`` (``log10`` of the loss when the figure is
-  drawn on a log scale, the loss itself otherwise). A difference below one step does not move a
-  contour line by more than one level, so it cannot change the picture;
+- the **contour step**: the spacing of the figure's iso-lines, in the figure's units ``u``
+  (``log10`` of the loss when the figure is drawn on a log scale, the loss itself otherwise).
+  A checkpoint's own loss and the surface under it are compared by :func:`level_positions`: how
+  many drawn levels lie between them, so the step is the one drawn at that height (round log
+  levels such as 1-2-5 are 0.30 and 0.40 decades apart); the other checks use the mean spacing
+  of the drawn levels. A difference below one step does not move a contour line by more than
+  one level, so it cannot change the picture;
 - the **loss scale** ``s = max(|L(0)|, floor)``: the loss at the trained model, floored so that
   a loss near zero (a training loss of 0.003) does not make every number relative to noise.
 
@@ -138,6 +141,29 @@ def contour_step(u: npt.ArrayLike, levels: int) -> float:
     a = np.asarray(u, dtype=np.float64)
     finite = a[np.isfinite(a)]
     return float((finite.max() - finite.min()) / levels) if finite.size > 1 else 0.0
+
+
+def level_positions(u: npt.ArrayLike, levels: npt.ArrayLike) -> FloatArray:
+    """Where values ``u`` lie among the drawn levels (both in the figure's units): ``k + t`` a fraction
+    ``t`` of the way from level ``k`` to level ``k + 1``, beyond the ends extrapolated with the end
+    spacings; NaN stays NaN. The difference of two positions is their difference in contour steps
+    as the figure draws them at that height: 1 is one iso-line crossed."""
+    lv = np.asarray(levels, dtype=np.float64)
+    a = np.asarray(u, dtype=np.float64)
+    if lv.ndim != 1 or lv.size < 2 or not np.all(np.diff(lv) > 0):
+        raise ValueError(f"levels must be at least 2 increasing values, got {lv.tolist()}")
+    inside = np.interp(np.where(np.isfinite(a), a, lv[0]), lv, np.arange(lv.size, dtype=np.float64))
+    below = (a - lv[0]) / (lv[1] - lv[0])
+    above = lv.size - 1 + (a - lv[-1]) / (lv[-1] - lv[-2])
+    pos = np.where(a < lv[0], below, np.where(a > lv[-1], above, inside))
+    return np.where(np.isfinite(a), pos, np.nan)
+
+
+def _in_steps(a: FloatArray, b: FloatArray, step: float, levels: npt.ArrayLike | None) -> FloatArray:
+    """``|a − b|`` (figure units) in contour steps: drawn levels crossed when ``levels`` is given, else over ``step``."""
+    if levels is not None and np.asarray(levels).size >= 2:
+        return np.asarray(np.abs(level_positions(a, levels) - level_positions(b, levels)), dtype=np.float64)
+    return np.asarray(np.abs(a - b) / step if step > 0 else np.zeros(np.broadcast(a, b).shape), dtype=np.float64)
 
 
 def loss_scale(origin: float, floor: float) -> float:
@@ -385,7 +411,7 @@ def resolution_check(z: npt.ArrayLike, done: npt.ArrayLike, log: bool, opts: Che
                      step: float | None = None) -> CheckResult:
     """The surface against its own coarse level (the coarse-to-fine order's level before the last,
     every other point), interpolated (bi)linearly in the figure's units: the largest difference in
-    contour steps, over the fine points the coarse level encloses."""
+    (mean) contour steps, over the fine points the coarse level encloses."""
     values = np.asarray(z, dtype=np.float64)
     computed = np.asarray(done, dtype=bool)
     u = np.where(computed, display_units(values, log), np.nan)
@@ -423,12 +449,14 @@ def resolution_check(z: npt.ArrayLike, done: npt.ArrayLike, log: bool, opts: Che
 
 
 def trajectory_check(own: npt.ArrayLike, on_surface: npt.ArrayLike, off_plane: npt.ArrayLike, variance: float,
-                     labels: Sequence[str], step: float, log: bool, opts: CheckOptions) -> CheckResult:
+                     labels: Sequence[str], step: float, log: bool, opts: CheckOptions,
+                     levels: npt.ArrayLike | None = None) -> CheckResult:
     """Does the path sit on its plane? Explained variance, distances from the plane, and each
-    checkpoint's own loss against the surface's value at its projection (in contour steps)."""
+    checkpoint's own loss against the surface's value at its projection, in contour steps: the
+    drawn ``levels`` (figure units) between the two when given, else their difference over ``step``."""
     own_u = display_units(own, log)
     surf_u = display_units(on_surface, log)
-    gap = np.abs(own_u - surf_u) / step if step > 0 else np.zeros(len(own_u))
+    gap = _in_steps(own_u, surf_u, step, levels)
     # a known own loss over no surface value (outside the grid, a diverged corner) cannot be drawn there;
     # an unknown own loss (no weights, no record) is not judged
     gap = np.where(np.isfinite(own_u) & ~np.isfinite(surf_u), np.inf, gap)
@@ -438,7 +466,8 @@ def trajectory_check(own: npt.ArrayLike, on_surface: npt.ArrayLike, off_plane: n
                "off_plane": off.tolist(), "steps": gap.tolist(),
                "own_loss": np.asarray(own, dtype=np.float64).tolist(),
                "surface_at_projection": np.asarray(on_surface, dtype=np.float64).tolist(),
-               "flagged": flagged, "flagged_labels": [labels[i] for i in flagged], "contour_step": step}
+               "flagged": flagged, "flagged_labels": [labels[i] for i in flagged], "contour_step": step, "log": log,
+               **({"levels": _loss_units(levels, log)} if levels is not None else {})}
     value = float(np.max(gap[np.isfinite(gap)])) if np.isfinite(gap).any() else math.inf
     problems = []
     if variance < opts.variance:
@@ -455,6 +484,11 @@ def trajectory_check(own: npt.ArrayLike, on_surface: npt.ArrayLike, off_plane: n
                            "checkpoints (landscape trajectory) or mark the path as projected", details)
     return CheckResult("trajectory", "pass", value, opts.path_steps,
                        f"the path lies in its plane ({variance:.0%} of its variance) and on its contours", details)
+
+
+def _loss_units(levels: npt.ArrayLike, log: bool) -> list[float]:
+    lv = np.asarray(levels, dtype=np.float64)
+    return [float(v) for v in (10.0 ** lv if log else lv)]
 
 
 def residual_ratios(diffs: Sequence[Mapping[str, Tensor]], dx: Mapping[str, Tensor], dy: Mapping[str, Tensor]) -> FloatArray:

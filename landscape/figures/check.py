@@ -83,16 +83,23 @@ def path_figure(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, path: npt.
     return fig
 
 
-def contour_spacing(values: npt.ArrayLike, log: bool, levels: int = 12) -> float:
-    """Mean spacing of the levels a contour figure of ``values`` draws (about ``levels`` round values over
-    the finite range), in the figure's units: decades on a log scale, the metric's own units otherwise.
-    0 when the values do not span a range."""
+def contour_levels(values: npt.ArrayLike, log: bool, levels: int = 12) -> npt.NDArray[np.float64]:
+    """The levels a contour figure of ``values`` draws (about ``levels`` round values over the finite range,
+    as the run's contour and trajectory figures choose them), in the figure's units: ``log10`` of the
+    levels on a log scale, the metric's own units otherwise. Empty when the values do not span a range."""
     from landscape.figures._style import _levels, _style
 
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
     if v.size < 2 or not float(v.max()) > float(v.min()):
-        return 0.0
-    drawn = _levels(_style(log=log, levels=levels), float(v.min()), float(v.max()), filled=False)
-    u = np.log10(drawn) if log else drawn
+        return np.empty(0, dtype=np.float64)
+    drawn = np.asarray(_levels(_style(log=log, levels=levels), float(v.min()), float(v.max()), filled=False),
+                       dtype=np.float64)
+    return np.log10(drawn) if log else drawn
+
+
+def contour_spacing(values: npt.ArrayLike, log: bool, levels: int = 12) -> float:
+    """Mean spacing of the levels a contour figure of ``values`` draws (:func:`contour_levels`), in the
+    figure's units: decades on a log scale, the metric's own units otherwise. 0 when the values do not span a range."""
+    u = contour_levels(values, log, levels)
     return float((u[-1] - u[0]) / (len(u) - 1)) if len(u) > 1 else 0.0

@@ -37,7 +37,7 @@ from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, LandscapeError
-from landscape.figures.check import contour_spacing, path_figure, seeds_figure
+from landscape.figures.check import contour_levels, path_figure, seeds_figure
 from landscape.figures.save import save_figure
 from landscape.figures.views import bilinear, spans_decades
 from landscape.io.checkpoint import Checkpoint, load_checkpoint
@@ -87,6 +87,7 @@ class View:
     computed: np.ndarray | None = None
     stderr: np.ndarray | None = None
     exact: np.ndarray | None = None
+    scale: bool | None = None  # the figures' scale (plot.log): True log, False linear, None the figures' own rule
 
     @property
     def z(self) -> np.ndarray:
@@ -94,8 +95,8 @@ class View:
 
     @property
     def log(self) -> bool:
-        """The figures' rule: a positive loss spanning more than a decade is drawn on a log scale."""
-        return spans_decades(self.values[self.column][self.done])
+        """The figures' scale: ``scale`` when set, else their rule (a positive loss spanning more than a decade: log)."""
+        return self.scale if self.scale is not None else spans_decades(self.values[self.column][self.done])
 
 
 @dataclass(frozen=True)
@@ -235,8 +236,7 @@ def _bn_mode(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun
         return result
     try:
         e = subject.make_engine(view.directions, "recompute")
-        row = e.evaluate(np.zeros((1, 2)))[0]
-        recomputed = float(row[e.columns.index(col)])
+        recomputed = float(e.evaluate(np.zeros((1, 2)))[0][e.columns.index(col)])
     except (LandscapeError, ValueError):
         recomputed = None  # --bn recompute is not available with this loss or data: advise without a number
     return chk.bn_mode_check(running, batch[col], recomputed, opts)
@@ -296,12 +296,12 @@ def _scale(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, 
 def _resolution(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
                 plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
     done = view.done if view.computed is None else view.done & view.computed  # interpolated points prove nothing
-    return chk.resolution_check(view.values[view.column], done, view.log, opts, _step(view, opts))
+    return chk.resolution_check(view.values[view.column], done, view.log, opts, _units(view, opts)[0])
 
 
 def _numerics(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
               plain: dict[str, float] | None, path: PathInput | None) -> chk.CheckResult:
-    return chk.numerics_check(view.values[view.column], view.done, view.log, opts, _step(view, opts), view.stderr)
+    return chk.numerics_check(view.values[view.column], view.done, view.log, opts, _units(view, opts)[0], view.stderr)
 
 
 def _trajectory(subject: Subject, view: View, opts: chk.CheckOptions, run: CheckRun, origin: dict[str, float],
@@ -322,16 +322,17 @@ def _trajectory(subject: Subject, view: View, opts: chk.CheckOptions, run: Check
                         else 0.0 for d in diffs])
         for i in np.flatnonzero(~np.isfinite(own)):  # not recorded: the engine at the checkpoint's real weights
             own[i] = _loss_at(subject, diffs[i], view.column)
-    step = _step(view, opts)
+    step, levels = _units(view, opts)
     result = chk.trajectory_check(own, on_surface, np.nan_to_num(off, nan=0.0), path.variance, path.labels, step,
-                                  view.log, opts)
+                                  view.log, opts, levels)
     run.path, run.flagged = path, list(result.details.get("flagged", []))
     return result
 
 
-def _step(view: View, opts: chk.CheckOptions) -> float:
-    """The contour step: the spacing of the levels the view's contour figure draws."""
-    return contour_spacing(view.z, view.log, opts.levels)
+def _units(view: View, opts: chk.CheckOptions) -> tuple[float, np.ndarray | None]:
+    """The levels the view's contour figure draws, in its units (None: fewer than two), and their mean spacing."""
+    levels = contour_levels(view.z, view.log, opts.levels)
+    return (float((levels[-1] - levels[0]) / (levels.size - 1)), levels) if levels.size >= 2 else (0.0, None)
 
 
 def _float_state(model: nn.Module) -> dict[str, Tensor]:
@@ -344,8 +345,7 @@ def _loss_at(subject: Subject, diff: Mapping[str, Tensor], column: str) -> float
         return math.nan
     dirs = Directions(dict(diff), None, {"kind": "target", "dir_type": "states", "norm": "none", "ignore": "none", "seed": -1})
     e = subject.make_engine(dirs, "keep")
-    row = e.evaluate(np.array([[1.0, 0.0]]))[0]
-    return float(row[e.columns.index(column)])
+    return float(e.evaluate(np.array([[1.0, 0.0]]))[0][e.columns.index(column)])
 
 
 _ONE: dict[str, Callable[..., chk.CheckResult]] = {
@@ -418,8 +418,8 @@ def subject_from_experiment(exp: Any, cfg: Config, device: torch.device) -> Subj
     return Subject(exp.model, dict(splits), sums, names, engine, device)
 
 
-def view_of_file(path: Path, name: str | None = None, column: str | None = None) -> View:
-    """A surface file with the directions it embeds."""
+def view_of_file(path: Path, name: str | None = None, column: str | None = None, scale: bool | None = None) -> View:
+    """A surface file with the directions it embeds; ``scale``: the figures' (``plot.log``)."""
     sf = read_surface(path)
     try:
         with h5py.File(sf.path, "r") as f:
@@ -431,7 +431,7 @@ def view_of_file(path: Path, name: str | None = None, column: str | None = None)
         raise ConfigError(f"surface file {str(path)!r} has no column {col!r}; it has {', '.join(sf.columns)}")
     return View(name or path.stem, sf.grid.x, sf.grid.y, dict(sf.values), sf.done, col, dirs,
                 bn_mode(sf.attrs.get("settings", {}).get("bn")), str(sf.attrs.get("x_label", "")),
-                str(sf.attrs.get("y_label", "")), **progressive_view(sf.columns, sf.extra, col))
+                str(sf.attrs.get("y_label", "")), **progressive_view(sf.columns, sf.extra, col), scale=scale)
 
 
 def progressive_view(columns: Sequence[str], extra: Mapping[str, np.ndarray], column: str) -> dict[str, np.ndarray | None]:
@@ -486,7 +486,7 @@ def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], traje
     subject = subject_from_experiment(exp, cfg, resolve_device(cfg.surface.device))
     runs = []
     for i, (name, path) in enumerate(surfaces.items()):
-        view = view_of_file(path, name)
+        view = view_of_file(path, name, scale=cfg.plot.log)
         which: list[str] = ["scale", "resolution", "numerics"]
         if i == 0:
             which = ["origin", "bn_mode", "seeds", *which]
@@ -577,7 +577,7 @@ def run_check(checkpoint: str | Path, out: str | Path, cfg: Config, *, surface: 
     subject = subject_from_experiment(exp, cfg, resolve_device(cfg.surface.device))
     opts = options(cfg)
     if surface is not None:
-        view = view_of_file(Path(surface))
+        view = view_of_file(Path(surface), scale=cfg.plot.log)
     else:
         s = cfg.surface
         grid = Grid.parse(s.x, s.y, max_points)
@@ -590,7 +590,7 @@ def run_check(checkpoint: str | Path, out: str | Path, cfg: Config, *, surface: 
         values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(engine.columns)}
         col = next(c for c in engine.columns if c.endswith("_loss"))
         view = View("surface", grid.x, grid.y, values, np.ones(grid.shape, dtype=bool), col, dirs, s.bn,
-                    axis_label(dirs, "x"), axis_label(dirs, "y") if grid.y is not None else "")
+                    axis_label(dirs, "x"), axis_label(dirs, "y") if grid.y is not None else "", scale=cfg.plot.log)
     path_in = path_from_file(Path(trajectory), recorded_losses_apply(cfg, view.column)) if trajectory is not None else None
     run = check_view(subject, view, opts, path=path_in)
     target = Path(out)
