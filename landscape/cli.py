@@ -213,7 +213,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     run = run_hessian_per_split if cfg.surface.split == "both" else run_hessian
     report = run(args.checkpoint, cfg, out=args.out, save_directions_to=args.save_directions,
                  unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt)
-    print(format_hessian(report))
+    if "rank" not in report:  # under torchrun rank 0 reports for all
+        print(format_hessian(report))
     return 0
 
 

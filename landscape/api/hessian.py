@@ -89,7 +89,8 @@ def curvature_problem(model: nn.Module, data: Any, loss: LossSpec, params: Param
         raise ConfigError(f"params {params!r} selects no parameter")
     (split_name, split), = first.items()
     s = problem_setup(work, base, as_batches(split), spec.label, split_name, per_sample=spec.per_sample,
-                      batch_fn=None if spec.per_sample is not None else spec.batch[0][1])
+                      batch_fn=None if spec.per_sample is not None else spec.batch[0][1],
+                      graph_budget=memory_budget)
     problem = convert(s.problem, operator) if operator != "hessian" else s.problem  # GGN, Fisher
     return problem, base, s.prefix
 

@@ -13,6 +13,15 @@ backpropagation: ``Hv = ∇_θ ⟨∇_θ L(θ), v⟩``). On top of it sit
 * :func:`hutchinson_trace` — Hutchinson's stochastic trace estimator with Rademacher probes;
   :func:`exact_trace` probes every basis vector (tiny problems, tests).
 
+When the batches are held in memory (a Sequence) and the autograd graph of the gradient fits
+``graph_budget`` bytes, that graph is built once, over all batches summed into one loss, and kept:
+every product is then one backward pass through it (``Hv = ∂⟨g, v⟩/∂θ`` with ``g`` from the kept
+graph, as PyHessian does for one batch), instead of a forward and a gradient per batch and product.
+Streamed data, or a graph over the budget, recompute both per product (bounded memory);
+:attr:`HessianProblem.product_path` says which path ran. Under ``torchrun`` each rank holds a shard
+of the batches and ``reduce`` sums every flat product (and the loss, gradient and sample count)
+over the ranks, so every rank runs the same Krylov method on the whole data's operator.
+
 The caller's model is never written to: the loss is evaluated by
 ``torch.func.functional_call`` on a dict of detached tensors, in eval mode (dropout off,
 BatchNorm on its running statistics), and every module's own mode is restored afterwards.
@@ -21,6 +30,7 @@ Results carry their HVP count and wall time, so HVPs per second can be reported.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +48,12 @@ from landscape.errors import HessianError
 Which = Literal["largest", "smallest", "both"]
 RelativeTo = Literal["eigenvalue", "norm"]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (output, target) -> per-sample loss (n,)
+Reducer = Callable[[Tensor], Tensor]  # the sum of a float64 tensor over the ranks of a process group
+ProductPath = Literal["kept graph", "recomputed"]
+GRAPH_BUDGET = 2 << 30  # bytes the kept gradient graph may take (the data's default memory budget)
+# The gradient's graph (create_graph=True) saves about twice what the forward saves: a graph is
+# kept when 3 × the first batch's forward tensors × the number of batches fits the budget.
+_GRAPH_PER_FORWARD = 3
 
 # ARPACK's floor for relative convergence tests: eps^(2/3) of float64, so that an eigenvalue
 # at (or near) zero is judged relative to the spectrum's scale instead of to itself.
@@ -102,15 +118,21 @@ class HessianProblem:
     """
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, graph_budget: int = GRAPH_BUDGET,
+                 reduce: Reducer | None = None) -> None:
         self._model = model
         self._loss_fn = loss_fn
         # a Sequence is kept as a tuple; another re-iterable (streamed data) is read anew at every pass
         self._batches = tuple(batches) if isinstance(batches, Sequence) else batches
         self._tensors = _point_tensors(model, params or {})
         self.names: tuple[str, ...] = _checked_names(names, self._tensors)
-        self.num_samples = sum(batch_samples(x) for x, _ in self._batches)
-        if isinstance(self._batches, tuple) and not self._batches:
+        self._graph_budget, self._reduce = graph_budget, reduce
+        self._graph: tuple[list[Tensor], tuple[Tensor, ...], float] | None = None  # (leaves, gradient, loss)
+        self.product_path: ProductPath | None = None  # decided at the first product
+        self.local_samples = local = sum(batch_samples(x) for x, _ in self._batches)
+        # under torchrun: the samples of every rank's shard (a rank may hold none)
+        self.num_samples = local if reduce is None else round(float(reduce(torch.tensor([float(local)], dtype=torch.float64))[0]))
+        if reduce is None and isinstance(self._batches, tuple) and not self._batches:
             raise HessianError("a Hessian problem needs at least one batch of evaluation data")
         if self.num_samples == 0:
             raise HessianError("the evaluation batches hold no samples")
@@ -123,7 +145,11 @@ class HessianProblem:
     def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
         """The same problem at another point: ``params`` overrides this problem's tensors."""
         return HessianProblem(self._model, self.names, self._batches, self._loss_fn,
-                              params={**self._tensors, **params})
+                              params={**self._tensors, **params}, **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        """The keyword arguments a problem derived from this one (another point, operator, block) keeps."""
+        return {"graph_budget": self._graph_budget, "reduce": self._reduce}
 
     def as_dict(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
         """Key a list in ``names`` order by parameter name (e.g. an eigenvector as a direction)."""
@@ -141,32 +167,54 @@ class HessianProblem:
         return [p.reshape(s).to(d) for p, s, d in zip(parts, self.shapes, self.dtypes, strict=True)]
 
     def hvp_flat(self, v: Tensor) -> Tensor:
-        """``H v`` for a flat vector (P,); computed in the parameters' dtype, returned in float64."""
-        return self.flatten(self.hvp(self.unflatten(v)))
+        """``H v`` for a flat vector (P,); computed in the parameters' dtype, returned in float64.
+
+        Under ``torchrun`` (``reduce`` given) the ranks' partial products are summed: every rank
+        gets the product of the whole data's operator. The Krylov methods call this one.
+        """
+        flat = self.flatten(self.hvp(self.unflatten(v)))
+        return flat if self._reduce is None else self._reduce(flat)
 
     # --- the two autograd kernels -----------------------------------------------------------
 
     def loss_and_grad(self) -> tuple[float, list[Tensor]]:
-        """The mean loss and its gradient w.r.t. the restricted parameters (one pass over the data)."""
-        leaves = self._leaves()
-        total = 0.0
-        grad = [torch.zeros_like(t) for t in leaves]
-        with eval_mode(self._model), torch.enable_grad():
-            for x, y in self._batches:
-                loss = self._batch_loss(leaves, x, y)
-                for acc, g in zip(grad, _grad(loss, leaves), strict=True):
-                    acc.add_(g)
-                total += float(loss.detach())
-        return total, grad
+        """The mean loss and its gradient w.r.t. the restricted parameters (one pass over the data,
+        none when the kept graph exists); summed over the ranks under ``torchrun``."""
+        if self._graph is not None:
+            _, g, total = self._graph
+            grad = [t.detach().clone() for t in g]
+        else:
+            leaves = self._leaves()
+            total = 0.0
+            grad = [torch.zeros_like(t) for t in leaves]
+            with eval_mode(self._model), torch.enable_grad():
+                for x, y in self._batches:
+                    loss = self._batch_loss(leaves, x, y)
+                    for acc, gi in zip(grad, _grad(loss, leaves), strict=True):
+                        acc.add_(gi)
+                    total += float(loss.detach())
+        if self._reduce is None:
+            return total, grad
+        summed = self._reduce(torch.cat([torch.tensor([total], dtype=torch.float64, device=self.device), self.flatten(grad)]))
+        return float(summed[0]), self.unflatten(summed[1:])
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
-        """Hessian-vector product by double backprop, accumulated over batches.
+        """Hessian-vector product by double backprop (this rank's share of it under ``torchrun``).
 
-        Per batch: ``g = ∂L_b/∂θ`` with ``create_graph=True``, then ``∂⟨g, v⟩/∂θ``. Costs
-        about two backward passes per batch.
+        With the kept graph (:attr:`product_path` ``"kept graph"``): one backward pass ``∂⟨g, v⟩/∂θ``
+        through the gradient ``g`` built once. Otherwise per batch: ``g = ∂L_b/∂θ`` with
+        ``create_graph=True``, then ``∂⟨g, v⟩/∂θ``, about two backward passes per batch.
         """
-        leaves = self._leaves()
         vs = self._checked_vector(v)
+        kept = self._kept_graph()
+        if kept is not None:
+            leaves, g, _ = kept
+            live = [i for i, gi in enumerate(g) if gi.requires_grad]  # a constant gradient has a zero Hessian
+            if not live:
+                return [torch.zeros_like(t) for t in leaves]
+            return list(torch.autograd.grad([g[i] for i in live], leaves, grad_outputs=[vs[i] for i in live],
+                                            retain_graph=True, allow_unused=True, materialize_grads=True))
+        leaves = self._leaves()
         out = [torch.zeros_like(t) for t in leaves]
         with eval_mode(self._model), torch.enable_grad():
             for x, y in self._batches:
@@ -181,6 +229,38 @@ class HessianProblem:
         return out
 
     # --- internals --------------------------------------------------------------------------
+
+    def _kept_graph(self) -> tuple[list[Tensor], tuple[Tensor, ...], float] | None:
+        """The gradient's graph over all batches, built at the first call when the data are held in memory
+        and it fits the budget; None (and :attr:`product_path` ``"recomputed"``) otherwise."""
+        if self.product_path is None:
+            self.product_path = "recomputed"
+            if isinstance(self._batches, tuple) and self._batches:
+                self._graph = self._build_graph()
+                if self._graph is not None:
+                    self.product_path = "kept graph"
+        return self._graph
+
+    def _build_graph(self) -> tuple[list[Tensor], tuple[Tensor, ...], float] | None:
+        assert isinstance(self._batches, tuple)
+        leaves = self._leaves()
+        saved: dict[tuple[torch.device, int], int] = {}  # storages the forward saves for backward: their bytes
+
+        def pack(t: Tensor) -> Tensor:
+            saved[(t.device, t.untyped_storage().data_ptr())] = t.untyped_storage().nbytes()
+            return t
+
+        total: Tensor | None = None
+        with eval_mode(self._model), torch.enable_grad():
+            for i, (x, y) in enumerate(self._batches):
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if i == 0 else contextlib.nullcontext():
+                    loss = self._batch_loss(leaves, x, y)
+                if i == 0 and _GRAPH_PER_FORWARD * sum(saved.values()) * len(self._batches) > self._graph_budget:
+                    return None  # estimated from the first batch: over the budget, products recompute
+                total = loss if total is None else total + loss
+            assert total is not None
+            g = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True, materialize_grads=True)
+        return leaves, g, float(total.detach())
 
     def _leaves(self) -> list[Tensor]:
         # Fresh autograd leaves aliasing the point's storage; the model's Parameters are untouched.

@@ -45,7 +45,7 @@ class _ProductProblem(HessianProblem):
 
     def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
         return type(self)(self._model, self.names, self._batches, self._loss_fn,
-                          params={**self._tensors, **params})
+                          params={**self._tensors, **params}, **self._options())
 
     def _forward(self, x: Any) -> Callable[..., Any]:
         """``f(*restricted tensors) -> model(x)`` at this point, for torch.func's transforms."""
@@ -81,11 +81,11 @@ class GGNProblem(_ProductProblem):
     kind = "ggn"
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, **options: Any) -> None:
         if isinstance(model, BatchLossModel):
             raise HessianError("the GGN needs the model's output and a loss of (output, target); a batch loss "
                                "fn(model, batch) hides the output: use operator 'hessian' or 'fisher'")
-        super().__init__(model, names, batches, loss_fn, params=params)
+        super().__init__(model, names, batches, loss_fn, params=params, **options)
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``G v`` accumulated over batches: JVP ``u = Jv``, ``w = H_out u`` (double backprop through
@@ -121,8 +121,8 @@ class FisherProblem(_ProductProblem):
     kind = "fisher"
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
-        super().__init__(model, names, batches, loss_fn, params=params)
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, **options: Any) -> None:
+        super().__init__(model, names, batches, loss_fn, params=params, **options)
         if isinstance(model, BatchLossModel):
             for batch, _ in self._batches:  # one look at the first batch: is the loss per sample?
                 with torch.inference_mode():
@@ -161,9 +161,10 @@ def check_operator(name: str) -> OperatorName:
 
 
 def curvature_problem(operator: str, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                      loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> HessianProblem:
-    """The ``operator`` (hessian, ggn or fisher) of the loss as a problem for Lanczos, traces and SLQ."""
-    return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params)
+                      loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, **options: Any) -> HessianProblem:
+    """The ``operator`` (hessian, ggn or fisher) of the loss as a problem for Lanczos, traces and SLQ
+    (``options``: ``graph_budget``, ``reduce`` of :class:`~landscape.engine.hessian.HessianProblem`)."""
+    return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params, **options)
 
 
 def operator_of(problem: HessianProblem) -> str:
@@ -179,4 +180,4 @@ def convert(problem: HessianProblem, operator: str | None = None, names: Sequenc
     kind = _KINDS[check_operator(operator or operator_of(problem))]
     # the problem's own inputs, read here (same package) rather than re-resolved from the user's data
     return kind(problem._model, problem.names if names is None else names, problem._batches,
-                problem._loss_fn, params=problem._tensors)
+                problem._loss_fn, params=problem._tensors, **problem._options())

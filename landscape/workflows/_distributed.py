@@ -23,7 +23,9 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import torch
 import torch.distributed as dist
+from torch import Tensor
 
 from landscape.errors import LandscapeError
 
@@ -189,3 +191,17 @@ def flush_on_sigterm() -> Iterator[None]:
 
 def wait_a_little() -> None:
     time.sleep(0.02)
+
+
+def sum_over_ranks(tensor: Tensor) -> Tensor:
+    """The sum of ``tensor`` over every rank of the process group, as a new tensor (each rank gets the same)."""
+    out = tensor.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def samples_per_rank(group: Group, local: int) -> list[int]:
+    """How many samples each rank holds (a collective: every rank must call it)."""
+    counts = torch.zeros(group.world_size, dtype=torch.float64)
+    counts[group.rank] = local
+    return [round(float(c)) for c in sum_over_ranks(counts)]
