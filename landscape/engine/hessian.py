@@ -35,7 +35,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -108,6 +108,14 @@ class TraceResult:
         return self.hvps / self.seconds if self.seconds > 0 else float("inf")
 
 
+class _GradGraph(NamedTuple):
+    """The Hessian's kept state: autograd leaves, the gradient with its graph, and the loss."""
+
+    leaves: list[Tensor]
+    grad: tuple[Tensor, ...]
+    loss: float
+
+
 class HessianProblem:
     """The Hessian of ``L(θ) = (1/N) Σ_batches Σ_i loss_fn(model(x; θ), y)_i`` w.r.t. ``names``.
 
@@ -127,8 +135,9 @@ class HessianProblem:
         self._tensors = _point_tensors(model, params or {})
         self.names: tuple[str, ...] = _checked_names(names, self._tensors)
         self._graph_budget, self._reduce = graph_budget, reduce
-        self._graph: tuple[list[Tensor], tuple[Tensor, ...], float] | None = None  # (leaves, gradient, loss)
+        self._graph: Any = None  # what the operator keeps between products (a _GradGraph for the Hessian)
         self.product_path: ProductPath | None = None  # decided at the first product
+        self.graph_bytes: int | None = None  # the kept graph's estimated size, once a graph was tried
         self.local_samples = local = sum(batch_samples(x) for x, _ in self._batches)
         # under torchrun: the samples of every rank's shard (a rank may hold none)
         self.num_samples = local if reduce is None else round(float(reduce(torch.tensor([float(local)], dtype=torch.float64))[0]))
@@ -180,9 +189,8 @@ class HessianProblem:
     def loss_and_grad(self) -> tuple[float, list[Tensor]]:
         """The mean loss and its gradient w.r.t. the restricted parameters (one pass over the data,
         none when the kept graph exists); summed over the ranks under ``torchrun``."""
-        if self._graph is not None:
-            _, g, total = self._graph
-            grad = [t.detach().clone() for t in g]
+        if isinstance(self._graph, _GradGraph):
+            grad, total = [t.detach().clone() for t in self._graph.grad], self._graph.loss
         else:
             leaves = self._leaves()
             total = 0.0
@@ -208,7 +216,7 @@ class HessianProblem:
         vs = self._checked_vector(v)
         kept = self._kept_graph()
         if kept is not None:
-            leaves, g, _ = kept
+            leaves, g = kept.leaves, kept.grad
             live = [i for i, gi in enumerate(g) if gi.requires_grad]  # a constant gradient has a zero Hessian
             if not live:
                 return [torch.zeros_like(t) for t in leaves]
@@ -230,9 +238,9 @@ class HessianProblem:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _kept_graph(self) -> tuple[list[Tensor], tuple[Tensor, ...], float] | None:
-        """The gradient's graph over all batches, built at the first call when the data are held in memory
-        and it fits the budget; None (and :attr:`product_path` ``"recomputed"``) otherwise."""
+    def _kept_graph(self) -> Any:
+        """What :meth:`_build_graph` keeps, built at the first call when the data are held in memory and
+        it fits the budget; None (and :attr:`product_path` ``"recomputed"``) otherwise."""
         if self.product_path is None:
             self.product_path = "recomputed"
             if isinstance(self._batches, tuple) and self._batches:
@@ -241,26 +249,36 @@ class HessianProblem:
                     self.product_path = "kept graph"
         return self._graph
 
-    def _build_graph(self) -> tuple[list[Tensor], tuple[Tensor, ...], float] | None:
-        assert isinstance(self._batches, tuple)
+    def _build_graph(self) -> _GradGraph | None:
+        """The Hessian's: the gradient of the summed batch losses, with its graph (``create_graph``)."""
         leaves = self._leaves()
-        saved: dict[tuple[torch.device, int], int] = {}  # storages the forward saves for backward: their bytes
+        with eval_mode(self._model), torch.enable_grad():
+            losses = self._forward_within_budget(lambda x, y: self._batch_loss(leaves, x, y))
+            if losses is None:
+                return None
+            total = torch.stack(losses).sum() if len(losses) > 1 else losses[0]
+            g = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True, materialize_grads=True)
+        return _GradGraph(leaves, g, float(total.detach()))
+
+    def _forward_within_budget(self, step: Callable[[Any, Any], Tensor]) -> list[Tensor] | None:
+        """``step(x, y)`` on every batch (their graphs kept), or None when the estimate from the first batch —
+        the storages its forward saves for backward, × 3 for the graph built on top, × the batches — is over the budget."""
+        assert isinstance(self._batches, tuple)
+        saved: dict[tuple[torch.device, int], int] = {}
 
         def pack(t: Tensor) -> Tensor:
             saved[(t.device, t.untyped_storage().data_ptr())] = t.untyped_storage().nbytes()
             return t
 
-        total: Tensor | None = None
-        with eval_mode(self._model), torch.enable_grad():
-            for i, (x, y) in enumerate(self._batches):
-                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if i == 0 else contextlib.nullcontext():
-                    loss = self._batch_loss(leaves, x, y)
-                if i == 0 and _GRAPH_PER_FORWARD * sum(saved.values()) * len(self._batches) > self._graph_budget:
-                    return None  # estimated from the first batch: over the budget, products recompute
-                total = loss if total is None else total + loss
-            assert total is not None
-            g = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True, materialize_grads=True)
-        return leaves, g, float(total.detach())
+        out = []
+        for i, (x, y) in enumerate(self._batches):
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if i == 0 else contextlib.nullcontext():
+                out.append(step(x, y))
+            if i == 0:
+                self.graph_bytes = _GRAPH_PER_FORWARD * sum(saved.values()) * len(self._batches)
+                if self.graph_bytes > self._graph_budget:
+                    return None
+        return out
 
     def _leaves(self) -> list[Tensor]:
         # Fresh autograd leaves aliasing the point's storage; the model's Parameters are untouched.

@@ -23,7 +23,7 @@ product ``hvp``: Lanczos, the traces, SLQ densities and blocks run on them uncha
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +63,45 @@ class _ProductProblem(HessianProblem):
         return per
 
 
+    def _kept_jacobian(self, output: Callable[[list[Tensor], Any, Any], Tensor]) -> _KeptJacobian | None:
+        """``output(leaves, x, y)`` of every batch with its graph, and ``Σ_b J_bᵀ u_b`` built on it with
+        ``create_graph`` in dummy cotangents ``u_b``; None over the graph budget."""
+        leaves = self._leaves()
+        outs = self._forward_within_budget(lambda x, y: output(leaves, x, y))
+        if outs is None:
+            return None
+        dummies = [torch.zeros_like(o, requires_grad=True) for o in outs]
+        jt = torch.autograd.grad(outs, leaves, grad_outputs=dummies, create_graph=True, allow_unused=True,
+                                 materialize_grads=True)
+        return _KeptJacobian(leaves, outs, dummies, jt)
+
+
+def _live_grad(outputs: Sequence[Tensor], inputs: Sequence[Tensor], cotangents: Sequence[Tensor]) -> list[Tensor]:
+    """``Σ_k ∂⟨outputs_k, cotangents_k⟩/∂inputs`` through kept graphs; an output with no graph adds zero."""
+    live = [k for k, o in enumerate(outputs) if o.requires_grad]
+    if not live:
+        return [torch.zeros_like(t) for t in inputs]
+    return list(torch.autograd.grad([outputs[k] for k in live], inputs, grad_outputs=[cotangents[k] for k in live],
+                                    retain_graph=True, allow_unused=True, materialize_grads=True))
+
+
+class _KeptJacobian(NamedTuple):
+    """The Jacobian J of per-batch outputs w.r.t. the leaves, from kept graphs only (no forward per product):
+    ``Jᵀw`` is a backward through the outputs' graphs; ``Jv`` is the derivative of the linear map
+    ``u ↦ Jᵀu`` in u along v (the "double-vjp" trick: reverse mode twice instead of forward mode)."""
+
+    leaves: list[Tensor]
+    outs: list[Tensor]
+    dummies: list[Tensor]
+    jt: tuple[Tensor, ...]
+
+    def jvp(self, v: Sequence[Tensor]) -> list[Tensor]:
+        return _live_grad(self.jt, self.dummies, v)
+
+    def vjp(self, w: Sequence[Tensor]) -> list[Tensor]:
+        return _live_grad(self.outs, self.leaves, w)
+
+
 def _accumulate(acc: list[Tensor] | None, parts: Sequence[Tensor]) -> list[Tensor]:
     if acc is None:
         return list(parts)
@@ -89,8 +128,14 @@ class GGNProblem(_ProductProblem):
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``G v`` accumulated over batches: JVP ``u = Jv``, ``w = H_out u`` (double backprop through
-        the loss only), VJP ``Jᵀw``. Costs about one forward with tangents, one forward and one backward."""
+        the loss only), VJP ``Jᵀw``. Costs about one forward with tangents, one forward and one backward;
+        with the kept graph (:attr:`product_path`), three backward passes through kept graphs and no forward."""
         vs = tuple(self._checked_vector(v))
+        kept = self._kept_graph()
+        if kept is not None:
+            jac, outs, grads = kept
+            w = _live_grad(grads, outs, jac.jvp(vs))  # H_out (J v), batch by batch in one call
+            return jac.vjp([wi.to(o.dtype) for wi, o in zip(w, outs, strict=True)])
         primals = self._primals()
         acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
@@ -109,6 +154,24 @@ class GGNProblem(_ProductProblem):
                 (w,) = torch.autograd.grad((g * u.detach()).sum(), o, allow_unused=True, materialize_grads=True)
                 acc = _accumulate(acc, vjp_fn(w.to(out.dtype)))
         return acc if acc is not None else [torch.zeros_like(t) for t in primals]
+
+    def _build_graph(self) -> tuple[_KeptJacobian, list[Tensor], list[Tensor]] | None:
+        """(J of the outputs, the outputs as detached leaves, ∂ℓ/∂output with its graph, per batch)."""
+        def output(leaves: list[Tensor], x: Any, y: Any) -> Tensor:
+            out = self._forward(x)(*leaves)
+            if not isinstance(out, Tensor):
+                raise HessianError(f"the GGN needs a tensor output; the model returned a {type(out).__name__}")
+            return out
+
+        with eval_mode(self._model), torch.enable_grad():
+            jac = self._kept_jacobian(output)
+            if jac is None:
+                return None
+            outs = [o.detach().requires_grad_(True) for o in jac.outs]
+            assert isinstance(self._batches, tuple)
+            grads = [torch.autograd.grad(self._per_sample(o, x, y).sum() / self.num_samples, o, create_graph=True)[0]
+                     for o, (x, y) in zip(outs, self._batches, strict=True)]
+        return jac, outs, grads
 
 
 class FisherProblem(_ProductProblem):
@@ -134,8 +197,12 @@ class FisherProblem(_ProductProblem):
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``F v`` accumulated over batches: ``c = (g_iᵀ v)_i`` by one JVP of the per-sample losses,
-        then ``Σ_i g_i c_i / N`` by one VJP. Costs about one forward with tangents, one forward and one backward."""
+        then ``Σ_i g_i c_i / N`` by one VJP. Costs about one forward with tangents, one forward and one backward;
+        with the kept graph (:attr:`product_path`), two backward passes through kept graphs and no forward."""
         vs = tuple(self._checked_vector(v))
+        kept = self._kept_graph()
+        if kept is not None:
+            return kept.vjp([c / self.num_samples for c in kept.jvp(vs)])
         primals = self._primals()
         acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
@@ -149,6 +216,11 @@ class FisherProblem(_ProductProblem):
                 c = jvp(per_sample, primals, vs)[1]  # c_i = g_iᵀ v, (n,)
                 acc = _accumulate(acc, vjp_fn(c / self.num_samples))
         return acc if acc is not None else [torch.zeros_like(t) for t in primals]
+
+    def _build_graph(self) -> _KeptJacobian | None:
+        """J of the per-sample losses (n_b,) of every batch."""
+        with eval_mode(self._model), torch.enable_grad():
+            return self._kept_jacobian(lambda leaves, x, y: self._per_sample(self._forward(x)(*leaves), x, y))
 
 
 _KINDS: dict[str, type[HessianProblem]] = {"hessian": HessianProblem, "ggn": GGNProblem, "fisher": FisherProblem}

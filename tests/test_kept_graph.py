@@ -1,0 +1,175 @@
+"""Products through the kept gradient graph against recomputed ones and a dense float64 Hessian.
+
+The oracle is ``torch.autograd.functional.hessian`` of the flat mean loss written here, over all
+samples at once (no batches, no problem object). Which path ran is read from
+``HessianProblem.product_path``, never inferred from timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from landscape.engine.hessian import HessianProblem, lanczos
+from landscape.engine.operators import convert, curvature_problem
+from landscape.engine.slq import hutchpp_trace
+
+DT = torch.float64
+N, D, C = 45, 6, 3
+SIZES = [20, 16, 9]  # uneven batches: the loss is the mean over all N samples
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(D, 7), nn.Tanh(), nn.Linear(7, C)).to(DT)
+
+
+def data() -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(N, D, generator=g, dtype=DT), torch.randint(0, C, (N,), generator=g)
+
+
+def batches() -> list[tuple[Tensor, Tensor]]:
+    x, y = data()
+    return list(zip(torch.split(x, SIZES), torch.split(y, SIZES), strict=True))
+
+
+def ce(out: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(out, y, reduction="none")
+
+
+NAMES = ["0.weight", "0.bias", "2.weight"]
+
+
+def oracle(model: nn.Module) -> np.ndarray:
+    """The dense Hessian of mean cross-entropy over NAMES, by autograd.functional on a flat vector."""
+    x, y = data()
+    own = dict(model.named_parameters())
+    shapes = [own[n].shape for n in NAMES]
+    theta0 = torch.cat([own[n].detach().reshape(-1) for n in NAMES])
+
+    def loss(theta: Tensor) -> Tensor:
+        parts = torch.split(theta, [s.numel() for s in shapes])
+        params = {**{k: p.detach() for k, p in own.items()},
+                  **{n: p.reshape(s) for n, p, s in zip(NAMES, parts, shapes, strict=True)}}
+        return F.cross_entropy(functional_call(model, params, (x,)), y)
+
+    return torch.autograd.functional.hessian(loss, theta0).numpy()  # type: ignore[no-any-return]
+
+
+def dense_of(problem: HessianProblem) -> np.ndarray:
+    eye = torch.eye(problem.dim, dtype=DT)
+    return torch.stack([problem.hvp_flat(eye[i]) for i in range(problem.dim)], dim=1).numpy()
+
+
+class Stream:
+    """A re-iterable that is not a Sequence: the batches are read anew at every pass (streamed data)."""
+
+    def __init__(self, parts: list[tuple[Tensor, Tensor]]) -> None:
+        self.parts, self.passes = parts, 0
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        self.passes += 1
+        return iter(self.parts)
+
+
+def test_kept_graph_equals_recomputed_and_the_dense_hessian() -> None:
+    model = mlp()
+    exact = oracle(model)
+    kept = HessianProblem(model, NAMES, batches(), ce)
+    recomputed = HessianProblem(model, NAMES, batches(), ce, graph_budget=1)  # 1 byte: nothing fits
+    assert kept.product_path is None and recomputed.product_path is None  # decided at the first product
+    h_kept, h_re = dense_of(kept), dense_of(recomputed)
+    assert kept.product_path == "kept graph" and recomputed.product_path == "recomputed"
+    np.testing.assert_allclose(h_kept, exact, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_re, exact, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_kept, h_re, rtol=1e-12, atol=1e-14)
+    # the gradient read from the kept graph is the recomputed one
+    (l_kept, g_kept), (l_re, g_re) = kept.loss_and_grad(), recomputed.loss_and_grad()
+    assert l_kept == pytest.approx(l_re, rel=1e-14)
+    for a, b in zip(g_kept, g_re, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_streamed_data_recompute_and_agree() -> None:
+    model = mlp()
+    stream = Stream(batches())
+    problem = HessianProblem(model, NAMES, stream, ce)
+    before = stream.passes
+    h = dense_of(problem)
+    assert problem.product_path == "recomputed"
+    assert stream.passes - before == problem.dim  # one pass over the data per product
+    np.testing.assert_allclose(h, oracle(model), rtol=1e-10, atol=1e-12)
+
+
+def test_budget_between_one_batch_and_all_falls_back() -> None:
+    """The estimate scales the first batch's saved tensors by the number of batches."""
+    model = mlp()
+    one = batches()[:1]
+    probe = HessianProblem(model, NAMES, one, ce)
+    probe.hvp_flat(torch.ones(probe.dim, dtype=DT))
+    assert probe.product_path == "kept graph" and probe.graph_bytes is not None
+    # the activations alone: 20 samples × (7 + 7 + 3) float64 values are saved at least
+    assert probe.graph_bytes >= 20 * 17 * 8
+    budget = 3 * probe.graph_bytes  # one batch fits, ten copies of it do not
+    fits = HessianProblem(model, NAMES, one, ce, graph_budget=budget)
+    over = HessianProblem(model, NAMES, one * 10, ce, graph_budget=budget)
+    for p in (fits, over):
+        p.hvp_flat(torch.ones(p.dim, dtype=DT))
+    assert fits.product_path == "kept graph" and over.product_path == "recomputed"
+    assert over.graph_bytes == 10 * probe.graph_bytes
+    np.testing.assert_allclose(dense_of(over), dense_of(fits), rtol=1e-12, atol=1e-14)
+
+
+def test_points_operators_and_blocks_keep_the_budget() -> None:
+    model = mlp()
+    base = HessianProblem(model, NAMES, batches(), ce, graph_budget=1)
+    shifted = {n: p.detach() + 0.1 for n, p in model.named_parameters()}
+    for derived in (base.at(shifted), convert(base, "ggn"), convert(base, "fisher"), convert(base, names=["2.weight"])):
+        derived.hvp_flat(torch.ones(derived.dim, dtype=DT))
+        assert derived.product_path == "recomputed"
+    # the kept graph at another point is the Hessian there, not at the first point
+    kept = HessianProblem(model, NAMES, batches(), ce)
+    kept.hvp_flat(torch.ones(kept.dim, dtype=DT))
+    moved = model.__class__(*[m for m in model])  # same modules; the point is what differs
+    moved.load_state_dict(shifted)
+    np.testing.assert_allclose(dense_of(kept.at(shifted)), oracle(moved), rtol=1e-10, atol=1e-12)
+
+
+def test_a_loss_linear_in_the_parameters_has_a_zero_hessian_on_the_kept_graph() -> None:
+    """The gradient of a loss linear in θ carries no graph: the product is zero, not an error."""
+    torch.manual_seed(2)
+    model = nn.Linear(D, 1).to(DT)
+    x, y = data()
+    problem = HessianProblem(model, ["weight", "bias"], [(x, y.to(DT))], lambda out, t: out.reshape(-1) - t)
+    out = problem.hvp_flat(torch.ones(problem.dim, dtype=DT))
+    assert problem.product_path == "kept graph"
+    assert torch.count_nonzero(out) == 0
+
+
+def test_a_reducer_sums_ranks() -> None:
+    """``reduce`` as two ranks holding the same shard would sum: the same Hessian, twice the samples."""
+    model = mlp()
+    single = HessianProblem(model, NAMES, batches(), ce)
+    twice = HessianProblem(model, NAMES, batches(), ce, reduce=lambda t: 2 * t)
+    assert twice.num_samples == 2 * N and twice.local_samples == N
+    np.testing.assert_allclose(dense_of(twice), dense_of(single), rtol=1e-13, atol=1e-15)
+    (l1, g1), (l2, g2) = single.loss_and_grad(), twice.loss_and_grad()
+    assert l2 == pytest.approx(l1, rel=1e-14)
+    torch.testing.assert_close(g2[0], g1[0], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("operator", ["hessian", "ggn", "fisher"])
+def test_krylov_results_do_not_depend_on_the_path(operator: str) -> None:
+    model = mlp()
+    runs = [curvature_problem(operator, model, NAMES, batches(), ce, graph_budget=b) for b in (1, 1 << 30)]
+    tops = [lanczos(p, 3, tol=1e-10, max_iter=60, vectors=False).eigenvalues for p in runs]
+    traces = [hutchpp_trace(p, samples=30, seed=4).estimate for p in runs]
+    np.testing.assert_allclose(tops[0], tops[1], rtol=1e-9)
+    assert traces[0] == pytest.approx(traces[1], rel=1e-9)
