@@ -249,7 +249,7 @@ class HessianProblem:
                     self.product_path = "kept graph"
         return self._graph
 
-    def _build_graph(self) -> _GradGraph | None:
+    def _build_graph(self) -> Any:
         """The Hessian's: the gradient of the summed batch losses, with its graph (``create_graph``)."""
         leaves = self._leaves()
         with eval_mode(self._model), torch.enable_grad():

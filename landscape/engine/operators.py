@@ -133,9 +133,10 @@ class GGNProblem(_ProductProblem):
         vs = tuple(self._checked_vector(v))
         kept = self._kept_graph()
         if kept is not None:
-            jac, outs, grads = kept
-            w = _live_grad(grads, outs, jac.jvp(vs))  # H_out (J v), batch by batch in one call
-            return jac.vjp([wi.to(o.dtype) for wi, o in zip(w, outs, strict=True)])
+            jac: _KeptJacobian = kept[0]
+            outs: list[Tensor] = kept[1]
+            hu = _live_grad(kept[2], outs, jac.jvp(vs))  # H_out (J v), batch by batch in one call
+            return jac.vjp([t.to(o.dtype) for t, o in zip(hu, outs, strict=True)])
         primals = self._primals()
         acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
@@ -202,7 +203,8 @@ class FisherProblem(_ProductProblem):
         vs = tuple(self._checked_vector(v))
         kept = self._kept_graph()
         if kept is not None:
-            return kept.vjp([c / self.num_samples for c in kept.jvp(vs)])
+            jac: _KeptJacobian = kept
+            return jac.vjp([c / self.num_samples for c in jac.jvp(vs)])
         primals = self._primals()
         acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():

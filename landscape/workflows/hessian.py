@@ -58,7 +58,14 @@ from landscape.errors import ConfigError, HessianError, LandscapeError, ModelErr
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
 from landscape.workflows import _curvature as curvature
-from landscape.workflows._distributed import Group, close_group, init_group, local_device, samples_per_rank, sum_over_ranks
+from landscape.workflows._distributed import (
+    Group,
+    close_group,
+    init_group,
+    local_device,
+    samples_per_rank,
+    sum_over_ranks,
+)
 from landscape.workflows.experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import double_backward_attention, floating_dtype
@@ -133,8 +140,8 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
     Under ``torchrun`` (``group`` distributed) this rank takes its shard: a contiguous slice of the
     samples of tensor data, every ``world_size``-th batch of other data; products are summed over the ranks.
     """
-    sharded = group is not None and group.distributed
-    reduce = sum_over_ranks if sharded else None
+    shard = group if group is not None and group.distributed else None
+    reduce = sum_over_ranks if shard is not None else None
     loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
     model = copy.deepcopy(exp.model).to(device).eval()
     names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
@@ -152,14 +159,12 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
             raise ConfigError(f"--max-samples {cfg.surface.max_samples} cuts (inputs, targets) data; the {exp.batches.kind} "
                               f"batches of {exp.batches.name!r}: cut them in your data function")
         data = exp.batches.placed([split_name], device, cfg.surface.memory_budget, floating_dtype(exp.model))[split_name]
+        data = _batch_shard(data, shard)
     elif isinstance(exp.batches, UserStreams):  # the probe is the split's first batch
         data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
+        data = _batch_shard(data, shard)
     else:
-        data = split_batches(_sample_shard(probe, group) if sharded else probe, cfg.surface.batch_size)
-    if sharded and not isinstance(data, list):
-        data = EveryNth(data, group.rank, group.world_size)  # type: ignore[union-attr]
-    elif sharded and isinstance(exp.batches, UserBatches):
-        data = data[group.rank :: group.world_size]  # type: ignore[union-attr]
+        data = split_batches(_sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
     if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model
         return problem_setup(model, names, data, loss, split_name, batch_fn=load_callable(loss),  # type: ignore[arg-type]
                              graph_budget=cfg.surface.memory_budget, reduce=reduce)
@@ -179,6 +184,15 @@ def _sample_shard(split: TensorSplit, group: Group) -> TensorSplit:
     n = len(split)
     lo, hi = n * group.rank // group.world_size, n * (group.rank + 1) // group.world_size
     return TensorSplit(split.inputs[lo:hi], split.targets[lo:hi])
+
+
+def _batch_shard(data: Iterable[Any], shard: Group | None) -> Iterable[Any]:
+    """Rank r of w: batches r, r + w, r + 2w, ... (all of them without a shard)."""
+    if shard is None:
+        return data
+    if isinstance(data, list):
+        return data[shard.rank :: shard.world_size]
+    return EveryNth(data, shard.rank, shard.world_size)
 
 
 @dataclass(frozen=True)
