@@ -202,7 +202,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
          "Gauss-Newton matrix or empirical Fisher at a checkpoint (JSON)",
          (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--params", "--split", "--max-samples", "--batch-size", "--memory-budget",
           "--dir-type", "--ignore", "--top-k", "--tol", "--max-iter", "--trace-samples", "--seed", "--save-directions",
-          "--operator", "--trace", "--density", "--density-runs", "--density-steps", "--blocks"),
+          "--operator", "--trace", "--density", "--density-runs", "--density-steps", "--blocks", "--products-per-call"),
          (CHECKPOINT,), required=("--out",), details={"--out": "report file (.json)"})
 def cmd_hessian(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint

@@ -119,14 +119,16 @@ def test_a_killed_rank_loses_nothing_and_the_relaunch_finishes(ckpt: Path, tmp_p
     np.testing.assert_allclose(final.values["train_loss"], ref.values["train_loss"], rtol=1e-6)
 
 
-def test_two_ranks_give_the_curvature_of_one_process(ckpt: Path, tmp_path: Path) -> None:
-    """Each rank holds half the samples, every product is summed over both: the same Lanczos, trace, SLQ and blocks."""
+@pytest.mark.parametrize(("operator", "per_call"), [("ggn", "1"), ("hessian", "3")])
+def test_two_ranks_give_the_curvature_of_one_process(ckpt: Path, tmp_path: Path, operator: str, per_call: str) -> None:
+    """Each rank holds half the samples, every product is summed over both: the same Lanczos, trace, SLQ and
+    blocks (the Hessian's products 3 per call: one sum over the ranks for 3 products)."""
     import json
 
     from landscape.cli import main
 
-    args = ["--operator", "ggn", "--ignore", "none", "--density", "--density-runs", "2", "--density-steps", "12",
-            "--trace-samples", "12", "--blocks", "module", "--top-k", "2", "--max-iter", "40"]
+    args = ["--operator", operator, "--ignore", "none", "--density", "--density-runs", "2", "--density-steps", "12",
+            "--trace-samples", "12", "--blocks", "module", "--top-k", "2", "--max-iter", "40", "--products-per-call", per_call]
     single, shard = tmp_path / "single.json", tmp_path / "shard.json"
     assert main(["--quiet", "hessian", str(ckpt), "--out", str(single), *args]) == 0
     proc = subprocess.run(torchrun("hessian", str(ckpt), "--out", str(shard), *args), env=ENV, capture_output=True,
@@ -135,6 +137,7 @@ def test_two_ranks_give_the_curvature_of_one_process(ckpt: Path, tmp_path: Path)
     assert proc.stdout.count("top eigenvalues") == 1  # rank 0 alone reports
     a, b = json.loads(single.read_text()), json.loads(shard.read_text())
     assert "ranks" not in a and b["ranks"] == {"world_size": 2, "samples": [100, 100]}
+    assert a["product_path"] == b["product_path"] == "kept graph" and b["settings"]["products_per_call"] == int(per_call)
     assert a["settings"]["num_samples"] == b["settings"]["num_samples"] == 200
     for key in ("loss", "grad_norm", "eigenvalues", "min_eigenvalue", "exact_trace"):
         np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-7, err_msg=key)

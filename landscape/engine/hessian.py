@@ -127,7 +127,10 @@ class HessianProblem:
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
                  loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, graph_budget: int = GRAPH_BUDGET,
-                 reduce: Reducer | None = None) -> None:
+                 reduce: Reducer | None = None, products_per_call: int = 1) -> None:
+        if products_per_call < 1:
+            raise HessianError(f"products_per_call must be at least 1, got {products_per_call}")
+        self.products_per_call = products_per_call
         self._model = model
         self._loss_fn = loss_fn
         # a Sequence is kept as a tuple; another re-iterable (streamed data) is read anew at every pass
@@ -158,7 +161,7 @@ class HessianProblem:
 
     def _options(self) -> dict[str, Any]:
         """The keyword arguments a problem derived from this one (another point, operator, block) keeps."""
-        return {"graph_budget": self._graph_budget, "reduce": self._reduce}
+        return {"graph_budget": self._graph_budget, "reduce": self._reduce, "products_per_call": self.products_per_call}
 
     def as_dict(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
         """Key a list in ``names`` order by parameter name (e.g. an eigenvector as a direction)."""
@@ -183,6 +186,30 @@ class HessianProblem:
         """
         flat = self.flatten(self.hvp(self.unflatten(v)))
         return flat if self._reduce is None else self._reduce(flat)
+
+    @property
+    def batched_products(self) -> bool:
+        """Whether :meth:`hvp_many` runs one batched backward (the Hessian's kept graph), not K products."""
+        return type(self)._build_graph is HessianProblem._build_graph and self._kept_graph() is not None
+
+    def hvp_many(self, vs: Tensor) -> Tensor:
+        """``H vᵢ`` for the rows of ``vs`` (K, P) float64, as rows (K, P): through the kept Hessian graph in
+        one batched backward (``is_grads_batched``, vectorized over the K cotangents), else one by one.
+        Summed over the ranks under ``torchrun`` (one collective for the K products)."""
+        if not self.batched_products or len(vs) == 1:
+            return torch.stack([self.hvp_flat(v) for v in vs])
+        kept = self._kept_graph()
+        live = [i for i, g in enumerate(kept.grad) if g.requires_grad]
+        out = torch.zeros_like(vs)
+        if live:
+            parts = torch.split(vs, [math.prod(s) for s in self.shapes], dim=1)
+            cot = [parts[i].reshape(len(vs), *self.shapes[i]).to(self.dtypes[i]) for i in live]
+            hv = torch.autograd.grad([kept.grad[i] for i in live], kept.leaves, grad_outputs=cot, retain_graph=True,
+                                     allow_unused=True, is_grads_batched=True)
+            out = torch.cat([h.reshape(len(vs), -1).to(torch.float64) if h is not None
+                             else torch.zeros(len(vs), math.prod(s), dtype=torch.float64, device=vs.device)
+                             for h, s in zip(hv, self.shapes, strict=True)], dim=1)
+        return out if self._reduce is None else self._reduce(out)
 
     # --- the two autograd kernels -----------------------------------------------------------
 
@@ -358,6 +385,14 @@ class _Operator:
         self.calls += 1
         return self.problem.hvp_flat(v)
 
+    def many(self, vs: Tensor) -> Tensor:
+        """The products of the rows of ``vs`` (K, P), ``problem.products_per_call`` rows per call."""
+        self.calls += len(vs)
+        step = self.problem.products_per_call
+        if step == 1:
+            return torch.stack([self.problem.hvp_flat(v) for v in vs])
+        return torch.cat([self.problem.hvp_many(vs[i : i + step]) for i in range(0, len(vs), step)])
+
 
 def _random_unit(generator: torch.Generator, dim: int, device: torch.device) -> Tensor:
     # Drawn on the CPU so a seed gives the same start vector on any device.
@@ -502,9 +537,11 @@ def hutchinson_trace(problem: HessianProblem, *, samples: int = 100, seed: int =
     start = time.perf_counter()
     op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
     draws = torch.empty(samples, dtype=torch.float64, device=problem.device)
-    for i in range(samples):
-        z = (torch.randint(0, 2, (problem.dim,), generator=gen) * 2 - 1).to(problem.device, torch.float64)
-        draws[i] = z @ op(z)
+    for lo in range(0, samples, problem.products_per_call):
+        hi = min(lo + problem.products_per_call, samples)  # probes drawn one by one: the same for any chunking
+        z = torch.stack([torch.randint(0, 2, (problem.dim,), generator=gen) * 2 - 1 for _ in range(lo, hi)])
+        z = z.to(problem.device, torch.float64)
+        draws[lo:hi] = (z * op.many(z)).sum(dim=1)
     estimate = float(draws.mean())
     stderr = float(draws.std(correction=1)) / math.sqrt(samples)
     half = _Z95 * stderr
@@ -512,20 +549,14 @@ def hutchinson_trace(problem: HessianProblem, *, samples: int = 100, seed: int =
                        time.perf_counter() - start)
 
 
-def _basis_columns(problem: HessianProblem) -> Callable[[int], Tensor]:
-    op = _Operator(problem)
-
-    def column(i: int) -> Tensor:
-        e = torch.zeros(problem.dim, dtype=torch.float64, device=problem.device)
-        e[i] = 1.0
-        return op(e)
-
-    return column
-
-
 def exact_trace(problem: HessianProblem) -> TraceResult:
     """``tr H = Σ_i e_iᵀ H e_i`` by probing every basis vector: P HVPs, for tiny problems."""
     start = time.perf_counter()
-    column = _basis_columns(problem)
-    total = math.fsum(float(column(i)[i]) for i in range(problem.dim))
+    op, step, diagonal = _Operator(problem), problem.products_per_call, []
+    for lo in range(0, problem.dim, step):
+        eye = torch.zeros(min(step, problem.dim - lo), problem.dim, dtype=torch.float64, device=problem.device)
+        rows = torch.arange(len(eye), device=problem.device)
+        eye[rows, lo + rows] = 1.0
+        diagonal += op.many(eye)[rows, lo + rows].tolist()
+    total = math.fsum(diagonal)
     return TraceResult(total, 0.0, (total, total), problem.dim, problem.dim, time.perf_counter() - start)

@@ -167,12 +167,14 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         data = split_batches(_sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
     if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model
         return problem_setup(model, names, data, loss, split_name, batch_fn=load_callable(loss),  # type: ignore[arg-type]
-                             graph_budget=cfg.surface.memory_budget, reduce=reduce)
+                             graph_budget=cfg.surface.memory_budget, reduce=reduce,
+                             products_per_call=cfg.hessian.products_per_call)
     assert not isinstance(exp.batches, UserBatches)  # a loss of (output, target) on them is refused when they are read
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(probe.inputs[:2]), probe.targets[:2])
     return problem_setup(model, names, data, loss, split_name, per_sample=per_sample_loss(exp, loss),
-                         graph_budget=cfg.surface.memory_budget, reduce=reduce)
+                         graph_budget=cfg.surface.memory_budget, reduce=reduce,
+                         products_per_call=cfg.hessian.products_per_call)
 
 
 def _identity(out: Tensor, _: Any) -> Tensor:
@@ -209,11 +211,12 @@ class EveryNth:
 
 def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], loss: str, split: str, *,
                   per_sample: LossFn | None = None, batch_fn: BatchFn | None = None, graph_budget: int = GRAPH_BUDGET,
-                  reduce: Reducer | None = None) -> Setup:
+                  reduce: Reducer | None = None, products_per_call: int = 1) -> Setup:
     """The Hessian problem over ``names`` of ``model`` (a private copy) for both doors: ``per_sample(output,
     target)`` over (inputs, targets) batches, or ``batch_fn(model, batch)`` over any batches (names get ``inner.``).
-    ``graph_budget``: bytes the kept gradient graph may take; ``reduce``: the sum over torchrun's ranks."""
-    opts: dict[str, Any] = {"graph_budget": graph_budget, "reduce": reduce}
+    ``graph_budget``: bytes the kept gradient graph may take; ``reduce``: the sum over torchrun's ranks;
+    ``products_per_call``: products per batched backward in the traces and SLQ."""
+    opts: dict[str, Any] = {"graph_budget": graph_budget, "reduce": reduce, "products_per_call": products_per_call}
     if batch_fn is None:
         assert per_sample is not None
         return Setup(HessianProblem(model, list(names), data, per_sample, **opts), model, data, per_sample, loss, split)
@@ -259,14 +262,19 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
     # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
     budget = (2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
               + (h.density_runs * min(h.density_steps, problem.dim) if h.density else 0))
-    plain_hvp = problem.hvp
+    plain_hvp, plain_many = problem.hvp, problem.hvp_many
     with double_backward_attention(), bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
 
         def counted_hvp(v: Sequence[Tensor]) -> list[Tensor]:
             pbar.update(1)
             return plain_hvp(v)
 
-        problem.hvp = counted_hvp  # type: ignore[method-assign]
+        def counted_many(vs: Tensor) -> Tensor:  # the kept graph's batched products skip hvp
+            out = plain_many(vs)
+            pbar.update(len(vs) if problem.batched_products and len(vs) > 1 else 0)
+            return out
+
+        problem.hvp, problem.hvp_many = counted_hvp, counted_many  # type: ignore[method-assign]
         try:
             loss, grad = problem.loss_and_grad()
             top = lanczos(problem, min(h.top_k, problem.dim), which="largest", tol=h.tol, max_iter=h.max_iter,
@@ -277,7 +285,7 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
             exact = exact_trace(problem) if exact_wanted else None
             density = curvature.density_of(problem, h)
         finally:
-            problem.hvp = plain_hvp  # type: ignore[method-assign]
+            problem.hvp, problem.hvp_many = plain_hvp, plain_many  # type: ignore[method-assign]
         blocks = curvature.blocks_of(problem, h, prefix)
     return Curvature(float(loss), list(grad), top, bottom, trace, exact, density, blocks)
 
