@@ -220,3 +220,22 @@ def test_api_products_per_call_gives_the_same_result() -> None:
     assert many.trace_std == pytest.approx(one.trace_std, rel=1e-8)
     assert many.density is not None and one.density is not None
     assert many.density.trace == pytest.approx(one.density.trace, rel=1e-8)
+
+
+def test_shards_cover_the_data_once() -> None:
+    """torchrun's shards: contiguous sample slices of tensor data, every N-th batch of other data."""
+    from landscape.workflows._distributed import Group
+    from landscape.workflows.hessian import batch_shard, sample_shard
+    from landscape.zoo.data import TensorSplit
+
+    x, y = data()
+    parts = [sample_shard(TensorSplit(x, y), Group(rank=r, world_size=4)) for r in range(4)]
+    assert [len(p) for p in parts] == [11, 11, 11, 12]
+    torch.testing.assert_close(torch.cat([p.inputs for p in parts]), x, rtol=0, atol=0)
+    listed = list(range(10))
+    assert [batch_shard(listed, Group(rank=r, world_size=3)) for r in range(3)] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    stream = Stream([(x[i : i + 5], y[i : i + 5]) for i in range(0, N, 5)])  # 9 batches, read anew at each pass
+    shard = batch_shard(stream, Group(rank=1, world_size=2))
+    for _ in range(2):  # re-iterable, like the stream
+        assert [int(b[0][0, 0] == x[i, 0]) for b, i in zip(shard, (5, 15, 25, 35), strict=True)] == [1, 1, 1, 1]
+    assert batch_shard(listed, None) is listed

@@ -159,12 +159,12 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
             raise ConfigError(f"--max-samples {cfg.surface.max_samples} cuts (inputs, targets) data; the {exp.batches.kind} "
                               f"batches of {exp.batches.name!r}: cut them in your data function")
         data = exp.batches.placed([split_name], device, cfg.surface.memory_budget, floating_dtype(exp.model))[split_name]
-        data = _batch_shard(data, shard)
+        data = batch_shard(data, shard)
     elif isinstance(exp.batches, UserStreams):  # the probe is the split's first batch
         data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
-        data = _batch_shard(data, shard)
+        data = batch_shard(data, shard)
     else:
-        data = split_batches(_sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
+        data = split_batches(sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
     if is_user_spec(loss):  # a batch loss fn(model, batch): the Hessian of the wrapped model
         return problem_setup(model, names, data, loss, split_name, batch_fn=load_callable(loss),  # type: ignore[arg-type]
                              graph_budget=cfg.surface.memory_budget, reduce=reduce,
@@ -181,14 +181,14 @@ def _identity(out: Tensor, _: Any) -> Tensor:
     return out
 
 
-def _sample_shard(split: TensorSplit, group: Group) -> TensorSplit:
+def sample_shard(split: TensorSplit, group: Group) -> TensorSplit:
     """Rank r of w: samples ``[r·n/w, (r+1)·n/w)`` (contiguous, sizes differing by at most one)."""
     n = len(split)
     lo, hi = n * group.rank // group.world_size, n * (group.rank + 1) // group.world_size
     return TensorSplit(split.inputs[lo:hi], split.targets[lo:hi])
 
 
-def _batch_shard(data: Iterable[Any], shard: Group | None) -> Iterable[Any]:
+def batch_shard(data: Iterable[Any], shard: Group | None) -> Iterable[Any]:
     """Rank r of w: batches r, r + w, r + 2w, ... (all of them without a shard)."""
     if shard is None:
         return data
