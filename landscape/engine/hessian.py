@@ -171,10 +171,14 @@ class HessianProblem:
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
         """Concatenate a list shaped like the restricted parameters into one float64 vector (P,)."""
+        if len(set(self.dtypes)) == 1:  # one conversion of the whole vector, not one per tensor
+            return torch.cat([t.reshape(-1) for t in tensors]).to(torch.float64)
         return torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
 
     def unflatten(self, flat: Tensor) -> list[Tensor]:
         """Split a vector (P,) into tensors shaped and typed like the restricted parameters."""
+        if len(set(self.dtypes)) == 1:
+            flat = flat.to(self.dtypes[0])  # then split into views, already in their dtype
         parts = torch.split(flat, [math.prod(s) for s in self.shapes])
         return [p.reshape(s).to(d) for p, s, d in zip(parts, self.shapes, self.dtypes, strict=True)]
 
