@@ -239,3 +239,20 @@ def test_shards_cover_the_data_once() -> None:
     for _ in range(2):  # re-iterable, like the stream
         assert [int(b[0][0, 0] == x[i, 0]) for b, i in zip(shard, (5, 15, 25, 35), strict=True)] == [1, 1, 1, 1]
     assert batch_shard(listed, None) is listed
+
+
+def test_one_sum_over_ranks_per_call_whichever_path() -> None:
+    """Under torchrun every rank must call the collective equally often: K products are one sum, kept or not."""
+    model = mlp()
+    calls: list[tuple[int, ...]] = []
+
+    def reduce(t: Tensor) -> Tensor:
+        calls.append(tuple(t.shape))
+        return t
+
+    for budget in (1, 1 << 30):  # recomputed, kept graph
+        p = HessianProblem(model, NAMES, batches(), ce, graph_budget=budget, reduce=reduce, products_per_call=3)
+        rows = torch.ones(3, p.dim, dtype=DT)
+        calls.clear()
+        p.hvp_many(rows)
+        assert calls == [(3, p.dim)]

@@ -199,9 +199,11 @@ class HessianProblem:
     def hvp_many(self, vs: Tensor) -> Tensor:
         """``H vᵢ`` for the rows of ``vs`` (K, P) float64, as rows (K, P): through the kept Hessian graph in
         one batched backward (``is_grads_batched``, vectorized over the K cotangents), else one by one.
-        Summed over the ranks under ``torchrun`` (one collective for the K products)."""
+        Summed over the ranks under ``torchrun``: one collective for the K products on every rank, whichever
+        path its own shard takes (a rank may recompute where another keeps its graph)."""
         if not self.batched_products or len(vs) == 1:
-            return torch.stack([self.hvp_flat(v) for v in vs])
+            out = torch.stack([self.flatten(self.hvp(self.unflatten(v))) for v in vs])
+            return out if self._reduce is None else self._reduce(out)
         kept = self._kept_graph()
         live = [i for i, g in enumerate(kept.grad) if g.requires_grad]
         out = torch.zeros_like(vs)
