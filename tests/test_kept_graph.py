@@ -225,8 +225,9 @@ def test_api_products_per_call_gives_the_same_result() -> None:
 def test_shards_cover_the_data_once() -> None:
     """torchrun's shards: contiguous sample slices of tensor data, every N-th batch of other data."""
     from landscape.workflows._distributed import Group
-    from landscape.workflows.hessian import batch_shard, sample_shard
+    from landscape.workflows.hessian import EveryNth, batch_shard, sample_shard
     from landscape.zoo.data import TensorSplit
+    from landscape.zoo.userdata import Streamed
 
     x, y = data()
     parts = [sample_shard(TensorSplit(x, y), Group(rank=r, world_size=4)) for r in range(4)]
@@ -239,6 +240,10 @@ def test_shards_cover_the_data_once() -> None:
     for _ in range(2):  # re-iterable, like the stream
         assert [int(b[0][0, 0] == x[i, 0]) for b, i in zip(shard, (5, 15, 25, 35), strict=True)] == [1, 1, 1, 1]
     assert batch_shard(listed, None) is listed
+    streamed = batch_shard(Streamed(stream, torch.device("cpu")), Group(rank=0, world_size=3))
+    # the shard is taken from the source, before any batch is moved to the device
+    assert isinstance(streamed, Streamed) and isinstance(streamed.source, EveryNth)
+    assert [int(b[0][0, 0] == x[i, 0]) for b, i in zip(streamed, (0, 15, 30), strict=True)] == [1, 1, 1]
 
 
 def test_one_sum_over_ranks_per_call_whichever_path() -> None:

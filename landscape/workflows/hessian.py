@@ -194,6 +194,8 @@ def batch_shard(data: Iterable[Any], shard: Group | None) -> Iterable[Any]:
         return data
     if isinstance(data, list):
         return data[shard.rank :: shard.world_size]
+    if isinstance(data, Streamed):  # skip the other ranks' batches before they are moved to the device
+        return Streamed(EveryNth(data.source, shard.rank, shard.world_size), data.device, data.dtype)
     return EveryNth(data, shard.rank, shard.world_size)
 
 
