@@ -143,7 +143,9 @@ class HessianProblem:
         self.graph_bytes: int | None = None  # the kept graph's estimated size, once a graph was tried
         self.local_samples = local = sum(batch_samples(x) for x, _ in self._batches)
         # under torchrun: the samples of every rank's shard (a rank may hold none)
-        self.num_samples = local if reduce is None else round(float(reduce(torch.tensor([float(local)], dtype=torch.float64))[0]))
+        on = self._tensors[self.names[0]].device  # NCCL sums tensors on the GPU only
+        self.num_samples = local if reduce is None else round(float(reduce(torch.tensor([float(local)], dtype=torch.float64,
+                                                                                       device=on))[0]))
         if reduce is None and isinstance(self._batches, tuple) and not self._batches:
             raise HessianError("a Hessian problem needs at least one batch of evaluation data")
         if self.num_samples == 0:

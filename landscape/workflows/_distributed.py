@@ -200,8 +200,8 @@ def sum_over_ranks(tensor: Tensor) -> Tensor:
     return out
 
 
-def samples_per_rank(group: Group, local: int) -> list[int]:
-    """How many samples each rank holds (a collective: every rank must call it)."""
-    counts = torch.zeros(group.world_size, dtype=torch.float64)
+def samples_per_rank(group: Group, local: int, device: torch.device) -> list[int]:
+    """How many samples each rank holds (a collective: every rank must call it; ``device``: this rank's)."""
+    counts = torch.zeros(group.world_size, dtype=torch.float64, device=device)
     counts[group.rank] = local
     return [round(float(c)) for c in sum_over_ranks(counts)]

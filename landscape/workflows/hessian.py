@@ -488,7 +488,7 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
     }
     report.update(curvature.report_extras(density, blocks, s.prefix))
     if group.distributed:  # a collective: before rank 0 alone writes
-        report["ranks"] = {"world_size": group.world_size, "samples": samples_per_rank(group, problem.local_samples)}
+        report["ranks"] = {"world_size": group.world_size, "samples": samples_per_rank(group, problem.local_samples, device)}
         if not group.is_main:
             return {**report, "rank": group.rank}
     if save_directions_to is not None:
