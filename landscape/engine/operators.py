@@ -17,7 +17,11 @@ and, like it, are only ever applied to a vector (never materialized):
   large models; the per-sample gradient is formed implicitly, batch by batch).
 
 The two are :class:`~landscape.engine.hessian.HessianProblem` subclasses that override only the
-product ``hvp``: Lanczos, the traces, SLQ densities and blocks run on them unchanged.
+product ``hvp`` (and what they keep between products): Lanczos, the traces, SLQ densities and blocks
+run on them unchanged. When the data are held in memory and the graphs fit the budget, both keep the
+graph of their outputs (the model's, or the per-sample losses) and, built on it, ``u ↦ Jᵀu``: ``Jv``
+is then its derivative in u along v (reverse mode twice), ``Jᵀw`` a backward through the outputs'
+graph, and no product runs the network forward again.
 """
 
 from __future__ import annotations
@@ -61,7 +65,6 @@ class _ProductProblem(HessianProblem):
         if tuple(per.shape) != (batch_samples(x),):
             raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), got {tuple(per.shape)}")
         return per
-
 
     def _kept_jacobian(self, output: Callable[[list[Tensor], Any, Any], Tensor]) -> _KeptJacobian | None:
         """``output(leaves, x, y)`` of every batch with its graph, and ``Σ_b J_bᵀ u_b`` built on it with
@@ -237,7 +240,7 @@ def check_operator(name: str) -> OperatorName:
 def curvature_problem(operator: str, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
                       loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, **options: Any) -> HessianProblem:
     """The ``operator`` (hessian, ggn or fisher) of the loss as a problem for Lanczos, traces and SLQ
-    (``options``: ``graph_budget``, ``reduce`` of :class:`~landscape.engine.hessian.HessianProblem`)."""
+    (``options``: ``graph_budget``, ``reduce``, ``products_per_call`` of :class:`~landscape.engine.hessian.HessianProblem`)."""
     return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params, **options)
 
 
