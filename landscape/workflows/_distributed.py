@@ -7,6 +7,9 @@ idle. Each rank posts its results to the store; rank 0 collects them, writes the
 and is the only process that touches it. No collective runs inside the loop, so uneven shards
 cannot deadlock. A crashed run is resumed from the file's ``done`` mask by launching the same
 command again.
+
+Curvature (``landscape hessian``) shards the data instead: :func:`sum_over_ranks` adds the ranks'
+partial products (one all-reduce per product), so every rank runs the same Krylov method.
 """
 
 from __future__ import annotations
