@@ -202,7 +202,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
          "Gauss-Newton matrix or empirical Fisher at a checkpoint (JSON)",
          (*EVALUATES, "--unsafe-load", "--prefix", "--out", "--params", "--split", "--max-samples", "--batch-size", "--memory-budget",
           "--dir-type", "--ignore", "--top-k", "--tol", "--max-iter", "--trace-samples", "--seed", "--save-directions",
-          "--operator", "--trace", "--density", "--density-runs", "--density-steps", "--blocks"),
+          "--operator", "--trace", "--density", "--density-runs", "--density-steps", "--blocks", "--products-per-call"),
          (CHECKPOINT,), required=("--out",), details={"--out": "report file (.json)"})
 def cmd_hessian(args: argparse.Namespace) -> int:
     from landscape.io.checkpoint import load_checkpoint
@@ -213,7 +213,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     run = run_hessian_per_split if cfg.surface.split == "both" else run_hessian
     report = run(args.checkpoint, cfg, out=args.out, save_directions_to=args.save_directions,
                  unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt)
-    print(format_hessian(report))
+    if "rank" not in report:  # under torchrun rank 0 reports for all
+        print(format_hessian(report))
     return 0
 
 

@@ -205,6 +205,7 @@ class HessianConfig:
     density_runs: int = 10
     density_steps: int = 80
     blocks: tuple[str, ...] = ()  # per diagonal block: ("module",), ("layer",) or glob patterns, one block each
+    products_per_call: int = 1  # trace probes / SLQ runs whose products share one batched backward (kept graph)
 
 
 @dataclass(frozen=True)

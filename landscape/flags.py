@@ -164,6 +164,9 @@ FLAGS: dict[str, Flag] = {
                       action="switch", key="hessian.density"),
     "--density-runs": Flag("SLQ Lanczos runs (default 10)", type=int, key="hessian.density_runs"),
     "--density-steps": Flag("SLQ Lanczos steps per run (default 80)", type=int, key="hessian.density_steps"),
+    "--products-per-call": Flag("trace probes and SLQ runs whose Hessian products share one batched backward through "
+                                "the kept graph (default 1; pays where one product leaves the device idle)", type=int,
+                                key="hessian.products_per_call"),
     "--blocks": Flag("also per diagonal block: top eigenvalue, trace (and density): a table, JSON \"blocks\" and "
                      "OUT.blocks.png", metavar="module|layer|GLOB[,GLOB]", key="hessian.blocks"),
     # --- sharpness ---

@@ -10,14 +10,16 @@ point, ``hessian.map_tol``). HVPs are timed on their own with random vectors.
     landscape train configs/digits_mlp.toml --out /tmp/h_mlp
     python scripts/bench_hessian.py /tmp/h_mlp/checkpoints/epoch_020.pt --threads 1
 
-``--versus-pyhessian`` instead times the Hessian, GGN and Fisher products and one SLQ run against
-PyHessian (``pip install pyhessian``) on the same model, data and threads, one process per side;
+``--versus-pyhessian`` instead times the Hessian, GGN and Fisher products (through the kept graph, and
+recomputed per product) and one SLQ run against PyHessian (``pip install pyhessian``, all the data as one
+batch with its graph kept: its fastest mode) on the same model, data and threads, one process per side;
 ``--memory ggn`` the peak memory of one product on a 25.4M-parameter MLP.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -51,21 +53,28 @@ def seconds_per_point(engine: Evaluator, coords: np.ndarray) -> float:
     return (time.perf_counter() - start) / len(coords)
 
 
-def _side(checkpoint: Path, side: str, threads: int, hvps: int, steps: int) -> dict[str, float]:
+def _side(checkpoint: Path, side: str, threads: int, hvps: int, steps: int, batched: int = 0,
+          samples: int = 0) -> dict[str, float]:
     """One side of ``--versus-pyhessian``, in its own process: HVPs/s on random vectors, the seconds of
-    one SLQ run of ``steps`` Lanczos steps, and the growth of the peak resident memory (MiB)."""
+    one SLQ run of ``steps`` Lanczos steps, and the growth of the peak resident memory (MiB). ``batched`` K > 1:
+    also the Hessian's products K per call (``products_per_call``); ``samples`` > 0: the first that many only."""
     import resource
 
     from pyhessian import hessian as pyhessian_hessian
     from pyhessian.utils import hessian_vector_product
 
-    from landscape.engine.operators import convert
+    from landscape.engine.operators import convert, curvature_problem
     from landscape.engine.slq import slq_density
 
     torch.set_num_threads(threads)
     exp = experiment_from_checkpoint(load_checkpoint(checkpoint))
     model = exp.model.eval()
     x, y = exp.data.train.inputs, exp.data.train.targets
+    if samples:
+        x, y = x[:samples], y[:samples]
+        cfg = dataclasses.replace(exp.config, surface=dataclasses.replace(exp.config.surface, max_samples=samples))
+    else:
+        cfg = exp.config
     gen = torch.Generator().manual_seed(0)
     vectors = [[torch.randn(p.shape, generator=gen) for p in model.parameters()] for _ in range(hvps + 2)]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -85,16 +94,30 @@ def _side(checkpoint: Path, side: str, threads: int, hvps: int, steps: int) -> d
         except (AttributeError, RuntimeError):
             out["slq_seconds"] = float("nan")
     else:  # the same data and parameters (all of them, as PyHessian), through `landscape hessian`'s set-up
-        s = setup(exp, exp.config, torch.device("cpu"))
-        every = convert(s.problem, "hessian", [n for n, _ in s.model.named_parameters()])
+        s = setup(exp, cfg, torch.device("cpu"))
+        assert s.problem.num_samples == len(x)
+        names = [n for n, _ in s.model.named_parameters()]
+        every = convert(s.problem, "hessian", names)
         for kind in ("hessian", "ggn", "fisher"):
-            problem = convert(every, kind)
-            for v in vectors[:2]:
-                problem.hvp(v)
+            # the kept graph (the default when the data fit the budget), then recomputed per product (budget 1 byte)
+            for label, problem in ((kind, convert(every, kind)),
+                                   (f"{kind}_recomputed", curvature_problem(kind, s.model, names, s.batches, s.loss_fn,
+                                                                            graph_budget=1))):
+                for v in vectors[:2]:
+                    problem.hvp(v)
+                start = time.perf_counter()
+                for v in vectors[2:]:
+                    problem.hvp(v)
+                out[label] = hvps / (time.perf_counter() - start)
+                assert problem.product_path == ("recomputed" if label.endswith("_recomputed") else "kept graph")
+        if batched > 1:  # the same products, K per call through the kept graph
+            many = curvature_problem("hessian", s.model, names, s.batches, s.loss_fn, products_per_call=batched)
+            flat = torch.stack([many.flatten(v) for v in vectors])
+            many.hvp_many(flat[:batched])
             start = time.perf_counter()
-            for v in vectors[2:]:
-                problem.hvp(v)
-            out[kind] = hvps / (time.perf_counter() - start)
+            for i in range(2, hvps + 2, batched):
+                many.hvp_many(flat[i : min(i + batched, hvps + 2)])
+            out["hessian_batched"] = hvps / (time.perf_counter() - start)
         start = time.perf_counter()
         slq_density(every, runs=1, steps=steps)
         out["slq_seconds"] = time.perf_counter() - start
@@ -102,7 +125,7 @@ def _side(checkpoint: Path, side: str, threads: int, hvps: int, steps: int) -> d
     return out
 
 
-def versus_pyhessian(checkpoint: Path, threads: int, hvps: int, steps: int = 80) -> None:
+def versus_pyhessian(checkpoint: Path, threads: int, hvps: int, steps: int = 80, batched: int = 0, samples: int = 0) -> None:
     """``landscape``'s Hessian, GGN and Fisher products against PyHessian's HVP on the same model, data
     and thread count, each side in a fresh process; prints both and the ratio."""
     import json
@@ -112,17 +135,24 @@ def versus_pyhessian(checkpoint: Path, threads: int, hvps: int, steps: int = 80)
     rows = {}
     for side in ("pyhessian", "landscape"):
         done = subprocess.run([sys.executable, __file__, str(checkpoint), "--side", side, "--threads", str(threads),
-                               "--hvps", str(hvps), "--steps", str(steps)], check=True, capture_output=True, text=True)
+                               "--hvps", str(hvps), "--steps", str(steps), "--products-per-call", str(batched),
+                               "--samples", str(samples)], check=True, capture_output=True, text=True)
         rows[side] = json.loads(done.stdout.strip().splitlines()[-1])
     ours, theirs = rows["landscape"], rows["pyhessian"]
-    print(f"{threads} thread(s), {hvps} products each, SLQ of {steps} steps")
-    print(f"PyHessian HVPs/s:          {theirs['hessian']:8.1f}   SLQ {theirs['slq_seconds']:.2f} s   "
+    print(f"{threads} thread(s), {hvps} products each, SLQ of {steps} steps, {samples or 'all'} samples")
+    print(f"PyHessian HVPs/s (graph kept):      {theirs['hessian']:8.1f}   SLQ {theirs['slq_seconds']:.2f} s   "
           f"peak +{theirs['peak_mib']:.0f} MiB")
-    print(f"landscape HVPs/s:          {ours['hessian']:8.1f}   SLQ {ours['slq_seconds']:.2f} s   "
+    print(f"landscape HVPs/s (graph kept):      {ours['hessian']:8.1f}   SLQ {ours['slq_seconds']:.2f} s   "
           f"peak +{ours['peak_mib']:.0f} MiB")
-    print(f"landscape GGN, Fisher /s:  {ours['ggn']:8.1f}, {ours['fisher']:.1f}")
-    print(f"ratio landscape / PyHessian: HVPs/s {ours['hessian'] / theirs['hessian']:.2f}×, "
-          f"SLQ time {ours['slq_seconds'] / theirs['slq_seconds']:.2f}× (nan: PyHessian's density failed)")
+    print(f"landscape HVPs/s (recomputed):      {ours['hessian_recomputed']:8.1f}")
+    print(f"landscape GGN, Fisher /s (kept):    {ours['ggn']:8.1f}, {ours['fisher']:.1f}")
+    print(f"landscape GGN, Fisher /s (recomp.): {ours['ggn_recomputed']:8.1f}, {ours['fisher_recomputed']:.1f}")
+    if "hessian_batched" in ours:
+        print(f"landscape HVPs/s ({batched} per call):    {ours['hessian_batched']:8.1f}   = "
+              f"{ours['hessian_batched'] / theirs['hessian']:.2f}× PyHessian's {hvps} products one by one")
+    print(f"ratio landscape / PyHessian: HVPs/s {ours['hessian'] / theirs['hessian']:.2f}× (recomputed "
+          f"{ours['hessian_recomputed'] / theirs['hessian']:.2f}×), SLQ time {ours['slq_seconds'] / theirs['slq_seconds']:.2f}× "
+          "(nan: PyHessian's density failed)")
 
 
 def _product_memory(kind: str) -> dict[str, float]:
@@ -162,6 +192,9 @@ def main() -> None:
                         help="only: HVPs/s, SLQ time and peak memory against PyHessian (pip install pyhessian)")
     parser.add_argument("--steps", type=int, default=80, help="SLQ steps for --versus-pyhessian")
     parser.add_argument("--side", choices=["pyhessian", "landscape"], help=argparse.SUPPRESS)
+    parser.add_argument("--products-per-call", type=int, default=0,
+                        help="--versus-pyhessian: also the Hessian's products K per call (batched backward)")
+    parser.add_argument("--samples", type=int, default=0, help="--versus-pyhessian: the first N training samples only")
     parser.add_argument("--memory", choices=["hessian", "ggn", "fisher"],
                         help="only: peak memory of one product on a 25.4M-parameter MLP (run once per kind)")
     args = parser.parse_args()
@@ -175,10 +208,11 @@ def main() -> None:
     if args.side:
         import json
 
-        print(json.dumps(_side(args.checkpoint, args.side, args.threads or 1, args.hvps, args.steps)))
+        print(json.dumps(_side(args.checkpoint, args.side, args.threads or 1, args.hvps, args.steps, args.products_per_call,
+                               args.samples)))
         return
     if args.versus_pyhessian:
-        versus_pyhessian(args.checkpoint, args.threads or 1, args.hvps, args.steps)
+        versus_pyhessian(args.checkpoint, args.threads or 1, args.hvps, args.steps, args.products_per_call, args.samples)
         return
     if args.threads:
         torch.set_num_threads(args.threads)

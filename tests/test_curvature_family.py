@@ -156,6 +156,9 @@ def test_curvature_flags_fail_in_one_line(trained: tuple[Path, dict[str, np.ndar
     assert "block pattern 'conv*' matches none" in capsys.readouterr().err
     assert main(["hessian", str(ckpt), "--out", out, "--operator", "kfac"]) != 0
     assert "invalid choice: 'kfac'" in capsys.readouterr().err
+    assert main(["hessian", str(ckpt), "--out", out, "--products-per-call", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "products_per_call must be at least 1, got 0" in err and len(err.strip().splitlines()) == 1
 
 
 def test_api_operators_density_and_blocks_on_dict_batches() -> None:

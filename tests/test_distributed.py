@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,3 +118,50 @@ def test_a_killed_rank_loses_nothing_and_the_relaunch_finishes(ckpt: Path, tmp_p
     assert f"{partial.grid.size}/{partial.grid.size} points done" in again.stdout
     final = read_surface(out)
     np.testing.assert_allclose(final.values["train_loss"], ref.values["train_loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("operator", "per_call", "split"), [("ggn", "1", "both"), ("hessian", "3", "train")])
+def test_two_ranks_give_the_curvature_of_one_process(ckpt: Path, tmp_path: Path, operator: str, per_call: str,
+                                                     split: str) -> None:
+    """Each rank holds half the samples, every product is summed over both: the same Lanczos, trace, SLQ and
+    blocks (the Hessian's products 3 per call: one sum over the ranks for 3 products; both splits in one group)."""
+    import json
+
+    from landscape.cli import main
+
+    args = ["--operator", operator, "--ignore", "none", "--density", "--density-runs", "2", "--density-steps", "10",
+            "--trace-samples", "12", "--top-k", "2", "--max-iter", "30", "--products-per-call", per_call, "--split", split,
+            *(["--blocks", "module"] if split == "train" else [])]
+    single, shard = tmp_path / "single.json", tmp_path / "shard.json"
+    assert main(["--quiet", "hessian", str(ckpt), "--out", str(single), *args]) == 0
+    proc = subprocess.run(torchrun("hessian", str(ckpt), "--out", str(shard), *args), env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("top eigenvalues") == (2 if split == "both" else 1)  # rank 0 alone reports
+    a, b = json.loads(single.read_text()), json.loads(shard.read_text())
+    if split == "both":
+        for name, n in (("train", 200), ("test", 50)):
+            _same_curvature(a["reports"][name], b["reports"][name], n, int(per_call))
+    else:
+        _same_curvature(a, b, 200, int(per_call))
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("shard")) == [
+            "shard.blocks.png", "shard.density.png", "shard.json"]
+
+
+def _same_curvature(a: dict[str, Any], b: dict[str, Any], samples: int, per_call: int) -> None:
+    assert "ranks" not in a and b["ranks"] == {"world_size": 2, "samples": [samples // 2, samples // 2]}
+    assert a["product_path"] == b["product_path"] == "kept graph" and b["settings"]["products_per_call"] == per_call
+    assert a["settings"]["num_samples"] == b["settings"]["num_samples"] == samples
+    for key in ("loss", "grad_norm", "eigenvalues", "min_eigenvalue", "exact_trace"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    assert b["trace"]["estimate"] == pytest.approx(a["trace"]["estimate"], rel=1e-5)
+    np.testing.assert_allclose(b["density"]["nodes"], a["density"]["nodes"], rtol=1e-5, atol=1e-7)
+    # two runs' nodes may swap places where they nearly coincide: compare the measures by their moments
+    lam_a, w_a, lam_b, w_b = (np.array(a["density"]["nodes"]), np.array(a["density"]["weights"]),
+                              np.array(b["density"]["nodes"]), np.array(b["density"]["weights"]))
+    for k in range(5):
+        assert float(w_b @ lam_b**k) == pytest.approx(float(w_a @ lam_a**k), rel=1e-5), k
+    assert [r["name"] for r in b.get("blocks", [])] == [r["name"] for r in a.get("blocks", [])]
+    for ra, rb in zip(a.get("blocks", []), b.get("blocks", []), strict=True):
+        assert rb["top_eigenvalue"] == pytest.approx(ra["top_eigenvalue"], rel=1e-5)
+        assert rb["trace"] == pytest.approx(ra["trace"], rel=1e-5)

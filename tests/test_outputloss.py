@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import landscape
+from landscape.api.hessian import curvature_problem
 from landscape.errors import ConfigError, HessianError, ModelError
 
 DT = torch.float64
@@ -89,15 +90,20 @@ def dense_ggn(model: nn.Module, batches: list[dict[str, Tensor]], loss: Callable
     return (g / total_n).numpy()
 
 
+@pytest.mark.parametrize("budget", [2**30, 1], ids=["kept_graph", "recomputed"])
 @pytest.mark.parametrize("kind", ["batch_mean", "per_sample"])
-def test_ggn_of_an_output_loss_equals_the_dense_jt_h_j(kind: str) -> None:
+def test_ggn_of_an_output_loss_equals_the_dense_jt_h_j(kind: str, budget: int) -> None:
+    """Both product paths: the graph kept (the default budget holds it) and recomputed per product (a 1-byte budget)."""
     model, batches = net(), dict_batches()
     oracle = dense_ggn(model, batches, LOSSES[kind])
     exact = np.linalg.eigvalsh(oracle)
     fn = landscape.OutputLoss(output=logits, loss=LOSSES[kind], name=kind)
     r = landscape.hessian(model, batches, loss=fn, operator="ggn", ignore="none", top_k=3, tol=1e-10, max_iter=80,
-                          trace_samples=2, progress=False)
+                          trace_samples=2, progress=False, memory_budget=budget)
     assert r.operator == "ggn" and r.dim == oracle.shape[0] == 67
+    problem = curvature_problem(model, batches, fn, None, "none", None, budget, "ggn")[0]
+    problem.hvp([torch.zeros(s) for s in problem.shapes])
+    assert problem.product_path == ("kept graph" if budget > 1 else "recomputed")
     np.testing.assert_allclose(r.eigenvalues, exact[::-1][:3], rtol=1e-4)
     assert r.exact_trace == pytest.approx(float(np.trace(oracle)), rel=1e-9)
     assert r.min_eigenvalue >= -1e-9 * exact[-1]  # a convex loss: G is positive semi-definite

@@ -13,6 +13,15 @@ backpropagation: ``Hv = ∇_θ ⟨∇_θ L(θ), v⟩``). On top of it sit
 * :func:`hutchinson_trace` — Hutchinson's stochastic trace estimator with Rademacher probes;
   :func:`exact_trace` probes every basis vector (tiny problems, tests).
 
+When the batches are held in memory (a Sequence) and the autograd graph of the gradient fits
+``graph_budget`` bytes, that graph is built once, over all batches summed into one loss, and kept:
+every product is then one backward pass through it (``Hv = ∂⟨g, v⟩/∂θ`` with ``g`` from the kept
+graph, as PyHessian does for one batch), instead of a forward and a gradient per batch and product.
+Streamed data, or a graph over the budget, recompute both per product (bounded memory);
+:attr:`HessianProblem.product_path` says which path ran. Under ``torchrun`` each rank holds a shard
+of the batches and ``reduce`` sums every flat product (and the loss, gradient and sample count)
+over the ranks, so every rank runs the same Krylov method on the whole data's operator.
+
 The caller's model is never written to: the loss is evaluated by
 ``torch.func.functional_call`` on a dict of detached tensors, in eval mode (dropout off,
 BatchNorm on its running statistics), and every module's own mode is restored afterwards.
@@ -21,11 +30,12 @@ Results carry their HVP count and wall time, so HVPs per second can be reported.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -38,6 +48,12 @@ from landscape.errors import HessianError
 Which = Literal["largest", "smallest", "both"]
 RelativeTo = Literal["eigenvalue", "norm"]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (output, target) -> per-sample loss (n,)
+Reducer = Callable[[Tensor], Tensor]  # the sum of a float64 tensor over the ranks of a process group
+ProductPath = Literal["kept graph", "recomputed"]
+GRAPH_BUDGET = 2 << 30  # bytes the kept gradient graph may take (the data's default memory budget)
+# The gradient's graph (create_graph=True) saves about twice what the forward saves: a graph is
+# kept when 3 × the first batch's forward tensors × the number of batches fits the budget.
+_GRAPH_PER_FORWARD = 3
 
 # ARPACK's floor for relative convergence tests: eps^(2/3) of float64, so that an eigenvalue
 # at (or near) zero is judged relative to the spectrum's scale instead of to itself.
@@ -92,6 +108,14 @@ class TraceResult:
         return self.hvps / self.seconds if self.seconds > 0 else float("inf")
 
 
+class _GradGraph(NamedTuple):
+    """The Hessian's kept state: autograd leaves, the gradient with its graph, and the loss."""
+
+    leaves: list[Tensor]
+    grad: tuple[Tensor, ...]
+    loss: float
+
+
 class HessianProblem:
     """The Hessian of ``L(θ) = (1/N) Σ_batches Σ_i loss_fn(model(x; θ), y)_i`` w.r.t. ``names``.
 
@@ -102,15 +126,27 @@ class HessianProblem:
     """
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, graph_budget: int = GRAPH_BUDGET,
+                 reduce: Reducer | None = None, products_per_call: int = 1) -> None:
+        if products_per_call < 1:
+            raise HessianError(f"products_per_call must be at least 1, got {products_per_call}")
+        self.products_per_call = products_per_call
         self._model = model
         self._loss_fn = loss_fn
         # a Sequence is kept as a tuple; another re-iterable (streamed data) is read anew at every pass
         self._batches = tuple(batches) if isinstance(batches, Sequence) else batches
         self._tensors = _point_tensors(model, params or {})
         self.names: tuple[str, ...] = _checked_names(names, self._tensors)
-        self.num_samples = sum(batch_samples(x) for x, _ in self._batches)
-        if isinstance(self._batches, tuple) and not self._batches:
+        self._graph_budget, self._reduce = graph_budget, reduce
+        self._graph: Any = None  # what the operator keeps between products (a _GradGraph for the Hessian)
+        self.product_path: ProductPath | None = None  # decided at the first product
+        self.graph_bytes: int | None = None  # the kept graph's estimated size, once a graph was tried
+        self.local_samples = local = sum(batch_samples(x) for x, _ in self._batches)
+        # under torchrun: the samples of every rank's shard (a rank may hold none)
+        on = self._tensors[self.names[0]].device  # NCCL sums tensors on the GPU only
+        self.num_samples = local if reduce is None else round(float(reduce(torch.tensor([float(local)], dtype=torch.float64,
+                                                                                       device=on))[0]))
+        if reduce is None and isinstance(self._batches, tuple) and not self._batches:
             raise HessianError("a Hessian problem needs at least one batch of evaluation data")
         if self.num_samples == 0:
             raise HessianError("the evaluation batches hold no samples")
@@ -123,7 +159,11 @@ class HessianProblem:
     def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
         """The same problem at another point: ``params`` overrides this problem's tensors."""
         return HessianProblem(self._model, self.names, self._batches, self._loss_fn,
-                              params={**self._tensors, **params})
+                              params={**self._tensors, **params}, **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        """The keyword arguments a problem derived from this one (another point, operator, block) keeps."""
+        return {"graph_budget": self._graph_budget, "reduce": self._reduce, "products_per_call": self.products_per_call}
 
     def as_dict(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
         """Key a list in ``names`` order by parameter name (e.g. an eigenvector as a direction)."""
@@ -133,40 +173,91 @@ class HessianProblem:
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
         """Concatenate a list shaped like the restricted parameters into one float64 vector (P,)."""
+        if len(set(self.dtypes)) == 1:  # one conversion of the whole vector, not one per tensor
+            return torch.cat([t.reshape(-1) for t in tensors]).to(torch.float64)
         return torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
 
     def unflatten(self, flat: Tensor) -> list[Tensor]:
         """Split a vector (P,) into tensors shaped and typed like the restricted parameters."""
+        if len(set(self.dtypes)) == 1:
+            flat = flat.to(self.dtypes[0])  # then split into views, already in their dtype
         parts = torch.split(flat, [math.prod(s) for s in self.shapes])
         return [p.reshape(s).to(d) for p, s, d in zip(parts, self.shapes, self.dtypes, strict=True)]
 
     def hvp_flat(self, v: Tensor) -> Tensor:
-        """``H v`` for a flat vector (P,); computed in the parameters' dtype, returned in float64."""
-        return self.flatten(self.hvp(self.unflatten(v)))
+        """``H v`` for a flat vector (P,); computed in the parameters' dtype, returned in float64.
+
+        Under ``torchrun`` (``reduce`` given) the ranks' partial products are summed: every rank
+        gets the product of the whole data's operator. The Krylov methods call this one.
+        """
+        flat = self.flatten(self.hvp(self.unflatten(v)))
+        return flat if self._reduce is None else self._reduce(flat)
+
+    @property
+    def batched_products(self) -> bool:
+        """Whether :meth:`hvp_many` runs one batched backward (the Hessian's kept graph), not K products."""
+        return type(self)._build_graph is HessianProblem._build_graph and self._kept_graph() is not None
+
+    def hvp_many(self, vs: Tensor) -> Tensor:
+        """``H vᵢ`` for the rows of ``vs`` (K, P) float64, as rows (K, P): through the kept Hessian graph in
+        one batched backward (``is_grads_batched``, vectorized over the K cotangents), else one by one.
+        Summed over the ranks under ``torchrun``: one collective for the K products on every rank, whichever
+        path its own shard takes (a rank may recompute where another keeps its graph)."""
+        if not self.batched_products or len(vs) == 1:
+            out = torch.stack([self.flatten(self.hvp(self.unflatten(v))) for v in vs])
+            return out if self._reduce is None else self._reduce(out)
+        kept = self._kept_graph()
+        live = [i for i, g in enumerate(kept.grad) if g.requires_grad]
+        out = torch.zeros_like(vs)
+        if live:
+            parts = torch.split(vs, [math.prod(s) for s in self.shapes], dim=1)
+            cot = [parts[i].reshape(len(vs), *self.shapes[i]).to(self.dtypes[i]) for i in live]
+            hv = torch.autograd.grad([kept.grad[i] for i in live], kept.leaves, grad_outputs=cot, retain_graph=True,
+                                     allow_unused=True, is_grads_batched=True)
+            out = torch.cat([h.reshape(len(vs), -1).to(torch.float64) if h is not None
+                             else torch.zeros(len(vs), math.prod(s), dtype=torch.float64, device=vs.device)
+                             for h, s in zip(hv, self.shapes, strict=True)], dim=1)
+        return out if self._reduce is None else self._reduce(out)
 
     # --- the two autograd kernels -----------------------------------------------------------
 
     def loss_and_grad(self) -> tuple[float, list[Tensor]]:
-        """The mean loss and its gradient w.r.t. the restricted parameters (one pass over the data)."""
-        leaves = self._leaves()
-        total = 0.0
-        grad = [torch.zeros_like(t) for t in leaves]
-        with eval_mode(self._model), torch.enable_grad():
-            for x, y in self._batches:
-                loss = self._batch_loss(leaves, x, y)
-                for acc, g in zip(grad, _grad(loss, leaves), strict=True):
-                    acc.add_(g)
-                total += float(loss.detach())
-        return total, grad
+        """The mean loss and its gradient w.r.t. the restricted parameters (one pass over the data,
+        none when the kept graph exists); summed over the ranks under ``torchrun``."""
+        if isinstance(self._graph, _GradGraph):
+            grad, total = [t.detach().clone() for t in self._graph.grad], self._graph.loss
+        else:
+            leaves = self._leaves()
+            total = 0.0
+            grad = [torch.zeros_like(t) for t in leaves]
+            with eval_mode(self._model), torch.enable_grad():
+                for x, y in self._batches:
+                    loss = self._batch_loss(leaves, x, y)
+                    for acc, gi in zip(grad, _grad(loss, leaves), strict=True):
+                        acc.add_(gi)
+                    total += float(loss.detach())
+        if self._reduce is None:
+            return total, grad
+        summed = self._reduce(torch.cat([torch.tensor([total], dtype=torch.float64, device=self.device), self.flatten(grad)]))
+        return float(summed[0]), self.unflatten(summed[1:])
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
-        """Hessian-vector product by double backprop, accumulated over batches.
+        """Hessian-vector product by double backprop (this rank's share of it under ``torchrun``).
 
-        Per batch: ``g = ∂L_b/∂θ`` with ``create_graph=True``, then ``∂⟨g, v⟩/∂θ``. Costs
-        about two backward passes per batch.
+        With the kept graph (:attr:`product_path` ``"kept graph"``): one backward pass ``∂⟨g, v⟩/∂θ``
+        through the gradient ``g`` built once. Otherwise per batch: ``g = ∂L_b/∂θ`` with
+        ``create_graph=True``, then ``∂⟨g, v⟩/∂θ``, about two backward passes per batch.
         """
-        leaves = self._leaves()
         vs = self._checked_vector(v)
+        kept = self._kept_graph()
+        if kept is not None:
+            leaves, g = kept.leaves, kept.grad
+            live = [i for i, gi in enumerate(g) if gi.requires_grad]  # a constant gradient has a zero Hessian
+            if not live:
+                return [torch.zeros_like(t) for t in leaves]
+            return list(torch.autograd.grad([g[i] for i in live], leaves, grad_outputs=[vs[i] for i in live],
+                                            retain_graph=True, allow_unused=True, materialize_grads=True))
+        leaves = self._leaves()
         out = [torch.zeros_like(t) for t in leaves]
         with eval_mode(self._model), torch.enable_grad():
             for x, y in self._batches:
@@ -181,6 +272,48 @@ class HessianProblem:
         return out
 
     # --- internals --------------------------------------------------------------------------
+
+    def _kept_graph(self) -> Any:
+        """What :meth:`_build_graph` keeps, built at the first call when the data are held in memory and
+        it fits the budget; None (and :attr:`product_path` ``"recomputed"``) otherwise."""
+        if self.product_path is None:
+            self.product_path = "recomputed"
+            if isinstance(self._batches, tuple) and self._batches:
+                self._graph = self._build_graph()
+                if self._graph is not None:
+                    self.product_path = "kept graph"
+        return self._graph
+
+    def _build_graph(self) -> Any:
+        """The Hessian's: the gradient of the summed batch losses, with its graph (``create_graph``)."""
+        leaves = self._leaves()
+        with eval_mode(self._model), torch.enable_grad():
+            losses = self._forward_within_budget(lambda x, y: self._batch_loss(leaves, x, y))
+            if losses is None:
+                return None
+            total = torch.stack(losses).sum() if len(losses) > 1 else losses[0]
+            g = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True, materialize_grads=True)
+        return _GradGraph(leaves, g, float(total.detach()))
+
+    def _forward_within_budget(self, step: Callable[[Any, Any], Tensor]) -> list[Tensor] | None:
+        """``step(x, y)`` on every batch (their graphs kept), or None when the estimate from the first batch —
+        the storages its forward saves for backward, × 3 for the graph built on top, × the batches — is over the budget."""
+        assert isinstance(self._batches, tuple)
+        saved: dict[tuple[torch.device, int], int] = {}
+
+        def pack(t: Tensor) -> Tensor:
+            saved[(t.device, t.untyped_storage().data_ptr())] = t.untyped_storage().nbytes()
+            return t
+
+        out = []
+        for i, (x, y) in enumerate(self._batches):
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if i == 0 else contextlib.nullcontext():
+                out.append(step(x, y))
+            if i == 0:
+                self.graph_bytes = _GRAPH_PER_FORWARD * sum(saved.values()) * len(self._batches)
+                if self.graph_bytes > self._graph_budget:
+                    return None
+        return out
 
     def _leaves(self) -> list[Tensor]:
         # Fresh autograd leaves aliasing the point's storage; the model's Parameters are untouched.
@@ -259,6 +392,14 @@ class _Operator:
     def __call__(self, v: Tensor) -> Tensor:
         self.calls += 1
         return self.problem.hvp_flat(v)
+
+    def many(self, vs: Tensor) -> Tensor:
+        """The products of the rows of ``vs`` (K, P), ``problem.products_per_call`` rows per call."""
+        self.calls += len(vs)
+        step = self.problem.products_per_call
+        if step == 1:
+            return torch.stack([self.problem.hvp_flat(v) for v in vs])
+        return torch.cat([self.problem.hvp_many(vs[i : i + step]) for i in range(0, len(vs), step)])
 
 
 def _random_unit(generator: torch.Generator, dim: int, device: torch.device) -> Tensor:
@@ -404,9 +545,11 @@ def hutchinson_trace(problem: HessianProblem, *, samples: int = 100, seed: int =
     start = time.perf_counter()
     op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
     draws = torch.empty(samples, dtype=torch.float64, device=problem.device)
-    for i in range(samples):
-        z = (torch.randint(0, 2, (problem.dim,), generator=gen) * 2 - 1).to(problem.device, torch.float64)
-        draws[i] = z @ op(z)
+    for lo in range(0, samples, problem.products_per_call):
+        hi = min(lo + problem.products_per_call, samples)  # probes drawn one by one: the same for any chunking
+        z = torch.stack([torch.randint(0, 2, (problem.dim,), generator=gen) * 2 - 1 for _ in range(lo, hi)])
+        z = z.to(problem.device, torch.float64)
+        draws[lo:hi] = (z * op.many(z)).sum(dim=1)
     estimate = float(draws.mean())
     stderr = float(draws.std(correction=1)) / math.sqrt(samples)
     half = _Z95 * stderr
@@ -414,20 +557,14 @@ def hutchinson_trace(problem: HessianProblem, *, samples: int = 100, seed: int =
                        time.perf_counter() - start)
 
 
-def _basis_columns(problem: HessianProblem) -> Callable[[int], Tensor]:
-    op = _Operator(problem)
-
-    def column(i: int) -> Tensor:
-        e = torch.zeros(problem.dim, dtype=torch.float64, device=problem.device)
-        e[i] = 1.0
-        return op(e)
-
-    return column
-
-
 def exact_trace(problem: HessianProblem) -> TraceResult:
     """``tr H = Σ_i e_iᵀ H e_i`` by probing every basis vector: P HVPs, for tiny problems."""
     start = time.perf_counter()
-    column = _basis_columns(problem)
-    total = math.fsum(float(column(i)[i]) for i in range(problem.dim))
+    op, step, diagonal = _Operator(problem), problem.products_per_call, []
+    for lo in range(0, problem.dim, step):
+        eye = torch.zeros(min(step, problem.dim - lo), problem.dim, dtype=torch.float64, device=problem.device)
+        rows = torch.arange(len(eye), device=problem.device)
+        eye[rows, lo + rows] = 1.0
+        diagonal += op.many(eye)[rows, lo + rows].tolist()
+    total = math.fsum(diagonal)
     return TraceResult(total, 0.0, (total, total), problem.dim, problem.dim, time.perf_counter() - start)

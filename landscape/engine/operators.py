@@ -17,13 +17,17 @@ and, like it, are only ever applied to a vector (never materialized):
   large models; the per-sample gradient is formed implicitly, batch by batch).
 
 The two are :class:`~landscape.engine.hessian.HessianProblem` subclasses that override only the
-product ``hvp``: Lanczos, the traces, SLQ densities and blocks run on them unchanged.
+product ``hvp`` (and what they keep between products): Lanczos, the traces, SLQ densities and blocks
+run on them unchanged. When the data are held in memory and the graphs fit the budget, both keep the
+graph of their outputs (the model's, or the per-sample losses) and, built on it, ``u ↦ Jᵀu``: ``Jv``
+is then its derivative in u along v (reverse mode twice), ``Jᵀw`` a backward through the outputs'
+graph, and no product runs the network forward again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +50,7 @@ class _ProductProblem(HessianProblem):
 
     def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
         return type(self)(self._model, self.names, self._batches, self._loss_fn,
-                          params={**self._tensors, **params})
+                          params={**self._tensors, **params}, **self._options())
 
     def _forward(self, x: Any, module: nn.Module | None = None) -> Callable[..., Any]:
         """``f(*restricted tensors) -> module(x)`` (default: the problem's model) at this point, for torch.func's transforms."""
@@ -64,6 +68,44 @@ class _ProductProblem(HessianProblem):
         if tuple(per.shape) != (batch_samples(x),):
             raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), got {tuple(per.shape)}")
         return per
+
+    def _kept_jacobian(self, output: Callable[[list[Tensor], Any, Any], Tensor]) -> _KeptJacobian | None:
+        """``output(leaves, x, y)`` of every batch with its graph, and ``Σ_b J_bᵀ u_b`` built on it with
+        ``create_graph`` in dummy cotangents ``u_b``; None over the graph budget."""
+        leaves = self._leaves()
+        outs = self._forward_within_budget(lambda x, y: output(leaves, x, y))
+        if outs is None:
+            return None
+        dummies = [torch.zeros_like(o, requires_grad=True) for o in outs]
+        jt = torch.autograd.grad(outs, leaves, grad_outputs=dummies, create_graph=True, allow_unused=True,
+                                 materialize_grads=True)
+        return _KeptJacobian(leaves, outs, dummies, jt)
+
+
+def _live_grad(outputs: Sequence[Tensor], inputs: Sequence[Tensor], cotangents: Sequence[Tensor]) -> list[Tensor]:
+    """``Σ_k ∂⟨outputs_k, cotangents_k⟩/∂inputs`` through kept graphs; an output with no graph adds zero."""
+    live = [k for k, o in enumerate(outputs) if o.requires_grad]
+    if not live:
+        return [torch.zeros_like(t) for t in inputs]
+    return list(torch.autograd.grad([outputs[k] for k in live], inputs, grad_outputs=[cotangents[k] for k in live],
+                                    retain_graph=True, allow_unused=True, materialize_grads=True))
+
+
+class _KeptJacobian(NamedTuple):
+    """The Jacobian J of per-batch outputs w.r.t. the leaves, from kept graphs only (no forward per product):
+    ``Jᵀw`` is a backward through the outputs' graphs; ``Jv`` is the derivative of the linear map
+    ``u ↦ Jᵀu`` in u along v (the "double-vjp" trick: reverse mode twice instead of forward mode)."""
+
+    leaves: list[Tensor]
+    outs: list[Tensor]
+    dummies: list[Tensor]
+    jt: tuple[Tensor, ...]
+
+    def jvp(self, v: Sequence[Tensor]) -> list[Tensor]:
+        return _live_grad(self.jt, self.dummies, v)
+
+    def vjp(self, w: Sequence[Tensor]) -> list[Tensor]:
+        return _live_grad(self.outs, self.leaves, w)
 
 
 def _accumulate(acc: list[Tensor] | None, parts: Sequence[Tensor]) -> list[Tensor]:
@@ -86,7 +128,7 @@ class GGNProblem(_ProductProblem):
     kind = "ggn"
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, **options: Any) -> None:
         self._net: nn.Module = model  # what J is of: the model, or an OutputLoss's output half
         self._output_loss: OutputLoss | None = None
         if isinstance(model, BatchLossModel):
@@ -95,7 +137,7 @@ class GGNProblem(_ProductProblem):
                                    "landscape.OutputLoss(output=..., loss=...) (or --loss causal_lm), or use operator "
                                    "'hessian' or 'fisher'")
             self._net, self._output_loss = OutputModel(model.inner, model.fn), model.fn
-        super().__init__(model, names, batches, loss_fn, params=params)
+        super().__init__(model, names, batches, loss_fn, params=params, **options)
 
     def _batch_total(self, out: Tensor, x: Any, y: Any) -> Tensor:
         """Σ over the batch's samples of the loss of ``out`` (a batch mean counts n times), over N."""
@@ -112,8 +154,15 @@ class GGNProblem(_ProductProblem):
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``G v`` accumulated over batches: JVP ``u = Jv``, ``w = H_out u`` (double backprop through
-        the loss only), VJP ``Jᵀw``. Costs about one forward with tangents, one forward and one backward."""
+        the loss only), VJP ``Jᵀw``. Costs about one forward with tangents, one forward and one backward;
+        with the kept graph (:attr:`product_path`), three backward passes through kept graphs and no forward."""
         vs = tuple(self._checked_vector(v))
+        kept = self._kept_graph()
+        if kept is not None:
+            jac: _KeptJacobian = kept[0]
+            outs: list[Tensor] = kept[1]
+            hu = _live_grad(kept[2], outs, jac.jvp(vs))  # H_out (J v), batch by batch in one call
+            return jac.vjp([t.to(o.dtype) for t, o in zip(hu, outs, strict=True)])
         primals = self._primals()
         acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
@@ -132,6 +181,24 @@ class GGNProblem(_ProductProblem):
                 acc = _accumulate(acc, vjp_fn(w.to(out.dtype)))
         return acc if acc is not None else [torch.zeros_like(t) for t in primals]
 
+    def _build_graph(self) -> tuple[_KeptJacobian, list[Tensor], list[Tensor]] | None:
+        """(J of the outputs, the outputs as detached leaves, ∂ℓ/∂output with its graph, per batch)."""
+        def output(leaves: list[Tensor], x: Any, y: Any) -> Tensor:
+            out = self._forward(x, self._net)(*leaves)
+            if not isinstance(out, Tensor):
+                raise HessianError(f"the GGN needs a tensor output; the model returned a {type(out).__name__}")
+            return out
+
+        with eval_mode(self._model), torch.enable_grad():
+            jac = self._kept_jacobian(output)
+            if jac is None:
+                return None
+            outs = [o.detach().requires_grad_(True) for o in jac.outs]
+            assert isinstance(self._batches, tuple)
+            grads = [torch.autograd.grad(self._batch_total(o, x, y), o, create_graph=True)[0]
+                     for o, (x, y) in zip(outs, self._batches, strict=True)]
+        return jac, outs, grads
+
 
 class FisherProblem(_ProductProblem):
     """The empirical Fisher ``(1/N) Σ_i g_i g_iᵀ`` (``g_i`` the per-sample loss gradients), matrix-free.
@@ -143,8 +210,8 @@ class FisherProblem(_ProductProblem):
     kind = "fisher"
 
     def __init__(self, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> None:
-        super().__init__(model, names, batches, loss_fn, params=params)
+                 loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, **options: Any) -> None:
+        super().__init__(model, names, batches, loss_fn, params=params, **options)
         if isinstance(model, BatchLossModel):
             for batch, _ in self._batches:  # one look at the first batch: is the loss per sample?
                 with torch.inference_mode():
@@ -156,8 +223,13 @@ class FisherProblem(_ProductProblem):
 
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``F v`` accumulated over batches: ``c = (g_iᵀ v)_i`` by one JVP of the per-sample losses,
-        then ``Σ_i g_i c_i / N`` by one VJP. Costs about one forward with tangents, one forward and one backward."""
+        then ``Σ_i g_i c_i / N`` by one VJP. Costs about one forward with tangents, one forward and one backward;
+        with the kept graph (:attr:`product_path`), two backward passes through kept graphs and no forward."""
         vs = tuple(self._checked_vector(v))
+        kept = self._kept_graph()
+        if kept is not None:
+            jac: _KeptJacobian = kept
+            return jac.vjp([c / self.num_samples for c in jac.jvp(vs)])
         primals = self._primals()
         acc: list[Tensor] | None = None  # the first batch's product is kept as it is: no extra copy
         with eval_mode(self._model), torch.enable_grad():
@@ -172,6 +244,11 @@ class FisherProblem(_ProductProblem):
                 acc = _accumulate(acc, vjp_fn(c / self.num_samples))
         return acc if acc is not None else [torch.zeros_like(t) for t in primals]
 
+    def _build_graph(self) -> _KeptJacobian | None:
+        """J of the per-sample losses (n_b,) of every batch."""
+        with eval_mode(self._model), torch.enable_grad():
+            return self._kept_jacobian(lambda leaves, x, y: self._per_sample(self._forward(x)(*leaves), x, y))
+
 
 _KINDS: dict[str, type[HessianProblem]] = {"hessian": HessianProblem, "ggn": GGNProblem, "fisher": FisherProblem}
 
@@ -183,9 +260,10 @@ def check_operator(name: str) -> OperatorName:
 
 
 def curvature_problem(operator: str, model: nn.Module, names: Sequence[str], batches: Iterable[tuple[Any, Any]],
-                      loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None) -> HessianProblem:
-    """The ``operator`` (hessian, ggn or fisher) of the loss as a problem for Lanczos, traces and SLQ."""
-    return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params)
+                      loss_fn: LossFn, *, params: Mapping[str, Tensor] | None = None, **options: Any) -> HessianProblem:
+    """The ``operator`` (hessian, ggn or fisher) of the loss as a problem for Lanczos, traces and SLQ
+    (``options``: ``graph_budget``, ``reduce``, ``products_per_call`` of :class:`~landscape.engine.hessian.HessianProblem`)."""
+    return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params, **options)
 
 
 def operator_of(problem: HessianProblem) -> str:
@@ -201,4 +279,4 @@ def convert(problem: HessianProblem, operator: str | None = None, names: Sequenc
     kind = _KINDS[check_operator(operator or operator_of(problem))]
     # the problem's own inputs, read here (same package) rather than re-resolved from the user's data
     return kind(problem._model, problem.names if names is None else names, problem._batches,
-                problem._loss_fn, params=problem._tensors)
+                problem._loss_fn, params=problem._tensors, **problem._options())

@@ -62,14 +62,15 @@ def hutchpp_trace(problem: HessianProblem, *, samples: int = 100, seed: int = 0)
     s = min(samples // 3, problem.dim) if samples >= 4 else 0
     probes = samples - 2 * s
     sketch = _rademacher(gen, (s, problem.dim), problem.device)
-    y = torch.stack([op(row) for row in sketch], dim=1) if s else sketch.T  # (P, s)
+    y = op.many(sketch).T if s else sketch.T  # (P, s)
     q, _ = torch.linalg.qr(y)  # (P, s) orthonormal columns
-    top = math.fsum(float(q[:, i] @ op(q[:, i])) for i in range(q.shape[1]))
+    top = math.fsum((q.T * op.many(q.T)).sum(dim=1).tolist()) if s else 0.0
     draws = torch.empty(probes, dtype=torch.float64, device=problem.device)
-    for i in range(probes):
-        z = _rademacher(gen, (problem.dim,), problem.device)
-        z = z - q @ (q.T @ z)
-        draws[i] = z @ op(z)
+    for lo in range(0, probes, problem.products_per_call):
+        hi = min(lo + problem.products_per_call, probes)  # probes drawn one by one: the same for any chunking
+        z = torch.stack([_rademacher(gen, (problem.dim,), problem.device) for _ in range(lo, hi)])
+        z = z - (z @ q) @ q.T
+        draws[lo:hi] = (z * op.many(z)).sum(dim=1)
     rest = float(draws.mean())
     stderr = float(draws.std(correction=1)) / math.sqrt(probes)
     estimate = top + rest
@@ -118,26 +119,36 @@ def gaussian_smoothing(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray,
     return out
 
 
-def _lanczos_rule(op: _Operator, problem: HessianProblem, v: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """(nodes, weights) of the m-point Gauss rule of ``vᵀ f(A) v`` for a unit ``v``, by Lanczos
-    with full reorthogonalization; stops early on an invariant subspace (the rule is then exact)."""
-    basis = torch.empty((steps, problem.dim), dtype=torch.float64, device=problem.device)
-    basis[0] = v
-    alpha: list[float] = []
-    beta: list[float] = []
-    hq_max = 0.0
+def _lanczos_rules(op: _Operator, problem: HessianProblem, starts: Tensor, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(nodes, weights) of the m-point Gauss rule of ``vᵀ f(A) v`` for each unit row v of ``starts`` (K, P),
+    by Lanczos with full reorthogonalization, the K runs advanced in lockstep (their products in one
+    call); a run stops early on an invariant subspace (its rule is then exact)."""
+    k = len(starts)
+    basis = torch.empty((k, steps, problem.dim), dtype=torch.float64, device=problem.device)
+    basis[:, 0] = starts
+    alpha: list[list[float]] = [[] for _ in range(k)]
+    beta: list[list[float]] = [[] for _ in range(k)]
+    hq_max = [0.0] * k
+    active = list(range(k))
     for j in range(steps):
-        w = op(basis[j])
-        hq_max = max(hq_max, float(w.norm()))
-        alpha.append(float(basis[j] @ w))
-        _orthogonalize_(w, basis[: j + 1])
-        b = float(w.norm())
-        if j + 1 == steps or b <= _BREAKDOWN * hq_max:
+        going = []
+        for r, w in zip(active, op.many(basis[active, j]), strict=True):
+            hq_max[r] = max(hq_max[r], float(w.norm()))
+            alpha[r].append(float(basis[r, j] @ w))
+            _orthogonalize_(w, basis[r, : j + 1])
+            b = float(w.norm())
+            if j + 1 < steps and b > _BREAKDOWN * hq_max[r]:
+                beta[r].append(b)
+                basis[r, j + 1] = w / b
+                going.append(r)
+        active = going
+        if not active:
             break
-        beta.append(b)
-        basis[j + 1] = w / b
-    theta, s = np.linalg.eigh(_tridiagonal(alpha, beta))
-    return theta, s[0, :] ** 2  # Gauss weights: squared first components of T's eigenvectors
+    rules = []
+    for r in range(k):
+        theta, s = np.linalg.eigh(_tridiagonal(alpha[r], beta[r]))
+        rules.append((theta, s[0, :] ** 2))  # Gauss weights: squared first components of T's eigenvectors
+    return rules
 
 
 def slq_density(problem: HessianProblem, *, runs: int = DENSITY_RUNS, steps: int = DENSITY_STEPS,
@@ -145,7 +156,8 @@ def slq_density(problem: HessianProblem, *, runs: int = DENSITY_RUNS, steps: int
     """The spectral density of the operator by stochastic Lanczos quadrature.
 
     ``runs`` start vectors (Rademacher, normalized), ``min(steps, P)`` Lanczos steps each with a
-    float64 basis (steps × P values on the device). Nodes of all runs, weights divided by ``runs``.
+    float64 basis (steps × P values on the device, for each of the ``problem.products_per_call`` runs
+    advanced together). Nodes of all runs, weights divided by ``runs``.
     """
     if runs < 1 or steps < 1:
         raise HessianError(f"SLQ needs runs ≥ 1 and steps ≥ 1, got runs={runs}, steps={steps}")
@@ -153,9 +165,12 @@ def slq_density(problem: HessianProblem, *, runs: int = DENSITY_RUNS, steps: int
     op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
     m = min(steps, problem.dim)
     nodes, weights, per_run = [], [], []
-    for _ in range(runs):
-        v = _rademacher(gen, (problem.dim,), problem.device)
-        theta, tau = _lanczos_rule(op, problem, v / v.norm(), m)
+    starts = [_rademacher(gen, (problem.dim,), problem.device) for _ in range(runs)]
+    rules = []
+    for lo in range(0, runs, problem.products_per_call):
+        chunk = torch.stack(starts[lo : lo + problem.products_per_call])
+        rules += _lanczos_rules(op, problem, chunk / chunk.norm(dim=1, keepdim=True), m)
+    for theta, tau in rules:
         nodes.append(theta)
         weights.append(tau / runs)
         per_run.append(problem.dim * float(tau @ theta))  # P · vᵀAv (= P · e₁ᵀ T e₁)

@@ -7,6 +7,9 @@ idle. Each rank posts its results to the store; rank 0 collects them, writes the
 and is the only process that touches it. No collective runs inside the loop, so uneven shards
 cannot deadlock. A crashed run is resumed from the file's ``done`` mask by launching the same
 command again.
+
+Curvature (``landscape hessian``) shards the data instead: :func:`sum_over_ranks` adds the ranks'
+partial products (one all-reduce per product), so every rank runs the same Krylov method.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import torch
 import torch.distributed as dist
+from torch import Tensor
 
 from landscape.errors import LandscapeError
 
@@ -189,3 +194,17 @@ def flush_on_sigterm() -> Iterator[None]:
 
 def wait_a_little() -> None:
     time.sleep(0.02)
+
+
+def sum_over_ranks(tensor: Tensor) -> Tensor:
+    """The sum of ``tensor`` over every rank of the process group, as a new tensor (each rank gets the same)."""
+    out = tensor.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def samples_per_rank(group: Group, local: int, device: torch.device) -> list[int]:
+    """How many samples each rank holds (a collective: every rank must call it; ``device``: this rank's)."""
+    counts = torch.zeros(group.world_size, dtype=torch.float64, device=device)
+    counts[group.rank] = local
+    return [round(float(c)) for c in sum_over_ranks(counts)]

@@ -397,8 +397,8 @@ def bn_mode(recorded: Any) -> str:
 
 def subject_from_experiment(exp: Any, cfg: Config, device: torch.device) -> Subject:
     """The model, data and loss of a checkpoint's experiment, with the surface job's engine."""
+    from landscape.engine.outputloss import is_batch_loss
     from landscape.workflows.surface import _data_splits, batch_loss_sums
-    from landscape.zoo.registry import is_user_spec
 
     if exp.batches is not None:
         raise ConfigError("landscape check needs (inputs, targets) data in memory; these data are streamed or come as "
@@ -407,7 +407,7 @@ def subject_from_experiment(exp: Any, cfg: Config, device: torch.device) -> Subj
     if s.metric != "loss":
         raise ConfigError(f"landscape check checks loss surfaces; --metric {s.metric} is not one")
     splits = _data_splits(exp, cfg, device)
-    user = any(is_user_spec(n) for n in s.losses)
+    user = any(is_batch_loss(n) for n in s.losses)
     metrics = None if user else exp.metrics(s.losses)
     sums, names = (batch_loss_sums(s.losses), ["loss"]) if metrics is None else (output_sums_of(metrics), list(metrics.names))
 

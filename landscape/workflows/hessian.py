@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,11 @@ from landscape.engine.directions import Directions, save_directions, target_tens
 from landscape.engine.eigratio import EigenRatioEngine, eig_ratio, split_batches
 from landscape.engine.evaluate import eval_mode
 from landscape.engine.hessian import (
+    GRAPH_BUDGET,
     EigenResult,
     HessianProblem,
     LossFn,
+    Reducer,
     TraceResult,
     exact_trace,
     lanczos,
@@ -56,6 +59,14 @@ from landscape.errors import ConfigError, HessianError, LandscapeError, ModelErr
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
 from landscape.workflows import _curvature as curvature
+from landscape.workflows._distributed import (
+    Group,
+    close_group,
+    init_group,
+    local_device,
+    samples_per_rank,
+    sum_over_ranks,
+)
 from landscape.workflows.experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import double_backward_attention, floating_dtype
@@ -120,13 +131,17 @@ class Setup:
     prefix: str = ""  # what the problem's names carry before the model's own (a batch loss wraps the model)
 
 
-def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool = True) -> Setup:
+def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool = True, group: Group | None = None) -> Setup:
     """The Hessian of the configured loss on the configured split, at the checkpoint, on ``device``.
 
     The user's streamed data (:class:`~landscape.zoo.userdata.UserStreams`) are re-read at every
     Hessian-vector product; batches of other shapes (:class:`~landscape.zoo.userdata.UserBatches`,
     dicts) are cached on the device when they fit ``surface.memory_budget``, else streamed too.
+    Under ``torchrun`` (``group`` distributed) this rank takes its shard: a contiguous slice of the
+    samples of tensor data, every ``world_size``-th batch of other data; products are summed over the ranks.
     """
+    shard = group if group is not None and group.distributed else None
+    reduce = sum_over_ranks if shard is not None else None
     loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
     model = copy.deepcopy(exp.model).to(device).eval()
     names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
@@ -144,29 +159,69 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
             raise ConfigError(f"--max-samples {cfg.surface.max_samples} cuts (inputs, targets) data; the {exp.batches.kind} "
                               f"batches of {exp.batches.name!r}: cut them in your data function")
         data = exp.batches.placed([split_name], device, cfg.surface.memory_budget, floating_dtype(exp.model))[split_name]
+        data = batch_shard(data, shard)
     elif isinstance(exp.batches, UserStreams):  # the probe is the split's first batch
         data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
+        data = batch_shard(data, shard)
     else:
-        data = split_batches(probe, cfg.surface.batch_size)
+        data = split_batches(sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
     if is_batch_loss(loss):  # a batch loss fn(model, batch) (file.py:fn, causal_lm): the Hessian of the wrapped model
-        return problem_setup(model, names, data, loss, split_name, batch_fn=load_batch_loss(loss))
+        return problem_setup(model, names, data, loss, split_name, batch_fn=load_batch_loss(loss),
+                             graph_budget=cfg.surface.memory_budget, reduce=reduce,
+                             products_per_call=cfg.hessian.products_per_call)
     assert not isinstance(exp.batches, UserBatches)  # a loss of (output, target) on them is refused when they are read
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(probe.inputs[:2]), probe.targets[:2])
-    return problem_setup(model, names, data, loss, split_name, per_sample=per_sample_loss(exp, loss))
+    return problem_setup(model, names, data, loss, split_name, per_sample=per_sample_loss(exp, loss),
+                         graph_budget=cfg.surface.memory_budget, reduce=reduce,
+                         products_per_call=cfg.hessian.products_per_call)
 
 
 def _identity(out: Tensor, _: Any) -> Tensor:
     return out
 
 
+def sample_shard(split: TensorSplit, group: Group) -> TensorSplit:
+    """Rank r of w: samples ``[r·n/w, (r+1)·n/w)`` (contiguous, sizes differing by at most one)."""
+    n = len(split)
+    lo, hi = n * group.rank // group.world_size, n * (group.rank + 1) // group.world_size
+    return TensorSplit(split.inputs[lo:hi], split.targets[lo:hi])
+
+
+def batch_shard(data: Iterable[Any], shard: Group | None) -> Iterable[Any]:
+    """Rank r of w: batches r, r + w, r + 2w, ... (all of them without a shard)."""
+    if shard is None:
+        return data
+    if isinstance(data, list):
+        return data[shard.rank :: shard.world_size]
+    if isinstance(data, Streamed):  # skip the other ranks' batches before they are moved to the device
+        return Streamed(EveryNth(data.source, shard.rank, shard.world_size), data.device, data.dtype)
+    return EveryNth(data, shard.rank, shard.world_size)
+
+
+@dataclass(frozen=True)
+class EveryNth:
+    """Batches ``start, start + step, ...`` of a re-iterable source (a rank's shard of streamed data)."""
+
+    source: Iterable[Any]
+    start: int
+    step: int
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.source), self.start, None, self.step)
+
+
 def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], loss: str, split: str, *,
-                  per_sample: LossFn | None = None, batch_fn: BatchFn | None = None) -> Setup:
+                  per_sample: LossFn | None = None, batch_fn: BatchFn | None = None, graph_budget: int = GRAPH_BUDGET,
+                  reduce: Reducer | None = None, products_per_call: int = 1) -> Setup:
     """The Hessian problem over ``names`` of ``model`` (a private copy) for both doors: ``per_sample(output,
-    target)`` over (inputs, targets) batches, or ``batch_fn(model, batch)`` over any batches (names get ``inner.``)."""
+    target)`` over (inputs, targets) batches, or ``batch_fn(model, batch)`` over any batches (names get ``inner.``).
+    ``graph_budget``: bytes the kept gradient graph may take; ``reduce``: the sum over torchrun's ranks;
+    ``products_per_call``: products per batched backward in the traces and SLQ."""
+    opts: dict[str, Any] = {"graph_budget": graph_budget, "reduce": reduce, "products_per_call": products_per_call}
     if batch_fn is None:
         assert per_sample is not None
-        return Setup(HessianProblem(model, list(names), data, per_sample), model, data, per_sample, loss, split)
+        return Setup(HessianProblem(model, list(names), data, per_sample, **opts), model, data, per_sample, loss, split)
     wrapped = BatchLossModel(model, batch_fn)
     pairs: Iterable[tuple[Any, None]] = [(b, None) for b in data] if isinstance(data, list) else Paired(data)
     for first, _ in pairs:
@@ -179,7 +234,7 @@ def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], l
             raise ModelError(f"the loss {loss!r} fails on the first {split} batch: {type(err).__name__}: "
                              f"{(str(err).splitlines() or [''])[0]}") from err
         break
-    problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, _identity)
+    problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, _identity, **opts)
     return Setup(problem, wrapped, pairs, _identity, loss, split, prefix="inner.")
 
 
@@ -209,14 +264,19 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
     # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
     budget = (2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
               + (h.density_runs * min(h.density_steps, problem.dim) if h.density else 0))
-    plain_hvp = problem.hvp
+    plain_hvp, plain_many = problem.hvp, problem.hvp_many
     with double_backward_attention(), bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
 
         def counted_hvp(v: Sequence[Tensor]) -> list[Tensor]:
             pbar.update(1)
             return plain_hvp(v)
 
-        problem.hvp = counted_hvp  # type: ignore[method-assign]
+        def counted_many(vs: Tensor) -> Tensor:  # the kept graph's batched products skip hvp
+            out = plain_many(vs)
+            pbar.update(len(vs) if problem.batched_products and len(vs) > 1 else 0)
+            return out
+
+        problem.hvp, problem.hvp_many = counted_hvp, counted_many  # type: ignore[method-assign]
         try:
             loss, grad = problem.loss_and_grad()
             top = lanczos(problem, min(h.top_k, problem.dim), which="largest", tol=h.tol, max_iter=h.max_iter,
@@ -227,7 +287,7 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
             exact = exact_trace(problem) if exact_wanted else None
             density = curvature.density_of(problem, h)
         finally:
-            problem.hvp = plain_hvp  # type: ignore[method-assign]
+            problem.hvp, problem.hvp_many = plain_hvp, plain_many  # type: ignore[method-assign]
         blocks = curvature.blocks_of(problem, h, prefix)
     return Curvature(float(loss), list(grad), top, bottom, trace, exact, density, blocks)
 
@@ -356,7 +416,7 @@ def _finite_or_none(obj: Any) -> Any:
 
 def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
                 save_directions_to: str | Path | None = None, unsafe: bool = False,
-                checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
+                checkpoint_obj: Checkpoint | None = None, group: Group | None = None) -> dict[str, Any]:
     """Eigenvalues, trace and speed of the loss Hessian at ``checkpoint``; returns the report.
 
     ``cfg`` defaults to the checkpoint's own; its ``hessian`` section sets k, tolerances,
@@ -364,25 +424,35 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     ``directions`` the parameter set. The report (JSON-ready, NaN/inf as None) is written to
     ``out`` when given; ``save_directions_to`` also writes the top two eigenvectors as a
     direction file (kind ``hessian``) for ``landscape surface --directions``.
+
+    Under ``torchrun`` every rank takes a shard of the data and the products are summed over the
+    ranks, so all run the same Lanczos, traces and SLQ; only rank 0 writes files (the other ranks'
+    reports carry their ``rank``). ``group``: a process group already joined (else joined and left here).
     """
-    with double_backward_attention():  # a transformer's HVPs: attention as plain math
-        return _run_hessian(checkpoint, cfg, out=out, save_directions_to=save_directions_to, unsafe=unsafe,
-                            checkpoint_obj=checkpoint_obj)
+    own = group is None
+    group = group or init_group(resolve_device(cfg.surface.device if cfg else "cpu").type)
+    try:
+        with double_backward_attention():  # a transformer's HVPs: attention as plain math
+            return _run_hessian(checkpoint, cfg, out=out, save_directions_to=save_directions_to, unsafe=unsafe,
+                                checkpoint_obj=checkpoint_obj, group=group)
+    finally:
+        if own:
+            close_group(group)
 
 
-def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
-                 save_directions_to: str | Path | None = None, unsafe: bool = False,
-                 checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
+def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path | None,
+                 save_directions_to: str | Path | None, unsafe: bool, checkpoint_obj: Checkpoint | None,
+                 group: Group) -> dict[str, Any]:
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     exp = experiment_with_user_data(ckpt, cfg)  # user data over surface.memory_budget are streamed
     cfg = cfg or exp.config
-    device = resolve_device(cfg.surface.device)
-    s = setup(exp, cfg, device, allow_both=False)
+    device = resolve_device(local_device(cfg.surface.device, group))
+    s = setup(exp, cfg, device, allow_both=False, group=group)
     h = cfg.hessian
     problem = convert(s.problem, h.operator) if h.operator != "hessian" else s.problem  # GGN, Fisher
     _check_hessian_settings(cfg, problem.dim)
-    c = measure(problem, h, prefix=s.prefix, vectors=save_directions_to is not None)
+    c = measure(problem, h, prefix=s.prefix, vectors=save_directions_to is not None, progress=group.is_main)
     loss, grad, top, bottom, trace, exact = c.loss, c.grad, c.top, c.bottom, c.trace, c.exact
     density, blocks = c.density, c.blocks
     runs: list[Any] = [top, bottom, *(r for r in (trace, exact, density) if r is not None), *blocks]
@@ -411,11 +481,16 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str 
         "hvps": hvps,
         "hvp_seconds": hvp_seconds,
         "hvps_per_second": hvps / hvp_seconds if hvp_seconds > 0 else None,
+        "product_path": problem.product_path,  # "kept graph" (built once) or "recomputed" (per product)
         # one loss-surface point is one forward pass over the data; one HVP is worth this many
         "forward_seconds": fwd,
         "hvp_cost_in_forward_passes": (hvp_seconds / hvps) / fwd if hvps and fwd > 0 else None,
     }
     report.update(curvature.report_extras(density, blocks, s.prefix))
+    if group.distributed:  # a collective: before rank 0 alone writes
+        report["ranks"] = {"world_size": group.world_size, "samples": samples_per_rank(group, problem.local_samples, device)}
+        if not group.is_main:
+            return {**report, "rank": group.rank}
     if save_directions_to is not None:
         dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
                                 seed=h.seed, loss=s.loss, split=s.split, operator=h.operator)
@@ -433,7 +508,8 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str 
 def run_hessian_per_split(checkpoint: str | Path, cfg: Config, *, out: str | Path | None = None,
                           save_directions_to: str | Path | None = None, unsafe: bool = False,
                           checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
-    """``surface.split = "both"``: :func:`run_hessian` on the training split, then on the test split.
+    """``surface.split = "both"``: :func:`run_hessian` on the training split, then on the test split (one
+    process group for both under ``torchrun``).
 
     The report is ``{"split": "both", "reports": {"train": ..., "test": ...}}``, each as
     :func:`run_hessian` returns it (same seed, so the two differ only by their data), written
@@ -442,9 +518,15 @@ def run_hessian_per_split(checkpoint: str | Path, cfg: Config, *, out: str | Pat
     if save_directions_to is not None:
         raise ConfigError("--save-directions writes the eigenvectors of one split: choose --split train or --split test")
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    reports = {name: run_hessian(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
-                                 unsafe=unsafe, checkpoint_obj=ckpt) for name in ("train", "test")}
+    group = init_group(resolve_device(cfg.surface.device).type)
+    try:
+        reports = {name: run_hessian(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
+                                     unsafe=unsafe, checkpoint_obj=ckpt, group=group) for name in ("train", "test")}
+    finally:
+        close_group(group)
     report: dict[str, Any] = {"split": "both", "reports": reports}
+    if not group.is_main:
+        return {**report, "rank": group.rank}
     if out is not None:
         write_json_atomic(out, report, allow_nan=False)
         report["file"] = str(out)
@@ -481,7 +563,10 @@ def format_hessian(report: Mapping[str, Any]) -> str:
              *curvature.format_extras(report)]
     rate, cost = report.get("hvps_per_second"), report.get("hvp_cost_in_forward_passes")
     lines.append(f"{report['hvps']} HVPs in {report['hvp_seconds']:.2f} s ({_num(rate)} HVPs/s on {st['device']}; "
-                 f"one HVP ≈ {_num(cost)} loss evaluations)")
+                 f"one HVP ≈ {_num(cost)} loss evaluations; {report.get('product_path') or 'n/a'})")
+    if report.get("ranks"):
+        lines.append(f"sharded over {report['ranks']['world_size']} ranks (torchrun), samples per rank: "
+                     + ", ".join(str(n) for n in report["ranks"]["samples"]))
     written = [report[k] for k in ("file", "directions_file") if report.get(k)] + list(report.get("figures", []))
     if written:
         lines.append("wrote " + " and ".join(written))
