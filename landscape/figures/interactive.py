@@ -41,12 +41,12 @@ import numpy as np
 
 from landscape.atomic import write_text_atomic
 from landscape.engine.grid import Grid
-from landscape.errors import GridError, MissingExtraError
+from landscape.errors import GridError, MissingExtraError, install_hint
 from landscape.figures import estimates, views
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
-__all__ = ["InteractiveFigure", "install_hint", "interactive_figure", "plotly_available", "require_plotly",
+__all__ = ["InteractiveFigure", "interactive_figure", "plotly_available", "require_plotly",
            "write_interactive", "write_views"]
 
 SUFFIX = "_interactive.html"
@@ -73,20 +73,12 @@ class SurfaceLike(Protocol):
 # --- the optional extra ----------------------------------------------------------------------------
 
 
-def install_hint() -> str:
-    """``pip install "<distribution>[interactive]"`` with the name this package was installed under."""
-    from importlib.metadata import packages_distributions
-
-    names = packages_distributions().get("landscape") or ["filternorm-landscape"]
-    return f'pip install "{names[0]}[interactive]"'
-
-
 def require_plotly() -> ModuleType:
     """``plotly.graph_objects``, or a :class:`MissingExtraError` naming the extra to install."""
     try:
         import plotly.graph_objects as go
     except ImportError as err:
-        raise MissingExtraError(f"interactive HTML needs plotly, which the default install leaves out: {install_hint()}") from err
+        raise MissingExtraError(f"interactive HTML needs plotly, which the default install leaves out: {install_hint('interactive')}") from err
     module: ModuleType = go
     return module
 

@@ -404,26 +404,23 @@ def _check_option_keys(name: str, factory: ModelFactory, options: Mapping[str, o
             raise ModelError(f"model {name!r} has no option {key!r}; accepted options: {known}")
 
 
-def _call_user_factory(
-    spec: str, options: Mapping[str, object], input_shape: tuple[int, ...], output_shape: tuple[int, ...]
-) -> object:
-    """Call a user factory with the shapes when its signature takes them, else with the options only."""
-    factory = load_callable(spec)
+def _parameters(factory: Callable[..., object]) -> Mapping[str, inspect.Parameter] | None:
     try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # some builtins and C callables have no signature
-        params = None
-    takes_shapes = params is not None and (
-        all(k in params for k in _SHAPE_ARGS) or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    )
+        return inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins and C callables have no signature: the call says what is wrong
+        return None
+
+
+def _call_user_factory(spec: str, factory: Callable[..., object], options: Mapping[str, object],
+                       shapes: Mapping[str, tuple[int, ...]]) -> nn.Module:
+    """``factory(**shapes, **options)`` of the user spec ``spec``; a failure, or anything but a module, is one error."""
     try:
-        if takes_shapes:
-            return factory(input_shape=input_shape, output_shape=output_shape, **options)
-        return factory(**options)
+        model = factory(**shapes, **options)
     except Exception as err:  # user code: any failure becomes one clear message
-        raise ModelError(
-            f"user model {spec!r} failed to build with options {dict(options)}: {type(err).__name__}: {err}"
-        ) from err
+        raise ModelError(f"user model {spec!r} failed to build with options {dict(options)}: {type(err).__name__}: {err}") from err
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model {spec!r} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
 
 
 def build_model(
@@ -432,17 +429,25 @@ def build_model(
     output_shape: Sequence[int],
     options: Mapping[str, object] | None = None,
 ) -> nn.Module:
-    """Build a registered model or a user spec (``file.py:fn`` / ``pkg.mod:fn``) and check its output shape."""
+    """Build a registered model or a user spec (``file.py:fn`` / ``pkg.mod:fn``) and check its output shape.
+
+    A user factory is called with the shapes when its signature takes them, else with the options only.
+    """
     in_shape, out_shape = tuple(int(s) for s in input_shape), tuple(int(s) for s in output_shape)
     opts = dict(options or {})
     if is_user_spec(name):
-        model = _call_user_factory(name, opts, in_shape, out_shape)
+        user = load_callable(name)
+        params = _parameters(user)
+        takes_shapes = params is not None and (
+            all(k in params for k in _SHAPE_ARGS) or any(p.kind is p.VAR_KEYWORD for p in params.values()))
+        shapes = {"input_shape": in_shape, "output_shape": out_shape} if takes_shapes else {}
+        model = _call_user_factory(name, user, opts, shapes)
     else:
         factory = MODELS.get(name)
         _check_option_keys(name, factory, opts)
         model = factory(in_shape, out_shape, **opts)
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
     model = plain_module(model)  # a factory returning torch.compile(net): net (the same parameters)
     check_output_shape(model, in_shape, out_shape, name=name)
     return model
@@ -459,23 +464,14 @@ def build_unshaped_model(name: str, options: Mapping[str, object] | None = None)
         raise ModelError(f"model {name!r} is built from the data's input and output shapes, which batches that are not "
                          "(inputs, targets) tuples do not give: name a factory file.py:fn that builds the model itself")
     factory = load_callable(name)
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # no signature to read: the call below says what is wrong
-        params = None
+    params = _parameters(factory)
     missing = [] if params is None else [
         k for k, p in params.items() if k in _SHAPE_ARGS and k not in opts and p.default is p.empty
         and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if missing:
         raise ModelError(f"model factory {name!r} needs {' and '.join(missing)}, which batches that are not (inputs, targets) "
                          f"tuples do not give: give {'them' if len(missing) > 1 else 'it'} a default, or values in model.options")
-    try:
-        model = factory(**opts)
-    except Exception as err:  # user code: any failure becomes one clear message
-        raise ModelError(f"user model {name!r} failed to build with options {opts}: {type(err).__name__}: {err}") from err
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
-    return plain_module(model)
+    return plain_module(_call_user_factory(name, factory, opts, {}))
 
 
 def check_output_shape(
