@@ -11,7 +11,7 @@ the plane through θ_A, θ_B and the bend) and the figures ``connect_paths`` and
 from __future__ import annotations
 
 import contextlib
-import csv
+import copy
 import dataclasses
 import json
 import tempfile
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape.atomic import write_text_atomic
 from landscape.config import Config, ConnectConfig, config_to_dict
 from landscape.engine.align import AlignmentError, align_state
 from landscape.engine.connect import (
@@ -50,6 +51,7 @@ from landscape.io.checkpoint import atomic_torch_save, fit_state_dict, load_chec
 from landscape.io.connect_file import ConnectFile, open_connect
 from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
+from landscape.io.tables import write_csv
 from landscape.version import __version__
 from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
@@ -132,16 +134,13 @@ def connect_states(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Map
                           {"landscape_version": __version__, **(attrs or {})}, bn_idx, overwrite)
         a = {k: v.detach().cpu() for k, v in state_a.items()}
         b = {k: v.detach().cpu() for k, v in state_b.items()}
-        ends = {"line": (a, b)}
+        controls = {"line": [a, b]}
         if "aligned_line" in paths:
-            ends["aligned_line"] = (a, aligned_b(model, a, b, train, cc))
+            controls["aligned_line"] = [a, aligned_b(model, a, b, train, cc)]
         losses: list[float] = []
         if "curve" in paths and not cf.bends:
             cf.bends, losses = _train_curve(model, a, b, train, metrics, cc, device, out, extra, overwrite, on_epoch)
             cf.flush()
-        controls = {"line": [a, b]}
-        if "aligned_line" in paths:
-            controls["aligned_line"] = list(ends["aligned_line"])
         if "curve" in paths:
             controls["curve"] = [a, *cf.bends, b]
         _evaluate_paths(cf, evaluator, controls, cc.curve)
@@ -274,17 +273,11 @@ def write_tables(rows: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
     if not rows:
         return []
     keys = list(rows[0])
-    csv_path, md_path = out / "connect.csv", out / "connect.md"
-    with csv_path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    fmt = [str(r["path"]) if k == "path" else f"{float(r[k]):.4g}" for r in rows for k in keys]
+    write_csv(out / "connect.csv", rows)
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for j in range(len(rows)):
-        lines.append("| " + " | ".join(fmt[j * len(keys) : (j + 1) * len(keys)]) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
-    return [csv_path, md_path]
+    lines += ["| " + " | ".join(str(r[k]) if k == "path" else f"{float(r[k]):.4g}" for k in keys) + " |" for r in rows]
+    write_text_atomic(out / "connect.md", "\n".join(lines) + "\n")
+    return [out / "connect.csv", out / "connect.md"]
 
 
 def format_result(result: ConnectResult) -> str:
@@ -314,7 +307,6 @@ def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Ten
     m = cc.plane_margin
     xs, ys = f"{-m}:{1 + m}:{cc.plane_grid}", f"{-m}:{1 + m}:{cc.plane_grid}"  # A (0, 0), B (1, 0), bend (0, 1)
     grid = Grid.parse(xs, ys)
-    origin = model
     with torch.no_grad():
         origin = _with_state(model, a)
     bn_data = TensorSplit(torch.cat(list(bn_inputs)), torch.zeros(sum(len(v) for v in bn_inputs))) if bn_inputs else None
@@ -341,8 +333,6 @@ def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Ten
 
 
 def _with_state(model: nn.Module, state: Mapping[str, Tensor]) -> nn.Module:
-    import copy
-
     m = copy.deepcopy(model)
     own = m.state_dict()
     for k, v in state.items():
