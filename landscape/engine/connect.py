@@ -35,6 +35,7 @@ from landscape.engine.losses import MetricSet
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, ModelError
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import eval_mode
 
 TensorDict = dict[str, Tensor]
 CURVES: tuple[str, ...] = ("line", "bezier", "polychain")
@@ -145,21 +146,18 @@ def recompute_bn_(model: nn.Module, batches: Sequence[Tensor]) -> None:
     bns = [m for m in model.modules() if isinstance(m, _BN)]
     if not bns:
         return
-    modes = [(m, m.training) for m in model.modules()]
     saved = [m.momentum for m in bns]
-    model.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for bn, mom in zip(bns, saved, strict=True):
-            bn.momentum = mom
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model):
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        try:
+            for x in batches:
+                model(x)
+        finally:
+            for bn, mom in zip(bns, saved, strict=True):
+                bn.momentum = mom
 
 
 def bn_batches(train: TensorSplit, batch_size: int, count: int, seed: int) -> np.ndarray:

@@ -55,7 +55,7 @@ from landscape.io.tables import write_csv
 from landscape.version import __version__
 from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.modules import plain_module
+from landscape.zoo.modules import eval_mode, plain_module
 
 EpochHook = Callable[[int, float], None]
 PATH_TITLES = {"line": "line", "aligned_line": "aligned line", "curve": "curve"}
@@ -448,11 +448,8 @@ def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataL
 def _metrics_for(model: nn.Module, train: TensorSplit, loss: str) -> MetricSet:
     """The task from the targets: integer labels → classification (classes from the output width)."""
     if train.targets.dtype == torch.long:
-        with torch.no_grad():
-            was = model.training
-            model.eval()
+        with eval_mode(model), torch.no_grad():
             width = int(model(train.inputs[:2]).shape[1])
-            model.train(was)
         return MetricSet([loss], "classification", width)
     if not train.targets.is_floating_point():
         raise DataError(f"targets of dtype {train.targets.dtype} are neither class labels (int64) nor values (float)")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.errors import ModelError
-from landscape.zoo.modules import plain_module
+from landscape.zoo.modules import eval_mode, plain_module
 from landscape.zoo.registry import Registry, is_user_spec, load_callable
 
 # factory(input_shape, output_shape, **options) -> nn.Module
@@ -487,18 +487,11 @@ def check_output_shape(
     dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
     x = torch.zeros((2, *input_shape), device=device, dtype=dtype)  # (2, *input_shape)
     want = (2, *output_shape)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x)
     except Exception as err:  # any failure of a forward pass on valid-shaped input is a shape misfit
-        raise ModelError(
-            f"model {label!r} fails on a batch of shape {tuple(x.shape)}: {type(err).__name__}: {err}"
-        ) from err
-    finally:
-        for m, training in modes:
-            m.training = training
+        raise ModelError(f"model {label!r} fails on a batch of shape {tuple(x.shape)}: {type(err).__name__}: {err}") from err
     if not isinstance(out, Tensor):
         raise ModelError(f"model {label!r} must return a tensor, got {type(out).__name__}")
     if tuple(out.shape) != want:
