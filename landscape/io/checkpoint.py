@@ -155,7 +155,7 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
             f"(weights_only=True refused it: {reason}); if you trust the file, pass --unsafe-load"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {_first_line(err)}") from err
 
 
 def _strip_wrappers(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -226,15 +226,8 @@ def _load_any(p: Path, map_location: str | torch.device, unsafe: bool) -> Checkp
     if p.suffix == ".safetensors" and p.is_file():
         return Checkpoint(p, _strip_wrappers(read_safetensors(p, str(map_location))), None, extra={"kind": "safetensors"})
     obj = _torch_load(p, map_location, unsafe)
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT and obj.get("config") is None:
-        return _recorded(p, obj)  # written by landscape.Recorder from a user's own training loop
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        config = obj["config"]
-        if not isinstance(config, Mapping):
-            raise CheckpointError(f"checkpoint {str(p)!r} has an unreadable config: a {type(config).__name__}, not a table")
-        known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
-        return Checkpoint(p, dict(obj["state_dict"]), dict(config), int(obj["epoch"]), int(obj["step"]),
-                          dict(obj.get("metrics", {})), {k: v for k, v in obj.items() if k not in known})
+        return _ours(p, obj)
     if is_lightning(obj):
         epoch, step = obj.get("epoch"), obj.get("global_step")
         return Checkpoint(p, _strip_prefix(obj["state_dict"]), None, epoch if isinstance(epoch, int) else None,
@@ -255,11 +248,16 @@ def _hf_folder(p: Path, map_location: str | torch.device, unsafe: bool) -> Check
                       extra={"kind": "huggingface", "hf_config": read_json(p / HF_CONFIG)})
 
 
-def _recorded(p: Path, obj: Mapping[str, Any]) -> Checkpoint:
-    """A checkpoint of a user's model saved by :class:`landscape.io.recorder.Recorder` (no config)."""
+def _ours(p: Path, obj: Mapping[str, Any]) -> Checkpoint:
+    """A checkpoint of ``landscape train`` (with its config), or of a user's model saved by
+    :class:`landscape.io.recorder.Recorder` from their own training loop (config None)."""
+    config = obj.get("config")
+    if config is not None and not isinstance(config, Mapping):
+        raise CheckpointError(f"checkpoint {str(p)!r} has an unreadable config: a {type(config).__name__}, not a table")
     known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
     epoch, step = obj.get("epoch"), obj.get("step")
-    return Checkpoint(p, find_state_dict(obj, p), None, None if epoch is None else int(epoch),
+    return Checkpoint(p, find_state_dict(obj, p) if config is None else dict(obj["state_dict"]),
+                      None if config is None else dict(config), None if epoch is None else int(epoch),
                       None if step is None else int(step), dict(obj.get("metrics") or {}),
                       {k: v for k, v in obj.items() if k not in known})
 
