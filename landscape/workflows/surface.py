@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from landscape.config import Config, PlotConfig, config_to_dict
-from landscape.engine.batchloss import BatchSums, batch_sums_of, samples_in
+from landscape.engine.batchloss import BatchSums, batch_sums_of
 from landscape.engine.directions import (
     Directions,
     load_directions,
@@ -68,7 +68,7 @@ from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hess
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import floating_dtype
 from landscape.zoo.registry import is_user_spec, load_callable
-from landscape.zoo.userdata import Prepared, Streamed, UserBatches, UserStreams
+from landscape.zoo.userdata import Prepared, Streamed, UserBatches, UserStreams, batch_size_of
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
     """
     if len(losses) != 1:
         raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(losses)}")
-    return batch_sums_of([("loss", load_callable(losses[0]))], samples_in)  # type: ignore[list-item]
+    return batch_sums_of([("loss", load_callable(losses[0]))], batch_size_of)  # type: ignore[list-item]
 
 
 def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str, Prepared]:
