@@ -127,11 +127,6 @@ def along(points: np.ndarray, t: float) -> np.ndarray:
     return np.vstack([points[: k + 1], head[None, :]]).astype(np.float64)
 
 
-def _moment(epochs: np.ndarray, t: float) -> float:
-    """The epoch at path parameter ``t`` (linear between checkpoints)."""
-    return float(np.interp(t, np.arange(len(epochs)), epochs))
-
-
 # --- the curves panel -------------------------------------------------------------------------------
 
 
@@ -225,7 +220,7 @@ def path_frames(x: np.ndarray, y: np.ndarray, z: np.ndarray, done: np.ndarray, c
     for f in range(frames):
         t = (n - 1) * f / (frames - 1)
         drawn = along(points, t)
-        epoch = _moment(epochs, t)
+        epoch = float(np.interp(t, np.arange(len(epochs)), epochs))  # linear between checkpoints
         if isinstance(ax, Axes3D):
             line.set_data_3d(drawn[:, 0], drawn[:, 1], drawn[:, 2])  # type: ignore[attr-defined]
             head.set_data_3d(drawn[-1:, 0], drawn[-1:, 1], drawn[-1:, 2])  # type: ignore[attr-defined]

@@ -57,10 +57,6 @@ def column(sf: SurfaceFile, criterion: str | None = None) -> str:
     return f"{prefix}_{criterion}"
 
 
-def has_accuracy(sf: SurfaceFile) -> bool:
-    return f"{_prefix(sf)}_acc" in sf.columns
-
-
 # --- the figures ----------------------------------------------------------------------------------
 
 
@@ -202,7 +198,7 @@ def make_figures(results: Sequence[LossResult], config: Config) -> dict[str, Fig
     figures = {"trajectories": trajectory_figure(results, floor), "surfaces_raw": raw_figure(results, floor),
                "surfaces_relative": relative_figure(results, floor), "slices": slices_figure(results, floor),
                "training_loss": training_loss_figure(results)}
-    if has_accuracy(results[0].surface_2d):
+    if f"{_prefix(results[0].surface_2d)}_acc" in results[0].surface_2d.columns:
         figures |= {"surfaces_accuracy": accuracy_figure(results), "slices_accuracy": slices_accuracy_figure(results),
                     "training_accuracy": training_accuracy_figure(results, config.compare.target_acc)}
     if len(results) > 1:

@@ -23,6 +23,7 @@ there, given the file's ``done`` mask.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -155,16 +156,9 @@ def _estimates(job: _Job, figure: Figure, *, centred: bool = False) -> Figure:
     return figure
 
 
-def _contour(job: _Job) -> Figure:
-    return _estimates(job, plot.contour(job.x, job.y, job.z, **job.plane()))
-
-
-def _filled(job: _Job) -> Figure:
-    return _estimates(job, plot.filled_contour(job.x, job.y, job.z, **job.plane()))
-
-
-def _heatmap(job: _Job) -> Figure:
-    return _estimates(job, plot.heatmap(job.x, job.y, job.z, **job.plane()), centred=True)
+def _from_above(draw: Callable[..., Figure], job: _Job, centred: bool = False) -> Figure:
+    """``contour``, ``filled`` and ``heatmap``: the plane seen from above, with a progressive surface's marks."""
+    return _estimates(job, draw(job.x, job.y, job.z, **job.plane()), centred=centred)
 
 
 def _surface3d(job: _Job) -> Figure:
@@ -217,9 +211,9 @@ def _panels(job: _Job) -> Figure:
 
 
 _DRAW: dict[str, Callable[[_Job], Figure]] = {
-    "contour": _contour,
-    "filled": _filled,
-    "heatmap": _heatmap,
+    "contour": functools.partial(_from_above, plot.contour),
+    "filled": functools.partial(_from_above, plot.filled_contour),
+    "heatmap": functools.partial(_from_above, plot.heatmap, centred=True),
     "surface3d": _surface3d,
     "line": _line,
     "trajectory": _trajectory,

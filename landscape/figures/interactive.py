@@ -166,10 +166,6 @@ def _columns(sf: SurfaceFile) -> list[_Column]:
     return out
 
 
-def _quantity_label(quantity: str) -> str:
-    return {"acc": "accuracy"}.get(quantity, quantity.replace("_", " "))
-
-
 # --- the figure ------------------------------------------------------------------------------------------
 
 
@@ -369,7 +365,7 @@ def _layout(fig: Any, sf: SurfaceFile, columns: list[_Column], first: _Column, s
     quantities = list(dict.fromkeys(c.quantity for c in columns))
     has_log = any("log" in c.scales for c in columns)
     menus = [_buttons("split", [(s or "-", s) for s in splits], first.split, 0.0),
-             _buttons("quantity", [(_quantity_label(q), q) for q in quantities], first.quantity, 0.16)]
+             _buttons("quantity", [({"acc": "accuracy"}.get(q, q.replace("_", " ")), q) for q in quantities], first.quantity, 0.16)]
     if has_log:
         menus.append(_buttons("scale", [("linear", "linear"), ("log10", "log")], start.partition("|")[2], 0.62))
     text = views.figure_title(sf, title) or ""

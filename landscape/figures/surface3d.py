@@ -103,10 +103,6 @@ def _height(values: FloatArray, vmax: float | None, log: bool) -> FloatArray:
         return np.where(clipped > 0, np.log10(np.where(clipped > 0, clipped, 1.0)), np.nan)
 
 
-def _z_label(metric_label: str, log: bool) -> str:
-    return f"log$_{{10}}$ {metric_label}" if log else metric_label
-
-
 def _draw_path3d(
     ax: Axes3D,
     trajectory: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
@@ -124,7 +120,7 @@ def _label3d(ax: Axes3D, style: _Style) -> None:
     preset = style.preset
     ax.set_xlabel(style.x_label, fontsize=preset.label, labelpad=-3)
     ax.set_ylabel(style.y_label, fontsize=preset.label, labelpad=-3)
-    ax.set_zlabel(_z_label(style.metric_label, style.log), fontsize=preset.label, labelpad=-3)
+    ax.set_zlabel(f"log$_{{10}}$ {style.metric_label}" if style.log else style.metric_label, fontsize=preset.label, labelpad=-3)
     ticks = 4 if preset.width < 5 else 6  # 3D tick labels crowd quickly
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_major_locator(MaxNLocator(ticks, steps=[1, 2, 2.5, 5, 10]))

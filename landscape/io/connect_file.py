@@ -88,11 +88,6 @@ def _write_bends(group: h5py.Group, bends: Sequence[Mapping[str, Tensor]]) -> No
             g.create_dataset(k, data=v.detach().cpu().numpy())
 
 
-def _read_bends(group: h5py.Group) -> list[dict[str, Tensor]]:
-    return [{k: torch.from_numpy(np.asarray(v[()])) for k, v in group[str(j)].items()}
-            for j in range(int(group.attrs["count"]))]
-
-
 def open_connect(path: Path, t: np.ndarray, paths: Sequence[str], columns: Sequence[str], settings: Mapping[str, Any],
                  attrs: Mapping[str, Any], bn_indices: np.ndarray | None, overwrite: bool = False) -> ConnectFile:
     """Resume ``path`` if it was made with the same ``settings``; create it otherwise (or with ``overwrite``)."""
@@ -129,7 +124,8 @@ def read_connect(path: str | Path) -> ConnectFile:
         t = np.asarray(f["t"][()], dtype=np.float64)
         values = {q: {c: np.asarray(f[q][c][()], dtype=np.float64) for c in columns} for q in paths}
         done = {q: np.asarray(f[q]["done"][()], dtype=bool) for q in paths}
-        bends = _read_bends(f["bends"]) if "bends" in f else []
+        bends = [{k: torch.from_numpy(np.asarray(v[()])) for k, v in f["bends"][str(j)].items()}
+                 for j in range(int(f["bends"].attrs["count"]))] if "bends" in f else []
     return ConnectFile(p, t, paths, columns, values, done, attrs, bends)
 
 

@@ -287,17 +287,12 @@ def read_surface(path: str | Path) -> SurfaceFile:
     return SurfaceFile(p, grid, columns, values, done, attrs, extra=extra)
 
 
-def splits_of_columns(columns: list[str]) -> list[str]:
-    """The splits of ``<split>_<metric>`` columns, in order of first appearance."""
-    return list(dict.fromkeys(c.split("_", 1)[0] for c in columns))
-
-
 def extra_names(columns: list[str], attrs: Mapping[str, Any]) -> list[str]:
     """The extras a progressive surface file holds, in the order :meth:`SurfaceFile.record` fills them:
     ``<column>_stderr`` per column, ``<split>_samples`` per split, ``progressive/<column>_sum`` and
     ``progressive/<column>_sumsq`` per column, ``above``; ``computed`` when refined. None for an exact file."""
     if not attrs.get("progressive"):
         return []
-    return ([f"{c}_stderr" for c in columns] + [f"{s}_samples" for s in splits_of_columns(columns)]
+    return ([f"{c}_stderr" for c in columns] + [f"{s}_samples" for s in dict.fromkeys(c.split("_", 1)[0] for c in columns)]
             + [f"progressive/{c}_{k}" for k in ("sum", "sumsq") for c in columns] + ["above"]
             + (["computed"] if attrs.get("refine") else []))

@@ -238,7 +238,7 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
             files += plot.save_figure(fig, out / "figures" / name, formats=[f for f in config.plot.formats if f != "html"],
                                       dpi=config.plot.dpi)
         files += write_compare_index(out, config, losses, rows, criterion_rows)
-        _write_stamp(out, stamp, files)
+        write_json_atomic(out / _STAMP, {"stamp": stamp, "files": [str(f.relative_to(out)) for f in files]})
     return CompareResult(out, results, rows, criterion_rows, files, work)
 
 
@@ -284,10 +284,6 @@ def _unchanged_outputs(out: Path, stamp: str) -> list[Path] | None:
         return None
     files = [out / f for f in record.get("files", [])]
     return files if record.get("stamp") == stamp and files and all(f.is_file() for f in files) else None
-
-
-def _write_stamp(out: Path, stamp: str, files: Sequence[Path]) -> None:
-    write_json_atomic(out / _STAMP, {"stamp": stamp, "files": [str(f.relative_to(out)) for f in files]})
 
 
 def _check_settings(config: Config) -> None:

@@ -75,11 +75,6 @@ class ConnectResult:
     curve_losses: list[float]  # mean training loss of each curve epoch run now (empty when resumed past them)
 
 
-def resolve_bn(cc: ConnectConfig, model: nn.Module) -> str:
-    """``connect.bn``, except that a model without BatchNorm has nothing to recompute: keep."""
-    return cc.bn if has_batchnorm(model) else "keep"
-
-
 def _check_settings(cc: ConnectConfig) -> None:
     if cc.bends < 1 and cc.curve != "line":
         raise ConfigError(f"connect.bends = {cc.bends} must be at least 1 for a {cc.curve} curve")
@@ -89,22 +84,12 @@ def _check_settings(cc: ConnectConfig) -> None:
         raise ConfigError(f"connect.plane_grid = {cc.plane_grid} must be 0 (no plane) or ≥ 2; plane_margin within 0..5")
 
 
-def path_names(cc: ConnectConfig) -> list[str]:
-    return ["line"] + (["aligned_line"] if cc.align == "weights" else []) + (["curve"] if cc.curve != "line" else [])
-
-
 def settings_of(cc: ConnectConfig, bn: str, extra: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that determines the values (the device does not)."""
     # the plane's grid only changes plane.h5 (which records it); the device changes no value
     own = {k: v for k, v in dataclasses.asdict(cc).items() if k not in ("device", "plane_grid", "plane_margin")}
     own["bn"] = bn
     plain: dict[str, Any] = json.loads(json.dumps({**own, **extra}))
-    return plain
-
-
-def training_settings(cc: ConnectConfig, extra: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("curve", "bends", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "seed")
-    plain: dict[str, Any] = json.loads(json.dumps({**{k: getattr(cc, k) for k in keys}, **extra}))
     return plain
 
 
@@ -120,9 +105,9 @@ def connect_states(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Map
     _check_settings(cc)
     device = resolve_device(cc.device)
     extra = dict(extra_settings or {})
-    bn = resolve_bn(cc, model)
+    bn = cc.bn if has_batchnorm(model) else "keep"  # a model without BatchNorm has nothing to recompute
     t = t_grid(cc.points, cc.margin)
-    paths = path_names(cc)
+    paths = ["line"] + (["aligned_line"] if cc.align == "weights" else []) + (["curve"] if cc.curve != "line" else [])
     bn_idx = bn_batches(train, cc.batch_size, cc.bn_batches, cc.seed) if bn == "recompute" else None
     out.mkdir(parents=True, exist_ok=True)
     h5 = out / "connect.h5"
@@ -178,7 +163,8 @@ def _train_curve(model: nn.Module, a: dict[str, Tensor], b: dict[str, Tensor], t
                         cc.batch_size, cc.schedule, cc.seed)
     names = [k for k, _ in model.named_parameters()]
     state_file = out / "curve_state.pt"
-    want = training_settings(cc, extra)
+    keys = ("curve", "bends", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "seed")
+    want = json.loads(json.dumps({**{k: getattr(cc, k) for k in keys}, **extra}))  # what the saved curve must match
     saved = _load_curve_state(state_file, want) if not overwrite else None
     losses: list[float] = list(saved["losses"]) if saved else []
     criterion = metrics.criteria[0]

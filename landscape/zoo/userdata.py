@@ -52,12 +52,8 @@ class Streamed:
 Prepared = TensorSplit | list[Batch] | Streamed
 
 
-def _is_tensorish(v: object) -> bool:
-    return isinstance(v, Tensor | np.ndarray)
-
-
 def _is_pair(obj: object) -> bool:
-    return isinstance(obj, tuple | list) and len(obj) == 2 and all(_is_tensorish(v) for v in obj)
+    return isinstance(obj, tuple | list) and len(obj) == 2 and all(isinstance(v, Tensor | np.ndarray) for v in obj)
 
 
 def _is_source(obj: object) -> bool:
