@@ -66,6 +66,7 @@ from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.version import __version__
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.check import check_compare
+from landscape.workflows.run import training_config as run_training_config
 from landscape.workflows.sharpness import sharpness_columns
 from landscape.workflows.surface import DirectionSource
 
@@ -134,7 +135,7 @@ def training_config(config: Config, loss: str) -> Config:
     Other sections are left at their defaults, so that changing a plotting or flatness setting
     never invalidates a finished training.
     """
-    return Config(data=config.data, model=config.model, train=dataclasses.replace(config.train, loss=loss))
+    return run_training_config(dataclasses.replace(config, train=dataclasses.replace(config.train, loss=loss)))
 
 
 def sharpness_config(config: Config, loss: str) -> Config:

@@ -74,12 +74,6 @@ def training_config(cfg: Config) -> Config:
     return Config(data=cfg.data, model=cfg.model, train=cfg.train)
 
 
-def _timed(name: str, work: Callable[[], tuple[str, str]]) -> Stage:
-    start = time.perf_counter()
-    action, detail = work()
-    return Stage(name, action, detail, time.perf_counter() - start)
-
-
 # --- train ------------------------------------------------------------------------------------------
 
 
@@ -171,7 +165,9 @@ def run_pipeline(cfg: Config, out: str | Path, *, overwrite: bool = False,
     stages: list[Stage] = []
 
     def step(name: str, work: Callable[[], tuple[str, str]]) -> None:
-        stages.append(_timed(name, work))
+        start = time.perf_counter()
+        action, detail = work()
+        stages.append(Stage(name, action, detail, time.perf_counter() - start))
         if report is not None:
             report(stages[-1])
 
