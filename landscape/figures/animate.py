@@ -39,6 +39,7 @@ from mpl_toolkits.mplot3d.axes3d import Axes3D
 from PIL import Image
 
 from landscape.atomic import atomic_path
+from landscape.engine.check import display_units
 from landscape.engine.progress import bar
 from landscape.errors import AnimationError
 from landscape.figures import plot
@@ -156,14 +157,6 @@ class _Curves:
 # --- path and surface3d ----------------------------------------------------------------------------------
 
 
-def _heights(values: np.ndarray, log: bool) -> np.ndarray:
-    """Metric → height on the 3D axes, as ``plot.surface3d`` draws it (log10 on a log scale)."""
-    if not log:
-        return values
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
-
-
 def _widen(ax: Axes, points: np.ndarray, margin: float = 0.03) -> None:
     """Widen the axes limits (never shrink them) to hold every point of the path."""
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
@@ -207,7 +200,7 @@ def path_frames(x: np.ndarray, y: np.ndarray, z: np.ndarray, done: np.ndarray, c
         del options["levels"]  # 3D: vmin/vmax set the colours; heights beyond vmax would be clipped flat
         del options["vmax"]
         figure = plot.surface3d(x, y, z, None, elev=elev, azim=azim, **options)  # type: ignore[arg-type]
-        points = np.column_stack([coords, _heights(np.asarray(heights, dtype=np.float64), scale.log)])
+        points = np.column_stack([coords, display_units(heights, scale.log)])  # heights as plot.surface3d draws them
     elif kind == "path":
         figure = plot.contour(x, y, z, **options)  # type: ignore[arg-type]
         points = np.asarray(coords, dtype=np.float64)

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from landscape.atomic import write_text_atomic
+from landscape.engine.check import display_units
 from landscape.engine.grid import Grid
 from landscape.errors import GridError, MissingExtraError, install_hint
 from landscape.figures import estimates, views
@@ -127,11 +128,6 @@ def _plain(a: np.ndarray) -> list[Any]:
         return None if v is None or math.isnan(v) else float(f"{v:.6g}")
 
     return [clean(v) for v in out]
-
-
-def _log10(a: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(a > 0, np.log10(np.where(a > 0, a, 1.0)), np.nan)
 
 
 @dataclass(frozen=True)
@@ -288,7 +284,7 @@ def _hover(sf: SurfaceFile, columns: list[_Column], x_label: str, y_label: str) 
 def _group_traces(go: ModuleType, sf: SurfaceFile, column: _Column, scale: str, path: TrajectoryPoints | None,
                   x: np.ndarray, y: np.ndarray, custom: list[Any], hover: str, label: str) -> list[tuple[Any, int]]:
     """The traces of one (column, scale): surface (col 1), heatmap and contour lines (col 2), path on the surface."""
-    z = _log10(column.z) if scale == "log" else column.z
+    z = display_units(column.z, scale == "log")
     zt = _plain(z.T)  # (ny, nx): plotly's rows are y
     xs, ys = _plain(x), _plain(y)
     traces: list[tuple[Any, int]] = [
@@ -303,7 +299,7 @@ def _group_traces(go: ModuleType, sf: SurfaceFile, column: _Column, scale: str, 
                                   line={"color": "rgba(255,255,255,0.55)", "width": 1}, hoverinfo="skip", name=label), 2))
     if path is not None:
         heights = views.path_heights(sf, column.name, path)
-        heights = _log10(heights) if scale == "log" else heights
+        heights = display_units(heights, scale == "log")
         traces.append((go.Scatter3d(x=_plain(path.coords[:, 0]), y=_plain(path.coords[:, 1]), z=_plain(heights),
                                     mode="lines+markers+text", text=views.epoch_labels(path), textposition="top center",
                                     marker={"size": 4, "color": _PATH_COLOUR}, line={"color": _PATH_COLOUR, "width": 7},
