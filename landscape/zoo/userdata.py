@@ -187,13 +187,13 @@ def prepare(data: object, device: torch.device, memory_budget: int = DEFAULT_MEM
     return out
 
 
-def first_batch(prepared: Prepared) -> Batch:
-    """A small first batch of a prepared split (for checks and shape discovery)."""
+def first_batch(prepared: Prepared | Iterable[Batch], what: str = "the data") -> Batch:
+    """A small first batch of a prepared split or a source of batches (for checks and shape discovery)."""
     if isinstance(prepared, TensorSplit):
         return (prepared.inputs[:2], prepared.targets[:2])
     for batch in prepared:
         return batch
-    raise DataError("the data hold no batches")
+    raise DataError(f"{what} hold no batches")
 
 
 # --- the CLI's user data over the memory budget -------------------------------------------------------------
@@ -349,7 +349,7 @@ def _streams(cfg: DataConfig, sources: dict[str, Iterable[Batch]], nbytes: int, 
         raise ConfigError(f"data.resize and data.classes are applied to data held in memory; {cfg.name!r} is "
                           f"{nbytes:,} bytes, over surface.memory_budget = {budget:,}: resize or select in your "
                           "loader, or raise --memory-budget")
-    first = {name: pair_of(next(iter(_nonempty(src, name))), f"{cfg.name} {name} split") for name, src in sources.items()}
+    first = {name: pair_of(first_batch(src, f"{name} data"), f"{cfg.name} {name} split") for name, src in sources.items()}
     labels = not first["train"][1].is_floating_point()
     target = "input" if cfg.target == "input" else "label" if labels else "float"
     low, high = 0, -1
@@ -380,12 +380,6 @@ def _streams(cfg: DataConfig, sources: dict[str, Iterable[Batch]], nbytes: int, 
     probe = {name: TensorSplit(*splits[name].convert(*first[name])) for name in splits}
     bundle = DataBundle(cfg.name, probe["train"], probe["test"], task, num_classes)
     return UserStreams(bundle, splits, nbytes)
-
-
-def _nonempty(source: Iterable[Batch], name: str) -> Iterable[Batch]:
-    for _ in source:
-        return source
-    raise DataError(f"{name} data hold no batches")
 
 
 @dataclass(frozen=True)
