@@ -108,11 +108,6 @@ def save_checkpoint(path: Path, model: nn.Module, config: Mapping[str, Any], *, 
     atomic_torch_save(payload, path)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _refusal_reason(text: str) -> str:
     """The line of torch's weights_only refusal that names the culprit, without its boilerplate.
 
@@ -146,7 +141,7 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
         return torch.load(path, map_location=map_location, weights_only=not unsafe)
     except pickle.UnpicklingError as err:
         if unsafe:
-            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {_first_line(err)}") from err
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {os_reason(err)}") from err
         reason = _refusal_reason(str(err)) or type(err).__name__
         if "Unsupported operand" in reason:  # a byte that is no pickle opcode: damaged data, not code
             raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {reason}") from err
@@ -155,7 +150,7 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
             f"(weights_only=True refused it: {reason}); if you trust the file, pass --unsafe-load"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {_first_line(err)}") from err
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {os_reason(err)}") from err
 
 
 def _strip_wrappers(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
