@@ -104,8 +104,9 @@ def _figure_section(root: Path, figures: _Figures) -> str:
     elif plotly_available():
         parts.append('<p class="note">None were written.</p>')
     else:
-        parts.append(f'<p class="note">Not written: plotly is not installed (<code>{html.escape(install_hint("interactive"))}</code>, '
-                     "then run the same command again).</p>")
+        hint = html.escape(install_hint("interactive"))
+        parts.append(f'<p class="note">Not written: plotly is not installed (<code>{hint}</code>, then run the same '
+                     "command again).</p>")
     parts.append("<h2>Figures</h2>")
     cards = []
     for stem, files in figures.groups.items():

@@ -79,7 +79,8 @@ def require_plotly() -> ModuleType:
     try:
         import plotly.graph_objects as go
     except ImportError as err:
-        raise MissingExtraError(f"interactive HTML needs plotly, which the default install leaves out: {install_hint('interactive')}") from err
+        raise MissingExtraError("interactive HTML needs plotly, which the default install leaves out: "
+                                f"{install_hint('interactive')}") from err
     module: ModuleType = go
     return module
 
@@ -361,7 +362,8 @@ def _layout(fig: Any, sf: SurfaceFile, columns: list[_Column], first: _Column, s
     quantities = list(dict.fromkeys(c.quantity for c in columns))
     has_log = any("log" in c.scales for c in columns)
     menus = [_buttons("split", [(s or "-", s) for s in splits], first.split, 0.0),
-             _buttons("quantity", [({"acc": "accuracy"}.get(q, q.replace("_", " ")), q) for q in quantities], first.quantity, 0.16)]
+             _buttons("quantity", [({"acc": "accuracy"}.get(q, q.replace("_", " ")), q) for q in quantities],
+                      first.quantity, 0.16)]
     if has_log:
         menus.append(_buttons("scale", [("linear", "linear"), ("log10", "log")], start.partition("|")[2], 0.62))
     text = views.figure_title(sf, title) or ""

@@ -120,7 +120,8 @@ def _label3d(ax: Axes3D, style: _Style) -> None:
     preset = style.preset
     ax.set_xlabel(style.x_label, fontsize=preset.label, labelpad=-3)
     ax.set_ylabel(style.y_label, fontsize=preset.label, labelpad=-3)
-    ax.set_zlabel(f"log$_{{10}}$ {style.metric_label}" if style.log else style.metric_label, fontsize=preset.label, labelpad=-3)
+    z_label = f"log$_{{10}}$ {style.metric_label}" if style.log else style.metric_label
+    ax.set_zlabel(z_label, fontsize=preset.label, labelpad=-3)
     ticks = 4 if preset.width < 5 else 6  # 3D tick labels crowd quickly
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_major_locator(MaxNLocator(ticks, steps=[1, 2, 2.5, 5, 10]))

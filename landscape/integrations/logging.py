@@ -143,7 +143,7 @@ def _to_files(logger: Any, images: Mapping[str, tuple[Image, Path | None]], tag:
 
 def _writer_for(logger: Any) -> tuple[Callable[[Any, Mapping[str, tuple[Image, Path | None]], str, int], None], Any]:
     lightning = _is_lightning_logger(logger)
-    for target in (logger, logger.experiment) if lightning else (logger,):  # a Lightning logger's experiment, if it is one
+    for target in (logger, logger.experiment) if lightning else (logger,):  # or a Lightning logger's experiment
         if _is_summary_writer(target):
             return _to_tensorboard, target
         if _is_wandb_run(target):

@@ -150,7 +150,8 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
             f"(weights_only=True refused it: {reason}); if you trust the file, pass --unsafe-load"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {os_reason(err)}") from err
+        reason = os_reason(err)
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {reason}") from err
 
 
 def _strip_wrappers(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:

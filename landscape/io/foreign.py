@@ -41,7 +41,8 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, Tensor]:
     try:
         return dict(load_file(str(path), device=device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a safetensors file: {os_reason(err)}") from err
+        reason = os_reason(err)
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a safetensors file: {reason}") from err
 
 
 def is_hf_folder(path: Path) -> bool:

@@ -293,6 +293,7 @@ def extra_names(columns: list[str], attrs: Mapping[str, Any]) -> list[str]:
     ``progressive/<column>_sumsq`` per column, ``above``; ``computed`` when refined. None for an exact file."""
     if not attrs.get("progressive"):
         return []
-    return ([f"{c}_stderr" for c in columns] + [f"{s}_samples" for s in dict.fromkeys(c.split("_", 1)[0] for c in columns)]
+    splits = dict.fromkeys(c.split("_", 1)[0] for c in columns)  # in order of first appearance
+    return ([f"{c}_stderr" for c in columns] + [f"{s}_samples" for s in splits]
             + [f"progressive/{c}_{k}" for k in ("sum", "sumsq") for c in columns] + ["above"]
             + (["computed"] if attrs.get("refine") else []))

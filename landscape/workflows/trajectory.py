@@ -182,7 +182,8 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     }
     epochs, steps, losses = zip(*records, strict=True)
     return Trajectory(coords=coords, epochs=np.asarray(epochs, dtype=np.int64), steps=np.asarray(steps, dtype=np.int64),
-                      losses=np.asarray(losses, dtype=np.float64), names=tuple(str(p.path if isinstance(p, Checkpoint) else p) for p in paths),
+                      losses=np.asarray(losses, dtype=np.float64),
+                      names=tuple(str(p.path if isinstance(p, Checkpoint) else p) for p in paths),
                       explained_variance=np.asarray(ratios[:2], dtype=np.float64), meta=meta,
                       directions=Directions(d1, d2, meta), spectrum=ratios, fingerprint=fp)
 

@@ -417,7 +417,8 @@ def _call_user_factory(spec: str, factory: Callable[..., object], options: Mappi
     try:
         model = factory(**shapes, **options)
     except Exception as err:  # user code: any failure becomes one clear message
-        raise ModelError(f"user model {spec!r} failed to build with options {dict(options)}: {type(err).__name__}: {err}") from err
+        raise ModelError(f"user model {spec!r} failed to build with options {dict(options)}: "
+                         f"{type(err).__name__}: {err}") from err
     if not isinstance(model, nn.Module):
         raise ModelError(f"model {spec!r} must be a torch.nn.Module, got {type(model).__name__}")
     return model
@@ -491,7 +492,8 @@ def check_output_shape(
         with eval_mode(model), torch.no_grad():
             out = model(x)
     except Exception as err:  # any failure of a forward pass on valid-shaped input is a shape misfit
-        raise ModelError(f"model {label!r} fails on a batch of shape {tuple(x.shape)}: {type(err).__name__}: {err}") from err
+        raise ModelError(f"model {label!r} fails on a batch of shape {tuple(x.shape)}: "
+                         f"{type(err).__name__}: {err}") from err
     if not isinstance(out, Tensor):
         raise ModelError(f"model {label!r} must return a tensor, got {type(out).__name__}")
     if tuple(out.shape) != want:

@@ -349,7 +349,8 @@ def _streams(cfg: DataConfig, sources: dict[str, Iterable[Batch]], nbytes: int, 
         raise ConfigError(f"data.resize and data.classes are applied to data held in memory; {cfg.name!r} is "
                           f"{nbytes:,} bytes, over surface.memory_budget = {budget:,}: resize or select in your "
                           "loader, or raise --memory-budget")
-    first = {name: pair_of(first_batch(src, f"{name} data"), f"{cfg.name} {name} split") for name, src in sources.items()}
+    first = {name: pair_of(first_batch(src, f"{name} data"), f"{cfg.name} {name} split")
+             for name, src in sources.items()}
     labels = not first["train"][1].is_floating_point()
     target = "input" if cfg.target == "input" else "label" if labels else "float"
     low, high = 0, -1
