@@ -24,6 +24,7 @@ import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -241,13 +242,17 @@ def _lr_at(cfg: CurveTraining, epoch: int, step: int, steps: int) -> float:
     return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(cfg: CurveTraining, params: list[Tensor]) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Any, params: Sequence[Tensor]) -> torch.optim.Optimizer:
+    """SGD, Adam or AdamW from ``cfg``'s ``optimizer``, ``lr``, ``momentum``, ``weight_decay`` and, SGD only,
+    ``nesterov`` (when it has one): a :class:`CurveTraining`, or the config's ``[train]`` section."""
+    nesterov = bool(getattr(cfg, "nesterov", False))
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov, weight_decay=cfg.weight_decay)
+    if nesterov:
+        raise ConfigError(f"train.nesterov applies to sgd only, not {cfg.optimizer!r}")
+    if cfg.optimizer in ("adam", "adamw"):
+        adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        return adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam or adamw")
 
 
