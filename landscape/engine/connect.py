@@ -235,13 +235,6 @@ def curve_loss(model: nn.Module, kind: str, t: float, points: Sequence[Mapping[s
     return criterion(out, y)
 
 
-def _lr_at(cfg: CurveTraining, epoch: int, step: int, steps: int) -> float:
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (epoch * steps + step) / max(1, cfg.epochs * steps)
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
-
-
 def make_optimizer(cfg: Any, params: Sequence[Tensor]) -> torch.optim.Optimizer:
     """SGD, Adam or AdamW from ``cfg``'s ``optimizer``, ``lr``, ``momentum``, ``weight_decay`` and, SGD only,
     ``nesterov`` (when it has one): a :class:`CurveTraining`, or the config's ``[train]`` section."""
@@ -293,8 +286,10 @@ def train_curve(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Tenso
             total = 0.0
             for step in range(steps):
                 idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                progress = (epoch * steps + step) / max(1, cfg.epochs * steps)  # of the whole training
+                lr = cfg.lr if cfg.schedule == "constant" else 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(cfg, epoch, step, steps)
+                    group["lr"] = lr
                 loss = curve_loss(work, cfg.kind, ts[step], [a_dev, *live, b_dev], buffers,
                                   data.inputs[idx], data.targets[idx], criterion)
                 opt.zero_grad(set_to_none=True)

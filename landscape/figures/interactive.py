@@ -109,13 +109,6 @@ def _as_surface_file(surface: str | Path | SurfaceFile | SurfaceLike) -> Surface
                        {k: np.asarray(v, dtype=np.float64) for k, v in surface.values.items()}, done, attrs, extra=extra)
 
 
-def _as_path(sf: SurfaceFile, trajectory: str | Path | TrajectoryPoints | None) -> TrajectoryPoints | None:
-    if trajectory is None or isinstance(trajectory, TrajectoryPoints):
-        return trajectory
-    views.check_same_plane(sf, Path(trajectory))
-    return load_trajectory(trajectory)
-
-
 # --- arrays → JSON-ready lists -------------------------------------------------------------------------
 
 
@@ -216,7 +209,10 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     if sf.grid.y is None:
         raise GridError(f"an interactive view needs a 2D surface, and {str(sf.path)!r} is 1D")
     first = views.resolve_metric(sf.columns, metric, repr(str(sf.path)))
-    path = _as_path(sf, trajectory)
+    if trajectory is not None and not isinstance(trajectory, TrajectoryPoints):
+        views.check_same_plane(sf, Path(trajectory))
+        trajectory = load_trajectory(trajectory)
+    path = trajectory
     columns = _columns(sf)
     if log is None:
         log = views.spans_decades(sf.values[first][sf.done]) and not first.endswith(("_acc", "_eig_ratio"))

@@ -363,7 +363,9 @@ def panels(
     fields = {name: _field(x, y, z, (dones or {}).get(name), style.log) for name, z in zs.items()}
     columns = min(len(fields), _PANEL_COLUMNS)
     # Many narrow panels read like single-column figures: use that preset's fonts.
-    preset = style.preset if columns < 3 else _panel_fonts(style.preset)
+    single = _PRESETS["single"]
+    preset = style.preset if columns < 3 else replace(style.preset, label=single.label, tick=single.tick,
+                                                      title=single.title, max_point_labels=single.max_point_labels)
     style = replace(style, preset=preset)
     fig, axes = _panel_grid(preset, len(fields), shared)
     clabel = preset.width / columns >= _MIN_CLABEL_WIDTH
@@ -390,13 +392,6 @@ def panels(
     if style.title:
         fig.suptitle(style.title, fontsize=preset.title)
     return fig
-
-
-def _panel_fonts(preset: _Preset) -> _Preset:
-    single = _PRESETS["single"]
-    return replace(
-        preset, label=single.label, tick=single.tick, title=single.title, max_point_labels=single.max_point_labels
-    )
 
 
 def _panel_grid(preset: _Preset, count: int, shared: bool) -> tuple[Figure, list[Axes]]:

@@ -396,14 +396,6 @@ def model_options(factory: ModelFactory) -> dict[str, object]:
     return {p.name: p.default for p in params if p.name not in _SHAPE_ARGS and p.kind is not p.VAR_KEYWORD}
 
 
-def _check_option_keys(name: str, factory: ModelFactory, options: Mapping[str, object]) -> None:
-    accepted = model_options(factory)
-    for key in options:
-        if key not in accepted:
-            known = ", ".join(sorted(accepted)) or "none"
-            raise ModelError(f"model {name!r} has no option {key!r}; accepted options: {known}")
-
-
 def _parameters(factory: Callable[..., object]) -> Mapping[str, inspect.Parameter] | None:
     try:
         return inspect.signature(factory).parameters
@@ -445,7 +437,11 @@ def build_model(
         model = _call_user_factory(name, user, opts, shapes)
     else:
         factory = MODELS.get(name)
-        _check_option_keys(name, factory, opts)
+        accepted = model_options(factory)
+        unknown = [key for key in opts if key not in accepted]
+        if unknown:
+            known = ", ".join(sorted(accepted)) or "none"
+            raise ModelError(f"model {name!r} has no option {unknown[0]!r}; accepted options: {known}")
         model = factory(in_shape, out_shape, **opts)
         if not isinstance(model, nn.Module):
             raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
