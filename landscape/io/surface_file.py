@@ -174,13 +174,6 @@ def make_progressive(sf: SurfaceFile, samples_total: Mapping[str, int], refine: 
         sf.extra[name] = array
 
 
-def _json_attr(f: h5py.File, key: str) -> Any:
-    raw = f.attrs.get(key)
-    if raw is None:
-        raise SurfaceFileError(f"{f.filename!r} lacks the {key!r} attribute: not a landscape surface file")
-    return json.loads(raw)
-
-
 def plain_attr(value: Any) -> Any:
     """An HDF5 attribute as a plain Python value: bytes decoded, NumPy scalars as Python numbers."""
     if isinstance(value, bytes):
@@ -267,7 +260,9 @@ def read_surface(path: str | Path) -> SurfaceFile:
     """Read a surface file's coordinates, metric arrays, ``done`` mask and attributes."""
     p = Path(path)
     with open_ours(p, FORMAT, "surface") as (f, attrs):
-        columns = _json_attr(f, "metrics")
+        if f.attrs.get("metrics") is None:
+            raise SurfaceFileError(f"{f.filename!r} lacks the 'metrics' attribute: not a landscape surface file")
+        columns = json.loads(f.attrs["metrics"])
         if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
             raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'metrics' attribute is not a list of names")
         grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)

@@ -56,12 +56,6 @@ def _is_pair(obj: object) -> bool:
     return isinstance(obj, tuple | list) and len(obj) == 2 and all(isinstance(v, Tensor | np.ndarray) for v in obj)
 
 
-def _is_source(obj: object) -> bool:
-    """One split's data (not a (train, test) pair of them)."""
-    return _is_pair(obj) or isinstance(obj, Dataset | DataLoader) or (
-        isinstance(obj, Iterable) and not isinstance(obj, str | bytes | Mapping | Tensor))
-
-
 def splits_of(data: object) -> dict[str, object]:
     """Name the splits of ``data``: ``{"train": ...}`` or ``{"train": ..., "test": ...}``."""
     if isinstance(data, Mapping) and data and set(data) <= {"train", "test"}:
@@ -69,7 +63,8 @@ def splits_of(data: object) -> dict[str, object]:
     if isinstance(data, tuple) and len(data) == 2 and not _is_pair(data) and all(
             _is_pair(d) or isinstance(d, Dataset | DataLoader) for d in data):
         return {"train": data[0], "test": data[1]}
-    if _is_source(data):
+    if _is_pair(data) or isinstance(data, Dataset | DataLoader) or (  # one split's data
+            isinstance(data, Iterable) and not isinstance(data, str | bytes | Mapping | Tensor)):
         return {"train": data}
     raise DataError(f"data must be an (inputs, targets) pair, a (train, test) pair of them, a Dataset, a DataLoader "
                     f"or an iterable of batches; got {type(data).__name__}")
@@ -272,11 +267,6 @@ def _estimate(batches: Iterable[Batch]) -> int | None:
     return 0
 
 
-def is_tuple_batch(batch: Batch) -> bool:
-    """An (inputs, targets, ...) tuple or list batch (what :func:`pair_of` reads)."""
-    return isinstance(batch, tuple | list) and len(batch) >= 2 and not isinstance(batch, str | bytes)
-
-
 @dataclass(frozen=True)
 class UserBatches:
     """User data whose batches are not (inputs, targets) tuples (dicts, single tensors, ...).
@@ -327,7 +317,7 @@ def user_data(cfg: DataConfig, memory_budget: int) -> DataBundle | UserStreams |
         return load_data(cfg, result)  # tensors are in memory already (or load_data says what is wrong)
     sources = {name: _batches(r, f"{cfg.name} {name} split") for name, r in zip(("train", "test"), result, strict=True)}
     first = next(iter(sources["train"]), None)
-    if first is not None and not is_tuple_batch(first):
+    if first is not None and not (isinstance(first, tuple | list) and len(first) >= 2):  # not what pair_of reads
         return _batch_data(cfg, sources, type(first).__name__)
     total = 0
     for source in sources.values():
