@@ -43,6 +43,7 @@ from landscape.engine.check import display_units
 from landscape.engine.progress import bar
 from landscape.errors import AnimationError
 from landscape.figures import plot
+from landscape.figures.planar import _include
 
 __all__ = [
     "CURSOR_GID",
@@ -157,15 +158,6 @@ class _Curves:
 # --- path and surface3d ----------------------------------------------------------------------------------
 
 
-def _widen(ax: Axes, points: np.ndarray, margin: float = 0.03) -> None:
-    """Widen the axes limits (never shrink them) to hold every point of the path."""
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    pad = margin * np.array([x1 - x0, y1 - y0])
-    ax.set_xlim(min(x0, lo[0] - pad[0]), max(x1, hi[0] + pad[0]))
-    ax.set_ylim(min(y0, lo[1] - pad[1]), max(y1, hi[1] + pad[1]))
-
-
 @dataclass(frozen=True)
 class PlaneStyle:
     """What the surface panels show: labels, colour scale and size."""
@@ -237,7 +229,7 @@ def _moving_artists(ax: Axes, points: np.ndarray) -> tuple[Line2D, Line2D]:
     ax.plot(points[:1, 0], points[:1, 1], ls="none", marker="o", ms=5, mfc="white", mec="k", zorder=4)
     line = ax.plot([], [], color=_PATH_COLOUR, lw=1.2, marker="o", ms=2.0, zorder=3, gid=PATH_GID)[0]
     head = ax.plot([], [], ls="none", marker="o", ms=6, mfc=_PATH_COLOUR, mec="k", zorder=5, gid=HEAD_GID)[0]
-    _widen(ax, points[:, :2])
+    _include(ax, points[:, :2])  # the path may leave the plane's range: widen the limits to hold it
     return line, head
 
 
