@@ -111,18 +111,16 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
 
 
 def axis_label(dirs: Directions, which: str) -> str:
-    kind = dirs.meta.get("kind", "random")
+    kind, (greek, i) = dirs.meta.get("kind", "random"), (("α", 0) if which == "x" else ("β", 1))
     if kind == "pca":
-        ev = dirs.meta.get("explained_variance", [float("nan")] * 2)
-        i = 0 if which == "x" else 1
-        center = dirs.meta.get("center")
+        ev, center = dirs.meta.get("explained_variance", [float("nan")] * 2), dirs.meta.get("center")
         return pca_axis_label(i, float(ev[i]), None if center is None else bool(center))
     if kind == "target":
-        return "α (0 = A, 1 = B)" if which == "x" else "β (0 = A, 1 = C)"
+        return f"{greek} (0 = A, 1 = {('B', 'C')[i]})"
     if kind == "hessian":
-        return f"{'α' if which == 'x' else 'β'} (Hessian eigenvector {1 if which == 'x' else 2})"
+        return f"{greek} (Hessian eigenvector {i + 1})"
     norm = dirs.meta.get("norm", "filter")
-    return f"{'α' if which == 'x' else 'β'} ({norm}-normalized)" if norm not in ("none", "as-saved") else ("α" if which == "x" else "β")
+    return greek if norm in ("none", "as-saved") else f"{greek} ({norm}-normalized)"
 
 
 def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
