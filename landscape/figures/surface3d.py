@@ -23,7 +23,6 @@ from landscape.figures._style import (
     _limits,
     _note,
     _Style,
-    _style,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ def surface3d(
     given as values, only sets the colour range. ``ax``: draw into this 3D axes
     (``fig.add_subplot(projection="3d")``) instead of a new figure.
     """
-    style = _style(**options)
+    style = _Style(**options)
     preset, vmin, vmax, log = style.preset, style.vmin, style.vmax, style.log
     field = _field(x, y, z, done, log)
     lo, hi = _limits([field], style)
