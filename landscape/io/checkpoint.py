@@ -20,6 +20,7 @@ import hashlib
 import pickle
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -291,12 +292,8 @@ def _complete(state: Mapping[str, Tensor], own: Mapping[str, Tensor], tied: Mapp
 
 def _prefixes(state: Mapping[str, Tensor], enough: int) -> list[str]:
     """Leading name components (``model.``, ``model.net.``, ...) under which ``enough`` tensors or more lie."""
-    counts: dict[str, int] = {}
-    for k in state:
-        parts = k.split(".")
-        for i in range(1, min(len(parts), 4)):
-            head = ".".join(parts[:i]) + "."
-            counts[head] = counts.get(head, 0) + 1
+    counts = Counter(".".join(parts[:i]) + "." for parts in (k.split(".") for k in state)
+                     for i in range(1, min(len(parts), 4)))
     return sorted((p for p, n in counts.items() if n >= enough), key=lambda p: (p.count("."), p))
 
 

@@ -190,10 +190,7 @@ def load_mnist_like(root: Path, name: Literal["mnist", "fashion-mnist"], downloa
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
     """``folder/stem`` if present, else ``folder/stem.gz`` if present, else None."""
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((c for c in (folder / stem, folder / f"{stem}.gz") if c.is_file()), None)
 
 
 def _mnist_split(folder: Path, images_stem: str, labels_stem: str) -> Split:
