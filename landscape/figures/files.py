@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -99,10 +99,7 @@ def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict
     two_d = None if dims == 2 else f"needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)"
     found = views.criteria(sf, views.split_of(metric))
     return {
-        "contour": two_d,
-        "filled": two_d,
-        "heatmap": two_d,
-        "surface3d": two_d,
+        **dict.fromkeys(("contour", "filled", "heatmap", "surface3d"), two_d),
         "line": None if dims == 1 else f"needs a 1D surface, and {str(sf.path)!r} is 2D",
         "trajectory": two_d or (None if has_trajectory else "needs a trajectory file (--trajectory FILE.h5)"),
         "panels": two_d or (None if len(found) > 1 else
@@ -323,19 +320,23 @@ def plot_surface_file(
     return written
 
 
+def loss_curves(run_json: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train and test loss against epoch from a run manifest (``run.json``; epoch checkpoints only), by legend label."""
+    epochs = [c for c in run_json.get("checkpoints", []) if c.get("kind") == "epoch"]
+    if not epochs:
+        raise GridError("the run lists no epoch checkpoints to draw")
+    x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
+    return {views.legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs], dtype=np.float64))
+            for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
+
+
 def plot_training_curves(run_json: dict[str, Any], out_stem: Path, options: PlotConfig = PlotConfig(), *,
                          title: str | None = None) -> list[Path]:
     """Loss against epoch for both splits, from a run manifest (``run.json``); returns the files.
 
     Of ``options`` (the ``[plot]`` section), ``formats``, ``width`` and ``dpi`` apply.
     """
-    epochs = [c for c in run_json.get("checkpoints", []) if c.get("kind") == "epoch"]
-    if not epochs:
-        raise GridError("the run lists no epoch checkpoints to draw")
-    x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
-    curves = {views.legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
-              for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
-    figure = plot.training_curves(curves, width=options.width, title=title, log=True)
+    figure = plot.training_curves(loss_curves(run_json), width=options.width, title=title, log=True)
     return plot.save_figure(figure, out_stem, options.formats, options.dpi)
 
 
