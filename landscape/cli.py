@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_surface(args: argparse.Namespace) -> int:
     from landscape.workflows.surface import format_summary, run_surface
 
-    ckpt, cfg, source = _surface_request(args, args.directions, two_d=False)
+    ckpt, cfg, source = _surface_request(args, args.directions)
     result = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=bool(args.overwrite),
                          unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt, preview=args.preview,
                          **({"max_points": args.max_points} if args.max_points is not None else {}))
@@ -136,9 +136,9 @@ def cmd_surface(args: argparse.Namespace) -> int:
     return 0
 
 
-def _surface_request(args: argparse.Namespace, plane: Path | None, two_d: bool) -> tuple[Any, Config, Any]:
+def _surface_request(args: argparse.Namespace, plane: Path | None) -> tuple[Any, Config, Any]:
     """The checkpoint, config and direction source of ``surface`` and ``check``. Without ``--x`` a trajectory
-    file's ``plane`` gets the grid that holds its path (2D when ``two_d``, ``--y`` or the config says so)."""
+    file's ``plane`` gets the (2D) grid that holds its path."""
     from landscape.io.checkpoint import load_checkpoint
     from landscape.workflows.surface import DirectionSource
 
@@ -147,8 +147,7 @@ def _surface_request(args: argparse.Namespace, plane: Path | None, two_d: bool) 
     if plane is not None and args.x is None:
         from landscape.workflows.trajectory import default_grid_overrides
 
-        two_d = two_d or args.y is not None or cfg.surface.y != ""
-        cfg = layered_config(config_to_dict(cfg), None, default_grid_overrides(plane, two_d=two_d))
+        cfg = layered_config(config_to_dict(cfg), None, default_grid_overrides(plane))
     return ckpt, cfg, DirectionSource(args.directions, args.target, args.target2, hessian=bool(args.hessian_directions))
 
 
@@ -395,8 +394,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.target2 is not None and args.target is None:
         raise ConfigError("--target2 needs --target")
-    ckpt, cfg, source = _surface_request(args, args.directions or (args.trajectory if args.surface is None else None),
-                                         two_d=True)
+    ckpt, cfg, source = _surface_request(args, args.directions or (args.trajectory if args.surface is None else None))
     result = run_check(args.checkpoint, args.out, cfg, surface=args.surface, trajectory=args.trajectory, source=source,
                        unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt,
                        **({"max_points": args.max_points} if args.max_points is not None else {}))

@@ -326,7 +326,7 @@ def pca_page(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> t
     cfg = checkpoint_config(load_checkpoint(tiny_run.final))
     assert cfg is not None
     cfg = Config(data=cfg.data, model=cfg.model, train=cfg.train, surface=SurfaceConfig(max_samples=200, split="both"))
-    grid = default_grid_overrides(trajectory, True, num=13)
+    grid = default_grid_overrides(trajectory, num=13)
     grid = [g.replace(':13"', ':15"') if g.startswith("surface.x") else g for g in grid]  # non-square: 15 × 13
     cfg = config_from_dict(apply_overrides(config_to_dict(cfg), grid))
     surface = folder / "pca.h5"

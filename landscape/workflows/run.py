@@ -108,7 +108,7 @@ def _with_grid(cfg: Config, **surface: Any) -> Config:
 def surface_jobs(cfg: Config, out: Path) -> list[SurfaceJob]:
     """The three surfaces of the job; the PCA grid covers the projected path (needs the trajectory)."""
     r = cfg.run
-    pca_grid = default_grid_overrides(out / TRAJECTORY, True, num=r.pca_grid, margin=r.pca_margin)
+    pca_grid = default_grid_overrides(out / TRAJECTORY, num=r.pca_grid, margin=r.pca_margin)
     pca = config_from_dict(apply_overrides(config_to_dict(cfg), pca_grid))
     return [
         SurfaceJob("random_2d", _with_grid(cfg, x=r.random_x, y=r.random_y), DirectionSource(), False),

@@ -238,12 +238,12 @@ def path_axis(values: np.ndarray, num: int = 31, margin: float = 0.3) -> str:
     return f"{float(start)!r}:{float(stop)!r}:{num}"
 
 
-def default_grid_overrides(path: Path, two_d: bool, num: int = PCA_GRID, margin: float = 0.3) -> list[str]:
+def default_grid_overrides(path: Path, num: int = PCA_GRID, margin: float = 0.3) -> list[str]:
     """Config overrides for ``landscape surface --directions FILE`` without ``--x``.
 
     For a trajectory file: ``surface.x`` and ``surface.y`` covering the projected path and the
-    origin with ``margin`` on each side, ``num`` points per axis. A PCA plane is 2D, so ``y`` is
-    always set whatever ``two_d`` says. Any other direction file keeps the default grid ([]).
+    origin with ``margin`` on each side, ``num`` points per axis (a PCA plane is 2D: ``y`` is always
+    set, whatever the config's ``surface.y``). Any other direction file keeps the default grid ([]).
     """
     coords = stored_coords(Path(path))
     if coords is None or coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
