@@ -226,23 +226,21 @@ def _field(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, done: npt.Array
     return _Field(xs, ys, zt, missing.T, _note_text(computed, diverged, hidden))
 
 
+def _boxed(ax: Axes, xy: tuple[float, float], text: str, *, xy3d: tuple[float, float] | None = None, edge: str = "0.6",
+           **style: Any) -> None:
+    """Small boxed text at ``xy`` in axes coordinates; at ``xy3d`` on a 3D axes (its lower left holds the x label)."""
+    box = {"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 0.4, "alpha": 0.85}
+    if isinstance(ax, Axes3D):
+        ax.text2D(*(xy3d or xy), text, transform=ax.transAxes, bbox=box, **style)
+    else:
+        ax.text(*xy, text, transform=ax.transAxes, bbox=box, **style)
+
+
 def _note(ax: Axes, text: str | None, preset: _Preset) -> None:
     """Small boxed text saying what is masked: lower left, or upper left on a 3D axes."""
-    if text is None:
-        return
-    style: dict[str, Any] = {
-        "transform": ax.transAxes,
-        "fontsize": preset.tick - 1,
-        "ha": "left",
-        "va": "bottom",
-        "gid": NOTE_GID,
-        "zorder": 6,
-        "bbox": {"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.6", "lw": 0.4, "alpha": 0.85},
-    }
-    if isinstance(ax, Axes3D):  # the lower left holds the x axis label there
-        ax.text2D(0.0, 1.0, text, **{**style, "va": "top"})
-    else:
-        ax.text(0.02, 0.02, text, **style)
+    if text is not None:
+        _boxed(ax, (0.02, 0.02), text, xy3d=(0.0, 1.0), fontsize=preset.tick - 1, ha="left",
+               va="top" if isinstance(ax, Axes3D) else "bottom", gid=NOTE_GID, zorder=6)
 
 
 # ----------------------------------------------------------------------- levels and colours

@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 from landscape.config import PlotConfig
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.figures import estimates, plot, views
-from landscape.figures._style import _preset
+from landscape.figures._style import _boxed, _preset
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
@@ -133,14 +132,8 @@ def _choose(kinds: Sequence[str] | None, reasons: dict[str, str | None], lenient
 
 def _mark_partial(figure: Figure, text: str) -> None:
     """The partial mark, boxed, in the upper right corner of the first axes."""
-    ax = figure.axes[0]
-    style: dict[str, Any] = {"transform": ax.transAxes, "fontsize": 6, "ha": "right", "va": "top", "gid": PARTIAL_GID,
-                             "zorder": 7, "color": "darkred",
-                             "bbox": {"boxstyle": "round,pad=0.25", "fc": "white", "ec": "darkred", "lw": 0.5, "alpha": 0.9}}
-    if isinstance(ax, Axes3D):
-        ax.text2D(1.0, 1.0, text, **style)
-    else:
-        ax.text(0.98, 0.98, text, **style)
+    _boxed(figure.axes[0], (0.98, 0.98), text, xy3d=(1.0, 1.0), edge="darkred", fontsize=6, ha="right", va="top",
+           gid=PARTIAL_GID, zorder=7, color="darkred")
 
 
 # --- one function per kind ------------------------------------------------------------------------------
