@@ -344,12 +344,9 @@ def summary_rows(results: Sequence[LossResult], config: Config) -> list[dict[str
 def flatness_by_criterion(results: Sequence[LossResult], config: Config) -> list[dict[str, Any]]:
     """Every trained model's flatness under every compared criterion (one unit per criterion)."""
     cc = config.compare
-    rows = []
-    for r in results:
-        for crit in r.surface_2d.attrs["settings"]["losses"]:
-            figures = flatness(r.surface_2d, r.slice_1d, column(r.surface_2d, crit), cc.radius, cc.floor)
-            rows.append({"trained_with": r.loss, "evaluated_with": crit, **figures})
-    return rows
+    return [{"trained_with": r.loss, "evaluated_with": crit,
+             **flatness(r.surface_2d, r.slice_1d, column(r.surface_2d, crit), cc.radius, cc.floor)}
+            for r in results for crit in r.surface_2d.attrs["settings"]["losses"]]
 
 
 def write_tables(out: Path, rows: Sequence[Mapping[str, Any]], criterion_rows: Sequence[Mapping[str, Any]],
