@@ -25,11 +25,6 @@ from typing import IO, Any
 from landscape.testhooks import pause_in_write
 
 
-def temp_path(path: Path) -> Path:
-    """A fresh name beside ``path``: hidden, unique per call, ending in ``.tmp``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -68,7 +63,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(target)
-    tmp = temp_path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # hidden, unique per call
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # reserve the name (umask applies)
     try:
         yield tmp

@@ -125,23 +125,30 @@ def cmd_train(args: argparse.Namespace) -> int:
          details={"--out": "surface file (.h5); re-running resumes it",
                   "--x": "with --directions TRAJECTORY.h5 the default covers the path, config.PCA_GRID points per axis"})
 def cmd_surface(args: argparse.Namespace) -> int:
-    from landscape.io.checkpoint import load_checkpoint
-    from landscape.workflows.surface import DirectionSource, format_summary, run_surface
+    from landscape.workflows.surface import format_summary, run_surface
 
-    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
-    cfg = checkpoint_based_config(args, ckpt)
-    if args.directions is not None and args.x is None:
-        from landscape.workflows.trajectory import default_grid_overrides
-
-        extra = default_grid_overrides(args.directions, two_d=args.y is not None or cfg.surface.y != "")
-        cfg = layered_config(config_to_dict(cfg), None, extra)
-    source = DirectionSource(args.directions, args.target, args.target2, hessian=bool(args.hessian_directions))
+    ckpt, cfg, source = _surface_request(args, args.directions)
     result = run_surface(args.checkpoint, args.out, cfg, source=source, overwrite=bool(args.overwrite),
                          unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt, preview=args.preview,
                          **({"max_points": args.max_points} if args.max_points is not None else {}))
     if result.summary is not None:  # under torchrun only rank 0 has the whole picture
         print(format_summary(result.summary))
     return 0
+
+
+def _surface_request(args: argparse.Namespace, plane: Path | None) -> tuple[Any, Config, Any]:
+    """The checkpoint, config and direction source of ``surface`` and ``check``. Without ``--x`` a trajectory
+    file's ``plane`` gets the (2D) grid that holds its path."""
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.surface import DirectionSource
+
+    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
+    cfg = checkpoint_based_config(args, ckpt)
+    if plane is not None and args.x is None:
+        from landscape.workflows.trajectory import default_grid_overrides
+
+        cfg = layered_config(config_to_dict(cfg), None, default_grid_overrides(plane))
+    return ckpt, cfg, DirectionSource(args.directions, args.target, args.target2, hessian=bool(args.hessian_directions))
 
 
 # --- info ------------------------------------------------------------------------------------------
@@ -385,20 +392,11 @@ def cmd_animate(args: argparse.Namespace) -> int:
          details={"--out": "report file (check.json); the check figures are written beside it",
                   "--trajectory": "a path over the plane (trajectory file); without --surface/--directions its plane is checked"})
 def cmd_check(args: argparse.Namespace) -> int:
-    from landscape.io.checkpoint import load_checkpoint
     from landscape.workflows.check import run_check
-    from landscape.workflows.surface import DirectionSource
 
     if args.target2 is not None and args.target is None:
         raise ConfigError("--target2 needs --target")
-    ckpt = load_checkpoint(args.checkpoint, unsafe=bool(args.unsafe_load), prefix=args.prefix)
-    cfg = checkpoint_based_config(args, ckpt)
-    plane = args.directions or (args.trajectory if args.surface is None else None)
-    if plane is not None and args.x is None:  # a trajectory's plane: the grid that holds its path, as `surface`
-        from landscape.workflows.trajectory import default_grid_overrides
-
-        cfg = layered_config(config_to_dict(cfg), None, default_grid_overrides(plane, two_d=True))
-    source = DirectionSource(args.directions, args.target, args.target2, hessian=bool(args.hessian_directions))
+    ckpt, cfg, source = _surface_request(args, args.directions or (args.trajectory if args.surface is None else None))
     result = run_check(args.checkpoint, args.out, cfg, surface=args.surface, trajectory=args.trajectory, source=source,
                        unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt,
                        **({"max_points": args.max_points} if args.max_points is not None else {}))

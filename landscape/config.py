@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from landscape.atomic import write_text_atomic
+from landscape.engine.checkoptions import CheckOptions
 from landscape.engine.directions import DirectionOptions
 from landscape.errors import ConfigError
 
 DirectionsConfig = DirectionOptions  # the [directions] section is the engine's own (frozen) options type
+CheckConfig = CheckOptions  # so is the [check] section (its thresholds, and whether run and compare check)
 
 T = TypeVar("T")
 
@@ -253,33 +255,6 @@ class ConnectConfig:
 
     def __post_init__(self) -> None:
         _renamed(self, "connect")
-
-
-@dataclass(frozen=True)
-class CheckConfig:
-    """``landscape check`` and the check stage of ``run``/``compare``: thresholds (docs/CHECKS.md)."""
-
-    enabled: bool = True  # run and compare check their surfaces
-    origin_rtol: float = 1e-5
-    bn_rtol: float = 0.25
-    bn_batch_size: int = 64
-    seeds: int = 3
-    seed_points: int = 9
-    seed_radius: float = 0.5
-    seed_ratio: float = 1.3
-    seed_spread: float = 3.0
-    levels: int = 12
-    floor: float = 0.1
-    explode: float = 100.0
-    exploded_share: float = 0.25
-    flat_step: float = 0.01
-    flat_share: float = 0.5
-    min_step: float = 1e-2
-    max_step: float = 10.0
-    resolution: float = 1.0
-    variance: float = 0.5
-    path_steps: float = 1.0
-    rounding_share: float = 0.01
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def run_dir(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> Pa
     save_trajectory(run / "trajectory.h5", trajectory_from_run(run))
     cfg = checkpoint_config(load_checkpoint(run / "checkpoints" / "epoch_002.pt"))
     assert cfg is not None
-    overrides = [*default_grid_overrides(run / "trajectory.h5", True, num=9), "surface.max_samples=200"]
+    overrides = [*default_grid_overrides(run / "trajectory.h5", num=9), "surface.max_samples=200"]
     cfg = config_from_dict(apply_overrides(config_to_dict(cfg), overrides))
     run_surface(run / "checkpoints" / "epoch_002.pt", run / "surfaces" / "pca_2d.h5", cfg,
                 source=DirectionSource(file=run / "trajectory.h5"))

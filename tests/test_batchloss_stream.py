@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import landscape
 import landscape.zoo.data
 from landscape.cli import main
-from landscape.engine.batchloss import BatchEngine, OutputMetrics, batch_sums_of, output_sums_of, samples_in
+from landscape.engine.batchloss import BatchEngine, OutputMetrics, batch_sums_of, output_sums_of
 from landscape.engine.directions import Directions, save_directions
-from landscape.zoo.userdata import Streamed
+from landscape.zoo.userdata import Streamed, batch_size_of
 
 AXIS = (-1.0, 1.0, 5)
 
@@ -158,7 +158,7 @@ def test_model_untouched_after_an_error_in_the_middle_of_a_multi_point_pass() ->
     source = Counted(DataLoader(TensorDataset(x, y), batch_size=16))
     dirs = landscape.random_directions(model, seed=3)
     engine = BatchEngine(model, dirs, {"train": Streamed(source, torch.device("cpu"))}, ["loss"],
-                         batch_sums_of([("loss", loss)], samples_in), points_per_call=4)
+                         batch_sums_of([("loss", loss)], batch_size_of), points_per_call=4)
     with pytest.raises(RuntimeError, match="injected"):
         engine.evaluate(grid_coords((-1.0, 1.0, 3))[:4])
     for k, v in model.state_dict().items():

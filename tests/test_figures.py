@@ -86,7 +86,7 @@ def pca_files(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> 
     trajectory = folder / "trajectory.h5"
     save_trajectory(trajectory, trajectory_from_run(tiny_run.out_dir))
     cfg = load_cfg(tiny_run)
-    cfg = config_from_dict(apply_overrides(config_to_dict(cfg), default_grid_overrides(trajectory, True, num=6)))
+    cfg = config_from_dict(apply_overrides(config_to_dict(cfg), default_grid_overrides(trajectory, num=6)))
     surface = folder / "pca.h5"
     run_surface(tiny_run.final, surface, cfg, source=DirectionSource(file=trajectory))
     return surface, trajectory

@@ -251,12 +251,13 @@ def no_plotly(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_plotly")
 def test_without_plotly_html_is_a_one_line_error_naming_the_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from landscape.figures.interactive import install_hint, require_plotly, write_views
+    from landscape.errors import install_hint
+    from landscape.figures.interactive import require_plotly, write_views
 
     surface = write_surface(tmp_path / "s.h5", four_columns())
     assert main(["plot", str(surface), "--out", str(tmp_path / "f"), "--format", "html"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and install_hint() in err and '[interactive]"' in err
+    assert err.count("\n") == 1 and install_hint("interactive") in err and '[interactive]"' in err
     assert not (tmp_path / "f").exists() or not any((tmp_path / "f").iterdir())
     with pytest.raises(MissingExtraError, match=r"pip install \".*\[interactive\]\""):
         require_plotly()
@@ -266,7 +267,7 @@ def test_without_plotly_html_is_a_one_line_error_naming_the_extra(tmp_path: Path
     with pytest.raises(MissingExtraError):
         write_views([(surface, None, "s")], tmp_path / "views", required=True)
     index = write_index(tmp_path, title="t", settings="")
-    assert "plotly is not installed" in index.read_text() and html.escape(install_hint()) in index.read_text()
+    assert "plotly is not installed" in index.read_text() and html.escape(install_hint("interactive")) in index.read_text()
 
 
 # --- the index page -----------------------------------------------------------------------------------
@@ -325,7 +326,7 @@ def pca_page(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> t
     cfg = checkpoint_config(load_checkpoint(tiny_run.final))
     assert cfg is not None
     cfg = Config(data=cfg.data, model=cfg.model, train=cfg.train, surface=SurfaceConfig(max_samples=200, split="both"))
-    grid = default_grid_overrides(trajectory, True, num=13)
+    grid = default_grid_overrides(trajectory, num=13)
     grid = [g.replace(':13"', ':15"') if g.startswith("surface.x") else g for g in grid]  # non-square: 15 × 13
     cfg = config_from_dict(apply_overrides(config_to_dict(cfg), grid))
     surface = folder / "pca.h5"

@@ -34,7 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "testhooks": frozenset({"errors"}),  # the environment variables of the crash tests, read once
     "atomic": frozenset({"errors", "testhooks"}),
-    "config": frozenset({"errors", "atomic", "engine"}),  # the [directions] section is engine.directions.DirectionOptions
+    "config": frozenset({"errors", "atomic", "engine"}),  # [directions] and [check] are the engine's own option types
     "zoo": _FOUNDATION,  # zoo.data takes its own DataConfig
     "engine": frozenset({"errors", "zoo", "testhooks"}),  # never config: the engine takes its own options
     "io": frozenset({"errors", "atomic", "engine", "version", "testhooks"}),  # never config: a checkpoint's config is a plain dict here
@@ -316,7 +316,10 @@ def test_the_length_check_names_a_long_module(tmp_path: Path) -> None:
     assert too_long(pkg) == ["pkg/long.py: 601 lines"]
 
 
-def test_config_takes_only_the_directions_options_from_the_engine() -> None:
+def test_config_takes_only_the_direction_and_check_options_from_the_engine() -> None:
+    # One type per concept: the [directions] and [check] sections are the engine's DirectionOptions and
+    # CheckOptions. Nothing else: engine.check itself would close a cycle (engine.grid imports zoo.data,
+    # which imports config), which is why CheckOptions lives in its own small module.
     tree = ast.parse((PACKAGE / "config.py").read_text(encoding="utf-8"))
     engine = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("landscape.engine")}
-    assert engine == {"landscape.engine.directions"}
+    assert engine == {"landscape.engine.directions", "landscape.engine.checkoptions"}

@@ -236,7 +236,7 @@ def test_file_round_trip_and_grid(planar: tuple[nn.Module, list[Path], dict[str,
     assert dirs.meta["kind"] == "pca" and dirs.dims == 2
     assert not list(tmp_path.glob("t/.*tmp"))
 
-    overrides = default_grid_overrides(out, two_d=False, num=21, margin=0.25)
+    overrides = default_grid_overrides(out, num=21, margin=0.25)
     assert [o.split("=")[0] for o in overrides] == ["surface.x", "surface.y"]
     for axis_spec, col in zip(overrides, traj.coords.T, strict=True):
         axis = parse_axis(json.loads(axis_spec.split("=", 1)[1]))
@@ -248,8 +248,8 @@ def test_file_round_trip_and_grid(planar: tuple[nn.Module, list[Path], dict[str,
 
     plain = tmp_path / "random.h5"
     save_directions(plain, Directions(traj.directions.x, traj.directions.y, {"kind": "random"}), model)
-    assert default_grid_overrides(plain, two_d=True) == []
-    assert default_grid_overrides(tmp_path / "missing.h5", two_d=True) == []
+    assert default_grid_overrides(plain) == []
+    assert default_grid_overrides(tmp_path / "missing.h5") == []
 
 
 @pytest.mark.parametrize("values", [[0.3, 1.7], [-2.0, -0.5], [-1.0, 1.0], [1e-4, 3e-4]])

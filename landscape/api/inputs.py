@@ -127,10 +127,7 @@ def infer_task(targets: Tensor, losses: Sequence[str], output: Tensor) -> tuple[
 def origin_output(model: nn.Module, x: Any) -> Tensor:
     """The model's output on a couple of samples, from a copy that reads the caller's parameters
     and owns its buffers, so a forward that writes them leaves the caller's model as it was."""
-    try:
-        device = next(iter(model.parameters())).device
-    except StopIteration:
-        device = torch.device("cpu")
+    device = model_device(model, None)
     with torch.inference_mode():
         out = working_copy(model, (), device)(x.to(device))
     if not isinstance(out, Tensor):
@@ -203,10 +200,7 @@ def as_batches(p: Prepared, batch_size: int = 0) -> Iterable[Any]:
 def model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
     """``device`` resolved (``cpu``, ``cuda``, ``cuda:N``); None: the device of the model's parameters."""
     if device is None:
-        try:
-            return next(iter(model.parameters())).device
-        except StopIteration:
-            return torch.device("cpu")
+        return next((p.device for p in model.parameters()), torch.device("cpu"))
     return resolve_device(str(device))
 
 

@@ -122,12 +122,10 @@ def _check_no_residual(model: nn.Module) -> None:
             last = str(node.target)
         two_tensors = sum(isinstance(a, torch.fx.Node) for a in node.args) >= 2 or (
             node.target is torch.cat and node.args and isinstance(node.args[0], list | tuple))
-        if node.op == "call_function" and node.target in adds and two_tensors:
+        add = (node.op == "call_function" and node.target in adds) or (node.op == "call_method" and node.target in ("add", "add_"))
+        if add and two_tensors:
             raise AlignmentError(f"weight matching cannot permute {type(model).__name__}: a residual connection "
                                  f"(an addition of two activations) follows layer {last!r}; only plain chains are supported")
-        if node.op == "call_method" and node.target in ("add", "add_") and two_tensors:
-            raise AlignmentError(f"weight matching cannot permute {type(model).__name__}: a residual connection "
-                                 f"follows layer {last!r}; only plain chains are supported")
 
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:

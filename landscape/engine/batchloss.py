@@ -29,6 +29,7 @@ from landscape.engine.directions import Directions, check_directions, uses_effec
 from landscape.engine.losses import correct, diverged_as_nan, moments
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
 from landscape.errors import ConfigError, LandscapeError, ModelError
+from landscape.zoo.userdata import batch_size_of
 
 OutputFn = Callable[[Tensor, Tensor], Tensor]
 BatchFn = Callable[[nn.Module, Any], Tensor]
@@ -148,18 +149,6 @@ def output_sums_of(metrics: Any) -> OutputSums:
     return OutputSums(metrics)
 
 
-def samples_in(batch: Any) -> int:
-    """Samples in a batch: the leading size of a tensor, or of the first tensor in a dict/tuple."""
-    if isinstance(batch, Tensor):
-        return int(batch.shape[0]) if batch.ndim else 1
-    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, tuple | list) else ()
-    for v in values:
-        if isinstance(v, Tensor) and v.ndim:
-            return int(v.shape[0])
-    raise ModelError(f"cannot tell how many samples a batch of type {type(batch).__name__} holds: "
-                     "it needs a tensor with a leading batch dimension")
-
-
 class BatchLossModel(nn.Module):
     """``model`` with a batch loss as its forward: per-sample losses (n,), a batch mean repeated n
     times. Its parameters are the model's, named ``inner.<name>`` (for the Hessian's functional calls)."""
@@ -170,7 +159,7 @@ class BatchLossModel(nn.Module):
         self.fn = fn
 
     def forward(self, batch: Any) -> Tensor:
-        n = samples_in(batch)
+        n = batch_size_of(batch)
         value = self.fn(self.inner, batch)
         if not isinstance(value, Tensor):
             raise ModelError(f"the batch loss returned a {type(value).__name__}, not a tensor")
@@ -284,7 +273,7 @@ class BatchEngine:
     def chunk_sizes(self) -> dict[str, list[int]]:
         """Samples in each batch of each split, in reading order (a streamed split is read once to count)."""
         if self._chunk_sizes is None:
-            size_of = getattr(self.sums, "size_of", None) or samples_in
+            size_of = getattr(self.sums, "size_of", None) or batch_size_of
             self._chunk_sizes = {k: [size_of(b) for b in self._batches(split)] for k, split in self.splits.items()}
         return self._chunk_sizes
 

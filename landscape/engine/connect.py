@@ -24,6 +24,7 @@ import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from landscape.engine.losses import MetricSet
 from landscape.engine.progress import bar
 from landscape.errors import ConfigError, ModelError
 from landscape.zoo.data import TensorSplit
+from landscape.zoo.modules import eval_mode
 
 TensorDict = dict[str, Tensor]
 CURVES: tuple[str, ...] = ("line", "bezier", "polychain")
@@ -145,21 +147,18 @@ def recompute_bn_(model: nn.Module, batches: Sequence[Tensor]) -> None:
     bns = [m for m in model.modules() if isinstance(m, _BN)]
     if not bns:
         return
-    modes = [(m, m.training) for m in model.modules()]
     saved = [m.momentum for m in bns]
-    model.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for bn, mom in zip(bns, saved, strict=True):
-            bn.momentum = mom
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model):
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        try:
+            for x in batches:
+                model(x)
+        finally:
+            for bn, mom in zip(bns, saved, strict=True):
+                bn.momentum = mom
 
 
 def bn_batches(train: TensorSplit, batch_size: int, count: int, seed: int) -> np.ndarray:
@@ -236,20 +235,17 @@ def curve_loss(model: nn.Module, kind: str, t: float, points: Sequence[Mapping[s
     return criterion(out, y)
 
 
-def _lr_at(cfg: CurveTraining, epoch: int, step: int, steps: int) -> float:
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (epoch * steps + step) / max(1, cfg.epochs * steps)
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
-
-
-def make_optimizer(cfg: CurveTraining, params: list[Tensor]) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Any, params: Sequence[Tensor]) -> torch.optim.Optimizer:
+    """SGD, Adam or AdamW from ``cfg``'s ``optimizer``, ``lr``, ``momentum``, ``weight_decay`` and, SGD only,
+    ``nesterov`` (when it has one): a :class:`CurveTraining`, or the config's ``[train]`` section."""
+    nesterov = bool(getattr(cfg, "nesterov", False))
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov, weight_decay=cfg.weight_decay)
+    if nesterov:
+        raise ConfigError(f"train.nesterov applies to sgd only, not {cfg.optimizer!r}")
+    if cfg.optimizer in ("adam", "adamw"):
+        adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        return adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam or adamw")
 
 
@@ -290,8 +286,10 @@ def train_curve(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Tenso
             total = 0.0
             for step in range(steps):
                 idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                progress = (epoch * steps + step) / max(1, cfg.epochs * steps)  # of the whole training
+                lr = cfg.lr if cfg.schedule == "constant" else 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(cfg, epoch, step, steps)
+                    group["lr"] = lr
                 loss = curve_loss(work, cfg.kind, ts[step], [a_dev, *live, b_dev], buffers,
                                   data.inputs[idx], data.targets[idx], criterion)
                 opt.zero_grad(set_to_none=True)

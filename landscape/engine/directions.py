@@ -89,9 +89,8 @@ class Directions:
         """Cosine of the angle between the two directions (None in 1D)."""
         if self.y is None:
             return None
-        dot = sum(float((self.x[k].double() * self.y[k].double()).sum()) for k in self.x)
         nx, ny = norm(self.x), norm(self.y)
-        return dot / (nx * ny) if nx > 0 and ny > 0 else float("nan")
+        return dot(self.x, self.y) / (nx * ny) if nx > 0 and ny > 0 else float("nan")
 
     def fingerprint(self) -> str:
         """sha256 over names, shapes and bytes of both directions."""
@@ -260,16 +259,12 @@ def _attr(value: Any) -> Any:
     return value
 
 
-def _read_ours(group: h5py.Group) -> Directions:
+def read_directions_group(group: h5py.Group) -> Directions:
+    """Directions stored in our layout in ``group`` (a direction file's root or a surface file's ``directions/``)."""
     x = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["x"].items()}
     y = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["y"].items()} if "y" in group else None
     meta = {k: _attr(v) for k, v in group.attrs.items() if k not in ("format", "fingerprint", "cosine", "model_fingerprint")}
     return Directions(x, y, meta)
-
-
-def read_directions_group(group: h5py.Group) -> Directions:
-    """Directions stored in our layout in ``group`` (a direction file's root or a surface file's ``directions/``)."""
-    return _read_ours(group)
 
 
 def _read_reference(f: h5py.File, model: nn.Module, path: Path) -> Directions:
@@ -314,9 +309,9 @@ def load_directions(path: str | Path, model: nn.Module) -> Directions:
             if "xdirection" in f:
                 dirs = _read_reference(f, model, p)
             elif "x" in f and isinstance(f["x"], h5py.Group):  # a surface file has a dataset "x"
-                dirs = _read_ours(f)
+                dirs = read_directions_group(f)
             elif "directions" in f and "x" in f["directions"]:
-                dirs = _read_ours(f["directions"])
+                dirs = read_directions_group(f["directions"])
             else:
                 raise DirectionError(f"{str(p)!r} holds no directions (expected groups x/y, directions/, or xdirection/ydirection)")
     except OSError as err:
@@ -331,9 +326,7 @@ def direction_targets(model: nn.Module, dirs: Directions) -> TensorDict:
     """The tensors of ``model`` that ``dirs`` are keyed by: effective ones (``0.weight`` of a
     parametrized layer, as random directions are drawn) unless the directions name a
     parametrization's own tensors (``0.parametrizations.weight.original0``: a target checkpoint's)."""
-    if not uses_effective(model, dirs):
-        return target_tensors(model, dirs.dir_type)
-    return effective_tensors(model, dirs.dir_type)
+    return (effective_tensors if uses_effective(model, dirs) else target_tensors)(model, dirs.dir_type)
 
 
 def uses_effective(model: nn.Module, dirs: Directions) -> bool:

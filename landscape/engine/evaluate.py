@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
 from landscape.engine.losses import MetricSet
 from landscape.zoo.data import TensorSplit
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode and restore each module's own mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
+from landscape.zoo.modules import eval_mode as eval_mode  # re-exported: the curvature code takes it from here
 
 
 def evaluate(model: nn.Module, split: TensorSplit, metrics: MetricSet, batch_size: int = 1024) -> dict[str, float]:

@@ -86,6 +86,18 @@ def rows(module: nn.Module, name: str, t: Tensor) -> Filters | None:
     return Filters((t.shape[0], t.numel() // max(t.shape[0], 1)), (0,)) if t.ndim > 1 else None
 
 
+def _along(dim: int) -> FilterRule:
+    """Tensors with ndim > 1 split along ``dim``; ndim ≤ 1 are biases."""
+    def rule(module: nn.Module, name: str, t: Tensor) -> Filters | None:
+        if t.ndim <= 1:
+            return None
+        if not -t.ndim <= dim < t.ndim:
+            raise DirectionError(f"the filter rule of {type(module).__name__} splits along dim {dim}, "
+                                 f"but {name!r} has shape {tuple(t.shape)}")
+        return Filters.along(t, dim)
+    return rule
+
+
 def _conv_transpose(module: nn.Module, name: str, t: Tensor) -> Filters | None:
     """(in, out/groups, k…): output channel ``g·(out/groups) + j`` reads the g-th block of inputs at index j of dim 1."""
     groups = int(getattr(module, "groups", 1))
@@ -93,13 +105,6 @@ def _conv_transpose(module: nn.Module, name: str, t: Tensor) -> Filters | None:
         return rows(module, name, t)
     per_group_in, per_group_out = t.shape[0] // groups, t.shape[1]
     return Filters((groups, per_group_in, per_group_out, t.numel() // max(t.shape[0] * per_group_out, 1)), (0, 2))
-
-
-def _hf_conv1d(module: nn.Module, name: str, t: Tensor) -> Filters | None:
-    """``transformers``' Conv1D stores its weight as (in, out) = (nx, nf): an output unit is a column."""
-    if name == "weight" and t.ndim == 2 and t.shape[1] == getattr(module, "nf", None):
-        return Filters.along(t, 1)
-    return rows(module, name, t)
 
 
 def _attention(module: nn.Module, name: str, t: Tensor) -> Filters | None:
@@ -118,7 +123,8 @@ _BY_TYPE: dict[type[nn.Module], FilterRule] = {
     nn.EmbeddingBag: rows,
     nn.RNNBase: rows,  # RNN, LSTM, GRU: gate units stacked along dim 0
 }
-_BY_NAME: dict[str, FilterRule] = {"Conv1D": _hf_conv1d}  # transformers.pytorch_utils.Conv1D
+# transformers.pytorch_utils.Conv1D stores its weight as (in, out) = (nx, nf): an output unit is a column
+_BY_NAME: dict[str, FilterRule] = {"Conv1D": _along(1)}
 
 
 def register_filter_rule(layer: type[nn.Module] | str, rule: FilterRule | int) -> None:
@@ -142,17 +148,6 @@ def register_filter_rule(layer: type[nn.Module] | str, rule: FilterRule | int) -
         _BY_TYPE[layer] = fn
     else:
         raise ConfigError(f"register_filter_rule takes an nn.Module subclass or a class name, got {layer!r}")
-
-
-def _along(dim: int) -> FilterRule:
-    def rule(module: nn.Module, name: str, t: Tensor) -> Filters | None:
-        if t.ndim <= 1:
-            return None
-        if not -t.ndim <= dim < t.ndim:
-            raise DirectionError(f"the filter rule of {type(module).__name__} splits along dim {dim}, "
-                                 f"but {name!r} has shape {tuple(t.shape)}")
-        return Filters.along(t, dim)
-    return rule
 
 
 def rule_for(module: nn.Module) -> FilterRule:

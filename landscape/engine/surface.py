@@ -109,7 +109,7 @@ class SurfaceEngine:
         self.reference = self._reference_output()
         if bn == "keep":
             self._fold_batchnorm()
-            self._install_stem(directions)
+            self._install_stem()
         self._use_fast_layers()
         self.variances = [t for k, t in zip(self.moved.names, self.moved.params, strict=True) if k.endswith("running_var")]
         if self.stem is not None and break_rewrite():  # a test hook (landscape.testhooks): a broken set-up rewrite
@@ -342,7 +342,7 @@ class SurfaceEngine:
         return found[0] if len(found) == 1 else None
 
     @torch.no_grad()
-    def _install_stem(self, directions: Directions) -> None:
+    def _install_stem(self) -> None:
         """Replace the first layer by :class:`LinearStem` when that is exact and fits in memory."""
         name = self._find_stem()
         if name is None:
@@ -463,7 +463,7 @@ class SurfaceEngine:
             m.momentum = mom
             m.eval()
 
-    def _sums(self, forward: object, stacked: bool) -> Tensor:
+    def _sums(self, forward: object) -> Tensor:
         """Metric means per split, concatenated in column order; with :attr:`chunk` set, the raw
         per-sample moments (every metric's Σv, then every Σv²) of that one batch of that one split."""
         cols = []
@@ -489,7 +489,7 @@ class SurfaceEngine:
         for k, (a, b) in enumerate(coords):
             self._set_point(float(a), float(b))
             with torch.inference_mode():
-                out[k] = self._sums(forward, stacked=False)
+                out[k] = self._sums(forward)
         return out
 
     # --- K points per call with vmap over stacked weights -------------------------------------------
@@ -514,7 +514,7 @@ class SurfaceEngine:
                 return self._reduce(functional_call(self.model, params, (x,)), y)
 
             batched = vmap(one, in_dims=(0, None, None))
-            return self._sums(lambda x, y: batched(stacked, x, y), stacked=True)
+            return self._sums(lambda x, y: batched(stacked, x, y))
 
     # --- public --------------------------------------------------------------------------------
 

@@ -67,22 +67,6 @@ _PRESETS: dict[str, _Preset] = {
 
 
 @dataclass(frozen=True)
-class _Style:
-    """The keyword options shared by the 2D plots, validated once."""
-
-    preset: _Preset
-    metric_label: str
-    x_label: str
-    y_label: str
-    levels: Levels
-    vmin: float | None
-    vmax: float | None
-    log: bool
-    cmap: CmapLike
-    title: str | None
-
-
-@dataclass(frozen=True)
 class _Field:
     """A 2D metric ready for matplotlib."""
 
@@ -103,7 +87,7 @@ def _preset(width: str) -> _Preset:
 
 
 class StyleOptions(TypedDict, total=False):
-    """The style keywords every 2D plot takes, each optional (defaults of :func:`_style` in brackets).
+    """The style keywords every 2D plot takes, each optional (defaults of :class:`_Style` in brackets).
 
     ``metric_label`` ("loss"), ``x_label`` ("α"), ``y_label`` ("β"): axis and colourbar labels;
     ``levels``: explicit values, or about that many round values (None: automatic); ``vmin``,
@@ -123,28 +107,35 @@ class StyleOptions(TypedDict, total=False):
     title: str | None
 
 
-def _style(
-    *,
-    width: str = "single",
-    metric_label: str = "loss",
-    x_label: str = "α",
-    y_label: str = "β",
-    levels: Levels = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    log: bool = False,
-    cmap: CmapLike = "viridis",
-    title: str | None = None,
-) -> _Style:
-    """The :class:`StyleOptions` of one plot, checked."""
-    if vmin is not None and vmax is not None and not vmin < vmax:
-        raise ConfigError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
-    if log and vmin is not None and vmin <= 0:
-        raise ConfigError(f"a log colour scale needs vmin > 0, got vmin={vmin}")
-    if log and vmax is not None and vmax <= 0:
-        raise ConfigError(f"a log colour scale needs vmax > 0, got vmax={vmax}")
-    _explicit_levels(levels, log)  # fail early on malformed levels
-    return _Style(_preset(width), metric_label, x_label, y_label, levels, vmin, vmax, log, cmap, title)
+@dataclass(frozen=True)
+class _Style:
+    """The :class:`StyleOptions` of one plot, with their defaults, checked once; ``preset``: the ``width``'s sizes."""
+
+    width: str = "single"
+    metric_label: str = "loss"
+    x_label: str = "α"
+    y_label: str = "β"
+    levels: Levels = None
+    vmin: float | None = None
+    vmax: float | None = None
+    log: bool = False
+    cmap: CmapLike = "viridis"
+    title: str | None = None
+
+    def __post_init__(self) -> None:
+        vmin, vmax = self.vmin, self.vmax
+        if vmin is not None and vmax is not None and not vmin < vmax:
+            raise ConfigError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
+        if self.log and vmin is not None and vmin <= 0:
+            raise ConfigError(f"a log colour scale needs vmin > 0, got vmin={vmin}")
+        if self.log and vmax is not None and vmax <= 0:
+            raise ConfigError(f"a log colour scale needs vmax > 0, got vmax={vmax}")
+        _explicit_levels(self.levels, self.log)  # fail early on malformed levels
+        _preset(self.width)
+
+    @property
+    def preset(self) -> _Preset:
+        return _PRESETS[self.width]
 
 
 def _axis(values: npt.ArrayLike, name: str, min_len: int = 2) -> FloatArray:
@@ -235,23 +226,21 @@ def _field(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, done: npt.Array
     return _Field(xs, ys, zt, missing.T, _note_text(computed, diverged, hidden))
 
 
+def _boxed(ax: Axes, xy: tuple[float, float], text: str, *, xy3d: tuple[float, float] | None = None, edge: str = "0.6",
+           **style: Any) -> None:
+    """Small boxed text at ``xy`` in axes coordinates; at ``xy3d`` on a 3D axes (its lower left holds the x label)."""
+    box = {"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 0.4, "alpha": 0.85}
+    if isinstance(ax, Axes3D):
+        ax.text2D(*(xy3d or xy), text, transform=ax.transAxes, bbox=box, **style)
+    else:
+        ax.text(*xy, text, transform=ax.transAxes, bbox=box, **style)
+
+
 def _note(ax: Axes, text: str | None, preset: _Preset) -> None:
     """Small boxed text saying what is masked: lower left, or upper left on a 3D axes."""
-    if text is None:
-        return
-    style: dict[str, Any] = {
-        "transform": ax.transAxes,
-        "fontsize": preset.tick - 1,
-        "ha": "left",
-        "va": "bottom",
-        "gid": NOTE_GID,
-        "zorder": 6,
-        "bbox": {"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.6", "lw": 0.4, "alpha": 0.85},
-    }
-    if isinstance(ax, Axes3D):  # the lower left holds the x axis label there
-        ax.text2D(0.0, 1.0, text, **{**style, "va": "top"})
-    else:
-        ax.text(0.02, 0.02, text, **style)
+    if text is not None:
+        _boxed(ax, (0.02, 0.02), text, xy3d=(0.0, 1.0), fontsize=preset.tick - 1, ha="left",
+               va="top" if isinstance(ax, Axes3D) else "bottom", gid=NOTE_GID, zorder=6)
 
 
 # ----------------------------------------------------------------------- levels and colours
@@ -408,8 +397,8 @@ def _colorbar(
     bar.ax.tick_params(labelsize=preset.tick)
 
 
-def _label(ax: Axes, style: _Style, *, x: bool = True, y: bool = True) -> None:
-    preset = style.preset
+def _label(ax: Axes, style: _Style, *, x: bool = True, y: bool = True, preset: _Preset | None = None) -> None:
+    preset = preset or style.preset
     if x:
         ax.set_xlabel(style.x_label, fontsize=preset.label)
     if y:

@@ -39,9 +39,11 @@ from mpl_toolkits.mplot3d.axes3d import Axes3D
 from PIL import Image
 
 from landscape.atomic import atomic_path
+from landscape.engine.check import display_units
 from landscape.engine.progress import bar
 from landscape.errors import AnimationError
 from landscape.figures import plot
+from landscape.figures.planar import _include
 
 __all__ = [
     "CURSOR_GID",
@@ -127,11 +129,6 @@ def along(points: np.ndarray, t: float) -> np.ndarray:
     return np.vstack([points[: k + 1], head[None, :]]).astype(np.float64)
 
 
-def _moment(epochs: np.ndarray, t: float) -> float:
-    """The epoch at path parameter ``t`` (linear between checkpoints)."""
-    return float(np.interp(t, np.arange(len(epochs)), epochs))
-
-
 # --- the curves panel -------------------------------------------------------------------------------
 
 
@@ -159,23 +156,6 @@ class _Curves:
 
 
 # --- path and surface3d ----------------------------------------------------------------------------------
-
-
-def _heights(values: np.ndarray, log: bool) -> np.ndarray:
-    """Metric → height on the 3D axes, as ``plot.surface3d`` draws it (log10 on a log scale)."""
-    if not log:
-        return values
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
-
-
-def _widen(ax: Axes, points: np.ndarray, margin: float = 0.03) -> None:
-    """Widen the axes limits (never shrink them) to hold every point of the path."""
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    pad = margin * np.array([x1 - x0, y1 - y0])
-    ax.set_xlim(min(x0, lo[0] - pad[0]), max(x1, hi[0] + pad[0]))
-    ax.set_ylim(min(y0, lo[1] - pad[1]), max(y1, hi[1] + pad[1]))
 
 
 @dataclass(frozen=True)
@@ -212,7 +192,7 @@ def path_frames(x: np.ndarray, y: np.ndarray, z: np.ndarray, done: np.ndarray, c
         del options["levels"]  # 3D: vmin/vmax set the colours; heights beyond vmax would be clipped flat
         del options["vmax"]
         figure = plot.surface3d(x, y, z, None, elev=elev, azim=azim, **options)  # type: ignore[arg-type]
-        points = np.column_stack([coords, _heights(np.asarray(heights, dtype=np.float64), scale.log)])
+        points = np.column_stack([coords, display_units(heights, scale.log)])  # heights as plot.surface3d draws them
     elif kind == "path":
         figure = plot.contour(x, y, z, **options)  # type: ignore[arg-type]
         points = np.asarray(coords, dtype=np.float64)
@@ -225,7 +205,7 @@ def path_frames(x: np.ndarray, y: np.ndarray, z: np.ndarray, done: np.ndarray, c
     for f in range(frames):
         t = (n - 1) * f / (frames - 1)
         drawn = along(points, t)
-        epoch = _moment(epochs, t)
+        epoch = float(np.interp(t, np.arange(len(epochs)), epochs))  # linear between checkpoints
         if isinstance(ax, Axes3D):
             line.set_data_3d(drawn[:, 0], drawn[:, 1], drawn[:, 2])  # type: ignore[attr-defined]
             head.set_data_3d(drawn[-1:, 0], drawn[-1:, 1], drawn[-1:, 2])  # type: ignore[attr-defined]
@@ -249,7 +229,7 @@ def _moving_artists(ax: Axes, points: np.ndarray) -> tuple[Line2D, Line2D]:
     ax.plot(points[:1, 0], points[:1, 1], ls="none", marker="o", ms=5, mfc="white", mec="k", zorder=4)
     line = ax.plot([], [], color=_PATH_COLOUR, lw=1.2, marker="o", ms=2.0, zorder=3, gid=PATH_GID)[0]
     head = ax.plot([], [], ls="none", marker="o", ms=6, mfc=_PATH_COLOUR, mec="k", zorder=5, gid=HEAD_GID)[0]
-    _widen(ax, points[:, :2])
+    _include(ax, points[:, :2])  # the path may leave the plane's range: widen the limits to hold it
     return line, head
 
 

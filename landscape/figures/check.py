@@ -53,7 +53,7 @@ def path_figure(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, path: npt.
 
     Drawn without a layout engine (fixed margins), like :func:`seeds_figure`.
     """
-    from landscape.figures._style import _levels, _style
+    from landscape.figures._style import _levels, _Style
 
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     zs = np.asarray(z, dtype=np.float64)
@@ -63,7 +63,7 @@ def path_figure(x: npt.ArrayLike, y: npt.ArrayLike, z: npt.ArrayLike, path: npt.
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.9)
     ax = fig.subplots()
     if np.isfinite(shown).any() and np.nanmax(shown) > np.nanmin(shown):
-        levels = _levels(_style(log=log), float(np.nanmin(shown)), float(np.nanmax(shown)), filled=False)
+        levels = _levels(_Style(log=log), float(np.nanmin(shown)), float(np.nanmax(shown)), filled=False)
         lines = ax.contour(xs, ys, shown.T, levels=levels, cmap="viridis", linewidths=0.8,
                            norm=LogNorm() if log else None)
         ax.clabel(lines, list(lines.levels)[::2], fontsize=6, fmt="%.3g")
@@ -87,13 +87,13 @@ def contour_levels(values: npt.ArrayLike, log: bool, levels: int = 12) -> npt.ND
     """The levels a contour figure of ``values`` draws (about ``levels`` round values over the finite range,
     as the run's contour and trajectory figures choose them), in the figure's units: ``log10`` of the
     levels on a log scale, the metric's own units otherwise. Empty when the values do not span a range."""
-    from landscape.figures._style import _levels, _style
+    from landscape.figures._style import _levels, _Style
 
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
     if v.size < 2 or not float(v.max()) > float(v.min()):
         return np.empty(0, dtype=np.float64)
-    drawn = np.asarray(_levels(_style(log=log, levels=levels), float(v.min()), float(v.max()), filled=False),
+    drawn = np.asarray(_levels(_Style(log=log, levels=levels), float(v.min()), float(v.max()), filled=False),
                        dtype=np.float64)
     return np.log10(drawn) if log else drawn
 

@@ -57,10 +57,6 @@ def column(sf: SurfaceFile, criterion: str | None = None) -> str:
     return f"{prefix}_{criterion}"
 
 
-def has_accuracy(sf: SurfaceFile) -> bool:
-    return f"{_prefix(sf)}_acc" in sf.columns
-
-
 # --- the figures ----------------------------------------------------------------------------------
 
 
@@ -77,10 +73,11 @@ def _loss_scale(zs: dict[str, FloatArray], label: str, floor: float) -> tuple[di
         return {k: np.log10(np.maximum(v, floor)) for k, v in zs.items()}, False, f"log$_{{10}}$ max({label}, ε)"
 
 
-def _centre(sf: SurfaceFile, col: str) -> float:
-    x, y = sf.grid.x, sf.grid.y
-    i = origin_index(x, "x")
-    return float(sf.values[col][i] if y is None else sf.values[col][i, origin_index(y, "y")])
+def _relative(sf: SurfaceFile, floor: float) -> FloatArray:
+    """The run's own loss as :func:`relative_loss` around its value at the surface's origin."""
+    col, i = column(sf), origin_index(sf.grid.x, "x")
+    at_origin = sf.values[col][i] if sf.grid.y is None else sf.values[col][i, origin_index(sf.grid.y, "y")]
+    return relative_loss(sf.values[col], float(at_origin), floor)
 
 
 def trajectory_figure(results: Sequence[LossResult], floor: float = 1e-3) -> Figure:
@@ -127,10 +124,7 @@ def raw_figure(results: Sequence[LossResult], floor: float = 1e-3) -> Figure:
 
 def relative_figure(results: Sequence[LossResult], floor: float) -> Figure:
     """The same surfaces as :func:`raw_figure` as relative loss, on one shared log scale."""
-    zs = {}
-    for r in results:
-        col = column(r.surface_2d)
-        zs[r.loss] = relative_loss(r.surface_2d.values[col], _centre(r.surface_2d, col), floor)
+    zs = {r.loss: _relative(r.surface_2d, floor) for r in results}
     return _random_panels(results, zs, shared=True, kind="filled", log=spans_decades(*zs.values()),
                           metric_label="1 + (L − L(0)) / max(L(0), ε)",
                           title="Relative loss (L / L(0)), shared scale")
@@ -154,10 +148,7 @@ def criterion_figure(results: Sequence[LossResult], criterion: str, floor: float
 def slices_figure(results: Sequence[LossResult], floor: float) -> Figure:
     """The 1D slices overlaid as relative loss (log scale); the dotted line at 2 marks doubling."""
     sf = results[0].slice_1d
-    curves = {}
-    for r in results:
-        col = column(r.slice_1d)
-        curves[r.loss] = relative_loss(r.slice_1d.values[col], _centre(r.slice_1d, col), floor)
+    curves = {r.loss: _relative(r.slice_1d, floor) for r in results}
     fig = plot.lines_overlay(sf.grid.x, curves, metric_label="1 + (L − L(0)) / max(L(0), ε)", log=True,
                              x_label=str(sf.attrs.get("x_label", "α")), width="single")
     fig.axes[0].axhline(2.0, color="0.4", lw=0.8, ls=":", zorder=1)
@@ -202,7 +193,7 @@ def make_figures(results: Sequence[LossResult], config: Config) -> dict[str, Fig
     figures = {"trajectories": trajectory_figure(results, floor), "surfaces_raw": raw_figure(results, floor),
                "surfaces_relative": relative_figure(results, floor), "slices": slices_figure(results, floor),
                "training_loss": training_loss_figure(results)}
-    if has_accuracy(results[0].surface_2d):
+    if f"{_prefix(results[0].surface_2d)}_acc" in results[0].surface_2d.columns:
         figures |= {"surfaces_accuracy": accuracy_figure(results), "slices_accuracy": slices_accuracy_figure(results),
                     "training_accuracy": training_accuracy_figure(results, config.compare.target_acc)}
     if len(results) > 1:

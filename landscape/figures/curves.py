@@ -10,7 +10,6 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
-from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -111,14 +110,10 @@ def _value_axis(ax: Axes, label: str, log: bool, preset: _Preset) -> None:
         values = np.concatenate([np.ravel(line.get_ydata()) for line in ax.get_lines()])
         values = values[np.isfinite(values) & (values > 0)]
         if values.size and values.max() > values.min():
-            _log_ticks(ax.yaxis, float(values.min()), float(values.max()))
+            ax.yaxis.set_major_locator(FixedLocator(_nice(float(values.min()), float(values.max()), True, 5).tolist()))
+            ax.yaxis.set_major_formatter(FuncFormatter(_fmt_level))
+            ax.yaxis.set_minor_formatter(NullFormatter())
     ax.tick_params(which="both", labelsize=preset.tick)
-
-
-def _log_ticks(axis: Axis, lo: float, hi: float) -> None:
-    axis.set_major_locator(FixedLocator(_nice(lo, hi, True, 5).tolist()))
-    axis.set_major_formatter(FuncFormatter(_fmt_level))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def _legend_above(fig: Figure, handles: Sequence[Artist], preset: _Preset, title: str | None = None) -> None:

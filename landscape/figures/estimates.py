@@ -29,7 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 
 from landscape.engine.progressive import tolerance_at
-from landscape.figures._style import BoolArray, FloatArray, _edges
+from landscape.figures._style import BoolArray, FloatArray, _boxed, _edges
 from landscape.io.surface_file import SurfaceFile
 
 __all__ = ["ESTIMATE_GID", "HATCH_GID", "INTERPOLATED_GID", "computed_share", "draw_plane_marks", "estimate_note",
@@ -150,11 +150,9 @@ def _cells(x: FloatArray, y: FloatArray, marked: BoolArray, centred: bool) -> li
 
 def estimate_note(ax: Axes, lines: Sequence[str], fontsize: float) -> None:
     """The boxed note in the lower right corner (the masked-points note holds the lower left)."""
-    if not lines:
-        return
-    ax.text(0.98, 0.02, "\n".join(lines), transform=ax.transAxes, fontsize=fontsize, ha="right", va="bottom",
-            gid=ESTIMATE_GID, zorder=6,
-            bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.6", "lw": 0.4, "alpha": 0.85})
+    if lines:
+        _boxed(ax, (0.98, 0.02), "\n".join(lines), fontsize=fontsize, ha="right", va="bottom", gid=ESTIMATE_GID,
+               zorder=6)
 
 
 def share_line(sf: SurfaceFile, dots: bool) -> list[str]:

@@ -23,8 +23,9 @@ there, given the file's ``done`` mask.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,11 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 from landscape.config import PlotConfig
 from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.figures import estimates, plot, views
-from landscape.figures._style import _preset
+from landscape.figures._style import _boxed, _preset
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
@@ -98,10 +98,7 @@ def applicable_kinds(sf: SurfaceFile, metric: str, has_trajectory: bool) -> dict
     two_d = None if dims == 2 else f"needs a 2D surface, and {str(sf.path)!r} is 1D (use --kind line)"
     found = views.criteria(sf, views.split_of(metric))
     return {
-        "contour": two_d,
-        "filled": two_d,
-        "heatmap": two_d,
-        "surface3d": two_d,
+        **dict.fromkeys(("contour", "filled", "heatmap", "surface3d"), two_d),
         "line": None if dims == 1 else f"needs a 1D surface, and {str(sf.path)!r} is 2D",
         "trajectory": two_d or (None if has_trajectory else "needs a trajectory file (--trajectory FILE.h5)"),
         "panels": two_d or (None if len(found) > 1 else
@@ -135,14 +132,8 @@ def _choose(kinds: Sequence[str] | None, reasons: dict[str, str | None], lenient
 
 def _mark_partial(figure: Figure, text: str) -> None:
     """The partial mark, boxed, in the upper right corner of the first axes."""
-    ax = figure.axes[0]
-    style: dict[str, Any] = {"transform": ax.transAxes, "fontsize": 6, "ha": "right", "va": "top", "gid": PARTIAL_GID,
-                             "zorder": 7, "color": "darkred",
-                             "bbox": {"boxstyle": "round,pad=0.25", "fc": "white", "ec": "darkred", "lw": 0.5, "alpha": 0.9}}
-    if isinstance(ax, Axes3D):
-        ax.text2D(1.0, 1.0, text, **style)
-    else:
-        ax.text(0.98, 0.98, text, **style)
+    _boxed(figure.axes[0], (0.98, 0.98), text, xy3d=(1.0, 1.0), edge="darkred", fontsize=6, ha="right", va="top",
+           gid=PARTIAL_GID, zorder=7, color="darkred")
 
 
 # --- one function per kind ------------------------------------------------------------------------------
@@ -155,16 +146,9 @@ def _estimates(job: _Job, figure: Figure, *, centred: bool = False) -> Figure:
     return figure
 
 
-def _contour(job: _Job) -> Figure:
-    return _estimates(job, plot.contour(job.x, job.y, job.z, **job.plane()))
-
-
-def _filled(job: _Job) -> Figure:
-    return _estimates(job, plot.filled_contour(job.x, job.y, job.z, **job.plane()))
-
-
-def _heatmap(job: _Job) -> Figure:
-    return _estimates(job, plot.heatmap(job.x, job.y, job.z, **job.plane()), centred=True)
+def _from_above(draw: Callable[..., Figure], job: _Job, centred: bool = False) -> Figure:
+    """``contour``, ``filled`` and ``heatmap``: the plane seen from above, with a progressive surface's marks."""
+    return _estimates(job, draw(job.x, job.y, job.z, **job.plane()), centred=centred)
 
 
 def _surface3d(job: _Job) -> Figure:
@@ -217,9 +201,9 @@ def _panels(job: _Job) -> Figure:
 
 
 _DRAW: dict[str, Callable[[_Job], Figure]] = {
-    "contour": _contour,
-    "filled": _filled,
-    "heatmap": _heatmap,
+    "contour": functools.partial(_from_above, plot.contour),
+    "filled": functools.partial(_from_above, plot.filled_contour),
+    "heatmap": functools.partial(_from_above, plot.heatmap, centred=True),
     "surface3d": _surface3d,
     "line": _line,
     "trajectory": _trajectory,
@@ -329,19 +313,23 @@ def plot_surface_file(
     return written
 
 
+def loss_curves(run_json: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train and test loss against epoch from a run manifest (``run.json``; epoch checkpoints only), by legend label."""
+    epochs = [c for c in run_json.get("checkpoints", []) if c.get("kind") == "epoch"]
+    if not epochs:
+        raise GridError("the run lists no epoch checkpoints to draw")
+    x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
+    return {views.legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs], dtype=np.float64))
+            for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
+
+
 def plot_training_curves(run_json: dict[str, Any], out_stem: Path, options: PlotConfig = PlotConfig(), *,
                          title: str | None = None) -> list[Path]:
     """Loss against epoch for both splits, from a run manifest (``run.json``); returns the files.
 
     Of ``options`` (the ``[plot]`` section), ``formats``, ``width`` and ``dpi`` apply.
     """
-    epochs = [c for c in run_json.get("checkpoints", []) if c.get("kind") == "epoch"]
-    if not epochs:
-        raise GridError("the run lists no epoch checkpoints to draw")
-    x = np.array([c["epoch"] for c in epochs], dtype=np.float64)
-    curves = {views.legend_label(name): (x, np.array([c.get(name, math.nan) for c in epochs]))
-              for name in ("train_loss", "test_loss") if any(name in c for c in epochs)}
-    figure = plot.training_curves(curves, width=options.width, title=title, log=True)
+    figure = plot.training_curves(loss_curves(run_json), width=options.width, title=title, log=True)
     return plot.save_figure(figure, out_stem, options.formats, options.dpi)
 
 

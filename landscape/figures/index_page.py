@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from landscape.atomic import write_text_atomic
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, install_hint
 from landscape.figures.estimates import progressive_summary
-from landscape.figures.interactive import SUFFIX, install_hint, plotly_available
+from landscape.figures.interactive import SUFFIX, plotly_available
 from landscape.io.surface_file import read_surface
 from landscape.version import __version__
 
@@ -104,8 +104,9 @@ def _figure_section(root: Path, figures: _Figures) -> str:
     elif plotly_available():
         parts.append('<p class="note">None were written.</p>')
     else:
-        parts.append(f'<p class="note">Not written: plotly is not installed (<code>{html.escape(install_hint())}</code>, '
-                     "then run the same command again).</p>")
+        hint = html.escape(install_hint("interactive"))
+        parts.append(f'<p class="note">Not written: plotly is not installed (<code>{hint}</code>, then run the same '
+                     "command again).</p>")
     parts.append("<h2>Figures</h2>")
     cards = []
     for stem, files in figures.groups.items():

@@ -40,13 +40,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from landscape.atomic import write_text_atomic
+from landscape.engine.check import display_units
 from landscape.engine.grid import Grid
-from landscape.errors import GridError, MissingExtraError
+from landscape.errors import GridError, MissingExtraError, install_hint
 from landscape.figures import estimates, views
 from landscape.io.surface_file import SurfaceFile, read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 
-__all__ = ["InteractiveFigure", "install_hint", "interactive_figure", "plotly_available", "require_plotly",
+__all__ = ["InteractiveFigure", "interactive_figure", "plotly_available", "require_plotly",
            "write_interactive", "write_views"]
 
 SUFFIX = "_interactive.html"
@@ -73,20 +74,13 @@ class SurfaceLike(Protocol):
 # --- the optional extra ----------------------------------------------------------------------------
 
 
-def install_hint() -> str:
-    """``pip install "<distribution>[interactive]"`` with the name this package was installed under."""
-    from importlib.metadata import packages_distributions
-
-    names = packages_distributions().get("landscape") or ["filternorm-landscape"]
-    return f'pip install "{names[0]}[interactive]"'
-
-
 def require_plotly() -> ModuleType:
     """``plotly.graph_objects``, or a :class:`MissingExtraError` naming the extra to install."""
     try:
         import plotly.graph_objects as go
     except ImportError as err:
-        raise MissingExtraError(f"interactive HTML needs plotly, which the default install leaves out: {install_hint()}") from err
+        raise MissingExtraError("interactive HTML needs plotly, which the default install leaves out: "
+                                f"{install_hint('interactive')}") from err
     module: ModuleType = go
     return module
 
@@ -115,13 +109,6 @@ def _as_surface_file(surface: str | Path | SurfaceFile | SurfaceLike) -> Surface
                        {k: np.asarray(v, dtype=np.float64) for k, v in surface.values.items()}, done, attrs, extra=extra)
 
 
-def _as_path(sf: SurfaceFile, trajectory: str | Path | TrajectoryPoints | None) -> TrajectoryPoints | None:
-    if trajectory is None or isinstance(trajectory, TrajectoryPoints):
-        return trajectory
-    views.check_same_plane(sf, Path(trajectory))
-    return load_trajectory(trajectory)
-
-
 # --- arrays → JSON-ready lists -------------------------------------------------------------------------
 
 
@@ -135,11 +122,6 @@ def _plain(a: np.ndarray) -> list[Any]:
         return None if v is None or math.isnan(v) else float(f"{v:.6g}")
 
     return [clean(v) for v in out]
-
-
-def _log10(a: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(a > 0, np.log10(np.where(a > 0, a, 1.0)), np.nan)
 
 
 @dataclass(frozen=True)
@@ -172,10 +154,6 @@ def _columns(sf: SurfaceFile) -> list[_Column]:
         z = np.where(sf.done & np.isfinite(sf.values[name]), sf.values[name], np.nan)
         out.append(_Column(name, split, quantity, z))
     return out
-
-
-def _quantity_label(quantity: str) -> str:
-    return {"acc": "accuracy"}.get(quantity, quantity.replace("_", " "))
 
 
 # --- the figure ------------------------------------------------------------------------------------------
@@ -231,7 +209,10 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     if sf.grid.y is None:
         raise GridError(f"an interactive view needs a 2D surface, and {str(sf.path)!r} is 1D")
     first = views.resolve_metric(sf.columns, metric, repr(str(sf.path)))
-    path = _as_path(sf, trajectory)
+    if trajectory is not None and not isinstance(trajectory, TrajectoryPoints):
+        views.check_same_plane(sf, Path(trajectory))
+        trajectory = load_trajectory(trajectory)
+    path = trajectory
     columns = _columns(sf)
     if log is None:
         log = views.spans_decades(sf.values[first][sf.done]) and not first.endswith(("_acc", "_eig_ratio"))
@@ -300,7 +281,7 @@ def _hover(sf: SurfaceFile, columns: list[_Column], x_label: str, y_label: str) 
 def _group_traces(go: ModuleType, sf: SurfaceFile, column: _Column, scale: str, path: TrajectoryPoints | None,
                   x: np.ndarray, y: np.ndarray, custom: list[Any], hover: str, label: str) -> list[tuple[Any, int]]:
     """The traces of one (column, scale): surface (col 1), heatmap and contour lines (col 2), path on the surface."""
-    z = _log10(column.z) if scale == "log" else column.z
+    z = display_units(column.z, scale == "log")
     zt = _plain(z.T)  # (ny, nx): plotly's rows are y
     xs, ys = _plain(x), _plain(y)
     traces: list[tuple[Any, int]] = [
@@ -315,7 +296,7 @@ def _group_traces(go: ModuleType, sf: SurfaceFile, column: _Column, scale: str, 
                                   line={"color": "rgba(255,255,255,0.55)", "width": 1}, hoverinfo="skip", name=label), 2))
     if path is not None:
         heights = views.path_heights(sf, column.name, path)
-        heights = _log10(heights) if scale == "log" else heights
+        heights = display_units(heights, scale == "log")
         traces.append((go.Scatter3d(x=_plain(path.coords[:, 0]), y=_plain(path.coords[:, 1]), z=_plain(heights),
                                     mode="lines+markers+text", text=views.epoch_labels(path), textposition="top center",
                                     marker={"size": 4, "color": _PATH_COLOUR}, line={"color": _PATH_COLOUR, "width": 7},
@@ -377,7 +358,8 @@ def _layout(fig: Any, sf: SurfaceFile, columns: list[_Column], first: _Column, s
     quantities = list(dict.fromkeys(c.quantity for c in columns))
     has_log = any("log" in c.scales for c in columns)
     menus = [_buttons("split", [(s or "-", s) for s in splits], first.split, 0.0),
-             _buttons("quantity", [(_quantity_label(q), q) for q in quantities], first.quantity, 0.16)]
+             _buttons("quantity", [({"acc": "accuracy"}.get(q, q.replace("_", " ")), q) for q in quantities],
+                      first.quantity, 0.16)]
     if has_log:
         menus.append(_buttons("scale", [("linear", "linear"), ("log10", "log")], start.partition("|")[2], 0.62))
     text = views.figure_title(sf, title) or ""

@@ -48,7 +48,6 @@ from landscape.figures._style import (
     _path,
     _Preset,
     _Style,
-    _style,
 )
 
 if TYPE_CHECKING:
@@ -265,7 +264,7 @@ def contour(
     figure is returned, with a colourbar beside them) instead of a new figure; every 2D kind
     but :func:`panels` takes it.
     """
-    style = _style(**options)
+    style = _Style(**options)
     return _plane("lines", x, y, z, done, style, ax)[0]
 
 
@@ -283,7 +282,7 @@ def filled_contour(
     Values beyond ``vmin``/``vmax`` fall in open-ended bands shown as arrows on the colourbar.
     Same array convention and masking as :func:`contour`.
     """
-    style = _style(**options)
+    style = _Style(**options)
     return _plane("filled", x, y, z, done, style, ax)[0]
 
 
@@ -302,7 +301,7 @@ def heatmap(
     and non-square grids are drawn where they are. ``levels`` is accepted so every 2D kind
     takes the same options; it only sets the colour limits when given as values.
     """
-    style = _style(**options)
+    style = _Style(**options)
     return _plane("heatmap", x, y, z, done, style, ax)[0]
 
 
@@ -325,7 +324,7 @@ def trajectory(
     """
     options.setdefault("x_label", "PC1")
     options.setdefault("y_label", "PC2")
-    style = _style(**options)
+    style = _Style(**options)
     fig, drawn_on = _plane("lines", x, y, z, done, style, ax)
     _draw_path(drawn_on, path, labels, style.preset, legend=True)
     return fig
@@ -358,13 +357,14 @@ def panels(
         if unknown:
             raise ConfigError(f"{what} names {unknown} that are not among the surfaces {list(zs)}")
     options.setdefault("width", "double")
-    style = _style(**options)
+    style = _Style(**options)
     draw_kind: _DrawKind = "lines" if kind == "contour" else kind
     fields = {name: _field(x, y, z, (dones or {}).get(name), style.log) for name, z in zs.items()}
     columns = min(len(fields), _PANEL_COLUMNS)
     # Many narrow panels read like single-column figures: use that preset's fonts.
-    preset = style.preset if columns < 3 else _panel_fonts(style.preset)
-    style = replace(style, preset=preset)
+    single = _PRESETS["single"]
+    preset = style.preset if columns < 3 else replace(style.preset, label=single.label, tick=single.tick,
+                                                      title=single.title, max_point_labels=single.max_point_labels)
     fig, axes = _panel_grid(preset, len(fields), shared)
     clabel = preset.width / columns >= _MIN_CLABEL_WIDTH
     if not clabel:  # narrow panels: few x ticks, or labels of neighbours touch
@@ -379,7 +379,7 @@ def panels(
         if not shared:
             _colorbar(fig, mappables[-1], ax, style.metric_label, preset, log=style.log, ticks=4)
         last_row = index + _PANEL_COLUMNS >= len(fields)  # nothing drawn below this one
-        _label(ax, style, x=last_row, y=index % _PANEL_COLUMNS == 0)
+        _label(ax, style, x=last_row, y=index % _PANEL_COLUMNS == 0, preset=preset)
         ax.set_title(name, fontsize=preset.label)
         if paths is not None and name in paths:
             first = next(iter(paths)) == name
@@ -390,13 +390,6 @@ def panels(
     if style.title:
         fig.suptitle(style.title, fontsize=preset.title)
     return fig
-
-
-def _panel_fonts(preset: _Preset) -> _Preset:
-    single = _PRESETS["single"]
-    return replace(
-        preset, label=single.label, tick=single.tick, title=single.title, max_point_labels=single.max_point_labels
-    )
 
 
 def _panel_grid(preset: _Preset, count: int, shared: bool) -> tuple[Figure, list[Axes]]:

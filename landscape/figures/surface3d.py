@@ -23,7 +23,6 @@ from landscape.figures._style import (
     _limits,
     _note,
     _Style,
-    _style,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ def surface3d(
     given as values, only sets the colour range. ``ax``: draw into this 3D axes
     (``fig.add_subplot(projection="3d")``) instead of a new figure.
     """
-    style = _style(**options)
+    style = _Style(**options)
     preset, vmin, vmax, log = style.preset, style.vmin, style.vmax, style.log
     field = _field(x, y, z, done, log)
     lo, hi = _limits([field], style)
@@ -103,10 +102,6 @@ def _height(values: FloatArray, vmax: float | None, log: bool) -> FloatArray:
         return np.where(clipped > 0, np.log10(np.where(clipped > 0, clipped, 1.0)), np.nan)
 
 
-def _z_label(metric_label: str, log: bool) -> str:
-    return f"log$_{{10}}$ {metric_label}" if log else metric_label
-
-
 def _draw_path3d(
     ax: Axes3D,
     trajectory: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
@@ -124,7 +119,8 @@ def _label3d(ax: Axes3D, style: _Style) -> None:
     preset = style.preset
     ax.set_xlabel(style.x_label, fontsize=preset.label, labelpad=-3)
     ax.set_ylabel(style.y_label, fontsize=preset.label, labelpad=-3)
-    ax.set_zlabel(_z_label(style.metric_label, style.log), fontsize=preset.label, labelpad=-3)
+    z_label = f"log$_{{10}}$ {style.metric_label}" if style.log else style.metric_label
+    ax.set_zlabel(z_label, fontsize=preset.label, labelpad=-3)
     ticks = 4 if preset.width < 5 else 6  # 3D tick labels crowd quickly
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_major_locator(MaxNLocator(ticks, steps=[1, 2, 2.5, 5, 10]))

@@ -17,7 +17,7 @@ import numpy as np
 
 from landscape.engine.grid import Grid, finest_complete_level
 from landscape.errors import ConfigError, GridError, LandscapeError
-from landscape.io.surface_file import SurfaceFile
+from landscape.io.surface_file import SurfaceFile, plain_attr
 from landscape.io.trajectory_file import TrajectoryPoints
 
 __all__ = ["SPLIT_WORDS", "bilinear", "check_same_plane", "coarse_view", "criteria", "epoch_labels", "figure_title",
@@ -123,18 +123,14 @@ def path_heights(sf: SurfaceFile, metric: str, path: TrajectoryPoints) -> np.nda
     return heights
 
 
-def _directions_fingerprint(trajectory: Path) -> str | None:
-    try:
-        with h5py.File(trajectory, "r") as f:
-            value = f.attrs.get("fingerprint")
-    except OSError:
-        return None  # load_trajectory has already said what is wrong with the file
-    return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
-
-
 def check_same_plane(sf: SurfaceFile, trajectory: Path) -> None:
     """A path's coordinates mean something only in the plane of its own PCA directions."""
-    ours, theirs = sf.attrs.get("directions_fingerprint"), _directions_fingerprint(trajectory)
+    try:
+        with h5py.File(trajectory, "r") as f:
+            theirs = plain_attr(f.attrs.get("fingerprint"))
+    except OSError:
+        theirs = None  # load_trajectory has already said what is wrong with the file
+    ours = sf.attrs.get("directions_fingerprint")
     if ours and theirs and ours != theirs:
         raise LandscapeError(f"trajectory {str(trajectory)!r} was not computed in the plane of {str(sf.path)!r} "
                              "(their directions differ): compute the surface with "

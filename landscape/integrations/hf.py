@@ -44,16 +44,6 @@ def model_loss(model: nn.Module, batch: Any) -> Tensor:
     return model(**batch).loss  # type: ignore[no-any-return]
 
 
-def _last_loss(state: TrainerState) -> float | None:
-    losses = [e["loss"] for e in state.log_history if isinstance(e.get("loss"), int | float)]
-    return float(losses[-1]) if losses else None
-
-
-def _report_to(args: TrainingArguments) -> list[str]:
-    value = args.report_to
-    return [value] if isinstance(value, str) else list(value or [])
-
-
 class LandscapeCallback(TrainerCallback):  # type: ignore[misc]
     """Record the weights at every save; at the end, optionally, the trajectory and a surface, logged.
 
@@ -90,7 +80,9 @@ class LandscapeCallback(TrainerCallback):  # type: ignore[misc]
         if self.recorder is not None:
             # the Trainer's epoch is fractional between epochs: kept as a metric, the points labelled by their order
             progress = {"train_epoch": float(state.epoch)} if state.epoch is not None else {}
-            self.recorder.save(plain_module(model), loss=_last_loss(state), metrics=progress, step=state.global_step)
+            losses = [e["loss"] for e in state.log_history if isinstance(e.get("loss"), int | float)]  # the last logged
+            self.recorder.save(plain_module(model), loss=float(losses[-1]) if losses else None, metrics=progress,
+                               step=state.global_step)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        model: nn.Module | None = None, **kwargs: Any) -> None:
@@ -122,7 +114,7 @@ class LandscapeCallback(TrainerCallback):  # type: ignore[misc]
     def _log(self, args: TrainingArguments, state: TrainerState) -> None:
         from landscape.integrations.logging import log_figures
 
-        targets = _report_to(args)
+        targets = [args.report_to] if isinstance(args.report_to, str) else list(args.report_to or [])
         if "tensorboard" in targets:
             from torch.utils.tensorboard import SummaryWriter
 

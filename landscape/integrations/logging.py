@@ -142,16 +142,13 @@ def _to_files(logger: Any, images: Mapping[str, tuple[Image, Path | None]], tag:
 
 
 def _writer_for(logger: Any) -> tuple[Callable[[Any, Mapping[str, tuple[Image, Path | None]], str, int], None], Any]:
-    if _is_summary_writer(logger):
-        return _to_tensorboard, logger
-    if _is_wandb_run(logger):
-        return _to_wandb, logger
-    if _is_lightning_logger(logger):
-        experiment = logger.experiment
-        if _is_summary_writer(experiment):
-            return _to_tensorboard, experiment
-        if _is_wandb_run(experiment):
-            return _to_wandb, experiment
+    lightning = _is_lightning_logger(logger)
+    for target in (logger, logger.experiment) if lightning else (logger,):  # or a Lightning logger's experiment
+        if _is_summary_writer(target):
+            return _to_tensorboard, target
+        if _is_wandb_run(target):
+            return _to_wandb, target
+    if lightning:
         return _to_files, logger
     raise ConfigError(f"log_figures cannot log to a {type(logger).__module__}.{type(logger).__name__}: give a "
                       "torch.utils.tensorboard.SummaryWriter, a wandb run or a Lightning logger")

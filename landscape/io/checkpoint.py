@@ -20,6 +20,7 @@ import hashlib
 import pickle
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -108,11 +109,6 @@ def save_checkpoint(path: Path, model: nn.Module, config: Mapping[str, Any], *, 
     atomic_torch_save(payload, path)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _refusal_reason(text: str) -> str:
     """The line of torch's weights_only refusal that names the culprit, without its boilerplate.
 
@@ -146,7 +142,7 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
         return torch.load(path, map_location=map_location, weights_only=not unsafe)
     except pickle.UnpicklingError as err:
         if unsafe:
-            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {_first_line(err)}") from err
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {os_reason(err)}") from err
         reason = _refusal_reason(str(err)) or type(err).__name__
         if "Unsupported operand" in reason:  # a byte that is no pickle opcode: damaged data, not code
             raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {reason}") from err
@@ -155,7 +151,8 @@ def _torch_load(path: Path, map_location: str | torch.device, unsafe: bool) -> A
             f"(weights_only=True refused it: {reason}); if you trust the file, pass --unsafe-load"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        reason = os_reason(err)
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a torch checkpoint: {reason}") from err
 
 
 def _strip_wrappers(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -226,15 +223,8 @@ def _load_any(p: Path, map_location: str | torch.device, unsafe: bool) -> Checkp
     if p.suffix == ".safetensors" and p.is_file():
         return Checkpoint(p, _strip_wrappers(read_safetensors(p, str(map_location))), None, extra={"kind": "safetensors"})
     obj = _torch_load(p, map_location, unsafe)
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT and obj.get("config") is None:
-        return _recorded(p, obj)  # written by landscape.Recorder from a user's own training loop
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        config = obj["config"]
-        if not isinstance(config, Mapping):
-            raise CheckpointError(f"checkpoint {str(p)!r} has an unreadable config: a {type(config).__name__}, not a table")
-        known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
-        return Checkpoint(p, dict(obj["state_dict"]), dict(config), int(obj["epoch"]), int(obj["step"]),
-                          dict(obj.get("metrics", {})), {k: v for k, v in obj.items() if k not in known})
+        return _ours(p, obj)
     if is_lightning(obj):
         epoch, step = obj.get("epoch"), obj.get("global_step")
         return Checkpoint(p, _strip_prefix(obj["state_dict"]), None, epoch if isinstance(epoch, int) else None,
@@ -255,11 +245,16 @@ def _hf_folder(p: Path, map_location: str | torch.device, unsafe: bool) -> Check
                       extra={"kind": "huggingface", "hf_config": read_json(p / HF_CONFIG)})
 
 
-def _recorded(p: Path, obj: Mapping[str, Any]) -> Checkpoint:
-    """A checkpoint of a user's model saved by :class:`landscape.io.recorder.Recorder` (no config)."""
+def _ours(p: Path, obj: Mapping[str, Any]) -> Checkpoint:
+    """A checkpoint of ``landscape train`` (with its config), or of a user's model saved by
+    :class:`landscape.io.recorder.Recorder` from their own training loop (config None)."""
+    config = obj.get("config")
+    if config is not None and not isinstance(config, Mapping):
+        raise CheckpointError(f"checkpoint {str(p)!r} has an unreadable config: a {type(config).__name__}, not a table")
     known = {"format", "format_version", "state_dict", "config", "epoch", "step", "metrics"}
     epoch, step = obj.get("epoch"), obj.get("step")
-    return Checkpoint(p, find_state_dict(obj, p), None, None if epoch is None else int(epoch),
+    return Checkpoint(p, find_state_dict(obj, p) if config is None else dict(obj["state_dict"]),
+                      None if config is None else dict(config), None if epoch is None else int(epoch),
                       None if step is None else int(step), dict(obj.get("metrics") or {}),
                       {k: v for k, v in obj.items() if k not in known})
 
@@ -297,12 +292,8 @@ def _complete(state: Mapping[str, Tensor], own: Mapping[str, Tensor], tied: Mapp
 
 def _prefixes(state: Mapping[str, Tensor], enough: int) -> list[str]:
     """Leading name components (``model.``, ``model.net.``, ...) under which ``enough`` tensors or more lie."""
-    counts: dict[str, int] = {}
-    for k in state:
-        parts = k.split(".")
-        for i in range(1, min(len(parts), 4)):
-            head = ".".join(parts[:i]) + "."
-            counts[head] = counts.get(head, 0) + 1
+    counts = Counter(".".join(parts[:i]) + "." for parts in (k.split(".") for k in state)
+                     for i in range(1, min(len(parts), 4)))
     return sorted((p for p, n in counts.items() if n >= enough), key=lambda p: (p.count("."), p))
 
 

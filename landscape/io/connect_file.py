@@ -70,27 +70,17 @@ class ConnectFile:
                             f[p][name][...] = self.values[p][name]
                         f[p]["done"][...] = self.done[p]
                     if self.bends and "bends" not in f:
-                        _write_bends(f.create_group("bends"), self.bends)
+                        group = f.create_group("bends")
+                        group.attrs.update(kind="bends", count=len(self.bends))
+                        for j, bend in enumerate(self.bends):
+                            for k, v in bend.items():
+                                group.create_dataset(f"{j}/{k}", data=v.detach().cpu().numpy())
                     for k, v in (extra_attrs or {}).items():
                         f.attrs[k] = v
                         self.attrs[k] = v
         except OSError as err:
             raise SurfaceFileError(f"cannot write {str(self.path)!r}: {os_reason(err)}; "
                                    "the points already on disk are kept") from err
-
-
-def _write_bends(group: h5py.Group, bends: Sequence[Mapping[str, Tensor]]) -> None:
-    group.attrs["kind"] = "bends"
-    group.attrs["count"] = len(bends)
-    for j, bend in enumerate(bends):
-        g = group.create_group(str(j))
-        for k, v in bend.items():
-            g.create_dataset(k, data=v.detach().cpu().numpy())
-
-
-def _read_bends(group: h5py.Group) -> list[dict[str, Tensor]]:
-    return [{k: torch.from_numpy(np.asarray(v[()])) for k, v in group[str(j)].items()}
-            for j in range(int(group.attrs["count"]))]
 
 
 def open_connect(path: Path, t: np.ndarray, paths: Sequence[str], columns: Sequence[str], settings: Mapping[str, Any],
@@ -129,7 +119,8 @@ def read_connect(path: str | Path) -> ConnectFile:
         t = np.asarray(f["t"][()], dtype=np.float64)
         values = {q: {c: np.asarray(f[q][c][()], dtype=np.float64) for c in columns} for q in paths}
         done = {q: np.asarray(f[q]["done"][()], dtype=bool) for q in paths}
-        bends = _read_bends(f["bends"]) if "bends" in f else []
+        bends = [{k: torch.from_numpy(np.asarray(v[()])) for k, v in f["bends"][str(j)].items()}
+                 for j in range(int(f["bends"].attrs["count"]))] if "bends" in f else []
     return ConnectFile(p, t, paths, columns, values, done, attrs, bends)
 
 

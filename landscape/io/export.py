@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -60,11 +60,6 @@ def _metrics(metrics: Mapping[str, npt.ArrayLike], shape: tuple[int, ...]) -> di
     return arrays
 
 
-def _text(value: float) -> str:
-    """A float written so it reads back exactly (``repr``); nan and ±inf spelled out."""
-    return repr(float(value))
-
-
 def to_csv(
     path: Path | str,
     x: npt.ArrayLike,
@@ -78,22 +73,14 @@ def to_csv(
     full precision; missing points stay ``nan``. Returns the path written.
     """
     xs, ys, arrays = _columns(x, y, metrics)
+    columns = [xs] if ys is None else [np.repeat(xs, ys.size), np.tile(ys, xs.size)]  # C order: x[i] with every y[j]
+    columns += [a.reshape(-1) for a in arrays.values()]
     target = Path(path)
     with atomic_path(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["x", *([] if ys is None else ["y"]), *arrays])
-        writer.writerows(_csv_rows(xs, ys, arrays))
+        writer.writerows([repr(float(v)) for v in row] for row in zip(*columns, strict=True))  # repr: reads back exactly
     return target
-
-
-def _csv_rows(xs: FloatArray, ys: FloatArray | None, arrays: Mapping[str, FloatArray]) -> Iterator[list[str]]:
-    columns = list(arrays.values())
-    for i, x in enumerate(xs):
-        if ys is None:
-            yield [_text(x), *(_text(c[i]) for c in columns)]
-            continue
-        for j, y in enumerate(ys):
-            yield [_text(x), _text(y), *(_text(c[i, j]) for c in columns)]
 
 
 def to_npz(

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import Tensor
 
+from landscape.atomic import os_reason
 from landscape.errors import CheckpointError, MissingExtraError, install_hint
 
 HF_CONFIG = "config.json"
@@ -40,8 +41,8 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, Tensor]:
     try:
         return dict(load_file(str(path), device=device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a safetensors file: {text}") from err
+        reason = os_reason(err)
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a safetensors file: {reason}") from err
 
 
 def is_hf_folder(path: Path) -> bool:

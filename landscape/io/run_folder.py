@@ -15,7 +15,6 @@ compares a config with the manifest's through :func:`diff_settings`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +111,3 @@ def run_checkpoints(run_dir: str | Path, include_steps: bool = False) -> list[Pa
     """:meth:`RunFolder.checkpoints` of the folder ``run_dir``."""
     return RunFolder(Path(run_dir)).checkpoints(include_steps)
 
-
-_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")  # checkpoint files in a folder without run.json
-
-
-def _natural_key(path: Path) -> list[Any]:
-    """``epoch_2`` before ``epoch_10``: digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]

@@ -174,13 +174,6 @@ def make_progressive(sf: SurfaceFile, samples_total: Mapping[str, int], refine: 
         sf.extra[name] = array
 
 
-def _json_attr(f: h5py.File, key: str) -> Any:
-    raw = f.attrs.get(key)
-    if raw is None:
-        raise SurfaceFileError(f"{f.filename!r} lacks the {key!r} attribute: not a landscape surface file")
-    return json.loads(raw)
-
-
 def plain_attr(value: Any) -> Any:
     """An HDF5 attribute as a plain Python value: bytes decoded, NumPy scalars as Python numbers."""
     if isinstance(value, bytes):
@@ -267,7 +260,9 @@ def read_surface(path: str | Path) -> SurfaceFile:
     """Read a surface file's coordinates, metric arrays, ``done`` mask and attributes."""
     p = Path(path)
     with open_ours(p, FORMAT, "surface") as (f, attrs):
-        columns = _json_attr(f, "metrics")
+        if f.attrs.get("metrics") is None:
+            raise SurfaceFileError(f"{f.filename!r} lacks the 'metrics' attribute: not a landscape surface file")
+        columns = json.loads(f.attrs["metrics"])
         if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
             raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'metrics' attribute is not a list of names")
         grid = Grid(np.asarray(f["x"][()]), np.asarray(f["y"][()]) if "y" in f else None)
@@ -287,17 +282,13 @@ def read_surface(path: str | Path) -> SurfaceFile:
     return SurfaceFile(p, grid, columns, values, done, attrs, extra=extra)
 
 
-def splits_of_columns(columns: list[str]) -> list[str]:
-    """The splits of ``<split>_<metric>`` columns, in order of first appearance."""
-    return list(dict.fromkeys(c.split("_", 1)[0] for c in columns))
-
-
 def extra_names(columns: list[str], attrs: Mapping[str, Any]) -> list[str]:
     """The extras a progressive surface file holds, in the order :meth:`SurfaceFile.record` fills them:
     ``<column>_stderr`` per column, ``<split>_samples`` per split, ``progressive/<column>_sum`` and
     ``progressive/<column>_sumsq`` per column, ``above``; ``computed`` when refined. None for an exact file."""
     if not attrs.get("progressive"):
         return []
-    return ([f"{c}_stderr" for c in columns] + [f"{s}_samples" for s in splits_of_columns(columns)]
+    splits = dict.fromkeys(c.split("_", 1)[0] for c in columns)  # in order of first appearance
+    return ([f"{c}_stderr" for c in columns] + [f"{s}_samples" for s in splits]
             + [f"progressive/{c}_{k}" for k in ("sum", "sumsq") for c in columns] + ["above"]
             + (["computed"] if attrs.get("refine") else []))

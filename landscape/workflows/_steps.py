@@ -36,17 +36,13 @@ from landscape.workflows.trajectory import trajectory_from_run
 Log = Callable[[str], None]
 
 
-def _quiet(_: str) -> None:
-    return None
-
-
 def check_trajectory_epochs(epochs: int) -> None:
     """A PCA plane needs three checkpoints (the initial weights and two epochs)."""
     if epochs < 2:
         raise ConfigError(f"the PCA plane of a trajectory needs at least 3 checkpoints: train.epochs must be ≥ 2, got {epochs}")
 
 
-def ensure_trained(cfg: Config, run: Path, overwrite: bool = False, log: Log = _quiet) -> RunResult | None:
+def ensure_trained(cfg: Config, run: Path, overwrite: bool = False, log: Log = lambda _: None) -> RunResult | None:
     """Train (or resume) ``cfg`` in ``run`` unless it is finished there; None when it was."""
     if is_finished(RunFolder(run), cfg):
         return None
@@ -68,7 +64,7 @@ def trajectory_is_current(path: Path, checkpoints: Sequence[Path], directions: D
             and bool(meta.get("center", False)) == center)
 
 
-def ensure_trajectory(path: Path, run: Path, directions: DirectionsConfig, log: Log = _quiet, *,
+def ensure_trajectory(path: Path, run: Path, directions: DirectionsConfig, log: Log = lambda _: None, *,
                       center: bool = True) -> Trajectory | None:
     """Compute and save the run's trajectory unless ``path`` is current; None when it was.
 
@@ -116,7 +112,7 @@ class SurfaceStep:
 
 
 def ensure_surface(checkpoint: Path, out: Path, cfg: Config, source: DirectionSource, overwrite: bool = False,
-                   log: Log = _quiet) -> SurfaceStep | None:
+                   log: Log = lambda _: None) -> SurfaceStep | None:
     """Compute or resume the surface ``out`` around ``checkpoint``; None when it is current (see the module docstring)."""
     if surface_is_current(out, checkpoint, cfg, source):
         return None

@@ -36,6 +36,7 @@ from landscape.figures.animate import (
     shared_scale,
     write_animation,
 )
+from landscape.figures.files import loss_curves
 from landscape.figures.views import (
     check_same_plane,
     coarse_view,
@@ -127,16 +128,6 @@ def _manifest(run: Path) -> dict[str, Any]:
         raise AnimationError(f"{str(run)!r} is not a run folder (no {MANIFEST}): make one with "
                              f"`landscape run CONFIG --out {run}`")
     return manifest
-
-
-def loss_curves(manifest: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Train and test loss against epoch from a run manifest (epoch checkpoints only)."""
-    epochs = [c for c in manifest.get("checkpoints", []) if c.get("kind") == "epoch"]
-    if not epochs:
-        raise AnimationError("the run lists no epoch checkpoints")
-    x = np.array([float(c["epoch"]) for c in epochs])
-    return {f"{split} loss": (x, np.array([float(c.get(f"{split}_loss", math.nan)) for c in epochs]))
-            for split in ("train", "test") if any(f"{split}_loss" in c for c in epochs)}
 
 
 def _needed(path: Path, what: str, run: Path) -> Path:

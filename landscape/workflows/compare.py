@@ -66,6 +66,7 @@ from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.version import __version__
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.check import check_compare
+from landscape.workflows.run import training_config as run_training_config
 from landscape.workflows.sharpness import sharpness_columns
 from landscape.workflows.surface import DirectionSource
 
@@ -134,7 +135,7 @@ def training_config(config: Config, loss: str) -> Config:
     Other sections are left at their defaults, so that changing a plotting or flatness setting
     never invalidates a finished training.
     """
-    return Config(data=config.data, model=config.model, train=dataclasses.replace(config.train, loss=loss))
+    return run_training_config(dataclasses.replace(config, train=dataclasses.replace(config.train, loss=loss)))
 
 
 def sharpness_config(config: Config, loss: str) -> Config:
@@ -238,7 +239,7 @@ def run_compare(config: Config, out_dir: str | Path, overwrite: bool = False, lo
             files += plot.save_figure(fig, out / "figures" / name, formats=[f for f in config.plot.formats if f != "html"],
                                       dpi=config.plot.dpi)
         files += write_compare_index(out, config, losses, rows, criterion_rows)
-        _write_stamp(out, stamp, files)
+        write_json_atomic(out / _STAMP, {"stamp": stamp, "files": [str(f.relative_to(out)) for f in files]})
     return CompareResult(out, results, rows, criterion_rows, files, work)
 
 
@@ -284,10 +285,6 @@ def _unchanged_outputs(out: Path, stamp: str) -> list[Path] | None:
         return None
     files = [out / f for f in record.get("files", [])]
     return files if record.get("stamp") == stamp and files and all(f.is_file() for f in files) else None
-
-
-def _write_stamp(out: Path, stamp: str, files: Sequence[Path]) -> None:
-    write_json_atomic(out / _STAMP, {"stamp": stamp, "files": [str(f.relative_to(out)) for f in files]})
 
 
 def _check_settings(config: Config) -> None:
@@ -347,12 +344,9 @@ def summary_rows(results: Sequence[LossResult], config: Config) -> list[dict[str
 def flatness_by_criterion(results: Sequence[LossResult], config: Config) -> list[dict[str, Any]]:
     """Every trained model's flatness under every compared criterion (one unit per criterion)."""
     cc = config.compare
-    rows = []
-    for r in results:
-        for crit in r.surface_2d.attrs["settings"]["losses"]:
-            figures = flatness(r.surface_2d, r.slice_1d, column(r.surface_2d, crit), cc.radius, cc.floor)
-            rows.append({"trained_with": r.loss, "evaluated_with": crit, **figures})
-    return rows
+    return [{"trained_with": r.loss, "evaluated_with": crit,
+             **flatness(r.surface_2d, r.slice_1d, column(r.surface_2d, crit), cc.radius, cc.floor)}
+            for r in results for crit in r.surface_2d.attrs["settings"]["losses"]]
 
 
 def write_tables(out: Path, rows: Sequence[Mapping[str, Any]], criterion_rows: Sequence[Mapping[str, Any]],

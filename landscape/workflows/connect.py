@@ -11,7 +11,7 @@ the plane through θ_A, θ_B and the bend) and the figures ``connect_paths`` and
 from __future__ import annotations
 
 import contextlib
-import csv
+import copy
 import dataclasses
 import json
 import tempfile
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape.atomic import write_text_atomic
 from landscape.config import Config, ConnectConfig, config_to_dict
 from landscape.engine.align import AlignmentError, align_state
 from landscape.engine.connect import (
@@ -50,10 +51,11 @@ from landscape.io.checkpoint import atomic_torch_save, fit_state_dict, load_chec
 from landscape.io.connect_file import ConnectFile, open_connect
 from landscape.io.run_folder import diff_settings
 from landscape.io.surface_file import exclusive_lock, open_surface
+from landscape.io.tables import write_csv
 from landscape.version import __version__
 from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.modules import plain_module
+from landscape.zoo.modules import eval_mode, plain_module
 
 EpochHook = Callable[[int, float], None]
 PATH_TITLES = {"line": "line", "aligned_line": "aligned line", "curve": "curve"}
@@ -73,11 +75,6 @@ class ConnectResult:
     curve_losses: list[float]  # mean training loss of each curve epoch run now (empty when resumed past them)
 
 
-def resolve_bn(cc: ConnectConfig, model: nn.Module) -> str:
-    """``connect.bn``, except that a model without BatchNorm has nothing to recompute: keep."""
-    return cc.bn if has_batchnorm(model) else "keep"
-
-
 def _check_settings(cc: ConnectConfig) -> None:
     if cc.bends < 1 and cc.curve != "line":
         raise ConfigError(f"connect.bends = {cc.bends} must be at least 1 for a {cc.curve} curve")
@@ -87,22 +84,12 @@ def _check_settings(cc: ConnectConfig) -> None:
         raise ConfigError(f"connect.plane_grid = {cc.plane_grid} must be 0 (no plane) or ≥ 2; plane_margin within 0..5")
 
 
-def path_names(cc: ConnectConfig) -> list[str]:
-    return ["line"] + (["aligned_line"] if cc.align == "weights" else []) + (["curve"] if cc.curve != "line" else [])
-
-
 def settings_of(cc: ConnectConfig, bn: str, extra: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that determines the values (the device does not)."""
     # the plane's grid only changes plane.h5 (which records it); the device changes no value
     own = {k: v for k, v in dataclasses.asdict(cc).items() if k not in ("device", "plane_grid", "plane_margin")}
     own["bn"] = bn
     plain: dict[str, Any] = json.loads(json.dumps({**own, **extra}))
-    return plain
-
-
-def training_settings(cc: ConnectConfig, extra: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("curve", "bends", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "seed")
-    plain: dict[str, Any] = json.loads(json.dumps({**{k: getattr(cc, k) for k in keys}, **extra}))
     return plain
 
 
@@ -118,9 +105,9 @@ def connect_states(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Map
     _check_settings(cc)
     device = resolve_device(cc.device)
     extra = dict(extra_settings or {})
-    bn = resolve_bn(cc, model)
+    bn = cc.bn if has_batchnorm(model) else "keep"  # a model without BatchNorm has nothing to recompute
     t = t_grid(cc.points, cc.margin)
-    paths = path_names(cc)
+    paths = ["line"] + (["aligned_line"] if cc.align == "weights" else []) + (["curve"] if cc.curve != "line" else [])
     bn_idx = bn_batches(train, cc.batch_size, cc.bn_batches, cc.seed) if bn == "recompute" else None
     out.mkdir(parents=True, exist_ok=True)
     h5 = out / "connect.h5"
@@ -132,16 +119,13 @@ def connect_states(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Map
                           {"landscape_version": __version__, **(attrs or {})}, bn_idx, overwrite)
         a = {k: v.detach().cpu() for k, v in state_a.items()}
         b = {k: v.detach().cpu() for k, v in state_b.items()}
-        ends = {"line": (a, b)}
+        controls = {"line": [a, b]}
         if "aligned_line" in paths:
-            ends["aligned_line"] = (a, aligned_b(model, a, b, train, cc))
+            controls["aligned_line"] = [a, aligned_b(model, a, b, train, cc)]
         losses: list[float] = []
         if "curve" in paths and not cf.bends:
             cf.bends, losses = _train_curve(model, a, b, train, metrics, cc, device, out, extra, overwrite, on_epoch)
             cf.flush()
-        controls = {"line": [a, b]}
-        if "aligned_line" in paths:
-            controls["aligned_line"] = list(ends["aligned_line"])
         if "curve" in paths:
             controls["curve"] = [a, *cf.bends, b]
         _evaluate_paths(cf, evaluator, controls, cc.curve)
@@ -179,7 +163,8 @@ def _train_curve(model: nn.Module, a: dict[str, Tensor], b: dict[str, Tensor], t
                         cc.batch_size, cc.schedule, cc.seed)
     names = [k for k, _ in model.named_parameters()]
     state_file = out / "curve_state.pt"
-    want = training_settings(cc, extra)
+    keys = ("curve", "bends", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "seed")
+    want = json.loads(json.dumps({**{k: getattr(cc, k) for k in keys}, **extra}))  # what the saved curve must match
     saved = _load_curve_state(state_file, want) if not overwrite else None
     losses: list[float] = list(saved["losses"]) if saved else []
     criterion = metrics.criteria[0]
@@ -274,17 +259,11 @@ def write_tables(rows: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
     if not rows:
         return []
     keys = list(rows[0])
-    csv_path, md_path = out / "connect.csv", out / "connect.md"
-    with csv_path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    fmt = [str(r["path"]) if k == "path" else f"{float(r[k]):.4g}" for r in rows for k in keys]
+    write_csv(out / "connect.csv", rows)
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for j in range(len(rows)):
-        lines.append("| " + " | ".join(fmt[j * len(keys) : (j + 1) * len(keys)]) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
-    return [csv_path, md_path]
+    lines += ["| " + " | ".join(str(r[k]) if k == "path" else f"{float(r[k]):.4g}" for k in keys) + " |" for r in rows]
+    write_text_atomic(out / "connect.md", "\n".join(lines) + "\n")
+    return [out / "connect.csv", out / "connect.md"]
 
 
 def format_result(result: ConnectResult) -> str:
@@ -314,7 +293,6 @@ def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Ten
     m = cc.plane_margin
     xs, ys = f"{-m}:{1 + m}:{cc.plane_grid}", f"{-m}:{1 + m}:{cc.plane_grid}"  # A (0, 0), B (1, 0), bend (0, 1)
     grid = Grid.parse(xs, ys)
-    origin = model
     with torch.no_grad():
         origin = _with_state(model, a)
     bn_data = TensorSplit(torch.cat(list(bn_inputs)), torch.zeros(sum(len(v) for v in bn_inputs))) if bn_inputs else None
@@ -341,8 +319,6 @@ def plane_surface(model: nn.Module, a: Mapping[str, Tensor], b: Mapping[str, Ten
 
 
 def _with_state(model: nn.Module, state: Mapping[str, Tensor]) -> nn.Module:
-    import copy
-
     m = copy.deepcopy(model)
     own = m.state_dict()
     for k, v in state.items():
@@ -458,11 +434,8 @@ def connect(model_a: nn.Module, model_b: nn.Module, data: DataLike | tuple[DataL
 def _metrics_for(model: nn.Module, train: TensorSplit, loss: str) -> MetricSet:
     """The task from the targets: integer labels → classification (classes from the output width)."""
     if train.targets.dtype == torch.long:
-        with torch.no_grad():
-            was = model.training
-            model.eval()
+        with eval_mode(model), torch.no_grad():
             width = int(model(train.inputs[:2]).shape[1])
-            model.train(was)
         return MetricSet([loss], "classification", width)
     if not train.targets.is_floating_point():
         raise DataError(f"targets of dtype {train.targets.dtype} are neither class labels (int64) nor values (float)")

@@ -74,12 +74,6 @@ def training_config(cfg: Config) -> Config:
     return Config(data=cfg.data, model=cfg.model, train=cfg.train)
 
 
-def _timed(name: str, work: Callable[[], tuple[str, str]]) -> Stage:
-    start = time.perf_counter()
-    action, detail = work()
-    return Stage(name, action, detail, time.perf_counter() - start)
-
-
 # --- train ------------------------------------------------------------------------------------------
 
 
@@ -114,7 +108,7 @@ def _with_grid(cfg: Config, **surface: Any) -> Config:
 def surface_jobs(cfg: Config, out: Path) -> list[SurfaceJob]:
     """The three surfaces of the job; the PCA grid covers the projected path (needs the trajectory)."""
     r = cfg.run
-    pca_grid = default_grid_overrides(out / TRAJECTORY, True, num=r.pca_grid, margin=r.pca_margin)
+    pca_grid = default_grid_overrides(out / TRAJECTORY, num=r.pca_grid, margin=r.pca_margin)
     pca = config_from_dict(apply_overrides(config_to_dict(cfg), pca_grid))
     return [
         SurfaceJob("random_2d", _with_grid(cfg, x=r.random_x, y=r.random_y), DirectionSource(), False),
@@ -171,7 +165,9 @@ def run_pipeline(cfg: Config, out: str | Path, *, overwrite: bool = False,
     stages: list[Stage] = []
 
     def step(name: str, work: Callable[[], tuple[str, str]]) -> None:
-        stages.append(_timed(name, work))
+        start = time.perf_counter()
+        action, detail = work()
+        stages.append(Stage(name, action, detail, time.perf_counter() - start))
         if report is not None:
             report(stages[-1])
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from landscape.config import Config, PlotConfig, config_to_dict
-from landscape.engine.batchloss import BatchSums, batch_sums_of, samples_in
+from landscape.engine.batchloss import BatchSums, batch_sums_of
 from landscape.engine.directions import (
     Directions,
     load_directions,
@@ -68,7 +68,7 @@ from landscape.workflows.experiment import Experiment, checkpoint_config, experi
 from landscape.workflows.hessian import eig_map_settings, eig_ratio_engine, hessian_directions
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import floating_dtype
-from landscape.zoo.userdata import Prepared, Streamed, UserBatches, UserStreams
+from landscape.zoo.userdata import Prepared, Streamed, UserBatches, UserStreams, batch_size_of
 
 
 @dataclass(frozen=True)
@@ -111,18 +111,16 @@ def make_directions(exp: Experiment, cfg: Config, source: DirectionSource, dims:
 
 
 def axis_label(dirs: Directions, which: str) -> str:
-    kind = dirs.meta.get("kind", "random")
+    kind, (greek, i) = dirs.meta.get("kind", "random"), (("α", 0) if which == "x" else ("β", 1))
     if kind == "pca":
-        ev = dirs.meta.get("explained_variance", [float("nan")] * 2)
-        i = 0 if which == "x" else 1
-        center = dirs.meta.get("center")
+        ev, center = dirs.meta.get("explained_variance", [float("nan")] * 2), dirs.meta.get("center")
         return pca_axis_label(i, float(ev[i]), None if center is None else bool(center))
     if kind == "target":
-        return "α (0 = A, 1 = B)" if which == "x" else "β (0 = A, 1 = C)"
+        return f"{greek} (0 = A, 1 = {('B', 'C')[i]})"
     if kind == "hessian":
-        return f"{'α' if which == 'x' else 'β'} (Hessian eigenvector {1 if which == 'x' else 2})"
+        return f"{greek} (Hessian eigenvector {i + 1})"
     norm = dirs.meta.get("norm", "filter")
-    return f"{'α' if which == 'x' else 'β'} ({norm}-normalized)" if norm not in ("none", "as-saved") else ("α" if which == "x" else "β")
+    return greek if norm in ("none", "as-saved") else f"{greek} ({norm}-normalized)"
 
 
 def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
@@ -132,7 +130,7 @@ def batch_loss_sums(losses: Sequence[str]) -> BatchSums:
     """
     if len(losses) != 1:
         raise ConfigError(f"a batch loss file.py:fn is evaluated alone; got --loss {','.join(losses)}")
-    return batch_sums_of([("loss", load_batch_loss(losses[0]))], samples_in)
+    return batch_sums_of([("loss", load_batch_loss(losses[0]))], batch_size_of)
 
 
 def _data_splits(exp: Experiment, cfg: Config, device: torch.device) -> dict[str, Prepared]:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from landscape.config import Config, TrainConfig, config_from_dict, config_to_dict, save_config
+from landscape.engine.connect import make_optimizer
 from landscape.engine.evaluate import evaluate
 from landscape.engine.losses import get_criterion
 from landscape.engine.progress import bar
@@ -75,15 +75,6 @@ def is_finished(folder: RunFolder, config: Config) -> bool:
         return False  # the trainer says what is wrong with it
     return (manifest is not None and manifest.get("status") == "finished" and bool(epochs)
             and epochs[-1] == config.train.epochs and not run_changes(manifest, config))
-
-
-def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-    if cfg.nesterov:
-        raise ConfigError(f"train.nesterov applies to sgd only, not {cfg.optimizer!r}")
-    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:

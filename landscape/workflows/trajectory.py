@@ -109,19 +109,6 @@ def model_from_checkpoint(ckpt: Checkpoint, dir_type: str = "weights") -> nn.Mod
                           "--model and --data, or --config FILE) or dir_type='states' (--dir-type states)")
 
 
-def _check_fits(state: Mapping[str, Tensor], fp: Mapping[str, list[int]], path: Path) -> None:
-    """Every checkpoint must hold exactly the model's tensors with the model's shapes."""
-    missing = [k for k in fp if k not in state]
-    unexpected = [k for k in state if k not in fp]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(fp[k])}" for k in fp if k in state and list(state[k].shape) != fp[k]]
-    detail = "; ".join(part for part in (
-        f"missing {', '.join(missing[:3])}" if missing else "",
-        f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
-        f"shapes (checkpoint vs model) {', '.join(shapes[:3])}" if shapes else "") if part)
-    if detail:
-        raise CheckpointError(f"checkpoint {str(path)!r} is another architecture than the trajectory's model ({detail})")
-
-
 def _included(model: nn.Module, dir_type: str, ignore: str) -> tuple[TensorDict, list[str]]:
     """The direction's tensors and, among them, those that enter the PCA."""
     if ignore not in _IGNORE:
@@ -172,12 +159,12 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     model = plain_module(model) if model is not None else model_from_checkpoint(final, dir_type)
     targets, names = _included(model, dir_type, ignore)
     fp = model_fingerprint(model)
-    final = _fitted(final, model, fp)
+    final = _fitted(final, model)
     origin = {k: final.state_dict[k].detach().cpu() for k in names}
     deltas: list[TensorDict] = []
     records: list[tuple[int, int, float]] = []
     for p in paths[:-1]:  # one checkpoint in memory at a time; only its Δ is kept
-        ckpt = _fitted(_load(p, unsafe, prefix), model, fp)
+        ckpt = _fitted(_load(p, unsafe, prefix), model)
         deltas.append(_delta(ckpt.state_dict, origin))
         records.append(_record(ckpt))
     deltas.append(_delta(final.state_dict, origin))  # zero row: θ_final − θ_final
@@ -195,7 +182,8 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     }
     epochs, steps, losses = zip(*records, strict=True)
     return Trajectory(coords=coords, epochs=np.asarray(epochs, dtype=np.int64), steps=np.asarray(steps, dtype=np.int64),
-                      losses=np.asarray(losses, dtype=np.float64), names=tuple(str(_load_path(p)) for p in paths),
+                      losses=np.asarray(losses, dtype=np.float64),
+                      names=tuple(str(p.path if isinstance(p, Checkpoint) else p) for p in paths),
                       explained_variance=np.asarray(ratios[:2], dtype=np.float64), meta=meta,
                       directions=Directions(d1, d2, meta), spectrum=ratios, fingerprint=fp)
 
@@ -204,18 +192,14 @@ def _load(item: Path | Checkpoint, unsafe: bool, prefix: str | None = None) -> C
     return item if isinstance(item, Checkpoint) else load_checkpoint(item, unsafe=unsafe, prefix=prefix)
 
 
-def _fitted(ckpt: Checkpoint, model: nn.Module, fp: Mapping[str, list[int]]) -> Checkpoint:
-    """The checkpoint under the model's names (a ``model.`` prefix found, tied tensors filled in)."""
+def _fitted(ckpt: Checkpoint, model: nn.Module) -> Checkpoint:
+    """The checkpoint under the model's names (a ``model.`` prefix found, tied tensors filled in): exactly the
+    model's tensors with the model's shapes (:func:`~landscape.io.checkpoint.fit_state_dict` refuses any other)."""
     try:
         state = fit_state_dict(model, ckpt.state_dict, what="the trajectory's model")
     except CheckpointError as err:
         raise CheckpointError(f"{str(ckpt.path)!r}: {err}") from err
-    _check_fits(state, fp, ckpt.path)
     return dataclasses.replace(ckpt, state_dict=state)
-
-
-def _load_path(item: Path | Checkpoint) -> Path:
-    return item.path if isinstance(item, Checkpoint) else item
 
 
 def trajectory_from_run(run_dir: str | Path, *, include_steps: bool = False, **kwargs: Any) -> Trajectory:
@@ -254,12 +238,12 @@ def path_axis(values: np.ndarray, num: int = 31, margin: float = 0.3) -> str:
     return f"{float(start)!r}:{float(stop)!r}:{num}"
 
 
-def default_grid_overrides(path: Path, two_d: bool, num: int = PCA_GRID, margin: float = 0.3) -> list[str]:
+def default_grid_overrides(path: Path, num: int = PCA_GRID, margin: float = 0.3) -> list[str]:
     """Config overrides for ``landscape surface --directions FILE`` without ``--x``.
 
     For a trajectory file: ``surface.x`` and ``surface.y`` covering the projected path and the
-    origin with ``margin`` on each side, ``num`` points per axis. A PCA plane is 2D, so ``y`` is
-    always set whatever ``two_d`` says. Any other direction file keeps the default grid ([]).
+    origin with ``margin`` on each side, ``num`` points per axis (a PCA plane is 2D: ``y`` is always
+    set, whatever the config's ``surface.y``). Any other direction file keeps the default grid ([]).
     """
     coords = stored_coords(Path(path))
     if coords is None or coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:

@@ -190,10 +190,7 @@ def load_mnist_like(root: Path, name: Literal["mnist", "fashion-mnist"], downloa
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
     """``folder/stem`` if present, else ``folder/stem.gz`` if present, else None."""
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((c for c in (folder / stem, folder / f"{stem}.gz") if c.is_file()), None)
 
 
 def _mnist_split(folder: Path, images_stem: str, labels_stem: str) -> Split:
@@ -230,24 +227,14 @@ _CIFAR_TEST: Final = "test_batch"
 _CIFAR_IMAGE_SHAPE: Final = (3, 32, 32)  # a row of b"data" is R plane, G plane, B plane
 
 
-def _array_reconstruct() -> Callable[..., Any]:
-    """numpy's array reconstructor, found without the deprecated ``numpy.core`` alias."""
+def _numpy_core(module: str, name: str) -> Callable[..., Any]:
+    """``numpy._core.<module>.<name>`` (numpy >= 2), found without the deprecated ``numpy.core`` alias."""
     try:
-        multiarray = importlib.import_module("numpy._core.multiarray")  # numpy >= 2
+        found = importlib.import_module(f"numpy._core.{module}")
     except ModuleNotFoundError:  # pragma: no cover - numpy 1.x
-        multiarray = importlib.import_module("numpy.core.multiarray")
-    reconstruct: Callable[..., Any] = multiarray._reconstruct
-    return reconstruct
-
-
-def _array_frombuffer() -> Callable[..., Any]:
-    """numpy's out-of-band buffer constructor (pickle protocol 5 arrays)."""
-    try:
-        numeric = importlib.import_module("numpy._core.numeric")
-    except ModuleNotFoundError:  # pragma: no cover - numpy 1.x
-        numeric = importlib.import_module("numpy.core.numeric")
-    frombuffer: Callable[..., Any] = numeric._frombuffer
-    return frombuffer
+        found = importlib.import_module(f"numpy.core.{module}")
+    function: Callable[..., Any] = getattr(found, name)
+    return function
 
 
 def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
@@ -261,15 +248,15 @@ def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
 # (CIFAR's, made with numpy 1.x) name numpy.core, newer ones numpy._core; both map to the
 # same function, so a refused name never reaches an import.
 _PICKLE_ALLOWED: Final[Mapping[tuple[str, str], Any]] = {
-    ("numpy.core.multiarray", "_reconstruct"): _array_reconstruct(),
-    ("numpy._core.multiarray", "_reconstruct"): _array_reconstruct(),
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_core("multiarray", "_reconstruct"),  # the array reconstructor
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_core("multiarray", "_reconstruct"),
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     # batches re-saved by Python 3: protocol 2 spells bytes through _codecs.encode, protocol 5
     # stores array data out of band
     ("_codecs", "encode"): _latin1_bytes,
-    ("numpy.core.numeric", "_frombuffer"): _array_frombuffer(),
-    ("numpy._core.numeric", "_frombuffer"): _array_frombuffer(),
+    ("numpy.core.numeric", "_frombuffer"): _numpy_core("numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): _numpy_core("numeric", "_frombuffer"),
 }
 
 # What unpickling a damaged stream can raise besides UnpicklingError (see the pickle docs).

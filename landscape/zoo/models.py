@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape.errors import ModelError
-from landscape.zoo.modules import plain_module
+from landscape.zoo.modules import eval_mode, plain_module
 from landscape.zoo.registry import Registry, is_user_spec, load_callable
 
 # factory(input_shape, output_shape, **options) -> nn.Module
@@ -396,34 +396,24 @@ def model_options(factory: ModelFactory) -> dict[str, object]:
     return {p.name: p.default for p in params if p.name not in _SHAPE_ARGS and p.kind is not p.VAR_KEYWORD}
 
 
-def _check_option_keys(name: str, factory: ModelFactory, options: Mapping[str, object]) -> None:
-    accepted = model_options(factory)
-    for key in options:
-        if key not in accepted:
-            known = ", ".join(sorted(accepted)) or "none"
-            raise ModelError(f"model {name!r} has no option {key!r}; accepted options: {known}")
+def _parameters(factory: Callable[..., object]) -> Mapping[str, inspect.Parameter] | None:
+    try:
+        return inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins and C callables have no signature: the call says what is wrong
+        return None
 
 
-def _call_user_factory(
-    spec: str, options: Mapping[str, object], input_shape: tuple[int, ...], output_shape: tuple[int, ...]
-) -> object:
-    """Call a user factory with the shapes when its signature takes them, else with the options only."""
-    factory = load_callable(spec)
+def _call_user_factory(spec: str, factory: Callable[..., object], options: Mapping[str, object],
+                       shapes: Mapping[str, tuple[int, ...]]) -> nn.Module:
+    """``factory(**shapes, **options)`` of the user spec ``spec``; a failure, or anything but a module, is one error."""
     try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # some builtins and C callables have no signature
-        params = None
-    takes_shapes = params is not None and (
-        all(k in params for k in _SHAPE_ARGS) or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    )
-    try:
-        if takes_shapes:
-            return factory(input_shape=input_shape, output_shape=output_shape, **options)
-        return factory(**options)
+        model = factory(**shapes, **options)
     except Exception as err:  # user code: any failure becomes one clear message
-        raise ModelError(
-            f"user model {spec!r} failed to build with options {dict(options)}: {type(err).__name__}: {err}"
-        ) from err
+        raise ModelError(f"user model {spec!r} failed to build with options {dict(options)}: "
+                         f"{type(err).__name__}: {err}") from err
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model {spec!r} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
 
 
 def build_model(
@@ -432,17 +422,29 @@ def build_model(
     output_shape: Sequence[int],
     options: Mapping[str, object] | None = None,
 ) -> nn.Module:
-    """Build a registered model or a user spec (``file.py:fn`` / ``pkg.mod:fn``) and check its output shape."""
+    """Build a registered model or a user spec (``file.py:fn`` / ``pkg.mod:fn``) and check its output shape.
+
+    A user factory is called with the shapes when its signature takes them, else with the options only.
+    """
     in_shape, out_shape = tuple(int(s) for s in input_shape), tuple(int(s) for s in output_shape)
     opts = dict(options or {})
     if is_user_spec(name):
-        model = _call_user_factory(name, opts, in_shape, out_shape)
+        user = load_callable(name)
+        params = _parameters(user)
+        takes_shapes = params is not None and (
+            all(k in params for k in _SHAPE_ARGS) or any(p.kind is p.VAR_KEYWORD for p in params.values()))
+        shapes = {"input_shape": in_shape, "output_shape": out_shape} if takes_shapes else {}
+        model = _call_user_factory(name, user, opts, shapes)
     else:
         factory = MODELS.get(name)
-        _check_option_keys(name, factory, opts)
+        accepted = model_options(factory)
+        unknown = [key for key in opts if key not in accepted]
+        if unknown:
+            known = ", ".join(sorted(accepted)) or "none"
+            raise ModelError(f"model {name!r} has no option {unknown[0]!r}; accepted options: {known}")
         model = factory(in_shape, out_shape, **opts)
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
     model = plain_module(model)  # a factory returning torch.compile(net): net (the same parameters)
     check_output_shape(model, in_shape, out_shape, name=name)
     return model
@@ -459,23 +461,14 @@ def build_unshaped_model(name: str, options: Mapping[str, object] | None = None)
         raise ModelError(f"model {name!r} is built from the data's input and output shapes, which batches that are not "
                          "(inputs, targets) tuples do not give: name a factory file.py:fn that builds the model itself")
     factory = load_callable(name)
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # no signature to read: the call below says what is wrong
-        params = None
+    params = _parameters(factory)
     missing = [] if params is None else [
         k for k, p in params.items() if k in _SHAPE_ARGS and k not in opts and p.default is p.empty
         and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if missing:
         raise ModelError(f"model factory {name!r} needs {' and '.join(missing)}, which batches that are not (inputs, targets) "
                          f"tuples do not give: give {'them' if len(missing) > 1 else 'it'} a default, or values in model.options")
-    try:
-        model = factory(**opts)
-    except Exception as err:  # user code: any failure becomes one clear message
-        raise ModelError(f"user model {name!r} failed to build with options {opts}: {type(err).__name__}: {err}") from err
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model {name!r} must be a torch.nn.Module, got {type(model).__name__}")
-    return plain_module(model)
+    return plain_module(_call_user_factory(name, factory, opts, {}))
 
 
 def check_output_shape(
@@ -491,18 +484,12 @@ def check_output_shape(
     dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
     x = torch.zeros((2, *input_shape), device=device, dtype=dtype)  # (2, *input_shape)
     want = (2, *output_shape)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x)
     except Exception as err:  # any failure of a forward pass on valid-shaped input is a shape misfit
-        raise ModelError(
-            f"model {label!r} fails on a batch of shape {tuple(x.shape)}: {type(err).__name__}: {err}"
-        ) from err
-    finally:
-        for m, training in modes:
-            m.training = training
+        raise ModelError(f"model {label!r} fails on a batch of shape {tuple(x.shape)}: "
+                         f"{type(err).__name__}: {err}") from err
     if not isinstance(out, Tensor):
         raise ModelError(f"model {label!r} must return a tensor, got {type(out).__name__}")
     if tuple(out.shape) != want:

@@ -10,6 +10,7 @@ theirs in ``.module``. Each door (the API's functions, the CLI's model factories
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -22,6 +23,18 @@ def plain_module(model: nn.Module) -> nn.Module:
     while (attr := _WRAPPERS.get(type(model).__name__)) is not None and isinstance(inner := getattr(model, attr, None), nn.Module):
         model = inner
     return model
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode and restore each module's own mode afterwards (also on errors)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def floating_dtype(model: nn.Module) -> torch.dtype | None:

@@ -52,18 +52,8 @@ class Streamed:
 Prepared = TensorSplit | list[Batch] | Streamed
 
 
-def _is_tensorish(v: object) -> bool:
-    return isinstance(v, Tensor | np.ndarray)
-
-
 def _is_pair(obj: object) -> bool:
-    return isinstance(obj, tuple | list) and len(obj) == 2 and all(_is_tensorish(v) for v in obj)
-
-
-def _is_source(obj: object) -> bool:
-    """One split's data (not a (train, test) pair of them)."""
-    return _is_pair(obj) or isinstance(obj, Dataset | DataLoader) or (
-        isinstance(obj, Iterable) and not isinstance(obj, str | bytes | Mapping | Tensor))
+    return isinstance(obj, tuple | list) and len(obj) == 2 and all(isinstance(v, Tensor | np.ndarray) for v in obj)
 
 
 def splits_of(data: object) -> dict[str, object]:
@@ -73,7 +63,8 @@ def splits_of(data: object) -> dict[str, object]:
     if isinstance(data, tuple) and len(data) == 2 and not _is_pair(data) and all(
             _is_pair(d) or isinstance(d, Dataset | DataLoader) for d in data):
         return {"train": data[0], "test": data[1]}
-    if _is_source(data):
+    if _is_pair(data) or isinstance(data, Dataset | DataLoader) or (  # one split's data
+            isinstance(data, Iterable) and not isinstance(data, str | bytes | Mapping | Tensor)):
         return {"train": data}
     raise DataError(f"data must be an (inputs, targets) pair, a (train, test) pair of them, a Dataset, a DataLoader "
                     f"or an iterable of batches; got {type(data).__name__}")
@@ -191,13 +182,13 @@ def prepare(data: object, device: torch.device, memory_budget: int = DEFAULT_MEM
     return out
 
 
-def first_batch(prepared: Prepared) -> Batch:
-    """A small first batch of a prepared split (for checks and shape discovery)."""
+def first_batch(prepared: Prepared | Iterable[Batch], what: str = "the data") -> Batch:
+    """A small first batch of a prepared split or a source of batches (for checks and shape discovery)."""
     if isinstance(prepared, TensorSplit):
         return (prepared.inputs[:2], prepared.targets[:2])
     for batch in prepared:
         return batch
-    raise DataError("the data hold no batches")
+    raise DataError(f"{what} hold no batches")
 
 
 # --- the CLI's user data over the memory budget -------------------------------------------------------------
@@ -276,11 +267,6 @@ def _estimate(batches: Iterable[Batch]) -> int | None:
     return 0
 
 
-def is_tuple_batch(batch: Batch) -> bool:
-    """An (inputs, targets, ...) tuple or list batch (what :func:`pair_of` reads)."""
-    return isinstance(batch, tuple | list) and len(batch) >= 2 and not isinstance(batch, str | bytes)
-
-
 @dataclass(frozen=True)
 class UserBatches:
     """User data whose batches are not (inputs, targets) tuples (dicts, single tensors, ...).
@@ -331,7 +317,7 @@ def user_data(cfg: DataConfig, memory_budget: int) -> DataBundle | UserStreams |
         return load_data(cfg, result)  # tensors are in memory already (or load_data says what is wrong)
     sources = {name: _batches(r, f"{cfg.name} {name} split") for name, r in zip(("train", "test"), result, strict=True)}
     first = next(iter(sources["train"]), None)
-    if first is not None and not is_tuple_batch(first):
+    if first is not None and not (isinstance(first, tuple | list) and len(first) >= 2):  # not what pair_of reads
         return _batch_data(cfg, sources, type(first).__name__)
     total = 0
     for source in sources.values():
@@ -353,7 +339,8 @@ def _streams(cfg: DataConfig, sources: dict[str, Iterable[Batch]], nbytes: int, 
         raise ConfigError(f"data.resize and data.classes are applied to data held in memory; {cfg.name!r} is "
                           f"{nbytes:,} bytes, over surface.memory_budget = {budget:,}: resize or select in your "
                           "loader, or raise --memory-budget")
-    first = {name: pair_of(next(iter(_nonempty(src, name))), f"{cfg.name} {name} split") for name, src in sources.items()}
+    first = {name: pair_of(first_batch(src, f"{name} data"), f"{cfg.name} {name} split")
+             for name, src in sources.items()}
     labels = not first["train"][1].is_floating_point()
     target = "input" if cfg.target == "input" else "label" if labels else "float"
     low, high = 0, -1
@@ -384,12 +371,6 @@ def _streams(cfg: DataConfig, sources: dict[str, Iterable[Batch]], nbytes: int, 
     probe = {name: TensorSplit(*splits[name].convert(*first[name])) for name in splits}
     bundle = DataBundle(cfg.name, probe["train"], probe["test"], task, num_classes)
     return UserStreams(bundle, splits, nbytes)
-
-
-def _nonempty(source: Iterable[Batch], name: str) -> Iterable[Batch]:
-    for _ in source:
-        return source
-    raise DataError(f"{name} data hold no batches")
 
 
 @dataclass(frozen=True)
