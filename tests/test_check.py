@@ -111,6 +111,8 @@ def test_unknown_threshold_is_an_error_naming_it(mlp: Trained) -> None:
     model, data = mlp
     with pytest.raises(ConfigError, match="unknown check option 'seed_count'"):
         landscape.check(model, data, x=GRID, y=GRID, seed_count=4, progress=False)
+    with pytest.raises(ConfigError, match="unknown check option 'enabled'"):  # the config's switch, not a threshold
+        landscape.check(model, data, x=GRID, y=GRID, enabled=False, progress=False)
     with pytest.raises(ConfigError, match=r"check\.bn_rtol must be a positive number"):
         landscape.check(model, data, x=GRID, y=GRID, bn_rtol=-1.0, progress=False)
 

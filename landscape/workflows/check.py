@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -508,8 +508,7 @@ def recorded_losses_apply(cfg: Config, column: str) -> bool:
 
 
 def options(cfg: Config) -> chk.CheckOptions:
-    opts = chk.CheckOptions(**{k: v for k, v in asdict(cfg.check).items() if k != "enabled"})
-    return replace(opts, levels=cfg.plot.levels) if cfg.plot.levels else opts  # the figures' own levels
+    return replace(cfg.check, levels=cfg.plot.levels) if cfg.plot.levels else cfg.check  # the figures' own levels
 
 
 def check_stage(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
