@@ -54,7 +54,7 @@ from _contours import hausdorff_by_level
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from landscape.figures._style import _levels, _style
+from landscape.figures._style import _levels, _Style
 from landscape.figures.estimates import tolerance_of
 from landscape.figures.planar import contour
 from landscape.figures.views import spans_decades
@@ -101,7 +101,7 @@ def figure_levels(exact: np.ndarray, top: float | None) -> tuple[np.ndarray, boo
     log = spans_decades(finite)
     lo, hi = float(finite.min()), float(finite.max())
     vmax = top if top is not None and hi > top > lo else None
-    return _levels(_style(log=log, vmax=vmax), lo, hi if vmax is None else vmax, filled=False), log, vmax
+    return _levels(_Style(log=log, vmax=vmax), lo, hi if vmax is None else vmax, filled=False), log, vmax
 
 
 def compare(exact: SurfaceFile, run: SurfaceFile, metric: str, levels: Iterable[float], n: int) -> Comparison:
