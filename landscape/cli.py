@@ -245,7 +245,8 @@ def cmd_sharpness(args: argparse.Namespace) -> int:
     cfg = checkpoint_based_config(args, ckpt)
     run = run_sharpness_per_split if cfg.surface.split == "both" else run_sharpness
     report = run(args.checkpoint, cfg, out=args.out, unsafe=bool(args.unsafe_load), checkpoint_obj=ckpt)
-    print(format_sharpness(report))
+    if "rank" not in report:  # under torchrun rank 0 reports for all
+        print(format_sharpness(report))
     return 0
 
 

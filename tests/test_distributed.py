@@ -165,3 +165,35 @@ def _same_curvature(a: dict[str, Any], b: dict[str, Any], samples: int, per_call
     for ra, rb in zip(a.get("blocks", []), b.get("blocks", []), strict=True):
         assert rb["top_eigenvalue"] == pytest.approx(ra["top_eigenvalue"], rel=1e-5)
         assert rb["trace"] == pytest.approx(ra["trace"], rel=1e-5)
+
+
+@pytest.mark.parametrize(("m", "measures"), [("0", "worst_l2,adaptive_average,fisher_rao,curvature"),
+                                             ("25", "worst_linf,average")])
+def test_two_ranks_give_the_sharpness_of_one_process(ckpt: Path, tmp_path: Path, m: str, measures: str) -> None:
+    """Each rank holds half the samples: losses, gradients and products summed over both give the same ascent,
+    draws and products; m-sharpness averages the m-sample batches of both ranks (100 samples a rank in
+    batches of 50 cut into m = 25: the same eight m-batches as one process). ``--m`` is given as ``--set
+    sharpness.m``: torchrun's own parser reads ``--m`` as an ambiguous abbreviation of its options."""
+    import json
+
+    from landscape.cli import main
+
+    args = ["--measures", measures, "--rho", "0.05", "--steps", "5", "--samples", "4", "--set", f"sharpness.m={m}",
+            "--batch-size", "50", "--ignore", "none"]
+    single, shard = tmp_path / "single.json", tmp_path / "shard.json"
+    assert main(["--quiet", "sharpness", str(ckpt), "--out", str(single), *args]) == 0
+    proc = subprocess.run(torchrun("sharpness", str(ckpt), "--out", str(shard), *args), env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("wrote") <= 1 and proc.stdout.count(measures.split(",")[0]) == 1  # rank 0 alone reports
+    a, b = json.loads(single.read_text()), json.loads(shard.read_text())
+    assert "ranks" not in a and b["ranks"] == {"world_size": 2, "samples": [100, 100]}
+    assert a["settings"]["num_samples"] == b["settings"]["num_samples"] == 200
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-6)
+    assert [r["measure"] for r in b["measures"]] == [r["measure"] for r in a["measures"]] == measures.split(",")
+    for ra, rb in zip(a["measures"], b["measures"], strict=True):
+        assert rb["value"] == pytest.approx(ra["value"], rel=1e-4, abs=1e-9), ra["measure"]
+        if ra["stderr"] is not None:
+            assert rb["stderr"] == pytest.approx(ra["stderr"], rel=1e-4, abs=1e-9), ra["measure"]
+        if m != "0":
+            assert ra["batches"] == rb["batches"] == 8 and ra["m"] == rb["m"] == 25

@@ -207,9 +207,13 @@ def _sampled(problem: HessianProblem, name: str, rho: float, steps: int, step: f
     if m == 0:
         value, err, iters = one(problem)
         return SharpnessResult(name, value, err, rho, iters, 0, time.perf_counter() - start)
-    values = [one(p)[0] for p in _per_m(problem, m)]
-    if len(values) < 2:
-        raise HessianError(f"m-sharpness with m = {m} leaves {len(values)} batch(es) of the data; choose a smaller m")
-    err_m = float(np.std(values, ddof=1) / math.sqrt(len(values)))
-    return SharpnessResult(name, float(np.mean(values)), err_m, rho, steps + 2 if name in WORST else samples, m,
-                           time.perf_counter() - start, {"batches": len(values)})
+    values = torch.tensor([one(p)[0] for p in _per_m(problem, m)], dtype=torch.float64)
+    # count, Σv, Σv² over this rank's m-batches, summed over the ranks under torchrun (each rank holds a shard)
+    stats = torch.stack([torch.tensor(float(values.numel()), dtype=torch.float64), values.sum(), (values * values).sum()])
+    count, total, squares = (float(v) for v in (stats if problem._reduce is None else problem._reduce(stats.to(problem.device))))
+    if count < 2:
+        raise HessianError(f"m-sharpness with m = {m} leaves {count:.0f} batch(es) of the data; choose a smaller m")
+    mean = total / count
+    err_m = math.sqrt(max(squares - count * mean * mean, 0.0) / (count - 1) / count)
+    return SharpnessResult(name, mean, err_m, rho, steps + 2 if name in WORST else samples, m,
+                           time.perf_counter() - start, {"batches": round(count)})

@@ -25,6 +25,7 @@ from landscape.engine.sharpness import SharpnessResult, sharpness
 from landscape.errors import ConfigError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
+from landscape.workflows._distributed import Group, close_group, init_group, local_device, samples_per_rank
 from landscape.workflows.experiment import experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import setup
 
@@ -37,14 +38,33 @@ def result_row(r: SharpnessResult) -> dict[str, Any]:
 
 
 def run_sharpness(checkpoint: str | Path, cfg: Config | None = None, *, out: str | Path | None = None,
-                  unsafe: bool = False, checkpoint_obj: Checkpoint | None = None) -> dict[str, Any]:
-    """The ``sharpness`` section's measures at ``checkpoint``; returns the report (written to ``out``)."""
+                  unsafe: bool = False, checkpoint_obj: Checkpoint | None = None,
+                  group: Group | None = None) -> dict[str, Any]:
+    """The ``sharpness`` section's measures at ``checkpoint``; returns the report (written to ``out``).
+
+    Under ``torchrun`` every rank takes a shard of the data (as ``landscape hessian``): losses,
+    gradients and curvature products are summed over the ranks and m-sharpness averages the m-sample
+    batches of all ranks, so every rank runs the same ascent and draws; only rank 0 writes (the other
+    ranks' reports carry their ``rank``). ``group``: a process group already joined (else joined and left here).
+    """
+    own = group is None
+    group = group or init_group(resolve_device(cfg.surface.device if cfg else "cpu").type)
+    try:
+        return _run_sharpness(checkpoint, cfg, out=out, unsafe=unsafe, checkpoint_obj=checkpoint_obj, group=group)
+    finally:
+        if own:
+            close_group(group)
+
+
+def _run_sharpness(checkpoint: str | Path, cfg: Config | None, *, out: str | Path | None, unsafe: bool,
+                   checkpoint_obj: Checkpoint | None, group: Group) -> dict[str, Any]:
     t_start = time.perf_counter()
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     exp = experiment_with_user_data(ckpt, cfg)
     cfg = cfg or exp.config
     sc = cfg.sharpness
-    s = setup(exp, cfg, resolve_device(cfg.surface.device), allow_both=False)
+    device = resolve_device(local_device(cfg.surface.device, group))
+    s = setup(exp, cfg, device, allow_both=False, group=group)
     dirs = None
     if "curvature" in sc.measures:
         if cfg.directions.dir_type != "weights":
@@ -54,7 +74,7 @@ def run_sharpness(checkpoint: str | Path, cfg: Config | None = None, *, out: str
         assert drawn.y is not None
         dirs = (drawn.x, drawn.y)
     results: list[SharpnessResult] = []
-    with bar(len(sc.measures), "sharpness", unit="measure") as pbar:
+    with bar(len(sc.measures) if group.is_main else 0, "sharpness", unit="measure") as pbar:
         for name in sc.measures:
             results += sharpness(s.problem, [name], sc.rho, steps=sc.steps, step=sc.step, samples=sc.samples, m=sc.m,
                                  seed=sc.seed, directions=dirs, prefix=s.prefix)
@@ -70,6 +90,10 @@ def run_sharpness(checkpoint: str | Path, cfg: Config | None = None, *, out: str
         "measures": [result_row(r) for r in results],
         "seconds": time.perf_counter() - t_start,
     }
+    if group.distributed:  # a collective: before rank 0 alone writes
+        report["ranks"] = {"world_size": group.world_size, "samples": samples_per_rank(group, s.problem.local_samples, device)}
+        if not group.is_main:
+            return {**report, "rank": group.rank}
     if out is not None:
         write_json_atomic(out, report, allow_nan=False)
         report["file"] = str(out)
@@ -85,9 +109,15 @@ def run_sharpness_per_split(checkpoint: str | Path, cfg: Config, *, out: str | P
     given: the layout of ``landscape hessian --split both``.
     """
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    reports = {name: run_sharpness(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
-                                   unsafe=unsafe, checkpoint_obj=ckpt) for name in ("train", "test")}
+    group = init_group(resolve_device(cfg.surface.device).type)
+    try:
+        reports = {name: run_sharpness(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
+                                       unsafe=unsafe, checkpoint_obj=ckpt, group=group) for name in ("train", "test")}
+    finally:
+        close_group(group)
     report: dict[str, Any] = {"split": "both", "reports": reports}
+    if not group.is_main:
+        return {**report, "rank": group.rank}
     if out is not None:
         write_json_atomic(out, report, allow_nan=False)
         report["file"] = str(out)
