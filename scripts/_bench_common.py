@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the paper's per-point evaluation written out, and peak memory."""
+"""What the benchmark scripts share: the paper's per-point evaluation written out, peak memory, and the
+``torch.eig`` that PyHessian 0.1's density needs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import copy
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from landscape.engine.directions import Directions
@@ -52,3 +53,18 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def legacy_eig(a: Tensor, eigenvectors: bool = False) -> tuple[Tensor, Tensor]:
+    """``torch.eig`` as torch ≤ 1.12 had it, for what PyHessian passes it: a real symmetric matrix (its
+    Lanczos tridiagonal T). The old layout: eigenvalues as an (n, 2) tensor of (real, imaginary) parts,
+    the imaginary parts 0 for a symmetric matrix, and the eigenvectors as the columns of an (n, n) tensor
+    (an empty tensor when not asked for), in T's dtype. LAPACK's ``geev`` behind the old call returned
+    the pairs unsorted; PyHessian reads the eigenvalue in column j with eigenvector column j, so the
+    (ascending) order of ``eigh`` changes nothing. ``eigh`` is the right solver here because T is
+    symmetric by construction (PyHessian writes ``T[i+1, i] = T[i, i+1] = β_i``), checked below."""
+    if not torch.equal(a, a.T):
+        raise ValueError("this torch.eig stand-in is for the symmetric matrices PyHessian passes")
+    values, vectors = torch.linalg.eigh(a)
+    pairs = torch.stack([values, torch.zeros_like(values)], dim=1)
+    return pairs, vectors if eigenvectors else torch.empty(0, dtype=a.dtype)

@@ -2,8 +2,8 @@
 
 PyHessian (``pip install pyhessian``, the ``test`` extra's oracle; installed by ``.ci/run``) is the tool
 most papers' eigenvalue-density figures come from. Its 0.1 release calls ``torch.eig`` on the Lanczos
-tridiagonal T, and torch 2 removed ``torch.eig``; the test gives it back a faithful replacement (below)
-for the duration of the call. Then both sides run SLQ on the Hessian of the same quickstart-sized MLP
+tridiagonal T, and torch 2 removed ``torch.eig``; the test gives it back a faithful replacement
+(``scripts/_bench_common.legacy_eig``, checked below) for the duration of the call. Then both sides run SLQ on the Hessian of the same quickstart-sized MLP
 (digits, 64-64-10, every parameter as PyHessian takes them) and must agree within SLQ's own error:
 
 * the support: the smallest and largest nodes (the extreme Ritz values, which Lanczos finds first);
@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,9 @@ from required import need
 from torch import Tensor, nn
 
 import landscape
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from _bench_common import legacy_eig  # the benchmark times PyHessian's density through it too
 
 RUNS, STEPS, SAMPLES = 20, 30, 256
 
@@ -39,21 +43,6 @@ def pyhessian_class() -> Any:
     except ImportError:
         need("PyHessian (the oracle of the density test; pip install pyhessian)", False)
     return hessian
-
-
-def legacy_eig(a: Tensor, eigenvectors: bool = False) -> tuple[Tensor, Tensor]:
-    """``torch.eig`` as torch ≤ 1.12 had it, for what PyHessian passes it: a real symmetric matrix (its
-    Lanczos tridiagonal T). The old layout: eigenvalues as an (n, 2) tensor of (real, imaginary) parts,
-    the imaginary parts 0 for a symmetric matrix, and the eigenvectors as the columns of an (n, n) tensor
-    (an empty tensor when not asked for), in T's dtype. LAPACK's ``geev`` behind the old call returned
-    the pairs unsorted; PyHessian reads the eigenvalue in column j with eigenvector column j, so the
-    (ascending) order of ``eigh`` changes nothing. ``eigh`` is the right solver here because T is
-    symmetric by construction (PyHessian writes ``T[i+1, i] = T[i, i+1] = β_i``), checked below."""
-    if not torch.equal(a, a.T):
-        raise ValueError("this torch.eig stand-in is for the symmetric matrices PyHessian passes")
-    values, vectors = torch.linalg.eigh(a)
-    pairs = torch.stack([values, torch.zeros_like(values)], dim=1)
-    return pairs, vectors if eigenvectors else torch.empty(0, dtype=a.dtype)
 
 
 def test_legacy_eig_reproduces_the_old_layout() -> None:
