@@ -334,10 +334,12 @@ def report(runs: Sequence[CheckRun], seconds: float, figures: Sequence[Path] = (
 
 
 def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
-                     plane: str = "", *, figures: Path | None = None, prefix: str = "check") -> CheckReport:
+                     plane: str = "", *, figures: Path | None = None, prefix: str = "check",
+                     states: Mapping[str, Mapping[str, Tensor]] | None = None) -> CheckReport:
     """The checks of a ``landscape run`` (or of one loss of ``landscape compare``) folder: every check on
     the random plane, scale/resolution/numerics on every surface, the trajectory on the PCA plane
-    ``plane``; ``check.json`` and the check figures into ``out``."""
+    ``plane``; ``check.json`` and the check figures into ``out``. ``states``: the trajectory's
+    checkpoints' weights already in memory, by name (:func:`~landscape.workflows.check_inputs.path_input`)."""
     from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 
     t0 = time.perf_counter()
@@ -354,7 +356,7 @@ def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], traje
         path_in = None
         if name == plane and trajectory is not None:
             which.append("trajectory")
-            path_in = path_from_file(trajectory, recorded_losses_apply(cfg, view.column))
+            path_in = path_from_file(trajectory, recorded_losses_apply(cfg, view.column), states)
         runs.append(check_view(subject, view, opts, path=path_in, names=which))
     drawn = write_figures(runs, figures or out / "figures", prefix)
     result = report(runs, time.perf_counter() - t0, drawn)
@@ -373,11 +375,12 @@ def options(cfg: Config) -> chk.CheckOptions:
 
 
 def check_stage(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
-                plane: str) -> tuple[str, str]:
-    """``landscape run``'s check stage: (action, detail) with one warning line per check that did not pass."""
+                plane: str, states: Mapping[str, Mapping[str, Tensor]] | None = None) -> tuple[str, str]:
+    """``landscape run``'s check stage: (action, detail) with one warning line per check that did not pass;
+    ``states``: the checkpoints' weights the trajectory stage read (:func:`check_run_folder`)."""
     if not cfg.check.enabled:
         return "skipped", "check.enabled = false"
-    result = check_run_folder(cfg, out, surfaces, trajectory, plane)
+    result = check_run_folder(cfg, out, surfaces, trajectory, plane, states=states)
     counts = {s: sum(c.status == s for c in result.checks) for s in ("pass", "warn", "fail")}
     head = f"{counts['pass']} passed, {counts['warn']} warned, {counts['fail']} failed → {out / REPORT}"
     return "done", "\n".join([head, *("    " + w for w in result.warnings())])

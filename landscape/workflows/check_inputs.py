@@ -147,27 +147,33 @@ def progressive_view(columns: Sequence[str], extra: Mapping[str, np.ndarray], co
     return {"computed": computed, "stderr": np.asarray(extra[f"{column}_stderr"], dtype=np.float64), "exact": exact}
 
 
-def path_from_file(path: Path, recorded: bool) -> PathInput:
-    """A trajectory file's path; the checkpoints' weights from their files (when they are still there).
+def path_from_file(path: Path, recorded: bool, states: Mapping[str, Mapping[str, Tensor]] | None = None) -> PathInput:
+    """A trajectory file's path; the checkpoints' weights from ``states`` or their files (when they are still there).
 
     ``recorded``: the loss each checkpoint recorded (its training loss over the whole training
     split) is the loss the surface shows; otherwise the engine evaluates each checkpoint."""
     traj = load_trajectory(path)
-    return path_input(traj, recorded)
+    return path_input(traj, recorded, states)
 
 
-def path_input(traj: TrajectoryPoints, recorded: bool | None) -> PathInput:
+def path_input(traj: TrajectoryPoints, recorded: bool | None,
+               states: Mapping[str, Mapping[str, Tensor]] | None = None) -> PathInput:
     """``recorded``: use the losses the checkpoints recorded (True), have the engine evaluate each
-    checkpoint (False), or record where the weights are not at hand (None)."""
-    states: list[dict[str, Tensor]] | None = []
+    checkpoint (False), or record where the weights are not at hand (None). ``states``: weights
+    already in memory, by the checkpoint's name in the trajectory (those ``landscape run``'s
+    trajectory stage read); the others are read from their files."""
+    kept: list[dict[str, Tensor]] | None = []
     for name in traj.names:
+        if states is not None and name in states:
+            kept.append(dict(states[name]))  # type: ignore[union-attr]
+            continue
         try:
-            states.append(load_checkpoint(name).state_dict)  # type: ignore[union-attr]
+            kept.append(load_checkpoint(name).state_dict)  # type: ignore[union-attr]
         except (LandscapeError, OSError):
-            states = None
+            kept = None
             break
-    use = recorded if recorded is not None else states is None
+    use = recorded if recorded is not None else kept is None
     losses = np.asarray(traj.losses, dtype=np.float64) if use else np.full(len(traj.coords), np.nan)
     labels = [f"epoch {int(e)}" if e >= 0 else f"#{i}" for i, e in enumerate(traj.epochs)]
     variance = float(np.nansum(np.asarray(traj.explained_variance, dtype=np.float64)))
-    return PathInput(np.asarray(traj.coords, dtype=np.float64), labels, losses, states, variance)
+    return PathInput(np.asarray(traj.coords, dtype=np.float64), labels, losses, kept, variance)
