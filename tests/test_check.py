@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from landscape.cli import main
 from landscape.config import Config, config_from_dict, load_config
 from landscape.engine import check as chk
 from landscape.errors import ConfigError
+from landscape.io.checkpoint import Checkpoint
 from landscape.testhooks import BREAK_REWRITE_ENV as TEST_BREAK_REWRITE
 from landscape.workflows.train import train
 
@@ -536,3 +538,57 @@ def test_the_quickstart_run_checks_as_the_readme_says(tmp_path: Path) -> None:
     assert {n: c["status"] for n, c in fast.items() if c["status"] != "pass"} == {"trajectory": "warn"}
     assert fast["trajectory"]["details"]["flagged_labels"] == ["epoch 4", "epoch 6"]
     assert (tmp_path / "fast" / "figures" / "check_trajectory.png").is_file()
+
+
+def test_the_run_hands_the_weights_its_trajectory_read_to_the_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``landscape run``'s check takes each checkpoint's weights from its trajectory stage instead of reading
+    the file again; resumed (the trajectory is current, nothing handed over) it reads the files, and every
+    verdict and number is the same."""
+    from landscape.workflows import check_inputs
+    from landscape.workflows.run import run_pipeline
+
+    cfg = config_from_dict({"data": {"name": "digits", "max_train": 200, "max_test": 100},
+                            "model": {"name": "mlp", "options": {"hidden": [16]}},
+                            "train": {"epochs": 3, "batch_size": 50, "lr": 0.1},
+                            "run": {"random_x": "-1:1:9", "random_y": "-1:1:9", "line_x": "-1:1:9", "pca_grid": 9},
+                            "plot": {"formats": ["png"], "kinds": ["contour"]}})
+    read: list[str] = []
+    real = check_inputs.load_checkpoint
+
+    def counted(path: str | Path, **kwargs: Any) -> Checkpoint:
+        read.append(str(path))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(check_inputs, "load_checkpoint", counted)
+    out = tmp_path / "job"
+    stages = run_pipeline(cfg, out)
+    assert [s.action for s in stages if s.name in ("trajectory", "check")] == ["done", "done"]
+    assert read == []  # every checkpoint of the path came from the trajectory stage
+    handed = json.loads((out / "check.json").read_text())
+    stages = run_pipeline(cfg, out)  # resumed: the trajectory is current, so the check reads the 4 checkpoints
+    assert [s.action for s in stages if s.name == "trajectory"] == ["skipped"]
+    assert sorted(Path(p).name for p in read) == [f"epoch_00{i}.pt" for i in range(4)]
+    from_files = json.loads((out / "check.json").read_text())
+    trajectory = {c["name"]: c for c in handed["checks"]}["trajectory"]
+    assert trajectory["value"] is not None and max(trajectory["details"]["off_plane"]) > 0  # the weights mattered
+    assert handed["checks"] == from_files["checks"]
+
+
+def test_the_run_keeps_checkpoint_weights_up_to_its_limit(run_dir: Path) -> None:
+    """The run's reader keeps each checkpoint's weights while they fit its limit, returns every checkpoint
+    whole either way, and keeps nothing read under a prefix (part of the weights)."""
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.workflows.run import KeptStates
+
+    paths = sorted((run_dir / "checkpoints").glob("epoch_*.pt"))
+    whole = [load_checkpoint(p).state_dict for p in paths]
+    one = sum(t.numel() * t.element_size() for t in whole[0].values())
+    kept = KeptStates(limit=2 * one)
+    loaded = [kept(p) for p in paths]
+    assert len(paths) == 4 and list(kept.states) == [str(p) for p in paths[:2]] and kept.size == 2 * one
+    for state, ckpt in zip(whole, loaded, strict=True):
+        assert state.keys() == ckpt.state_dict.keys() and all(torch.equal(state[k], ckpt.state_dict[k]) for k in state)
+    for p, state in zip(paths[:2], whole, strict=False):
+        assert all(torch.equal(kept.states[str(p)][k], v) for k, v in state.items())
+    part = KeptStates()
+    assert list(part(paths[0], prefix="fc1").state_dict) == ["weight", "bias"] and part.states == {}

@@ -39,6 +39,7 @@ from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, GridError
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.workflows import check as check_flow
+from landscape.workflows import check_inputs
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import floating_dtype, plain_module
 from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET, batch_size_of, prepare
@@ -112,11 +113,11 @@ def check(
     column = next((c for c in surface.columns if c.endswith("_loss")), surface.columns[0])
     done = surface.done if surface.done is not None else np.ones(surface.shape, dtype=bool)
     labels = surface.axis_labels()
-    view = check_flow.View("surface", surface.x, surface.y, dict(surface.values), done, column, dirs,
-                       check_flow.bn_mode(surface.attrs.get("settings", {}).get("bn")), labels["x_label"], labels["y_label"],
-                       **check_flow.progressive_view(surface.columns, surface.extra, column), scale=log)
+    view = check_inputs.View("surface", surface.x, surface.y, dict(surface.values), done, column, dirs,
+                       check_inputs.bn_mode(surface.attrs.get("settings", {}).get("bn")), labels["x_label"], labels["y_label"],
+                       **check_inputs.progressive_view(surface.columns, surface.extra, column), scale=log)
     # the checkpoints' own losses: the engine at their weights; recorded ones only where the files are gone
-    path_in = check_flow.path_input(path, None if column == "train_loss" else False) if path is not None else None
+    path_in = check_inputs.path_input(path, None if column == "train_loss" else False) if path is not None else None
     run = check_flow.check_view(subject, view, opts, path=path_in)
     figures: list[Path] = []
     if out is not None:
@@ -162,7 +163,7 @@ def _computed(model: nn.Module, engine: Callable[[Directions, int], Evaluator], 
 
 def _subject(model: nn.Module, data: Any, loss: LossSpec, metrics: Mapping[str, Callable[..., Tensor]] | None,
              device: str | torch.device | None, memory_budget: int
-             ) -> tuple[check_flow.Subject, Callable[[Directions, int], Evaluator]]:
+             ) -> tuple[check_inputs.Subject, Callable[[Directions, int], Evaluator]]:
     """The model, data and loss as :func:`landscape.surface` resolves them (the data prepared once), the
     checks' engine factory, and the same engine with ``points_per_call`` for computing the surface."""
     model = plain_module(model)
@@ -178,5 +179,5 @@ def _subject(model: nn.Module, data: Any, loss: LossSpec, metrics: Mapping[str, 
                                 bn_batches=SurfaceConfig().bn_batches)
         return surface_evaluator(model, dirs, prepared, spec.output, batch_loss=batch_loss, options=options,
                                  bn_data=train if bn == "recompute" and isinstance(train, TensorSplit) else None, device=dev)
-    return (check_flow.Subject(model, dict(prepared), sums, list(spec.names), engine, dev),
+    return (check_inputs.Subject(model, dict(prepared), sums, list(spec.names), engine, dev),
             lambda dirs, per_call: engine(dirs, "keep", per_call))

@@ -15,7 +15,10 @@ def seeds_figure(x: npt.ArrayLike, y: npt.ArrayLike, planes: Mapping[str, npt.Ar
     """Small multiples of the drawn plane and the planes of other seeds on one coarse grid: one shared
     colour scale (log10 of the loss when ``log``) with iso-lines at shared levels, one row, the drawn plane first.
 
-    Drawn without a layout engine (fixed margins): it is written at every check, so it must be quick.
+    Drawn without a layout engine (fixed margins) and with as few artists as reads well, as it is
+    written at every check: panels not shared (a shared axis lays out every panel's ticks), y ticks
+    on the first panel only, titles at a fixed height (no search for the tick labels' extent), and
+    one α label under the row.
     """
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     zs = {k: np.asarray(v, dtype=np.float64) for k, v in planes.items()}
@@ -24,24 +27,29 @@ def seeds_figure(x: npt.ArrayLike, y: npt.ArrayLike, planes: Mapping[str, npt.Ar
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     levels = np.linspace(lo, hi if hi > lo else lo + 1.0, 13)
     n = len(zs)
-    fig = Figure(figsize=(1.9 * n + 0.9, 2.3))
-    fig.subplots_adjust(left=0.35 / (1.9 * n + 0.9) * 2, right=1 - 0.8 / (1.9 * n + 0.9), bottom=0.2, top=0.8, wspace=0.12)
-    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
+    width = 1.9 * n + 0.9
+    fig = Figure(figsize=(width, 2.3))
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.8 / width, bottom=0.2, top=0.8, wspace=0.12)
+    axes = fig.subplots(1, n, squeeze=False)[0]
     drawn = None
-    for ax, (name, v) in zip(axes, shown.items(), strict=True):
+    for i, (ax, (name, v)) in enumerate(zip(axes, shown.items(), strict=True)):
         # (len(x), len(y)) → rows y; colours interpolated between the nodes, then the shared iso-lines
         drawn = ax.pcolormesh(xs, ys, v.T, shading="gouraud", cmap="viridis", vmin=levels[0], vmax=levels[-1])
         ax.contour(xs, ys, v.T, levels=levels, colors="white", linewidths=0.5, alpha=0.7, negative_linestyles="solid")
+        ax.set_xlim(xs[0], xs[-1])
+        ax.set_ylim(ys[0], ys[-1])
         ax.set_xticks(np.linspace(xs[0], xs[-1], 5)[1:-1])  # no tick at the ends: neighbours' labels would touch
+        ax.set_yticks(np.linspace(ys[0], ys[-1], 5) if i == 0 else [])
         ax.plot([0], [0], marker="+", color="white", markersize=7)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(name, fontsize=8, y=1.0, pad=4)
         ax.tick_params(labelsize=6)
-        ax.set_xlabel(x_label or "α", fontsize=7)
     axes[0].set_ylabel(y_label or "β", fontsize=7)
     if drawn is not None:
         bar = fig.colorbar(drawn, ax=list(axes), fraction=0.03, pad=0.02)
         bar.set_label("log10 loss" if log else "loss", fontsize=7)
         bar.ax.tick_params(labelsize=6)
+    left, right = axes[0].get_position().x0, axes[-1].get_position().x1  # (after the colour bar took its room)
+    fig.text((left + right) / 2, 0.05, x_label or "α", ha="center", va="bottom", fontsize=7)
     fig.suptitle("the drawn plane among planes of other seeds (check: seeds)", fontsize=9)
     return fig
 

@@ -24,7 +24,7 @@ import h5py
 
 from landscape.config import Config, DirectionsConfig
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
-from landscape.io.checkpoint import load_checkpoint, sha256_file
+from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.run_folder import RunFolder, diff_settings, run_checkpoints
 from landscape.io.surface_file import read_surface
 from landscape.io.trajectory_file import Trajectory, load_trajectory, save_trajectory
@@ -65,14 +65,15 @@ def trajectory_is_current(path: Path, checkpoints: Sequence[Path], directions: D
 
 
 def ensure_trajectory(path: Path, run: Path, directions: DirectionsConfig, log: Log = lambda _: None, *,
-                      center: bool = True) -> Trajectory | None:
+                      center: bool = True, load: Callable[..., Checkpoint] = load_checkpoint) -> Trajectory | None:
     """Compute and save the run's trajectory unless ``path`` is current; None when it was.
 
-    ``center``: the mean-centred PCA of the paper's code (sklearn), or the uncentred plane."""
+    ``center``: the mean-centred PCA of the paper's code (sklearn), or the uncentred plane; ``load``
+    reads each checkpoint (:func:`~landscape.workflows.trajectory.compute_trajectory`)."""
     if trajectory_is_current(path, run_checkpoints(run), directions, center):
         return None
     log(f"trajectory {path}")
-    traj = trajectory_from_run(run, dir_type=directions.dir_type, ignore=directions.ignore, center=center)
+    traj = trajectory_from_run(run, dir_type=directions.dir_type, ignore=directions.ignore, center=center, load=load)
     save_trajectory(path, traj)
     return traj
 

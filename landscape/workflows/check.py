@@ -2,7 +2,8 @@
 
 The checks (:mod:`landscape.engine.check`; thresholds and reasons in docs/CHECKS.md) run on a
 :class:`View` of a surface (its grid, values and directions) and a :class:`Subject` (the model,
-its data and loss, and a factory of the surface engine that computed it). Every value a check
+its data and loss, and a factory of the surface engine that computed it), both built in
+:mod:`landscape.workflows.check_inputs`. Every value a check
 needs beyond the surface itself comes from that same engine — the planes of other seeds, the
 loss with re-estimated BatchNorm statistics, a checkpoint's loss at its real weights — except the
 ``origin`` check's reference: :func:`~landscape.engine.check.plain_evaluation`, the model's own
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -30,85 +30,28 @@ from torch import Tensor, nn
 from landscape.atomic import write_json_atomic
 from landscape.config import Config
 from landscape.engine import check as chk
-from landscape.engine.batchloss import BatchSums, output_sums_of
-from landscape.engine.directions import DirectionOptions, Directions, random_directions, read_directions_group
-from landscape.engine.evaluator import EngineOptions, surface_evaluator, tensor_batches
+from landscape.engine.directions import DirectionOptions, Directions, random_directions
 from landscape.engine.grid import MAX_POINTS, Grid
 from landscape.engine.progress import bar
 from landscape.engine.surface import Evaluator
-from landscape.errors import ConfigError, LandscapeError
+from landscape.errors import LandscapeError
 from landscape.figures.check import contour_levels, path_figure, seeds_figure
 from landscape.figures.save import save_figure
-from landscape.figures.views import bilinear, spans_decades
+from landscape.figures.views import bilinear
 from landscape.io.checkpoint import Checkpoint, load_checkpoint
 from landscape.io.run_folder import run_checkpoints
-from landscape.io.surface_file import read_surface
-from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.version import __version__
+from landscape.workflows.check_inputs import (
+    PathInput,
+    Subject,
+    View,
+    path_from_file,
+    subject_from_experiment,
+    view_of_file,
+)
 from landscape.workflows.surface import DirectionSource
-from landscape.zoo.data import TensorSplit
 
 REPORT = "check.json"
-EngineFactory = Callable[[Directions, str], Evaluator]  # (directions, "keep" | "recompute") -> an engine
-
-
-@dataclass
-class Subject:
-    """What the surface was computed from: the model, its data per split, the loss as batch sums, and
-    how to build the surface engine on other directions (the checks' only way to evaluate points)."""
-
-    model: nn.Module
-    data: dict[str, Any]  # split -> TensorSplit (sliced here) or an iterable of the user's batches
-    sums: BatchSums
-    names: list[str]  # metric names: column "<split>_<name>"
-    make_engine: EngineFactory
-    device: torch.device
-
-    def batches(self, size: int) -> dict[str, Iterable[Any]]:
-        return {k: tensor_batches(v, size) if isinstance(v, TensorSplit) else v for k, v in self.data.items()}
-
-
-@dataclass(frozen=True)
-class View:
-    """The surface being checked. ``column`` is the loss the figures draw; ``bn`` how it was computed."""
-
-    name: str
-    x: np.ndarray
-    y: np.ndarray | None
-    values: dict[str, np.ndarray]
-    done: np.ndarray
-    column: str
-    directions: Directions
-    bn: str = "keep"
-    x_label: str = ""
-    y_label: str = ""
-    # a progressive surface's (None: exact): the points computed (not interpolated), the column's
-    # standard errors, and the points whose every column is exact (every sample read)
-    computed: np.ndarray | None = None
-    stderr: np.ndarray | None = None
-    exact: np.ndarray | None = None
-    scale: bool | None = None  # the figures' scale (plot.log): True log, False linear, None the figures' own rule
-
-    @property
-    def z(self) -> np.ndarray:
-        return np.where(self.done, self.values[self.column], np.nan)
-
-    @property
-    def log(self) -> bool:
-        """The figures' scale: ``scale`` when set, else their rule (a positive loss spanning more than a decade: log)."""
-        return self.scale if self.scale is not None else spans_decades(self.values[self.column][self.done])
-
-
-@dataclass(frozen=True)
-class PathInput:
-    """A trajectory over the view's plane: coordinates, labels, each checkpoint's own loss (NaN
-    where unknown: evaluated by the engine from ``states``) and its weights (None: not at hand)."""
-
-    coords: np.ndarray  # (n, 2)
-    labels: list[str]
-    losses: np.ndarray  # (n,)
-    states: list[dict[str, Tensor]] | None
-    variance: float
 
 
 @dataclass
@@ -387,96 +330,16 @@ def report(runs: Sequence[CheckRun], seconds: float, figures: Sequence[Path] = (
     return CheckReport(merge(runs), seconds, list(figures), list(runs))
 
 
-# --- subjects: the CLI's experiment ------------------------------------------------------------------------
-
-
-def bn_mode(recorded: Any) -> str:
-    """The BatchNorm mode a surface file records: ``keep`` (files before 0.2 say ``fixed``) or ``recompute``."""
-    return "recompute" if recorded == "recompute" else "keep"
-
-
-def subject_from_experiment(exp: Any, cfg: Config, device: torch.device) -> Subject:
-    """The model, data and loss of a checkpoint's experiment, with the surface job's engine."""
-    from landscape.engine.outputloss import is_batch_loss
-    from landscape.workflows.surface import _data_splits, batch_loss_sums
-
-    if exp.batches is not None:
-        raise ConfigError("landscape check needs (inputs, targets) data in memory; these data are streamed or come as "
-                          "dict batches: check a --max-samples subset, or use landscape.check in Python")
-    s = cfg.surface
-    if s.metric != "loss":
-        raise ConfigError(f"landscape check checks loss surfaces; --metric {s.metric} is not one")
-    splits = _data_splits(exp, cfg, device)
-    user = any(is_batch_loss(n) for n in s.losses)
-    metrics = None if user else exp.metrics(s.losses)
-    sums, names = (batch_loss_sums(s.losses), ["loss"]) if metrics is None else (output_sums_of(metrics), list(metrics.names))
-
-    def engine(dirs: Directions, bn: str) -> Evaluator:
-        options = EngineOptions(batch_size=s.batch_size, points_per_call=1, bn=bn, bn_batches=s.bn_batches)  # type: ignore[arg-type]
-        return surface_evaluator(exp.model, dirs, splits, metrics, batch_loss=None if metrics is not None else (names, sums),
-                                 options=options, bn_data=exp.data.train if bn == "recompute" else None, device=device)
-    return Subject(exp.model, dict(splits), sums, names, engine, device)
-
-
-def view_of_file(path: Path, name: str | None = None, column: str | None = None, scale: bool | None = None) -> View:
-    """A surface file with the directions it embeds; ``scale``: the figures' (``plot.log``)."""
-    sf = read_surface(path)
-    try:
-        with h5py.File(sf.path, "r") as f:
-            dirs = read_directions_group(f["directions"])
-    except (OSError, KeyError) as err:
-        raise ConfigError(f"surface file {str(path)!r} holds no directions to check against: {err}") from err
-    col = column or next((c for c in sf.columns if c.endswith("_loss")), sf.columns[0])
-    if col not in sf.columns:
-        raise ConfigError(f"surface file {str(path)!r} has no column {col!r}; it has {', '.join(sf.columns)}")
-    return View(name or path.stem, sf.grid.x, sf.grid.y, dict(sf.values), sf.done, col, dirs,
-                bn_mode(sf.attrs.get("settings", {}).get("bn")), str(sf.attrs.get("x_label", "")),
-                str(sf.attrs.get("y_label", "")), **progressive_view(sf.columns, sf.extra, col), scale=scale)
-
-
-def progressive_view(columns: Sequence[str], extra: Mapping[str, np.ndarray], column: str) -> dict[str, np.ndarray | None]:
-    """A progressive surface's ``computed``, ``stderr`` and ``exact`` for :class:`View` (none for an exact one)."""
-    if f"{column}_stderr" not in extra:
-        return {}
-    computed = np.asarray(extra.get("computed", np.ones(extra[f"{column}_stderr"].shape)), dtype=bool)
-    exact = computed & np.logical_and.reduce([np.asarray(extra[f"{c}_stderr"]) == 0 for c in columns])
-    return {"computed": computed, "stderr": np.asarray(extra[f"{column}_stderr"], dtype=np.float64), "exact": exact}
-
-
-def path_from_file(path: Path, recorded: bool) -> PathInput:
-    """A trajectory file's path; the checkpoints' weights from their files (when they are still there).
-
-    ``recorded``: the loss each checkpoint recorded (its training loss over the whole training
-    split) is the loss the surface shows; otherwise the engine evaluates each checkpoint."""
-    traj = load_trajectory(path)
-    return path_input(traj, recorded)
-
-
-def path_input(traj: TrajectoryPoints, recorded: bool | None) -> PathInput:
-    """``recorded``: use the losses the checkpoints recorded (True), have the engine evaluate each
-    checkpoint (False), or record where the weights are not at hand (None)."""
-    states: list[dict[str, Tensor]] | None = []
-    for name in traj.names:
-        try:
-            states.append(load_checkpoint(name).state_dict)  # type: ignore[union-attr]
-        except (LandscapeError, OSError):
-            states = None
-            break
-    use = recorded if recorded is not None else states is None
-    losses = np.asarray(traj.losses, dtype=np.float64) if use else np.full(len(traj.coords), np.nan)
-    labels = [f"epoch {int(e)}" if e >= 0 else f"#{i}" for i, e in enumerate(traj.epochs)]
-    variance = float(np.nansum(np.asarray(traj.explained_variance, dtype=np.float64)))
-    return PathInput(np.asarray(traj.coords, dtype=np.float64), labels, losses, states, variance)
-
-
 # --- the run folder's stage ---------------------------------------------------------------------------------
 
 
 def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
-                     plane: str = "", *, figures: Path | None = None, prefix: str = "check") -> CheckReport:
+                     plane: str = "", *, figures: Path | None = None, prefix: str = "check",
+                     states: Mapping[str, Mapping[str, Tensor]] | None = None) -> CheckReport:
     """The checks of a ``landscape run`` (or of one loss of ``landscape compare``) folder: every check on
     the random plane, scale/resolution/numerics on every surface, the trajectory on the PCA plane
-    ``plane``; ``check.json`` and the check figures into ``out``."""
+    ``plane``; ``check.json`` and the check figures into ``out``. ``states``: the trajectory's
+    checkpoints' weights already in memory, by name (:func:`~landscape.workflows.check_inputs.path_input`)."""
     from landscape.workflows.experiment import experiment_from_checkpoint, resolve_device
 
     t0 = time.perf_counter()
@@ -493,7 +356,7 @@ def check_run_folder(cfg: Config, out: Path, surfaces: Mapping[str, Path], traje
         path_in = None
         if name == plane and trajectory is not None:
             which.append("trajectory")
-            path_in = path_from_file(trajectory, recorded_losses_apply(cfg, view.column))
+            path_in = path_from_file(trajectory, recorded_losses_apply(cfg, view.column), states)
         runs.append(check_view(subject, view, opts, path=path_in, names=which))
     drawn = write_figures(runs, figures or out / "figures", prefix)
     result = report(runs, time.perf_counter() - t0, drawn)
@@ -512,11 +375,12 @@ def options(cfg: Config) -> chk.CheckOptions:
 
 
 def check_stage(cfg: Config, out: Path, surfaces: Mapping[str, Path], trajectory: Path | None,
-                plane: str) -> tuple[str, str]:
-    """``landscape run``'s check stage: (action, detail) with one warning line per check that did not pass."""
+                plane: str, states: Mapping[str, Mapping[str, Tensor]] | None = None) -> tuple[str, str]:
+    """``landscape run``'s check stage: (action, detail) with one warning line per check that did not pass;
+    ``states``: the checkpoints' weights the trajectory stage read (:func:`check_run_folder`)."""
     if not cfg.check.enabled:
         return "skipped", "check.enabled = false"
-    result = check_run_folder(cfg, out, surfaces, trajectory, plane)
+    result = check_run_folder(cfg, out, surfaces, trajectory, plane, states=states)
     counts = {s: sum(c.status == s for c in result.checks) for s in ("pass", "warn", "fail")}
     head = f"{counts['pass']} passed, {counts['warn']} warned, {counts['fail']} failed → {out / REPORT}"
     return "done", "\n".join([head, *("    " + w for w in result.warnings())])

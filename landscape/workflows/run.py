@@ -35,11 +35,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from landscape.config import Config, apply_overrides, config_from_dict, config_to_dict, save_config
 from landscape.engine.grid import Grid
 from landscape.figures.files import plot_surface_file, plot_training_curves
 from landscape.figures.index_page import write_run_index
 from landscape.figures.interactive import write_views
+from landscape.io.checkpoint import Checkpoint, load_checkpoint
 from landscape.io.run_folder import RunFolder, run_checkpoints
 from landscape.workflows._steps import check_trajectory_epochs, ensure_surface, ensure_trained, ensure_trajectory
 from landscape.workflows.check import check_stage
@@ -47,6 +50,9 @@ from landscape.workflows.surface import DirectionSource
 from landscape.workflows.trajectory import default_grid_overrides
 
 TRAJECTORY = "trajectory.h5"
+# The most checkpoint weights (bytes) kept in memory from the trajectory stage for the check stage,
+# through the surfaces: the check holds them all at once anyway; past this, it reads them again.
+KEEP_BYTES = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,27 @@ def _train(cfg: Config, out: Path, overwrite: bool) -> tuple[str, str]:
 # --- trajectory -------------------------------------------------------------------------------------
 
 
-def _trajectory(cfg: Config, out: Path) -> tuple[str, str]:
-    traj = ensure_trajectory(out / TRAJECTORY, out, cfg.directions, center=cfg.run.pca_center)
+class KeptStates:
+    """Reads checkpoints as :func:`~landscape.io.checkpoint.load_checkpoint` does and keeps each one's
+    weights, by the name the trajectory records, while they total at most ``limit`` bytes: the
+    trajectory stage reads every checkpoint of the run, and the check stage needs their weights again
+    (each one's distance from the PCA plane), so it takes them from here instead of reading the files twice."""
+
+    def __init__(self, limit: int = KEEP_BYTES) -> None:
+        self.states: dict[str, dict[str, Tensor]] = {}
+        self.limit, self.size = limit, 0
+
+    def __call__(self, path: str | Path, **kwargs: Any) -> Checkpoint:
+        ckpt = load_checkpoint(path, **kwargs)
+        size = sum(t.numel() * t.element_size() for t in ckpt.state_dict.values())
+        if not kwargs.get("prefix") and self.size + size <= self.limit:  # (a prefix reads only part of the weights)
+            self.states[str(path)] = ckpt.state_dict
+            self.size += size
+        return ckpt
+
+
+def _trajectory(cfg: Config, out: Path, load: Callable[..., Checkpoint] = load_checkpoint) -> tuple[str, str]:
+    traj = ensure_trajectory(out / TRAJECTORY, out, cfg.directions, center=cfg.run.pca_center, load=load)
     if traj is None:
         return "skipped", f"{TRAJECTORY} was made from the run's {len(run_checkpoints(out))} checkpoints"
     pc1, pc2 = traj.axis_labels
@@ -173,12 +198,14 @@ def run_pipeline(cfg: Config, out: str | Path, *, overwrite: bool = False,
 
     step("train", lambda: _train(cfg, out, overwrite))
     save_config(cfg, out / "run_config.toml")
-    step("trajectory", lambda: _trajectory(cfg, out))
+    kept = KeptStates() if cfg.check.enabled else None
+    step("trajectory", lambda: _trajectory(cfg, out, kept if kept is not None else load_checkpoint))
     final = run_checkpoints(out)[-1]
     jobs = surface_jobs(cfg, out)
     for job in jobs:
         step(job.name, functools.partial(_surface, job, out, final, overwrite))
-    step("check", lambda: check_stage(cfg, out, {j.name: out / "surfaces" / f"{j.name}.h5" for j in jobs}, out / TRAJECTORY, "pca_2d"))
+    step("check", lambda: check_stage(cfg, out, {j.name: out / "surfaces" / f"{j.name}.h5" for j in jobs}, out / TRAJECTORY,
+                                      "pca_2d", kept.states if kept is not None else None))
     step("figures", lambda: _figures(cfg, out, jobs))
     return stages
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,8 @@ def _record(ckpt: Checkpoint) -> tuple[int, int, float]:
 
 def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model: nn.Module | None = None, dir_type: str = "weights",
                        ignore: str = "biasbn", center: bool = True, unsafe: bool = False,
-                       source: str = "", prefix: str | None = None) -> Trajectory:
+                       source: str = "", prefix: str | None = None,
+                       load: Callable[..., Checkpoint] = load_checkpoint) -> Trajectory:
     """PCA directions of an optimization path and each checkpoint's coordinates in their plane.
 
     ``checkpoints`` are in training order; the last one is the origin θ_final. ``model`` gives
@@ -151,11 +152,13 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     the mean-centred PCA (default, the paper's) or the uncentred one. ``prefix``: read only the
     tensors under it (:func:`~landscape.io.checkpoint.load_checkpoint`); else each checkpoint's names
     meet the model's as saved or under the one prefix that fits (:func:`~landscape.io.checkpoint.fit_state_dict`).
+    ``load`` reads a checkpoint file, called as :func:`~landscape.io.checkpoint.load_checkpoint` is (``landscape
+    run`` passes one that keeps the weights it read for its check stage).
     """
     paths = [p if isinstance(p, Checkpoint) else Path(p) for p in checkpoints]
     if len(paths) < 3:
         raise DirectionError(f"a PCA plane needs at least 3 checkpoints, got {len(paths)}")
-    final = _load(paths[-1], unsafe, prefix)
+    final = _load(paths[-1], unsafe, prefix, load)
     model = plain_module(model) if model is not None else model_from_checkpoint(final, dir_type)
     targets, names = _included(model, dir_type, ignore)
     fp = model_fingerprint(model)
@@ -164,7 +167,7 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
     deltas: list[TensorDict] = []
     records: list[tuple[int, int, float]] = []
     for p in paths[:-1]:  # one checkpoint in memory at a time; only its Δ is kept
-        ckpt = _fitted(_load(p, unsafe, prefix), model)
+        ckpt = _fitted(_load(p, unsafe, prefix, load), model)
         deltas.append(_delta(ckpt.state_dict, origin))
         records.append(_record(ckpt))
     deltas.append(_delta(final.state_dict, origin))  # zero row: θ_final − θ_final
@@ -188,8 +191,8 @@ def compute_trajectory(checkpoints: Sequence[str | Path | Checkpoint], *, model:
                       directions=Directions(d1, d2, meta), spectrum=ratios, fingerprint=fp)
 
 
-def _load(item: Path | Checkpoint, unsafe: bool, prefix: str | None = None) -> Checkpoint:
-    return item if isinstance(item, Checkpoint) else load_checkpoint(item, unsafe=unsafe, prefix=prefix)
+def _load(item: Path | Checkpoint, unsafe: bool, prefix: str | None, load: Callable[..., Checkpoint]) -> Checkpoint:
+    return item if isinstance(item, Checkpoint) else load(item, unsafe=unsafe, prefix=prefix)
 
 
 def _fitted(ckpt: Checkpoint, model: nn.Module) -> Checkpoint:
