@@ -136,3 +136,31 @@ def test_cli_ggn_of_a_hugging_face_folder_with_loss_causal_lm(tmp_path: Path) ->
     with h5py.File(tmp_path / "s.h5", "r") as f:
         centre = float(np.asarray(f["train_loss"][()])[1])
     assert centre == pytest.approx(report["loss"], rel=1e-6)
+
+
+def test_cli_fisher_and_sharpness_of_a_hugging_face_folder_equal_the_api(tmp_path: Path) -> None:
+    """The rest of the family from the CLI on the same folder: the empirical Fisher (per-row losses,
+    ``--loss causal_lm_per_sample``) and the sharpness measures, each equal to the API on the same batches."""
+    model = gpt2()
+    model.save_pretrained(tmp_path / "gpt2")
+    (tmp_path / "lm.py").write_text(DATA_PY)
+    common = ["--data", f"{tmp_path / 'lm.py'}:data", "--loss", "causal_lm_per_sample"]
+    assert main(["--quiet", "hessian", str(tmp_path / "gpt2"), *common, "--operator", "fisher", "--top-k", "2", "--tol",
+                 "1e-6", "--max-iter", "30", "--trace-samples", "0", "--out", str(tmp_path / "f.json")]) == 0
+    assert main(["--quiet", "sharpness", str(tmp_path / "gpt2"), *common, "--measures", "worst_l2,average,fisher_rao",
+                 "--rho", "0.05", "--steps", "3", "--samples", "3", "--out", str(tmp_path / "s.json")]) == 0
+    ns: dict[str, object] = {}
+    exec(DATA_PY, ns)
+    train = ns["data"]()[0]  # type: ignore[operator]
+    rows = landscape.causal_lm_loss(per_sample=True)
+    fisher = json.loads((tmp_path / "f.json").read_text())
+    api = landscape.hessian(model, train, loss=rows, operator="fisher", top_k=2, tol=1e-6, max_iter=30, trace_samples=0,
+                            progress=False)
+    assert fisher["operator"] == "fisher" and min(fisher["eigenvalues"]) > 0
+    np.testing.assert_allclose(fisher["eigenvalues"], api.eigenvalues, rtol=1e-5)
+    sharp = json.loads((tmp_path / "s.json").read_text())
+    want = landscape.sharpness(model, train, loss=rows, measures=["worst_l2", "average", "fisher_rao"], rho=[0.05], steps=3,
+                               samples=3, progress=False)
+    assert [r["measure"] for r in sharp["measures"]] == [r.measure for r in want.results]
+    for got, ref in zip(sharp["measures"], want.results, strict=True):
+        assert got["value"] == pytest.approx(ref.value, rel=1e-5, abs=1e-9), ref.measure
