@@ -164,3 +164,23 @@ def test_cli_fisher_and_sharpness_of_a_hugging_face_folder_equal_the_api(tmp_pat
     assert [r["measure"] for r in sharp["measures"]] == [r.measure for r in want.results]
     for got, ref in zip(sharp["measures"], want.results, strict=True):
         assert got["value"] == pytest.approx(ref.value, rel=1e-5, abs=1e-9), ref.measure
+
+
+def test_cli_plane_of_the_top_hessian_eigenvectors_of_a_hugging_face_folder(tmp_path: Path) -> None:
+    """``surface --hessian-directions`` differentiates GPT-2 twice outside ``landscape hessian`` (its fused
+    attention has no double backward on the CPU: the engine runs attention as plain math for every product)."""
+    model = gpt2()
+    model.save_pretrained(tmp_path / "gpt2")
+    (tmp_path / "lm.py").write_text(DATA_PY)
+    out = tmp_path / "h.h5"
+    assert main(["--quiet", "surface", str(tmp_path / "gpt2"), "--data", f"{tmp_path / 'lm.py'}:data", "--loss", "causal_lm",
+                 "--hessian-directions", "--x", "-1:1:3", "--y", "-1:1:3", "--out", str(out)]) == 0
+    ns: dict[str, object] = {}
+    exec(DATA_PY, ns)
+    train = ns["data"]()[0]  # type: ignore[operator]
+    with torch.no_grad():
+        own = float(np.mean([float(model(**b).loss) for b in train]))
+    with h5py.File(out, "r") as f:
+        z = np.asarray(f["train_loss"][()])
+    assert z.shape == (3, 3) and np.isfinite(z).all()
+    assert z[1, 1] == pytest.approx(own, rel=1e-6)

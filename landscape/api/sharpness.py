@@ -23,7 +23,6 @@ from landscape.engine.progress import bar
 from landscape.engine.sharpness import SharpnessResult
 from landscape.engine.sharpness import sharpness as _measure
 from landscape.errors import ConfigError
-from landscape.zoo.modules import double_backward_attention
 from landscape.zoo.userdata import DEFAULT_MEMORY_BUDGET
 
 _DEFAULT = SharpnessConfig()
@@ -104,7 +103,7 @@ def sharpness(model: nn.Module, data: object, loss: LossSpec = "cross_entropy",
     if "curvature" in measures and pair is None:
         raise ConfigError("the curvature measure needs two directions (x and y)")
     results: list[SharpnessResult] = []
-    with double_backward_attention(), bar(len(measures) if progress else 0, "sharpness", unit="measure") as pbar:
+    with bar(len(measures) if progress else 0, "sharpness", unit="measure") as pbar:
         for name in measures:
             results += _measure(problem, [name], rhos, steps=steps, step=step, samples=samples, m=m, seed=seed,
                                 directions=pair, prefix=prefix)

@@ -31,11 +31,12 @@ Results carry their HVP count and wall time, so HVPs per second can be reported.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, ParamSpec, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from torch.func import functional_call
 
 from landscape.engine.evaluate import eval_mode
 from landscape.errors import HessianError
+from landscape.zoo.modules import double_backward_attention
 
 Which = Literal["largest", "smallest", "both"]
 RelativeTo = Literal["eigenvalue", "norm"]
@@ -62,6 +64,22 @@ _EPS23 = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
 # to the largest ‖Hq‖ seen (float64 round-off after reorthogonalization is ~1e-15).
 _BREAKDOWN = 1e-10
 _Z95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def attention_as_math(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``method`` under :func:`~landscape.zoo.modules.double_backward_attention`: every forward that a
+    curvature product differentiates twice (a product recomputed, a kept graph built) goes through here,
+    so a transformer's fused attention, which has no double backward on the CPU, runs as plain math
+    whichever door asked for the product."""
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with double_backward_attention():
+            return method(*args, **kwargs)
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -241,6 +259,7 @@ class HessianProblem:
         summed = self._reduce(torch.cat([torch.tensor([total], dtype=torch.float64, device=self.device), self.flatten(grad)]))
         return float(summed[0]), self.unflatten(summed[1:])
 
+    @attention_as_math
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """Hessian-vector product by double backprop (this rank's share of it under ``torchrun``).
 
@@ -273,6 +292,7 @@ class HessianProblem:
 
     # --- internals --------------------------------------------------------------------------
 
+    @attention_as_math
     def _kept_graph(self) -> Any:
         """What :meth:`_build_graph` keeps, built at the first call when the data are held in memory and
         it fits the budget; None (and :attr:`product_path` ``"recomputed"``) otherwise."""

@@ -35,7 +35,7 @@ from torch.func import functional_call, jvp, vjp
 
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.evaluate import eval_mode
-from landscape.engine.hessian import HessianProblem, LossFn, batch_samples
+from landscape.engine.hessian import HessianProblem, LossFn, attention_as_math, batch_samples
 from landscape.engine.outputloss import OutputLoss, OutputModel
 from landscape.errors import HessianError
 
@@ -152,6 +152,7 @@ class GGNProblem(_ProductProblem):
         total = value * n if value.ndim == 0 else value.reshape(n, -1).mean(dim=1).sum()
         return total / self.num_samples
 
+    @attention_as_math
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``G v`` accumulated over batches: JVP ``u = Jv``, ``w = H_out u`` (double backprop through
         the loss only), VJP ``Jᵀw``. Costs about one forward with tangents, one forward and one backward;
@@ -221,6 +222,7 @@ class FisherProblem(_ProductProblem):
                                        "mean (a 0-d tensor): return the (n,) per-sample values instead")
                 break
 
+    @attention_as_math
     def hvp(self, v: Sequence[Tensor]) -> list[Tensor]:
         """``F v`` accumulated over batches: ``c = (g_iᵀ v)_i`` by one JVP of the per-sample losses,
         then ``Σ_i g_i c_i / N`` by one VJP. Costs about one forward with tangents, one forward and one backward;

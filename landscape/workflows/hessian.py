@@ -69,7 +69,7 @@ from landscape.workflows._distributed import (
 )
 from landscape.workflows.experiment import Experiment, experiment_with_user_data, resolve_device
 from landscape.zoo.data import TensorSplit
-from landscape.zoo.modules import double_backward_attention, floating_dtype
+from landscape.zoo.modules import floating_dtype
 from landscape.zoo.userdata import Paired, Streamed, UserBatches, UserStreams
 
 EXACT_TRACE_MAX_DIM = 2000  # exact_trace costs P HVPs: only for small restricted Hessians
@@ -265,7 +265,7 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
     budget = (2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
               + (h.density_runs * min(h.density_steps, problem.dim) if h.density else 0))
     plain_hvp, plain_many = problem.hvp, problem.hvp_many
-    with double_backward_attention(), bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
+    with bar(budget if progress else 0, "hessian", unit="HVP") as pbar:
 
         def counted_hvp(v: Sequence[Tensor]) -> list[Tensor]:
             pbar.update(1)
@@ -432,9 +432,8 @@ def run_hessian(checkpoint: str | Path, cfg: Config | None = None, *, out: str |
     own = group is None
     group = group or init_group(resolve_device(cfg.surface.device if cfg else "cpu").type)
     try:
-        with double_backward_attention():  # a transformer's HVPs: attention as plain math
-            return _run_hessian(checkpoint, cfg, out=out, save_directions_to=save_directions_to, unsafe=unsafe,
-                                checkpoint_obj=checkpoint_obj, group=group)
+        return _run_hessian(checkpoint, cfg, out=out, save_directions_to=save_directions_to, unsafe=unsafe,
+                            checkpoint_obj=checkpoint_obj, group=group)
     finally:
         if own:
             close_group(group)

@@ -28,7 +28,6 @@ from landscape.version import __version__
 from landscape.workflows._distributed import Group, close_group, init_group, local_device, samples_per_rank
 from landscape.workflows.experiment import experiment_with_user_data, resolve_device
 from landscape.workflows.hessian import setup
-from landscape.zoo.modules import double_backward_attention
 
 
 def result_row(r: SharpnessResult) -> dict[str, Any]:
@@ -51,8 +50,7 @@ def run_sharpness(checkpoint: str | Path, cfg: Config | None = None, *, out: str
     own = group is None
     group = group or init_group(resolve_device(cfg.surface.device if cfg else "cpu").type)
     try:
-        with double_backward_attention():  # the curvature measures' products through a transformer: attention as plain math
-            return _run_sharpness(checkpoint, cfg, out=out, unsafe=unsafe, checkpoint_obj=checkpoint_obj, group=group)
+        return _run_sharpness(checkpoint, cfg, out=out, unsafe=unsafe, checkpoint_obj=checkpoint_obj, group=group)
     finally:
         if own:
             close_group(group)
