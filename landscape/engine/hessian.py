@@ -103,10 +103,6 @@ class TraceResult:
     hvps: int
     seconds: float
 
-    @property
-    def hvps_per_second(self) -> float:
-        return self.hvps / self.seconds if self.seconds > 0 else float("inf")
-
 
 class _GradGraph(NamedTuple):
     """The Hessian's kept state: autograd leaves, the gradient with its graph, and the loss."""
@@ -396,9 +392,7 @@ class _Operator:
     def many(self, vs: Tensor) -> Tensor:
         """The products of the rows of ``vs`` (K, P), ``problem.products_per_call`` rows per call."""
         self.calls += len(vs)
-        step = self.problem.products_per_call
-        if step == 1:
-            return torch.stack([self.problem.hvp_flat(v) for v in vs])
+        step = self.problem.products_per_call  # (one row: hvp_many is hvp_flat)
         return torch.cat([self.problem.hvp_many(vs[i : i + step]) for i in range(0, len(vs), step)])
 
 
@@ -502,11 +496,8 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
 
 
 def _tridiagonal(alpha: Sequence[float], offdiag: Sequence[float]) -> np.ndarray:
-    t = np.diag(np.asarray(alpha, dtype=np.float64))
-    if offdiag:
-        off = np.asarray(offdiag, dtype=np.float64)
-        t += np.diag(off, 1) + np.diag(off, -1)
-    return t
+    off = np.asarray(offdiag, dtype=np.float64)  # (m - 1,); np.diag of an empty one is the 1 × 1 zero
+    return np.diag(np.asarray(alpha, dtype=np.float64)) + np.diag(off, 1) + np.diag(off, -1)
 
 
 def _ritz_vectors(problem: HessianProblem, basis: Tensor, s: np.ndarray) -> tuple[tuple[Tensor, ...], ...]:

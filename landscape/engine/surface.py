@@ -374,13 +374,8 @@ class SurfaceEngine:
                         with contextlib.suppress(StopForward):
                             self.model(split.inputs[start : start + bs])
                         inp, base = captured
-                        ux = functional_call(layer, dict(dx) | self._zero_bias(layer, dx), (inp,))
-                        uy = None
-                        if dy is not None:
-                            uy = functional_call(layer, dict(dy) | self._zero_bias(layer, dy), (inp,))
-                        # the three in one memory layout: mixed layouts make every point's axpy ~4× slower
-                        ux = in_layout_of(base, ux)
-                        uy = None if uy is None else in_layout_of(base, uy)  # (no copy when already alike)
+                        ux = self._term(layer, dx, inp, base)
+                        uy = None if dy is None else self._term(layer, dy, inp, base)
                         nbytes += base.numel() * base.element_size() * (2 if uy is None else 3)
                         if nbytes > STEM_CACHE_BYTES:
                             return
@@ -396,9 +391,12 @@ class SurfaceEngine:
         self.moved = self.moved.narrow(keep)
 
     @staticmethod
-    def _zero_bias(layer: nn.Module, given: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def _term(layer: nn.Module, given: Mapping[str, Tensor], inp: Tensor, base: Tensor) -> Tensor:
+        """``layer`` on ``inp`` with a direction's tensors ``given`` (no bias: a zero one), in ``base``'s memory
+        layout (no copy when already alike): mixed layouts make every point's axpy ~4× slower."""
         bias = getattr(layer, "bias", None)
-        return {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
+        zero = {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
+        return in_layout_of(base, functional_call(layer, dict(given) | zero, (inp,)))
 
     def _stem_is_exact(self, stem: LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
         """The stand-in (both its paths: ``coef`` as under vmap, and one point) against the unmodified model.

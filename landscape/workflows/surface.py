@@ -380,11 +380,12 @@ def _evaluate_claims(sf: SurfaceFile | None, engine: Evaluator, queue: WorkQueue
     t0 = time.perf_counter()
     with bar(len(pending) if sf is not None else 0, "surface", unit="pt") as pbar:
 
-        def deliver(where: slice, rows: np.ndarray) -> None:
+        def deliver(where: slice | None, rows: np.ndarray) -> None:
+            """This rank's rows: posted to rank 0, or (rank 0) recorded with the others' (None: theirs only)."""
             if sf is None:
-                queue.post(where, rows)
+                queue.post(where, rows)  # type: ignore[arg-type]
                 return
-            for w, r in [(where, rows), *queue.collect()]:
+            for w, r in [*([(where, rows)] if where is not None else []), *queue.collect()]:
                 sf.record(pending[w], r)
                 queue.received += len(r)
                 pbar.update(len(r))
@@ -410,11 +411,7 @@ def _evaluate_claims(sf: SurfaceFile | None, engine: Evaluator, queue: WorkQueue
                         start = piece.stop
                     where = queue.claim(max(engine.points_per_call, min(fair_share, int(rate))))
             while sf is not None and not queue.finished:  # rank 0 waits for the others' last rows
-                for w, r in queue.collect():
-                    sf.record(pending[w], r)
-                    queue.received += len(r)
-                    pbar.update(len(r))
-                sf.maybe_flush()
+                deliver(None, np.empty(0))
                 wait_a_little()
         finally:
             if sf is not None and queue.received:  # an untouched file keeps its bytes and its mtime
@@ -429,10 +426,9 @@ def summarize(sf: SurfaceFile, **extra: Any) -> dict[str, Any]:
     diverged = np.zeros(sf.grid.shape, dtype=bool)
     mins: dict[str, Any] = {}
     for name in sf.columns:
-        v = np.where(sf.done, sf.values[name], np.nan)
-        bad = sf.done & ~np.isfinite(sf.values[name])
-        diverged |= bad
-        finite = np.where(np.isfinite(v), v, np.nan)
+        ok = np.isfinite(sf.values[name])
+        diverged |= sf.done & ~ok
+        finite = np.where(sf.done & ok, sf.values[name], np.nan)
         if np.isfinite(finite).any():
             idx = np.unravel_index(np.nanargmin(finite) if not name.endswith("_acc") else np.nanargmax(finite), sf.grid.shape)
             coord = [float(sf.grid.x[idx[0]])] + ([float(sf.grid.y[idx[1]])] if sf.grid.y is not None else [])
