@@ -250,13 +250,10 @@ def save_directions(path: str | Path, dirs: Directions, model: nn.Module | None 
 
 
 def _attr(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (``tolist`` of a numpy scalar is its item)."""
     if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+        return value.decode()
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
 
 
 def read_directions_group(group: h5py.Group) -> Directions:

@@ -317,11 +317,15 @@ class HessianProblem:
 
     def _batch_loss(self, leaves: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
         tensors = {**self._tensors, **dict(zip(self.names, leaves, strict=True))}
-        per_sample = self._loss_fn(functional_call(self._model, tensors, (x,)), y)
-        if tuple(per_sample.shape) != (batch_samples(x),):
+        return self._per_sample(functional_call(self._model, tensors, (x,)), x, y).sum() / self.num_samples
+
+    def _per_sample(self, out: Any, x: Any, y: Any) -> Tensor:
+        """``loss_fn(out, y)``, checked to hold one loss per sample of ``x``."""
+        per = self._loss_fn(out, y)
+        if tuple(per.shape) != (batch_samples(x),):
             raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), "
-                               f"got {tuple(per_sample.shape)}")
-        return per_sample.sum() / self.num_samples
+                               f"got {tuple(per.shape)}")
+        return per
 
     def _checked_vector(self, v: Sequence[Tensor]) -> list[Tensor]:
         if len(v) != len(self.names):
@@ -414,15 +418,6 @@ def _orthogonalize_(w: Tensor, basis: Tensor) -> Tensor:
     return w
 
 
-def _check_common(k: int, max_iter: int, tol: float, dim: int) -> None:
-    if k < 1 or k > dim:
-        raise HessianError(f"k must be between 1 and the number of parameters ({dim}), got {k}")
-    if max_iter < 1:
-        raise HessianError(f"max_iter must be at least 1, got {max_iter}")
-    if not tol > 0:
-        raise HessianError(f"tol must be positive, got {tol}")
-
-
 def _wanted(num: int, k: int, which: Which) -> list[int]:
     """Indices (into ascending Ritz values) of the requested end(s) of the spectrum, descending."""
     top = list(range(max(num - k, 0), num))
@@ -460,7 +455,12 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
         raise HessianError(f"unknown which {which!r}; choose one of {', '.join(get_args(Which))}")
     if relative_to not in get_args(RelativeTo):
         raise HessianError(f"unknown relative_to {relative_to!r}; choose one of {', '.join(get_args(RelativeTo))}")
-    _check_common(k, max_iter, tol, problem.dim)
+    if k < 1 or k > problem.dim:
+        raise HessianError(f"k must be between 1 and the number of parameters ({problem.dim}), got {k}")
+    if max_iter < 1:
+        raise HessianError(f"max_iter must be at least 1, got {max_iter}")
+    if not tol > 0:
+        raise HessianError(f"tol must be positive, got {tol}")
     start = time.perf_counter()
     op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
     steps = min(max_iter, problem.dim)

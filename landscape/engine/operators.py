@@ -63,12 +63,6 @@ class _ProductProblem(HessianProblem):
     def _primals(self) -> tuple[Tensor, ...]:
         return tuple(self._tensors[n].detach() for n in self.names)
 
-    def _per_sample(self, out: Any, x: Any, y: Any) -> Tensor:
-        per = self._loss_fn(out, y)
-        if tuple(per.shape) != (batch_samples(x),):
-            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), got {tuple(per.shape)}")
-        return per
-
     def _kept_jacobian(self, output: Callable[[list[Tensor], Any, Any], Tensor]) -> _KeptJacobian | None:
         """``output(leaves, x, y)`` of every batch with its graph, and ``Σ_b J_bᵀ u_b`` built on it with
         ``create_graph`` in dummy cotangents ``u_b``; None over the graph budget."""
@@ -266,17 +260,12 @@ def curvature_problem(operator: str, model: nn.Module, names: Sequence[str], bat
     return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params, **options)
 
 
-def operator_of(problem: HessianProblem) -> str:
-    """The name of the operator a problem applies."""
-    return getattr(problem, "kind", "hessian")
-
-
 def convert(problem: HessianProblem, operator: str | None = None, names: Sequence[str] | None = None) -> HessianProblem:
     """The same model, data, loss and point as ``problem`` with another operator and/or parameter subset.
 
     Restricting the names gives the operator's diagonal block over those parameters.
     """
-    kind = _KINDS[check_operator(operator or operator_of(problem))]
+    kind = _KINDS[check_operator(operator or getattr(problem, "kind", "hessian"))]  # (the problem's own operator)
     # the problem's own inputs, read here (same package) rather than re-resolved from the user's data
     return kind(problem._model, problem.names if names is None else names, problem._batches,
                 problem._loss_fn, params=problem._tensors, **problem._options())

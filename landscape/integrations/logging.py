@@ -96,18 +96,6 @@ def _sources(source: Any, trajectory: Any, metric: str, dpi: int) -> dict[str, t
 # --- the loggers -----------------------------------------------------------------------------------------------
 
 
-def _is_summary_writer(obj: object) -> bool:
-    return callable(getattr(obj, "add_image", None)) and callable(getattr(obj, "flush", None))
-
-
-def _is_wandb_run(obj: object) -> bool:
-    return type(obj).__module__.split(".")[0] == "wandb" and callable(getattr(obj, "log", None))
-
-
-def _is_lightning_logger(obj: object) -> bool:
-    return callable(getattr(obj, "log_hyperparams", None)) and hasattr(type(obj), "experiment")
-
-
 def _to_tensorboard(writer: Any, images: Mapping[str, tuple[Image, Path | None]], tag: str, step: int) -> None:
     for name, (img, _) in images.items():
         writer.add_image(f"{tag}/{name}", img, global_step=step, dataformats="HWC")
@@ -142,11 +130,11 @@ def _to_files(logger: Any, images: Mapping[str, tuple[Image, Path | None]], tag:
 
 
 def _writer_for(logger: Any) -> tuple[Callable[[Any, Mapping[str, tuple[Image, Path | None]], str, int], None], Any]:
-    lightning = _is_lightning_logger(logger)
+    lightning = callable(getattr(logger, "log_hyperparams", None)) and hasattr(type(logger), "experiment")
     for target in (logger, logger.experiment) if lightning else (logger,):  # or a Lightning logger's experiment
-        if _is_summary_writer(target):
+        if callable(getattr(target, "add_image", None)) and callable(getattr(target, "flush", None)):  # a SummaryWriter
             return _to_tensorboard, target
-        if _is_wandb_run(target):
+        if type(target).__module__.split(".")[0] == "wandb" and callable(getattr(target, "log", None)):  # a wandb run
             return _to_wandb, target
     if lightning:
         return _to_files, logger

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from landscape.atomic import write_json_atomic
 from landscape.config import Config, HessianConfig, config_to_dict
+from landscape.engine import slq
 from landscape.engine.batchloss import BatchFn, BatchLossModel
 from landscape.engine.blocks import BlockResult
 from landscape.engine.directions import Directions, save_directions, target_tensors
@@ -283,9 +284,10 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
                           seed=h.seed, vectors=vectors)
             bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
                              relative_to="norm", vectors=False)
-            trace = curvature.trace_of(problem, h)
+            trace = slq.trace(problem, h.trace, samples=h.trace_samples, seed=h.seed) if h.trace_samples else None
             exact = exact_trace(problem) if exact_wanted else None
-            density = curvature.density_of(problem, h)
+            density = (slq.slq_density(problem, runs=h.density_runs, steps=h.density_steps, seed=h.seed)
+                       if h.density else None)
         finally:
             problem.hvp, problem.hvp_many = plain_hvp, plain_many  # type: ignore[method-assign]
         blocks = curvature.blocks_of(problem, h, prefix)
