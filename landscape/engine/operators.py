@@ -265,7 +265,7 @@ def convert(problem: HessianProblem, operator: str | None = None, names: Sequenc
 
     Restricting the names gives the operator's diagonal block over those parameters.
     """
-    kind = _KINDS[check_operator(operator or getattr(problem, "kind", "hessian"))]  # (the problem's own operator)
+    kind = _KINDS[check_operator(operator or str(getattr(problem, "kind", "hessian")))]  # (the problem's own operator)
     # the problem's own inputs, read here (same package) rather than re-resolved from the user's data
     return kind(problem._model, problem.names if names is None else names, problem._batches,
                 problem._loss_fn, params=problem._tensors, **problem._options())
