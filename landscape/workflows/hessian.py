@@ -104,16 +104,6 @@ def hessian_loss(cfg: Config) -> str:
     return losses[0]
 
 
-def hessian_split(cfg: Config, allow_both: bool) -> str:
-    """``surface.split`` for a Hessian; ``both`` means the training split where allowed."""
-    split = cfg.surface.split
-    if split == "both":
-        if not allow_both:
-            raise ConfigError("a Hessian is of one split: choose --split train or --split test")
-        return "train"
-    return split
-
-
 def per_sample_loss(exp: Experiment, name: str) -> LossFn:
     """``(output, target) -> (n,)`` for the registered criterion ``name`` on the data's task."""
     return exp.metrics([name]).per_sample()
@@ -143,7 +133,11 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
     """
     shard = group if group is not None and group.distributed else None
     reduce = sum_over_ranks if shard is not None else None
-    loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
+    loss, split_name = hessian_loss(cfg), cfg.surface.split
+    if split_name == "both":  # the training split, where allowed
+        if not allow_both:
+            raise ConfigError("a Hessian is of one split: choose --split train or --split test")
+        split_name = "train"
     model = copy.deepcopy(exp.model).to(device).eval()
     names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
     if cfg.surface.params:
@@ -297,12 +291,6 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
 # --- Hessian directions ------------------------------------------------------------------------
 
 
-def _canonical_sign(problem: HessianProblem, vector: Sequence[Tensor]) -> float:
-    """+1 or −1 so that the largest-magnitude entry is positive (eigenvectors have no sign)."""
-    flat = problem.flatten(vector)
-    return 1.0 if float(flat[int(flat.abs().argmax())]) >= 0 else -1.0
-
-
 def eigen_directions(problem: HessianProblem, result: EigenResult, model: nn.Module, dir_type: str,
                      prefix: str = "", **meta: Any) -> Directions:
     """The first one or two eigenvectors of ``result`` as directions x (and y), kind ``hessian``.
@@ -316,7 +304,8 @@ def eigen_directions(problem: HessianProblem, result: EigenResult, model: nn.Mod
     targets = target_tensors(model, dir_type)
 
     def direction(vector: Sequence[Tensor]) -> dict[str, Tensor]:
-        sign = _canonical_sign(problem, vector)
+        flat = problem.flatten(vector)  # eigenvectors have no sign: the largest-magnitude entry is made positive
+        sign = 1.0 if float(flat[int(flat.abs().argmax())]) >= 0 else -1.0
         own = {k.removeprefix(prefix): v for k, v in problem.as_dict(vector).items()}
         return {k: (sign * own[k]).detach().float().cpu() if k in own else torch.zeros(t.shape, dtype=torch.float32)
                 for k, t in targets.items()}
@@ -400,11 +389,6 @@ def _eigen_report(res: EigenResult, tol: float, relative_to: str) -> dict[str, A
             "converged": list(res.converged)}
 
 
-def _trace_report(res: TraceResult) -> dict[str, Any]:
-    return {"estimate": res.estimate, "stderr": res.stderr, "ci95": list(res.ci95), "samples": res.samples,
-            "hvps": res.hvps, "seconds": res.seconds}
-
-
 def _finite_or_none(obj: Any) -> Any:
     """JSON has no NaN/inf: they become null."""
     if isinstance(obj, float):
@@ -478,7 +462,7 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
         "min_eigenvalue_convergence": _eigen_report(bottom, h.tol, "norm"),
         "eig_ratio": eig_ratio(top.eigenvalues[0], bottom.eigenvalues[0]),
         "operator": h.operator,
-        "trace": {"method": h.trace, **_trace_report(trace)} if trace is not None else None,
+        "trace": None if trace is None else {"method": h.trace, **dataclasses.asdict(trace), "ci95": list(trace.ci95)},
         "exact_trace": exact.estimate if exact is not None else None,
         "hvps": hvps,
         "hvp_seconds": hvp_seconds,
