@@ -333,24 +333,16 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str
 
 
 def _mismatch(state: Mapping[str, Tensor], own: Mapping[str, Tensor], what: str) -> str:
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    parts = []
-    if missing:
-        parts.append(f"missing keys: {_short(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys: {_short(unexpected)}")
+    parts = [f"{word} keys: {_short(keys)}" for word, keys in (("missing", [k for k in own if k not in state]),
+                                                                ("unexpected", [k for k in state if k not in own])) if keys]
     return f"the checkpoint does not fit {what}: " + "; ".join(parts)
 
 
 def _prefix_hint(state: Mapping[str, Tensor], own: Mapping[str, Tensor]) -> str:
     """The prefix under which most of the model's names lie, as a fix to try; else where the names start."""
     plain = len(own.keys() & state.keys())
-    best, hits = "", plain
-    for p in _prefixes(state, 1):
-        n = len(own.keys() & _under(state, p).keys())
-        if n > hits:
-            best, hits = p, n
+    under = [(p, n) for p in _prefixes(state, 1) if (n := len(own.keys() & _under(state, p).keys())) > plain]
+    best, hits = max(under, key=lambda c: c[1], default=("", plain))  # (the first of the most)
     if best:
         return (f" (the checkpoint's names start with {best!r}: {hits} of the model's {len(own)} names lie under it; "
                 f"pass --prefix {best} (API: prefix={best!r}) to read only those)")
