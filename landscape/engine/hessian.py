@@ -44,6 +44,7 @@ from torch.func import functional_call
 
 from landscape.engine.evaluate import eval_mode
 from landscape.errors import HessianError
+from landscape.zoo.userdata import batch_size_of
 
 Which = Literal["largest", "smallest", "both"]
 RelativeTo = Literal["eigenvalue", "norm"]
@@ -137,7 +138,7 @@ class HessianProblem:
         self._graph: Any = None  # what the operator keeps between products (a _GradGraph for the Hessian)
         self.product_path: ProductPath | None = None  # decided at the first product
         self.graph_bytes: int | None = None  # the kept graph's estimated size, once a graph was tried
-        self.local_samples = local = sum(batch_samples(x) for x, _ in self._batches)
+        self.local_samples = local = sum(batch_size_of(x) for x, _ in self._batches)
         # under torchrun: the samples of every rank's shard (a rank may hold none)
         on = self._tensors[self.names[0]].device  # NCCL sums tensors on the GPU only
         self.num_samples = local if reduce is None else round(float(reduce(torch.tensor([float(local)], dtype=torch.float64,
@@ -322,8 +323,8 @@ class HessianProblem:
     def _per_sample(self, out: Any, x: Any, y: Any) -> Tensor:
         """``loss_fn(out, y)``, checked to hold one loss per sample of ``x``."""
         per = self._loss_fn(out, y)
-        if tuple(per.shape) != (batch_samples(x),):
-            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), "
+        if tuple(per.shape) != (batch_size_of(x),):
+            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_size_of(x)},), "
                                f"got {tuple(per.shape)}")
         return per
 
@@ -336,17 +337,6 @@ class HessianProblem:
                 raise HessianError(f"vector tensor for {name!r} has shape {tuple(t.shape)}, expected {tuple(shape)}")
             out.append(t.detach().to(device=self.device, dtype=dtype))
         return out
-
-
-def batch_samples(x: object) -> int:
-    """Samples in a batch's inputs: a tensor's leading size, or that of the first tensor in a dict/tuple."""
-    if isinstance(x, Tensor):
-        return int(x.shape[0])
-    values = x.values() if isinstance(x, Mapping) else x if isinstance(x, tuple | list) else ()
-    for v in values:
-        if isinstance(v, Tensor) and v.ndim:
-            return int(v.shape[0])
-    raise HessianError(f"cannot tell how many samples a batch of type {type(x).__name__} holds")
 
 
 def _point_tensors(model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:

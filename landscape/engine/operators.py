@@ -35,9 +35,10 @@ from torch.func import functional_call, jvp, vjp
 
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.evaluate import eval_mode
-from landscape.engine.hessian import HessianProblem, LossFn, batch_samples
+from landscape.engine.hessian import HessianProblem, LossFn
 from landscape.engine.outputloss import OutputLoss, OutputModel
 from landscape.errors import HessianError
+from landscape.zoo.userdata import batch_size_of
 
 OperatorName = Literal["hessian", "ggn", "fisher"]
 OPERATORS: tuple[str, ...] = get_args(OperatorName)
@@ -137,7 +138,7 @@ class GGNProblem(_ProductProblem):
         """Σ over the batch's samples of the loss of ``out`` (a batch mean counts n times), over N."""
         if self._output_loss is None:
             return self._per_sample(out, x, y).sum() / self.num_samples
-        n = batch_samples(x)
+        n = batch_size_of(x)
         value = self._output_loss.loss(out, x)
         if not isinstance(value, Tensor) or (value.ndim and value.shape[0] != n):
             got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__

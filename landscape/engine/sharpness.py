@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape.engine.hessian import HessianProblem, batch_samples
+from landscape.engine.hessian import HessianProblem
 from landscape.engine.operators import convert
 from landscape.errors import HessianError
+from landscape.zoo.userdata import batch_size_of
 
 WORST = {"worst_l2": ("l2", False), "worst_linf": ("linf", False),
          "adaptive_worst_l2": ("l2", True), "adaptive_worst_linf": ("linf", True)}
@@ -152,7 +153,7 @@ def m_batches(batches: Iterable[tuple[Any, Any]], m: int) -> Iterator[tuple[Any,
     """The data re-cut into consecutive batches of m samples (a shorter tail batch is dropped, so
     every batch has exactly m); read once, batch by batch (streamed data stays streamed)."""
     for x, y in batches:
-        n = batch_samples(x)
+        n = batch_size_of(x)
         for lo in range(0, n - m + 1, m):
             yield _slice(x, lo, lo + m), _slice(y, lo, lo + m)
 
