@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -36,7 +37,7 @@ from torch import Tensor, nn
 from landscape.atomic import write_json_atomic
 from landscape.config import Config, HessianConfig, config_to_dict
 from landscape.engine import slq
-from landscape.engine.batchloss import BatchFn, BatchLossModel
+from landscape.engine.batchloss import BatchFn, BatchLossModel, on_first_batch
 from landscape.engine.blocks import BlockResult
 from landscape.engine.directions import Directions, save_directions, target_tensors
 from landscape.engine.eigratio import EigenRatioEngine, eig_ratio, split_batches
@@ -56,7 +57,7 @@ from landscape.engine.operators import convert
 from landscape.engine.outputloss import is_batch_loss, load_batch_loss
 from landscape.engine.progress import bar
 from landscape.engine.slq import Density
-from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
+from landscape.errors import ConfigError, HessianError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
 from landscape.workflows import _curvature as curvature
@@ -220,14 +221,7 @@ def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], l
     wrapped = BatchLossModel(model, batch_fn)
     pairs: Iterable[tuple[Any, None]] = [(b, None) for b in data] if isinstance(data, list) else Paired(data)
     for first, _ in pairs:
-        try:
-            with torch.inference_mode():
-                wrapped(first)
-        except LandscapeError:
-            raise
-        except Exception as err:  # the user's loss or forward: one line naming it
-            raise ModelError(f"the loss {loss!r} fails on the first {split} batch: {type(err).__name__}: "
-                             f"{(str(err).splitlines() or [''])[0]}") from err
+        on_first_batch(functools.partial(wrapped, first), f"the loss {loss!r} fails on the first {split} batch")
         break
     problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, _identity, **opts)
     return Setup(problem, wrapped, pairs, _identity, loss, split, prefix="inner.")
