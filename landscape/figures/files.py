@@ -152,9 +152,8 @@ def _from_above(draw: Callable[..., Figure], job: _Job, centred: bool = False) -
 
 
 def _surface3d(job: _Job) -> Figure:
-    path = None
-    if job.path is not None:
-        path = (job.path.coords[:, 0], job.path.coords[:, 1], views.path_heights(job.sf, job.metric, job.path))
+    p = job.path
+    path = None if p is None else (p.coords[:, 0], p.coords[:, 1], views.path_heights(job.sf, job.metric, p))
     return plot.surface3d(job.x, job.y, job.z, path, **job.plane())
 
 
