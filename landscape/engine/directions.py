@@ -249,8 +249,9 @@ def save_directions(path: str | Path, dirs: Directions, model: nn.Module | None 
     tmp.replace(p)
 
 
-def _attr(value: Any) -> Any:
-    """An HDF5 attribute as a plain Python value (``tolist`` of a numpy scalar is its item)."""
+def plain_attr(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value: bytes decoded, NumPy arrays as lists, NumPy scalars as Python
+    numbers (``tolist`` of a scalar is its item)."""
     if isinstance(value, bytes):
         return value.decode()
     return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
@@ -260,7 +261,7 @@ def read_directions_group(group: h5py.Group) -> Directions:
     """Directions stored in our layout in ``group`` (a direction file's root or a surface file's ``directions/``)."""
     x = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["x"].items()}
     y = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["y"].items()} if "y" in group else None
-    meta = {k: _attr(v) for k, v in group.attrs.items() if k not in ("format", "fingerprint", "cosine", "model_fingerprint")}
+    meta = {k: plain_attr(v) for k, v in group.attrs.items() if k not in ("format", "fingerprint", "cosine", "model_fingerprint")}
     return Directions(x, y, meta)
 
 

@@ -11,10 +11,11 @@ import h5py
 import numpy as np
 
 from landscape.config import Config
+from landscape.engine.directions import plain_attr
 from landscape.engine.progressive import LEVELS, Progress, ProgressiveEvaluator, ProgressiveOptions, Tolerance
 from landscape.engine.refine import refine
 from landscape.errors import ConfigError
-from landscape.io.surface_file import SurfaceFile, make_progressive, plain_attr
+from landscape.io.surface_file import SurfaceFile, make_progressive
 from landscape.workflows._distributed import Group, decode_array, encode_array, share_setup
 
 Fill = Callable[..., tuple[list[int], float]]  # workflows.surface._fill: (sf, engine, group, pending, coords, tag)
