@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from landscape.engine.connect import recompute_bn_
 from landscape.engine.directions import Directions, check_directions, uses_effective
 from landscape.engine.losses import Metrics
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
@@ -32,7 +33,6 @@ from landscape.engine.rewrites import (
     fast_conv_available,
     fuse_traced,
     in_layout_of,
-    is_bn,
 )
 from landscape.errors import ConfigError
 from landscape.testhooks import break_rewrite
@@ -89,15 +89,14 @@ class SurfaceEngine:
         self.reference: Tensor | None = None  # the unmodified model's output at CHECK_POINT, first batch
         self.chunk: tuple[str, int] | None = None  # set by moments(): evaluate one batch of one split
         self.bn = bn
-        self.bn_modules = [m for m in self.model.modules() if is_bn(m)]
         if bn == "recompute":
             if directions.dir_type == "states":
                 raise ConfigError("--bn recompute re-estimates BatchNorm statistics, so it cannot be combined with "
                                   "--dir-type states (which moves them along the directions)")
             if bn_data is None:
                 raise ConfigError("--bn recompute needs training data")
-            n = min(len(bn_data), bn_batches * 128)
-            self.bn_data = TensorSplit(bn_data.inputs[:n], bn_data.targets[:n]).to(self.device)
+            n = min(len(bn_data), bn_batches * 128)  # batches of 128 re-estimate the statistics at every point
+            self.bn_inputs = list(torch.split(bn_data.inputs[:n].to(self.device), 128))
         self.points_per_call = points_per_call if bn == "keep" else 1
         self.stem: LinearStem | None = None
         self.stem_name = ""
@@ -214,7 +213,6 @@ class SurfaceEngine:
         """Make ``model`` the engine's model: the moved tensors, the stand-in and BatchNorms are its own."""
         self.model = model
         self.moved.relayout(dict(model.named_parameters()) | dict(model.named_buffers()))
-        self.bn_modules = [m for m in model.modules() if is_bn(m)]
         if self.stem is not None:
             stem = model.get_submodule(self.stem_name)
             assert isinstance(stem, LinearStem)
@@ -445,21 +443,7 @@ class SurfaceEngine:
         if self.stem is not None:
             self.stem.point = (a, b)
         if self.bn == "recompute":
-            self._recompute_bn()
-
-    @torch.no_grad()
-    def _recompute_bn(self) -> None:
-        """Re-estimate BatchNorm running statistics at this point (cumulative average over fixed batches)."""
-        saved = [m.momentum for m in self.bn_modules]
-        for m in self.bn_modules:
-            m.reset_running_stats()
-            m.momentum = None
-            m.train()
-        for start in range(0, len(self.bn_data), 128):
-            self.model(self.bn_data.inputs[start : start + 128])
-        for m, mom in zip(self.bn_modules, saved, strict=True):
-            m.momentum = mom
-            m.eval()
+            recompute_bn_(self.model, self.bn_inputs)  # cumulative average over the fixed batches, at this point
 
     def _sums(self, forward: object) -> Tensor:
         """Metric means per split, concatenated in column order; with :attr:`chunk` set, the raw
