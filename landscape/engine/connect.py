@@ -63,14 +63,10 @@ def coefficients(kind: str, t: float, bends: int) -> list[float]:
 def combine(points: Sequence[Mapping[str, Tensor]], weights: Sequence[float]) -> TensorDict:
     """``Σ_i w_i·P_i`` per tensor (points share their keys); differentiable in the points."""
     out: TensorDict = {}
-    for k in points[0]:
-        if not points[0][k].is_floating_point():  # counters (num_batches_tracked) are not interpolated
-            out[k] = points[0][k]
-            continue
-        acc = points[0][k] * weights[0]
-        for p, w in zip(points[1:], weights[1:], strict=True):
-            acc = acc + p[k] * w
-        out[k] = acc
+    for k, first in points[0].items():
+        if first.is_floating_point():  # (counters, num_batches_tracked, are not interpolated)
+            first = sum((p[k] * w for p, w in zip(points[1:], weights[1:], strict=True)), first * weights[0])
+        out[k] = first
     return out
 
 
