@@ -53,14 +53,10 @@ def per_sample(value: Tensor, n: int, what: str) -> Tensor:
 
 
 def weighted_sum(value: Tensor, n: int, what: str) -> Tensor:
-    """Σ over a batch of ``n`` samples from per-sample values or a batch mean, as a float64 scalar."""
-    if not isinstance(value, Tensor):
-        raise ModelError(f"{what} returned a {type(value).__name__}, not a tensor")
-    if value.ndim == 0:
+    """Σ over a batch of ``n`` samples from per-sample values (:func:`per_sample`) or a batch mean, in float64."""
+    if isinstance(value, Tensor) and value.ndim == 0:
         return value.to(torch.float64) * n
-    if value.shape[0] != n:
-        raise ModelError(f"{what} returned shape {tuple(value.shape)}: expected per-sample values ({n},) or a batch mean ()")
-    return value.reshape(n, -1).to(torch.float64).mean(dim=1).sum()
+    return per_sample(value, n, what).sum()
 
 
 class OutputMetrics:
