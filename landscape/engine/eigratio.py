@@ -17,23 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from landscape.engine.directions import Directions, check_directions
-from landscape.engine.grid import auto_batch_size
+from landscape.engine.evaluator import tensor_batches
 from landscape.engine.hessian import HessianProblem, LossFn, eig_extremes
 from landscape.engine.moved import MovedTensors
-from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
 
 EIG_METRICS = ("max_eig", "min_eig", "eig_ratio", "eig_converged")  # columns per split, in order
-
-Batches = list[tuple[Tensor, Tensor]]
-
-
-def split_batches(split: TensorSplit, batch_size: int = 0) -> Batches:
-    """Contiguous slices of a split (already on its device); 0 = :func:`auto_batch_size`."""
-    if batch_size < 0:
-        raise ConfigError(f"surface.batch_size must be ≥ 0, got {batch_size}")
-    bs = batch_size or auto_batch_size(split)
-    return [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
 
 
 def eig_ratio(lam_max: float, lam_min: float) -> float:
@@ -65,7 +54,7 @@ class EigenRatioEngine:
         self.hvps, self.seconds = 0, 0.0  # totals over every point, for cost reports
         # only tensors whose direction is non-zero move; the origin aliases the private copy (never written)
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=self.model)
-        self.problems = {name: HessianProblem(self.model, names, split_batches(split.to(self.device), batch_size), loss_fn)
+        self.problems = {name: HessianProblem(self.model, names, tensor_batches(split.to(self.device), batch_size), loss_fn)
                          for name, split in splits.items()}
 
     def point(self, a: float, b: float) -> dict[str, Tensor]:

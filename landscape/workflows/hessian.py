@@ -40,8 +40,9 @@ from landscape.engine import slq
 from landscape.engine.batchloss import BatchFn, BatchLossModel, on_first_batch
 from landscape.engine.blocks import BlockResult
 from landscape.engine.directions import Directions, save_directions, target_tensors
-from landscape.engine.eigratio import EigenRatioEngine, eig_ratio, split_batches
+from landscape.engine.eigratio import EigenRatioEngine, eig_ratio
 from landscape.engine.evaluate import eval_mode
+from landscape.engine.evaluator import tensor_batches
 from landscape.engine.hessian import (
     GRAPH_BUDGET,
     EigenResult,
@@ -160,7 +161,7 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
         data = batch_shard(data, shard)
     else:
-        data = split_batches(sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
+        data = tensor_batches(sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
     if is_batch_loss(loss):  # a batch loss fn(model, batch) (file.py:fn, causal_lm): the Hessian of the wrapped model
         return problem_setup(model, names, data, loss, split_name, batch_fn=load_batch_loss(loss),
                              graph_budget=cfg.surface.memory_budget, reduce=reduce,
