@@ -175,16 +175,15 @@ def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mappi
                              progressive=progressive)
 
 
-def _batches_note(splits: Mapping[str, Any], batches: UserBatches, cfg: Config) -> str:
-    if any(isinstance(split, Streamed) for split in splits.values()):
-        return (f"the {batches.kind} batches are over surface.memory_budget = {cfg.surface.memory_budget:,} bytes: "
-                "streamed from the loader, several grid points per read")
-    return f"the {batches.kind} batches are cached on the device (within surface.memory_budget)"
-
-
-def _streamed_note(streams: UserStreams, cfg: Config) -> str:
-    return (f"the data ({streams.nbytes:,} bytes) are over surface.memory_budget = {cfg.surface.memory_budget:,}: "
-            "streamed from the loader, several grid points per read")
+def _user_data_notes(exp: Experiment, splits: Mapping[str, Any], cfg: Config) -> list[str]:
+    """How the user's data (``file.py:fn``) are read: streamed over ``surface.memory_budget``, or cached."""
+    b, budget = exp.batches, f"surface.memory_budget = {cfg.surface.memory_budget:,}"
+    if isinstance(b, UserStreams):
+        return [f"the data ({b.nbytes:,} bytes) are over {budget}: streamed from the loader, several grid points "
+                "per read"]
+    if isinstance(b, UserBatches) and any(isinstance(split, Streamed) for split in splits.values()):
+        return [f"the {b.kind} batches are over {budget} bytes: streamed from the loader, several grid points per read"]
+    return [f"the {b.kind} batches are cached on the device (within surface.memory_budget)"] if b is not None else []
 
 
 def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tuple[str, str]) -> dict[str, Any]:
@@ -238,10 +237,8 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     # user data (file.py:fn) over surface.memory_budget are streamed, not held; dict batches stay batches
     exp = experiment_with_user_data(ckpt, cfg)
-    streams = exp.batches if isinstance(exp.batches, UserStreams) else None
-    batches = exp.batches if isinstance(exp.batches, UserBatches) else None
     cfg = cfg or exp.config
-    notes = _data_notes(ckpt, cfg, exp) if exp.batches is None else [_streamed_note(streams, cfg)] if streams else []
+    notes = _data_notes(ckpt, cfg, exp) if exp.batches is None else []
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
@@ -253,8 +250,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
         device = resolve_device(local_device(s.device, group))
         splits = _data_splits(exp, cfg, device)
         engine = surface_engine(exp, cfg, dirs, splits, device, None if popts is None else (popts, grid))
-        if batches is not None:
-            notes.append(_batches_note(splits, batches, cfg))
+        notes += _user_data_notes(exp, splits, cfg)
         settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
         with contextlib.ExitStack() as stack:
             sf = None
