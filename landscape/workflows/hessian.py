@@ -106,11 +106,6 @@ def hessian_loss(cfg: Config) -> str:
     return losses[0]
 
 
-def per_sample_loss(exp: Experiment, name: str) -> LossFn:
-    """``(output, target) -> (n,)`` for the registered criterion ``name`` on the data's task."""
-    return exp.metrics([name]).per_sample()
-
-
 @dataclass(frozen=True)
 class Setup:
     """A Hessian problem at the checkpoint plus what it was built from (for timing and reports)."""
@@ -169,7 +164,7 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
     assert not isinstance(exp.batches, UserBatches)  # a loss of (output, target) on them is refused when they are read
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(probe.inputs[:2]), probe.targets[:2])
-    return problem_setup(model, names, data, loss, split_name, per_sample=per_sample_loss(exp, loss),
+    return problem_setup(model, names, data, loss, split_name, per_sample=exp.metrics([loss]).per_sample(),
                          graph_budget=cfg.surface.memory_budget, reduce=reduce,
                          products_per_call=cfg.hessian.products_per_call)
 
@@ -340,7 +335,7 @@ def eig_ratio_engine(exp: Experiment, cfg: Config, directions: Directions, split
         raise ConfigError(f"hessian.map_tol must be > 0 and map_max_iter ≥ 1, got {h.map_tol} and {h.map_max_iter}")
     loss = hessian_loss(cfg)
     names = parameter_names(exp.model, cfg.directions.dir_type, cfg.directions.ignore)
-    return EigenRatioEngine(exp.model, directions, splits, per_sample_loss(exp, loss), names, device=device,
+    return EigenRatioEngine(exp.model, directions, splits, exp.metrics([loss]).per_sample(), names, device=device,
                             batch_size=cfg.surface.batch_size, tol=h.map_tol, max_iter=h.map_max_iter, seed=h.seed)
 
 
