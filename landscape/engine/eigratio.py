@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from landscape.engine.directions import Directions, check_directions
 from landscape.engine.evaluator import tensor_batches
@@ -57,10 +57,6 @@ class EigenRatioEngine:
         self.problems = {name: HessianProblem(self.model, names, tensor_batches(split.to(self.device), batch_size), loss_fn)
                          for name, split in splits.items()}
 
-    def point(self, a: float, b: float) -> dict[str, Tensor]:
-        """``θ* + a·δ + b·η`` for the moved tensors, as new tensors (the origin is untouched)."""
-        return self.moved.point(a, b)
-
     def _row(self, problem: HessianProblem) -> list[float]:
         try:
             lam_max, lam_min, res = eig_extremes(problem, tol=self.tol, max_iter=self.max_iter, seed=self.seed)
@@ -75,7 +71,7 @@ class EigenRatioEngine:
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
         out = np.empty((len(coords), len(self.columns)))
         for i, (a, b) in enumerate(coords):
-            params = self.point(float(a), float(b))
+            params = self.moved.point(float(a), float(b))  # new tensors: the origin is untouched
             out[i] = [v for problem in self.problems.values() for v in self._row(problem.at(params))]
         return out
 

@@ -154,9 +154,9 @@ class HessianProblem:
         self.dim = sum(t.numel() for t in chosen)  # P, the size of the restricted Hessian
 
     def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
-        """The same problem at another point: ``params`` overrides this problem's tensors."""
-        return HessianProblem(self._model, self.names, self._batches, self._loss_fn,
-                              params={**self._tensors, **params}, **self._options())
+        """The same problem (the same operator) at another point: ``params`` overrides this problem's tensors."""
+        return type(self)(self._model, self.names, self._batches, self._loss_fn,
+                          params={**self._tensors, **params}, **self._options())
 
     def _options(self) -> dict[str, Any]:
         """The keyword arguments a problem derived from this one (another point, operator, block) keeps."""

@@ -49,10 +49,6 @@ class _ProductProblem(HessianProblem):
 
     kind: str = "hessian"
 
-    def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
-        return type(self)(self._model, self.names, self._batches, self._loss_fn,
-                          params={**self._tensors, **params}, **self._options())
-
     def _forward(self, x: Any, module: nn.Module | None = None) -> Callable[..., Any]:
         """``f(*restricted tensors) -> module(x)`` (default: the problem's model) at this point, for torch.func's transforms."""
         net = self._model if module is None else module
