@@ -480,7 +480,10 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
     if beta[-1] <= _BREAKDOWN * hq_max:  # exact invariant subspace: the Ritz pairs are eigenpairs
         residuals, done = np.zeros_like(residuals), np.ones_like(done)
     m = len(alpha)
-    vecs = _ritz_vectors(problem, basis[:m], s[:, idx]) if vectors else None
+    vecs = None
+    if vectors:  # y_i = Qᵀ s_i: (P, m) @ (m, r) -> (P, r), one column per requested Ritz pair
+        y = basis[:m].T @ torch.from_numpy(np.ascontiguousarray(s[:, idx])).to(basis.device)
+        vecs = tuple(tuple(problem.unflatten(y[:, i] / y[:, i].norm())) for i in range(y.shape[1]))
     return EigenResult(tuple(float(t) for t in theta[idx]), vecs, tuple(float(r) for r in residuals),
                        tuple(bool(c) for c in done), m, op.calls, time.perf_counter() - start, "lanczos")
 
@@ -488,12 +491,6 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
 def _tridiagonal(alpha: Sequence[float], offdiag: Sequence[float]) -> np.ndarray:
     off = np.asarray(offdiag, dtype=np.float64)  # (m - 1,); np.diag of an empty one is the 1 × 1 zero
     return np.diag(np.asarray(alpha, dtype=np.float64)) + np.diag(off, 1) + np.diag(off, -1)
-
-
-def _ritz_vectors(problem: HessianProblem, basis: Tensor, s: np.ndarray) -> tuple[tuple[Tensor, ...], ...]:
-    # y_i = Qᵀ s_i: (P, m) @ (m, r) -> (P, r), one column per requested Ritz pair.
-    y = basis.T @ torch.from_numpy(np.ascontiguousarray(s)).to(basis.device)
-    return tuple(tuple(problem.unflatten(y[:, i] / y[:, i].norm())) for i in range(y.shape[1]))
 
 
 def eig_extremes(problem: HessianProblem, *, tol: float = 1e-3, max_iter: int = 100,

@@ -158,10 +158,6 @@ def m_batches(batches: Iterable[tuple[Any, Any]], m: int) -> Iterator[tuple[Any,
             yield _slice(x, lo, lo + m), _slice(y, lo, lo + m)
 
 
-def _per_m(problem: HessianProblem, m: int) -> Iterator[HessianProblem]:
-    for batch in m_batches(problem._batches, m):
-        yield type(problem)(problem._model, problem.names, [batch], problem._loss_fn, params=problem._tensors)
-
 
 def sharpness(problem: HessianProblem, measures: Sequence[str], rhos: Sequence[float], *, steps: int = 20,
               step: float = 1.0, samples: int = 20, m: int = 0, seed: int = 0,
@@ -208,7 +204,8 @@ def _sampled(problem: HessianProblem, name: str, rho: float, steps: int, step: f
     if m == 0:
         value, err, iters = one(problem)
         return SharpnessResult(name, value, err, rho, iters, 0, time.perf_counter() - start)
-    values = [one(p)[0] for p in _per_m(problem, m)]
+    values = [one(type(problem)(problem._model, problem.names, [batch], problem._loss_fn, params=problem._tensors))[0]
+              for batch in m_batches(problem._batches, m)]  # one problem per batch of m samples
     if len(values) < 2:
         raise HessianError(f"m-sharpness with m = {m} leaves {len(values)} batch(es) of the data; choose a smaller m")
     err_m = float(np.std(values, ddof=1) / math.sqrt(len(values)))

@@ -324,18 +324,16 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str
             raise CheckpointError(f"the checkpoint holds {what} under several prefixes ({names}): choose one with "
                                   f"--prefix {fits[0][0]} (API: prefix={fits[0][0]!r})")
         if not fits:
-            raise CheckpointError(_mismatch(state_dict, own, what) + _prefix_hint(state_dict, own))
+            missing, unexpected = [k for k in own if k not in state_dict], [k for k in state_dict if k not in own]
+            parts = [f"{word} keys: {_short(keys)}" for word, keys in (("missing", missing), ("unexpected", unexpected))
+                     if keys]
+            raise CheckpointError(f"the checkpoint does not fit {what}: {'; '.join(parts)}"
+                                  + _prefix_hint(state_dict, own))
         exact = fits[0][1]
     shapes = [f"{k} {tuple(exact[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if tuple(exact[k].shape) != tuple(v.shape)]
     if shapes:
         raise CheckpointError(f"the checkpoint does not fit {what}: shape mismatches (checkpoint vs model): {_short(shapes)}")
     return exact
-
-
-def _mismatch(state: Mapping[str, Tensor], own: Mapping[str, Tensor], what: str) -> str:
-    parts = [f"{word} keys: {_short(keys)}" for word, keys in (("missing", [k for k in own if k not in state]),
-                                                                ("unexpected", [k for k in state if k not in own])) if keys]
-    return f"the checkpoint does not fit {what}: " + "; ".join(parts)
 
 
 def _prefix_hint(state: Mapping[str, Tensor], own: Mapping[str, Tensor]) -> str:

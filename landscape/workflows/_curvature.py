@@ -16,18 +16,10 @@ from landscape.engine.blocks import BlockResult, block_curvature, block_groups
 from landscape.engine.hessian import HessianProblem
 from landscape.engine.progress import bar
 from landscape.engine.slq import Density
-from landscape.errors import ConfigError
 from landscape.figures.curvature import blocks_figure, density_figure
 from landscape.figures.save import save_figure
 
 OPERATOR_WORDS = {"hessian": "Hessian", "ggn": "Gauss-Newton matrix", "fisher": "empirical Fisher"}
-
-
-def check_settings(h: HessianConfig) -> None:
-    """Settings the eigenvalue part does not check: SLQ's sizes."""
-    if h.density and (h.density_runs < 1 or h.density_steps < 2):
-        raise ConfigError(f"hessian.density_runs must be ≥ 1 and density_steps ≥ 2, got {h.density_runs} and "
-                          f"{h.density_steps}")
 
 
 def blocks_of(problem: HessianProblem, h: HessianConfig, prefix: str = "") -> list[BlockResult]:

@@ -244,7 +244,9 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
     eigenvalues (Lanczos, eigenvalue-relative test), the smallest (Lanczos, ‖H‖-relative test: λmin is
     often ≈ 0), the trace (``h.trace``: Hutch++ or Hutchinson; exact for P ≤ 2000), the SLQ density and
     the per-block results (``h.density``, ``h.blocks``). ``problem`` may be the Hessian, GGN or Fisher."""
-    curvature.check_settings(h)
+    if h.density and (h.density_runs < 1 or h.density_steps < 2):  # (SLQ's sizes)
+        raise ConfigError(f"hessian.density_runs must be ≥ 1 and density_steps ≥ 2, got {h.density_runs} and "
+                          f"{h.density_steps}")
     exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM and h.trace_samples > 0
     # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
     budget = (2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
