@@ -465,15 +465,6 @@ class SurfaceEngine:
     def _reduce(self, output: Tensor, y: Tensor) -> Tensor:
         return self.metrics.batch_sums(output, y) if self.chunk is None else self.metrics.batch_moments(output, y).reshape(-1)
 
-    def _eval_single(self, coords: np.ndarray) -> Tensor:
-        out = torch.empty(len(coords), self._width(), dtype=torch.float64, device=self.device)
-        forward = lambda x, y: self._reduce(self.model(x), y)  # noqa: E731
-        for k, (a, b) in enumerate(coords):
-            self._set_point(float(a), float(b))
-            with torch.inference_mode():
-                out[k] = self._sums(forward)
-        return out
-
     # --- K points per call with vmap over stacked weights -------------------------------------------
 
     def _eval_stacked(self, coords: np.ndarray) -> Tensor:
@@ -507,7 +498,12 @@ class SurfaceEngine:
             return np.empty((0, self._width()))
         k = self.points_per_call
         if k <= 1:
-            return self._eval_single(coords).cpu().numpy()
+            out = torch.empty(len(coords), self._width(), dtype=torch.float64, device=self.device)
+            for i, (a, b) in enumerate(coords):
+                self._set_point(float(a), float(b))
+                with torch.inference_mode():
+                    out[i] = self._sums(lambda x, y: self._reduce(self.model(x), y))
+            return out.cpu().numpy()
         parts = [self._eval_stacked(coords[s : s + k]) for s in range(0, len(coords), k)]
         return torch.cat(parts).cpu().numpy()
 

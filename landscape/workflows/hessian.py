@@ -366,15 +366,6 @@ def forward_seconds(model: nn.Module, batches: Iterable[tuple[Any, Any]], loss_f
     return best
 
 
-def _check_hessian_settings(cfg: Config, dim: int) -> None:
-    h = cfg.hessian
-    if not 1 <= h.top_k <= dim:
-        raise ConfigError(f"hessian.top_k = {h.top_k} must be between 1 and the number of parameters P = {dim}")
-    if not h.tol > 0 or h.max_iter < 1 or h.trace_samples == 1 or h.trace_samples < 0:
-        raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples 0 (no trace) or ≥ 2; got {h.tol}, {h.max_iter}, "
-                          f"{h.trace_samples}")
-
-
 def _eigen_report(res: EigenResult, tol: float, relative_to: str) -> dict[str, Any]:
     return {"method": res.method, "tol": tol, "relative_to": relative_to, "iterations": res.iterations,
             "hvps": res.hvps, "seconds": res.seconds, "residuals": list(res.residuals),
@@ -429,7 +420,11 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
     s = setup(exp, cfg, device, allow_both=False, group=group)
     h = cfg.hessian
     problem = convert(s.problem, h.operator) if h.operator != "hessian" else s.problem  # GGN, Fisher
-    _check_hessian_settings(cfg, problem.dim)
+    if not 1 <= h.top_k <= problem.dim:
+        raise ConfigError(f"hessian.top_k = {h.top_k} must be between 1 and the number of parameters P = {problem.dim}")
+    if not h.tol > 0 or h.max_iter < 1 or h.trace_samples == 1 or h.trace_samples < 0:
+        raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples 0 (no trace) or ≥ 2; "
+                          f"got {h.tol}, {h.max_iter}, {h.trace_samples}")
     c = measure(problem, h, prefix=s.prefix, vectors=save_directions_to is not None, progress=group.is_main)
     loss, grad, top, bottom, trace, exact = c.loss, c.grad, c.top, c.bottom, c.trace, c.exact
     density, blocks = c.density, c.blocks
