@@ -244,6 +244,10 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     if s.params:  # the file's directions hold only what moves: reusing them (--directions) moves the same subset
         dirs = only(dirs, selector(s.params), params_label(s.params))  # type: ignore[arg-type]
+    if dirs.meta.get("unmoved"):  # target directions
+        notes.append(f"α = 1 is not exactly the target: {dirs.meta['unmoved']} state entries (BatchNorm statistics) "
+                     "differ between the models and stay at the first one's with --dir-type weights; pass --dir-type "
+                     "states to move them too")
     popts = progressive_options(cfg, Path(out), overwrite)
     group = init_group(resolve_device(s.device).type if s.device else "cpu")  # a bad name: one line, before any group
     try:
@@ -291,7 +295,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     if sf is None:
         return SurfaceResult(group.rank, counts[0] if counts else 0)
     summary = summarize(sf, computed=computed, seconds=seconds, total_seconds=time.perf_counter() - t_start,
-                        points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
+                        points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes,
                         **({"points_per_rank": counts} if group.distributed else {}))
     if sf.done.all() and is_flat(sf.values):
         summary["warnings"] = [flat_message(list(s.params) or dirs.meta.get("params"))]
@@ -341,13 +345,6 @@ def _data_notes(ckpt: Checkpoint, cfg: Config, exp: Experiment) -> list[str]:
     return [f"the data differ from those this checkpoint was trained on (data settings {cfg.data.name!r} unchanged): "
             "a data function that is not deterministic, or files that changed; the surface is not around the "
             "model's own training loss"]
-
-
-def _target_notes(dirs: Directions) -> list[str]:
-    if not dirs.meta.get("unmoved"):
-        return []
-    return [f"α = 1 is not exactly the target: {dirs.meta['unmoved']} state entries (BatchNorm statistics) differ "
-            "between the models and stay at the first one's with --dir-type weights; pass --dir-type states to move them too"]
 
 
 def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.ndarray,
