@@ -416,14 +416,6 @@ def _wanted(num: int, k: int, which: Which) -> list[int]:
     return picked[::-1]
 
 
-def _thresholds(theta: np.ndarray, tol: float, relative_to: RelativeTo) -> np.ndarray:
-    scale = float(np.max(np.abs(theta))) if theta.size else 0.0
-    if relative_to == "norm":
-        return np.full_like(theta, tol * scale)
-    floor: np.ndarray = np.maximum(np.abs(theta), _EPS23 * scale)
-    return tol * floor
-
-
 def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float = 1e-6, seed: int = 0,
             which: Which = "largest", relative_to: RelativeTo = "eigenvalue", vectors: bool = True) -> EigenResult:
     """Extreme eigenpairs of the Hessian by the Lanczos algorithm with full reorthogonalization.
@@ -469,7 +461,8 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
         theta, s = np.linalg.eigh(_tridiagonal(alpha, beta[:-1]))
         idx = _wanted(j + 1, k, which)
         residuals = np.abs(beta[-1] * s[-1, idx])
-        done = residuals < _thresholds(theta, tol, relative_to)[idx]
+        scale = float(np.max(np.abs(theta)))  # ‖T‖
+        done = residuals < tol * (scale if relative_to == "norm" else np.maximum(np.abs(theta[idx]), _EPS23 * scale))
         breakdown = beta[-1] <= _BREAKDOWN * hq_max
         if j + 1 == steps or (j + 1 >= needed and (done.all() or breakdown)):
             break
