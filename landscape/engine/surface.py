@@ -102,7 +102,10 @@ class SurfaceEngine:
         self.stem_name = ""
         self.channels_last = False
         self.variances: list[Tensor] = []
-        self._check_first_batch()
+        for split in self.splits.values():  # the metrics on two samples first: a wrong output shape fails here
+            with torch.inference_mode():
+                out = self.model(split.inputs[:2])
+            self.metrics.check(out, split.targets[:2])
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
             self._use_channels_last()
         self.reference = self._reference_output()
@@ -118,12 +121,6 @@ class SurfaceEngine:
     def names(self) -> list[str]:
         """Names of the tensors every point rewrites (those the first-layer cache took over excluded)."""
         return self.moved.names
-
-    def _check_first_batch(self) -> None:
-        for split in self.splits.values():
-            with torch.inference_mode():
-                out = self.model(split.inputs[:2])
-            self.metrics.check(out, split.targets[:2])
 
     # --- layout and first-layer precomputation (set up once) ----------------------------------
 
