@@ -426,9 +426,7 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
         raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples 0 (no trace) or ≥ 2; "
                           f"got {h.tol}, {h.max_iter}, {h.trace_samples}")
     c = measure(problem, h, prefix=s.prefix, vectors=save_directions_to is not None, progress=group.is_main)
-    loss, grad, top, bottom, trace, exact = c.loss, c.grad, c.top, c.bottom, c.trace, c.exact
-    density, blocks = c.density, c.blocks
-    runs: list[Any] = [top, bottom, *(r for r in (trace, exact, density) if r is not None), *blocks]
+    runs: list[Any] = [c.top, c.bottom, *(r for r in (c.trace, c.exact, c.density) if r is not None), *c.blocks]
     hvps, hvp_seconds = sum(r.hvps for r in runs), sum(r.seconds for r in runs)
     fwd = forward_seconds(s.model, s.batches, s.loss_fn)
     full = config_to_dict(cfg)
@@ -441,16 +439,17 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
                      **{k: v for k, v in full["hessian"].items() if not k.startswith("map_")}, "data": full["data"], "model": full["model"]},
         "parameters": {"dir_type": cfg.directions.dir_type, "ignore": cfg.directions.ignore, "dim": problem.dim,
                        "names": [k.removeprefix(s.prefix) for k in problem.names], "shapes": [list(sh) for sh in problem.shapes]},
-        "loss": loss,
-        "grad_norm": math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad)),
-        "eigenvalues": list(top.eigenvalues),
-        "eigenvalues_convergence": _eigen_report(top, h.tol, "eigenvalue"),
-        "min_eigenvalue": bottom.eigenvalues[0],
-        "min_eigenvalue_convergence": _eigen_report(bottom, h.tol, "norm"),
-        "eig_ratio": eig_ratio(top.eigenvalues[0], bottom.eigenvalues[0]),
+        "loss": c.loss,
+        "grad_norm": math.sqrt(sum(float((g.double() ** 2).sum()) for g in c.grad)),
+        "eigenvalues": list(c.top.eigenvalues),
+        "eigenvalues_convergence": _eigen_report(c.top, h.tol, "eigenvalue"),
+        "min_eigenvalue": c.bottom.eigenvalues[0],
+        "min_eigenvalue_convergence": _eigen_report(c.bottom, h.tol, "norm"),
+        "eig_ratio": eig_ratio(c.top.eigenvalues[0], c.bottom.eigenvalues[0]),
         "operator": h.operator,
-        "trace": None if trace is None else {"method": h.trace, **dataclasses.asdict(trace), "ci95": list(trace.ci95)},
-        "exact_trace": exact.estimate if exact is not None else None,
+        "trace": None if c.trace is None else {"method": h.trace, **dataclasses.asdict(c.trace),
+                                               "ci95": list(c.trace.ci95)},
+        "exact_trace": c.exact.estimate if c.exact is not None else None,
         "hvps": hvps,
         "hvp_seconds": hvp_seconds,
         "hvps_per_second": hvps / hvp_seconds if hvp_seconds > 0 else None,
@@ -459,14 +458,14 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
         "forward_seconds": fwd,
         "hvp_cost_in_forward_passes": (hvp_seconds / hvps) / fwd if hvps and fwd > 0 else None,
     }
-    report.update(curvature.report_extras(density, blocks, s.prefix))
+    report.update(curvature.report_extras(c.density, c.blocks, s.prefix))
     if group.distributed:  # a collective: before rank 0 alone writes
         report["ranks"] = {"world_size": group.world_size, "samples": samples_per_rank(group, problem.local_samples, device)}
         if not group.is_main:
             return {**report, "rank": group.rank}
     if save_directions_to is not None:
-        dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
-                                seed=h.seed, loss=s.loss, split=s.split, operator=h.operator)
+        dirs = eigen_directions(problem, c.top, exp.model, cfg.directions.dir_type, s.prefix, seed=h.seed,
+                                ignore=cfg.directions.ignore, loss=s.loss, split=s.split, operator=h.operator)
         save_directions(save_directions_to, dirs, exp.model)
         report["directions_file"] = str(save_directions_to)
     report["seconds"] = time.perf_counter() - t_start
