@@ -304,14 +304,12 @@ class SurfaceEngine:
             if isinstance(out, Tensor):
                 widest = max(widest, out.numel() * out.element_size())
 
-        handles = [m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())]
         probe = 8
-        try:
-            with torch.inference_mode():
-                self.model(next(iter(self.splits.values())).inputs[:probe])
-        finally:
-            for h in handles:
-                h.remove()
+        with contextlib.ExitStack() as hooks, torch.inference_mode():  # every hook removed on the way out
+            for m in self.model.modules():
+                if not list(m.children()):
+                    hooks.callback(m.register_forward_hook(hook).remove)
+            self.model(next(iter(self.splits.values())).inputs[:probe])
         per_sample = max(1, widest // probe)
         size = max(32, self.ACTIVATION_BYTES.get(self.device.type, 4 << 20) // per_sample)
         return {name: min(len(s), size) for name, s in self.splits.items()}
@@ -321,19 +319,15 @@ class SurfaceEngine:
         split = next(iter(self.splits.values()))
         x = split.inputs[: self.batch_sizes[next(iter(self.splits))]]
         found: list[str] = []
-        hooks = []
-        for name, m in self.model.named_modules():
-            if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and f"{name}.weight" in self.names:
-                def pre(mod: nn.Module, args: tuple[Tensor, ...], name: str = name) -> None:
-                    if args and isinstance(args[0], Tensor) and args[0].data_ptr() == x.data_ptr() and args[0].numel() == x.numel():
-                        found.append(name)
-                hooks.append(m.register_forward_pre_hook(pre))
-        try:
-            with torch.inference_mode():
-                self.model(x)
-        finally:
-            for h in hooks:
-                h.remove()
+        with contextlib.ExitStack() as hooks, torch.inference_mode():  # every hook removed on the way out
+            for name, m in self.model.named_modules():
+                if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and f"{name}.weight" in self.names:
+                    def pre(mod: nn.Module, args: tuple[Tensor, ...], name: str = name) -> None:
+                        seen = args[0] if args and isinstance(args[0], Tensor) else None  # the raw input, a view of it
+                        if seen is not None and seen.data_ptr() == x.data_ptr() and seen.numel() == x.numel():
+                            found.append(name)
+                    hooks.callback(m.register_forward_pre_hook(pre).remove)
+            self.model(x)
         return found[0] if len(found) == 1 else None
 
     @torch.no_grad()
