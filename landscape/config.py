@@ -448,8 +448,7 @@ def layered_config(base: Mapping[str, Any] | None, config_file: str | Path | Non
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """Load a TOML config (or the defaults when ``path`` is None) and apply overrides."""
-    data = read_toml(path) if path is not None else {}
-    return config_from_dict(apply_overrides(data, overrides))
+    return layered_config(None, path, overrides)
 
 
 def _toml_string(text: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from landscape.config import Config, config_to_dict
+from landscape.config import config_to_dict
 from landscape.errors import CheckpointError, ModelError
 from landscape.io import checkpoint as files
 from landscape.workflows.experiment import checkpoint_config, experiment_with_user_data
@@ -69,11 +69,13 @@ def load_checkpoint(path: str | Path, model: ModelSpec = None, *, unsafe: bool =
             raise CheckpointError(f"{str(ckpt.path)!r} does not say which model it holds (no landscape config): "
                                   "pass model=an nn.Module of the architecture or a factory returning one")
         exp = experiment_with_user_data(ckpt, config)
-        net, data = exp.model, _api_data(exp.data, exp.batches)
+        net, data = exp.model, _api_data(exp.batches or exp.data)
     else:
         net = _instance(model)
         files.load_into(net, ckpt.state_dict, what=f"the {type(net).__name__} passed as model")
-        data = _config_data(config) if config is not None else None
+        # the data the config names, read as ``landscape surface`` reads them
+        data = None if config is None else _api_data(user_data(config.data, config.surface.memory_budget)
+                                                     or load_data(config.data))
     return LoadedCheckpoint(net.eval(), data, config_to_dict(config) if config is not None else None, ckpt.epoch,
                             ckpt.step, ckpt.path, dict(ckpt.metrics))
 
@@ -89,20 +91,10 @@ def _instance(model: nn.Module | Callable[[], nn.Module]) -> nn.Module:
     return built
 
 
-def _config_data(config: Config) -> Any:
-    """The data a config names, read as ``landscape surface`` reads them."""
-    loaded = user_data(config.data, config.surface.memory_budget)
-    if loaded is None:
-        loaded = load_data(config.data)
-    return _api_data(loaded if isinstance(loaded, DataBundle) else None, loaded if not isinstance(loaded, DataBundle) else None)
-
-
-def _api_data(bundle: DataBundle | None, batches: UserStreams | UserBatches | None) -> Any:
+def _api_data(data: DataBundle | UserStreams | UserBatches) -> Any:
     """Data as the API takes them: ``(train, test)`` tensor pairs, or each split's batches."""
-    if isinstance(batches, UserStreams):
-        return dict(batches.splits)
-    if isinstance(batches, UserBatches):
-        return dict(batches.sources)
-    if bundle is None:
-        return None
-    return (bundle.train.inputs, bundle.train.targets), (bundle.test.inputs, bundle.test.targets)
+    if isinstance(data, UserStreams):
+        return dict(data.splits)
+    if isinstance(data, UserBatches):
+        return dict(data.sources)
+    return (data.train.inputs, data.train.targets), (data.test.inputs, data.test.targets)

@@ -161,7 +161,10 @@ def resolve_loss(loss: LossSpec, metrics: Mapping[str, Callable[..., Tensor]] | 
                         f"must be (inputs, targets, ...) tuples; got {type(batch).__name__} batches: pass "
                         "loss=lambda model, batch: ... for other batches")
     output = origin_output(model, batch[0][:2])
-    prepared = {k: match_targets(v, output) for k, v in prepared.items()}
+    if output.ndim == 2 and output.shape[1] == 1:  # 1-D float targets become (n, 1), as the CLI's data loading does
+        prepared = {k: TensorSplit(v.inputs, v.targets.unsqueeze(1))
+                    if isinstance(v, TensorSplit) and v.targets.ndim == 1 and v.targets.is_floating_point() else v
+                    for k, v in prepared.items()}
     y = first_batch(next(iter(prepared.values())))[1]
     if isinstance(loss, nn.Module):
         acc = not y.is_floating_point() and output.ndim == 2
@@ -182,14 +185,6 @@ def resolve_loss(loss: LossSpec, metrics: Mapping[str, Callable[..., Tensor]] | 
     om = OutputMetrics([*fns_named, *metrics.items()], acc=ms.has_acc)
     om.check(output, y[: output.shape[0]].to(output.device))
     return ResolvedLoss(om.names, output=om, per_sample=ms.per_sample(), label=label), prepared
-
-
-def match_targets(p: Prepared, output: Tensor) -> Prepared:
-    """1-D float targets against one output column become (n, 1), as the CLI's data loading does."""
-    if (isinstance(p, TensorSplit) and p.targets.ndim == 1 and p.targets.is_floating_point()
-            and output.ndim == 2 and output.shape[1] == 1):
-        return TensorSplit(p.inputs, p.targets.unsqueeze(1))
-    return p
 
 
 def as_batches(p: Prepared, batch_size: int = 0) -> Iterable[Any]:

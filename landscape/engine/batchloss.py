@@ -16,6 +16,7 @@ mean (a 0-d tensor), which is then weighted by the batch's ``n`` samples. So a m
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -52,14 +53,10 @@ def per_sample(value: Tensor, n: int, what: str) -> Tensor:
 
 
 def weighted_sum(value: Tensor, n: int, what: str) -> Tensor:
-    """Σ over a batch of ``n`` samples from per-sample values or a batch mean, as a float64 scalar."""
-    if not isinstance(value, Tensor):
-        raise ModelError(f"{what} returned a {type(value).__name__}, not a tensor")
-    if value.ndim == 0:
+    """Σ over a batch of ``n`` samples from per-sample values (:func:`per_sample`) or a batch mean, in float64."""
+    if isinstance(value, Tensor) and value.ndim == 0:
         return value.to(torch.float64) * n
-    if value.shape[0] != n:
-        raise ModelError(f"{what} returned shape {tuple(value.shape)}: expected per-sample values ({n},) or a batch mean ()")
-    return value.reshape(n, -1).to(torch.float64).mean(dim=1).sum()
+    return per_sample(value, n, what).sum()
 
 
 class OutputMetrics:
@@ -149,6 +146,18 @@ def output_sums_of(metrics: Any) -> OutputSums:
     return OutputSums(metrics)
 
 
+def on_first_batch(call: Callable[[], object], what: str) -> None:
+    """``call()`` (the user's loss or forward on a first batch) under inference mode; any failure but ours
+    becomes one :class:`ModelError` line, ``what: <error>``."""
+    try:
+        with torch.inference_mode():
+            call()
+    except LandscapeError:
+        raise
+    except Exception as err:  # the user's loss or forward: one line naming it
+        raise ModelError(f"{what}: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}") from err
+
+
 class BatchLossModel(nn.Module):
     """``model`` with a batch loss as its forward: per-sample losses (n,), a batch mean repeated n
     times. Its parameters are the model's, named ``inner.<name>`` (for the Hessian's functional calls)."""
@@ -214,14 +223,7 @@ class BatchEngine:
     def _check_first_batch(self) -> None:
         for name, split in self.splits.items():
             for batch in split:
-                try:
-                    with torch.inference_mode():
-                        self.sums(self.model, batch)
-                except LandscapeError:
-                    raise
-                except Exception as err:  # the user's loss or forward: one line naming it
-                    first = str(err).splitlines()[0] if str(err) else ""
-                    raise ModelError(f"the loss fails on the first {name} batch: {type(err).__name__}: {first}") from err
+                on_first_batch(functools.partial(self.sums, self.model, batch), f"the loss fails on the first {name} batch")
                 break
 
     def _batches(self, split: Iterable[Any]) -> Iterator[Any]:

@@ -34,13 +34,13 @@ from torch.func import functional_call
 from landscape.engine.evaluate import evaluate
 from landscape.engine.losses import MetricSet
 from landscape.engine.progress import bar
+from landscape.engine.rewrites import is_bn
 from landscape.errors import ConfigError, ModelError
 from landscape.zoo.data import TensorSplit
 from landscape.zoo.modules import eval_mode
 
 TensorDict = dict[str, Tensor]
 CURVES: tuple[str, ...] = ("line", "bezier", "polychain")
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def coefficients(kind: str, t: float, bends: int) -> list[float]:
@@ -63,14 +63,10 @@ def coefficients(kind: str, t: float, bends: int) -> list[float]:
 def combine(points: Sequence[Mapping[str, Tensor]], weights: Sequence[float]) -> TensorDict:
     """``Σ_i w_i·P_i`` per tensor (points share their keys); differentiable in the points."""
     out: TensorDict = {}
-    for k in points[0]:
-        if not points[0][k].is_floating_point():  # counters (num_batches_tracked) are not interpolated
-            out[k] = points[0][k]
-            continue
-        acc = points[0][k] * weights[0]
-        for p, w in zip(points[1:], weights[1:], strict=True):
-            acc = acc + p[k] * w
-        out[k] = acc
+    for k, first in points[0].items():
+        if first.is_floating_point():  # (counters, num_batches_tracked, are not interpolated)
+            first = sum((p[k] * w for p, w in zip(points[1:], weights[1:], strict=True)), first * weights[0])
+        out[k] = first
     return out
 
 
@@ -114,7 +110,7 @@ def t_grid(points: int, margin: float) -> np.ndarray:
 
 
 def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, _BN) for m in model.modules())
+    return any(is_bn(m) for m in model.modules())
 
 
 def check_same_architecture(state_a: Mapping[str, Tensor], state_b: Mapping[str, Tensor], what_a: str, what_b: str) -> None:
@@ -144,7 +140,7 @@ def recompute_bn_(model: nn.Module, batches: Sequence[Tensor]) -> None:
     Cumulative average (momentum None): running_mean is the mean of the batch means and
     running_var the mean of the batches' unbiased variances. Modes are restored afterwards.
     """
-    bns = [m for m in model.modules() if isinstance(m, _BN)]
+    bns = [m for m in model.modules() if is_bn(m)]
     if not bns:
         return
     saved = [m.momentum for m in bns]

@@ -129,13 +129,6 @@ def target_tensors(model: nn.Module, dir_type: str) -> TensorDict:
     raise DirectionError(f"unknown dir_type {dir_type!r}; choose 'weights' or 'states'")
 
 
-def effective_tensors(model: nn.Module, dir_type: str) -> TensorDict:
-    """:func:`target_tensors` with every parametrized tensor at its effective value under the
-    module's name for it (``0.weight``): what random directions are drawn on (a copy: ``model``
-    is not written to)."""
-    return target_tensors(effective_model(model), dir_type)
-
-
 def normalize_(d: Tensor, w: Tensor, how: str, filters: Filters | None = None) -> Tensor:
     """Rescale direction ``d`` in place relative to weights ``w`` (filter/layer/weight/none).
 
@@ -160,7 +153,7 @@ def random_direction(model: nn.Module, cfg: DirectionOptions, generator: torch.G
 
     Drawn on the CPU in float32 in name order from ``generator``, so a seed gives the same
     direction bit for bit on any device. Parametrized tensors are drawn on their effective value
-    (:func:`effective_tensors`); a filter is an output unit of the tensor's module
+    (:func:`~landscape.engine.filters.effective_model`); a filter is an output unit of the tensor's module
     (:func:`~landscape.engine.filters.filters_of`); tensors without filters follow ``cfg.ignore``.
     """
     eff = effective_model(model)
@@ -249,21 +242,19 @@ def save_directions(path: str | Path, dirs: Directions, model: nn.Module | None 
     tmp.replace(p)
 
 
-def _attr(value: Any) -> Any:
+def plain_attr(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value: bytes decoded, NumPy arrays as lists, NumPy scalars as Python
+    numbers (``tolist`` of a scalar is its item)."""
     if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+        return value.decode()
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
 
 
 def read_directions_group(group: h5py.Group) -> Directions:
     """Directions stored in our layout in ``group`` (a direction file's root or a surface file's ``directions/``)."""
     x = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["x"].items()}
     y = {k: torch.from_numpy(np.asarray(v[()], dtype=np.float32)) for k, v in group["y"].items()} if "y" in group else None
-    meta = {k: _attr(v) for k, v in group.attrs.items() if k not in ("format", "fingerprint", "cosine", "model_fingerprint")}
+    meta = {k: plain_attr(v) for k, v in group.attrs.items() if k not in ("format", "fingerprint", "cosine", "model_fingerprint")}
     return Directions(x, y, meta)
 
 
@@ -324,19 +315,15 @@ def load_directions(path: str | Path, model: nn.Module) -> Directions:
 
 def direction_targets(model: nn.Module, dirs: Directions) -> TensorDict:
     """The tensors of ``model`` that ``dirs`` are keyed by: effective ones (``0.weight`` of a
-    parametrized layer, as random directions are drawn) unless the directions name a
-    parametrization's own tensors (``0.parametrizations.weight.original0``: a target checkpoint's)."""
-    return (effective_tensors if uses_effective(model, dirs) else target_tensors)(model, dirs.dir_type)
+    parametrized layer at its effective value, as random directions are drawn: read from a copy,
+    ``model`` is not written to) unless the directions name a parametrization's own tensors
+    (``0.parametrizations.weight.original0``: a target checkpoint's)."""
+    return target_tensors(effective_model(model) if uses_effective(model, dirs) else model, dirs.dir_type)
 
 
 def uses_effective(model: nn.Module, dirs: Directions) -> bool:
     """Whether ``dirs`` move the effective tensors of a parametrized ``model`` (see :func:`direction_targets`)."""
     return is_parametrized(model) and not any(".parametrizations." in f".{k}" for k in dirs.x)
-
-
-def subset_of(dirs: Directions) -> bool:
-    """Whether ``dirs`` move a chosen subset of the tensors (``params``): the others are absent and stay at θ*."""
-    return bool(dirs.meta.get("params"))
 
 
 def only(dirs: Directions, chosen: Callable[[str], bool], label: str) -> Directions:
@@ -351,13 +338,13 @@ def only(dirs: Directions, chosen: Callable[[str], bool], label: str) -> Directi
 
 def check_directions(dirs: Directions, model: nn.Module, source: Path | str = "directions") -> None:
     """Names and shapes must match the model's targets for the directions' ``dir_type``; directions
-    of a subset (:func:`subset_of`) may leave tensors out."""
+    of a chosen subset (``params``; the others stay at θ*) may leave tensors out."""
     targets = direction_targets(model, dirs)
     for which, d in (("x", dirs.x), ("y", dirs.y)):
         if d is None:
             continue
         unknown = [k for k in d if k not in targets]
-        missing = [k for k in targets if k not in d] if not subset_of(dirs) else []
+        missing = [k for k in targets if k not in d] if not dirs.meta.get("params") else []
         bad = [f"{k} {tuple(d[k].shape)} vs {tuple(targets[k].shape)}" for k in d
                if k in targets and tuple(d[k].shape) != tuple(targets[k].shape)]
         if unknown or missing or bad:

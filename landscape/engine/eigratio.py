@@ -14,26 +14,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from landscape.engine.directions import Directions, check_directions
-from landscape.engine.grid import auto_batch_size
+from landscape.engine.evaluator import tensor_batches
 from landscape.engine.hessian import HessianProblem, LossFn, eig_extremes
 from landscape.engine.moved import MovedTensors
-from landscape.errors import ConfigError
 from landscape.zoo.data import TensorSplit
 
 EIG_METRICS = ("max_eig", "min_eig", "eig_ratio", "eig_converged")  # columns per split, in order
-
-Batches = list[tuple[Tensor, Tensor]]
-
-
-def split_batches(split: TensorSplit, batch_size: int = 0) -> Batches:
-    """Contiguous slices of a split (already on its device); 0 = :func:`auto_batch_size`."""
-    if batch_size < 0:
-        raise ConfigError(f"surface.batch_size must be ≥ 0, got {batch_size}")
-    bs = batch_size or auto_batch_size(split)
-    return [(split.inputs[i : i + bs], split.targets[i : i + bs]) for i in range(0, len(split), bs)]
 
 
 def eig_ratio(lam_max: float, lam_min: float) -> float:
@@ -65,12 +54,8 @@ class EigenRatioEngine:
         self.hvps, self.seconds = 0, 0.0  # totals over every point, for cost reports
         # only tensors whose direction is non-zero move; the origin aliases the private copy (never written)
         self.moved = MovedTensors.build(self.model, directions, self.device, pristine=self.model)
-        self.problems = {name: HessianProblem(self.model, names, split_batches(split.to(self.device), batch_size), loss_fn)
+        self.problems = {name: HessianProblem(self.model, names, tensor_batches(split.to(self.device), batch_size), loss_fn)
                          for name, split in splits.items()}
-
-    def point(self, a: float, b: float) -> dict[str, Tensor]:
-        """``θ* + a·δ + b·η`` for the moved tensors, as new tensors (the origin is untouched)."""
-        return self.moved.point(a, b)
 
     def _row(self, problem: HessianProblem) -> list[float]:
         try:
@@ -86,7 +71,7 @@ class EigenRatioEngine:
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
         out = np.empty((len(coords), len(self.columns)))
         for i, (a, b) in enumerate(coords):
-            params = self.point(float(a), float(b))
+            params = self.moved.point(float(a), float(b))  # new tensors: the origin is untouched
             out[i] = [v for problem in self.problems.values() for v in self._row(problem.at(params))]
         return out
 

@@ -46,6 +46,7 @@ from torch.func import functional_call
 from landscape.engine.evaluate import eval_mode
 from landscape.errors import HessianError
 from landscape.zoo.modules import double_backward_attention
+from landscape.zoo.userdata import batch_size_of
 
 Which = Literal["largest", "smallest", "both"]
 RelativeTo = Literal["eigenvalue", "norm"]
@@ -121,10 +122,6 @@ class TraceResult:
     hvps: int
     seconds: float
 
-    @property
-    def hvps_per_second(self) -> float:
-        return self.hvps / self.seconds if self.seconds > 0 else float("inf")
-
 
 class _GradGraph(NamedTuple):
     """The Hessian's kept state: autograd leaves, the gradient with its graph, and the loss."""
@@ -159,7 +156,7 @@ class HessianProblem:
         self._graph: Any = None  # what the operator keeps between products (a _GradGraph for the Hessian)
         self.product_path: ProductPath | None = None  # decided at the first product
         self.graph_bytes: int | None = None  # the kept graph's estimated size, once a graph was tried
-        self.local_samples = local = sum(batch_samples(x) for x, _ in self._batches)
+        self.local_samples = local = sum(batch_size_of(x) for x, _ in self._batches)
         # under torchrun: the samples of every rank's shard (a rank may hold none)
         on = self._tensors[self.names[0]].device  # NCCL sums tensors on the GPU only
         self.num_samples = local if reduce is None else round(float(reduce(torch.tensor([float(local)], dtype=torch.float64,
@@ -175,9 +172,9 @@ class HessianProblem:
         self.dim = sum(t.numel() for t in chosen)  # P, the size of the restricted Hessian
 
     def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
-        """The same problem at another point: ``params`` overrides this problem's tensors."""
-        return HessianProblem(self._model, self.names, self._batches, self._loss_fn,
-                              params={**self._tensors, **params}, **self._options())
+        """The same problem (the same operator) at another point: ``params`` overrides this problem's tensors."""
+        return type(self)(self._model, self.names, self._batches, self._loss_fn,
+                          params={**self._tensors, **params}, **self._options())
 
     def _options(self) -> dict[str, Any]:
         """The keyword arguments a problem derived from this one (another point, operator, block) keeps."""
@@ -341,11 +338,15 @@ class HessianProblem:
 
     def _batch_loss(self, leaves: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
         tensors = {**self._tensors, **dict(zip(self.names, leaves, strict=True))}
-        per_sample = self._loss_fn(functional_call(self._model, tensors, (x,)), y)
-        if tuple(per_sample.shape) != (batch_samples(x),):
-            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), "
-                               f"got {tuple(per_sample.shape)}")
-        return per_sample.sum() / self.num_samples
+        return self._per_sample(functional_call(self._model, tensors, (x,)), x, y).sum() / self.num_samples
+
+    def _per_sample(self, out: Any, x: Any, y: Any) -> Tensor:
+        """``loss_fn(out, y)``, checked to hold one loss per sample of ``x``."""
+        per = self._loss_fn(out, y)
+        if tuple(per.shape) != (batch_size_of(x),):
+            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_size_of(x)},), "
+                               f"got {tuple(per.shape)}")
+        return per
 
     def _checked_vector(self, v: Sequence[Tensor]) -> list[Tensor]:
         if len(v) != len(self.names):
@@ -356,17 +357,6 @@ class HessianProblem:
                 raise HessianError(f"vector tensor for {name!r} has shape {tuple(t.shape)}, expected {tuple(shape)}")
             out.append(t.detach().to(device=self.device, dtype=dtype))
         return out
-
-
-def batch_samples(x: object) -> int:
-    """Samples in a batch's inputs: a tensor's leading size, or that of the first tensor in a dict/tuple."""
-    if isinstance(x, Tensor):
-        return int(x.shape[0])
-    values = x.values() if isinstance(x, Mapping) else x if isinstance(x, tuple | list) else ()
-    for v in values:
-        if isinstance(v, Tensor) and v.ndim:
-            return int(v.shape[0])
-    raise HessianError(f"cannot tell how many samples a batch of type {type(x).__name__} holds")
 
 
 def _point_tensors(model: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -416,9 +406,7 @@ class _Operator:
     def many(self, vs: Tensor) -> Tensor:
         """The products of the rows of ``vs`` (K, P), ``problem.products_per_call`` rows per call."""
         self.calls += len(vs)
-        step = self.problem.products_per_call
-        if step == 1:
-            return torch.stack([self.problem.hvp_flat(v) for v in vs])
+        step = self.problem.products_per_call  # (one row: hvp_many is hvp_flat)
         return torch.cat([self.problem.hvp_many(vs[i : i + step]) for i in range(0, len(vs), step)])
 
 
@@ -440,29 +428,12 @@ def _orthogonalize_(w: Tensor, basis: Tensor) -> Tensor:
     return w
 
 
-def _check_common(k: int, max_iter: int, tol: float, dim: int) -> None:
-    if k < 1 or k > dim:
-        raise HessianError(f"k must be between 1 and the number of parameters ({dim}), got {k}")
-    if max_iter < 1:
-        raise HessianError(f"max_iter must be at least 1, got {max_iter}")
-    if not tol > 0:
-        raise HessianError(f"tol must be positive, got {tol}")
-
-
 def _wanted(num: int, k: int, which: Which) -> list[int]:
     """Indices (into ascending Ritz values) of the requested end(s) of the spectrum, descending."""
     top = list(range(max(num - k, 0), num))
     bottom = list(range(min(k, num)))
     picked = {"largest": top, "smallest": bottom, "both": sorted(set(top) | set(bottom))}[which]
     return picked[::-1]
-
-
-def _thresholds(theta: np.ndarray, tol: float, relative_to: RelativeTo) -> np.ndarray:
-    scale = float(np.max(np.abs(theta))) if theta.size else 0.0
-    if relative_to == "norm":
-        return np.full_like(theta, tol * scale)
-    floor: np.ndarray = np.maximum(np.abs(theta), _EPS23 * scale)
-    return tol * floor
 
 
 def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float = 1e-6, seed: int = 0,
@@ -486,7 +457,12 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
         raise HessianError(f"unknown which {which!r}; choose one of {', '.join(get_args(Which))}")
     if relative_to not in get_args(RelativeTo):
         raise HessianError(f"unknown relative_to {relative_to!r}; choose one of {', '.join(get_args(RelativeTo))}")
-    _check_common(k, max_iter, tol, problem.dim)
+    if k < 1 or k > problem.dim:
+        raise HessianError(f"k must be between 1 and the number of parameters ({problem.dim}), got {k}")
+    if max_iter < 1:
+        raise HessianError(f"max_iter must be at least 1, got {max_iter}")
+    if not tol > 0:
+        raise HessianError(f"tol must be positive, got {tol}")
     start = time.perf_counter()
     op, gen = _Operator(problem), torch.Generator().manual_seed(seed)
     steps = min(max_iter, problem.dim)
@@ -505,7 +481,8 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
         theta, s = np.linalg.eigh(_tridiagonal(alpha, beta[:-1]))
         idx = _wanted(j + 1, k, which)
         residuals = np.abs(beta[-1] * s[-1, idx])
-        done = residuals < _thresholds(theta, tol, relative_to)[idx]
+        scale = float(np.max(np.abs(theta)))  # ‖T‖
+        done = residuals < tol * (scale if relative_to == "norm" else np.maximum(np.abs(theta[idx]), _EPS23 * scale))
         breakdown = beta[-1] <= _BREAKDOWN * hq_max
         if j + 1 == steps or (j + 1 >= needed and (done.all() or breakdown)):
             break
@@ -516,23 +493,17 @@ def lanczos(problem: HessianProblem, k: int, *, max_iter: int = 100, tol: float 
     if beta[-1] <= _BREAKDOWN * hq_max:  # exact invariant subspace: the Ritz pairs are eigenpairs
         residuals, done = np.zeros_like(residuals), np.ones_like(done)
     m = len(alpha)
-    vecs = _ritz_vectors(problem, basis[:m], s[:, idx]) if vectors else None
+    vecs = None
+    if vectors:  # y_i = Qᵀ s_i: (P, m) @ (m, r) -> (P, r), one column per requested Ritz pair
+        y = basis[:m].T @ torch.from_numpy(np.ascontiguousarray(s[:, idx])).to(basis.device)
+        vecs = tuple(tuple(problem.unflatten(y[:, i] / y[:, i].norm())) for i in range(y.shape[1]))
     return EigenResult(tuple(float(t) for t in theta[idx]), vecs, tuple(float(r) for r in residuals),
                        tuple(bool(c) for c in done), m, op.calls, time.perf_counter() - start, "lanczos")
 
 
 def _tridiagonal(alpha: Sequence[float], offdiag: Sequence[float]) -> np.ndarray:
-    t = np.diag(np.asarray(alpha, dtype=np.float64))
-    if offdiag:
-        off = np.asarray(offdiag, dtype=np.float64)
-        t += np.diag(off, 1) + np.diag(off, -1)
-    return t
-
-
-def _ritz_vectors(problem: HessianProblem, basis: Tensor, s: np.ndarray) -> tuple[tuple[Tensor, ...], ...]:
-    # y_i = Qᵀ s_i: (P, m) @ (m, r) -> (P, r), one column per requested Ritz pair.
-    y = basis.T @ torch.from_numpy(np.ascontiguousarray(s)).to(basis.device)
-    return tuple(tuple(problem.unflatten(y[:, i] / y[:, i].norm())) for i in range(y.shape[1]))
+    off = np.asarray(offdiag, dtype=np.float64)  # (m - 1,); np.diag of an empty one is the 1 × 1 zero
+    return np.diag(np.asarray(alpha, dtype=np.float64)) + np.diag(off, 1) + np.diag(off, -1)
 
 
 def eig_extremes(problem: HessianProblem, *, tol: float = 1e-3, max_iter: int = 100,

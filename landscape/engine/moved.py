@@ -68,10 +68,9 @@ def working_copy(model: nn.Module, own: Collection[str], device: torch.device, *
         there = t.detach().to(device)  # the same tensor when it is already there, else the device's own copy
         return there.clone() if owned and there.data_ptr() == t.data_ptr() else there
 
-    memo: dict[int, object] = {}
-    for name, p in model.named_parameters():
-        if type(p) is nn.Parameter:  # a subclass (quantized weights...) is copied by its own __deepcopy__
-            memo[id(p)] = nn.Parameter(placed(p, name in own), requires_grad=False)
+    # a Parameter subclass (quantized weights...) is copied by its own __deepcopy__
+    memo: dict[int, object] = {id(p): nn.Parameter(placed(p, name in own), requires_grad=False)
+                               for name, p in model.named_parameters() if type(p) is nn.Parameter}
     work = copy.deepcopy(model, memo).eval()  # eval first: a spectral_norm in training mode would step its power iteration
     if effective:
         deparametrize_(work)

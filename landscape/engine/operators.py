@@ -35,9 +35,10 @@ from torch.func import functional_call, jvp, vjp
 
 from landscape.engine.batchloss import BatchLossModel
 from landscape.engine.evaluate import eval_mode
-from landscape.engine.hessian import HessianProblem, LossFn, attention_as_math, batch_samples
+from landscape.engine.hessian import HessianProblem, LossFn, attention_as_math
 from landscape.engine.outputloss import OutputLoss, OutputModel
 from landscape.errors import HessianError
+from landscape.zoo.userdata import batch_size_of
 
 OperatorName = Literal["hessian", "ggn", "fisher"]
 OPERATORS: tuple[str, ...] = get_args(OperatorName)
@@ -47,10 +48,6 @@ class _ProductProblem(HessianProblem):
     """A HessianProblem whose ``hvp`` is another curvature product, built from the same inputs."""
 
     kind: str = "hessian"
-
-    def at(self, params: Mapping[str, Tensor]) -> HessianProblem:
-        return type(self)(self._model, self.names, self._batches, self._loss_fn,
-                          params={**self._tensors, **params}, **self._options())
 
     def _forward(self, x: Any, module: nn.Module | None = None) -> Callable[..., Any]:
         """``f(*restricted tensors) -> module(x)`` (default: the problem's model) at this point, for torch.func's transforms."""
@@ -62,12 +59,6 @@ class _ProductProblem(HessianProblem):
 
     def _primals(self) -> tuple[Tensor, ...]:
         return tuple(self._tensors[n].detach() for n in self.names)
-
-    def _per_sample(self, out: Any, x: Any, y: Any) -> Tensor:
-        per = self._loss_fn(out, y)
-        if tuple(per.shape) != (batch_samples(x),):
-            raise HessianError(f"loss_fn must return per-sample losses of shape ({batch_samples(x)},), got {tuple(per.shape)}")
-        return per
 
     def _kept_jacobian(self, output: Callable[[list[Tensor], Any, Any], Tensor]) -> _KeptJacobian | None:
         """``output(leaves, x, y)`` of every batch with its graph, and ``Σ_b J_bᵀ u_b`` built on it with
@@ -143,7 +134,7 @@ class GGNProblem(_ProductProblem):
         """Σ over the batch's samples of the loss of ``out`` (a batch mean counts n times), over N."""
         if self._output_loss is None:
             return self._per_sample(out, x, y).sum() / self.num_samples
-        n = batch_samples(x)
+        n = batch_size_of(x)
         value = self._output_loss.loss(out, x)
         if not isinstance(value, Tensor) or (value.ndim and value.shape[0] != n):
             got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
@@ -268,17 +259,12 @@ def curvature_problem(operator: str, model: nn.Module, names: Sequence[str], bat
     return _KINDS[check_operator(operator)](model, names, batches, loss_fn, params=params, **options)
 
 
-def operator_of(problem: HessianProblem) -> str:
-    """The name of the operator a problem applies."""
-    return getattr(problem, "kind", "hessian")
-
-
 def convert(problem: HessianProblem, operator: str | None = None, names: Sequence[str] | None = None) -> HessianProblem:
     """The same model, data, loss and point as ``problem`` with another operator and/or parameter subset.
 
     Restricting the names gives the operator's diagonal block over those parameters.
     """
-    kind = _KINDS[check_operator(operator or operator_of(problem))]
+    kind = _KINDS[check_operator(operator or str(getattr(problem, "kind", "hessian")))]  # (the problem's own operator)
     # the problem's own inputs, read here (same package) rather than re-resolved from the user's data
     return kind(problem._model, problem.names if names is None else names, problem._batches,
                 problem._loss_fn, params=problem._tensors, **problem._options())

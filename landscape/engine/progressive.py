@@ -350,15 +350,12 @@ class ProgressiveEvaluator:
                 chunk = np.searchsorted(ends, self.state.n[active, s], side="right")
                 group = active[chunk == chunk.min()]
                 c = int(chunk.min())
-                m = self.reader.moments(self._coords(group), split, c)  # (k, 2, metrics of the split)
+                coords = np.zeros((len(group), 2))  # the origin's row (the last) is at (0, 0)
+                on_grid = group < self.grid.size
+                coords[on_grid] = self.grid.coords(group[on_grid])
+                m = self.reader.moments(coords, split, c)  # (k, 2, metrics of the split)
                 self.state.s1[np.ix_(group, cols)] += m[:, 0]
                 self.state.s2[np.ix_(group, cols)] += m[:, 1]
                 self.state.n[group, s] = ends[c]
                 active = active[~self._settled(active, s, tol_of, top)]
-
-    def _coords(self, rows: np.ndarray) -> np.ndarray:
-        coords = np.zeros((len(rows), 2))
-        on_grid = rows < self.grid.size
-        coords[on_grid] = self.grid.coords(rows[on_grid])
-        return coords
 

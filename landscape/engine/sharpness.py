@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape.engine.hessian import HessianProblem, batch_samples
+from landscape.engine.hessian import HessianProblem
 from landscape.engine.operators import convert
 from landscape.errors import HessianError
+from landscape.zoo.userdata import batch_size_of
 
 WORST = {"worst_l2": ("l2", False), "worst_linf": ("linf", False),
          "adaptive_worst_l2": ("l2", True), "adaptive_worst_linf": ("linf", True)}
@@ -152,14 +153,10 @@ def m_batches(batches: Iterable[tuple[Any, Any]], m: int) -> Iterator[tuple[Any,
     """The data re-cut into consecutive batches of m samples (a shorter tail batch is dropped, so
     every batch has exactly m); read once, batch by batch (streamed data stays streamed)."""
     for x, y in batches:
-        n = batch_samples(x)
+        n = batch_size_of(x)
         for lo in range(0, n - m + 1, m):
             yield _slice(x, lo, lo + m), _slice(y, lo, lo + m)
 
-
-def _per_m(problem: HessianProblem, m: int) -> Iterator[HessianProblem]:
-    for batch in m_batches(problem._batches, m):
-        yield type(problem)(problem._model, problem.names, [batch], problem._loss_fn, params=problem._tensors)
 
 
 def sharpness(problem: HessianProblem, measures: Sequence[str], rhos: Sequence[float], *, steps: int = 20,
@@ -207,7 +204,9 @@ def _sampled(problem: HessianProblem, name: str, rho: float, steps: int, step: f
     if m == 0:
         value, err, iters = one(problem)
         return SharpnessResult(name, value, err, rho, iters, 0, time.perf_counter() - start)
-    values = torch.tensor([one(p)[0] for p in _per_m(problem, m)], dtype=torch.float64)
+    per_m = (type(problem)(problem._model, problem.names, [batch], problem._loss_fn, params=problem._tensors)
+             for batch in m_batches(problem._batches, m))  # one problem per batch of m samples
+    values = torch.tensor([one(p)[0] for p in per_m], dtype=torch.float64)
     # count, Σv, Σv² over this rank's m-batches, summed over the ranks under torchrun (each rank holds a shard)
     stats = torch.stack([torch.tensor(float(values.numel()), dtype=torch.float64), values.sum(), (values * values).sum()])
     count, total, squares = (float(v) for v in (stats if problem._reduce is None else problem._reduce(stats.to(problem.device))))

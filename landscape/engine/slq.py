@@ -144,11 +144,8 @@ def _lanczos_rules(op: _Operator, problem: HessianProblem, starts: Tensor, steps
         active = going
         if not active:
             break
-    rules = []
-    for r in range(k):
-        theta, s = np.linalg.eigh(_tridiagonal(alpha[r], beta[r]))
-        rules.append((theta, s[0, :] ** 2))  # Gauss weights: squared first components of T's eigenvectors
-    return rules
+    eig = [np.linalg.eigh(_tridiagonal(alpha[r], beta[r])) for r in range(k)]
+    return [(theta, s[0, :] ** 2) for theta, s in eig]  # Gauss weights: squared first components of T's eigenvectors
 
 
 def slq_density(problem: HessianProblem, *, runs: int = DENSITY_RUNS, steps: int = DENSITY_STEPS,

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from landscape.engine.connect import recompute_bn_
 from landscape.engine.directions import Directions, check_directions, uses_effective
 from landscape.engine.losses import Metrics
 from landscape.engine.moved import MovedTensors, moved_names, working_copy
@@ -32,7 +33,6 @@ from landscape.engine.rewrites import (
     fast_conv_available,
     fuse_traced,
     in_layout_of,
-    is_bn,
 )
 from landscape.errors import ConfigError
 from landscape.testhooks import break_rewrite
@@ -89,21 +89,23 @@ class SurfaceEngine:
         self.reference: Tensor | None = None  # the unmodified model's output at CHECK_POINT, first batch
         self.chunk: tuple[str, int] | None = None  # set by moments(): evaluate one batch of one split
         self.bn = bn
-        self.bn_modules = [m for m in self.model.modules() if is_bn(m)]
         if bn == "recompute":
             if directions.dir_type == "states":
                 raise ConfigError("--bn recompute re-estimates BatchNorm statistics, so it cannot be combined with "
                                   "--dir-type states (which moves them along the directions)")
             if bn_data is None:
                 raise ConfigError("--bn recompute needs training data")
-            n = min(len(bn_data), bn_batches * 128)
-            self.bn_data = TensorSplit(bn_data.inputs[:n], bn_data.targets[:n]).to(self.device)
+            n = min(len(bn_data), bn_batches * 128)  # batches of 128 re-estimate the statistics at every point
+            self.bn_inputs = list(torch.split(bn_data.inputs[:n].to(self.device), 128))
         self.points_per_call = points_per_call if bn == "keep" else 1
         self.stem: LinearStem | None = None
         self.stem_name = ""
         self.channels_last = False
         self.variances: list[Tensor] = []
-        self._check_first_batch()
+        for split in self.splits.values():  # the metrics on two samples first: a wrong output shape fails here
+            with torch.inference_mode():
+                out = self.model(split.inputs[:2])
+            self.metrics.check(out, split.targets[:2])
         if self.device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
             self._use_channels_last()
         self.reference = self._reference_output()
@@ -119,12 +121,6 @@ class SurfaceEngine:
     def names(self) -> list[str]:
         """Names of the tensors every point rewrites (those the first-layer cache took over excluded)."""
         return self.moved.names
-
-    def _check_first_batch(self) -> None:
-        for split in self.splits.values():
-            with torch.inference_mode():
-                out = self.model(split.inputs[:2])
-            self.metrics.check(out, split.targets[:2])
 
     # --- layout and first-layer precomputation (set up once) ----------------------------------
 
@@ -214,7 +210,6 @@ class SurfaceEngine:
         """Make ``model`` the engine's model: the moved tensors, the stand-in and BatchNorms are its own."""
         self.model = model
         self.moved.relayout(dict(model.named_parameters()) | dict(model.named_buffers()))
-        self.bn_modules = [m for m in model.modules() if is_bn(m)]
         if self.stem is not None:
             stem = model.get_submodule(self.stem_name)
             assert isinstance(stem, LinearStem)
@@ -309,14 +304,12 @@ class SurfaceEngine:
             if isinstance(out, Tensor):
                 widest = max(widest, out.numel() * out.element_size())
 
-        handles = [m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())]
         probe = 8
-        try:
-            with torch.inference_mode():
-                self.model(next(iter(self.splits.values())).inputs[:probe])
-        finally:
-            for h in handles:
-                h.remove()
+        with contextlib.ExitStack() as hooks, torch.inference_mode():  # every hook removed on the way out
+            for m in self.model.modules():
+                if not list(m.children()):
+                    hooks.callback(m.register_forward_hook(hook).remove)
+            self.model(next(iter(self.splits.values())).inputs[:probe])
         per_sample = max(1, widest // probe)
         size = max(32, self.ACTIVATION_BYTES.get(self.device.type, 4 << 20) // per_sample)
         return {name: min(len(s), size) for name, s in self.splits.items()}
@@ -326,19 +319,15 @@ class SurfaceEngine:
         split = next(iter(self.splits.values()))
         x = split.inputs[: self.batch_sizes[next(iter(self.splits))]]
         found: list[str] = []
-        hooks = []
-        for name, m in self.model.named_modules():
-            if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and f"{name}.weight" in self.names:
-                def pre(mod: nn.Module, args: tuple[Tensor, ...], name: str = name) -> None:
-                    if args and isinstance(args[0], Tensor) and args[0].data_ptr() == x.data_ptr() and args[0].numel() == x.numel():
-                        found.append(name)
-                hooks.append(m.register_forward_pre_hook(pre))
-        try:
-            with torch.inference_mode():
-                self.model(x)
-        finally:
-            for h in hooks:
-                h.remove()
+        with contextlib.ExitStack() as hooks, torch.inference_mode():  # every hook removed on the way out
+            for name, m in self.model.named_modules():
+                if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and f"{name}.weight" in self.names:
+                    def pre(mod: nn.Module, args: tuple[Tensor, ...], name: str = name) -> None:
+                        seen = args[0] if args and isinstance(args[0], Tensor) else None  # the raw input, a view of it
+                        if seen is not None and seen.data_ptr() == x.data_ptr() and seen.numel() == x.numel():
+                            found.append(name)
+                    hooks.callback(m.register_forward_pre_hook(pre).remove)
+            self.model(x)
         return found[0] if len(found) == 1 else None
 
     @torch.no_grad()
@@ -374,13 +363,8 @@ class SurfaceEngine:
                         with contextlib.suppress(StopForward):
                             self.model(split.inputs[start : start + bs])
                         inp, base = captured
-                        ux = functional_call(layer, dict(dx) | self._zero_bias(layer, dx), (inp,))
-                        uy = None
-                        if dy is not None:
-                            uy = functional_call(layer, dict(dy) | self._zero_bias(layer, dy), (inp,))
-                        # the three in one memory layout: mixed layouts make every point's axpy ~4× slower
-                        ux = in_layout_of(base, ux)
-                        uy = None if uy is None else in_layout_of(base, uy)  # (no copy when already alike)
+                        ux = self._term(layer, dx, inp, base)
+                        uy = None if dy is None else self._term(layer, dy, inp, base)
                         nbytes += base.numel() * base.element_size() * (2 if uy is None else 3)
                         if nbytes > STEM_CACHE_BYTES:
                             return
@@ -396,9 +380,12 @@ class SurfaceEngine:
         self.moved = self.moved.narrow(keep)
 
     @staticmethod
-    def _zero_bias(layer: nn.Module, given: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def _term(layer: nn.Module, given: Mapping[str, Tensor], inp: Tensor, base: Tensor) -> Tensor:
+        """``layer`` on ``inp`` with a direction's tensors ``given`` (no bias: a zero one), in ``base``'s memory
+        layout (no copy when already alike): mixed layouts make every point's axpy ~4× slower."""
         bias = getattr(layer, "bias", None)
-        return {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
+        zero = {} if bias is None or "bias" in given else {"bias": torch.zeros_like(bias)}
+        return in_layout_of(base, functional_call(layer, dict(given) | zero, (inp,)))
 
     def _stem_is_exact(self, stem: LinearStem, layer: nn.Module, parent: nn.Module, child: str, keep: list[int]) -> bool:
         """The stand-in (both its paths: ``coef`` as under vmap, and one point) against the unmodified model.
@@ -447,21 +434,7 @@ class SurfaceEngine:
         if self.stem is not None:
             self.stem.point = (a, b)
         if self.bn == "recompute":
-            self._recompute_bn()
-
-    @torch.no_grad()
-    def _recompute_bn(self) -> None:
-        """Re-estimate BatchNorm running statistics at this point (cumulative average over fixed batches)."""
-        saved = [m.momentum for m in self.bn_modules]
-        for m in self.bn_modules:
-            m.reset_running_stats()
-            m.momentum = None
-            m.train()
-        for start in range(0, len(self.bn_data), 128):
-            self.model(self.bn_data.inputs[start : start + 128])
-        for m, mom in zip(self.bn_modules, saved, strict=True):
-            m.momentum = mom
-            m.eval()
+            recompute_bn_(self.model, self.bn_inputs)  # cumulative average over the fixed batches, at this point
 
     def _sums(self, forward: object) -> Tensor:
         """Metric means per split, concatenated in column order; with :attr:`chunk` set, the raw
@@ -482,15 +455,6 @@ class SurfaceEngine:
 
     def _reduce(self, output: Tensor, y: Tensor) -> Tensor:
         return self.metrics.batch_sums(output, y) if self.chunk is None else self.metrics.batch_moments(output, y).reshape(-1)
-
-    def _eval_single(self, coords: np.ndarray) -> Tensor:
-        out = torch.empty(len(coords), self._width(), dtype=torch.float64, device=self.device)
-        forward = lambda x, y: self._reduce(self.model(x), y)  # noqa: E731
-        for k, (a, b) in enumerate(coords):
-            self._set_point(float(a), float(b))
-            with torch.inference_mode():
-                out[k] = self._sums(forward)
-        return out
 
     # --- K points per call with vmap over stacked weights -------------------------------------------
 
@@ -525,7 +489,12 @@ class SurfaceEngine:
             return np.empty((0, self._width()))
         k = self.points_per_call
         if k <= 1:
-            return self._eval_single(coords).cpu().numpy()
+            out = torch.empty(len(coords), self._width(), dtype=torch.float64, device=self.device)
+            for i, (a, b) in enumerate(coords):
+                self._set_point(float(a), float(b))
+                with torch.inference_mode():
+                    out[i] = self._sums(lambda x, y: self._reduce(self.model(x), y))
+            return out.cpu().numpy()
         parts = [self._eval_stacked(coords[s : s + k]) for s in range(0, len(coords), k)]
         return torch.cat(parts).cpu().numpy()
 

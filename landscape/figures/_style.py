@@ -126,10 +126,9 @@ class _Style:
         vmin, vmax = self.vmin, self.vmax
         if vmin is not None and vmax is not None and not vmin < vmax:
             raise ConfigError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
-        if self.log and vmin is not None and vmin <= 0:
-            raise ConfigError(f"a log colour scale needs vmin > 0, got vmin={vmin}")
-        if self.log and vmax is not None and vmax <= 0:
-            raise ConfigError(f"a log colour scale needs vmax > 0, got vmax={vmax}")
+        for name, value in (("vmin", vmin), ("vmax", vmax)):
+            if self.log and value is not None and value <= 0:
+                raise ConfigError(f"a log colour scale needs {name} > 0, got {name}={value}")
         _explicit_levels(self.levels, self.log)  # fail early on malformed levels
         _preset(self.width)
 

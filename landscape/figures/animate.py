@@ -100,11 +100,9 @@ def shared_scale(surfaces: Sequence[np.ndarray], dones: Sequence[np.ndarray], lo
     Only computed (``done``), finite values count, and on a log scale only positive ones: a
     diverged or missing point is masked in the figures, never stretched into the scale.
     """
-    chunks = []
-    for z, done in zip(surfaces, dones, strict=True):
-        v = np.asarray(z, dtype=np.float64)[np.asarray(done, dtype=bool)]
-        chunks.append(v[np.isfinite(v) & ((v > 0) if log else True)])
-    values = np.concatenate(chunks) if chunks else np.empty(0)
+    values = np.concatenate([np.asarray(z, dtype=np.float64)[np.asarray(done, dtype=bool)]
+                             for z, done in zip(surfaces, dones, strict=True)] or [np.empty(0)])
+    values = values[np.isfinite(values) & ((values > 0) if log else True)]
     if values.size == 0:
         raise AnimationError("no computed finite value to draw" + (" on a log scale (none is > 0)" if log else ""))
     lo, hi = float(values.min()), float(values.max())

@@ -152,9 +152,8 @@ def _from_above(draw: Callable[..., Figure], job: _Job, centred: bool = False) -
 
 
 def _surface3d(job: _Job) -> Figure:
-    path = None
-    if job.path is not None:
-        path = (job.path.coords[:, 0], job.path.coords[:, 1], views.path_heights(job.sf, job.metric, job.path))
+    p = job.path
+    path = None if p is None else (p.coords[:, 0], p.coords[:, 1], views.path_heights(job.sf, job.metric, p))
     return plot.surface3d(job.x, job.y, job.z, path, **job.plane())
 
 
@@ -220,21 +219,18 @@ def draw(sf: SurfaceFile, kind: str, metric: str, path: TrajectoryPoints | None,
     return _DRAW[kind](_Job(sf, metric, path, style, ax))
 
 
-def _check_options(formats: Sequence[str], levels: int | None, dpi: int) -> None:
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ConfigError(f"unknown figure format {unknown[0] if unknown else '(none given)'!r}; choose from {', '.join(FORMATS)}")
-    if levels is not None and levels < 2:
-        raise ConfigError(f"levels must be at least 2, got {levels}")
-    if dpi < 10:
-        raise ConfigError(f"dpi must be at least 10, got {dpi}")
-
-
 def _prepare(surface: str | Path, options: PlotConfig, trajectory: str | Path | None, kinds: Sequence[str] | None,
              lenient: bool) -> tuple[_Job, list[str], str | None]:
     """Read and check everything the figures of one surface file need; returns the job, the kinds
     to draw, and the "partial" mark of a file still being computed (None when complete)."""
-    _check_options(options.formats, options.levels, options.dpi)
+    unknown = [f for f in options.formats if f not in FORMATS]
+    if unknown or not options.formats:
+        raise ConfigError(f"unknown figure format {unknown[0] if unknown else '(none given)'!r}; "
+                          f"choose from {', '.join(FORMATS)}")
+    if options.levels is not None and options.levels < 2:
+        raise ConfigError(f"levels must be at least 2, got {options.levels}")
+    if options.dpi < 10:
+        raise ConfigError(f"dpi must be at least 10, got {options.dpi}")
     sf, partial = views.coarse_view(read_surface(surface))
     chosen = views.resolve_metric(sf.columns, options.metric, repr(str(surface)))
     path = load_trajectory(trajectory) if trajectory is not None else None

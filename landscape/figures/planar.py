@@ -264,8 +264,7 @@ def contour(
     figure is returned, with a colourbar beside them) instead of a new figure; every 2D kind
     but :func:`panels` takes it.
     """
-    style = _Style(**options)
-    return _plane("lines", x, y, z, done, style, ax)[0]
+    return _plane("lines", x, y, z, done, _Style(**options), ax)[0]
 
 
 def filled_contour(
@@ -282,8 +281,7 @@ def filled_contour(
     Values beyond ``vmin``/``vmax`` fall in open-ended bands shown as arrows on the colourbar.
     Same array convention and masking as :func:`contour`.
     """
-    style = _Style(**options)
-    return _plane("filled", x, y, z, done, style, ax)[0]
+    return _plane("filled", x, y, z, done, _Style(**options), ax)[0]
 
 
 def heatmap(
@@ -301,8 +299,7 @@ def heatmap(
     and non-square grids are drawn where they are. ``levels`` is accepted so every 2D kind
     takes the same options; it only sets the colour limits when given as values.
     """
-    style = _Style(**options)
-    return _plane("heatmap", x, y, z, done, style, ax)[0]
+    return _plane("heatmap", x, y, z, done, _Style(**options), ax)[0]
 
 
 def trajectory(

@@ -15,9 +15,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from landscape.engine.directions import plain_attr
 from landscape.engine.grid import Grid, finest_complete_level
 from landscape.errors import ConfigError, GridError, LandscapeError
-from landscape.io.surface_file import SurfaceFile, plain_attr
+from landscape.io.surface_file import SurfaceFile
 from landscape.io.trajectory_file import TrajectoryPoints
 
 __all__ = ["SPLIT_WORDS", "bilinear", "check_same_plane", "coarse_view", "criteria", "epoch_labels", "figure_title",

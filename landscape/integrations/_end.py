@@ -39,12 +39,6 @@ def check_grid(grid: GridSpec) -> GridSpec:
     return grid
 
 
-def check_every(every: int, name: str) -> int:
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ConfigError(f"{name} must be a positive int, got {every!r}")
-    return every
-
-
 def _with_origin(axis: tuple[float, float, int]) -> np.ndarray:
     """``linspace(*axis)`` with its node nearest 0 set to exactly 0: the path's axes put the final
     weights on a node, but linspace's rounding leaves ~1e-17 there (not the origin bit for bit)."""

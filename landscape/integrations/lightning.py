@@ -21,11 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from landscape.errors import LandscapeError, MissingExtraError, install_hint
+from landscape.errors import ConfigError, LandscapeError, MissingExtraError, install_hint
 from landscape.integrations._end import (
     EndResult,
     GridSpec,
-    check_every,
     check_grid,
     open_recorder,
     trajectory_and_surface,
@@ -71,7 +70,9 @@ class LandscapeCallback(pl.Callback):
                  resume: bool = False) -> None:
         super().__init__()
         self.out_dir = Path(out_dir)
-        self.every_n_epochs = check_every(every_n_epochs, "every_n_epochs")
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ConfigError(f"every_n_epochs must be a positive int, got {every_n_epochs!r}")
+        self.every_n_epochs = every_n_epochs
         self.surface_at_end = bool(surface_at_end)
         self.grid = check_grid(grid)
         self.data, self.loss, self.progress = data, loss, progress

@@ -64,15 +64,6 @@ def surface_figures(s: Any, trajectory: Any = None, metric: str = "train_loss") 
     return figs
 
 
-def _png_files(folder: Path) -> dict[str, Path]:
-    """A run folder's ``figures/*.png`` (or the folder's own ``*.png``), by file stem."""
-    where = folder / "figures" if (folder / "figures").is_dir() else folder
-    pngs = sorted(where.glob("*.png"))
-    if not pngs:
-        raise ConfigError(f"{str(folder)!r} holds no PNG figures (in figures/ or in the folder itself)")
-    return {p.stem: p for p in pngs}
-
-
 def _sources(source: Any, trajectory: Any, metric: str, dpi: int) -> dict[str, tuple[Image, Path | None]]:
     """name → (image, the PNG file it came from or None) for every figure of ``source``."""
     from matplotlib.image import imread
@@ -84,7 +75,11 @@ def _sources(source: Any, trajectory: Any, metric: str, dpi: int) -> dict[str, t
     if isinstance(source, str | Path):
         if not Path(source).is_dir():
             raise ConfigError(f"log_figures: {str(source)!r} is neither a surface file nor a folder")
-        return {name: (_rgb(imread(p)), p) for name, p in _png_files(Path(source)).items()}
+        folder = Path(source)  # a run folder's figures/*.png, or the folder's own *.png
+        pngs = sorted((folder / "figures" if (folder / "figures").is_dir() else folder).glob("*.png"))
+        if not pngs:
+            raise ConfigError(f"{str(folder)!r} holds no PNG figures (in figures/ or in the folder itself)")
+        return {p.stem: (_rgb(imread(p)), p) for p in pngs}
     if isinstance(source, Surface):
         source = surface_figures(source, trajectory, metric)
     if isinstance(source, Mapping) and source and all(isinstance(f, Figure) for f in source.values()):
@@ -94,18 +89,6 @@ def _sources(source: Any, trajectory: Any, metric: str, dpi: int) -> dict[str, t
 
 
 # --- the loggers -----------------------------------------------------------------------------------------------
-
-
-def _is_summary_writer(obj: object) -> bool:
-    return callable(getattr(obj, "add_image", None)) and callable(getattr(obj, "flush", None))
-
-
-def _is_wandb_run(obj: object) -> bool:
-    return type(obj).__module__.split(".")[0] == "wandb" and callable(getattr(obj, "log", None))
-
-
-def _is_lightning_logger(obj: object) -> bool:
-    return callable(getattr(obj, "log_hyperparams", None)) and hasattr(type(obj), "experiment")
 
 
 def _to_tensorboard(writer: Any, images: Mapping[str, tuple[Image, Path | None]], tag: str, step: int) -> None:
@@ -142,11 +125,11 @@ def _to_files(logger: Any, images: Mapping[str, tuple[Image, Path | None]], tag:
 
 
 def _writer_for(logger: Any) -> tuple[Callable[[Any, Mapping[str, tuple[Image, Path | None]], str, int], None], Any]:
-    lightning = _is_lightning_logger(logger)
+    lightning = callable(getattr(logger, "log_hyperparams", None)) and hasattr(type(logger), "experiment")
     for target in (logger, logger.experiment) if lightning else (logger,):  # or a Lightning logger's experiment
-        if _is_summary_writer(target):
+        if callable(getattr(target, "add_image", None)) and callable(getattr(target, "flush", None)):  # a SummaryWriter
             return _to_tensorboard, target
-        if _is_wandb_run(target):
+        if type(target).__module__.split(".")[0] == "wandb" and callable(getattr(target, "log", None)):  # a wandb run
             return _to_wandb, target
     if lightning:
         return _to_files, logger

@@ -324,7 +324,11 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str
             raise CheckpointError(f"the checkpoint holds {what} under several prefixes ({names}): choose one with "
                                   f"--prefix {fits[0][0]} (API: prefix={fits[0][0]!r})")
         if not fits:
-            raise CheckpointError(_mismatch(state_dict, own, what) + _prefix_hint(state_dict, own))
+            missing, unexpected = [k for k in own if k not in state_dict], [k for k in state_dict if k not in own]
+            parts = [f"{word} keys: {_short(keys)}" for word, keys in (("missing", missing), ("unexpected", unexpected))
+                     if keys]
+            raise CheckpointError(f"the checkpoint does not fit {what}: {'; '.join(parts)}"
+                                  + _prefix_hint(state_dict, own))
         exact = fits[0][1]
     shapes = [f"{k} {tuple(exact[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if tuple(exact[k].shape) != tuple(v.shape)]
     if shapes:
@@ -332,25 +336,11 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], what: str
     return exact
 
 
-def _mismatch(state: Mapping[str, Tensor], own: Mapping[str, Tensor], what: str) -> str:
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    parts = []
-    if missing:
-        parts.append(f"missing keys: {_short(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys: {_short(unexpected)}")
-    return f"the checkpoint does not fit {what}: " + "; ".join(parts)
-
-
 def _prefix_hint(state: Mapping[str, Tensor], own: Mapping[str, Tensor]) -> str:
     """The prefix under which most of the model's names lie, as a fix to try; else where the names start."""
     plain = len(own.keys() & state.keys())
-    best, hits = "", plain
-    for p in _prefixes(state, 1):
-        n = len(own.keys() & _under(state, p).keys())
-        if n > hits:
-            best, hits = p, n
+    under = [(p, n) for p in _prefixes(state, 1) if (n := len(own.keys() & _under(state, p).keys())) > plain]
+    best, hits = max(under, key=lambda c: c[1], default=("", plain))  # (the first of the most)
     if best:
         return (f" (the checkpoint's names start with {best!r}: {hits} of the model's {len(own)} names lie under it; "
                 f"pass --prefix {best} (API: prefix={best!r}) to read only those)")

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from landscape.atomic import atomic_path, os_reason
-from landscape.engine.directions import Directions, write_directions
+from landscape.engine.directions import Directions, plain_attr, write_directions
 from landscape.engine.grid import Grid
 from landscape.errors import SurfaceFileError
 from landscape.io.run_folder import diff_settings
@@ -174,15 +174,6 @@ def make_progressive(sf: SurfaceFile, samples_total: Mapping[str, int], refine: 
         sf.extra[name] = array
 
 
-def plain_attr(value: Any) -> Any:
-    """An HDF5 attribute as a plain Python value: bytes decoded, NumPy scalars as Python numbers."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def reopen(path: Path, read: Callable[[Path], _File], settings: Mapping[str, Any]) -> _File:
     """The existing file at ``path`` (read by ``read``), provided it was made with the same ``settings``.
 
@@ -276,7 +267,7 @@ def read_surface(path: str | Path) -> SurfaceFile:
             raise SurfaceFileError(f"surface file {str(p)!r} is corrupt: its 'settings' attribute is not a table")
         if "directions" in f:
             d = f["directions"]
-            attrs["directions"] = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in d.attrs.items()}
+            attrs["directions"] = {k: plain_attr(v) for k, v in d.attrs.items()}
     if done.shape != grid.shape or any(v.shape != grid.shape for v in [*values.values(), *extra.values()]):
         raise SurfaceFileError(f"surface file {str(p)!r} is inconsistent: array shapes do not match the grid {grid.shape}")
     return SurfaceFile(p, grid, columns, values, done, attrs, extra=extra)

@@ -17,10 +17,9 @@ import numpy as np
 from torch import nn
 
 from landscape.atomic import atomic_path
-from landscape.engine.directions import Directions, model_fingerprint, write_directions
+from landscape.engine.directions import Directions, model_fingerprint, plain_attr, write_directions
 from landscape.engine.pca import pca_axis_label
 from landscape.errors import DirectionError
-from landscape.io.surface_file import plain_attr
 from landscape.version import __version__
 
 

@@ -13,30 +13,13 @@ from typing import Any
 
 from landscape.config import HessianConfig
 from landscape.engine.blocks import BlockResult, block_curvature, block_groups
-from landscape.engine.hessian import HessianProblem, TraceResult
+from landscape.engine.hessian import HessianProblem
 from landscape.engine.progress import bar
-from landscape.engine.slq import Density, slq_density, trace
-from landscape.errors import ConfigError
+from landscape.engine.slq import Density
 from landscape.figures.curvature import blocks_figure, density_figure
 from landscape.figures.save import save_figure
 
 OPERATOR_WORDS = {"hessian": "Hessian", "ggn": "Gauss-Newton matrix", "fisher": "empirical Fisher"}
-
-
-def check_settings(h: HessianConfig) -> None:
-    """Settings the eigenvalue part does not check: SLQ's sizes."""
-    if h.density and (h.density_runs < 1 or h.density_steps < 2):
-        raise ConfigError(f"hessian.density_runs must be ≥ 1 and density_steps ≥ 2, got {h.density_runs} and "
-                          f"{h.density_steps}")
-
-
-def trace_of(problem: HessianProblem, h: HessianConfig) -> TraceResult | None:
-    """The configured trace estimate (``trace_samples`` = 0: none)."""
-    return trace(problem, h.trace, samples=h.trace_samples, seed=h.seed) if h.trace_samples else None
-
-
-def density_of(problem: HessianProblem, h: HessianConfig) -> Density | None:
-    return slq_density(problem, runs=h.density_runs, steps=h.density_steps, seed=h.seed) if h.density else None
 
 
 def blocks_of(problem: HessianProblem, h: HessianConfig, prefix: str = "") -> list[BlockResult]:

@@ -51,13 +51,9 @@ class Group:
         return self.world_size > 1
 
 
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def init_group(device_type: str, timeout_s: float = 1800.0) -> Group:
     """Join the process group torchrun set up (gloo on CPU, NCCL on GPUs); a no-op without torchrun."""
-    if not launched_by_torchrun():
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # not launched by torchrun
         return Group()
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"

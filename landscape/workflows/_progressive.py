@@ -3,6 +3,7 @@ its summary (the engine is :mod:`landscape.engine.progressive`)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,23 +12,15 @@ import h5py
 import numpy as np
 
 from landscape.config import Config
+from landscape.engine.directions import plain_attr
 from landscape.engine.progressive import LEVELS, Progress, ProgressiveEvaluator, ProgressiveOptions, Tolerance
 from landscape.engine.refine import refine
 from landscape.errors import ConfigError
-from landscape.io.surface_file import SurfaceFile, make_progressive, plain_attr
+from landscape.io.surface_file import SurfaceFile, make_progressive
 from landscape.workflows._distributed import Group, decode_array, encode_array, share_setup
 
 Fill = Callable[..., tuple[list[int], float]]  # workflows.surface._fill: (sf, engine, group, pending, coords, tag)
 _END = b"end"
-
-
-def _prior(out: Path) -> dict[str, Any]:
-    """The progressive attributes of an existing surface file at ``out`` (none for an exact or damaged one)."""
-    try:
-        with h5py.File(out, "r") as f:
-            return {k: plain_attr(f.attrs[k]) for k in ("progressive", "sample_seed", "refine") if k in f.attrs}
-    except (OSError, KeyError):
-        return {}
 
 
 def progressive_options(cfg: Config, out: Path, overwrite: bool) -> ProgressiveOptions | None:
@@ -38,7 +31,10 @@ def progressive_options(cfg: Config, out: Path, overwrite: bool) -> ProgressiveO
     """
     s = cfg.surface
     tol = Tolerance.parse(s.tolerance)
-    prior = {} if overwrite or not out.is_file() else _prior(out)
+    prior: dict[str, Any] = {}  # the progressive attributes of an existing file at ``out`` (none: exact or damaged)
+    if not overwrite and out.is_file():
+        with contextlib.suppress(OSError, KeyError), h5py.File(out, "r") as f:
+            prior = {k: plain_attr(f.attrs[k]) for k in ("progressive", "sample_seed", "refine") if k in f.attrs}
     if tol is None and s.refine:
         raise ConfigError("--refine needs --tolerance T: T is what interpolation between computed points must meet")
     if tol is not None and s.metric != "loss":

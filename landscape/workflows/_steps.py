@@ -23,6 +23,7 @@ from pathlib import Path
 import h5py
 
 from landscape.config import Config, DirectionsConfig
+from landscape.engine.directions import plain_attr
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.io.run_folder import RunFolder, diff_settings, run_checkpoints
@@ -82,10 +83,9 @@ def _made_elsewhere(path: Path, checkpoint_sha: str) -> bool:
     """The surface file was computed around another checkpoint (the run has been trained further)."""
     try:
         with h5py.File(path, "r") as f:
-            recorded = f.attrs.get("checkpoint_sha256")
+            recorded = plain_attr(f.attrs.get("checkpoint_sha256"))
     except OSError:
         return False  # unreadable: run_surface says what is wrong with it
-    recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
     return recorded is not None and recorded != checkpoint_sha
 
 

@@ -84,15 +84,6 @@ def _check_settings(cc: ConnectConfig) -> None:
         raise ConfigError(f"connect.plane_grid = {cc.plane_grid} must be 0 (no plane) or ≥ 2; plane_margin within 0..5")
 
 
-def settings_of(cc: ConnectConfig, bn: str, extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything that determines the values (the device does not)."""
-    # the plane's grid only changes plane.h5 (which records it); the device changes no value
-    own = {k: v for k, v in dataclasses.asdict(cc).items() if k not in ("device", "plane_grid", "plane_margin")}
-    own["bn"] = bn
-    plain: dict[str, Any] = json.loads(json.dumps({**own, **extra}))
-    return plain
-
-
 # --- the core, shared by the command and the Python API -----------------------------------------------
 
 
@@ -114,7 +105,10 @@ def connect_states(model: nn.Module, state_a: Mapping[str, Tensor], state_b: Map
     with exclusive_lock(h5):
         evaluator = PathEvaluator(model, splits, metrics, device=device, bn=bn,
                                   bn_inputs=[train.inputs[torch.from_numpy(r)] for r in bn_idx] if bn_idx is not None else ())
-        settings = settings_of(cc, bn, extra)
+        # everything that determines the values: the plane's grid changes only plane.h5 (which records it), the
+        # device none
+        own = {k: v for k, v in dataclasses.asdict(cc).items() if k not in ("device", "plane_grid", "plane_margin")}
+        settings: dict[str, Any] = json.loads(json.dumps({**own, "bn": bn, **extra}))
         cf = open_connect(h5, t, paths, evaluator.columns, settings,
                           {"landscape_version": __version__, **(attrs or {})}, bn_idx, overwrite)
         a = {k: v.detach().cpu() for k, v in state_a.items()}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -35,11 +36,13 @@ from torch import Tensor, nn
 
 from landscape.atomic import write_json_atomic
 from landscape.config import Config, HessianConfig, config_to_dict
-from landscape.engine.batchloss import BatchFn, BatchLossModel
+from landscape.engine import slq
+from landscape.engine.batchloss import BatchFn, BatchLossModel, on_first_batch
 from landscape.engine.blocks import BlockResult
 from landscape.engine.directions import Directions, save_directions, target_tensors
-from landscape.engine.eigratio import EigenRatioEngine, eig_ratio, split_batches
+from landscape.engine.eigratio import EigenRatioEngine, eig_ratio
 from landscape.engine.evaluate import eval_mode
+from landscape.engine.evaluator import tensor_batches
 from landscape.engine.hessian import (
     GRAPH_BUDGET,
     EigenResult,
@@ -55,7 +58,7 @@ from landscape.engine.operators import convert
 from landscape.engine.outputloss import is_batch_loss, load_batch_loss
 from landscape.engine.progress import bar
 from landscape.engine.slq import Density
-from landscape.errors import ConfigError, HessianError, LandscapeError, ModelError
+from landscape.errors import ConfigError, HessianError
 from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
 from landscape.workflows import _curvature as curvature
@@ -103,21 +106,6 @@ def hessian_loss(cfg: Config) -> str:
     return losses[0]
 
 
-def hessian_split(cfg: Config, allow_both: bool) -> str:
-    """``surface.split`` for a Hessian; ``both`` means the training split where allowed."""
-    split = cfg.surface.split
-    if split == "both":
-        if not allow_both:
-            raise ConfigError("a Hessian is of one split: choose --split train or --split test")
-        return "train"
-    return split
-
-
-def per_sample_loss(exp: Experiment, name: str) -> LossFn:
-    """``(output, target) -> (n,)`` for the registered criterion ``name`` on the data's task."""
-    return exp.metrics([name]).per_sample()
-
-
 @dataclass(frozen=True)
 class Setup:
     """A Hessian problem at the checkpoint plus what it was built from (for timing and reports)."""
@@ -142,7 +130,11 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
     """
     shard = group if group is not None and group.distributed else None
     reduce = sum_over_ranks if shard is not None else None
-    loss, split_name = hessian_loss(cfg), hessian_split(cfg, allow_both)
+    loss, split_name = hessian_loss(cfg), cfg.surface.split
+    if split_name == "both":  # the training split, where allowed
+        if not allow_both:
+            raise ConfigError("a Hessian is of one split: choose --split train or --split test")
+        split_name = "train"
     model = copy.deepcopy(exp.model).to(device).eval()
     names = parameter_names(model, cfg.directions.dir_type, cfg.directions.ignore)
     if cfg.surface.params:
@@ -164,7 +156,7 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
         data = Streamed(exp.batches.splits[split_name].limited(cfg.surface.max_samples), device, floating_dtype(exp.model))
         data = batch_shard(data, shard)
     else:
-        data = split_batches(sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
+        data = tensor_batches(sample_shard(probe, shard) if shard is not None else probe, cfg.surface.batch_size)
     if is_batch_loss(loss):  # a batch loss fn(model, batch) (file.py:fn, causal_lm): the Hessian of the wrapped model
         return problem_setup(model, names, data, loss, split_name, batch_fn=load_batch_loss(loss),
                              graph_budget=cfg.surface.memory_budget, reduce=reduce,
@@ -172,7 +164,7 @@ def setup(exp: Experiment, cfg: Config, device: torch.device, allow_both: bool =
     assert not isinstance(exp.batches, UserBatches)  # a loss of (output, target) on them is refused when they are read
     with torch.inference_mode():  # a wrong output shape fails here, naming the shapes
         exp.metrics([loss]).check(model(probe.inputs[:2]), probe.targets[:2])
-    return problem_setup(model, names, data, loss, split_name, per_sample=per_sample_loss(exp, loss),
+    return problem_setup(model, names, data, loss, split_name, per_sample=exp.metrics([loss]).per_sample(),
                          graph_budget=cfg.surface.memory_budget, reduce=reduce,
                          products_per_call=cfg.hessian.products_per_call)
 
@@ -225,14 +217,7 @@ def problem_setup(model: nn.Module, names: Sequence[str], data: Iterable[Any], l
     wrapped = BatchLossModel(model, batch_fn)
     pairs: Iterable[tuple[Any, None]] = [(b, None) for b in data] if isinstance(data, list) else Paired(data)
     for first, _ in pairs:
-        try:
-            with torch.inference_mode():
-                wrapped(first)
-        except LandscapeError:
-            raise
-        except Exception as err:  # the user's loss or forward: one line naming it
-            raise ModelError(f"the loss {loss!r} fails on the first {split} batch: {type(err).__name__}: "
-                             f"{(str(err).splitlines() or [''])[0]}") from err
+        on_first_batch(functools.partial(wrapped, first), f"the loss {loss!r} fails on the first {split} batch")
         break
     problem = HessianProblem(wrapped, [f"inner.{k}" for k in names], pairs, _identity, **opts)
     return Setup(problem, wrapped, pairs, _identity, loss, split, prefix="inner.")
@@ -259,7 +244,9 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
     eigenvalues (Lanczos, eigenvalue-relative test), the smallest (Lanczos, ‖H‖-relative test: λmin is
     often ≈ 0), the trace (``h.trace``: Hutch++ or Hutchinson; exact for P ≤ 2000), the SLQ density and
     the per-block results (``h.density``, ``h.blocks``). ``problem`` may be the Hessian, GGN or Fisher."""
-    curvature.check_settings(h)
+    if h.density and (h.density_runs < 1 or h.density_steps < 2):  # (SLQ's sizes)
+        raise ConfigError(f"hessian.density_runs must be ≥ 1 and density_steps ≥ 2, got {h.density_runs} and "
+                          f"{h.density_steps}")
     exact_wanted = problem.dim <= EXACT_TRACE_MAX_DIM and h.trace_samples > 0
     # at most this many HVPs (Lanczos may converge sooner): the bar's ETA is an upper bound
     budget = (2 * min(h.max_iter, problem.dim) + h.trace_samples + (problem.dim if exact_wanted else 0)
@@ -283,9 +270,10 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
                           seed=h.seed, vectors=vectors)
             bottom = lanczos(problem, 1, which="smallest", tol=h.tol, max_iter=h.max_iter, seed=h.seed,
                              relative_to="norm", vectors=False)
-            trace = curvature.trace_of(problem, h)
+            trace = slq.trace(problem, h.trace, samples=h.trace_samples, seed=h.seed) if h.trace_samples else None
             exact = exact_trace(problem) if exact_wanted else None
-            density = curvature.density_of(problem, h)
+            density = (slq.slq_density(problem, runs=h.density_runs, steps=h.density_steps, seed=h.seed)
+                       if h.density else None)
         finally:
             problem.hvp, problem.hvp_many = plain_hvp, plain_many  # type: ignore[method-assign]
         blocks = curvature.blocks_of(problem, h, prefix)
@@ -293,12 +281,6 @@ def measure(problem: HessianProblem, h: HessianConfig, *, prefix: str = "", vect
 
 
 # --- Hessian directions ------------------------------------------------------------------------
-
-
-def _canonical_sign(problem: HessianProblem, vector: Sequence[Tensor]) -> float:
-    """+1 or −1 so that the largest-magnitude entry is positive (eigenvectors have no sign)."""
-    flat = problem.flatten(vector)
-    return 1.0 if float(flat[int(flat.abs().argmax())]) >= 0 else -1.0
 
 
 def eigen_directions(problem: HessianProblem, result: EigenResult, model: nn.Module, dir_type: str,
@@ -314,7 +296,8 @@ def eigen_directions(problem: HessianProblem, result: EigenResult, model: nn.Mod
     targets = target_tensors(model, dir_type)
 
     def direction(vector: Sequence[Tensor]) -> dict[str, Tensor]:
-        sign = _canonical_sign(problem, vector)
+        flat = problem.flatten(vector)  # eigenvectors have no sign: the largest-magnitude entry is made positive
+        sign = 1.0 if float(flat[int(flat.abs().argmax())]) >= 0 else -1.0
         own = {k.removeprefix(prefix): v for k, v in problem.as_dict(vector).items()}
         return {k: (sign * own[k]).detach().float().cpu() if k in own else torch.zeros(t.shape, dtype=torch.float32)
                 for k, t in targets.items()}
@@ -354,7 +337,7 @@ def eig_ratio_engine(exp: Experiment, cfg: Config, directions: Directions, split
         raise ConfigError(f"hessian.map_tol must be > 0 and map_max_iter ≥ 1, got {h.map_tol} and {h.map_max_iter}")
     loss = hessian_loss(cfg)
     names = parameter_names(exp.model, cfg.directions.dir_type, cfg.directions.ignore)
-    return EigenRatioEngine(exp.model, directions, splits, per_sample_loss(exp, loss), names, device=device,
+    return EigenRatioEngine(exp.model, directions, splits, exp.metrics([loss]).per_sample(), names, device=device,
                             batch_size=cfg.surface.batch_size, tol=h.map_tol, max_iter=h.map_max_iter, seed=h.seed)
 
 
@@ -383,24 +366,10 @@ def forward_seconds(model: nn.Module, batches: Iterable[tuple[Any, Any]], loss_f
     return best
 
 
-def _check_hessian_settings(cfg: Config, dim: int) -> None:
-    h = cfg.hessian
-    if not 1 <= h.top_k <= dim:
-        raise ConfigError(f"hessian.top_k = {h.top_k} must be between 1 and the number of parameters P = {dim}")
-    if not h.tol > 0 or h.max_iter < 1 or h.trace_samples == 1 or h.trace_samples < 0:
-        raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples 0 (no trace) or ≥ 2; got {h.tol}, {h.max_iter}, "
-                          f"{h.trace_samples}")
-
-
 def _eigen_report(res: EigenResult, tol: float, relative_to: str) -> dict[str, Any]:
     return {"method": res.method, "tol": tol, "relative_to": relative_to, "iterations": res.iterations,
             "hvps": res.hvps, "seconds": res.seconds, "residuals": list(res.residuals),
             "converged": list(res.converged)}
-
-
-def _trace_report(res: TraceResult) -> dict[str, Any]:
-    return {"estimate": res.estimate, "stderr": res.stderr, "ci95": list(res.ci95), "samples": res.samples,
-            "hvps": res.hvps, "seconds": res.seconds}
 
 
 def _finite_or_none(obj: Any) -> Any:
@@ -450,11 +419,13 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
     s = setup(exp, cfg, device, allow_both=False, group=group)
     h = cfg.hessian
     problem = convert(s.problem, h.operator) if h.operator != "hessian" else s.problem  # GGN, Fisher
-    _check_hessian_settings(cfg, problem.dim)
+    if not 1 <= h.top_k <= problem.dim:
+        raise ConfigError(f"hessian.top_k = {h.top_k} must be between 1 and the number of parameters P = {problem.dim}")
+    if not h.tol > 0 or h.max_iter < 1 or h.trace_samples == 1 or h.trace_samples < 0:
+        raise ConfigError(f"hessian.tol must be > 0, max_iter ≥ 1 and trace_samples 0 (no trace) or ≥ 2; "
+                          f"got {h.tol}, {h.max_iter}, {h.trace_samples}")
     c = measure(problem, h, prefix=s.prefix, vectors=save_directions_to is not None, progress=group.is_main)
-    loss, grad, top, bottom, trace, exact = c.loss, c.grad, c.top, c.bottom, c.trace, c.exact
-    density, blocks = c.density, c.blocks
-    runs: list[Any] = [top, bottom, *(r for r in (trace, exact, density) if r is not None), *blocks]
+    runs: list[Any] = [c.top, c.bottom, *(r for r in (c.trace, c.exact, c.density) if r is not None), *c.blocks]
     hvps, hvp_seconds = sum(r.hvps for r in runs), sum(r.seconds for r in runs)
     fwd = forward_seconds(s.model, s.batches, s.loss_fn)
     full = config_to_dict(cfg)
@@ -467,16 +438,17 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
                      **{k: v for k, v in full["hessian"].items() if not k.startswith("map_")}, "data": full["data"], "model": full["model"]},
         "parameters": {"dir_type": cfg.directions.dir_type, "ignore": cfg.directions.ignore, "dim": problem.dim,
                        "names": [k.removeprefix(s.prefix) for k in problem.names], "shapes": [list(sh) for sh in problem.shapes]},
-        "loss": loss,
-        "grad_norm": math.sqrt(sum(float((g.double() ** 2).sum()) for g in grad)),
-        "eigenvalues": list(top.eigenvalues),
-        "eigenvalues_convergence": _eigen_report(top, h.tol, "eigenvalue"),
-        "min_eigenvalue": bottom.eigenvalues[0],
-        "min_eigenvalue_convergence": _eigen_report(bottom, h.tol, "norm"),
-        "eig_ratio": eig_ratio(top.eigenvalues[0], bottom.eigenvalues[0]),
+        "loss": c.loss,
+        "grad_norm": math.sqrt(sum(float((g.double() ** 2).sum()) for g in c.grad)),
+        "eigenvalues": list(c.top.eigenvalues),
+        "eigenvalues_convergence": _eigen_report(c.top, h.tol, "eigenvalue"),
+        "min_eigenvalue": c.bottom.eigenvalues[0],
+        "min_eigenvalue_convergence": _eigen_report(c.bottom, h.tol, "norm"),
+        "eig_ratio": eig_ratio(c.top.eigenvalues[0], c.bottom.eigenvalues[0]),
         "operator": h.operator,
-        "trace": {"method": h.trace, **_trace_report(trace)} if trace is not None else None,
-        "exact_trace": exact.estimate if exact is not None else None,
+        "trace": None if c.trace is None else {"method": h.trace, **dataclasses.asdict(c.trace),
+                                               "ci95": list(c.trace.ci95)},
+        "exact_trace": c.exact.estimate if c.exact is not None else None,
         "hvps": hvps,
         "hvp_seconds": hvp_seconds,
         "hvps_per_second": hvps / hvp_seconds if hvp_seconds > 0 else None,
@@ -485,14 +457,14 @@ def _run_hessian(checkpoint: str | Path, cfg: Config | None, *, out: str | Path 
         "forward_seconds": fwd,
         "hvp_cost_in_forward_passes": (hvp_seconds / hvps) / fwd if hvps and fwd > 0 else None,
     }
-    report.update(curvature.report_extras(density, blocks, s.prefix))
+    report.update(curvature.report_extras(c.density, c.blocks, s.prefix))
     if group.distributed:  # a collective: before rank 0 alone writes
         report["ranks"] = {"world_size": group.world_size, "samples": samples_per_rank(group, problem.local_samples, device)}
         if not group.is_main:
             return {**report, "rank": group.rank}
     if save_directions_to is not None:
-        dirs = eigen_directions(problem, top, exp.model, cfg.directions.dir_type, s.prefix, ignore=cfg.directions.ignore,
-                                seed=h.seed, loss=s.loss, split=s.split, operator=h.operator)
+        dirs = eigen_directions(problem, c.top, exp.model, cfg.directions.dir_type, s.prefix, seed=h.seed,
+                                ignore=cfg.directions.ignore, loss=s.loss, split=s.split, operator=h.operator)
         save_directions(save_directions_to, dirs, exp.model)
         report["directions_file"] = str(save_directions_to)
     report["seconds"] = time.perf_counter() - t_start

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 
+from landscape.engine.directions import plain_attr
 from landscape.errors import ConfigError, LandscapeError
 from landscape.io.foreign import is_hf_folder
 from landscape.io.run_folder import MANIFEST, RunFolder
@@ -79,7 +79,7 @@ def _h5(path: Path) -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             groups = sorted(f.keys())
-            attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v)) for k, v in f.attrs.items()}
+            attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
             out = {"file": str(path), "type": "trajectory" if is_trajectory else "directions", "groups": groups,
                    "attributes": {k: v for k, v in attrs.items() if k != "model_fingerprint"}}
             if "x" in f:

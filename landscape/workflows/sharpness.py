@@ -13,13 +13,12 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from landscape.atomic import write_json_atomic
 from landscape.config import Config, config_to_dict
-from landscape.engine.directions import DirectionOptions, random_directions
+from landscape.engine.directions import random_directions
 from landscape.engine.progress import bar
 from landscape.engine.sharpness import SharpnessResult, sharpness
 from landscape.errors import ConfigError
@@ -70,7 +69,7 @@ def _run_sharpness(checkpoint: str | Path, cfg: Config | None, *, out: str | Pat
         if cfg.directions.dir_type != "weights":
             raise ConfigError(f"the curvature measure is along parameter directions; directions.dir_type = "
                               f"{cfg.directions.dir_type!r} is not 'weights'")
-        drawn = random_directions(exp.model, DirectionOptions(**asdict(cfg.directions)), 2)
+        drawn = random_directions(exp.model, cfg.directions, 2)  # [directions] is DirectionOptions
         assert drawn.y is not None
         dirs = (drawn.x, drawn.y)
     results: list[SharpnessResult] = []

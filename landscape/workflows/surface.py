@@ -175,16 +175,15 @@ def surface_engine(exp: Experiment, cfg: Config, dirs: Directions, splits: Mappi
                              progressive=progressive)
 
 
-def _batches_note(splits: Mapping[str, Any], batches: UserBatches, cfg: Config) -> str:
-    if any(isinstance(split, Streamed) for split in splits.values()):
-        return (f"the {batches.kind} batches are over surface.memory_budget = {cfg.surface.memory_budget:,} bytes: "
-                "streamed from the loader, several grid points per read")
-    return f"the {batches.kind} batches are cached on the device (within surface.memory_budget)"
-
-
-def _streamed_note(streams: UserStreams, cfg: Config) -> str:
-    return (f"the data ({streams.nbytes:,} bytes) are over surface.memory_budget = {cfg.surface.memory_budget:,}: "
-            "streamed from the loader, several grid points per read")
+def _user_data_notes(exp: Experiment, splits: Mapping[str, Any], cfg: Config) -> list[str]:
+    """How the user's data (``file.py:fn``) are read: streamed over ``surface.memory_budget``, or cached."""
+    b, budget = exp.batches, f"surface.memory_budget = {cfg.surface.memory_budget:,}"
+    if isinstance(b, UserStreams):
+        return [f"the data ({b.nbytes:,} bytes) are over {budget}: streamed from the loader, several grid points "
+                "per read"]
+    if isinstance(b, UserBatches) and any(isinstance(split, Streamed) for split in splits.values()):
+        return [f"the {b.kind} batches are over {budget} bytes: streamed from the loader, several grid points per read"]
+    return [f"the {b.kind} batches are cached on the device (within surface.memory_budget)"] if b is not None else []
 
 
 def surface_settings(cfg: Config, ckpt_sha: str, dirs: Directions, grid_spec: tuple[str, str]) -> dict[str, Any]:
@@ -238,23 +237,24 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     # user data (file.py:fn) over surface.memory_budget are streamed, not held; dict batches stay batches
     exp = experiment_with_user_data(ckpt, cfg)
-    streams = exp.batches if isinstance(exp.batches, UserStreams) else None
-    batches = exp.batches if isinstance(exp.batches, UserBatches) else None
     cfg = cfg or exp.config
-    notes = _data_notes(ckpt, cfg, exp) if exp.batches is None else [_streamed_note(streams, cfg)] if streams else []
+    notes = _data_notes(ckpt, cfg, exp) if exp.batches is None else []
     s = cfg.surface
     grid = Grid.parse(s.x, s.y, max_points)
     dirs = make_directions(exp, cfg, source, 1 if grid.y is None else 2, unsafe)
     if s.params:  # the file's directions hold only what moves: reusing them (--directions) moves the same subset
         dirs = only(dirs, selector(s.params), params_label(s.params))  # type: ignore[arg-type]
+    if dirs.meta.get("unmoved"):  # target directions
+        notes.append(f"α = 1 is not exactly the target: {dirs.meta['unmoved']} state entries (BatchNorm statistics) "
+                     "differ between the models and stay at the first one's with --dir-type weights; pass --dir-type "
+                     "states to move them too")
     popts = progressive_options(cfg, Path(out), overwrite)
     group = init_group(resolve_device(s.device).type if s.device else "cpu")  # a bad name: one line, before any group
     try:
         device = resolve_device(local_device(s.device, group))
         splits = _data_splits(exp, cfg, device)
         engine = surface_engine(exp, cfg, dirs, splits, device, None if popts is None else (popts, grid))
-        if batches is not None:
-            notes.append(_batches_note(splits, batches, cfg))
+        notes += _user_data_notes(exp, splits, cfg)
         settings = surface_settings(cfg, sha256_file(ckpt.path), dirs, (s.x, s.y))
         with contextlib.ExitStack() as stack:
             sf = None
@@ -295,7 +295,7 @@ def run_surface(checkpoint: str | Path, out: str | Path, cfg: Config | None = No
     if sf is None:
         return SurfaceResult(group.rank, counts[0] if counts else 0)
     summary = summarize(sf, computed=computed, seconds=seconds, total_seconds=time.perf_counter() - t_start,
-                        points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes + _target_notes(dirs),
+                        points_per_call=engine.points_per_call, cosine=dirs.cosine(), notes=notes,
                         **({"points_per_rank": counts} if group.distributed else {}))
     if sf.done.all() and is_flat(sf.values):
         summary["warnings"] = [flat_message(list(s.params) or dirs.meta.get("params"))]
@@ -347,13 +347,6 @@ def _data_notes(ckpt: Checkpoint, cfg: Config, exp: Experiment) -> list[str]:
             "model's own training loss"]
 
 
-def _target_notes(dirs: Directions) -> list[str]:
-    if not dirs.meta.get("unmoved"):
-        return []
-    return [f"α = 1 is not exactly the target: {dirs.meta['unmoved']} state entries (BatchNorm statistics) differ "
-            "between the models and stay at the first one's with --dir-type weights; pass --dir-type states to move them too"]
-
-
 def _fill(sf: SurfaceFile | None, engine: Evaluator, group: Group, pending: np.ndarray,
           coords: np.ndarray, tag: str = "") -> tuple[list[int], float]:
     """Evaluate this rank's claims of the pending points; rank 0 records everything and flushes.
@@ -380,11 +373,12 @@ def _evaluate_claims(sf: SurfaceFile | None, engine: Evaluator, queue: WorkQueue
     t0 = time.perf_counter()
     with bar(len(pending) if sf is not None else 0, "surface", unit="pt") as pbar:
 
-        def deliver(where: slice, rows: np.ndarray) -> None:
+        def deliver(where: slice | None, rows: np.ndarray) -> None:
+            """This rank's rows: posted to rank 0, or (rank 0) recorded with the others' (None: theirs only)."""
             if sf is None:
-                queue.post(where, rows)
+                queue.post(where, rows)  # type: ignore[arg-type]
                 return
-            for w, r in [(where, rows), *queue.collect()]:
+            for w, r in [*([(where, rows)] if where is not None else []), *queue.collect()]:
                 sf.record(pending[w], r)
                 queue.received += len(r)
                 pbar.update(len(r))
@@ -410,11 +404,7 @@ def _evaluate_claims(sf: SurfaceFile | None, engine: Evaluator, queue: WorkQueue
                         start = piece.stop
                     where = queue.claim(max(engine.points_per_call, min(fair_share, int(rate))))
             while sf is not None and not queue.finished:  # rank 0 waits for the others' last rows
-                for w, r in queue.collect():
-                    sf.record(pending[w], r)
-                    queue.received += len(r)
-                    pbar.update(len(r))
-                sf.maybe_flush()
+                deliver(None, np.empty(0))
                 wait_a_little()
         finally:
             if sf is not None and queue.received:  # an untouched file keeps its bytes and its mtime
@@ -429,10 +419,9 @@ def summarize(sf: SurfaceFile, **extra: Any) -> dict[str, Any]:
     diverged = np.zeros(sf.grid.shape, dtype=bool)
     mins: dict[str, Any] = {}
     for name in sf.columns:
-        v = np.where(sf.done, sf.values[name], np.nan)
-        bad = sf.done & ~np.isfinite(sf.values[name])
-        diverged |= bad
-        finite = np.where(np.isfinite(v), v, np.nan)
+        ok = np.isfinite(sf.values[name])
+        diverged |= sf.done & ~ok
+        finite = np.where(sf.done & ok, sf.values[name], np.nan)
         if np.isfinite(finite).any():
             idx = np.unravel_index(np.nanargmin(finite) if not name.endswith("_acc") else np.nanargmax(finite), sf.grid.shape)
             coord = [float(sf.grid.x[idx[0]])] + ([float(sf.grid.y[idx[1]])] if sf.grid.y is not None else [])

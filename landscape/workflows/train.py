@@ -89,11 +89,8 @@ def make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer) -> torch.optim.l
 def _epoch_metrics(exp: Experiment) -> dict[str, float]:
     """Train and test metrics; the data is already on the model's device."""
     metrics = exp.metrics()
-    out: dict[str, float] = {}
-    for split in ("train", "test"):
-        values = evaluate(exp.model, exp.data.split(split), metrics)
-        out.update({f"{split}_{k}": v for k, v in values.items()})
-    return out
+    return {f"{split}_{k}": v for split in ("train", "test")
+            for k, v in evaluate(exp.model, exp.data.split(split), metrics).items()}
 
 
 class Trainer:

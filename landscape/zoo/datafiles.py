@@ -331,10 +331,9 @@ def _batch_entry(batch: dict[Any, Any], key: str, path: Path) -> Any:
 def _cifar_images(data: Any, path: Path) -> torch.Tensor:
     """Check the ``(n, 3072)`` uint8 rows and view them as ``(n, 3, 32, 32)`` images."""
     row = math.prod(_CIFAR_IMAGE_SHAPE)
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2):
-        raise DataError(f"{path}: b'data' must be a uint8 array of shape (n, {row})")
-    if data.shape[1] != row:
-        raise DataError(f"{path}: b'data' has shape {data.shape}, expected (n, {row})")
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == row):
+        shape = f"has shape {data.shape}" if isinstance(data, np.ndarray) else f"is a {type(data).__name__}"
+        raise DataError(f"{path}: b'data' {shape}; expected a uint8 array of shape (n, {row})")
     return torch.from_numpy(np.array(data.reshape(-1, *_CIFAR_IMAGE_SHAPE), copy=True))
 
 

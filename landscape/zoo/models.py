@@ -180,8 +180,8 @@ class SmallCNN(nn.Module):
             blocks += [
                 (f"conv{i}", nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)),
                 (f"bn{i}", nn.BatchNorm2d(c_out)),
+                (f"relu{i}", nn.ReLU()),
             ]
-            blocks.append((f"relu{i}", nn.ReLU()))
             if i == 2:
                 blocks.append(("pool", pool))
         self.features = nn.Sequential(OrderedDict(blocks))
@@ -246,8 +246,7 @@ class CifarResNet(nn.Module):
         if (depth - 2) % 6 != 0:
             raise ModelError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
-        name = f"resnet{depth}" + ("" if skip else "_noshort")
-        image = _image_shape(name, input_shape)
+        image = _image_shape(f"resnet{depth}" + ("" if skip else "_noshort"), input_shape)
         self.to_image = _image_view(input_shape, image)
         self.conv1 = nn.Conv2d(image[0], width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -274,18 +273,15 @@ class CifarResNet(nn.Module):
 
 def _resnet_entry(depth: int, skip: bool) -> ModelFactory:
     """A registry factory for one depth, with ``width`` as its only option."""
+    name = f"resnet{depth}" + ("" if skip else "_noshort")
 
     def factory(input_shape: tuple[int, ...], output_shape: tuple[int, ...], *, width: int = 16) -> nn.Module:
-        name = f"resnet{depth}" + ("" if skip else "_noshort")
         return CifarResNet(input_shape, output_shape, depth, _check_int(name, "width", width), skip)
 
-    kind = (
-        "with skip connections (1×1 conv projection when the shape changes)"
-        if skip
-        else "with every skip connection removed"
-    )
+    kind = ("with skip connections (1×1 conv projection when the shape changes)" if skip
+            else "with every skip connection removed")
     factory.__doc__ = f"The CIFAR ResNet-{depth} of He et al. {kind}; base width w (channels w, 2w, 4w)."
-    factory.__name__ = factory.__qualname__ = f"resnet{depth}" + ("" if skip else "_noshort")
+    factory.__name__ = factory.__qualname__ = name
     return factory
 
 
