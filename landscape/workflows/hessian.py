@@ -26,7 +26,7 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -488,11 +488,19 @@ def run_hessian_per_split(checkpoint: str | Path, cfg: Config, *, out: str | Pat
     """
     if save_directions_to is not None:
         raise ConfigError("--save-directions writes the eigenvectors of one split: choose --split train or --split test")
+    return each_split(run_hessian, checkpoint, cfg, out=out, unsafe=unsafe, checkpoint_obj=checkpoint_obj)
+
+
+def each_split(run: Callable[..., dict[str, Any]], checkpoint: str | Path, cfg: Config, *, out: str | Path | None,
+               unsafe: bool, checkpoint_obj: Checkpoint | None) -> dict[str, Any]:
+    """``run`` (:func:`run_hessian`, ``run_sharpness``) on the training split, then on the test split, in one
+    process group under ``torchrun``: ``{"split": "both", "reports": {"train": ..., "test": ...}}``, written
+    to ``out`` by rank 0 when given (the other ranks' reports carry their ``rank``)."""
     ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
     group = init_group(resolve_device(cfg.surface.device).type)
     try:
-        reports = {name: run_hessian(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
-                                     unsafe=unsafe, checkpoint_obj=ckpt, group=group) for name in ("train", "test")}
+        reports = {name: run(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
+                             unsafe=unsafe, checkpoint_obj=ckpt, group=group) for name in ("train", "test")}
     finally:
         close_group(group)
     report: dict[str, Any] = {"split": "both", "reports": reports}

@@ -9,7 +9,6 @@ measure uses the random filter-normalized directions of the ``[directions]`` sec
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from landscape.io.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landscape.version import __version__
 from landscape.workflows._distributed import Group, close_group, init_group, local_device, samples_per_rank
 from landscape.workflows.experiment import experiment_with_user_data, resolve_device
-from landscape.workflows.hessian import setup
+from landscape.workflows.hessian import each_split, setup
 
 
 def result_row(r: SharpnessResult) -> dict[str, Any]:
@@ -107,20 +106,7 @@ def run_sharpness_per_split(checkpoint: str | Path, cfg: Config, *, out: str | P
     returns it (same seed and directions, so the two differ only by their data), written to ``out`` when
     given: the layout of ``landscape hessian --split both``.
     """
-    ckpt = checkpoint_obj or load_checkpoint(checkpoint, unsafe=unsafe)
-    group = init_group(resolve_device(cfg.surface.device).type)
-    try:
-        reports = {name: run_sharpness(checkpoint, dataclasses.replace(cfg, surface=dataclasses.replace(cfg.surface, split=name)),
-                                       unsafe=unsafe, checkpoint_obj=ckpt, group=group) for name in ("train", "test")}
-    finally:
-        close_group(group)
-    report: dict[str, Any] = {"split": "both", "reports": reports}
-    if not group.is_main:
-        return {**report, "rank": group.rank}
-    if out is not None:
-        write_json_atomic(out, report, allow_nan=False)
-        report["file"] = str(out)
-    return report
+    return each_split(run_sharpness, checkpoint, cfg, out=out, unsafe=unsafe, checkpoint_obj=checkpoint_obj)
 
 
 def format_sharpness(report: Mapping[str, Any]) -> str:
