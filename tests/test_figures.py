@@ -348,3 +348,14 @@ def test_log_scale_is_chosen_for_a_loss_spanning_more_than_a_decade() -> None:
     assert spans_decades(np.array([np.nan, 0.01, np.inf, 0.5]))  # non-finite points ignored
     assert not spans_decades(np.array([0.5, 5.0]))  # exactly a decade: linear (one rule, > 10, everywhere)
     assert spans_decades(np.array([0.5, 1.0]), np.array([20.0]))  # panels that share a scale are judged together
+
+
+@pytest.mark.parametrize(("column", "log"), [("train_loss", True), ("test_mse", True), ("train_acc", False),
+                                             ("train_eig_ratio", False), ("train_eig_converged", False)])
+def test_the_automatic_scale_is_one_rule_per_column(column: str, log: bool) -> None:
+    """``auto_log``, what every figure (static, interactive, animation) and the check use: log for a column
+    spanning more than a decade, never for accuracies, eigenvalue ratios or the Lanczos flag."""
+    from landscape.figures.views import auto_log
+
+    assert auto_log(column, np.array([0.035, 0.4, 3.5])) is log
+    assert auto_log(column, np.array([0.5, 1.0, 3.5])) is False

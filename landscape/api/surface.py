@@ -436,7 +436,7 @@ def plot(s: Surface | str | Path, kind: str = "contour", *, metric: str = "train
     if reason is not None:
         raise LandscapeError(f"figure kind {kind!r} {reason}")
     if log is None:
-        log = views.spans_decades(sf.values[chosen][done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = views.auto_log(chosen, sf.values[chosen][done])
     style = {"levels": levels, "vmin": vmin, "vmax": vmax, "log": log, "cmap": cmap, "width": width, "title": title}
     return files.draw(sf, kind, chosen, path, style, ax)
 

@@ -41,6 +41,7 @@ from landscape.engine.grid import level_strides
 from landscape.engine.moved import working_copy
 from landscape.engine.rewrites import is_bn
 from landscape.errors import GridError
+from landscape.zoo.userdata import batch_to
 
 Status = Literal["pass", "warn", "fail"]
 FloatArray = npt.NDArray[np.float64]
@@ -160,22 +161,12 @@ def plain_evaluation(model: nn.Module, splits: Mapping[str, Iterable[Any]], sums
             total = np.zeros(len(names), dtype=np.float64)
             count = 0
             for batch in batches:
-                s, n = sums(copy, _to(batch, device))
+                s, n = sums(copy, batch_to(batch, device))
                 total += s.detach().to("cpu", torch.float64).numpy()
                 count += n
             for name, value in zip(names, total / max(count, 1), strict=True):
                 out[f"{split}_{name}"] = float(value)
     return out
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device)
-    if isinstance(batch, Mapping):
-        return {k: _to(v, device) for k, v in batch.items()}
-    if isinstance(batch, tuple | list):
-        return type(batch)(_to(v, device) for v in batch)
-    return batch
 
 
 def origin_check(surface: Mapping[str, float], plain: Mapping[str, float], rtol: float) -> CheckResult:

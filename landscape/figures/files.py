@@ -239,7 +239,7 @@ def _prepare(surface: str | Path, options: PlotConfig, trajectory: str | Path | 
         views.check_same_plane(sf, Path(trajectory))
     log = options.log
     if log is None:
-        log = views.spans_decades(sf.values[chosen][sf.done]) and not chosen.endswith(("_acc", "_eig_ratio", "_eig_converged"))
+        log = views.auto_log(chosen, sf.values[chosen][sf.done])
     vmax = options.vmax
     top = (sf.attrs.get("top") or {}).get(chosen) if sf.attrs.get("progressive") else None
     if vmax is None and top is not None and bool(np.any(sf.values[chosen][sf.done] > top)):

@@ -215,7 +215,7 @@ def interactive_figure(surface: str | Path | SurfaceFile | SurfaceLike,
     path = trajectory
     columns = _columns(sf)
     if log is None:
-        log = views.spans_decades(sf.values[first][sf.done]) and not first.endswith(("_acc", "_eig_ratio"))
+        log = views.auto_log(first, sf.values[first][sf.done])
     x, y = sf.grid.x, sf.grid.y
     x_label, y_label = str(sf.attrs.get("x_label") or "α"), str(sf.attrs.get("y_label") or "β")
     if path is not None:

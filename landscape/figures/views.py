@@ -21,13 +21,19 @@ from landscape.errors import ConfigError, GridError, LandscapeError
 from landscape.io.surface_file import SurfaceFile
 from landscape.io.trajectory_file import TrajectoryPoints
 
-__all__ = ["SPLIT_WORDS", "bilinear", "check_same_plane", "coarse_view", "criteria", "epoch_labels", "figure_title",
+__all__ = ["SPLIT_WORDS", "auto_log", "bilinear", "check_same_plane", "coarse_view", "criteria", "epoch_labels", "figure_title",
            "legend_label", "metric_label", "path_heights", "path_labels", "resolve_metric", "spans_decades", "split_of"]
 
 SPLIT_WORDS = {"train": "training", "test": "test"}
 # an eig-ratio surface also holds <split>_max_eig, _min_eig, _eig_ratio, _eig_converged (landscape.workflows.hessian)
 _METRIC_WORDS = {"loss": "loss", "acc": "accuracy", "max_eig": "λmax", "min_eig": "λmin", "eig_ratio": "|λmin/λmax|",
                  "eig_converged": "Lanczos converged (1/0)"}
+
+
+def auto_log(column: str, *values: np.ndarray) -> bool:
+    """The figures' automatic colour scale for a column: log when :func:`spans_decades`, never for the columns
+    whose values are not a loss (accuracies, eigenvalue ratios, the Lanczos flag)."""
+    return not column.endswith(("_acc", "_eig_ratio", "_eig_converged")) and spans_decades(*values)
 
 
 def spans_decades(*values: np.ndarray) -> bool:

@@ -38,12 +38,12 @@ from landscape.figures.animate import (
 )
 from landscape.figures.files import loss_curves
 from landscape.figures.views import (
+    auto_log,
     check_same_plane,
     coarse_view,
     metric_label,
     path_heights,
     resolve_metric,
-    spans_decades,
 )
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.run_folder import MANIFEST, RunFolder, run_checkpoints
@@ -141,7 +141,7 @@ def _auto_log(values: np.ndarray, metric: str, log: bool | None) -> bool:
     """The caller's choice, else a log scale for a positive loss spanning more than a decade."""
     if log is not None:
         return log
-    return not metric.endswith("_acc") and spans_decades(values)
+    return auto_log(metric, values)
 
 
 # --- path and surface3d ----------------------------------------------------------------------------------

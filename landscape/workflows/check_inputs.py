@@ -23,7 +23,7 @@ from landscape.engine.directions import Directions, read_directions_group
 from landscape.engine.evaluator import EngineOptions, surface_evaluator, tensor_batches
 from landscape.engine.surface import Evaluator
 from landscape.errors import ConfigError, LandscapeError
-from landscape.figures.views import spans_decades
+from landscape.figures.views import auto_log
 from landscape.io.checkpoint import load_checkpoint
 from landscape.io.surface_file import read_surface
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
@@ -76,7 +76,7 @@ class View:
     @property
     def log(self) -> bool:
         """The figures' scale: ``scale`` when set, else their rule (a positive loss spanning more than a decade: log)."""
-        return self.scale if self.scale is not None else spans_decades(self.values[self.column][self.done])
+        return self.scale if self.scale is not None else auto_log(self.column, self.values[self.column][self.done])
 
 
 @dataclass(frozen=True)
