@@ -23,20 +23,19 @@ from landscape.api.inputs import (
     AxisSpec,
     DirectionsSpec,
     LossSpec,
-    axis,
     model_device,
     resolve_directions,
     resolve_loss,
 )
-from landscape.api.surface import Surface, _run, load_surface
+from landscape.api.surface import Surface, _run, load_surface, plane_grid
 from landscape.config import SurfaceConfig
 from landscape.engine.batchloss import batch_sums_of, output_sums_of
 from landscape.engine.check import CheckOptions
 from landscape.engine.directions import Directions
 from landscape.engine.evaluator import EngineOptions, surface_evaluator
-from landscape.engine.grid import MAX_POINTS, Grid
+from landscape.engine.grid import MAX_POINTS
 from landscape.engine.surface import Evaluator
-from landscape.errors import ConfigError, GridError
+from landscape.errors import ConfigError
 from landscape.io.trajectory_file import TrajectoryPoints, load_trajectory
 from landscape.workflows import check as check_flow
 from landscape.workflows import check_inputs
@@ -143,18 +142,7 @@ def _computed(model: nn.Module, engine: Callable[[Directions, int], Evaluator], 
               y: AxisSpec | None, progress: bool) -> Surface:
     """The surface :func:`landscape.surface` computes for ``(model, data, loss, plane, x, y)``, on the data
     :func:`_subject` prepared: its directions and grid resolved as there, its points by the same engine."""
-    plane_axes = getattr(plane, "axes", None)
-    if callable(plane_axes) and x is DEFAULT_AXIS and y is DEFAULT_AXIS:
-        x, y = plane_axes(num=DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
-    xs, ys = axis(x, "x"), None if y is None else axis(y, "y")
-    dirs = resolve_directions(plane, model, 1 if ys is None else 2)
-    if dirs.y is None and ys is not None:
-        if y is not DEFAULT_AXIS:
-            raise GridError("a 2D grid needs two directions; these directions are 1D (pass y=None)")
-        ys = None
-    grid = Grid(xs, ys)
-    if grid.size > MAX_POINTS:
-        raise GridError(f"the grid has {grid.size:,} points (more than {MAX_POINTS:,}); check a smaller grid")
+    dirs, grid = plane_grid(plane, model, x, y, MAX_POINTS, "check a smaller grid")
     e = engine(dirs, 0)  # 0: calibrate the points per call, as landscape.surface does
     flat = _run(e, grid.coords(), progress)
     values = {c: flat[:, i].reshape(grid.shape) for i, c in enumerate(e.columns)}

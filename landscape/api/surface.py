@@ -264,18 +264,7 @@ def surface(
     if refine and tol is None:
         raise ConfigError("refine=True needs a tolerance: it is what interpolation between computed points must meet")
     options = EngineOptions(batch_size=batch_size, points_per_call=points_per_call, bn=bn, bn_batches=bn_batches)
-    plane_axes = getattr(directions, "axes", None)
-    if callable(plane_axes) and x is DEFAULT_AXIS and y is DEFAULT_AXIS:
-        x, y = plane_axes(num=DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
-    xs, ys = axis(x, "x"), None if y is None else axis(y, "y")
-    dirs = resolve_directions(directions, model, 1 if ys is None else 2)
-    if dirs.y is None:
-        ys = None if (y is DEFAULT_AXIS or y is None) else ys
-        if ys is not None:
-            raise GridError("a 2D grid needs two directions; these directions are 1D (pass y=None)")
-    grid = Grid(xs, ys)
-    if grid.size > max_points:
-        raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); pass max_points=N if you mean it")
+    dirs, grid = plane_grid(directions, model, x, y, max_points, "pass max_points=N if you mean it")
     moved = selector(params)
     if moved is not None:  # the directions hold only what moves, so a saved surface or direction file reuses the subset
         dirs = dirs_.only(dirs, moved, params_label(params))
@@ -308,10 +297,30 @@ def surface(
     settings = {"source": "python", "losses": [spec.label], "split": "both" if len(prepared) > 1 else next(iter(prepared)),
                 "max_samples": 0, "bn": bn, "params": None if params is None else (params if isinstance(params, str | list) else "predicate")}
     attrs = {"settings": settings, "model_fingerprint": dirs_.model_fingerprint(model), "streamed": streamed, **pattrs,
-             **({"trajectory": directions} if callable(plane_axes) else {})}  # its path: drawn in notebooks
+             **({"trajectory": directions} if callable(getattr(directions, "axes", None)) else {})}  # its path: drawn in notebooks
     if is_flat(values):
         warnings.warn(FlatSurfaceWarning(flat_message(params or dirs.meta.get("params"))), stacklevel=2)
     return Surface(grid.x, grid.y, values, dirs, attrs, np.ones(grid.shape, dtype=bool), extra)
+
+
+def plane_grid(directions: DirectionsSpec, model: nn.Module, x: AxisSpec, y: AxisSpec | None, max_points: int,
+               advice: str) -> tuple[Directions, Grid]:
+    """The directions and the grid of a surface request: a trajectory's plane takes a grid that holds its
+    whole path when ``x`` and ``y`` are left at their defaults; 1D directions with the default ``y`` give a
+    line. ``advice``: what the error for a grid over ``max_points`` suggests."""
+    plane_axes = getattr(directions, "axes", None)
+    if callable(plane_axes) and x is DEFAULT_AXIS and y is DEFAULT_AXIS:
+        x, y = plane_axes(num=DEFAULT_AXIS[2])  # a trajectory's plane: a grid that holds the whole path
+    xs, ys = axis(x, "x"), None if y is None else axis(y, "y")
+    dirs = resolve_directions(directions, model, 1 if ys is None else 2)
+    if dirs.y is None:
+        ys = None if (y is DEFAULT_AXIS or y is None) else ys
+        if ys is not None:
+            raise GridError("a 2D grid needs two directions; these directions are 1D (pass y=None)")
+    grid = Grid(xs, ys)
+    if grid.size > max_points:
+        raise GridError(f"the grid has {grid.size:,} points (more than {max_points:,}); {advice}")
+    return dirs, grid
 
 
 def progressive_extras(engine: ProgressiveEvaluator, flat: np.ndarray, grid: Grid) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
